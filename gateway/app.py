@@ -1,0 +1,164 @@
+"""The app factory, and the path every request takes through the gateway.
+
+request -> path check -> own endpoint, or: route match -> token check ->
+policy -> header rewrite -> upstream -> response. ``dispatch`` reads in that
+order and no step reaches back up the chain.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from .auth import AuthService
+from .authenticate import authenticate
+from .config import GatewayConfig
+from .endpoints import Endpoint, default_endpoints
+from .errors import GatewayError, error_response
+from .keys import KeyRing
+from .proxy import IdentityHeaders, Upstream, request_id, upstream_headers
+from .routing import Router, check_requirements, parse_target
+from .stores import Store, create_store
+from .tokens import TokenService
+from .users import UserDirectory, load_users
+
+__all__ = ["GATEWAY", "Gateway", "Runtime", "create_app"]
+
+log = logging.getLogger("gateway")
+access_log = logging.getLogger("gateway.access")
+
+AUTH_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Everything derived from one configuration; replaced whole on reload, never mutated."""
+
+    config: GatewayConfig
+    users: UserDirectory
+    tokens: TokenService
+    auth: AuthService
+    router: Router
+    identity: IdentityHeaders
+    endpoints: dict[str, Endpoint]
+
+    @classmethod
+    def build(cls, config: GatewayConfig, store: Store, users: UserDirectory | None = None) -> "Runtime":
+        users = users if users is not None else load_users(config.users_file)
+        tokens = TokenService(config.tokens, KeyRing.from_config(config.tokens))
+        return cls(
+            config=config,
+            users=users,
+            tokens=tokens,
+            auth=AuthService(config.tokens, tokens, users, store),
+            router=Router(config.routes),
+            identity=IdentityHeaders(config.routes, config.identity_header_prefixes),
+            endpoints=default_endpoints(config.endpoints),
+        )
+
+
+class Gateway:
+    """The process-wide parts (store, upstream pool) and the runtime currently in force."""
+
+    def __init__(self, runtime: Runtime, store: Store, upstream: Upstream) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.upstream = upstream
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    runtime = gateway.runtime  # one snapshot for the whole request, even across a reload
+    path = parse_target(request.raw_path)
+    endpoint = runtime.endpoints.get(path.decoded.rstrip("/") or "/")
+    if endpoint is not None:
+        if request.method not in endpoint.methods:
+            allow = ", ".join(sorted(endpoint.methods))
+            raise GatewayError(405, "method_not_allowed", f"Use {allow} here", headers={"Allow": allow})
+        return await endpoint.handler(request, runtime.auth)
+
+    route = runtime.router.match(request.method, request.host, path)
+    if route is None:
+        raise GatewayError(404, "not_found", "No route matches this request")
+    request["route"] = route.name
+    claims = None
+    if route.auth != "none":
+        claims = await authenticate(request, runtime.tokens, gateway.store, required=route.auth == "required")
+    if claims is not None:
+        request["sub"] = claims.get("sub")
+        check_requirements(route, claims)
+    headers = upstream_headers(
+        request, route, runtime.identity, claims, request["request_id"], runtime.config.trust_forwarded_headers
+    )
+    return await gateway.upstream.forward(request, route, path, headers)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_and_access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a JSON answer and write one access-log line per request."""
+    started = time.perf_counter()
+    request["request_id"] = rid = request_id(request.headers)
+    try:
+        response = await handler(request)
+    except GatewayError as exc:
+        response = error_response(exc)
+    except web.HTTPException as exc:  # raised by aiohttp itself, e.g. 413 for an oversized body
+        code = "bad_request" if exc.status < 500 else "internal_error"
+        response = error_response(GatewayError(exc.status, code, exc.reason))
+    except Exception:
+        log.exception("unhandled error (request id %s)", rid)
+        response = error_response(GatewayError(500, "internal_error", "Internal error; see the gateway log"))
+    if not response.prepared:
+        response.headers["X-Request-Id"] = rid
+    _log_access(request, response, time.perf_counter() - started)
+    return response
+
+
+def _log_access(request: web.Request, response: web.StreamResponse, duration: float) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    access_log.info(
+        json.dumps(
+            {
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "request_id": request.get("request_id"),
+                "method": request.method,
+                "path": request.path,  # never the query string: it may carry secrets
+                "route": request.get("route"),
+                "status": response.status,
+                "duration_ms": round(duration * 1000, 2),
+                "sub": request.get("sub"),
+                "client": request.remote,
+                "bytes": response.body_length,
+            }
+        )
+    )
+
+
+def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, store: Store | None = None) -> web.Application:
+    """A ready-to-run gateway; ``users`` and ``store`` may be injected (tests), else built from config."""
+    store = store if store is not None else create_store(config.store)
+    gateway = Gateway(Runtime.build(config, store, users), store, Upstream())
+    app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log])
+    app[GATEWAY] = gateway
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await gateway.store.start()
+        await gateway.upstream.start()
+        yield
+        await gateway.upstream.close()
+        await gateway.store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app

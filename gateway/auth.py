@@ -1,0 +1,134 @@
+"""Sessions: login, refresh with rotation and reuse detection, verify, logout.
+
+The operations know nothing of HTTP, so every dialect of the token endpoints
+(the default one, and the compatibility profiles) shares one implementation of
+the security-relevant steps.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from .config import Tokens
+from .errors import GatewayError
+from .stores import RotationOutcome, Store
+from .tokens import Claims, TokenPair, TokenService
+from .users import UserDirectory
+
+__all__ = ["AuthService", "Issued"]
+
+MAX_LOGIN_LENGTH = 256
+MAX_PASSWORD_LENGTH = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """What a login or refresh hands out; ``refresh`` is None when refresh tokens do not rotate."""
+
+    access: str
+    refresh: str | None
+    expires_in: int
+    subject: str
+
+    def as_json(self) -> str:
+        return json.dumps({"access": self.access, "refresh": self.refresh, "expires_in": self.expires_in, "sub": self.subject})
+
+    @classmethod
+    def from_json(cls, raw: str) -> "Issued":
+        data = json.loads(raw)
+        return cls(data["access"], data["refresh"], data["expires_in"], data["sub"])
+
+    @classmethod
+    def from_pair(cls, pair: TokenPair, *, with_refresh: bool = True) -> "Issued":
+        return cls(pair.access, pair.refresh if with_refresh else None, pair.expires_in, pair.access_claims["sub"])
+
+
+_REFUSALS = {
+    RotationOutcome.REUSED: ("token_reused", "Token was already used; every token of this session is now revoked"),
+    RotationOutcome.REVOKED: ("token_revoked", "Token has been revoked"),
+    RotationOutcome.UNKNOWN: ("token_not_valid", "Token belongs to no active session"),
+}
+
+
+def _refuse(outcome: RotationOutcome) -> GatewayError:
+    code, detail = _REFUSALS[outcome]
+    return GatewayError.unauthorized(code, detail)
+
+
+class AuthService:
+    def __init__(self, settings: Tokens, tokens: TokenService, users: UserDirectory, store: Store) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        self.users = users
+        self.store = store
+
+    @property
+    def _family_ttl(self) -> float:
+        return self.settings.refresh_lifetime + self.settings.leeway
+
+    async def login(self, login: object, password: object, *, login_claim: str = "username") -> Issued:
+        """A new session; unknown user and wrong password are one answer, in one time."""
+        if not isinstance(login, str) or not isinstance(password, str) or not login or not password:
+            raise GatewayError.bad_request("Both a login and a password are required, as strings")
+        if len(login) > MAX_LOGIN_LENGTH or len(password) > MAX_PASSWORD_LENGTH:
+            raise GatewayError.bad_request("Login or password is too long")
+        user = await self.users.authenticate(login, password, by=login_claim)
+        if user is None:
+            raise GatewayError.unauthorized(
+                "invalid_credentials", "No active account found with the given credentials", token_presented=False
+            )
+        pair = self.tokens.mint_pair(user.username, user.claims)
+        await self.store.start_family(pair.refresh_claims["fid"], pair.refresh_claims["jti"], self._family_ttl)
+        return Issued.from_pair(pair)
+
+    async def refresh(self, token: object) -> Issued:
+        """A new access token; with rotation also a new refresh token, and the old one spent."""
+        claims = self.tokens.verify(token, "refresh")
+        family, jti = claims["fid"], claims["jti"]
+        user = self.users.get(claims["sub"])
+        if user is None:
+            await self.store.revoke_family(family, self._family_ttl)
+            raise GatewayError.unauthorized("token_not_valid", "The user of this token no longer exists")
+        if not self.settings.rotate_refresh:
+            outcome = await self.store.is_current(family, jti)
+            if outcome is not RotationOutcome.ROTATED:
+                raise _refuse(outcome)
+            access, access_claims = self.tokens.mint_access(user.username, user.claims, family)
+            return Issued(access, None, int(access_claims["exp"] - access_claims["iat"]), user.username)
+        pair = self.tokens.mint_pair(user.username, user.claims, family)
+        issued = Issued.from_pair(pair)
+        rotation = await self.store.rotate(
+            family, jti, pair.refresh_claims["jti"], issued.as_json(), self._family_ttl, self.settings.refresh_grace
+        )
+        if rotation.outcome is RotationOutcome.ROTATED:
+            return issued
+        if rotation.outcome is RotationOutcome.GRACE and rotation.successor:
+            return Issued.from_json(rotation.successor)
+        raise _refuse(rotation.outcome)
+
+    async def verify(self, token: object) -> Claims:
+        """Claims of a live token of either type, without spending or revoking anything."""
+        claims = self.tokens.verify(token, None)
+        if claims["token_type"] == "access":
+            if await self.store.is_revoked(claims["fid"], claims["jti"]):
+                raise GatewayError.unauthorized("token_revoked", "Token has been revoked")
+        elif await self.store.is_current(claims["fid"], claims["jti"]) is not RotationOutcome.ROTATED:
+            raise GatewayError.unauthorized("token_not_valid", "Token is no longer valid")
+        return claims
+
+    async def logout(self, refresh: object | None, access: str | None) -> None:
+        """End the session: revoke the family, and deny the presented access token until it expires."""
+        if refresh is None and access is None:
+            raise GatewayError.unauthorized(
+                "authentication_required", "Send the refresh token or an access token to log out", token_presented=False
+            )
+        if refresh is not None:
+            claims = self.tokens.verify(refresh, "refresh", check_expiry=False)
+            await self.store.revoke_family(claims["fid"], self._family_ttl)
+        if access is not None:
+            claims = self.tokens.verify(access, "access", check_expiry=False)
+            remaining = claims["exp"] - time.time() + self.settings.leeway
+            if remaining > 0:
+                await self.store.deny(claims["fid"], claims["jti"], remaining)
+            await self.store.revoke_family(claims["fid"], self._family_ttl)

@@ -1,0 +1,308 @@
+"""Configuration: one YAML file, parsed and validated once into frozen objects.
+
+Every problem in a file is reported at once, each with its location
+(``routes[2].upstream: not an absolute http(s) URL``), so an operator fixes a
+bad file in one pass and a half-configured gateway never starts.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from yarl import URL
+
+__all__ = ["ConfigError", "GatewayConfig", "Route", "load_config", "parse_duration"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Headers a route may never set itself: they belong to the transport or to the client.
+_RESERVED_HEADERS = frozenset(
+    "host authorization content-length transfer-encoding connection keep-alive upgrade te "
+    "trailer proxy-authorization proxy-authenticate cookie set-cookie x-forwarded-for "
+    "x-forwarded-proto x-forwarded-host x-request-id".split()
+)
+
+
+class ConfigError(Exception):
+    """A configuration that must not start; ``problems`` lists every location at fault."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``30s``, ``15m``, ``14d``, ``250ms`` or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("not a duration (write e.g. 30s, 15m, 14d)")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (write e.g. 30s, 15m, 14d)")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Listen(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class Tokens(_Model):
+    """How the gateway mints and checks its own tokens."""
+
+    algorithm: Literal["HS256"] = "HS256"
+    secret: SecretStr
+    issuer: str = "gateway"
+    audience: str = "gateway"
+    access_lifetime: Duration = 15 * 60
+    refresh_lifetime: Duration = 14 * 86400
+    leeway: Duration = 10
+    refresh_grace: Duration = 10
+    rotate_refresh: bool = True
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().encode()) < 32:
+            raise ValueError("HS256 needs a secret of at least 32 bytes (RFC 7518 §3.2)")
+        return value
+
+    @model_validator(mode="after")
+    def _lifetimes(self) -> "Tokens":
+        if self.access_lifetime <= 0 or self.refresh_lifetime <= 0:
+            raise ValueError("access_lifetime and refresh_lifetime must be positive")
+        if self.access_lifetime > self.refresh_lifetime:
+            raise ValueError("access_lifetime must not exceed refresh_lifetime")
+        return self
+
+
+class Store(_Model):
+    backend: Literal["memory", "redis"] = "memory"
+    url: str | None = None
+    prefix: str = "gw:"
+    timeout: Duration = 1.0
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> "Store":
+        if self.backend == "redis":
+            if not self.url:
+                raise ValueError("url: required when backend is redis")
+            if URL(self.url).scheme not in {"redis", "rediss", "unix"}:
+                raise ValueError("url: not a redis://, rediss:// or unix:// URL")
+        return self
+
+
+def _path(value: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or "//" in value:
+        raise ValueError("must be an absolute path like /auth/token")
+    if any(seg in {".", ".."} for seg in value.split("/")):
+        raise ValueError("must not contain . or .. segments")
+    return value.rstrip("/") or "/"
+
+
+AbsPath = Annotated[str, BeforeValidator(_path)]
+
+
+class Endpoints(_Model):
+    """Paths of the gateway's own endpoints; a trailing slash is accepted on each."""
+
+    token: AbsPath = "/auth/token"
+    refresh: AbsPath = "/auth/token/refresh"
+    verify: AbsPath = "/auth/token/verify"
+    logout: AbsPath = "/auth/logout"
+    me: AbsPath = "/auth/me"
+    healthz: AbsPath = "/healthz"
+    readyz: AbsPath = "/readyz"
+
+
+class Requirements(_Model):
+    """Claims a token must carry for a route: any of the roles, all of the scopes, equal claims."""
+
+    roles_any: tuple[str, ...] = ()
+    scopes_all: tuple[str, ...] = ()
+    claims: dict[str, str | int | bool] = {}
+
+
+class Route(_Model):
+    name: str = ""
+    prefix: AbsPath
+    methods: tuple[str, ...] | None = None
+    host: str | None = None
+    upstream: str
+    strip_prefix: bool = False
+    auth: Literal["required", "optional", "none"] = "required"
+    require: Requirements = Requirements()
+    headers: dict[str, str] = {}
+    timeout: Duration = 30.0
+    forward_authorization: bool = False
+    preserve_host: bool = False
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        upper = tuple(m.upper() for m in value)
+        if not upper or any(not _HEADER_NAME.match(m) for m in upper):
+            raise ValueError("must be a non-empty list of HTTP methods")
+        return upper
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        return value.lower().split(":")[0] if value else None
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str) -> str:
+        url = URL(value)
+        if url.scheme not in {"http", "https"} or not url.host or url.query_string or url.fragment:
+            raise ValueError("not an absolute http(s) URL without query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, claim in value.items():
+            if not _HEADER_NAME.match(name) or name.lower() in _RESERVED_HEADERS:
+                raise ValueError(f"{name!r} is not a header the gateway may inject")
+            if not isinstance(claim, str) or not claim:
+                raise ValueError(f"{name}: the value must be a claim name")
+        return value
+
+    @model_validator(mode="after")
+    def _auth_consistency(self) -> "Route":
+        wants = self.require.roles_any or self.require.scopes_all or self.require.claims
+        if wants and self.auth != "required":
+            raise ValueError("require: needs auth: required")
+        if self.headers and self.auth == "none":
+            raise ValueError("headers: a route with auth: none has no identity to inject")
+        if self.timeout <= 0:
+            raise ValueError("timeout: must be positive")
+        return self
+
+
+class GatewayConfig(_Model):
+    listen: Listen = Listen()
+    tokens: Tokens
+    store: Store = Store()
+    users_file: Path
+    endpoints: Endpoints = Endpoints()
+    identity_header_prefixes: tuple[str, ...] = ("X-User-", "X-Auth-")
+    trust_forwarded_headers: bool = False
+    routes: tuple[Route, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_route_names(self) -> "GatewayConfig":
+        names = [r.name for r in self.routes]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"routes: duplicate route names {duplicates}")
+        return self
+
+
+def interpolate(node: Any, where: str, problems: list[str]) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string, so secrets stay in the environment."""
+    if isinstance(node, dict):
+        return {k: interpolate(v, _join(where, k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolate(v, f"{where}[{i}]", problems) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = os.environ.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                problems.append(f"{where}: environment variable {name} is not set")
+                return ""
+            return default
+        return value
+
+    return _ENV.sub(substitute, node)
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else _join(out, part)
+    return out or "(top level)"
+
+
+def _message(error: dict[str, Any]) -> str:
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return "unknown key (check its spelling)"
+    if error["type"] == "missing":
+        return "required"
+    return msg
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file, turning I/O and syntax errors into ConfigError."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError([f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})"]) from None
+
+
+def parse_config(raw: Any, base_dir: Path) -> GatewayConfig:
+    """Validate a parsed YAML document; relative paths are relative to ``base_dir``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): the file must be a YAML mapping"])
+    problems: list[str] = []
+    raw = interpolate(raw, "", problems)
+    for i, route in enumerate(raw.get("routes") or []):
+        if isinstance(route, dict) and not route.get("name"):
+            route["name"] = f"routes[{i}]"
+    if isinstance(raw.get("users_file"), str):
+        raw["users_file"] = str(base_dir / raw["users_file"])
+    try:
+        config = GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems += [f"{_location(e['loc'])}: {_message(e)}" for e in exc.errors()]
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    path = Path(path)
+    return parse_config(read_yaml(path), path.resolve().parent)

@@ -1,0 +1,129 @@
+"""The gateway's own HTTP endpoints: token, refresh, verify, logout, me, health.
+
+Request bodies are JSON or forms, small (the app caps them at 64 KiB), and
+anything malformed is a 4xx with a JSON reason.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+from .auth import AuthService, Issued
+from .authenticate import authenticate, bearer_token
+from .errors import GatewayError
+
+__all__ = ["Endpoint", "default_endpoints", "json_response", "read_fields"]
+
+FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+READY_TIMEOUT = 2.0
+
+Handler = Callable[[web.Request, AuthService], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    methods: frozenset[str]
+    handler: Handler
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=json.dumps(data).encode(), content_type="application/json", headers=headers)
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
+async def read_fields(request: web.Request) -> dict[str, Any]:
+    """The body as a dict: JSON object or form; empty if there is no body."""
+    if not request.body_exists:
+        return {}
+    ctype = request.content_type
+    if ctype == "application/json" or ctype.endswith("+json"):
+        raw = await request.read()
+        try:
+            data = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
+        except (ValueError, UnicodeDecodeError):
+            raise GatewayError.bad_request("The body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise GatewayError.bad_request("The body must be a JSON object")
+        return data
+    if ctype in FORM_TYPES:
+        form = await request.post()
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+    raise GatewayError(415, "bad_request", "Send the body as application/json or a form")
+
+
+def _issued_body(issued: Issued) -> dict[str, Any]:
+    body: dict[str, Any] = {"access": issued.access}
+    if issued.refresh is not None:
+        body["refresh"] = issued.refresh
+    body.update(token_type="Bearer", expires_in=issued.expires_in)
+    return body
+
+
+async def token(request: web.Request, auth: AuthService) -> web.Response:
+    fields = await read_fields(request)
+    issued = await auth.login(fields.get("username"), fields.get("password"))
+    return json_response(_issued_body(issued), headers=NO_STORE)
+
+
+async def refresh(request: web.Request, auth: AuthService) -> web.Response:
+    fields = await read_fields(request)
+    if "refresh" not in fields:
+        raise GatewayError.bad_request("The refresh field is required")
+    issued = await auth.refresh(fields["refresh"])
+    return json_response(_issued_body(issued), headers=NO_STORE)
+
+
+async def verify(request: web.Request, auth: AuthService) -> web.Response:
+    fields = await read_fields(request)
+    if "token" not in fields:
+        raise GatewayError.bad_request("The token field is required")
+    await auth.verify(fields["token"])
+    return json_response({})
+
+
+async def logout(request: web.Request, auth: AuthService) -> web.Response:
+    fields = await read_fields(request)
+    await auth.logout(fields.get("refresh"), bearer_token(request))
+    return json_response({}, headers=NO_STORE)
+
+
+async def me(request: web.Request, auth: AuthService) -> web.Response:
+    claims = await authenticate(request, auth.tokens, auth.store, required=True)
+    return json_response(claims, headers=NO_STORE)
+
+
+async def healthz(request: web.Request, auth: AuthService) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request, auth: AuthService) -> web.Response:
+    try:
+        await asyncio.wait_for(auth.store.ping(), READY_TIMEOUT)
+    except (GatewayError, asyncio.TimeoutError):
+        return json_response({"status": "unavailable", "code": "store_unavailable"}, status=503)
+    return json_response({"status": "ready"})
+
+
+def default_endpoints(paths: Any) -> dict[str, Endpoint]:
+    """The endpoint table keyed by path (no trailing slash), from ``config.endpoints``."""
+    post, get = frozenset({"POST"}), frozenset({"GET", "HEAD"})
+    return {
+        paths.token: Endpoint(post, token),
+        paths.refresh: Endpoint(post, refresh),
+        paths.verify: Endpoint(post, verify),
+        paths.logout: Endpoint(post, logout),
+        paths.me: Endpoint(get, me),
+        paths.healthz: Endpoint(get, healthz),
+        paths.readyz: Endpoint(get, readyz),
+    }

@@ -1,0 +1,180 @@
+"""Forwarding to the upstream: header rewrite, then bodies streamed both ways.
+
+Bodies are never read whole: the request body is handed to the upstream client
+as a stream and the response is copied chunk by chunk, so a 1 GB transfer
+passes in constant memory.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from typing import Any, Iterable, Mapping
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from .config import Route
+from .errors import GatewayError
+from .routing import RequestPath
+
+__all__ = ["IdentityHeaders", "Upstream", "encode_claim", "request_id"]
+
+# RFC 9110 §7.6.1: connection-specific headers are not forwarded.
+HOP_BY_HOP = frozenset(
+    "connection keep-alive proxy-connection proxy-authenticate proxy-authorization te trailer "
+    "transfer-encoding upgrade".split()
+)
+CHUNK = 64 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Printable ASCII except "%" and ",": what a claim may keep verbatim in a header.
+_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%,")
+
+
+def request_id(headers: Mapping[str, str]) -> str:
+    """The client's X-Request-Id if it is sane, else a new one."""
+    given = headers.get("X-Request-Id", "")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def encode_claim(value: Any) -> str:
+    """A claim as a header value that can never split a header.
+
+    Values are percent-encoded UTF-8 (RFC 3986): printable ASCII other than
+    ``%`` and ``,`` stays as it is, everything else (CR, LF, non-ASCII) becomes
+    ``%XX``. Lists are joined with commas, each item encoded on its own.
+    """
+    if isinstance(value, (list, tuple)):
+        return ",".join(encode_claim(v) for v in value)
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    elif not isinstance(value, str):
+        value = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return quote(value, safe=_SAFE)
+
+
+class IdentityHeaders:
+    """Which client headers are identity headers: removed on every route, before injecting."""
+
+    def __init__(self, routes: Iterable[Route], prefixes: Iterable[str], extra: Iterable[str] = ()) -> None:
+        self.names = frozenset({h.lower() for r in routes for h in r.headers} | {h.lower() for h in extra})
+        self.prefixes = tuple(p.lower() for p in prefixes)
+
+    def is_identity(self, name: str) -> bool:
+        lower = name.lower()
+        return lower in self.names or lower.startswith(self.prefixes)
+
+
+def _connection_tokens(headers: Mapping[str, str]) -> set[str]:
+    listed = ",".join(v for k, v in headers.items() if k.lower() == "connection")  # type: ignore[union-attr]
+    return {t.strip().lower() for t in listed.split(",") if t.strip()}
+
+
+def upstream_headers(
+    request: web.Request,
+    route: Route,
+    identity: IdentityHeaders,
+    claims: Mapping[str, Any] | None,
+    req_id: str,
+    trust_forwarded: bool,
+) -> CIMultiDict[str]:
+    """The client's headers, cleaned of hop-by-hop and identity headers, plus the gateway's own."""
+    drop = HOP_BY_HOP | _connection_tokens(request.headers)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in request.headers.items():
+        lower = name.lower()
+        if lower in drop or identity.is_identity(name) or lower in {"host", "x-request-id"}:
+            continue
+        if lower == "authorization" and not route.forward_authorization:
+            continue
+        if lower.startswith("x-forwarded-") and not trust_forwarded:
+            continue
+        out.add(name, value)
+    peer = request.remote or ""
+    prior = request.headers.get("X-Forwarded-For") if trust_forwarded else None
+    out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+    if not (trust_forwarded and "X-Forwarded-Proto" in request.headers):
+        out["X-Forwarded-Proto"] = request.scheme
+    if not (trust_forwarded and "X-Forwarded-Host" in request.headers):
+        out["X-Forwarded-Host"] = request.host
+    out["X-Request-Id"] = req_id
+    if route.preserve_host:
+        out["Host"] = request.host
+    if claims is not None:
+        for header, claim in route.headers.items():
+            if claim in claims:
+                out[header] = encode_claim(claims[claim])
+    return out
+
+
+def _response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    drop = HOP_BY_HOP | _connection_tokens(upstream)
+    return CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in drop)
+
+
+class Upstream:
+    """One pooled client session per process, shared by every route."""
+
+    def __init__(self, *, pool_size: int = 1000) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._pool_size = pool_size
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=0, ttl_dns_cache=60, enable_cleanup_closed=True)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        )
+
+    async def close(self) -> None:
+        if self._session:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "Upstream.start() was not called"
+        return self._session
+
+    async def forward(self, request: web.Request, route: Route, path: RequestPath, headers: CIMultiDict[str]) -> web.StreamResponse:
+        url = route.upstream + path.forward_path(_strip_count(route) if route.strip_prefix else 0)
+        if path.query:
+            url += "?" + path.query
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=route.timeout, sock_read=route.timeout)
+        body = request.content if request.body_exists else None
+        try:
+            upstream = await self.session.request(
+                request.method, URL(url, encoded=True), headers=headers, data=body,
+                allow_redirects=False, timeout=timeout,
+            )
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            raise GatewayError(504, "upstream_timeout", "The upstream service did not answer in time") from None
+        except (aiohttp.ClientError, OSError):
+            raise GatewayError(502, "upstream_unavailable", "The upstream service is unavailable") from None
+        async with upstream:
+            return await _relay(request, upstream)
+
+
+def _strip_count(route: Route) -> int:
+    return len([s for s in route.prefix.split("/") if s])
+
+
+async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    """Copy status, headers and body; once headers are sent, a failure can only abort."""
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=_response_headers(upstream.headers))
+    await response.prepare(request)
+    try:
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+    except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
+        # Headers are gone already: the only honest signal left is a cut connection.
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response

@@ -1,0 +1,21 @@
+"""Shared state: refresh-token families with their rotation, and the access-token deny list.
+
+One interface (``Store``), two implementations: ``MemoryStore`` for a single
+process and ``RedisStore`` so that many gateway instances act as one.
+"""
+from __future__ import annotations
+
+from ..config import Store as StoreSettings
+from .base import Rotation, RotationOutcome, Store, StoreUnavailable
+from .memory import MemoryStore
+
+__all__ = ["MemoryStore", "Rotation", "RotationOutcome", "Store", "StoreUnavailable", "create_store"]
+
+
+def create_store(settings: StoreSettings) -> Store:
+    if settings.backend == "redis":
+        from .redis import RedisStore
+
+        assert settings.url is not None  # guaranteed by config validation
+        return RedisStore(settings.url, prefix=settings.prefix, timeout=settings.timeout)
+    return MemoryStore()

@@ -1,0 +1,69 @@
+"""The store contract every backend fulfils, checked by one shared test suite."""
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass
+
+from ..errors import GatewayError
+
+__all__ = ["Rotation", "RotationOutcome", "Store", "StoreUnavailable"]
+
+
+class StoreUnavailable(GatewayError):
+    """The store did not answer; the gateway fails closed with a 503, never a 500."""
+
+    def __init__(self, detail: str = "The token store is unavailable") -> None:
+        super().__init__(503, "store_unavailable", detail, headers={"Retry-After": "1"})
+
+
+class RotationOutcome(enum.Enum):
+    ROTATED = "rotated"  # the presented token was current; the successor is now current
+    GRACE = "grace"  # the token was just rotated; ``successor`` is the pair minted then
+    REUSED = "reused"  # a spent token came back after the grace window: the family is now revoked
+    REVOKED = "revoked"  # the family was revoked earlier (logout, reuse)
+    UNKNOWN = "unknown"  # no record of the family (expired, or a store that lost its state)
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    outcome: RotationOutcome
+    successor: str | None = None
+
+
+class Store(abc.ABC):
+    """Families are keyed by the ``fid`` claim; every record expires on its own."""
+
+    async def start(self) -> None:
+        """Open connections or background tasks; called once before serving."""
+
+    async def close(self) -> None:
+        """Release connections; called once at shutdown."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Return if the store answers, raise StoreUnavailable if not."""
+
+    @abc.abstractmethod
+    async def start_family(self, family: str, jti: str, ttl: float) -> None:
+        """Record a new login whose current refresh token is ``jti``."""
+
+    @abc.abstractmethod
+    async def rotate(self, family: str, old_jti: str, new_jti: str, successor: str, ttl: float, grace: float) -> Rotation:
+        """Atomically spend ``old_jti`` for ``new_jti``; ``successor`` is kept ``grace`` seconds for repeats."""
+
+    @abc.abstractmethod
+    async def is_current(self, family: str, jti: str) -> RotationOutcome:
+        """For refresh without rotation: ROTATED if ``jti`` is the family's live token, else why not."""
+
+    @abc.abstractmethod
+    async def revoke_family(self, family: str, ttl: float) -> None:
+        """Revoke every token of the family; the mark lives at least ``ttl`` seconds."""
+
+    @abc.abstractmethod
+    async def deny(self, family: str, jti: str, ttl: float) -> None:
+        """Deny one access token until it would have expired anyway."""
+
+    @abc.abstractmethod
+    async def is_revoked(self, family: str, jti: str) -> bool:
+        """True if the access token is denied or its family revoked."""

@@ -1,0 +1,112 @@
+"""The embedded store: plain dicts in one process, each entry with its own deadline.
+
+Single-threaded asyncio makes every method atomic. State is lost on restart
+(every refresh token then answers ``token_not_valid``); use Redis for more than
+one process.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+
+from .base import Rotation, RotationOutcome, Store
+
+__all__ = ["MemoryStore"]
+
+SWEEP_INTERVAL = 60.0
+
+
+@dataclass(slots=True)
+class _Family:
+    current: str | None
+    revoked: bool
+    deadline: float
+
+
+class MemoryStore(Store):
+    def __init__(self) -> None:
+        self._families: dict[str, _Family] = {}
+        self._spent: dict[tuple[str, str], tuple[str, float]] = {}
+        self._denied: dict[tuple[str, str], float] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def close(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def ping(self) -> None:
+        return None
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Drop expired entries so memory stays bounded by live tokens."""
+        now = time.monotonic()
+        self._families = {k: v for k, v in self._families.items() if v.deadline > now}
+        self._spent = {k: v for k, v in self._spent.items() if v[1] > now}
+        self._denied = {k: v for k, v in self._denied.items() if v > now}
+
+    def _family(self, family: str) -> _Family | None:
+        record = self._families.get(family)
+        if record and record.deadline <= time.monotonic():
+            del self._families[family]
+            return None
+        return record
+
+    async def start_family(self, family: str, jti: str, ttl: float) -> None:
+        self._families[family] = _Family(jti, False, time.monotonic() + ttl)
+
+    async def rotate(self, family: str, old_jti: str, new_jti: str, successor: str, ttl: float, grace: float) -> Rotation:
+        record = self._family(family)
+        now = time.monotonic()
+        if record is None:
+            return Rotation(RotationOutcome.UNKNOWN)
+        if record.revoked:
+            return Rotation(RotationOutcome.REVOKED)
+        if record.current == old_jti:
+            record.current, record.deadline = new_jti, now + ttl
+            self._spent[(family, old_jti)] = (successor, now + grace)
+            return Rotation(RotationOutcome.ROTATED)
+        prior = self._spent.get((family, old_jti))
+        if prior and prior[1] > now:
+            return Rotation(RotationOutcome.GRACE, prior[0])
+        record.current, record.revoked = None, True
+        return Rotation(RotationOutcome.REUSED)
+
+    async def is_current(self, family: str, jti: str) -> RotationOutcome:
+        record = self._family(family)
+        if record is None:
+            return RotationOutcome.UNKNOWN
+        if record.revoked:
+            return RotationOutcome.REVOKED
+        return RotationOutcome.ROTATED if record.current == jti else RotationOutcome.REUSED
+
+    async def revoke_family(self, family: str, ttl: float) -> None:
+        deadline = time.monotonic() + ttl
+        record = self._family(family)
+        if record is None:
+            self._families[family] = _Family(None, True, deadline)
+        else:
+            record.current, record.revoked = None, True
+            record.deadline = max(record.deadline, deadline)
+
+    async def deny(self, family: str, jti: str, ttl: float) -> None:
+        self._denied[(family, jti)] = time.monotonic() + ttl
+
+    async def is_revoked(self, family: str, jti: str) -> bool:
+        deadline = self._denied.get((family, jti))
+        if deadline is not None and deadline > time.monotonic():
+            return True
+        record = self._family(family)
+        return bool(record and record.revoked)
+

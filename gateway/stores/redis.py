@@ -1,0 +1,129 @@
+"""The shared store on Redis, so that many gateway instances act as one.
+
+Keys of one family share the hash tag ``{fid}``, so the rotation script, which
+touches several of them, runs on one node of a Redis Cluster too. Every key
+carries a TTL equal to the remaining lifetime of what it guards, so Redis never
+grows without bound.
+
+``<prefix>{fid}:fam``         hash: ``current`` refresh jti, ``revoked`` flag
+``<prefix>{fid}:spent:<jti>`` the successor pair of a rotated token, for the grace window
+``<prefix>{fid}:deny:<jti>``  a denied access token
+"""
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .base import Rotation, RotationOutcome, Store, StoreUnavailable
+
+__all__ = ["RedisStore"]
+
+T = TypeVar("T")
+
+# Atomic rotation: of two instances racing on one token, exactly one sees
+# ``current == old`` and mints; the other finds the spent record and returns
+# the same successor, or, after the grace window, detects reuse.
+_ROTATE = """
+local fam = redis.call('HMGET', KEYS[1], 'current', 'revoked')
+if fam[2] == '1' then return {'revoked'} end
+if not fam[1] then return {'unknown'} end
+if fam[1] == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'current', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+  return {'rotated'}
+end
+local prior = redis.call('GET', KEYS[2])
+if prior then return {'grace', prior} end
+redis.call('HDEL', KEYS[1], 'current')
+redis.call('HSET', KEYS[1], 'revoked', '1')
+return {'reused'}
+"""
+
+# Revocation keeps the family's own TTL, extended to at least ARGV[1] ms.
+_REVOKE = """
+redis.call('HDEL', KEYS[1], 'current')
+redis.call('HSET', KEYS[1], 'revoked', '1')
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class RedisStore(Store):
+    def __init__(self, url: str, *, prefix: str = "gw:", timeout: float = 1.0) -> None:
+        self.prefix = prefix
+        self.client: aioredis.Redis = aioredis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+            retry_on_timeout=False,
+        )
+        self._rotate = self.client.register_script(_ROTATE)
+        self._revoke = self.client.register_script(_REVOKE)
+
+    def _key(self, family: str, *rest: str) -> str:
+        return f"{self.prefix}{{{family}}}:" + ":".join(rest)
+
+    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis operation, turning any failure into a 503 ``store_unavailable``."""
+        try:
+            return await op()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"The token store is unavailable ({type(exc).__name__})") from None
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def ping(self) -> None:
+        await self._call(self.client.ping)
+
+    async def start_family(self, family: str, jti: str, ttl: float) -> None:
+        key = self._key(family, "fam")
+
+        async def op() -> Any:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(key, "current", jti)
+                pipe.pexpire(key, _ms(ttl))
+                return await pipe.execute()
+
+        await self._call(op)
+
+    async def rotate(self, family: str, old_jti: str, new_jti: str, successor: str, ttl: float, grace: float) -> Rotation:
+        keys = [self._key(family, "fam"), self._key(family, "spent", old_jti)]
+        args = [old_jti, new_jti, successor, _ms(grace), _ms(ttl)]
+        result = await self._call(lambda: self._rotate(keys=keys, args=args))
+        outcome = RotationOutcome(result[0])
+        return Rotation(outcome, result[1] if len(result) > 1 else None)
+
+    async def is_current(self, family: str, jti: str) -> RotationOutcome:
+        current, revoked = await self._call(lambda: self.client.hmget(self._key(family, "fam"), "current", "revoked"))
+        if revoked == "1":
+            return RotationOutcome.REVOKED
+        if current is None:
+            return RotationOutcome.UNKNOWN
+        return RotationOutcome.ROTATED if current == jti else RotationOutcome.REUSED
+
+    async def revoke_family(self, family: str, ttl: float) -> None:
+        await self._call(lambda: self._revoke(keys=[self._key(family, "fam")], args=[_ms(ttl)]))
+
+    async def deny(self, family: str, jti: str, ttl: float) -> None:
+        await self._call(lambda: self.client.set(self._key(family, "deny", jti), "1", px=_ms(ttl)))
+
+    async def is_revoked(self, family: str, jti: str) -> bool:
+        async def op() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.exists(self._key(family, "deny", jti))
+                pipe.hget(self._key(family, "fam"), "revoked")
+                return await pipe.execute()
+
+        denied, revoked = await self._call(op)
+        return bool(denied) or revoked == "1"

@@ -1,0 +1,142 @@
+"""Minting and verifying the gateway's tokens.
+
+``TokenService.verify`` reads top to bottom like the checks it makes: shape,
+header, key, signature and registered claims, then the token's type. Revocation
+lives with the stores; this module needs no I/O.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import jwt
+
+from .config import Tokens
+from .errors import GatewayError
+from .keys import KeyRing, SigningKey
+
+__all__ = ["Claims", "TokenPair", "TokenService"]
+
+Claims = dict[str, Any]
+
+MAX_TOKEN_LENGTH = 8192
+_COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+# Header parameters that would make a verifier fetch or trust key material named
+# by the token itself; the gateway never follows them, so it refuses them.
+_FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
+_REQUIRED = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access: str
+    refresh: str
+    access_claims: Claims
+    refresh_claims: Claims
+
+    @property
+    def expires_in(self) -> int:
+        return int(self.access_claims["exp"] - self.access_claims["iat"])
+
+
+def _invalid(detail: str) -> GatewayError:
+    return GatewayError.unauthorized("token_not_valid", detail)
+
+
+class TokenService:
+    """Mints access/refresh pairs and verifies them against the key ring."""
+
+    def __init__(self, settings: Tokens, keys: KeyRing) -> None:
+        self.settings = settings
+        self.keys = keys
+
+    # -- minting -----------------------------------------------------------------
+
+    def _mint(self, token_type: str, lifetime: float, subject: str, family: str, extra: Mapping[str, Any]) -> tuple[str, Claims]:
+        now = int(time.time())
+        claims: Claims = dict(extra)
+        claims.update(
+            iss=self.settings.issuer,
+            aud=self.settings.audience,
+            sub=subject,
+            iat=now,
+            nbf=now,
+            exp=now + int(lifetime),
+            jti=secrets.token_hex(16),
+            token_type=token_type,
+            fid=family,
+        )
+        key = self.keys.active
+        token = jwt.encode(claims, key.private, algorithm=key.algorithm, headers={"kid": key.kid, "typ": "JWT"})
+        return token, claims
+
+    def mint_access(self, subject: str, user_claims: Mapping[str, Any], family: str) -> tuple[str, Claims]:
+        return self._mint("access", self.settings.access_lifetime, subject, family, user_claims)
+
+    def mint_pair(self, subject: str, user_claims: Mapping[str, Any], family: str | None = None) -> TokenPair:
+        """A fresh pair; ``family`` ties every refresh descended from one login together."""
+        family = family or secrets.token_hex(16)
+        access, access_claims = self.mint_access(subject, user_claims, family)
+        refresh, refresh_claims = self._mint("refresh", self.settings.refresh_lifetime, subject, family, {})
+        return TokenPair(access, refresh, access_claims, refresh_claims)
+
+    # -- verifying ---------------------------------------------------------------
+
+    def verify(self, token: object, token_type: str | None = "access", *, check_expiry: bool = True) -> Claims:
+        """The token's claims if it is well formed, signed by a known key, current and of ``token_type``.
+
+        ``token_type=None`` accepts either of the gateway's types (for the verify endpoint).
+        """
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _COMPACT_JWS.match(token):
+            raise _invalid("Token is malformed")
+        key = self._key_for(token)
+        claims = self._decode(token, key, check_expiry)
+        accepted = ("access", "refresh") if token_type is None else (token_type,)
+        if claims.get("token_type") not in accepted:
+            raise _invalid(f"Token has wrong type (expected {' or '.join(accepted)})")
+        if not isinstance(claims.get("fid"), str):
+            raise _invalid("Token has no family")
+        return claims
+
+    def _key_for(self, token: str) -> SigningKey:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _invalid("Token header is not valid") from None
+        if _FORBIDDEN_HEADERS & header.keys():
+            raise _invalid("Token header uses a parameter the gateway does not accept")
+        key = self.keys.get(header.get("kid"))
+        if key is None:
+            raise _invalid("Token is signed with an unknown key")
+        if header.get("alg") != key.algorithm:
+            raise _invalid("Token algorithm does not match its key")
+        return key
+
+    def _decode(self, token: str, key: SigningKey, check_expiry: bool) -> Claims:
+        try:
+            return jwt.decode(
+                token,
+                key.public,
+                algorithms=[key.algorithm],
+                audience=self.settings.audience,
+                issuer=self.settings.issuer,
+                leeway=self.settings.leeway,
+                options={"require": _REQUIRED, "verify_exp": check_expiry},
+            )
+        except jwt.ExpiredSignatureError:
+            raise GatewayError.unauthorized("token_expired", "Token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise _invalid("Token is not yet valid") from None
+        except jwt.InvalidAudienceError:
+            raise _invalid("Token has the wrong audience") from None
+        except jwt.InvalidIssuerError:
+            raise _invalid("Token has the wrong issuer") from None
+        except jwt.InvalidSignatureError:
+            raise _invalid("Token signature is not valid") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise _invalid(f"Token is missing the {exc.claim} claim") from None
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise _invalid("Token is invalid") from None

@@ -26,7 +26,7 @@ from .stores import Store, create_store
 from .tokens import TokenService
 from .users import UserDirectory, load_users
 
-__all__ = ["GATEWAY", "Gateway", "Runtime", "create_app"]
+__all__ = ["GATEWAY", "REQUEST_ID", "ROUTE_NAME", "SUBJECT", "Gateway", "Runtime", "create_app"]
 
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
@@ -71,6 +71,9 @@ class Gateway:
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
+REQUEST_ID = web.RequestKey("request_id", str)
+ROUTE_NAME = web.RequestKey("route", str)
+SUBJECT = web.RequestKey("sub", str)
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -87,15 +90,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     route = runtime.router.match(request.method, request.host, path)
     if route is None:
         raise GatewayError(404, "not_found", "No route matches this request")
-    request["route"] = route.name
+    request[ROUTE_NAME] = route.name
     claims = None
     if route.auth != "none":
         claims = await authenticate(request, runtime.tokens, gateway.store, required=route.auth == "required")
     if claims is not None:
-        request["sub"] = claims.get("sub")
+        request[SUBJECT] = str(claims.get("sub"))
         check_requirements(route, claims)
     headers = upstream_headers(
-        request, route, runtime.identity, claims, request["request_id"], runtime.config.trust_forwarded_headers
+        request, route, runtime.identity, claims, request[REQUEST_ID], runtime.config.trust_forwarded_headers
     )
     return await gateway.upstream.forward(request, route, path, headers)
 
@@ -107,7 +110,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def errors_and_access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into a JSON answer and write one access-log line per request."""
     started = time.perf_counter()
-    request["request_id"] = rid = request_id(request.headers)
+    request[REQUEST_ID] = rid = request_id(request.headers)
     try:
         response = await handler(request)
     except GatewayError as exc:
@@ -131,13 +134,13 @@ def _log_access(request: web.Request, response: web.StreamResponse, duration: fl
         json.dumps(
             {
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "request_id": request.get("request_id"),
+                "request_id": request.get(REQUEST_ID),
                 "method": request.method,
                 "path": request.path,  # never the query string: it may carry secrets
-                "route": request.get("route"),
+                "route": request.get(ROUTE_NAME),
                 "status": response.status,
                 "duration_ms": round(duration * 1000, 2),
-                "sub": request.get("sub"),
+                "sub": request.get(SUBJECT),
                 "client": request.remote,
                 "bytes": response.body_length,
             }

@@ -29,7 +29,8 @@ async def counting_upstream(aiohttp_server):
 
     async def handler(request: web.Request) -> web.Response:
         seen.append(request.method)
-        return web.json_response({"ok": True}, headers={"Access-Control-Allow-Origin": "*", "Vary": "Accept-Encoding"})
+        return web.json_response({"ok": True}, headers={
+            "Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "*", "Vary": "Accept-Encoding"})
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)

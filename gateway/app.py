@@ -70,8 +70,15 @@ class Runtime:
             endpoints={**default_endpoints(config.endpoints), **compat_endpoints(config, cookies)},
             errors=error_style(config.compat.errors),
             cookies=cookies,
-            cors=CorsPolicy(config.cors, trust_forwarded=config.trust_forwarded_headers) if config.cors.enabled else None,
+            cors=_cors(config),
         )
+
+
+def _cors(config: GatewayConfig) -> CorsPolicy | None:
+    if not config.cors.enabled:
+        return None
+    csrf = (config.cookies.csrf_header,) if config.cookies.enabled else ()
+    return CorsPolicy(config.cors, trust_forwarded=config.trust_forwarded_headers, extra_headers=csrf)
 
 
 class Gateway:

@@ -391,6 +391,13 @@ class Cookies(_Model):
     access_path: AbsPath = "/"
     refresh_path: AbsPath | None = None
 
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^\.?[a-z0-9-]+(\.[a-z0-9-]+)*$", value.lower()):
+            raise ValueError(f"{value!r} is not a domain name")
+        return value
+
     @field_validator("csrf_header")
     @classmethod
     def _header(cls, value: str) -> str:

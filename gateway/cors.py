@@ -37,14 +37,16 @@ def _origin_pattern(origin: str) -> re.Pattern[str]:
 
 
 class CorsPolicy:
-    def __init__(self, settings: Cors, *, trust_forwarded: bool = False) -> None:
-        self.settings = settings
+    def __init__(self, settings: Cors, *, trust_forwarded: bool = False, extra_headers: tuple[str, ...] = ()) -> None:
+        """``extra_headers`` are allowed on top of ``allow_headers`` (cookie mode's CSRF header)."""
+        allow = settings.allow_headers + tuple(h for h in extra_headers if h.lower() not in {a.lower() for a in settings.allow_headers})
+        self.settings = settings.model_copy(update={"allow_headers": allow})
         self.trust_forwarded = trust_forwarded
         self._any = "*" in settings.allow_origins
         self._exact = frozenset(o for o in settings.allow_origins if "*" not in o)
         self._patterns = tuple(_origin_pattern(o) for o in settings.allow_origins if o.startswith(("http://*.", "https://*.")))
         self._methods = frozenset(settings.allow_methods)
-        self._headers = frozenset(h.lower() for h in settings.allow_headers)
+        self._headers = frozenset(h.lower() for h in allow)
 
     def allows(self, origin: str) -> bool:
         origin = origin.lower()

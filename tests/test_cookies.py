@@ -200,6 +200,7 @@ async def test_cookies_are_ignored_when_cookie_mode_is_off(gateway):
         ({"cookies": {"enabled": True, "csrf_name": "gw_access"}}, "must differ"),
         ({"cookies": {"refresh_name": "__Host-r", "refresh_path": "/auth"}}, "a __Host- cookie must have path /"),
         ({"compat": [{"profile": "simplejwt", "cookies": True}]}, "compat.profiles[0].cookies: needs cookies.enabled: true"),
+        ({"cookies": {"domain": "example.com; Path=/x"}}, "cookies.domain: 'example.com; Path=/x' is not a domain name"),
     ],
 )
 def test_cookie_config_errors(make_config, overrides, problem):

@@ -150,3 +150,10 @@ def test_cors_config_errors(make_config, cors, problem):
     with pytest.raises(ConfigError) as info:
         make_config(cors=cors)
     assert any(problem in p for p in info.value.problems), info.value.problems
+
+
+async def test_cookie_modes_csrf_header_is_allowed_cross_origin(make_gateway):
+    gw = await make_gateway(cors={"allow_origins": [APP], "allow_headers": ["Content-Type"], "allow_credentials": True},
+                            cookies={"enabled": True, "csrf_header": "X-XSRF-TOKEN"})
+    resp = await gw.options("/api/x", headers=preflight(APP, "POST", "content-type, x-xsrf-token"))
+    assert resp.status == 204 and resp.headers["Access-Control-Allow-Headers"] == "Content-Type, X-XSRF-TOKEN"

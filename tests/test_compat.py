@@ -9,9 +9,9 @@ import time
 import jwt
 import pytest
 
-from gateway.config import ConfigError
+from gateway.config import ConfigError, load_config
 from gateway.keys import hmac_kid
-from tests.conftest import PASSWORDS, SECRET, bearer, login
+from tests.conftest import PASSWORDS, ROOT, SECRET, bearer, login
 
 SIMPLEJWT = {"profile": "simplejwt", "prefix": "/api"}
 DJOSER = {"profile": "djoser", "prefix": "/api/v1"}
@@ -277,3 +277,9 @@ async def test_default_endpoints_unchanged(gateway):
     assert set(body) == {"access", "refresh", "token_type", "expires_in"}
     resp, refreshed = await post_json(gateway, "/auth/token/refresh", {"refresh": body["refresh"]})
     assert resp.status == 200 and set(refreshed) == {"access", "refresh", "token_type", "expires_in"}
+
+
+def test_frontends_example_config_is_valid():
+    config = load_config(ROOT / "config" / "frontends.yaml")
+    assert [p.profile for p in config.compat.profiles] == ["simplejwt", "djoser", "flask-jwt-extended", "custom"]
+    assert config.compat.errors == "simplejwt" and config.cors.allow_credentials

@@ -24,6 +24,7 @@ from aiohttp import web
 from harness import AXIOS_ESM, AXIOS_UMD, BROWSER_DIR, REPO_ROOT, free_port
 
 SEEDS = BROWSER_DIR / "seeds"
+SNIPPETS = ("axios_interceptors.js", "axios_cookie_mode.js")  # the documented axios recipes
 PASSWORD = "correct horse battery staple"
 SECRET = "browser-secret-" + "x" * 40
 USERS = {"alice": {"roles": ["user"], "email": "alice@example.com"}}
@@ -56,6 +57,8 @@ class Site:
         app = web.Application()
         app.router.add_get("/app/page/{name}", self._page)
         app.router.add_get("/app/seeds/{path:.+}", self._seed)
+        for name in SNIPPETS:
+            app.router.add_get(f"/app/snippets/{name}", self._file(BROWSER_DIR / name))
         app.router.add_get("/app/vendor/axios.min.js", self._file(AXIOS_UMD))
         app.router.add_get("/app/vendor/axios.mjs", self._file(AXIOS_ESM))
         app.router.add_get("/app/mark/{name}", self._mark)

@@ -161,3 +161,36 @@ async def test_cors_preflights_from_allowed_and_refused_origins(stack):
     assert ("OPTIONS", "/auth/token", 403) in refused and ("GET", "/healthz", 403) in refused
     assert ("GET", "/auth/client.js", 403) in refused
     assert not any(m == "POST" for m, _, _ in refused)  # the login itself was never sent
+
+
+AXIOS_COOKIE_PAGE = r"""<script src="/app/vendor/axios.min.js"></script>
+<script type=module>
+import { installGatewayCookieSession } from '/app/snippets/axios_cookie_mode.js';
+run(async () => {
+  const logouts = [];
+  const api = axios.create({ baseURL: location.origin });
+  installGatewayCookieSession(api, { onLogout: () => logouts.push('logout') });
+  const login = await api.post('/auth/token', { username: 'alice', password: '__PASSWORD__' });
+  const post = await api.post('/api/notes', { text: 'hi' });           // CSRF header added by axios
+  await sleep(login.data.expires_in * 1000 + 800);
+  await mark('burst-start');
+  const burst = await Promise.all(Array.from({ length: 10 }, (_, i) =>
+    i % 2 ? api.get('/api/notes/' + i) : api.delete('/api/notes/' + i)));
+  await mark('burst-end');
+  await api.post('/auth/logout');
+  const after = await api.get('/api/notes').then((r) => r.status, (e) => e.response.status);
+  return { loginKeys: Object.keys(login.data).sort(), postStatus: post.status, postBody: post.data.body,
+           statuses: burst.map((r) => r.status), after, logouts, cookies: document.cookie };
+});
+</script>"""
+
+
+async def test_documented_axios_recipe_for_cookie_mode(stack):
+    _, _, gateway = await stack({"axios": AXIOS_COOKIE_PAGE}, lambda port: {"cookies": {"enabled": True}})
+    r = await run_page_async(gateway.url + "/app/page/axios", timeout=60)
+    assert isinstance(r, dict) and "error" not in r, r
+    assert r["loginKeys"] == ["csrf_token", "expires_in", "token_type"]
+    assert r["postStatus"] == 200 and r["postBody"] == '{"text":"hi"}'
+    assert r["statuses"] == [200] * 10
+    assert gateway.hits("/auth/token/refresh", gateway.between("burst-start", "burst-end")) == [200]
+    assert r["after"] == 401 and r["logouts"] == ["logout"] and r["cookies"] == ""

@@ -75,6 +75,9 @@ class Dialect:
 
     async def login(self, request: web.Request, auth: AuthService) -> web.Response:
         try:
+            if self.cookies is not None and not _is_json(request):
+                # A form can be posted by any site (login CSRF); JSON from another site needs a preflight.
+                raise GatewayError(415, "bad_request", "In cookie mode, send the login as application/json")
             fields = await read_fields(request)
             names = self.profile.request
             missing = [n for n in (names.username, names.password) if n not in fields]
@@ -159,6 +162,10 @@ class Dialect:
         except GatewayError as exc:
             return self.errors.access_error(exc)
         return json_response(_project(claims, self.profile.me_fields), headers=NO_STORE)
+
+
+def _is_json(request: web.Request) -> bool:
+    return request.content_type == "application/json" or request.content_type.endswith("+json")
 
 
 def _project(claims: Mapping[str, Any], fields: Mapping[str, str] | None) -> Mapping[str, Any]:

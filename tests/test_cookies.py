@@ -69,6 +69,13 @@ async def test_login_sets_httponly_cookies_and_keeps_tokens_out_of_the_body(make
     assert body["csrf_token"] == csrf.value and body["expires_in"] == 900
 
 
+async def test_login_by_form_is_refused_in_cookie_mode(make_gateway):
+    """Any site can post a form (login CSRF: the victim's browser logged into the attacker's account)."""
+    gw = await make_gateway(cookies=COOKIES)
+    resp = await gw.post("/auth/token", data={"username": "bob", "password": PASSWORDS["bob"]})
+    assert resp.status == 415 and not resp.headers.getall("Set-Cookie", [])
+
+
 async def test_cookie_authenticated_reads_and_csrf_checked_writes(make_gateway):
     gw = await make_gateway(cookies=COOKIES)
     browser = Browser(gw)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+
 from aiohttp import web
 from multidict import CIMultiDict
 

@@ -214,3 +214,13 @@ def test_cookie_config_errors(make_config, overrides, problem):
     with pytest.raises(ConfigError) as info:
         make_config(**overrides)
     assert any(problem in p for p in info.value.problems), info.value.problems
+
+
+async def test_mixed_deployment_bearer_dialect_next_to_cookie_mode(make_gateway):
+    gw = await make_gateway(cookies=COOKIES, compat=[{"profile": "gateway", "prefix": "/bearer"}])
+    resp = await gw.post("/bearer/auth/token/", json={"username": "bob", "password": PASSWORDS["bob"]})
+    body = await resp.json()
+    assert set(body) == {"access", "refresh", "token_type", "expires_in"} and not resp.headers.getall("Set-Cookie", [])
+    resp = await gw.post("/bearer/auth/token/refresh", json={"refresh": body["refresh"]})
+    assert resp.status == 200 and "refresh" in await resp.json()  # follows tokens.rotate_refresh
+    assert set(set_cookies(await Browser(gw).login("bob"))) == {"gw_access", "gw_refresh", "gw_csrf"}

@@ -324,6 +324,26 @@ async def test_unreachable_upstream_is_a_502_before_the_upgrade(ws_gateway, toke
     assert resp.status == 502 and (await resp.json())["code"] == "upstream_unavailable"
 
 
+async def test_silent_upstream_is_a_504_within_the_route_timeout(aiohttp_client, users_file, tmp_path, token):
+    stalled: list[asyncio.StreamWriter] = []
+
+    async def accept_and_stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stalled.append(writer)  # reads nothing, answers nothing
+
+    server = await asyncio.start_server(accept_and_stall, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    route = {"name": "slow", "prefix": "/slow", "upstream": url, "websocket": True, "timeout": "1s"}
+    client = await aiohttp_client(create_app(parse_config(base_config(url, users_file, routes=[route]), tmp_path)))
+    try:
+        resp = await asyncio.wait_for(client.get("/slow", headers=handshake_headers(**bearer(token))), TIMEOUT)
+        assert resp.status == 504 and (await resp.json())["code"] == "upstream_timeout"
+        assert stalled
+    finally:
+        for writer in stalled:
+            writer.close()
+        server.close()
+
+
 async def test_upstream_refusing_the_upgrade_is_passed_on(ws_gateway, token):
     resp = await ws_gateway.get("/refuse", headers=handshake_headers(**bearer(token)))
     assert resp.status == 403 and (await resp.json())["code"] == "upstream_refused"

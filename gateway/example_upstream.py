@@ -20,7 +20,7 @@ def _seen(request: web.Request) -> dict[str, object]:
         "upstream": "example",
         "method": request.method,
         "path": request.raw_path.split("?", 1)[0],
-        "query": request.query_string,
+        "query": request.raw_path.partition("?")[2],
         "headers": dict(request.headers),
     }
 

@@ -36,7 +36,7 @@ from .tokens import Claims, TokenService
 if TYPE_CHECKING:
     from .app import Gateway, Runtime
 
-__all__ = ["is_websocket", "install", "serve"]
+__all__ = ["close_all", "install", "is_websocket", "serve"]
 
 MAX_MESSAGE = 4 * 1024 * 1024  # per message, each direction; a larger one closes with 1009
 CLOSE_TIMEOUT = 5.0  # how long to wait for the peer's close frame
@@ -264,7 +264,7 @@ async def _relay(registry: set | None, client: web.WebSocketResponse, upstream: 
             registry.discard(pair)
 
 
-async def _close_all(app: web.Application) -> None:
+async def close_all(app: web.Application) -> None:
     """On shutdown, open websockets close with 1001 so clients reconnect to another instance."""
     pairs = list(app[_OPEN])
     await asyncio.gather(
@@ -283,7 +283,7 @@ class _NoOfferedProtocols(logging.Filter):
 def install(app: web.Application) -> None:
     """Track open websockets on ``app`` so that shutdown closes them cleanly."""
     app[_OPEN] = set()
-    app.on_shutdown.append(_close_all)
+    app.on_shutdown.append(close_all)
     ws_logger = logging.getLogger("aiohttp.websocket")
     if not any(isinstance(f, _NoOfferedProtocols) for f in ws_logger.filters):
         ws_logger.addFilter(_NoOfferedProtocols())

@@ -163,7 +163,9 @@ def _without_handshake_headers(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     return CIMultiDict((k, v) for k, v in headers.items() if not k.lower().startswith("sec-websocket-"))
 
 
-async def _connect(session: aiohttp.ClientSession, url: URL, hs: Handshake, headers: CIMultiDict[str], timeout: float) -> aiohttp.ClientWebSocketResponse:
+async def _connect(
+    session: aiohttp.ClientSession, url: URL, hs: Handshake, headers: CIMultiDict[str], timeout: float
+) -> aiohttp.ClientWebSocketResponse:
     try:
         async with asyncio.timeout(timeout):
             return await session.ws_connect(
@@ -172,7 +174,8 @@ async def _connect(session: aiohttp.ClientSession, url: URL, hs: Handshake, head
             )
     except aiohttp.WSServerHandshakeError as exc:
         if 400 <= exc.status < 500:
-            raise GatewayError(exc.status, "upstream_refused", f"The upstream service refused the websocket (HTTP {exc.status})") from None
+            detail = f"The upstream service refused the websocket (HTTP {exc.status})"
+            raise GatewayError(exc.status, "upstream_refused", detail) from None
         raise GatewayError(502, "upstream_unavailable", "The upstream service did not accept the websocket") from None
     except TimeoutError:
         raise GatewayError(504, "upstream_timeout", "The upstream service did not answer in time") from None
@@ -180,7 +183,9 @@ async def _connect(session: aiohttp.ClientSession, url: URL, hs: Handshake, head
         raise GatewayError(502, "upstream_unavailable", "The upstream service is unavailable") from None
 
 
-async def serve(request: web.Request, route: Route, path: RequestPath, runtime: "Runtime", gateway: "Gateway") -> web.StreamResponse:
+async def serve(
+    request: web.Request, route: Route, path: RequestPath, runtime: "Runtime", gateway: "Gateway"
+) -> web.StreamResponse:
     """Check the handshake, connect upstream, accept the client, relay until either side closes."""
     from .app import REQUEST_ID, SUBJECT  # app imports this module, so not at the top
 

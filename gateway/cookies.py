@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from typing import Callable
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -65,6 +66,19 @@ class CookieMode:
 
     def refresh_token(self, request: web.Request) -> str | None:
         return request.cookies.get(self.settings.refresh_name) or None
+
+    def websocket_token(self, request: web.Request, origin_ok: Callable[[str], bool]) -> str | None:
+        """The access cookie of a websocket handshake, a GET that cannot carry a CSRF header.
+
+        Browsers send cookies with handshakes from other sites (cross-site websocket
+        hijacking), so a handshake authenticated by a cookie must come from the
+        gateway's own origin or an allowed one; clients without ``Origin`` are not browsers.
+        """
+        token = self.access_token(request)
+        origin = request.headers.get("Origin")
+        if token is not None and origin is not None and not origin_ok(origin):
+            raise GatewayError(403, "origin_not_allowed", "A websocket authenticated by a cookie must come from an allowed origin")
+        return token
 
     # -- writing --------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from .config import Cors
 from .errors import GatewayError
 
-__all__ = ["CorsPolicy", "is_preflight"]
+__all__ = ["CorsPolicy", "is_preflight", "same_origin"]
 
 _PREFLIGHT = web.RequestKey("cors_preflight", bool)
 _REFUSED = web.RequestKey("cors_refused", bool)
@@ -28,6 +28,15 @@ def is_preflight(request: web.Request) -> bool:
         and "Origin" in request.headers
         and "Access-Control-Request-Method" in request.headers
     )
+
+
+def same_origin(request: web.Request, origin: str, *, trust_forwarded: bool = False) -> bool:
+    """Whether ``origin`` is the gateway's own (scheme and host of the request, or X-Forwarded-* when trusted)."""
+    scheme, host = request.scheme, request.host
+    if trust_forwarded:
+        scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip()
+        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
+    return origin.lower() == f"{scheme}://{host}".lower()
 
 
 def _origin_pattern(origin: str) -> re.Pattern[str]:
@@ -52,17 +61,10 @@ class CorsPolicy:
         origin = origin.lower()
         return self._any or origin in self._exact or any(p.match(origin) for p in self._patterns)
 
-    def _own_origin(self, request: web.Request) -> str:
-        scheme, host = request.scheme, request.host
-        if self.trust_forwarded:
-            scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip()
-            host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
-        return f"{scheme}://{host}".lower()
-
     def screen(self, request: web.Request, accepts: Callable[[str], bool]) -> web.Response | None:
         """Before dispatch: the preflight answer, a refusal (raised), or None to carry on."""
         origin = request.headers.get("Origin")
-        if origin is None or origin.lower() == self._own_origin(request):
+        if origin is None or same_origin(request, origin, trust_forwarded=self.trust_forwarded):
             return None
         if not self.allows(origin):
             request[_REFUSED] = True

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from http.cookies import Morsel, SimpleCookie
 
+import aiohttp
 import pytest
+from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.config import ConfigError
@@ -224,3 +226,35 @@ async def test_mixed_deployment_bearer_dialect_next_to_cookie_mode(make_gateway)
     resp = await gw.post("/bearer/auth/token/refresh", json={"refresh": body["refresh"]})
     assert resp.status == 200 and "refresh" in await resp.json()  # follows tokens.rotate_refresh
     assert set(set_cookies(await Browser(gw).login("bob"))) == {"gw_access", "gw_refresh", "gw_csrf"}
+
+
+
+@pytest.fixture
+async def ws_echo(aiohttp_server) -> str:
+    """A websocket upstream that sends the handshake headers it received, then closes."""
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json(dict(request.headers))
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    server = await aiohttp_server(app)
+    return str(server.make_url("")).rstrip("/")
+
+
+async def test_websocket_handshake_by_cookie_from_the_own_origin_only(make_gateway, ws_echo):
+    route = {"name": "ws", "prefix": "/ws", "upstream": ws_echo, "websocket": True, "headers": {"X-User-Id": "sub"}}
+    gw = await make_gateway(cookies=COOKIES, routes=[route])
+    browser = Browser(gw)
+    await browser.login("bob")
+    own = f"http://{gw.host}:{gw.port}"
+    async with gw.ws_connect("/ws/feed", headers={"Cookie": browser.cookie_header("lang=en"), "Origin": own}) as ws:
+        seen = CIMultiDict(await ws.receive_json(timeout=5))
+    assert seen["X-User-Id"] == "bob" and seen["Cookie"] == "lang=en"  # token cookies stay at the gateway
+    # another site's page: the browser would send the cookies along (cross-site websocket hijacking)
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await gw.ws_connect("/ws/feed", headers={"Cookie": browser.cookie_header(), "Origin": "https://evil.example"})
+    assert refused.value.status == 403

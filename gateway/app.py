@@ -15,13 +15,16 @@ from typing import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from .auth import AuthService
-from .authenticate import authenticate
+from .compat import compat_endpoints
 from .config import GatewayConfig
+from .cookies import CookieMode, authenticate_request
+from .cors import CorsPolicy
 from .endpoints import Endpoint, default_endpoints
+from .error_styles import ErrorStyle, GatewayStyle, error_style
 from .errors import GatewayError, error_response
 from .keys import KeyRing
 from .proxy import IdentityHeaders, Upstream, request_id, upstream_headers
-from .routing import Router, check_requirements, parse_target
+from .routing import RequestPath, Router, check_requirements, parse_target
 from .stores import Store, create_store
 from .tokens import TokenService
 from .users import UserDirectory, load_users
@@ -46,11 +49,18 @@ class Runtime:
     router: Router
     identity: IdentityHeaders
     endpoints: dict[str, Endpoint]
+    errors: ErrorStyle = GatewayStyle()  # how proxied routes' errors look (compat.errors)
+    cookies: CookieMode | None = None  # cookie mode (cookies.enabled)
+    cors: CorsPolicy | None = None  # cross-origin policy (cors.allow_origins)
 
     @classmethod
     def build(cls, config: GatewayConfig, store: Store, users: UserDirectory | None = None) -> "Runtime":
         users = users if users is not None else load_users(config.users_file)
         tokens = TokenService(config.tokens, KeyRing.from_config(config.tokens))
+        cookies = None
+        if config.cookies.enabled:
+            secret = config.tokens.secret.get_secret_value().encode()
+            cookies = CookieMode(config.cookies, secret, config.tokens.refresh_lifetime)
         return cls(
             config=config,
             users=users,
@@ -58,8 +68,18 @@ class Runtime:
             auth=AuthService(config.tokens, tokens, users, store),
             router=Router(config.routes),
             identity=IdentityHeaders(config.routes, config.identity_header_prefixes),
-            endpoints=default_endpoints(config.endpoints),
+            endpoints={**default_endpoints(config.endpoints), **compat_endpoints(config, cookies)},
+            errors=error_style(config.compat.errors),
+            cookies=cookies,
+            cors=_cors(config),
         )
+
+
+def _cors(config: GatewayConfig) -> CorsPolicy | None:
+    if not config.cors.enabled:
+        return None
+    csrf = (config.cookies.csrf_header,) if config.cookies.enabled else ()
+    return CorsPolicy(config.cors, trust_forwarded=config.trust_forwarded_headers, extra_headers=csrf)
 
 
 class Gateway:
@@ -82,12 +102,29 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     runtime = gateway.runtime  # one snapshot for the whole request, even across a reload
     path = parse_target(request.raw_path)
     endpoint = runtime.endpoints.get(path.decoded.rstrip("/") or "/")
+    if runtime.cors is not None:
+        preflight = runtime.cors.screen(request, lambda method: _accepts(runtime, request, endpoint, path, method))
+        if preflight is not None:
+            return preflight
     if endpoint is not None:
         if request.method not in endpoint.methods:
             allow = ", ".join(sorted(endpoint.methods))
             raise GatewayError(405, "method_not_allowed", f"Use {allow} here", headers={"Allow": allow})
         return await endpoint.handler(request, runtime.auth)
+    try:
+        return await _proxy(request, gateway, runtime, path)
+    except GatewayError as exc:
+        return runtime.errors.access_error(exc)  # in the deployment's main dialect (compat.errors)
 
+
+def _accepts(runtime: Runtime, request: web.Request, endpoint: Endpoint | None, path: RequestPath, method: str) -> bool:
+    """Whether a request with ``method`` could be served here (for CORS preflights)."""
+    if endpoint is not None:
+        return method in endpoint.methods
+    return runtime.router.match(method, request.host, path) is not None
+
+
+async def _proxy(request: web.Request, gateway: Gateway, runtime: Runtime, path: RequestPath) -> web.StreamResponse:
     route = runtime.router.match(request.method, request.host, path)
     if route is None:
         raise GatewayError(404, "not_found", "No route matches this request")
@@ -96,13 +133,16 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await websocket.serve(request, route, path, runtime, gateway)
     claims = None
     if route.auth != "none":
-        claims = await authenticate(request, runtime.tokens, gateway.store, required=route.auth == "required")
+        required = route.auth == "required"
+        claims = await authenticate_request(request, runtime.tokens, gateway.store, runtime.cookies, required=required)
     if claims is not None:
         request[SUBJECT] = str(claims.get("sub"))
         check_requirements(route, claims)
     headers = upstream_headers(
         request, route, runtime.identity, claims, request[REQUEST_ID], runtime.config.trust_forwarded_headers
     )
+    if runtime.cookies is not None:
+        runtime.cookies.strip(headers)  # the gateway's cookies carry tokens: upstreams get identity headers instead
     return await gateway.upstream.forward(request, route, path, headers)
 
 
@@ -133,6 +173,12 @@ async def _echo_request_id(request: web.Request, response: web.StreamResponse) -
     rid = request.get(REQUEST_ID)
     if rid:
         response.headers["X-Request-Id"] = rid
+
+
+async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    cors = request.app[GATEWAY].runtime.cors
+    if cors is not None:
+        cors.decorate(request, response)
 
 
 def _log_access(request: web.Request, response: web.StreamResponse, duration: float) -> None:
@@ -173,5 +219,6 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
 
     app.cleanup_ctx.append(lifecycle)
     app.on_response_prepare.append(_echo_request_id)
+    app.on_response_prepare.append(_cors_headers)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

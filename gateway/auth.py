@@ -82,15 +82,20 @@ class AuthService:
         await self.store.start_family(pair.refresh_claims["fid"], pair.refresh_claims["jti"], self._family_ttl)
         return Issued.from_pair(pair)
 
-    async def refresh(self, token: object) -> Issued:
-        """A new access token; with rotation also a new refresh token, and the old one spent."""
+    async def refresh(self, token: object, *, rotate: bool | None = None) -> Issued:
+        """A new access token; with rotation also a new refresh token, and the old one spent.
+
+        ``rotate`` overrides ``tokens.rotate_refresh`` for one dialect: clients that never store
+        a rotated refresh token must not rotate, or their next refresh looks like a reuse.
+        """
+        rotate = self.settings.rotate_refresh if rotate is None else rotate
         claims = self.tokens.verify(token, "refresh")
         family, jti = claims["fid"], claims["jti"]
         user = self.users.get(claims["sub"])
         if user is None:
             await self.store.revoke_family(family, self._family_ttl)
             raise GatewayError.unauthorized("token_not_valid", "The user of this token no longer exists")
-        if not self.settings.rotate_refresh:
+        if not rotate:
             outcome = await self.store.is_current(family, jti)
             if outcome is not RotationOutcome.ROTATED:
                 raise _refuse(outcome)

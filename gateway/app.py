@@ -19,12 +19,16 @@ from .authenticate import authenticate
 from .config import GatewayConfig
 from .endpoints import Endpoint, default_endpoints
 from .errors import GatewayError, error_response
+from .identity import DEFAULT_HEADER, IdentitySigner
+from .issuers import Issuers
 from .keys import KeyRing
 from .proxy import IdentityHeaders, Upstream, request_id, upstream_headers
 from .routing import Router, check_requirements, parse_target
 from .stores import Store, create_store
+from .throttle import LoginThrottle
 from .tokens import TokenService
 from .users import UserDirectory, load_users
+from .wellknown import wellknown_endpoints
 
 __all__ = ["GATEWAY", "REQUEST_ID", "ROUTE_NAME", "SUBJECT", "Gateway", "Runtime", "create_app"]
 
@@ -45,19 +49,28 @@ class Runtime:
     router: Router
     identity: IdentityHeaders
     endpoints: dict[str, Endpoint]
+    issuers: Issuers
+    signer: IdentitySigner
 
     @classmethod
     def build(cls, config: GatewayConfig, store: Store, users: UserDirectory | None = None) -> "Runtime":
         users = users if users is not None else load_users(config.users_file)
-        tokens = TokenService(config.tokens, KeyRing.from_config(config.tokens))
+        keys = KeyRing.from_config(config.tokens)
+        tokens = TokenService(config.tokens, keys)
+        throttle = None
+        if config.login_throttle.enabled:
+            throttle = LoginThrottle(config.login_throttle, store, trust_forwarded=config.trust_forwarded_headers)
+        signed_headers = {DEFAULT_HEADER} | {r.identity_jwt.header for r in config.routes if r.identity_jwt}
         return cls(
             config=config,
             users=users,
             tokens=tokens,
-            auth=AuthService(config.tokens, tokens, users, store),
+            auth=AuthService(config.tokens, tokens, users, store, throttle),
             router=Router(config.routes),
-            identity=IdentityHeaders(config.routes, config.identity_header_prefixes),
-            endpoints=default_endpoints(config.endpoints),
+            identity=IdentityHeaders(config.routes, config.identity_header_prefixes, extra=signed_headers),
+            endpoints={**default_endpoints(config.endpoints), **wellknown_endpoints(config, keys)},
+            issuers=Issuers(config),
+            signer=IdentitySigner(keys, config.tokens.issuer),
         )
 
 
@@ -93,13 +106,17 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     request[ROUTE_NAME] = route.name
     claims = None
     if route.auth != "none":
-        claims = await authenticate(request, runtime.tokens, gateway.store, required=route.auth == "required")
+        claims = await authenticate(
+            request, runtime.tokens, gateway.store, required=route.auth == "required", trust=runtime.issuers.for_route(route)
+        )
     if claims is not None:
         request[SUBJECT] = str(claims.get("sub"))
         check_requirements(route, claims)
     headers = upstream_headers(
         request, route, runtime.identity, claims, request[REQUEST_ID], runtime.config.trust_forwarded_headers
     )
+    if claims is not None and route.identity_jwt is not None:
+        headers[route.identity_jwt.header] = runtime.signer.token_for(route, claims)
     return await gateway.upstream.forward(request, route, path, headers)
 
 
@@ -158,7 +175,9 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await gateway.store.start()
         await gateway.upstream.start()
+        await gateway.runtime.issuers.start()
         yield
+        await gateway.runtime.issuers.close()
         await gateway.upstream.close()
         await gateway.store.close()
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from . import jose
 from .errors import GatewayError
+from .issuers import RouteTrust
 from .stores import Store
 from .tokens import Claims, TokenService
 
@@ -38,8 +40,32 @@ async def verify_access(token: str, tokens: TokenService, store: Store) -> Claim
     return claims
 
 
-async def authenticate(request: web.Request, tokens: TokenService, store: Store, *, required: bool) -> Claims | None:
-    """The verified claims of the caller; None only when no token was sent and none is required."""
+async def verify_trusted(token: str, trust: RouteTrust, tokens: TokenService, store: Store) -> Claims:
+    """Claims of a token from an issuer the route trusts, chosen by its (not yet verified) ``iss``.
+
+    The ``iss`` only picks whose keys to try; those keys, that issuer's
+    algorithms and audience then decide, so a forged ``iss`` gains nothing.
+    """
+    try:
+        issuer = jose.peek_claims(token).get("iss")
+    except ValueError as exc:
+        raise GatewayError.unauthorized("token_not_valid", str(exc)) from None
+    if trust.own and issuer == tokens.settings.issuer:
+        return await verify_access(token, tokens, store)
+    verifier = trust.external.get(issuer) if isinstance(issuer, str) else None
+    if verifier is None:
+        raise GatewayError.unauthorized("token_not_valid", "Tokens of this issuer are not accepted here")
+    return await verifier.verify(token)
+
+
+async def authenticate(
+    request: web.Request, tokens: TokenService, store: Store, *, required: bool, trust: RouteTrust | None = None
+) -> Claims | None:
+    """The verified claims of the caller; None only when no token was sent and none is required.
+
+    ``trust`` names the issuers a route accepts; without it (and for routes
+    that trust only the gateway) only the gateway's own access tokens pass.
+    """
     token = bearer_token(request)
     if token is None:
         if required:
@@ -47,4 +73,6 @@ async def authenticate(request: web.Request, tokens: TokenService, store: Store,
                 "authentication_required", "Authentication credentials were not provided", token_presented=False
             )
         return None
+    if trust is not None and (trust.external or not trust.own):
+        return await verify_trusted(token, trust, tokens, store)
     return await verify_access(token, tokens, store)

@@ -72,7 +72,8 @@ def _issued_body(issued: Issued) -> dict[str, Any]:
 
 async def token(request: web.Request, auth: AuthService) -> web.Response:
     fields = await read_fields(request)
-    issued = await auth.login(fields.get("username"), fields.get("password"))
+    client = auth.throttle.client_of(request) if auth.throttle else None
+    issued = await auth.login(fields.get("username"), fields.get("password"), client_ip=client)
     return json_response(_issued_body(issued), headers=NO_STORE)
 
 

@@ -445,6 +445,53 @@ def test_random_payloads_with_valid_signatures(token_service, payload):
     _verify_never_crashes(token_service, hs256(header, json.dumps(merged)))
 
 
+@pytest.fixture(scope="module")
+def external_trust(tmp_path_factory):
+    """A route trusting the gateway and one IdP whose keys are already cached (no network in the loop)."""
+    from types import MappingProxyType
+
+    from gateway.config import ExternalIssuer
+    from gateway.issuers import ExternalVerifier, RouteTrust, SessionHolder
+
+    key = make_key(tmp_path_factory.mktemp("idp"), "ES256", "idp-es")
+    settings_ = ExternalIssuer(issuer="https://idp.test", audience="gw", jwks_url="https://idp.test/jwks",
+                               algorithms=["ES256", "RS256"], claims={"roles": "realm.roles"})
+    verifier = ExternalVerifier("idp", settings_, SessionHolder())
+    verifier.jwks.keys = MappingProxyType({"idp-es": {"ES256": key.private_key.public_key()}})
+    verifier.jwks._last_attempt = verifier.jwks._fetched_at = time.monotonic()  # fresh: unknown kids won't fetch
+    verifier.jwks._ttl = 1e9
+    return key, RouteTrust(True, MappingProxyType({"https://idp.test": verifier}))
+
+
+def _trusted_never_crashes(service: TokenService, trust, token: str) -> None:
+    from gateway.authenticate import verify_trusted
+    from gateway.stores import MemoryStore
+
+    try:
+        asyncio.run(verify_trusted(token, trust, service, MemoryStore()))
+    except GatewayError as exc:
+        assert exc.status == 401 and exc.code in {"token_not_valid", "token_expired"}
+
+
+@HYPOTHESIS
+@given(header=header_objects, payload=json_values | st.dictionaries(
+    st.sampled_from(["iss", "aud", "sub", "exp", "iat", "realm", "kid"]), json_values, max_size=6),
+       signed=st.booleans())
+def test_random_tokens_on_a_route_with_an_external_issuer(token_service, external_trust, header, payload, signed):
+    key, trust = external_trust
+    if signed:
+        now = int(time.time())
+        base = {"iss": "https://idp.test", "aud": "gw", "sub": "u", "iat": now, "exp": now + 60}
+        merged = {**base, **payload} if isinstance(payload, dict) else payload
+        token = jwt.api_jws.encode(json.dumps(merged).encode(), key.private_key, algorithm="ES256",
+                                   headers={"kid": "idp-es"})
+    else:
+        if isinstance(payload, dict):
+            payload = {"iss": "https://idp.test", **payload}
+        token = raw_token(header, payload, b"sig")
+    _trusted_never_crashes(token_service, trust, token)
+
+
 class ThreadedGateway:
     """A real gateway and upstream on real sockets, in their own thread, for synchronous Hypothesis tests."""
 

@@ -138,10 +138,15 @@ async def errors_and_access_log(request: web.Request, handler: Handler) -> web.S
     except Exception:
         log.exception("unhandled error (request id %s)", rid)
         response = error_response(GatewayError(500, "internal_error", "Internal error; see the gateway log"))
-    if not response.prepared:
-        response.headers["X-Request-Id"] = rid
     _log_access(request, response, time.perf_counter() - started)
     return response
+
+
+async def _echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer, proxied or the gateway's own, names the request id the upstream saw."""
+    rid = request.get(REQUEST_ID)
+    if rid:
+        response.headers["X-Request-Id"] = rid
 
 
 def _log_access(request: web.Request, response: web.StreamResponse, duration: float) -> None:
@@ -182,5 +187,6 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
         await gateway.store.close()
 
     app.cleanup_ctx.append(lifecycle)
+    app.on_response_prepare.append(_echo_request_id)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

@@ -59,18 +59,22 @@ def confusable_users(users: UserDirectory) -> list[str]:
     return warnings
 
 
-def _print_problems(path: str, exc: ConfigError) -> None:
-    print(f"{path}: {len(exc.problems)} problem(s), the gateway will not start:", file=sys.stderr)
-    for problem in exc.problems:
-        print(f"  {problem}", file=sys.stderr)
+def load_or_report(path: str) -> tuple[GatewayConfig, UserDirectory] | None:
+    """Config and users, or None after printing every problem to stderr."""
+    try:
+        return load_all(path)
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.problems)} problem(s), the gateway will not start:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    try:
-        config, users = load_all(args.config)
-    except ConfigError as exc:
-        _print_problems(args.config, exc)
+    loaded = load_or_report(args.config)
+    if loaded is None:
         return 1
+    config, users = loaded
     for warning in shadowed_routes(config.routes) + confusable_users(users):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.config}: OK ({len(config.routes)} routes, {len(users)} users, store {config.store.backend})")
@@ -100,11 +104,10 @@ async def _serve(app: web.Application, config: GatewayConfig, example_upstream: 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    try:
-        config, users = load_all(args.config)
-    except ConfigError as exc:
-        _print_problems(args.config, exc)
+    loaded = load_or_report(args.config)
+    if loaded is None:
         return 1
+    config, users = loaded
     app = create_app(config, users=users)
     try:
         asyncio.run(_serve(app, config, args.example_upstream))

@@ -159,6 +159,13 @@ class Tokens(_Model):
     refresh_grace: Duration = 10
     rotate_refresh: bool = True
 
+    @field_validator("algorithm")
+    @classmethod
+    def _short_form_algorithm(cls, value: str) -> str:
+        if value != "HS256":
+            raise ValueError("the short form (algorithm + secret) is HS256 only; list RS256/ES256/EdDSA keys under keys:")
+        return value
+
     @field_validator("secret")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
@@ -179,8 +186,6 @@ class Tokens(_Model):
         else:
             if self.secret is None:
                 raise ValueError("secret: required (or give a keys list)")
-            if self.algorithm != "HS256":
-                raise ValueError("algorithm: the short form is HS256 only; list RS256/ES256/EdDSA keys under keys:")
         return self
 
     def _signing_spec(self) -> KeySpec:

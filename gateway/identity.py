@@ -11,6 +11,7 @@ the same caller token and route while more than half of its life remains.
 """
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from typing import Any, Mapping
@@ -54,7 +55,7 @@ class IdentitySigner:
     def _mint(self, route: Route, claims: Mapping[str, Any], now: float) -> tuple[str, float]:
         settings = route.identity_jwt
         assert settings is not None
-        exp = int(now + settings.lifetime)
+        exp = math.ceil(now + settings.lifetime)  # never shorter than configured
         if isinstance(claims.get("exp"), (int, float)):
             exp = min(exp, int(claims["exp"]))  # never outlives the caller's own token
         payload = {k: v for k, v in claims.items() if k not in _TOKEN_CLAIMS}

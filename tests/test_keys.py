@@ -179,7 +179,7 @@ def test_key_config_errors_name_their_location(tmp_path, users_file):
         (cfg(secret="short"), "tokens.secret: HS256 needs a secret of at least 32 bytes"),
         (cfg(secret=None, keys=[{"kid": "h", "algorithm": "HS256", "secret": "x" * 31, "active": True}]),
          "tokens.keys[0]: HS256 needs a secret of at least 32 bytes"),
-        (cfg(algorithm="ES256"), "the short form is HS256 only"),
+        (cfg(algorithm="ES256"), "tokens.algorithm: the short form (algorithm + secret) is HS256 only"),
         (cfg(keys=[es.spec(active=True)]), "give either secret (one HS256 key) or keys"),
         (cfg(secret=None, keys=[es.spec(), other.spec()]), "exactly one key must be active"),
         (cfg(secret=None, keys=[es.spec(active=True), other.spec(active=True)]), "exactly one key must be active"),

@@ -8,6 +8,12 @@ requests share that one fetch, so random ``kid``s cannot hammer the IdP. A
 failed fetch keeps the last good key set: an IdP outage does not become a
 gateway outage.
 
+Lifecycle: ``Issuers.start()`` begins the background refreshers; a runtime
+built by a hot reload starts its own on first use. A refresher holds its cache
+only weakly, so it ends by itself once a reload has dropped the old runtime,
+and every fetch uses its own short-lived HTTP session (fetches are minutes
+apart), so nothing needs closing when a runtime is replaced.
+
 The token decides nothing about its own verification: the issuer is chosen by
 the route's allow-list and the ``iss`` claim, the algorithm must be in the
 issuer's allow-list and fit the key's type, and ``jku``/``x5u``/``jwk``
@@ -21,6 +27,7 @@ import json
 import logging
 import re
 import time
+import weakref
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -103,27 +110,24 @@ def _ttl(headers: Mapping[str, str], settings: ExternalIssuer) -> float:
 class JwksCache:
     """One issuer's key set: fetched, kept for its max-age, refreshed, and kept when the IdP is down."""
 
-    def __init__(self, name: str, settings: ExternalIssuer, session: "SessionHolder") -> None:
+    def __init__(self, name: str, settings: ExternalIssuer) -> None:
         self.name = name
         self.settings = settings
-        self._session = session
         self.keys: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
         self.fetches = 0  # attempts, for tests and metrics
         self._last_attempt = float("-inf")
         self._fetched_at = float("-inf")
         self._ttl = settings.jwks_default_ttl
         self._inflight: asyncio.Task[bool] | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
     async def key(self, kid: str, alg: str) -> Any:
         """The public key for ``kid`` and ``alg``; an unknown kid may re-fetch, rate-limited."""
-        now = time.monotonic()
-        recent = now - self._last_attempt < self.settings.kid_refetch_interval
+        self.start()  # a runtime built by a reload starts its refresher here
         if kid not in self.keys:
+            recent = time.monotonic() - self._last_attempt < self.settings.kid_refetch_interval
             if self._inflight is not None or not recent:
                 await self.refresh()
-        elif now - self._fetched_at > self._ttl and self._inflight is None and not recent:
-            # Stale and no background refresher caught it (e.g. not started yet): refresh, don't wait.
-            self._start_fetch()
         if not self.keys:
             raise GatewayError(
                 503, "issuer_unavailable", f"The keys of issuer {self.name} could not be fetched",
@@ -154,16 +158,16 @@ class JwksCache:
         self.fetches += 1
         timeout = aiohttp.ClientTimeout(total=self.settings.fetch_timeout)
         try:
-            session = await self._session.get()
-            async with session.get(self.settings.jwks_url, timeout=timeout, allow_redirects=False,
-                                   headers={"Accept": "application/json"}) as resp:
-                if resp.status != 200:
-                    raise ValueError(f"HTTP {resp.status}")
-                body = await resp.content.read(MAX_JWKS_BYTES + 1)
-                if len(body) > MAX_JWKS_BYTES:
-                    raise ValueError("the JWK set is too large")
-                keys = parse_jwks(body, self.settings.algorithms)
-                ttl = _ttl(resp.headers, self.settings)
+            async with aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as session:
+                async with session.get(self.settings.jwks_url, allow_redirects=False,
+                                       headers={"Accept": "application/json"}) as resp:
+                    if resp.status != 200:
+                        raise ValueError(f"HTTP {resp.status}")
+                    body = await resp.content.read(MAX_JWKS_BYTES + 1)
+                    if len(body) > MAX_JWKS_BYTES:
+                        raise ValueError("the JWK set is too large")
+                    keys = parse_jwks(body, self.settings.algorithms)
+                    ttl = _ttl(resp.headers, self.settings)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, RecursionError) as exc:
             log.warning("issuer %s: JWKS fetch from %s failed (%s); keeping %d known keys",
                         self.name, self.settings.jwks_url, str(exc) or type(exc).__name__, len(self.keys))
@@ -171,45 +175,55 @@ class JwksCache:
         self.keys, self._ttl, self._fetched_at = MappingProxyType(keys), ttl, time.monotonic()
         return True
 
-    async def close(self) -> None:
-        if self._inflight is not None:
-            self._inflight.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._inflight
+    def start(self) -> None:
+        """Run the background refresher (idempotent)."""
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.get_running_loop().create_task(_refresh_forever(weakref.ref(self)))
+            _BACKGROUND.add(self._refresher)
+            self._refresher.add_done_callback(_BACKGROUND.discard)
 
-    async def run(self) -> None:
-        """Refresh forever: at the TTL when healthy, with a growing pause (capped at the TTL) when not."""
-        failures = 0
-        while True:
-            ok = await self.refresh()
+    async def close(self) -> None:
+        for task in (self._refresher, self._inflight):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def due_in(self) -> float:
+        """Seconds until the key set is stale (0 if it was never fetched)."""
+        return self._fetched_at + self._ttl - time.monotonic()
+
+    def next_delay(self, ok: bool, failures: int) -> float:
+        """The TTL when healthy; when not, a growing pause from jwks_min_ttl, capped at the TTL."""
+        if ok:
+            return self._ttl
+        return min(self.settings.jwks_min_ttl * 2 ** min(failures - 1, 10), self._ttl)
+
+
+# Strong references to running refreshers (the loop keeps tasks only weakly).
+_BACKGROUND: set["asyncio.Task[None]"] = set()
+
+
+async def _refresh_forever(ref: "weakref.ref[JwksCache]") -> None:
+    """Refresh while the cache exists; it is held only weakly between rounds, so a dropped runtime ends this."""
+    failures = 0
+    while (cache := ref()) is not None:
+        delay = cache.due_in()
+        if delay <= 0:
+            ok = await cache.refresh()
             failures = 0 if ok else failures + 1
-            delay = self._ttl if ok else min(self.settings.jwks_min_ttl * 2 ** min(failures - 1, 10), self._ttl)
-            await asyncio.sleep(delay)
-
-
-class SessionHolder:
-    """An HTTP client for JWKS fetches, created on first use inside the running loop."""
-
-    def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-
-    async def get(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+            delay = cache.next_delay(ok, failures)
+        del cache
+        await asyncio.sleep(delay)
 
 
 class ExternalVerifier:
     """Verifies one issuer's tokens and maps their claims to the names routes use."""
 
-    def __init__(self, name: str, settings: ExternalIssuer, session: SessionHolder) -> None:
+    def __init__(self, name: str, settings: ExternalIssuer) -> None:
         self.name = name
         self.settings = settings
-        self.jwks = JwksCache(name, settings, session)
+        self.jwks = JwksCache(name, settings)
         audience = settings.audience
         self._audience = [audience] if isinstance(audience, str) else list(audience)
 
@@ -272,10 +286,8 @@ class Issuers:
     """Every configured external issuer, and which of them each route trusts."""
 
     def __init__(self, config: GatewayConfig) -> None:
-        self._session = SessionHolder()
-        self.by_name = {name: ExternalVerifier(name, s, self._session) for name, s in config.external_issuers.items()}
+        self.by_name = {name: ExternalVerifier(name, s) for name, s in config.external_issuers.items()}
         self._trust = {route.name: self._route_trust(route) for route in config.routes}
-        self._tasks: list[asyncio.Task[None]] = []
 
     def _route_trust(self, route: Route) -> RouteTrust:
         external = {self.by_name[n].settings.issuer: self.by_name[n] for n in route.issuers if n != OWN_ISSUER}
@@ -286,16 +298,9 @@ class Issuers:
 
     async def start(self) -> None:
         """Begin fetching every issuer's keys in the background; serving does not wait for the IdPs."""
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(v.jwks.run()) for v in self.by_name.values()]
+        for verifier in self.by_name.values():
+            verifier.jwks.start()
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
         for verifier in self.by_name.values():
             await verifier.jwks.close()
-        await self._session.close()

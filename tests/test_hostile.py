@@ -451,12 +451,12 @@ def external_trust(tmp_path_factory):
     from types import MappingProxyType
 
     from gateway.config import ExternalIssuer
-    from gateway.issuers import ExternalVerifier, RouteTrust, SessionHolder
+    from gateway.issuers import ExternalVerifier, RouteTrust
 
     key = make_key(tmp_path_factory.mktemp("idp"), "ES256", "idp-es")
     settings_ = ExternalIssuer(issuer="https://idp.test", audience="gw", jwks_url="https://idp.test/jwks",
                                algorithms=["ES256", "RS256"], claims={"roles": "realm.roles"})
-    verifier = ExternalVerifier("idp", settings_, SessionHolder())
+    verifier = ExternalVerifier("idp", settings_)
     verifier.jwks.keys = MappingProxyType({"idp-es": {"ES256": key.private_key.public_key()}})
     verifier.jwks._last_attempt = verifier.jwks._fetched_at = time.monotonic()  # fresh: unknown kids won't fetch
     verifier.jwks._ttl = 1e9

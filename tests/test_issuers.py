@@ -247,3 +247,32 @@ def test_issuer_config_errors(users_file, tmp_path):
     parse_config(base_config("http://127.0.0.1:1", users_file,
                              external_issuers={"idp": {**ok, "jwks_url": "http://idp.internal/jwks", "allow_http": True}}),
                  tmp_path)
+
+
+async def test_a_replaced_runtime_needs_no_cleanup(idp, upstream, users_file, tmp_path, idp_keys):
+    """A reload drops the old runtime without closing it: its refresher ends by itself, nothing leaks."""
+    import gc
+    import weakref
+
+    from gateway.issuers import _BACKGROUND, Issuers
+
+    idp.max_age = 1  # the refresher sleeps one TTL between rounds
+    config = parse_config(copy.deepcopy(base_config(upstream, users_file, **issuer_config(idp, upstream))), tmp_path)
+    issuers = Issuers(config)
+    route = config.routes[0]
+    claims = await issuers.for_route(route).external[IDP].verify(token(idp_keys["ec"]))  # starts lazily
+    assert claims["sub"] == "ext-user"
+    cache = weakref.ref(issuers.by_name["idp"].jwks)
+    refresher = issuers.by_name["idp"].jwks._refresher
+    assert refresher in _BACKGROUND and not refresher.done()
+    await asyncio.sleep(0.1)  # let the refresher reach its sleep (it holds the cache only during a fetch)
+    del issuers, claims
+    gc.collect()
+    assert cache() is None
+    for _ in range(40):  # bounded: at most ~4 s
+        if refresher.done():
+            break
+        await asyncio.sleep(0.1)
+    else:
+        refresher.cancel()
+    assert refresher.done()

@@ -6,7 +6,6 @@ parsing and at the token endpoints of a real gateway on a real socket.
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import hashlib
 import hmac
@@ -32,7 +31,7 @@ from gateway.example_upstream import create_upstream
 from gateway.keys import KeyRing, hmac_kid
 from gateway.tokens import TokenService
 from gateway.users import hash_password
-from tests.conftest import PASSWORDS, SECRET, base_config, bearer, free_port, login
+from tests.conftest import SECRET, base_config, bearer, free_port, login
 from tests.jwt_tools import JwksServer, b64, make_key, raw_token, sign
 
 HS_KID = hmac_kid(SECRET.encode())

@@ -271,3 +271,25 @@ async def test_app_refuses_to_start_with_an_unreadable_key(make_config, tmp_path
                                                            "private_key_file": str(tmp_path / "no.pem"), "active": True}]})
     with pytest.raises(ConfigError):
         create_app(config)
+
+
+async def test_a_real_gateway_process_signs_with_a_generated_key(gateway_process, users_file, tmp_path):
+    """CLI-generated EdDSA key, `gateway run` as a process: login, then verify via the published JWKS."""
+    result = _cli("keys", "generate", "--alg", "EdDSA", "--out", str(tmp_path / "keys"), "--kid", "ed-1")
+    assert result.returncode == 0, result.stderr
+    raw = base_config("http://127.0.0.1:1", users_file,
+                      tokens={"secret": None, "keys": [{"kid": "ed-1", "algorithm": "EdDSA", "active": True,
+                                                        "private_key_file": str(tmp_path / "keys" / "ed-1.key.pem")}]})
+    base = f"http://127.0.0.1:{gateway_process(raw)}"
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{base}/auth/token", json={"username": "bob", "password": "bob-password"}) as resp:
+            assert resp.status == 200
+            access = (await resp.json())["access"]
+        async with session.get(f"{base}/.well-known/openid-configuration") as resp:
+            jwks_uri = (await resp.json())["jwks_uri"]
+    assert jwks_uri == f"{base}/.well-known/jwks.json"
+    client = jwt.PyJWKClient(jwks_uri)
+    key = await asyncio.get_running_loop().run_in_executor(None, client.get_signing_key_from_jwt, access)
+    assert jwt.decode(access, key.key, algorithms=["EdDSA"], audience="test-clients")["sub"] == "bob"

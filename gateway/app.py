@@ -29,6 +29,7 @@ from .throttle import LoginThrottle
 from .tokens import TokenService
 from .users import UserDirectory, load_users
 from .wellknown import wellknown_endpoints
+from . import websocket
 
 __all__ = ["GATEWAY", "REQUEST_ID", "ROUTE_NAME", "SUBJECT", "Gateway", "Runtime", "create_app"]
 
@@ -104,6 +105,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if route is None:
         raise GatewayError(404, "not_found", "No route matches this request")
     request[ROUTE_NAME] = route.name
+    if websocket.is_websocket(request):  # the handshake takes its token from header, query or subprotocol
+        return await websocket.serve(request, route, path, runtime, gateway)
     claims = None
     if route.auth != "none":
         claims = await authenticate(
@@ -176,6 +179,7 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
     gateway = Gateway(Runtime.build(config, store, users), store, Upstream())
     app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log])
     app[GATEWAY] = gateway
+    websocket.install(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await gateway.store.start()

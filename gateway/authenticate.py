@@ -73,6 +73,11 @@ async def authenticate(
                 "authentication_required", "Authentication credentials were not provided", token_presented=False
             )
         return None
+    return await verify_for_route(token, tokens, store, trust)
+
+
+async def verify_for_route(token: str, tokens: TokenService, store: Store, trust: RouteTrust | None) -> Claims:
+    """Claims of a bearer token on a route: the gateway's own access token, or one of the route's issuers'."""
     if trust is not None and (trust.external or not trust.own):
         return await verify_trusted(token, trust, tokens, store)
     return await verify_access(token, tokens, store)

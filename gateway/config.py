@@ -32,6 +32,7 @@ __all__ = [
     "KeySpec",
     "LoginThrottle",
     "Route",
+    "WebsocketToken",
     "load_config",
     "parse_duration",
 ]
@@ -40,6 +41,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_QUERY_NAME = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 # Headers a route may never set itself: they belong to the transport or to the client.
 _RESERVED_HEADERS = frozenset(
     "host authorization content-length transfer-encoding connection keep-alive upgrade te "
@@ -295,6 +297,31 @@ class IdentityJwt(_Model):
         return value
 
 
+class WebsocketToken(_Model):
+    """Where a websocket handshake may carry its token besides ``Authorization``: browsers cannot set headers."""
+
+    query_param: str | None = None  # e.g. access_token; removed from the query the upstream sees
+    subprotocol_prefix: str | None = None  # e.g. "bearer." for Sec-WebSocket-Protocol: bearer.<token>
+
+    @field_validator("query_param")
+    @classmethod
+    def _query_param(cls, value: str | None) -> str | None:
+        if value is not None and not _QUERY_NAME.match(value):
+            raise ValueError("must be a plain query parameter name (letters, digits, . _ ~ -)")
+        return value
+
+    @field_validator("subprotocol_prefix")
+    @classmethod
+    def _subprotocol_prefix(cls, value: str | None) -> str | None:
+        if value is not None and not _HEADER_NAME.match(value):
+            raise ValueError("must be an RFC 7230 token (no spaces, commas or quotes)")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.query_param is not None or self.subprotocol_prefix is not None
+
+
 class Route(_Model):
     name: str = ""
     prefix: AbsPath
@@ -310,6 +337,8 @@ class Route(_Model):
     preserve_host: bool = False
     issuers: tuple[str, ...] = (OWN_ISSUER,)
     identity_jwt: IdentityJwt | None = None
+    websocket: bool = False
+    websocket_token: WebsocketToken = WebsocketToken()
 
     @field_validator("methods")
     @classmethod
@@ -359,6 +388,10 @@ class Route(_Model):
             raise ValueError("issuers: list at least one issuer (gateway for the gateway's own tokens)")
         if self.identity_jwt and self.identity_jwt.header.lower() in {h.lower() for h in self.headers}:
             raise ValueError("identity_jwt.header: already used by headers")
+        if self.websocket_token.enabled and not self.websocket:
+            raise ValueError("websocket_token: needs websocket: true")
+        if self.websocket_token.enabled and self.auth == "none":
+            raise ValueError("websocket_token: a route with auth: none takes no token")
         return self
 
 

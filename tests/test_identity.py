@@ -160,3 +160,44 @@ def test_identity_config_errors(users_file, tmp_path):
     assert "no identity to sign" in problems([{**route, "auth": "none", "identity_jwt": {}}], **asym)
     assert "already used by headers" in problems(
         [{**route, "identity_jwt": {"header": "X-Who"}, "headers": {"X-Who": "sub"}}], **asym)
+
+
+async def test_websocket_routes_carry_the_identity_and_accept_external_issuers(make_gateway, aiohttp_server, tmp_path):
+    """The handshake gets the same treatment as a request: trusted issuers, signed identity, spoofs stripped."""
+    from aiohttp import WSMsgType, web
+
+    seen: list[dict] = []
+
+    async def ws_handler(request: web.Request) -> web.StreamResponse:
+        seen.append(dict(request.headers))
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", ws_handler)
+    upstream = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    idp_key = make_key(tmp_path, "ES256", "idp-ws")
+    jwks = JwksServer([idp_key.public_jwk()])
+    jwks_url = str((await aiohttp_server(jwks.app())).make_url("/jwks"))
+    gw_key = make_key(tmp_path, "ES256", "gw-es")
+    gateway = await make_gateway(
+        tokens={"secret": None, "keys": [gw_key.spec(active=True)]},
+        external_issuers={"idp": {"issuer": "https://idp.test", "audience": "gw", "jwks_url": jwks_url,
+                                  "algorithms": ["ES256"]}},
+        routes=[{"name": "ws", "prefix": "/ws", "upstream": upstream, "websocket": True,
+                 "issuers": ["gateway", "idp"], "identity_jwt": {}}],
+    )
+    for token, sub, idp in ((sign(idp_key, idp_claims("https://idp.test", "gw")), "ext-user", "https://idp.test"),
+                            ((await login(gateway))["access"], "alice", "test-gw")):
+        headers = {**bearer(token), "X-Gateway-Identity": "forged"}
+        async with gateway.ws_connect("/ws/x", headers=headers) as ws:
+            await ws.send_str("hi")
+            assert (await ws.receive(timeout=5)).data == "hi"
+        identity = seen[-1]["X-Gateway-Identity"]
+        assert identity != "forged"
+        claims = await verify_like_an_upstream(gateway, identity, upstream)
+        assert claims["sub"] == sub and claims["idp"] == idp

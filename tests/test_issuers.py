@@ -127,7 +127,8 @@ async def test_algorithm_outside_the_allow_list_is_refused(make_gateway, idp, up
     assert (await gateway.get("/mixed/x", headers=bearer(token(idp_keys["ec"])))).status == 200
 
 
-async def test_unknown_kids_cannot_hammer_the_idp(ext_gateway, idp, idp_keys):
+async def test_unknown_kids_cannot_hammer_the_idp(make_gateway, idp, upstream, idp_keys):
+    ext_gateway = await make_gateway(**issuer_config(idp, upstream, kid_refetch_interval="5s"))
     assert (await ext_gateway.get("/mixed/x", headers=bearer(token(idp_keys["rsa"])))).status == 200
     before = idp.requests
     rsa = idp_keys["rsa"]

@@ -152,10 +152,10 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(contents[field] or b"")
-    print("# add under tokens.keys (paths are relative to the config file if you move them):")
+    print("# add under tokens.keys (a relative path there is relative to the config file):")
     print(f"- kid: {kid}\n  algorithm: {args.alg}")
     main_file = "secret_file" if args.alg == "HS256" else "private_key_file"
-    print(f"  {main_file}: {files[main_file]}")
+    print(f"  {main_file}: {files[main_file].resolve()}")
     print("  active: false   # make it active once every instance has it")
     return 0
 

@@ -17,17 +17,22 @@ from aiohttp import web
 from .auth import AuthService
 from .compat import compat_endpoints
 from .config import GatewayConfig
-from .cookies import CookieMode, authenticate_request
+from .authenticate import authenticate
+from .cookies import CookieMode
 from .cors import CorsPolicy
 from .endpoints import Endpoint, default_endpoints
 from .error_styles import ErrorStyle, GatewayStyle, error_style
 from .errors import GatewayError, error_response
+from .identity import DEFAULT_HEADER, IdentitySigner
+from .issuers import Issuers
 from .keys import KeyRing
 from .proxy import IdentityHeaders, Upstream, request_id, upstream_headers
 from .routing import RequestPath, Router, check_requirements, parse_target
 from .stores import Store, create_store
+from .throttle import LoginThrottle
 from .tokens import TokenService
 from .users import UserDirectory, load_users
+from .wellknown import wellknown_endpoints
 from . import websocket
 
 __all__ = ["GATEWAY", "REQUEST_ID", "ROUTE_NAME", "SUBJECT", "Gateway", "Runtime", "create_app"]
@@ -49,6 +54,8 @@ class Runtime:
     router: Router
     identity: IdentityHeaders
     endpoints: dict[str, Endpoint]
+    issuers: Issuers
+    signer: IdentitySigner
     errors: ErrorStyle = GatewayStyle()  # how proxied routes' errors look (compat.errors)
     cookies: CookieMode | None = None  # cookie mode (cookies.enabled)
     cors: CorsPolicy | None = None  # cross-origin policy (cors.allow_origins)
@@ -56,19 +63,29 @@ class Runtime:
     @classmethod
     def build(cls, config: GatewayConfig, store: Store, users: UserDirectory | None = None) -> "Runtime":
         users = users if users is not None else load_users(config.users_file)
-        tokens = TokenService(config.tokens, KeyRing.from_config(config.tokens))
+        keys = KeyRing.from_config(config.tokens)
+        tokens = TokenService(config.tokens, keys)
+        throttle = None
+        if config.login_throttle.enabled:
+            throttle = LoginThrottle(config.login_throttle, store, trust_forwarded=config.trust_forwarded_headers)
+        signed_headers = {DEFAULT_HEADER} | {r.identity_jwt.header for r in config.routes if r.identity_jwt}
         cookies = None
         if config.cookies.enabled:
-            secret = config.tokens.secret.get_secret_value().encode()
-            cookies = CookieMode(config.cookies, secret, config.tokens.refresh_lifetime)
+            cookies = CookieMode(config.cookies, config.cookies.csrf_key(config.tokens), config.tokens.refresh_lifetime)
         return cls(
             config=config,
             users=users,
             tokens=tokens,
-            auth=AuthService(config.tokens, tokens, users, store),
+            auth=AuthService(config.tokens, tokens, users, store, throttle),
             router=Router(config.routes),
-            identity=IdentityHeaders(config.routes, config.identity_header_prefixes),
-            endpoints={**default_endpoints(config.endpoints), **compat_endpoints(config, cookies)},
+            identity=IdentityHeaders(config.routes, config.identity_header_prefixes, extra=signed_headers),
+            endpoints={
+                **default_endpoints(config.endpoints),
+                **wellknown_endpoints(config, keys),
+                **compat_endpoints(config, cookies),
+            },
+            issuers=Issuers(config),
+            signer=IdentitySigner(keys, config.tokens.issuer),
             errors=error_style(config.compat.errors),
             cookies=cookies,
             cors=_cors(config),
@@ -133,8 +150,14 @@ async def _proxy(request: web.Request, gateway: Gateway, runtime: Runtime, path:
         return await websocket.serve(request, route, path, runtime, gateway)
     claims = None
     if route.auth != "none":
-        required = route.auth == "required"
-        claims = await authenticate_request(request, runtime.tokens, gateway.store, runtime.cookies, required=required)
+        claims = await authenticate(
+            request,
+            runtime.tokens,
+            gateway.store,
+            required=route.auth == "required",
+            trust=runtime.issuers.for_route(route),
+            cookies=runtime.cookies,
+        )
     if claims is not None:
         request[SUBJECT] = str(claims.get("sub"))
         check_requirements(route, claims)
@@ -143,6 +166,8 @@ async def _proxy(request: web.Request, gateway: Gateway, runtime: Runtime, path:
     )
     if runtime.cookies is not None:
         runtime.cookies.strip(headers)  # the gateway's cookies carry tokens: upstreams get identity headers instead
+    if claims is not None and route.identity_jwt is not None:
+        headers[route.identity_jwt.header] = runtime.signer.token_for(route, claims)
     return await gateway.upstream.forward(request, route, path, headers)
 
 
@@ -213,7 +238,9 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await gateway.store.start()
         await gateway.upstream.start()
+        await gateway.runtime.issuers.start()
         yield
+        await gateway.runtime.issuers.close()
         await gateway.upstream.close()
         await gateway.store.close()
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from .config import Tokens
 from .errors import GatewayError
 from .stores import RotationOutcome, Store
+from .throttle import LoginThrottle
 from .tokens import Claims, TokenPair, TokenService
 from .users import UserDirectory
 
@@ -51,33 +52,58 @@ _REFUSALS = {
 }
 
 
+def _is_text(value: str) -> bool:
+    """False for strings with lone surrogates (JSON allows "\\ud800"), which no hash or store can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _refuse(outcome: RotationOutcome) -> GatewayError:
     code, detail = _REFUSALS[outcome]
     return GatewayError.unauthorized(code, detail)
 
 
 class AuthService:
-    def __init__(self, settings: Tokens, tokens: TokenService, users: UserDirectory, store: Store) -> None:
+    def __init__(
+        self, settings: Tokens, tokens: TokenService, users: UserDirectory, store: Store, throttle: LoginThrottle | None = None
+    ) -> None:
         self.settings = settings
         self.tokens = tokens
         self.users = users
         self.store = store
+        self.throttle = throttle
 
     @property
     def _family_ttl(self) -> float:
         return self.settings.refresh_lifetime + self.settings.leeway
 
-    async def login(self, login: object, password: object, *, login_claim: str = "username") -> Issued:
-        """A new session; unknown user and wrong password are one answer, in one time."""
+    async def login(
+        self, login: object, password: object, *, login_claim: str = "username", client_ip: str | None = None
+    ) -> Issued:
+        """A new session; unknown user and wrong password are one answer, in one time.
+
+        Logins are compared exactly as sent (no case folding or Unicode
+        normalisation), so ``ａlice`` (fullwidth) is not ``alice``. With a
+        throttle, failures count per login and per ``client_ip``.
+        """
         if not isinstance(login, str) or not isinstance(password, str) or not login or not password:
             raise GatewayError.bad_request("Both a login and a password are required, as strings")
         if len(login) > MAX_LOGIN_LENGTH or len(password) > MAX_PASSWORD_LENGTH:
             raise GatewayError.bad_request("Login or password is too long")
+        if not (_is_text(login) and _is_text(password)):
+            raise GatewayError.bad_request("Login and password must be valid Unicode text")
+        if self.throttle:
+            await self.throttle.attempt(login, login_claim, client_ip)
         user = await self.users.authenticate(login, password, by=login_claim)
         if user is None:
             raise GatewayError.unauthorized(
                 "invalid_credentials", "No active account found with the given credentials", token_presented=False
             )
+        if self.throttle:
+            await self.throttle.succeeded(login, login_claim, client_ip)
         pair = self.tokens.mint_pair(user.username, user.claims)
         await self.store.start_family(pair.refresh_claims["fid"], pair.refresh_claims["jti"], self._family_ttl)
         return Issued.from_pair(pair)

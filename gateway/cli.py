@@ -1,17 +1,20 @@
-"""The ``gateway`` command: run, check a configuration, hash a password."""
+"""The ``gateway`` command: run, check a configuration, hash a password, generate a signing key."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import getpass
 import logging
+import os
 import sys
+import unicodedata
 from pathlib import Path
 
 from aiohttp import web
 
 from .app import create_app
-from .config import ConfigError, GatewayConfig, load_config
+from .config import SIGNING_ALGORITHMS, ConfigError, GatewayConfig, load_config
+from .keys import KeyRing, generate_key
 from .routing import shadowed_routes
 from .users import UserDirectory, hash_password, load_users
 
@@ -25,7 +28,35 @@ log = logging.getLogger("gateway")
 def load_all(path: str | Path) -> tuple[GatewayConfig, UserDirectory]:
     """Config and users file, or ConfigError with every problem of both."""
     config = load_config(path)
-    return config, load_users(config.users_file)
+    problems: list[str] = []
+    try:
+        KeyRing.from_config(config.tokens)  # key files and variables are read now, not at the first login
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        users = load_users(config.users_file)
+    except ConfigError as exc:
+        raise ConfigError(problems + exc.problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config, users
+
+
+def confusable_users(users: UserDirectory) -> list[str]:
+    """Warnings for usernames that are not NFKC-stable or that collide with another once normalised.
+
+    Logins are compared exactly, so these cannot log in as each other, but an
+    operator reading headers or logs could mistake one for the other.
+    """
+    warnings, seen = [], {}
+    for name in users.names():
+        folded = unicodedata.normalize("NFKC", name).casefold()
+        if unicodedata.normalize("NFKC", name) != name:
+            warnings.append(f"user {name!r}: not in NFKC form; it logs in only exactly as written")
+        if folded in seen:
+            warnings.append(f"user {name!r}: looks like user {seen[folded]!r} (same after NFKC + case folding)")
+        seen.setdefault(folded, name)
+    return warnings
 
 
 def load_or_report(path: str) -> tuple[GatewayConfig, UserDirectory] | None:
@@ -44,7 +75,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if loaded is None:
         return 1
     config, users = loaded
-    for warning in shadowed_routes(config.routes):
+    for warning in shadowed_routes(config.routes) + confusable_users(users):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.config}: OK ({len(config.routes)} routes, {len(users)} users, store {config.store.backend})")
     return 0
@@ -100,6 +131,35 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    """Write a new key (private part 0600) and print the ``tokens.keys`` entry that uses it."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    kid, private, public = generate_key(args.alg)
+    kid = args.kid or kid
+    if args.alg == "HS256":
+        files = {"secret_file": out / f"{kid}.secret"}
+        contents = {"secret_file": private}
+    else:
+        files = {"private_key_file": out / f"{kid}.key.pem", "public_key_file": out / f"{kid}.pub.pem"}
+        contents = {"private_key_file": private, "public_key_file": public}
+    existing = [str(f) for f in files.values() if f.exists()]
+    if existing:
+        print(f"refusing to overwrite {', '.join(existing)}", file=sys.stderr)
+        return 1
+    for field, path in files.items():
+        mode = 0o644 if field == "public_key_file" else 0o600
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(contents[field] or b"")
+    print("# add under tokens.keys (a relative path there is relative to the config file):")
+    print(f"- kid: {kid}\n  algorithm: {args.alg}")
+    main_file = "secret_file" if args.alg == "HS256" else "private_key_file"
+    print(f"  {main_file}: {files[main_file].resolve()}")
+    print("  active: false   # make it active once every instance has it")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="JWT authentication gateway")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
     hashpw = sub.add_parser("hash-password", help="read a password (prompt or stdin), print its argon2id hash")
     hashpw.set_defaults(func=cmd_hash_password)
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="keys_command", required=True)
+    generate = keys.add_parser("generate", help="write a new key pair (or HS256 secret) named by its kid")
+    generate.add_argument("--alg", choices=SIGNING_ALGORITHMS, default="ES256")
+    generate.add_argument("--out", required=True, help="directory for the key files")
+    generate.add_argument("--kid", help="key id (default: the RFC 7638 thumbprint)")
+    generate.set_defaults(func=cmd_keys_generate)
     return parser
 
 

@@ -18,9 +18,9 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from .auth import AuthService, Issued
-from .authenticate import bearer_token
+from .authenticate import authenticate, bearer_token
 from .config import CompatProfile, GatewayConfig
-from .cookies import CookieMode, authenticate_request
+from .cookies import CookieMode
 from .endpoints import NO_STORE, Endpoint, json_response, read_fields
 from .error_styles import ErrorStyle, error_style
 from .errors import GatewayError
@@ -83,7 +83,10 @@ class Dialect:
             missing = [n for n in (names.username, names.password) if n not in fields]
             if missing:
                 return self.errors.missing_fields(missing)
-            issued = await auth.login(fields[names.username], fields[names.password], login_claim=self.profile.login_claim)
+            client_ip = auth.throttle.client_of(request) if auth.throttle else None
+            issued = await auth.login(
+                fields[names.username], fields[names.password], login_claim=self.profile.login_claim, client_ip=client_ip
+            )
             return self._issued(auth, issued)
         except GatewayError as exc:
             return self.errors.endpoint_error(exc)
@@ -158,7 +161,7 @@ class Dialect:
 
     async def me(self, request: web.Request, auth: AuthService) -> web.Response:
         try:
-            claims = await authenticate_request(request, auth.tokens, auth.store, self.cookies, required=True)
+            claims = await authenticate(request, auth.tokens, auth.store, required=True, cookies=self.cookies)
         except GatewayError as exc:
             return self.errors.access_error(exc)
         return json_response(_project(claims, self.profile.me_fields), headers=NO_STORE)

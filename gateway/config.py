@@ -25,8 +25,20 @@ from pydantic import (
 from yarl import URL
 
 __all__ = [
-    "Compat", "CompatProfile", "ConfigError", "Cookies", "Cors", "GatewayConfig", "Route", "WebsocketToken",
-    "load_config", "parse_duration",
+    "Compat",
+    "CompatProfile",
+    "ConfigError",
+    "Cookies",
+    "Cors",
+    "ExternalIssuer",
+    "GatewayConfig",
+    "IdentityJwt",
+    "KeySpec",
+    "LoginThrottle",
+    "Route",
+    "WebsocketToken",
+    "load_config",
+    "parse_duration",
 ]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -78,11 +90,73 @@ class Listen(_Model):
     port: int = Field(8080, ge=0, le=65535)
 
 
-class Tokens(_Model):
-    """How the gateway mints and checks its own tokens."""
+SIGNING_ALGORITHMS = ("HS256", "RS256", "ES256", "EdDSA")
+# What an external issuer may sign with: asymmetric only, so a public JWKS can never be an HMAC secret.
+EXTERNAL_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+OWN_ISSUER = "gateway"  # the name a route's ``issuers`` uses for the gateway's own tokens
+_KID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MIN_HS256_SECRET = 32
 
-    algorithm: Literal["HS256"] = "HS256"
-    secret: SecretStr
+
+def _one_of(spec: BaseModel, fields: tuple[str, ...]) -> int:
+    given = [f for f in fields if getattr(spec, f) is not None]
+    if len(given) > 1:
+        raise ValueError(f"give only one of {', '.join(given)}")
+    return len(given)
+
+
+class KeySpec(_Model):
+    """One key of the ring: where its material comes from, and whether it signs new tokens.
+
+    Material is read when the key ring is built (``keys.KeyRing.from_config``),
+    so a missing file or variable is a configuration error at start and reload.
+    """
+
+    kid: str
+    algorithm: Literal["HS256", "RS256", "ES256", "EdDSA"]
+    active: bool = False
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    private_key_file: Path | None = None
+    private_key_env: str | None = None
+    public_key_file: Path | None = None
+    public_key_env: str | None = None
+
+    @field_validator("kid")
+    @classmethod
+    def _kid(cls, value: str) -> str:
+        if not _KID.match(value):
+            raise ValueError("a kid is 1-64 characters of A-Z a-z 0-9 . _ ~ -")
+        return value
+
+    @model_validator(mode="after")
+    def _material(self) -> "KeySpec":
+        secrets = _one_of(self, ("secret", "secret_file"))
+        private = _one_of(self, ("private_key_file", "private_key_env"))
+        public = _one_of(self, ("public_key_file", "public_key_env"))
+        if self.algorithm == "HS256":
+            if private or public or not secrets:
+                raise ValueError("an HS256 key needs secret or secret_file, and no PEM keys")
+            if self.secret is not None and len(self.secret.get_secret_value().encode()) < MIN_HS256_SECRET:
+                raise ValueError("HS256 needs a secret of at least 32 bytes (RFC 7518 §3.2)")
+        elif secrets or not (private or public):
+            raise ValueError(f"an {self.algorithm} key needs a private or public PEM key (file or env), not a secret")
+        return self
+
+
+class Tokens(_Model):
+    """How the gateway mints and checks its own tokens.
+
+    Either the short form (``algorithm: HS256`` + ``secret``: one HS256 key) or
+    a ``keys`` list with exactly one active signing key.
+    """
+
+    algorithm: str = "HS256"
+    secret: SecretStr | None = None
+    keys: tuple[KeySpec, ...] = ()
+    signing_kid: str | None = None
+    jwks_max_age: Duration = 300
     issuer: str = "gateway"
     audience: str = "gateway"
     access_lifetime: Duration = 15 * 60
@@ -91,12 +165,56 @@ class Tokens(_Model):
     refresh_grace: Duration = 10
     rotate_refresh: bool = True
 
+    @field_validator("algorithm")
+    @classmethod
+    def _short_form_algorithm(cls, value: str) -> str:
+        if value != "HS256":
+            raise ValueError("the short form (algorithm + secret) is HS256 only; list RS256/ES256/EdDSA keys under keys:")
+        return value
+
     @field_validator("secret")
     @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value().encode()) < 32:
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_HS256_SECRET:
             raise ValueError("HS256 needs a secret of at least 32 bytes (RFC 7518 §3.2)")
         return value
+
+    @model_validator(mode="after")
+    def _key_forms(self) -> "Tokens":
+        if self.keys:
+            if self.secret is not None:
+                raise ValueError("give either secret (one HS256 key) or keys, not both")
+            kids = [k.kid for k in self.keys]
+            duplicates = sorted({k for k in kids if kids.count(k) > 1})
+            if duplicates:
+                raise ValueError(f"keys: duplicate kids {duplicates}")
+            self._signing_spec()
+        else:
+            if self.secret is None:
+                raise ValueError("secret: required (or give a keys list)")
+        return self
+
+    def _signing_spec(self) -> KeySpec:
+        flagged = [k for k in self.keys if k.active]
+        if self.signing_kid is not None:
+            if flagged and [k.kid for k in flagged] != [self.signing_kid]:
+                raise ValueError("signing_kid and the active flags disagree; use one of them")
+            chosen = [k for k in self.keys if k.kid == self.signing_kid]
+            if not chosen:
+                raise ValueError(f"signing_kid: no key has kid {self.signing_kid!r}")
+        else:
+            chosen = flagged
+            if len(chosen) != 1:
+                raise ValueError("keys: exactly one key must be active (active: true, or signing_kid)")
+        spec = chosen[0]
+        if spec.algorithm != "HS256" and spec.private_key_file is None and spec.private_key_env is None:
+            raise ValueError(f"keys: the active key {spec.kid!r} needs its private key")
+        return spec
+
+    @property
+    def signing_algorithm(self) -> str:
+        """The algorithm new tokens are signed with."""
+        return self._signing_spec().algorithm if self.keys else "HS256"
 
     @model_validator(mode="after")
     def _lifetimes(self) -> "Tokens":
@@ -145,6 +263,8 @@ class Endpoints(_Model):
     healthz: AbsPath = "/healthz"
     readyz: AbsPath = "/readyz"
     client_js: AbsPath = "/auth/client.js"
+    jwks: AbsPath = "/.well-known/jwks.json"
+    openid_configuration: AbsPath = "/.well-known/openid-configuration"
 
 
 class Requirements(_Model):
@@ -153,6 +273,32 @@ class Requirements(_Model):
     roles_any: tuple[str, ...] = ()
     scopes_all: tuple[str, ...] = ()
     claims: dict[str, str | int | bool] = {}
+
+
+def _check_header_name(name: str) -> str:
+    if not _HEADER_NAME.match(name) or name.lower() in _RESERVED_HEADERS:
+        raise ValueError(f"{name!r} is not a header the gateway may inject")
+    return name
+
+
+class IdentityJwt(_Model):
+    """A short-lived JWT for the upstream, signed by the gateway's active asymmetric key."""
+
+    header: str = "X-Gateway-Identity"
+    lifetime: Duration = 60
+    audience: str | None = None  # default: the route's upstream URL
+
+    @field_validator("header")
+    @classmethod
+    def _header(cls, value: str) -> str:
+        return _check_header_name(value)
+
+    @field_validator("lifetime")
+    @classmethod
+    def _lifetime(cls, value: float) -> float:
+        if not 1 <= value <= 600:
+            raise ValueError("must be between 1s and 10m: the token is meant for one hop")
+        return value
 
 
 class WebsocketToken(_Model):
@@ -193,6 +339,8 @@ class Route(_Model):
     timeout: Duration = 30.0
     forward_authorization: bool = False
     preserve_host: bool = False
+    issuers: tuple[str, ...] = (OWN_ISSUER,)
+    identity_jwt: IdentityJwt | None = None
     websocket: bool = False
     websocket_token: WebsocketToken = WebsocketToken()
 
@@ -238,6 +386,12 @@ class Route(_Model):
             raise ValueError("headers: a route with auth: none has no identity to inject")
         if self.timeout <= 0:
             raise ValueError("timeout: must be positive")
+        if self.identity_jwt and self.auth == "none":
+            raise ValueError("identity_jwt: a route with auth: none has no identity to sign")
+        if not self.issuers:
+            raise ValueError("issuers: list at least one issuer (gateway for the gateway's own tokens)")
+        if self.identity_jwt and self.identity_jwt.header.lower() in {h.lower() for h in self.headers}:
+            raise ValueError("identity_jwt.header: already used by headers")
         if self.websocket_token.enabled and not self.websocket:
             raise ValueError("websocket_token: needs websocket: true")
         if self.websocket_token.enabled and self.auth == "none":
@@ -425,6 +579,20 @@ class Cookies(_Model):
     csrf_header: str = "X-CSRF-Token"
     access_path: AbsPath = "/"
     refresh_path: AbsPath | None = None
+    csrf_secret: SecretStr | None = None  # keys the CSRF tokens; default: tokens.secret
+
+    @field_validator("csrf_secret")
+    @classmethod
+    def _csrf_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("needs at least 32 bytes")
+        return value
+
+    def csrf_key(self, tokens: "Tokens") -> bytes:
+        """The CSRF key material: ``csrf_secret``, else the HS256 ``tokens.secret`` (validated to exist)."""
+        secret = self.csrf_secret or tokens.secret
+        assert secret is not None
+        return secret.get_secret_value().encode()
 
     @field_validator("domain")
     @classmethod
@@ -506,6 +674,72 @@ class Cors(_Model):
     def enabled(self) -> bool:
         return bool(self.allow_origins)
 
+def _absolute_url(value: str, allow_http: bool) -> None:
+    url = URL(value)
+    if url.scheme not in {"http", "https"} or not url.host or url.fragment:
+        raise ValueError("jwks_url: not an absolute http(s) URL")
+    loopback = url.host in {"localhost", "127.0.0.1", "::1"} or url.host.startswith("127.")
+    if url.scheme == "http" and not (allow_http or loopback):
+        raise ValueError("jwks_url: must be https (or set allow_http: true for a trusted network)")
+
+
+class ExternalIssuer(_Model):
+    """An identity provider whose bearer tokens routes may accept (``routes[].issuers``)."""
+
+    issuer: str
+    audience: str | tuple[str, ...]
+    jwks_url: str
+    algorithms: tuple[Literal[EXTERNAL_ALGORITHMS], ...] = ("RS256",)  # type: ignore[valid-type]
+    claims: dict[str, str] = {}  # claim name used by routes -> claim (or dotted path) in the IdP's token
+    leeway: Duration = 30
+    max_token_lifetime: Duration = 86400
+    jwks_default_ttl: Duration = 300  # when the JWKS answer has no max-age
+    jwks_min_ttl: Duration = 30
+    jwks_max_ttl: Duration = 86400
+    kid_refetch_interval: Duration = 30  # an unknown kid re-fetches the JWKS at most this often
+    fetch_timeout: Duration = 5
+    allow_http: bool = False
+
+    @field_validator("claims")
+    @classmethod
+    def _claims(cls, value: dict[str, str]) -> dict[str, str]:
+        fixed = {"iss", "aud", "exp", "iat", "nbf", "jti", "token_type", "fid"}
+        for target, source in value.items():
+            if target in fixed:
+                raise ValueError(f"{target!r} is set from the verified token and cannot be mapped")
+            if not isinstance(source, str) or not source:
+                raise ValueError(f"{target}: the value must be a claim name or dotted path")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ExternalIssuer":
+        _absolute_url(self.jwks_url, self.allow_http)
+        if not self.algorithms:
+            raise ValueError("algorithms: list at least one")
+        if not self.audience:
+            raise ValueError("audience: required")
+        if self.kid_refetch_interval <= 0 or self.fetch_timeout <= 0:
+            raise ValueError("kid_refetch_interval and fetch_timeout must be positive")
+        if not 0 < self.jwks_min_ttl <= self.jwks_default_ttl <= self.jwks_max_ttl:
+            raise ValueError("need 0 < jwks_min_ttl <= jwks_default_ttl <= jwks_max_ttl")
+        return self
+
+
+class LoginThrottle(_Model):
+    """Failed logins allowed per username and per client IP within a window (counted in the store)."""
+
+    enabled: bool = True
+    per_user: int = Field(10, ge=1)
+    per_ip: int = Field(50, ge=1)
+    window: Duration = 15 * 60
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: float) -> float:
+        if not 1 <= value <= 86400:
+            raise ValueError("must be between 1s and 1d: a longer window locks users out for too long")
+        return value
+
 
 class GatewayConfig(_Model):
     listen: Listen = Listen()
@@ -519,6 +753,9 @@ class GatewayConfig(_Model):
     compat: Compat = Compat()
     cookies: Cookies = Cookies()
     cors: Cors = Cors()
+    external_issuers: dict[str, ExternalIssuer] = {}
+    login_throttle: LoginThrottle = LoginThrottle()
+    public_url: str | None = None  # the gateway's external base URL, for the discovery document
 
     @model_validator(mode="after")
     def _browser_settings(self) -> "GatewayConfig":
@@ -527,12 +764,41 @@ class GatewayConfig(_Model):
             raise ValueError("; ".join(problems))
         return self
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = URL(value)
+        if url.scheme not in {"http", "https"} or not url.host or url.query_string or url.fragment:
+            raise ValueError("not an absolute http(s) URL without query or fragment")
+        return value.rstrip("/")
+
     @model_validator(mode="after")
     def _unique_route_names(self) -> "GatewayConfig":
         names = [r.name for r in self.routes]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"routes: duplicate route names {duplicates}")
+        return self
+
+    @model_validator(mode="after")
+    def _trust(self) -> "GatewayConfig":
+        """Issuer names resolve, never collide with the gateway's own, and signed identity has a key."""
+        problems = []
+        for name, ext in self.external_issuers.items():
+            if name == OWN_ISSUER or not _NAME.match(name):
+                problems.append(f"external_issuers.{name}: not a usable name ({OWN_ISSUER!r} is the gateway itself)")
+            if ext.issuer == self.tokens.issuer:
+                problems.append(f"external_issuers.{name}.issuer: equals tokens.issuer")
+        for i, route in enumerate(self.routes):
+            unknown = [n for n in route.issuers if n != OWN_ISSUER and n not in self.external_issuers]
+            if unknown:
+                problems.append(f"routes[{i}].issuers: unknown issuers {unknown} (define them in external_issuers)")
+            if route.identity_jwt and self.tokens.signing_algorithm == "HS256":
+                problems.append(f"routes[{i}].identity_jwt: needs an asymmetric active key in tokens.keys (upstreams verify with the public JWKS)")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -554,6 +820,8 @@ def _cookie_problems(config: GatewayConfig) -> list[str]:
     problems = []
     if not config.cookies.secure and config.listen.host not in _LOOPBACK:
         problems.append("cookies.secure: false is only for testing on http://localhost (listen.host must be a loopback address)")
+    if config.cookies.enabled and config.cookies.csrf_secret is None and config.tokens.secret is None:
+        problems.append("cookies.csrf_secret: required when tokens use no shared secret (>= 32 bytes)")
     for i, profile in enumerate(config.compat.profiles):
         if profile.cookies and not config.cookies.enabled:
             problems.append(f"compat.profiles[{i}].cookies: needs cookies.enabled: true")
@@ -625,6 +893,7 @@ def parse_config(raw: Any, base_dir: Path) -> GatewayConfig:
             route["name"] = f"routes[{i}]"
     if isinstance(raw.get("users_file"), str):
         raw["users_file"] = str(base_dir / raw["users_file"])
+    _resolve_key_files(raw, base_dir)
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
@@ -633,6 +902,18 @@ def parse_config(raw: Any, base_dir: Path) -> GatewayConfig:
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _resolve_key_files(raw: dict[str, Any], base_dir: Path) -> None:
+    """Key files, like the users file, are relative to the configuration file."""
+    tokens = raw.get("tokens")
+    keys = tokens.get("keys") if isinstance(tokens, dict) else None
+    for spec in keys if isinstance(keys, list) else []:
+        if not isinstance(spec, dict):
+            continue
+        for name in ("secret_file", "private_key_file", "public_key_file"):
+            if isinstance(spec.get(name), str):
+                spec[name] = str(base_dir / spec[name])
 
 
 def load_config(path: str | Path) -> GatewayConfig:

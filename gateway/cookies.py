@@ -18,13 +18,10 @@ from typing import Callable
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .authenticate import authenticate, bearer_token, verify_access
 from .config import Cookies
 from .errors import GatewayError
-from .stores import Store
-from .tokens import Claims, TokenService
 
-__all__ = ["SAFE_METHODS", "CookieMode", "authenticate_request"]
+__all__ = ["SAFE_METHODS", "CookieMode"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -48,7 +45,9 @@ class CookieMode:
         return f"{nonce}.{self._sign(family, nonce)}"
 
     def check_csrf(self, request: web.Request, family: str) -> None:
-        """403 unless header and cookie carry the same token, signed for this session."""
+        """403 unless header and cookie carry the same token, signed for this session (unsafe methods only)."""
+        if request.method in SAFE_METHODS:
+            return
         header = request.headers.get(self.settings.csrf_header, "")
         cookie = request.cookies.get(self.settings.csrf_name, "")
         nonce, _, signature = header.partition(".")
@@ -111,22 +110,4 @@ class CookieMode:
             kept += [p for p in pairs if p and p.split("=", 1)[0].strip() not in self.names]
         if kept:
             headers["Cookie"] = "; ".join(kept)
-
-
-async def authenticate_request(
-    request: web.Request, tokens: TokenService, store: Store, cookies: CookieMode | None, *, required: bool
-) -> Claims | None:
-    """The caller's claims from the bearer header, or else (cookie mode) from the access cookie.
-
-    A cookie is sent by the browser on its own, so a state-changing request
-    authenticated by one must also pass the CSRF check; a bearer header cannot
-    be forged by another site and needs none.
-    """
-    token = cookies.access_token(request) if cookies is not None else None
-    if token is None or bearer_token(request) is not None:
-        return await authenticate(request, tokens, store, required=required)
-    claims = await verify_access(token, tokens, store)
-    if request.method not in SAFE_METHODS:
-        cookies.check_csrf(request, claims["fid"])
-    return claims
 

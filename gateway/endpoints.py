@@ -55,13 +55,16 @@ async def read_fields(request: web.Request) -> dict[str, Any]:
         raw = await request.read()
         try:
             data = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[... nested too deep
             raise GatewayError.bad_request("The body is not valid JSON") from None
         if not isinstance(data, dict):
             raise GatewayError.bad_request("The body must be a JSON object")
         return data
     if ctype in FORM_TYPES:
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (ValueError, LookupError, AssertionError, TypeError):  # bad charset, broken multipart
+            raise GatewayError.bad_request("The body is not a valid form") from None
         return {k: v for k, v in form.items() if isinstance(v, str)}
     raise GatewayError(415, "bad_request", "Send the body as application/json or a form")
 

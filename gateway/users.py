@@ -47,6 +47,9 @@ class UserDirectory:
     def __len__(self) -> int:
         return len(self._users)
 
+    def names(self) -> list[str]:
+        return list(self._users)
+
     def get(self, username: str) -> User | None:
         user = self._users.get(username)
         return None if user is None or user.disabled else user

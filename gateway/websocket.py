@@ -25,10 +25,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from .authenticate import bearer_token, verify_access
+from .authenticate import bearer_token, verify_for_route
 from .config import Route
 from .cors import same_origin
 from .errors import GatewayError
+from .issuers import RouteTrust
 from .proxy import upstream_headers
 from .routing import RequestPath, check_requirements
 from .stores import Store
@@ -150,7 +151,9 @@ def _cookie_token(request: web.Request, runtime: "Runtime") -> str | None:
     return runtime.cookies.websocket_token(request, origin_ok)
 
 
-async def identify(route: Route, token: str | None, tokens: TokenService, store: Store) -> Claims | None:
+async def identify(
+    route: Route, token: str | None, tokens: TokenService, store: Store, trust: RouteTrust | None = None
+) -> Claims | None:
     """The caller's verified claims, or None when the route does not need them."""
     if route.auth == "none":
         return None
@@ -160,7 +163,7 @@ async def identify(route: Route, token: str | None, tokens: TokenService, store:
                 "authentication_required", "Authentication credentials were not provided", token_presented=False
             )
         return None
-    claims = await verify_access(token, tokens, store)
+    claims = await verify_for_route(token, tokens, store, trust)
     check_requirements(route, claims)
     return claims
 
@@ -207,7 +210,7 @@ async def serve(
     check_handshake(request)
     hs = read_handshake(request, route, path.query)
     token = hs.token if hs.token is not None or route.auth == "none" else _cookie_token(request, runtime)
-    claims = await identify(route, token, runtime.tokens, gateway.store)
+    claims = await identify(route, token, runtime.tokens, gateway.store, runtime.issuers.for_route(route))
     if claims is not None:
         request[SUBJECT] = str(claims.get("sub"))
     headers = _without_handshake_headers(upstream_headers(
@@ -217,6 +220,8 @@ async def serve(
         runtime.cookies.strip(headers)  # the gateway's token cookies never reach an upstream
     if route.forward_authorization and hs.token is not None:
         headers["Authorization"] = f"Bearer {hs.token}"
+    if claims is not None and route.identity_jwt is not None:
+        headers[route.identity_jwt.header] = runtime.signer.token_for(route, claims)
     upstream = await _connect(gateway.upstream.session, _upstream_url(route, path, hs.query), hs, headers, route.timeout)
     # The upstream's choice of subprotocol, else the token's own entry: a browser that offered
     # subprotocols fails the connection unless the server selects one of them.

@@ -6,10 +6,10 @@ process and ``RedisStore`` so that many gateway instances act as one.
 from __future__ import annotations
 
 from ..config import Store as StoreSettings
-from .base import Rotation, RotationOutcome, Store, StoreUnavailable
+from .base import Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
 from .memory import MemoryStore
 
-__all__ = ["MemoryStore", "Rotation", "RotationOutcome", "Store", "StoreUnavailable", "create_store"]
+__all__ = ["MemoryStore", "Rotation", "RotationOutcome", "Store", "StoreUnavailable", "WindowCount", "create_store"]
 
 
 def create_store(settings: StoreSettings) -> Store:

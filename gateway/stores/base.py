@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..errors import GatewayError
 
-__all__ = ["Rotation", "RotationOutcome", "Store", "StoreUnavailable"]
+__all__ = ["Rotation", "RotationOutcome", "Store", "StoreUnavailable", "WindowCount"]
 
 
 class StoreUnavailable(GatewayError):
@@ -29,6 +29,14 @@ class RotationOutcome(enum.Enum):
 class Rotation:
     outcome: RotationOutcome
     successor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCount:
+    """A counter in a fixed window: its value and the seconds until it resets to zero."""
+
+    count: int
+    resets_in: float
 
 
 class Store(abc.ABC):
@@ -67,3 +75,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def is_revoked(self, family: str, jti: str) -> bool:
         """True if the access token is denied or its family revoked."""
+
+    # -- counters (login throttling) ------------------------------------------------
+
+    @abc.abstractmethod
+    async def incr_counter(self, key: str, window: float, amount: int = 1) -> WindowCount:
+        """Add ``amount``; a new counter lives ``window`` seconds from its first hit, never longer.
+
+        A negative ``amount`` never creates a counter (it answers a zero count).
+        """
+
+    @abc.abstractmethod
+    async def reset_counter(self, key: str) -> None:
+        """Drop the counter."""

@@ -11,7 +11,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from .base import Rotation, RotationOutcome, Store
+from .base import Rotation, RotationOutcome, Store, WindowCount
 
 __all__ = ["MemoryStore"]
 
@@ -30,6 +30,7 @@ class MemoryStore(Store):
         self._families: dict[str, _Family] = {}
         self._spent: dict[tuple[str, str], tuple[str, float]] = {}
         self._denied: dict[tuple[str, str], float] = {}
+        self._counters: dict[str, tuple[int, float]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -55,6 +56,7 @@ class MemoryStore(Store):
         self._families = {k: v for k, v in self._families.items() if v.deadline > now}
         self._spent = {k: v for k, v in self._spent.items() if v[1] > now}
         self._denied = {k: v for k, v in self._denied.items() if v > now}
+        self._counters = {k: v for k, v in self._counters.items() if v[1] > now}
 
     def _family(self, family: str) -> _Family | None:
         record = self._families.get(family)
@@ -110,3 +112,20 @@ class MemoryStore(Store):
         record = self._family(family)
         return bool(record and record.revoked)
 
+    def _counter(self, key: str) -> tuple[int, float] | None:
+        entry = self._counters.get(key)
+        if entry and entry[1] <= time.monotonic():
+            del self._counters[key]
+            return None
+        return entry
+
+    async def incr_counter(self, key: str, window: float, amount: int = 1) -> WindowCount:
+        entry = self._counter(key)
+        if entry is None and amount < 0:
+            return WindowCount(0, 0.0)
+        count, deadline = entry or (0, time.monotonic() + window)
+        self._counters[key] = (count + amount, deadline)
+        return WindowCount(count + amount, deadline - time.monotonic())
+
+    async def reset_counter(self, key: str) -> None:
+        self._counters.pop(key, None)

@@ -8,6 +8,7 @@ grows without bound.
 ``<prefix>{fid}:fam``         hash: ``current`` refresh jti, ``revoked`` flag
 ``<prefix>{fid}:spent:<jti>`` the successor pair of a rotated token, for the grace window
 ``<prefix>{fid}:deny:<jti>``  a denied access token
+``<prefix>ctr:<key>``         a fixed-window counter (login throttling)
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .base import Rotation, RotationOutcome, Store, StoreUnavailable
+from .base import Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
 
 __all__ = ["RedisStore"]
 
@@ -51,6 +52,19 @@ if ttl < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return 1
 """
 
+# A fixed window: the TTL is set by the first hit only, so a counter always
+# dies ``window`` after it was born, however hard it is hit meanwhile.
+_INCR = """
+if tonumber(ARGV[2]) < 0 and redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local n = redis.call('INCRBY', KEYS[1], ARGV[2])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {n, ttl}
+"""
+
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
@@ -69,6 +83,7 @@ class RedisStore(Store):
         )
         self._rotate = self.client.register_script(_ROTATE)
         self._revoke = self.client.register_script(_REVOKE)
+        self._incr = self.client.register_script(_INCR)
 
     def _key(self, family: str, *rest: str) -> str:
         return f"{self.prefix}{{{family}}}:" + ":".join(rest)
@@ -127,3 +142,14 @@ class RedisStore(Store):
 
         denied, revoked = await self._call(op)
         return bool(denied) or revoked == "1"
+
+    def _counter_key(self, key: str) -> str:
+        return f"{self.prefix}ctr:{key}"
+
+    async def incr_counter(self, key: str, window: float, amount: int = 1) -> WindowCount:
+        args = [_ms(window), amount]
+        count, ttl = await self._call(lambda: self._incr(keys=[self._counter_key(key)], args=args))
+        return WindowCount(int(count), int(ttl) / 1000)
+
+    async def reset_counter(self, key: str) -> None:
+        await self._call(lambda: self.client.delete(self._counter_key(key)))

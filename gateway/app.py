@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from .auth import AuthService
-from .authenticate import authenticate
+from .auth import AuthEvents, AuthService
+from .authenticate import REVOCATION_SKIPPED, authenticate
 from .config import GatewayConfig
 from .endpoints import Endpoint, default_endpoints
 from .errors import GatewayError, error_response
 from .keys import KeyRing
-from .proxy import IdentityHeaders, Upstream, request_id, upstream_headers
+from .lifecycle import LIFECYCLE, Lifecycle
+from .metrics import METRICS, Metrics, metrics_handler
+from .proxy import RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS, IdentityHeaders, Upstream, request_id, upstream_headers
 from .routing import Router, check_requirements, parse_target
 from .stores import Store, create_store
+from .stores.instrumented import InstrumentedStore
 from .tokens import TokenService
 from .users import UserDirectory, load_users
 
@@ -47,33 +51,58 @@ class Runtime:
     endpoints: dict[str, Endpoint]
 
     @classmethod
-    def build(cls, config: GatewayConfig, store: Store, users: UserDirectory | None = None) -> "Runtime":
+    def build(
+        cls, config: GatewayConfig, store: Store, users: UserDirectory | None = None, events: AuthEvents | None = None
+    ) -> "Runtime":
         users = users if users is not None else load_users(config.users_file)
         tokens = TokenService(config.tokens, KeyRing.from_config(config.tokens))
         return cls(
             config=config,
             users=users,
             tokens=tokens,
-            auth=AuthService(config.tokens, tokens, users, store),
+            auth=AuthService(config.tokens, tokens, users, store, events=events),
             router=Router(config.routes),
             identity=IdentityHeaders(config.routes, config.identity_header_prefixes),
-            endpoints=default_endpoints(config.endpoints),
+            endpoints={**default_endpoints(config.endpoints), **ops_endpoints(config)},
         )
 
 
-class Gateway:
-    """The process-wide parts (store, upstream pool) and the runtime currently in force."""
+def ops_endpoints(config: GatewayConfig) -> dict[str, Endpoint]:
+    """/metrics on the main listener, unless an admin listener serves it."""
+    if not config.metrics.enabled or config.admin is not None:
+        return {}
+    return {config.metrics.path: Endpoint(frozenset({"GET", "HEAD"}), metrics_handler)}
 
-    def __init__(self, runtime: Runtime, store: Store, upstream: Upstream) -> None:
+
+class Gateway:
+    """The process-wide parts (store, upstream pool, metrics) and the runtime currently in force."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        store: Store,
+        upstream: Upstream,
+        metrics: Metrics | None = None,
+        lifecycle: Lifecycle | None = None,
+    ) -> None:
         self.runtime = runtime
         self.store = store
         self.upstream = upstream
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.lifecycle = lifecycle if lifecycle is not None else Lifecycle()
+        self.swap(runtime)
+
+    def swap(self, runtime: Runtime) -> None:
+        """Put a new runtime in force; requests already running keep the one they started with."""
+        self.runtime = runtime
+        self.lifecycle.store_required = runtime.config.store.failure_mode == "fail_closed"
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
 REQUEST_ID = web.RequestKey("request_id", str)
 ROUTE_NAME = web.RequestKey("route", str)
 SUBJECT = web.RequestKey("sub", str)
+ERROR_CODE = web.RequestKey("error_code", str)
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -82,6 +111,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     path = parse_target(request.raw_path)
     endpoint = runtime.endpoints.get(path.decoded.rstrip("/") or "/")
     if endpoint is not None:
+        request[ROUTE_NAME] = "@" + (path.decoded.rstrip("/") or "/")
         if request.method not in endpoint.methods:
             allow = ", ".join(sorted(endpoint.methods))
             raise GatewayError(405, "method_not_allowed", f"Use {allow} here", headers={"Allow": allow})
@@ -93,7 +123,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     request[ROUTE_NAME] = route.name
     claims = None
     if route.auth != "none":
-        claims = await authenticate(request, runtime.tokens, gateway.store, required=route.auth == "required")
+        claims = await authenticate(
+            request, runtime.tokens, gateway.store, required=route.auth == "required",
+            fail_open=runtime.config.store.failure_mode == "fail_open",
+        )
     if claims is not None:
         request[SUBJECT] = str(claims.get("sub"))
         check_requirements(route, claims)
@@ -108,52 +141,109 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def errors_and_access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into a JSON answer and write one access-log line per request."""
+    """Turn every failure into a JSON answer; count, measure and log every request once."""
     started = time.perf_counter()
     request[REQUEST_ID] = rid = request_id(request.headers)
+    gateway = request.app[GATEWAY]
+    gateway.lifecycle.in_flight += 1
+    gateway.metrics.in_flight.inc()
     try:
         response = await handler(request)
     except GatewayError as exc:
+        request[ERROR_CODE] = exc.code
         response = error_response(exc)
     except web.HTTPException as exc:  # raised by aiohttp itself, e.g. 413 for an oversized body
         code = "bad_request" if exc.status < 500 else "internal_error"
+        request[ERROR_CODE] = code
         response = error_response(GatewayError(exc.status, code, exc.reason))
     except Exception:
         log.exception("unhandled error (request id %s)", rid)
+        request[ERROR_CODE] = "internal_error"
         response = error_response(GatewayError(500, "internal_error", "Internal error; see the gateway log"))
+    finally:
+        gateway.lifecycle.in_flight -= 1
+        gateway.metrics.in_flight.dec()
     if not response.prepared:
         response.headers["X-Request-Id"] = rid
-    _log_access(request, response, time.perf_counter() - started)
+    _observe(request, response, time.perf_counter() - started, gateway)
     return response
 
 
-def _log_access(request: web.Request, response: web.StreamResponse, duration: float) -> None:
-    if not access_log.isEnabledFor(logging.INFO):
-        return
-    access_log.info(
-        json.dumps(
-            {
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "request_id": request.get(REQUEST_ID),
-                "method": request.method,
-                "path": request.path,  # never the query string: it may carry secrets
-                "route": request.get(ROUTE_NAME),
-                "status": response.status,
-                "duration_ms": round(duration * 1000, 2),
-                "sub": request.get(SUBJECT),
-                "client": request.remote,
-                "bytes": response.body_length,
-            }
-        )
-    )
+def _observe(request: web.Request, response: web.StreamResponse, duration: float, gateway: Gateway) -> None:
+    route = request.get(ROUTE_NAME) or "unmatched"
+    metrics = gateway.metrics
+    metrics.request(route, request.method, response.status, duration)
+    metrics.upstream(route, request.get(UPSTREAM_SECONDS), request.get(UPSTREAM_ERROR))
+    if ERROR_CODE in request:
+        metrics.refused(response.status, request[ERROR_CODE])
+    if request.get(REVOCATION_SKIPPED):
+        metrics.fail_open.inc()
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info(json.dumps(_access_record(request, response, duration, gateway)))
+
+
+MAX_LOGGED_PATH = 2048
+
+
+def _access_record(request: web.Request, response: web.StreamResponse, duration: float, gateway: Gateway) -> dict[str, object]:
+    """One access-log line. Never the query string, headers or body: they may carry secrets."""
+    upstream = request.get(UPSTREAM_SECONDS)
+    record: dict[str, object] = {
+        "time": _timestamp(),
+        "request_id": request.get(REQUEST_ID),
+        "method": request.method,
+        "path": request.path[:MAX_LOGGED_PATH],
+        "route": request.get(ROUTE_NAME),
+        "status": response.status,
+        "duration_ms": round(duration * 1000, 2),
+        "upstream_ms": round(upstream * 1000, 2) if upstream is not None else None,
+        "sub": request.get(SUBJECT),
+        "client": _client_ip(request, gateway.runtime.config.trust_forwarded_headers),
+        "bytes": _body_bytes(request, response),
+        "pid": os.getpid(),
+    }
+    if ERROR_CODE in request:
+        record["code"] = request[ERROR_CODE]
+    if UPSTREAM_ERROR in request:
+        record["upstream_error"] = request[UPSTREAM_ERROR]
+    if request.get(REVOCATION_SKIPPED):
+        record["revocation_check"] = "skipped"
+    return record
+
+
+def _timestamp() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def _client_ip(request: web.Request, trust_forwarded: bool) -> str | None:
+    """The peer, or with trusted proxies the address the nearest proxy saw (last X-Forwarded-For hop)."""
+    forwarded = request.headers.get("X-Forwarded-For") if trust_forwarded else None
+    if forwarded:
+        return forwarded.rsplit(",", 1)[-1].strip()[:64]
+    return request.remote
+
+
+def _body_bytes(request: web.Request, response: web.StreamResponse) -> int:
+    """Body bytes sent: counted by the proxy while streaming, else the length of the buffered body."""
+    if RESPONSE_BYTES in request:
+        return request[RESPONSE_BYTES]
+    body = getattr(response, "body", None)
+    if isinstance(body, (bytes, bytearray)):
+        return len(body)
+    return response.content_length or 0
 
 
 def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, store: Store | None = None) -> web.Application:
     """A ready-to-run gateway; ``users`` and ``store`` may be injected (tests), else built from config."""
+    metrics = Metrics()
     store = store if store is not None else create_store(config.store)
-    gateway = Gateway(Runtime.build(config, store, users), store, Upstream())
+    store = InstrumentedStore(store, metrics)  # type: ignore[assignment]
+    gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, Upstream(), metrics)
     app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log])
     app[GATEWAY] = gateway
+    app[METRICS] = metrics
+    app[LIFECYCLE] = gateway.lifecycle
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await gateway.store.start()

@@ -165,6 +165,8 @@ async def errors_and_access_log(request: web.Request, handler: Handler) -> web.S
         gateway.metrics.in_flight.dec()
     if not response.prepared:
         response.headers["X-Request-Id"] = rid
+        if gateway.lifecycle.draining:
+            response.force_close()  # the client's next request opens a connection to a live instance
     _observe(request, response, time.perf_counter() - started, gateway)
     return response
 

@@ -1,0 +1,143 @@
+"""One serving process: listeners, signals, pid file, and the graceful drain on SIGTERM.
+
+Signals: SIGTERM or SIGINT drain and exit; SIGHUP reloads the configuration.
+The drain: /readyz turns 503 (``shutdown.readiness_delay`` gives a load
+balancer time to notice), the listener closes, in-flight requests get up to
+``shutdown.drain_timeout`` to finish, then the rest are cut and the upstream
+sessions and the Redis pool are closed.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from .admin import create_admin_app
+from .app import GATEWAY, Gateway, create_app
+from .config import GatewayConfig
+from .reload import Reloader
+from .users import UserDirectory
+
+__all__ = ["ServeOptions", "remove_pid_file", "serve", "write_pid_file"]
+
+log = logging.getLogger("gateway")
+
+EXAMPLE_UPSTREAM_PORT = 9001
+# After the drain, what is left is cancelled; this is only how long cancelling may take.
+CANCEL_GRACE = 1.0
+PARENT_POLL = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    config_path: Path
+    pid_file: Path | None = None
+    reuse_port: bool = False  # a worker of `--workers N`: the port is shared with its siblings
+    parent_pid: int | None = None  # a worker exits when this process is gone
+    example_upstream: bool = False
+
+
+async def serve(config: GatewayConfig, users: UserDirectory, options: ServeOptions) -> None:
+    app = create_app(config, users=users)
+    gateway = app[GATEWAY]
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=CANCEL_GRACE, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_port=options.reuse_port or None)
+    await site.start()
+    extra = await _start_extra_listeners(gateway, config, options)
+    log.info("gateway listening on http://%s:%d (pid %d)", config.listen.host, config.listen.port, os.getpid())
+    if options.pid_file:
+        write_pid_file(options.pid_file)
+    stop = asyncio.Event()
+    reloader = Reloader(gateway, options.config_path)
+    tasks: set[asyncio.Task[object]] = set()
+    _install_signals(stop, reloader, tasks)
+    if options.parent_pid is not None:
+        tasks.add(asyncio.create_task(_exit_with_parent(options.parent_pid, stop)))
+    try:
+        await stop.wait()
+        await drain(gateway, runner, site)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await runner.cleanup()
+        for other in extra:
+            await other.cleanup()
+        if options.pid_file:
+            remove_pid_file(options.pid_file)
+    log.info("gateway stopped (pid %d)", os.getpid())
+
+
+async def drain(gateway: Gateway, runner: web.AppRunner, site: web.TCPSite) -> None:
+    """Stop taking work and let the work in hand finish, within the configured limits."""
+    settings = gateway.runtime.config.shutdown
+    gateway.lifecycle.draining = True
+    gateway.metrics.draining.set(1)
+    log.info(
+        "shutting down: draining %d in-flight request(s), up to %.1fs", gateway.lifecycle.in_flight, settings.drain_timeout
+    )
+    if settings.readiness_delay > 0:
+        await asyncio.sleep(settings.readiness_delay)
+    await site.stop()  # no new connections; open keep-alive connections close after their answer
+    if not await gateway.lifecycle.wait_idle(settings.drain_timeout):
+        log.warning("drain timeout: cutting %d request(s) still in flight", gateway.lifecycle.in_flight)
+
+
+async def _start_extra_listeners(gateway: Gateway, config: GatewayConfig, options: ServeOptions) -> list[web.AppRunner]:
+    runners = []
+    if config.admin is not None:
+        admin = web.AppRunner(create_admin_app(gateway), access_log=None, handle_signals=False)
+        await admin.setup()
+        await web.TCPSite(admin, config.admin.host, config.admin.port, reuse_port=options.reuse_port or None).start()
+        runners.append(admin)
+        log.info("admin listener (metrics, health) on http://%s:%d", config.admin.host, config.admin.port)
+    if options.example_upstream:
+        from .example_upstream import create_upstream
+
+        upstream = web.AppRunner(create_upstream(), access_log=None, handle_signals=False)
+        await upstream.setup()
+        await web.TCPSite(upstream, "127.0.0.1", EXAMPLE_UPSTREAM_PORT).start()
+        runners.append(upstream)
+        log.info("example upstream on http://127.0.0.1:%d", EXAMPLE_UPSTREAM_PORT)
+    return runners
+
+
+def _install_signals(stop: asyncio.Event, reloader: Reloader, tasks: set[asyncio.Task[object]]) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_hup() -> None:
+        log.info("SIGHUP: reloading %s", reloader.config_path)
+        task = loop.create_task(reloader.reload())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+
+async def _exit_with_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    """A worker whose supervisor died (even by SIGKILL) drains and exits instead of lingering."""
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(PARENT_POLL)
+    log.warning("supervisor %d is gone: shutting down", parent_pid)
+    stop.set()
+
+
+def write_pid_file(path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{os.getpid()}\n")
+    tmp.replace(path)
+
+
+def remove_pid_file(path: Path) -> None:
+    """Only our own: a newer process may have taken the file over."""
+    with contextlib.suppress(OSError, ValueError):
+        if int(path.read_text().strip()) == os.getpid():
+            path.unlink()

@@ -16,7 +16,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from .auth import AuthEvents, AuthService
-from .authenticate import REVOCATION_SKIPPED, authenticate
+from .authenticate import REVOCATION_SKIPPED, SUBJECT, authenticate
 from .config import GatewayConfig
 from .endpoints import Endpoint, default_endpoints
 from .errors import GatewayError, error_response
@@ -101,7 +101,6 @@ class Gateway:
 GATEWAY = web.AppKey("gateway", Gateway)
 REQUEST_ID = web.RequestKey("request_id", str)
 ROUTE_NAME = web.RequestKey("route", str)
-SUBJECT = web.RequestKey("sub", str)
 ERROR_CODE = web.RequestKey("error_code", str)
 
 

@@ -14,11 +14,13 @@ from .errors import GatewayError
 from .stores import Store, StoreUnavailable
 from .tokens import Claims, TokenService
 
-__all__ = ["REVOCATION_SKIPPED", "authenticate", "bearer_token"]
+__all__ = ["REVOCATION_SKIPPED", "SUBJECT", "authenticate", "bearer_token"]
 
 log = logging.getLogger("gateway.store")
 # Set on a request served under fail_open without its revocation check.
 REVOCATION_SKIPPED = web.RequestKey("revocation_skipped", bool)
+# The verified caller, for the access log (set here and by the token endpoints).
+SUBJECT = web.RequestKey("sub", str)
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -45,6 +47,11 @@ async def verify_access(token: str, tokens: TokenService, store: Store) -> Claim
     return claims
 
 
+def _identified(request: web.Request, claims: Claims) -> Claims:
+    request[SUBJECT] = str(claims.get("sub"))
+    return claims
+
+
 async def authenticate(
     request: web.Request, tokens: TokenService, store: Store, *, required: bool, fail_open: bool = False
 ) -> Claims | None:
@@ -61,17 +68,17 @@ async def authenticate(
             )
         return None
     if not fail_open:
-        return await verify_access(token, tokens, store)
+        return _identified(request, await verify_access(token, tokens, store))
     claims = tokens.verify(token, "access")
     try:
         revoked = await store.is_revoked(claims["fid"], claims["jti"])
     except StoreUnavailable:
         request[REVOCATION_SKIPPED] = True
         _fail_open_warning.emit()
-        return claims
+        return _identified(request, claims)
     if revoked:
         raise GatewayError.unauthorized("token_revoked", "Token has been revoked")
-    return claims
+    return _identified(request, claims)
 
 
 class _RateLimitedWarning:

@@ -300,7 +300,7 @@ def _join(where: str, key: Any) -> str:
 def _location(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else _join(out, part)
+        out = out + f"[{part}]" if isinstance(part, int) else _join(out, part)
     return out or "(top level)"
 
 

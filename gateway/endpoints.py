@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from aiohttp import web
 
 from .auth import AuthService, Issued
-from .authenticate import authenticate, bearer_token
+from .authenticate import SUBJECT, authenticate, bearer_token
 from .errors import GatewayError
 from .lifecycle import LIFECYCLE
 
@@ -74,6 +74,7 @@ def _issued_body(issued: Issued) -> dict[str, Any]:
 async def token(request: web.Request, auth: AuthService) -> web.Response:
     fields = await read_fields(request)
     issued = await auth.login(fields.get("username"), fields.get("password"))
+    request[SUBJECT] = issued.subject
     return json_response(_issued_body(issued), headers=NO_STORE)
 
 
@@ -82,6 +83,7 @@ async def refresh(request: web.Request, auth: AuthService) -> web.Response:
     if "refresh" not in fields:
         raise GatewayError.bad_request("The refresh field is required")
     issued = await auth.refresh(fields["refresh"])
+    request[SUBJECT] = issued.subject
     return json_response(_issued_body(issued), headers=NO_STORE)
 
 

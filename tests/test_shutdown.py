@@ -1,0 +1,92 @@
+"""SIGTERM: /readyz 503, no new connections, in-flight requests finish (up to the drain timeout), clean exit."""
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+
+import aiohttp
+import pytest
+
+from tests.conftest import base_config, free_port
+from tests.ops_support import BOUND, GatedUpstream, eventually
+
+
+@pytest.fixture
+async def gated(aiohttp_server) -> GatedUpstream:
+    upstream = GatedUpstream()
+    server = await aiohttp_server(upstream.app())
+    upstream.url = str(server.make_url("")).rstrip("/")
+    yield upstream
+    upstream.release.set()
+
+
+def refuses(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def status_of(session: aiohttp.ClientSession, url: str) -> int | None:
+    try:
+        async with session.get(url) as resp:
+            return resp.status
+    except aiohttp.ClientError:
+        return None
+
+
+def slow_config(gated: GatedUpstream, users_file, **shutdown) -> dict:
+    return base_config(gated.url, users_file, shutdown=shutdown,
+                       routes=[{"name": "slow", "prefix": "/slow", "upstream": gated.url, "auth": "none"}])
+
+
+async def test_sigterm_drains_in_flight_requests(gateway_process, gated, users_file, redis_url):
+    admin = free_port()
+    raw = slow_config(gated, users_file, drain_timeout="15s", readiness_delay="2s")
+    raw.update(admin={"host": "127.0.0.1", "port": admin}, store={"backend": "redis", "url": redis_url})
+    port = gateway_process(raw)
+    proc = gateway_process.procs[port]
+    main, admin_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
+    async with aiohttp.ClientSession() as client, aiohttp.ClientSession() as probe:
+        in_flight = asyncio.create_task(client.get(main + "/slow/x"))
+        await asyncio.wait_for(gated.started.wait(), BOUND)
+        proc.send_signal(signal.SIGTERM)
+
+        async def draining() -> bool:
+            return await status_of(probe, admin_url + "/readyz") == 503
+        await eventually(draining, "/readyz to answer 503")
+        assert await status_of(probe, main + "/readyz") == 503  # within readiness_delay the listener still answers
+        await eventually(lambda: asyncio.sleep(0, refuses(port)), "the listener to close")
+        assert not in_flight.done()
+
+        gated.release.set()
+        resp = await asyncio.wait_for(in_flight, BOUND)
+        assert resp.status == 200 and await resp.read() == gated.body
+    assert await asyncio.to_thread(proc.wait, BOUND) == 0
+    log = gateway_process.log(port)
+    assert "shutting down: draining 1 in-flight request(s)" in log and "gateway stopped" in log
+    for trouble in ("Traceback", "Unclosed", "was destroyed", "drain timeout"):
+        assert trouble not in log
+
+
+async def test_requests_past_the_drain_timeout_are_cut(gateway_process, gated, users_file):
+    port = gateway_process(slow_config(gated, users_file, drain_timeout="0.5s"))
+    proc = gateway_process.procs[port]
+    async with aiohttp.ClientSession() as client:
+        in_flight = asyncio.create_task(client.get(f"http://127.0.0.1:{port}/slow/x"))
+        await asyncio.wait_for(gated.started.wait(), BOUND)
+        proc.send_signal(signal.SIGTERM)
+        with pytest.raises(aiohttp.ClientError):
+            await asyncio.wait_for(in_flight, BOUND)  # an error, not a hang
+    assert await asyncio.to_thread(proc.wait, BOUND) == 0
+    log = gateway_process.log(port)
+    assert "drain timeout: cutting 1 request(s)" in log and "Traceback" not in log
+
+
+async def test_idle_gateway_exits_at_once_and_removes_its_pid_file(gateway_process, users_file, upstream, tmp_path):
+    pid_file = tmp_path / "gateway.pid"
+    port = gateway_process(base_config(upstream, users_file), "--pid-file", str(pid_file))
+    proc = gateway_process.procs[port]
+    assert int(pid_file.read_text()) == proc.pid
+    proc.send_signal(signal.SIGINT)
+    assert await asyncio.to_thread(proc.wait, BOUND) == 0
+    assert not pid_file.exists()

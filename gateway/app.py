@@ -162,10 +162,8 @@ async def errors_and_access_log(request: web.Request, handler: Handler) -> web.S
     finally:
         gateway.lifecycle.in_flight -= 1
         gateway.metrics.in_flight.dec()
-    if not response.prepared:
-        response.headers["X-Request-Id"] = rid
-        if gateway.lifecycle.draining:
-            response.force_close()  # the client's next request opens a connection to a live instance
+    if gateway.lifecycle.draining and not response.prepared:
+        response.force_close()  # the client's next request opens a connection to a live instance
     _observe(request, response, time.perf_counter() - started, gateway)
     return response
 
@@ -235,6 +233,13 @@ def _body_bytes(request: web.Request, response: web.StreamResponse) -> int:
     return response.content_length or 0
 
 
+async def _echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer, proxied or the gateway's own, names the request id the upstream saw."""
+    rid = request.get(REQUEST_ID)
+    if rid:
+        response.headers["X-Request-Id"] = rid
+
+
 def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, store: Store | None = None) -> web.Application:
     """A ready-to-run gateway; ``users`` and ``store`` may be injected (tests), else built from config."""
     metrics = Metrics()
@@ -254,5 +259,6 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
         await gateway.store.close()
 
     app.cleanup_ctx.append(lifecycle)
+    app.on_response_prepare.append(_echo_request_id)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

@@ -29,18 +29,22 @@ def load_all(path: str | Path) -> tuple[GatewayConfig, UserDirectory]:
     return config, load_users(config.users_file)
 
 
-def _print_problems(path: str, exc: ConfigError) -> None:
-    print(f"{path}: {len(exc.problems)} problem(s), the gateway will not start:", file=sys.stderr)
-    for problem in exc.problems:
-        print(f"  {problem}", file=sys.stderr)
+def load_or_report(path: str) -> tuple[GatewayConfig, UserDirectory] | None:
+    """Config and users, or None after printing every problem to stderr."""
+    try:
+        return load_all(path)
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.problems)} problem(s), the gateway will not start:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    try:
-        config, users = load_all(args.config)
-    except ConfigError as exc:
-        _print_problems(args.config, exc)
+    loaded = load_or_report(args.config)
+    if loaded is None:
         return 1
+    config, users = loaded
     for warning in shadowed_routes(config.routes):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.config}: OK ({len(config.routes)} routes, {len(users)} users, store {config.store.backend})")
@@ -63,11 +67,15 @@ def worker_count(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    loaded = load_or_report(args.config)
+    if loaded is None:
+        return 1
+    config, users = loaded
     try:
-        config, users = load_all(args.config)
         workers = 1 if args.worker_of is not None else worker_count(args, config)
     except (ConfigError, ValueError) as exc:
-        _print_problems(args.config, exc if isinstance(exc, ConfigError) else ConfigError([f"--workers: {exc}"]))
+        problems = exc.problems if isinstance(exc, ConfigError) else [f"--workers: {exc}"]
+        print(f"{args.config}: " + "; ".join(problems), file=sys.stderr)
         return 1
     if workers > 1:
         return _supervise(args, config, workers)

@@ -153,6 +153,7 @@ class Endpoints(_Model):
     me: AbsPath = "/auth/me"
     healthz: AbsPath = "/healthz"
     readyz: AbsPath = "/readyz"
+    client_js: AbsPath = "/auth/client.js"
 
 
 class Shutdown(_Model):
@@ -300,8 +301,8 @@ def _join(where: str, key: Any) -> str:
 def _location(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
-        out = out + f"[{part}]" if isinstance(part, int) else _join(out, part)
-    return out or "(top level)"
+        out = f"{out}[{part}]" if isinstance(part, int) else _join(out, part)
+    return out
 
 
 def _message(error: dict[str, Any]) -> str:
@@ -339,7 +340,7 @@ def parse_config(raw: Any, base_dir: Path) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
-        problems += [f"{_location(e['loc'])}: {_message(e)}" for e in exc.errors()]
+        problems += [f"{_location(e['loc'])}: {_message(e)}" if e["loc"] else _message(e) for e in exc.errors()]
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)

@@ -6,14 +6,17 @@ anything malformed is a 4xx with a JSON reason.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
 from .auth import AuthService, Issued
 from .authenticate import SUBJECT, authenticate, bearer_token
+from .config import Endpoints
 from .errors import GatewayError
 from .lifecycle import LIFECYCLE
 
@@ -123,7 +126,19 @@ async def readyz(request: web.Request, auth: AuthService) -> web.Response:
     return json_response({"status": "ready"})
 
 
-def default_endpoints(paths: Any) -> dict[str, Endpoint]:
+_CLIENT_JS = resources.files("gateway").joinpath("static/client.js").read_bytes()
+_CLIENT_JS_ETAG = '"' + hashlib.sha256(_CLIENT_JS).hexdigest()[:32] + '"'
+
+
+async def client_js(request: web.Request, auth: AuthService) -> web.Response:
+    """The browser client (an ES module); revalidated on every load so fixes reach browsers at once."""
+    headers = {"ETag": _CLIENT_JS_ETAG, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    if request.headers.get("If-None-Match") == _CLIENT_JS_ETAG:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=_CLIENT_JS, headers={**headers, "Content-Type": "text/javascript; charset=utf-8"})
+
+
+def default_endpoints(paths: Endpoints) -> dict[str, Endpoint]:
     """The endpoint table keyed by path (no trailing slash), from ``config.endpoints``."""
     post, get = frozenset({"POST"}), frozenset({"GET", "HEAD"})
     return {
@@ -134,4 +149,5 @@ def default_endpoints(paths: Any) -> dict[str, Endpoint]:
         paths.me: Endpoint(get, me),
         paths.healthz: Endpoint(get, healthz),
         paths.readyz: Endpoint(get, readyz),
+        paths.client_js: Endpoint(get, client_js),
     }

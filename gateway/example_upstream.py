@@ -22,7 +22,7 @@ async def echo(request: web.Request) -> web.Response:
             "upstream": "example",
             "method": request.method,
             "path": request.raw_path.split("?", 1)[0],
-            "query": request.query_string,
+            "query": request.raw_path.partition("?")[2],
             "headers": dict(request.headers),
             "body_bytes": size,
         }

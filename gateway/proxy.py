@@ -77,8 +77,9 @@ class IdentityHeaders:
         return lower in self.names or lower.startswith(self.prefixes)
 
 
-def _connection_tokens(headers: Mapping[str, str]) -> set[str]:
-    listed = ",".join(v for k, v in headers.items() if k.lower() == "connection")  # type: ignore[union-attr]
+def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
+    """Header names listed in Connection: hop-by-hop too (RFC 9110 §7.6.1)."""
+    listed = ",".join(headers.getall("Connection", []))
     return {t.strip().lower() for t in listed.split(",") if t.strip()}
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# System packages the tests need, installed only when missing: Debian's
-# redis-server (the tests start their own throwaway servers with it).
+# What the tests need beyond Python packages, installed only when missing:
+# Debian's redis-server (tests start their own throwaway servers with it),
+# chromium, node and npm (browser tests), then the pinned node packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,8 +9,17 @@ SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Node packages of the browser tests (playwright-core, axios), pinned by package-lock.json.
+# (tests/browser/harness.py re-runs `npm ci` by itself when the lock file changes.)
+if [ -f tests/browser/package-lock.json ] && [ ! -d tests/browser/node_modules ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -17,7 +17,7 @@ from aiohttp import web
 from harness import AXIOS_UMD, BROWSER_DIR, CLIENT_JS, run_page_async
 
 API_DELAY = 0.03       # protected endpoint latency
-REFRESH_DELAY = 0.3    # refresh latency: long enough that late requests find it in flight
+REFRESH_DELAY = 0.5    # refresh latency: long enough that late requests find it in flight
 
 
 @dataclass
@@ -247,9 +247,10 @@ run(async () => {
   await post('/_test/expire');
   const before = await stats();
   // a slow request sent with the old token; its 401 arrives after the refresh completed
-  const late = c.fetch('/api/data?late=0.8');
+  const late = c.fetch('/api/data?late=1.5');
   const burst = Array.from({ length: 5 }, (_, i) => c.fetch('/api/data?b=' + i));
-  await sleep(150);            // burst has failed, refresh (300 ms) is in flight
+  // wait until the burst has failed and the refresh (500 ms at the server) is in flight
+  while ((await stats()).refresh_calls === before.refresh_calls) await sleep(10);
   const queued = c.fetch('/api/data?queued=1');   // must wait for the refresh, not 401
   const res = await Promise.all([late, ...burst, queued]);
   const after = await stats();

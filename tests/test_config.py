@@ -1,0 +1,141 @@
+"""Configuration: every problem reported with its location; env interpolation; durations."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_config, parse_config, parse_duration
+from gateway.routing import shadowed_routes
+from tests.conftest import ROOT, SECRET
+
+
+def problems_of(raw: dict, tmp_path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, tmp_path)
+    return info.value.problems
+
+
+def minimal(**extra):
+    return {"tokens": {"secret": SECRET}, "users_file": "users.yaml", **extra}
+
+
+@pytest.mark.parametrize("text,seconds", [("30s", 30), ("15m", 900), ("14d", 1209600), ("250ms", 0.25), (5, 5), ("2h", 7200)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["15 minutes", "-1s", "1y", True, ""])
+def test_bad_durations(bad):
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_example_config_is_valid():
+    config = load_config(ROOT / "config" / "example.yaml")
+    assert config.tokens.access_lifetime == 900 and config.tokens.refresh_lifetime == 14 * 86400
+    assert [r.name for r in config.routes] == ["admin", "api", "public"]
+    assert config.users_file == ROOT / "config" / "users.yaml"
+
+
+def test_defaults(tmp_path):
+    config = parse_config(minimal(), tmp_path)
+    assert config.store.backend == "memory" and config.listen.port == 8080
+    assert config.tokens.refresh_grace == 10 and config.endpoints.token == "/auth/token"
+    assert config.identity_header_prefixes == ("X-User-", "X-Auth-")
+
+
+def test_every_problem_is_reported_with_its_location(tmp_path):
+    raw = minimal(
+        listen={"port": "eighty"},
+        store={"backend": "redis"},
+        routes=[
+            {"prefix": "/a", "upstream": "http://ok"},
+            {"prefix": "/b", "upstream": "http://ok", "timeout": "soon"},
+            {"prefix": "/c", "upstream": "ftp://nope"},
+            {"prefix": "no-slash", "upstream": "http://ok", "bogus": 1},
+        ],
+    )
+    found = problems_of(raw, tmp_path)
+    assert "routes[2].upstream: not an absolute http(s) URL without query or fragment" in found
+    assert any(p.startswith("routes[1].timeout: not a duration") for p in found)
+    assert "routes[3].bogus: unknown key (check its spelling)" in found
+    assert any(p.startswith("routes[3].prefix:") for p in found)
+    assert any(p.startswith("listen.port:") for p in found)
+    assert any(p.startswith("store:") and "url" in p for p in found)
+
+
+@pytest.mark.parametrize(
+    "tokens,needle",
+    [
+        ({"secret": "short"}, "at least 32 bytes"),
+        ({"secret": SECRET, "algorithm": "none"}, "tokens.algorithm"),
+        ({"secret": SECRET, "access_lifetime": "30d"}, "must not exceed"),
+    ],
+)
+def test_token_settings_are_checked(tmp_path, tokens, needle):
+    assert any(needle in p for p in problems_of(minimal(tokens=tokens), tmp_path))
+
+
+def test_route_consistency(tmp_path):
+    found = problems_of(
+        minimal(routes=[
+            {"prefix": "/a", "upstream": "http://x", "auth": "none", "headers": {"X-User-Id": "sub"}},
+            {"prefix": "/b", "upstream": "http://x", "auth": "optional", "require": {"roles_any": ["admin"]}},
+            {"prefix": "/c", "upstream": "http://x", "headers": {"Host": "sub"}},
+        ]),
+        tmp_path,
+    )
+    assert any(p.startswith("routes[0]:") and "no identity" in p for p in found)
+    assert any(p.startswith("routes[1]:") and "auth: required" in p for p in found)
+    assert any(p.startswith("routes[2].headers:") for p in found)
+    duplicates = [{"name": "d", "prefix": "/d", "upstream": "http://x"}, {"name": "d", "prefix": "/e", "upstream": "http://x"}]
+    assert "routes: duplicate route names ['d']" in problems_of(minimal(routes=duplicates), tmp_path)
+
+
+def test_env_interpolation(tmp_path, monkeypatch):
+    monkeypatch.setenv("GW_TEST_SECRET", SECRET)
+    monkeypatch.delenv("GW_UNSET", raising=False)
+    config = parse_config(
+        {"tokens": {"secret": "${GW_TEST_SECRET}", "issuer": "${GW_UNSET:-fallback}"}, "users_file": "u.yaml"}, tmp_path
+    )
+    assert config.tokens.secret.get_secret_value() == SECRET and config.tokens.issuer == "fallback"
+    assert "tokens.secret: environment variable GW_UNSET is not set" in problems_of(
+        {"tokens": {"secret": "${GW_UNSET}"}, "users_file": "u.yaml"}, tmp_path
+    )
+
+
+def test_secret_never_shows_in_repr(tmp_path):
+    config = parse_config(minimal(), tmp_path)
+    assert SECRET not in repr(config) and SECRET not in str(config.model_dump())
+
+
+def test_yaml_syntax_error_has_a_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("tokens:\n  secret: [unclosed\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert f"{path}:" in info.value.problems[0] and "invalid YAML" in info.value.problems[0]
+
+
+def test_shadowed_routes_are_reported(tmp_path):
+    config = parse_config(minimal(routes=[
+        {"prefix": "/api", "upstream": "http://x"},
+        {"prefix": "/api/admin", "upstream": "http://y"},
+        {"prefix": "/apix", "upstream": "http://y"},
+        {"prefix": "/other", "upstream": "http://y", "methods": ["GET"]},
+        {"prefix": "/other", "upstream": "http://y", "methods": ["POST"]},
+    ]), tmp_path)
+    warnings = shadowed_routes(config.routes)
+    assert len(warnings) == 1 and warnings[0].startswith("routes[1]")
+
+
+def test_users_file_problems(tmp_path):
+    from gateway.users import load_users
+
+    path = tmp_path / "users.yaml"
+    path.write_text("users:\n  eve:\n    password_hash: plain\n    claims: {sub: admin}\n")
+    with pytest.raises(ConfigError) as info:
+        load_users(path)
+    text = "\n".join(info.value.problems)
+    assert "users.eve.password_hash: not an argon2 hash" in text and "users.eve.claims: ['sub']" in text

@@ -80,7 +80,7 @@ class Metrics:
             "gateway_config_last_reload_success_timestamp_seconds", "When the configuration in force was loaded",
             registry=r, multiprocess_mode="max")
         self.draining = Gauge(
-            "gateway_draining", "1 while the process drains before exiting", registry=r, multiprocess_mode="max")
+            "gateway_draining", "1 while the process drains before exiting", registry=r, multiprocess_mode="livemax")
         if multiprocess_dir() is None:
             ProcessCollector(registry=r)  # CPU, memory, fds; not aggregatable across workers
         self.last_reload.set_to_current_time()

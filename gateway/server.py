@@ -48,21 +48,21 @@ async def serve(config: GatewayConfig, users: UserDirectory, options: ServeOptio
     gateway = app[GATEWAY]
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=CANCEL_GRACE, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_port=options.reuse_port or None)
-    await site.start()
-    extra = await _start_extra_listeners(gateway, config, options)
-    log.info("gateway listening on http://%s:%d (pid %d)", config.listen.host, config.listen.port, os.getpid())
-    if options.pid_file:
-        write_pid_file(options.pid_file)
-    stop = asyncio.Event()
-    reloader = Reloader(gateway, options.config_path)
+    extra: list[web.AppRunner] = []
     tasks: set[asyncio.Task[object]] = set()
-    _install_signals(stop, reloader, tasks)
-    if options.parent_pid is not None:
-        tasks.add(asyncio.create_task(_exit_with_parent(options.parent_pid, stop)))
-    try:
+    try:  # from here on the store and the upstream pool are open: close them whatever happens
+        site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_port=options.reuse_port or None)
+        await site.start()
+        await _start_extra_listeners(gateway, config, options, extra)
+        log.info("gateway listening on http://%s:%d (pid %d)", config.listen.host, config.listen.port, os.getpid())
+        if options.pid_file:
+            write_pid_file(options.pid_file)
+        stop = asyncio.Event()
+        _install_signals(stop, Reloader(gateway, options.config_path), tasks)
+        if options.parent_pid is not None:
+            tasks.add(asyncio.create_task(_exit_with_parent(options.parent_pid, stop)))
         await stop.wait()
-        await drain(gateway, runner, site)
+        await drain(gateway, site)
     finally:
         for task in tasks:
             task.cancel()
@@ -74,7 +74,7 @@ async def serve(config: GatewayConfig, users: UserDirectory, options: ServeOptio
     log.info("gateway stopped (pid %d)", os.getpid())
 
 
-async def drain(gateway: Gateway, runner: web.AppRunner, site: web.TCPSite) -> None:
+async def drain(gateway: Gateway, site: web.TCPSite) -> None:
     """Stop taking work and let the work in hand finish, within the configured limits."""
     settings = gateway.runtime.config.shutdown
     gateway.lifecycle.draining = True
@@ -89,23 +89,24 @@ async def drain(gateway: Gateway, runner: web.AppRunner, site: web.TCPSite) -> N
         log.warning("drain timeout: cutting %d request(s) still in flight", gateway.lifecycle.in_flight)
 
 
-async def _start_extra_listeners(gateway: Gateway, config: GatewayConfig, options: ServeOptions) -> list[web.AppRunner]:
-    runners = []
+async def _start_extra_listeners(
+    gateway: Gateway, config: GatewayConfig, options: ServeOptions, runners: list[web.AppRunner]
+) -> None:
+    """The admin listener and the example upstream; each runner joins ``runners`` before it can fail."""
     if config.admin is not None:
         admin = web.AppRunner(create_admin_app(gateway), access_log=None, handle_signals=False)
         await admin.setup()
-        await web.TCPSite(admin, config.admin.host, config.admin.port, reuse_port=options.reuse_port or None).start()
         runners.append(admin)
+        await web.TCPSite(admin, config.admin.host, config.admin.port, reuse_port=options.reuse_port or None).start()
         log.info("admin listener (metrics, health) on http://%s:%d", config.admin.host, config.admin.port)
     if options.example_upstream:
         from .example_upstream import create_upstream
 
         upstream = web.AppRunner(create_upstream(), access_log=None, handle_signals=False)
         await upstream.setup()
-        await web.TCPSite(upstream, "127.0.0.1", EXAMPLE_UPSTREAM_PORT).start()
         runners.append(upstream)
+        await web.TCPSite(upstream, "127.0.0.1", EXAMPLE_UPSTREAM_PORT).start()
         log.info("example upstream on http://127.0.0.1:%d", EXAMPLE_UPSTREAM_PORT)
-    return runners
 
 
 def _install_signals(stop: asyncio.Event, reloader: Reloader, tasks: set[asyncio.Task[object]]) -> None:

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.admin import create_admin_app
 from gateway.app import GATEWAY, create_app
+from gateway.metrics import Metrics
+from gateway.stores import MemoryStore, Store, StoreUnavailable
+from gateway.stores.instrumented import InstrumentedStore
 from gateway.stores.redis import RedisStore
 from tests.conftest import bearer, login
 
@@ -118,3 +122,27 @@ async def test_admin_listener_serves_metrics_and_health_off_the_main_port(aiohtt
     resp = await admin.get("/readyz")
     assert resp.status == 503 and (await resp.json())["status"] == "draining"
     assert (await main.get("/readyz")).status == 503
+
+
+class ThrottlingStore(MemoryStore):
+    """A backend with an operation the Store interface does not name (as login throttling adds)."""
+
+    async def hit(self, key: str) -> int:
+        return 7
+
+    async def broken(self) -> None:
+        raise StoreUnavailable()
+
+
+async def test_instrumented_store_times_every_operation_even_new_ones():
+    metrics = Metrics()
+    store = InstrumentedStore(ThrottlingStore(), metrics)
+    assert isinstance(store, Store)
+    assert await store.hit("k") == 7
+    with pytest.raises(StoreUnavailable):
+        await store.broken()
+    store.sweep()  # plain methods pass through untimed
+    samples = {(s.name, tuple(s.labels.items())): s.value for f in metrics.registry.collect() for s in f.samples}
+    assert samples[("gateway_store_operation_duration_seconds_count", (("operation", "hit"),))] == 1
+    assert samples[("gateway_store_errors_total", (("operation", "broken"),))] == 1
+    assert ("gateway_store_errors_total", (("operation", "hit"),)) not in samples

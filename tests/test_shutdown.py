@@ -7,8 +7,9 @@ import socket
 
 import aiohttp
 import pytest
+import yaml
 
-from tests.conftest import base_config, free_port
+from tests.conftest import ROOT, base_config, free_port, gateway_command
 from tests.ops_support import BOUND, GatedUpstream, eventually
 
 
@@ -90,3 +91,19 @@ async def test_idle_gateway_exits_at_once_and_removes_its_pid_file(gateway_proce
     proc.send_signal(signal.SIGINT)
     assert await asyncio.to_thread(proc.wait, BOUND) == 0
     assert not pid_file.exists()
+
+
+async def test_a_taken_port_is_a_clear_error_and_a_clean_exit(users_file, upstream, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        raw = {**base_config(upstream, users_file), "listen": {"host": "127.0.0.1", "port": port}}
+        path = tmp_path / "g.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        proc = await asyncio.create_subprocess_exec(*gateway_command(), "run", "--config", str(path), cwd=ROOT,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), BOUND)
+    text = out.decode()
+    assert proc.returncode == 1 and "cannot serve" in text
+    assert "Traceback" not in text and "Unclosed" not in text

@@ -7,12 +7,17 @@ import os
 import re
 import signal
 import time
+from argparse import Namespace
 from pathlib import Path
 from typing import Callable
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.cli import worker_count
+from gateway.config import ConfigError, parse_config
+from gateway.workers import available_cpus
 from tests.conftest import base_config, gateway_command
 
 
@@ -81,3 +86,19 @@ async def test_memory_store_refuses_more_than_one_worker(tmp_path, users_file):
     )
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1 and b"memory store" in err
+
+
+def test_worker_count_defaults(users_file, monkeypatch):
+    memory = parse_config(base_config("http://127.0.0.1:1", users_file), Path("."))
+    shared = parse_config(base_config("http://127.0.0.1:1", users_file,
+                                      store={"backend": "redis", "url": "redis://127.0.0.1:1/0"}), Path("."))
+    monkeypatch.delenv("GATEWAY_WORKERS", raising=False)
+    assert worker_count(Namespace(workers=None), memory) == 1
+    assert worker_count(Namespace(workers=None), shared) == available_cpus() >= 1
+    monkeypatch.setenv("GATEWAY_WORKERS", "3")
+    assert worker_count(Namespace(workers=None), shared) == 3
+    assert worker_count(Namespace(workers=2), shared) == 2  # the flag wins over the environment
+    with pytest.raises(ConfigError):
+        worker_count(Namespace(workers=0), shared)
+    with pytest.raises(ConfigError, match="memory store"):
+        worker_count(Namespace(workers=None), memory)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import logging
 import os
@@ -13,7 +12,7 @@ from pathlib import Path
 from .config import ConfigError, GatewayConfig, load_config
 from .logs import configure_logging
 from .routing import shadowed_routes
-from .server import CANCEL_GRACE, EXAMPLE_UPSTREAM_PORT, ServeOptions, serve, write_pid_file, remove_pid_file
+from .server import CANCEL_GRACE, EXAMPLE_UPSTREAM_PORT, ServeOptions, remove_pid_file, run, serve, write_pid_file
 from .users import UserDirectory, hash_password, load_users
 
 __all__ = ["main"]
@@ -87,7 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         example_upstream=args.example_upstream,
     )
     try:
-        asyncio.run(serve(config, users, options))
+        run(serve(config, users, options))
     except KeyboardInterrupt:
         pass
     except OSError as exc:  # e.g. the port is taken
@@ -117,7 +116,7 @@ def _supervise(args: argparse.Namespace, config: GatewayConfig, workers: int) ->
     if pid_file:
         write_pid_file(pid_file)
     try:
-        return asyncio.run(Supervisor(workers, command, stop_timeout).run())
+        return run(Supervisor(workers, command, stop_timeout).run())
     finally:
         if pid_file:
             remove_pid_file(pid_file)

@@ -15,6 +15,7 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Coroutine, TypeVar
 
 from aiohttp import web
 
@@ -24,7 +25,9 @@ from .config import GatewayConfig
 from .reload import Reloader
 from .users import UserDirectory
 
-__all__ = ["ServeOptions", "remove_pid_file", "serve", "write_pid_file"]
+__all__ = ["ServeOptions", "remove_pid_file", "run", "serve", "write_pid_file"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("gateway")
 
@@ -32,6 +35,18 @@ EXAMPLE_UPSTREAM_PORT = 9001
 # After the drain, what is left is cancelled; this is only how long cancelling may take.
 CANCEL_GRACE = 1.0
 PARENT_POLL = 1.0
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop when it is installed (the ``fast`` extra), else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        factory = None
+    else:
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from yarl import URL
 
 from .config import Route
 from .errors import GatewayError
+from .lifecycle import LIFECYCLE
 from .routing import RequestPath
 
 __all__ = [
@@ -181,6 +182,9 @@ def _strip_count(route: Route) -> int:
 async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
     """Copy status, headers and body; once headers are sent, a failure can only abort."""
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=_response_headers(upstream.headers))
+    lifecycle = request.app.get(LIFECYCLE)
+    if lifecycle is not None and lifecycle.draining:
+        response.force_close()  # shutting down: the client's next request goes to a live instance
     await response.prepare(request)
     request[RESPONSE_BYTES] = 0
     reading = True  # False while writing: a failure then is the client's, not the upstream's

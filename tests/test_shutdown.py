@@ -62,6 +62,7 @@ async def test_sigterm_drains_in_flight_requests(gateway_process, gated, users_f
         gated.release.set()
         resp = await asyncio.wait_for(in_flight, BOUND)
         assert resp.status == 200 and await resp.read() == gated.body
+        assert resp.headers["Connection"] == "close"
     assert await asyncio.to_thread(proc.wait, BOUND) == 0
     log = gateway_process.log(port)
     assert "shutting down: draining 1 in-flight request(s)" in log and "gateway stopped" in log

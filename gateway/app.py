@@ -108,9 +108,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     runtime = gateway.runtime  # one snapshot for the whole request, even across a reload
     path = parse_target(request.raw_path)
-    endpoint = runtime.endpoints.get(path.decoded.rstrip("/") or "/")
+    endpoint_path = path.decoded.rstrip("/") or "/"
+    endpoint = runtime.endpoints.get(endpoint_path)
     if endpoint is not None:
-        request[ROUTE_NAME] = "@" + (path.decoded.rstrip("/") or "/")
+        request[ROUTE_NAME] = "@" + endpoint_path  # metrics and logs label own endpoints @<path>
         if request.method not in endpoint.methods:
             allow = ", ".join(sorted(endpoint.methods))
             raise GatewayError(405, "method_not_allowed", f"Use {allow} here", headers={"Allow": allow})

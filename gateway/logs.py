@@ -10,7 +10,9 @@ import logging
 import sys
 import time
 
-__all__ = ["JsonFormatter", "TextFormatter", "configure_logging"]
+from aiohttp.http_exceptions import HttpProcessingError
+
+__all__ = ["JsonFormatter", "MalformedRequestFilter", "TextFormatter", "configure_logging"]
 
 ACCESS_LOGGER = "gateway.access"
 
@@ -40,7 +42,22 @@ class TextFormatter(logging.Formatter):
         return record.getMessage() if record.name == ACCESS_LOGGER else super().format(record)
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse with the offending raw bytes, a Cookie header or a
+    query string included: keep the fact and the peer, drop the bytes (and the traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "rejected a malformed HTTP request from %s (%s)", (peer, type(error).__name__)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def configure_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())

@@ -1,6 +1,7 @@
 """Access logs: one JSON line per request with the documented fields, and no secret in any log line."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -78,3 +79,22 @@ async def test_full_flow_logs_every_request_and_no_secret(gateway_process, upstr
         "alice", "bob", None, "alice", "alice"]
     others = [r for r in records if "request_id" not in r]
     assert others and all({"time", "level", "logger", "message"} <= set(r) for r in others)
+
+
+async def test_malformed_requests_are_logged_without_their_bytes(gateway_process, upstream, users_file):
+    """aiohttp's parser errors quote the bad line; a Cookie or a query string must not reach the log that way."""
+    port = gateway_process(base_config(upstream, users_file), "--log-level", "DEBUG")
+    requests = [
+        b"GET /public/x?access_token=SECRET-QUERY-1 HTTP/1.1\r\nHost: x\r\nCookie: s=SECRET-COOKIE\x01x\r\n\r\n",
+        b"GET /public/x?access_token=SECRET-QUERY-2 HTTP/1.1\r\nHost: x\r\nBad Header: SECRET-HEADER\r\n\r\n",
+        b"FROB /public/x?access_token=SECRET-QUERY-3 HTTP/1.1\r\n\r\n",
+    ]
+    for raw in requests:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        assert (await asyncio.wait_for(reader.read(12), 10)).startswith(b"HTTP/1.")
+        writer.close()
+    await asyncio.sleep(0.2)
+    log = gateway_process.log(port)
+    assert log.count("rejected a malformed HTTP request from 127.0.0.1") == 3
+    assert "SECRET" not in log and "Traceback" not in log

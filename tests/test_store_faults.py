@@ -128,7 +128,7 @@ async def test_fail_open_serves_on_the_signature_and_says_so(aiohttp_client, mak
     redis_server.stop()
     caplog.set_level(logging.WARNING, logger="gateway.store")
     try:
-        for _ in range(3):
+        for _ in range(5):
             resp = await gateway.get("/api/x", headers=bearer(pair["access"]))
             assert resp.status == 200
             assert (await resp.json())["headers"]["X-User-Id"] == "alice"
@@ -141,11 +141,11 @@ async def test_fail_open_serves_on_the_signature_and_says_so(aiohttp_client, mak
         resp = await gateway.get("/readyz")  # still able to serve: stays in the load balancer
         assert resp.status == 200 and (await resp.json())["status"] == "degraded"
         text = await (await gateway.get("/metrics")).text()
-        assert "gateway_store_fail_open_total 3.0" in text
+        assert "gateway_store_fail_open_total 5.0" in text
     finally:
         redis_server.start()
     warnings = [r for r in caplog.records if r.name == "gateway.store" and r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "fail_open" in warnings[0].getMessage()  # loud, but not one line per request
+    assert 1 <= len(warnings) < 5 and "fail_open" in warnings[0].getMessage()  # loud, but not a line per request
     assert all(pair["access"] not in r.getMessage() for r in caplog.records)
 
     # Back to normal: revocation is enforced again.

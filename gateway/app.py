@@ -16,10 +16,11 @@ from typing import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from .auth import AuthEvents, AuthService
-from .authenticate import REVOCATION_SKIPPED, SUBJECT, authenticate
+from .authenticate import SUBJECT, authenticate
 from .config import GatewayConfig
 from .endpoints import Endpoint, default_endpoints
 from .errors import GatewayError, error_response
+from .failopen import REVOCATION_SKIPPED, revocation_store
 from .keys import KeyRing
 from .lifecycle import LIFECYCLE, Lifecycle
 from .metrics import METRICS, Metrics, metrics_handler
@@ -123,10 +124,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     request[ROUTE_NAME] = route.name
     claims = None
     if route.auth != "none":
-        claims = await authenticate(
-            request, runtime.tokens, gateway.store, required=route.auth == "required",
-            fail_open=runtime.config.store.failure_mode == "fail_open",
-        )
+        store = revocation_store(gateway.store, request, runtime.config.store.failure_mode)
+        claims = await authenticate(request, runtime.tokens, store, required=route.auth == "required")
     if claims is not None:
         request[SUBJECT] = str(claims.get("sub"))
         check_requirements(route, claims)

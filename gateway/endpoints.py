@@ -106,6 +106,8 @@ async def logout(request: web.Request, auth: AuthService) -> web.Response:
 
 async def me(request: web.Request, auth: AuthService) -> web.Response:
     claims = await authenticate(request, auth.tokens, auth.store, required=True)
+    if claims is not None:
+        request[SUBJECT] = str(claims.get("sub"))
     return json_response(claims, headers=NO_STORE)
 
 

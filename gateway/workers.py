@@ -70,9 +70,10 @@ class Supervisor:
         try:
             await self._stopping.wait()
             self._signal_all(signal.SIGTERM)
-            done, pending = await asyncio.wait(watchers, timeout=self.stop_timeout())
+            limit = self.stop_timeout()
+            _, pending = await asyncio.wait(watchers, timeout=limit)
             if pending:
-                log.warning("workers still running after %.0fs: killing them", self.stop_timeout())
+                log.warning("workers still running after %.0fs: killing them", limit)
                 self._signal_all(signal.SIGKILL)
                 await asyncio.wait(pending, timeout=5)
         finally:
@@ -102,7 +103,7 @@ class Supervisor:
                 self.failed = True
                 self._stopping.set()
                 return
-            await asyncio.sleep(0.5 * self._quick_exits)
+            await asyncio.sleep(0.25 * self._quick_exits)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

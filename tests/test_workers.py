@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import time
 from argparse import Namespace
 from pathlib import Path
@@ -102,3 +103,20 @@ def test_worker_count_defaults(users_file, monkeypatch):
         worker_count(Namespace(workers=0), shared)
     with pytest.raises(ConfigError, match="memory store"):
         worker_count(Namespace(workers=None), memory)
+
+
+async def test_supervisor_gives_up_when_workers_cannot_start(tmp_path, users_file, redis_url):
+    """A port taken by another program: workers die at once, and the supervisor exits 1 instead of looping."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        raw = base_config("http://127.0.0.1:1", users_file, store={"backend": "redis", "url": redis_url},
+                          listen={"host": "127.0.0.1", "port": taken.getsockname()[1]})
+        path = tmp_path / "g.yaml"
+        path.write_text(json.dumps(raw))
+        proc = await asyncio.create_subprocess_exec(
+            *gateway_command(), "run", "--config", str(path), "--workers", "2",
+            stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1 and b"giving up" in err

@@ -69,6 +69,9 @@ async def test_workers_share_the_port_sum_their_metrics_and_exit_on_sigterm(gate
         async with s.get(base + "/metrics") as resp:
             assert sample(await resp.text(), "gateway_requests_total", route="public") == 50  # the dead one's count stays
 
+    supervisor.send_signal(signal.SIGHUP)  # forwarded: every worker reloads
+    await wait_for(lambda: gateway_process.log(port).count("configuration reloaded") == 2, "both workers to reload")
+
     supervisor.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(supervisor.wait, 30) == 0
     for pid in listening_pids(gateway_process.log(port)):

@@ -30,6 +30,7 @@ from .stores import Store, create_store
 from .stores.instrumented import InstrumentedStore
 from .tokens import TokenService
 from .users import UserDirectory, load_users
+from . import websocket
 
 __all__ = ["GATEWAY", "REQUEST_ID", "ROUTE_NAME", "SUBJECT", "Gateway", "Runtime", "create_app"]
 
@@ -122,6 +123,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if route is None:
         raise GatewayError(404, "not_found", "No route matches this request")
     request[ROUTE_NAME] = route.name
+    if websocket.is_websocket(request):  # the handshake takes its token from header, query or subprotocol
+        return await websocket.serve(request, route, path, runtime, gateway)
     claims = None
     if route.auth != "none":
         store = revocation_store(gateway.store, request, runtime.config.store.failure_mode)
@@ -250,6 +253,7 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
     app[GATEWAY] = gateway
     app[METRICS] = metrics
     app[LIFECYCLE] = gateway.lifecycle
+    websocket.install(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await gateway.store.start()

@@ -26,12 +26,13 @@ from yarl import URL
 
 from .redis_url import parse_redis_url
 
-__all__ = ["ConfigError", "GatewayConfig", "Route", "load_config", "parse_duration"]
+__all__ = ["ConfigError", "GatewayConfig", "Route", "WebsocketToken", "load_config", "parse_duration"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_QUERY_NAME = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 # Headers a route may never set itself: they belong to the transport or to the client.
 _RESERVED_HEADERS = frozenset(
     "host authorization content-length transfer-encoding connection keep-alive upgrade te "
@@ -185,6 +186,31 @@ class Requirements(_Model):
     claims: dict[str, str | int | bool] = {}
 
 
+class WebsocketToken(_Model):
+    """Where a websocket handshake may carry its token besides ``Authorization``: browsers cannot set headers."""
+
+    query_param: str | None = None  # e.g. access_token; removed from the query the upstream sees
+    subprotocol_prefix: str | None = None  # e.g. "bearer." for Sec-WebSocket-Protocol: bearer.<token>
+
+    @field_validator("query_param")
+    @classmethod
+    def _query_param(cls, value: str | None) -> str | None:
+        if value is not None and not _QUERY_NAME.match(value):
+            raise ValueError("must be a plain query parameter name (letters, digits, . _ ~ -)")
+        return value
+
+    @field_validator("subprotocol_prefix")
+    @classmethod
+    def _subprotocol_prefix(cls, value: str | None) -> str | None:
+        if value is not None and not _HEADER_NAME.match(value):
+            raise ValueError("must be an RFC 7230 token (no spaces, commas or quotes)")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.query_param is not None or self.subprotocol_prefix is not None
+
+
 class Route(_Model):
     name: str = ""
     prefix: AbsPath
@@ -198,6 +224,8 @@ class Route(_Model):
     timeout: Duration = 30.0
     forward_authorization: bool = False
     preserve_host: bool = False
+    websocket: bool = False
+    websocket_token: WebsocketToken = WebsocketToken()
 
     @field_validator("methods")
     @classmethod
@@ -241,6 +269,10 @@ class Route(_Model):
             raise ValueError("headers: a route with auth: none has no identity to inject")
         if self.timeout <= 0:
             raise ValueError("timeout: must be positive")
+        if self.websocket_token.enabled and not self.websocket:
+            raise ValueError("websocket_token: needs websocket: true")
+        if self.websocket_token.enabled and self.auth == "none":
+            raise ValueError("websocket_token: a route with auth: none takes no token")
         return self
 
 

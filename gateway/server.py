@@ -20,6 +20,7 @@ from typing import Any, Coroutine, TypeVar
 from aiohttp import web
 
 from .admin import create_admin_app
+from . import websocket
 from .app import GATEWAY, Gateway, create_app
 from .config import GatewayConfig
 from .reload import Reloader
@@ -77,7 +78,7 @@ async def serve(config: GatewayConfig, users: UserDirectory, options: ServeOptio
         if options.parent_pid is not None:
             tasks.add(asyncio.create_task(_exit_with_parent(options.parent_pid, stop)))
         await stop.wait()
-        await drain(gateway, site)
+        await drain(app, site)
     finally:
         for task in tasks:
             task.cancel()
@@ -89,8 +90,9 @@ async def serve(config: GatewayConfig, users: UserDirectory, options: ServeOptio
     log.info("gateway stopped (pid %d)", os.getpid())
 
 
-async def drain(gateway: Gateway, site: web.TCPSite) -> None:
+async def drain(app: web.Application, site: web.TCPSite) -> None:
     """Stop taking work and let the work in hand finish, within the configured limits."""
+    gateway = app[GATEWAY]
     settings = gateway.runtime.config.shutdown
     gateway.lifecycle.draining = True
     gateway.metrics.draining.set(1)
@@ -100,6 +102,7 @@ async def drain(gateway: Gateway, site: web.TCPSite) -> None:
     if settings.readiness_delay > 0:
         await asyncio.sleep(settings.readiness_delay)
     await site.stop()  # no new connections; open keep-alive connections close after their answer
+    await websocket.close_all(app)  # 1001 both ways: clients reconnect to a live instance, the drain is not held up
     if not await gateway.lifecycle.wait_idle(settings.drain_timeout):
         log.warning("drain timeout: cutting %d request(s) still in flight", gateway.lifecycle.in_flight)
 

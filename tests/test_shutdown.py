@@ -11,6 +11,7 @@ import yaml
 
 from tests.conftest import ROOT, base_config, free_port, gateway_command
 from tests.ops_support import BOUND, GatedUpstream, eventually
+from tests.test_websocket import ws_routes, ws_upstream  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -108,3 +109,22 @@ async def test_a_taken_port_is_a_clear_error_and_a_clean_exit(users_file, upstre
     text = out.decode()
     assert proc.returncode == 1 and "cannot serve" in text
     assert "Traceback" not in text and "Unclosed" not in text
+
+
+async def test_open_websockets_are_closed_with_1001_and_do_not_hold_the_drain(gateway_process, ws_upstream, users_file):
+    """A socket lives as long as its peers like; the drain closes it (going away) instead of waiting it out."""
+    _, url = ws_upstream
+    raw = base_config(url, users_file, routes=ws_routes(url), shutdown={"drain_timeout": "120s"})
+    port = gateway_process(raw)
+    proc = gateway_process.procs[port]
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"http://127.0.0.1:{port}/auth/token", json={"username": "bob", "password": "bob-password"}) as r:
+            token = (await r.json())["access"]
+        async with s.ws_connect(f"http://127.0.0.1:{port}/ws?access_token={token}") as ws:
+            await ws.send_str("hello")
+            assert await ws.receive_str(timeout=BOUND) == "hello"
+            proc.send_signal(signal.SIGTERM)
+            msg = await ws.receive(timeout=BOUND)
+            assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == 1001
+    assert await asyncio.to_thread(proc.wait, BOUND) == 0  # long before the 120 s drain timeout
+    assert "drain timeout" not in gateway_process.log(port)

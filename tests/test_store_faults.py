@@ -16,6 +16,7 @@ import redis
 from gateway.app import create_app
 from gateway.stores.redis import RedisStore
 from tests.conftest import PASSWORDS, RedisServer, bearer, login
+from tests.test_websocket import handshake_headers, ws_routes, ws_upstream  # noqa: F401 (a fixture)
 
 LOAD_TASKS = 6
 MAX_ITERATIONS = 3000  # per task: the loop is bounded by count as well as by the stop event
@@ -169,3 +170,24 @@ async def test_slow_redis_is_a_503_after_the_store_timeout(make_gateway, redis_s
         admin.close()
     resp = await gateway.get("/api/x", headers=bearer(pair["access"]))
     assert resp.status == 200
+
+
+@pytest.mark.parametrize("mode,upgraded", [("fail_closed", False), ("fail_open", True)])
+async def test_websocket_handshake_follows_the_failure_mode(aiohttp_client, make_config, ws_upstream, redis_server,
+                                                            redis_url, mode, upgraded):
+    _, url = ws_upstream
+    config = make_config(store={"failure_mode": mode}, routes=ws_routes(url))
+    gateway = await aiohttp_client(create_app(config, store=RedisStore(redis_url, timeout=0.5)))
+    token = (await login(gateway))["access"]
+    redis_server.stop()
+    try:
+        if upgraded:
+            ws = await gateway.ws_connect("/ws", headers=bearer(token))
+            await ws.send_str("still here")
+            assert await ws.receive_str(timeout=10) == "still here"
+            await ws.close()
+        else:
+            resp = await gateway.get("/ws", headers={**bearer(token), **handshake_headers()})
+            assert resp.status == 503 and (await resp.json())["code"] == "store_unavailable"
+    finally:
+        redis_server.start()

@@ -16,16 +16,20 @@ from typing import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from .auth import AuthEvents, AuthService
-from .authenticate import SUBJECT, authenticate
+from .authenticate import SUBJECT
+from .compat import compat_endpoints
 from .config import GatewayConfig
+from .cookies import CookieMode, authenticate_request
+from .cors import CorsPolicy
 from .endpoints import Endpoint, default_endpoints
-from .errors import GatewayError, error_response
+from .error_styles import ErrorStyle, GatewayStyle, error_style
+from .errors import ERROR_CODE, GatewayError, error_response
 from .failopen import REVOCATION_SKIPPED, revocation_store
 from .keys import KeyRing
 from .lifecycle import LIFECYCLE, Lifecycle
 from .metrics import METRICS, Metrics, metrics_handler
 from .proxy import RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS, IdentityHeaders, Upstream, request_id, upstream_headers
-from .routing import Router, check_requirements, parse_target
+from .routing import RequestPath, Router, check_requirements, parse_target
 from .stores import Store, create_store
 from .stores.instrumented import InstrumentedStore
 from .tokens import TokenService
@@ -51,6 +55,9 @@ class Runtime:
     router: Router
     identity: IdentityHeaders
     endpoints: dict[str, Endpoint]
+    errors: ErrorStyle = GatewayStyle()  # how proxied routes' errors look (compat.errors)
+    cookies: CookieMode | None = None  # cookie mode (cookies.enabled)
+    cors: CorsPolicy | None = None  # cross-origin policy (cors.allow_origins)
 
     @classmethod
     def build(
@@ -58,6 +65,10 @@ class Runtime:
     ) -> "Runtime":
         users = users if users is not None else load_users(config.users_file)
         tokens = TokenService(config.tokens, KeyRing.from_config(config.tokens))
+        cookies = None
+        if config.cookies.enabled:
+            secret = config.tokens.secret.get_secret_value().encode()
+            cookies = CookieMode(config.cookies, secret, config.tokens.refresh_lifetime)
         return cls(
             config=config,
             users=users,
@@ -65,8 +76,18 @@ class Runtime:
             auth=AuthService(config.tokens, tokens, users, store, events=events),
             router=Router(config.routes),
             identity=IdentityHeaders(config.routes, config.identity_header_prefixes),
-            endpoints={**default_endpoints(config.endpoints), **ops_endpoints(config)},
+            endpoints={**default_endpoints(config.endpoints), **compat_endpoints(config, cookies), **ops_endpoints(config)},
+            errors=error_style(config.compat.errors),
+            cookies=cookies,
+            cors=_cors(config),
         )
+
+
+def _cors(config: GatewayConfig) -> CorsPolicy | None:
+    if not config.cors.enabled:
+        return None
+    csrf = (config.cookies.csrf_header,) if config.cookies.enabled else ()
+    return CorsPolicy(config.cors, trust_forwarded=config.trust_forwarded_headers, extra_headers=csrf)
 
 
 def ops_endpoints(config: GatewayConfig) -> dict[str, Endpoint]:
@@ -103,7 +124,6 @@ class Gateway:
 GATEWAY = web.AppKey("gateway", Gateway)
 REQUEST_ID = web.RequestKey("request_id", str)
 ROUTE_NAME = web.RequestKey("route", str)
-ERROR_CODE = web.RequestKey("error_code", str)
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -112,13 +132,30 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     path = parse_target(request.raw_path)
     endpoint_path = path.decoded.rstrip("/") or "/"
     endpoint = runtime.endpoints.get(endpoint_path)
+    if runtime.cors is not None:
+        preflight = runtime.cors.screen(request, lambda method: _accepts(runtime, request, endpoint, path, method))
+        if preflight is not None:
+            return preflight
     if endpoint is not None:
         request[ROUTE_NAME] = "@" + endpoint_path  # metrics and logs label own endpoints @<path>
         if request.method not in endpoint.methods:
             allow = ", ".join(sorted(endpoint.methods))
             raise GatewayError(405, "method_not_allowed", f"Use {allow} here", headers={"Allow": allow})
         return await endpoint.handler(request, runtime.auth)
+    try:
+        return await _proxy(request, gateway, runtime, path)
+    except GatewayError as exc:
+        return runtime.errors.access_error(exc)  # in the deployment's main dialect (compat.errors)
 
+
+def _accepts(runtime: Runtime, request: web.Request, endpoint: Endpoint | None, path: RequestPath, method: str) -> bool:
+    """Whether a request with ``method`` could be served here (for CORS preflights)."""
+    if endpoint is not None:
+        return method in endpoint.methods
+    return runtime.router.match(method, request.host, path) is not None
+
+
+async def _proxy(request: web.Request, gateway: Gateway, runtime: Runtime, path: RequestPath) -> web.StreamResponse:
     route = runtime.router.match(request.method, request.host, path)
     if route is None:
         raise GatewayError(404, "not_found", "No route matches this request")
@@ -127,14 +164,17 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await websocket.serve(request, route, path, runtime, gateway)
     claims = None
     if route.auth != "none":
+        required = route.auth == "required"
         store = revocation_store(gateway.store, request, runtime.config.store.failure_mode)
-        claims = await authenticate(request, runtime.tokens, store, required=route.auth == "required")
+        claims = await authenticate_request(request, runtime.tokens, store, runtime.cookies, required=required)
     if claims is not None:
         request[SUBJECT] = str(claims.get("sub"))
         check_requirements(route, claims)
     headers = upstream_headers(
         request, route, runtime.identity, claims, request[REQUEST_ID], runtime.config.trust_forwarded_headers
     )
+    if runtime.cookies is not None:
+        runtime.cookies.strip(headers)  # the gateway's cookies carry tokens: upstreams get identity headers instead
     return await gateway.upstream.forward(request, route, path, headers)
 
 
@@ -152,15 +192,12 @@ async def errors_and_access_log(request: web.Request, handler: Handler) -> web.S
     try:
         response = await handler(request)
     except GatewayError as exc:
-        request[ERROR_CODE] = exc.code
         response = error_response(exc)
     except web.HTTPException as exc:  # raised by aiohttp itself, e.g. 413 for an oversized body
         code = "bad_request" if exc.status < 500 else "internal_error"
-        request[ERROR_CODE] = code
         response = error_response(GatewayError(exc.status, code, exc.reason))
     except Exception:
         log.exception("unhandled error (request id %s)", rid)
-        request[ERROR_CODE] = "internal_error"
         response = error_response(GatewayError(500, "internal_error", "Internal error; see the gateway log"))
     finally:
         gateway.lifecycle.in_flight -= 1
@@ -176,8 +213,9 @@ def _observe(request: web.Request, response: web.StreamResponse, duration: float
     metrics = gateway.metrics
     metrics.request(route, request.method, response.status, duration)
     metrics.upstream(route, request.get(UPSTREAM_SECONDS), request.get(UPSTREAM_ERROR))
-    if ERROR_CODE in request:
-        metrics.refused(response.status, request[ERROR_CODE])
+    code = response.get(ERROR_CODE)
+    if code is not None:
+        metrics.refused(response.status, code)
     if request.get(REVOCATION_SKIPPED):
         metrics.fail_open.inc()
     if access_log.isEnabledFor(logging.INFO):
@@ -204,8 +242,8 @@ def _access_record(request: web.Request, response: web.StreamResponse, duration:
         "bytes": _body_bytes(request, response),
         "pid": os.getpid(),
     }
-    if ERROR_CODE in request:
-        record["code"] = request[ERROR_CODE]
+    if ERROR_CODE in response:
+        record["code"] = response[ERROR_CODE]
     if UPSTREAM_ERROR in request:
         record["upstream_error"] = request[UPSTREAM_ERROR]
     if request.get(REVOCATION_SKIPPED):
@@ -243,6 +281,12 @@ async def _echo_request_id(request: web.Request, response: web.StreamResponse) -
         response.headers["X-Request-Id"] = rid
 
 
+async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    cors = request.app[GATEWAY].runtime.cors
+    if cors is not None:
+        cors.decorate(request, response)
+
+
 def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, store: Store | None = None) -> web.Application:
     """A ready-to-run gateway; ``users`` and ``store`` may be injected (tests), else built from config."""
     metrics = Metrics()
@@ -264,5 +308,6 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
 
     app.cleanup_ctx.append(lifecycle)
     app.on_response_prepare.append(_echo_request_id)
+    app.on_response_prepare.append(_cors_headers)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

@@ -101,8 +101,13 @@ class AuthService:
         self.events.issued("login")
         return Issued.from_pair(pair)
 
-    async def refresh(self, token: object) -> Issued:
-        """A new access token; with rotation also a new refresh token, and the old one spent."""
+    async def refresh(self, token: object, *, rotate: bool | None = None) -> Issued:
+        """A new access token; with rotation also a new refresh token, and the old one spent.
+
+        ``rotate`` overrides ``tokens.rotate_refresh`` for one dialect: clients that never store
+        a rotated refresh token must not rotate, or their next refresh looks like a reuse.
+        """
+        rotate = self.settings.rotate_refresh if rotate is None else rotate
         claims = self.tokens.verify(token, "refresh")
         family, jti = claims["fid"], claims["jti"]
         user = self.users.get(claims["sub"])
@@ -110,7 +115,7 @@ class AuthService:
             await self.store.revoke_family(family, self._family_ttl)
             self.events.revoked("user_removed")
             raise GatewayError.unauthorized("token_not_valid", "The user of this token no longer exists")
-        if not self.settings.rotate_refresh:
+        if not rotate:
             outcome = await self.store.is_current(family, jti)
             self.events.refreshed("renewed" if outcome is RotationOutcome.ROTATED else outcome.value)
             if outcome is not RotationOutcome.ROTATED:

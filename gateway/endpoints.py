@@ -1,7 +1,9 @@
-"""The gateway's own HTTP endpoints: token, refresh, verify, logout, me, health.
+"""The gateway's own HTTP endpoints: health, readiness, the browser client; shared helpers.
 
-Request bodies are JSON or forms, small (the app caps them at 64 KiB), and
-anything malformed is a 4xx with a JSON reason.
+The token endpoints (login, refresh, verify, logout, me) are the ``gateway``
+dialect of gateway/compat.py, so every dialect and cookie mode share one
+implementation of them. Request bodies are JSON or forms, small (the app caps
+them at 64 KiB), and anything malformed is a 4xx with a JSON reason.
 """
 from __future__ import annotations
 
@@ -14,13 +16,12 @@ from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from .auth import AuthService, Issued
-from .authenticate import SUBJECT, authenticate, bearer_token
+from .auth import AuthService
 from .config import Endpoints
 from .errors import GatewayError
 from .lifecycle import LIFECYCLE
 
-__all__ = ["Endpoint", "default_endpoints", "json_response", "read_fields"]
+__all__ = ["NO_STORE", "Endpoint", "default_endpoints", "json_response", "read_fields"]
 
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -66,51 +67,6 @@ async def read_fields(request: web.Request) -> dict[str, Any]:
     raise GatewayError(415, "bad_request", "Send the body as application/json or a form")
 
 
-def _issued_body(issued: Issued) -> dict[str, Any]:
-    body: dict[str, Any] = {"access": issued.access}
-    if issued.refresh is not None:
-        body["refresh"] = issued.refresh
-    body.update(token_type="Bearer", expires_in=issued.expires_in)
-    return body
-
-
-async def token(request: web.Request, auth: AuthService) -> web.Response:
-    fields = await read_fields(request)
-    issued = await auth.login(fields.get("username"), fields.get("password"))
-    request[SUBJECT] = issued.subject
-    return json_response(_issued_body(issued), headers=NO_STORE)
-
-
-async def refresh(request: web.Request, auth: AuthService) -> web.Response:
-    fields = await read_fields(request)
-    if "refresh" not in fields:
-        raise GatewayError.bad_request("The refresh field is required")
-    issued = await auth.refresh(fields["refresh"])
-    request[SUBJECT] = issued.subject
-    return json_response(_issued_body(issued), headers=NO_STORE)
-
-
-async def verify(request: web.Request, auth: AuthService) -> web.Response:
-    fields = await read_fields(request)
-    if "token" not in fields:
-        raise GatewayError.bad_request("The token field is required")
-    await auth.verify(fields["token"])
-    return json_response({})
-
-
-async def logout(request: web.Request, auth: AuthService) -> web.Response:
-    fields = await read_fields(request)
-    await auth.logout(fields.get("refresh"), bearer_token(request))
-    return json_response({}, headers=NO_STORE)
-
-
-async def me(request: web.Request, auth: AuthService) -> web.Response:
-    claims = await authenticate(request, auth.tokens, auth.store, required=True)
-    if claims is not None:
-        request[SUBJECT] = str(claims.get("sub"))
-    return json_response(claims, headers=NO_STORE)
-
-
 async def healthz(request: web.Request, auth: AuthService) -> web.Response:
     return json_response({"status": "ok"})
 
@@ -141,14 +97,12 @@ async def client_js(request: web.Request, auth: AuthService) -> web.Response:
 
 
 def default_endpoints(paths: Endpoints) -> dict[str, Endpoint]:
-    """The endpoint table keyed by path (no trailing slash), from ``config.endpoints``."""
-    post, get = frozenset({"POST"}), frozenset({"GET", "HEAD"})
+    """The endpoint table keyed by path (no trailing slash), from ``config.endpoints``.
+
+    The token endpoints come from ``compat.compat_endpoints`` (the gateway dialect).
+    """
+    get = frozenset({"GET", "HEAD"})
     return {
-        paths.token: Endpoint(post, token),
-        paths.refresh: Endpoint(post, refresh),
-        paths.verify: Endpoint(post, verify),
-        paths.logout: Endpoint(post, logout),
-        paths.me: Endpoint(get, me),
         paths.healthz: Endpoint(get, healthz),
         paths.readyz: Endpoint(get, readyz),
         paths.client_js: Endpoint(get, client_js),

@@ -27,6 +27,7 @@ from yarl import URL
 
 from .authenticate import bearer_token, verify_access
 from .config import Route
+from .cors import same_origin
 from .errors import GatewayError
 from .failopen import revocation_store
 from .proxy import upstream_headers
@@ -138,6 +139,18 @@ def read_handshake(request: web.Request, route: Route, query: str) -> Handshake:
     return Handshake(found[0] if found else None, query, tuple(protocols), token_protocol)
 
 
+def _cookie_token(request: web.Request, runtime: "Runtime") -> str | None:
+    """Cookie mode: the access cookie, if the handshake comes from an origin that may use it."""
+    if runtime.cookies is None:
+        return None
+    trust = runtime.config.trust_forwarded_headers
+
+    def origin_ok(origin: str) -> bool:
+        return same_origin(request, origin, trust_forwarded=trust) or (runtime.cors is not None and runtime.cors.allows(origin))
+
+    return runtime.cookies.websocket_token(request, origin_ok)
+
+
 async def identify(route: Route, token: str | None, tokens: TokenService, store: Store) -> Claims | None:
     """The caller's verified claims, or None when the route does not need them."""
     if route.auth == "none":
@@ -194,13 +207,16 @@ async def serve(
         raise _bad("This route does not carry websocket upgrades")
     check_handshake(request)
     hs = read_handshake(request, route, path.query)
+    token = hs.token if hs.token is not None or route.auth == "none" else _cookie_token(request, runtime)
     store = revocation_store(gateway.store, request, runtime.config.store.failure_mode)
-    claims = await identify(route, hs.token, runtime.tokens, store)
+    claims = await identify(route, token, runtime.tokens, store)
     if claims is not None:
         request[SUBJECT] = str(claims.get("sub"))
     headers = _without_handshake_headers(upstream_headers(
         request, route, runtime.identity, claims, request[REQUEST_ID], runtime.config.trust_forwarded_headers
     ))
+    if runtime.cookies is not None:
+        runtime.cookies.strip(headers)  # the gateway's token cookies never reach an upstream
     if route.forward_authorization and hs.token is not None:
         headers["Authorization"] = f"Bearer {hs.token}"
     upstream = await _connect(gateway.upstream.session, _upstream_url(route, path, hs.query), hs, headers, route.timeout)

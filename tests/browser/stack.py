@@ -1,0 +1,183 @@
+"""A real stack for browser tests: the gateway as a subprocess (its CLI), and one in-process site.
+
+The site (aiohttp, on the test's event loop) plays two parts: it serves the pages, axios and the
+seed clients (reached through a gateway route with ``auth: none``, or directly as another
+origin), and it is the protected upstream API (``/api/...``, reached through the gateway only).
+Refreshes are counted at the gateway, from its JSON access log.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+from harness import AXIOS_ESM, AXIOS_UMD, BROWSER_DIR, REPO_ROOT, free_port
+
+SEEDS = BROWSER_DIR / "seeds"
+SNIPPETS = ("axios_interceptors.js", "axios_cookie_mode.js")  # the documented axios recipes
+PASSWORD = "correct horse battery staple"
+SECRET = "browser-secret-" + "x" * 40
+USERS = {"alice": {"roles": ["user"], "email": "alice@example.com"}}
+
+PRELUDE = r"""
+window.addEventListener('unhandledrejection', (e) => {
+  if (window.__result === undefined) window.__result = { error: 'unhandledrejection: ' + (e.reason && e.reason.stack || e.reason) };
+});
+window.sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+window.mark = (name) => fetch('/app/mark/' + name);   // a marker line in the gateway's access log
+window.run = async (fn) => {
+  try { window.__result = await fn(); }
+  catch (e) { window.__result = { error: String(e && e.stack || e) }; }
+};
+"""
+
+
+@dataclass
+class Site:
+    """Pages by name (``__GATEWAY__`` and ``__PASSWORD__`` filled in when served) and API hits."""
+
+    pages: dict[str, str]
+    gateway: str = ""
+    api_hits: list[dict[str, Any]] = field(default_factory=list)
+
+    def fill(self, text: str) -> str:
+        return text.replace("__GATEWAY__", self.gateway).replace("__PASSWORD__", PASSWORD)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/app/page/{name}", self._page)
+        app.router.add_get("/app/seeds/{path:.+}", self._seed)
+        for name in SNIPPETS:
+            app.router.add_get(f"/app/snippets/{name}", self._file(BROWSER_DIR / name))
+        app.router.add_get("/app/vendor/axios.min.js", self._file(AXIOS_UMD))
+        app.router.add_get("/app/vendor/axios.mjs", self._file(AXIOS_ESM))
+        app.router.add_get("/app/mark/{name}", self._mark)
+        app.router.add_route("*", "/api/{tail:.*}", self._api)
+        return app
+
+    async def _page(self, request: web.Request) -> web.Response:
+        body = self.pages[request.match_info["name"]]
+        html = f"<!doctype html><meta charset=utf-8><title>t</title><link rel=icon href=data:,>\n<script>{PRELUDE}</script>\n{body}"
+        return web.Response(text=self.fill(html), content_type="text/html", headers={"Cache-Control": "no-store"})
+
+    async def _seed(self, request: web.Request) -> web.Response:
+        path = (SEEDS / request.match_info["path"]).resolve()
+        if not path.is_relative_to(SEEDS) or not path.is_file():
+            raise web.HTTPNotFound()
+        return web.Response(text=self.fill(path.read_text()), content_type="text/javascript")
+
+    @staticmethod
+    def _file(path: Path):
+        async def handler(request: web.Request) -> web.Response:
+            return web.Response(body=path.read_bytes(), content_type="text/javascript")
+        return handler
+
+    async def _mark(self, request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    async def _api(self, request: web.Request) -> web.Response:
+        hit = {"method": request.method, "path": request.path, "user": request.headers.get("X-User-Id"),
+               "cookie": request.headers.get("Cookie"), "body": (await request.read()).decode()}
+        self.api_hits.append(hit)
+        if request.path.rstrip("/") == "/api/admin/roles":  # seed 000's page lists roles
+            return web.json_response(["admin", "user", "editor"])
+        return web.json_response(hit)
+
+
+def gateway_config(site_port: int, **extra: Any) -> dict[str, Any]:
+    """Short-lived access tokens (2 s, no leeway), the site behind /app (public) and /api (protected)."""
+    site = f"http://127.0.0.1:{site_port}"
+    config: dict[str, Any] = {
+        "tokens": {"secret": SECRET, "access_lifetime": "2s", "refresh_lifetime": "1h", "leeway": "0s", "refresh_grace": "0s"},
+        "store": {"backend": "memory"},
+        "users_file": "users.yaml",
+        "routes": [
+            {"name": "app", "prefix": "/app", "upstream": site, "auth": "none"},
+            {"name": "api", "prefix": "/api", "upstream": site, "headers": {"X-User-Id": "sub"}},
+        ],
+    }
+    config.update(extra)
+    return config
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    log: Path
+
+    def access_log(self) -> list[dict[str, Any]]:
+        """The gateway's JSON access-log lines, in order."""
+        entries = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            start = line.find("{")
+            try:
+                entry = json.loads(line[start:]) if start >= 0 else None
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and {"method", "path", "status"} <= entry.keys():
+                entries.append(entry)
+        return entries
+
+    def between(self, start: str, end: str) -> list[dict[str, Any]]:
+        """Access-log entries between two ``mark()`` calls of the page."""
+        entries = self.access_log()
+        paths = [e["path"] for e in entries]
+        return entries[paths.index(f"/app/mark/{start}") + 1: paths.index(f"/app/mark/{end}")]
+
+    def hits(self, path: str, entries: list[dict[str, Any]] | None = None) -> list[int]:
+        """Statuses of the requests to ``path`` (trailing slash ignored)."""
+        return [e["status"] for e in (entries if entries is not None else self.access_log())
+                if e["path"].rstrip("/") == path.rstrip("/")]
+
+
+@contextlib.asynccontextmanager
+async def start_gateway(tmp_path: Path, config: dict[str, Any]) -> AsyncIterator[RunningGateway]:
+    """Run ``gateway run`` on a free port until the generator is closed."""
+    from gateway.users import hash_password
+
+    port = free_port()
+    users = {name: {"password_hash": hash_password(PASSWORD), "claims": claims} for name, claims in USERS.items()}
+    (tmp_path / "users.yaml").write_text(yaml.safe_dump({"users": users}))
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump({**config, "listen": {"host": "127.0.0.1", "port": port}}))
+    log = tmp_path / "gateway.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(path)], cwd=REPO_ROOT,
+                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        await _wait_until_up(f"http://127.0.0.1:{port}/healthz", proc, log)
+        yield RunningGateway(f"http://127.0.0.1:{port}", log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"the gateway exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    if resp.status == 200:
+                        return
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{url} did not come up:\n{log.read_text()[-4000:]}")
+            await asyncio.sleep(0.1)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from .auth import AuthService
+from .auth import AuthEvents, AuthService
+from .authenticate import SUBJECT
 from .compat import compat_endpoints
 from .config import GatewayConfig
 from .authenticate import authenticate
@@ -22,13 +24,17 @@ from .cookies import CookieMode
 from .cors import CorsPolicy
 from .endpoints import Endpoint, default_endpoints
 from .error_styles import ErrorStyle, GatewayStyle, error_style
-from .errors import GatewayError, error_response
+from .errors import ERROR_CODE, GatewayError, error_response
+from .failopen import REVOCATION_SKIPPED, revocation_store
 from .identity import DEFAULT_HEADER, IdentitySigner
 from .issuers import Issuers
 from .keys import KeyRing
-from .proxy import IdentityHeaders, Upstream, request_id, upstream_headers
+from .lifecycle import LIFECYCLE, Lifecycle
+from .metrics import METRICS, Metrics, metrics_handler
+from .proxy import RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS, IdentityHeaders, Upstream, request_id, upstream_headers
 from .routing import RequestPath, Router, check_requirements, parse_target
 from .stores import Store, create_store
+from .stores.instrumented import InstrumentedStore
 from .throttle import LoginThrottle
 from .tokens import TokenService
 from .users import UserDirectory, load_users
@@ -61,7 +67,9 @@ class Runtime:
     cors: CorsPolicy | None = None  # cross-origin policy (cors.allow_origins)
 
     @classmethod
-    def build(cls, config: GatewayConfig, store: Store, users: UserDirectory | None = None) -> "Runtime":
+    def build(
+        cls, config: GatewayConfig, store: Store, users: UserDirectory | None = None, events: AuthEvents | None = None
+    ) -> "Runtime":
         users = users if users is not None else load_users(config.users_file)
         keys = KeyRing.from_config(config.tokens)
         tokens = TokenService(config.tokens, keys)
@@ -76,13 +84,14 @@ class Runtime:
             config=config,
             users=users,
             tokens=tokens,
-            auth=AuthService(config.tokens, tokens, users, store, throttle),
+            auth=AuthService(config.tokens, tokens, users, store, throttle, events=events),
             router=Router(config.routes),
             identity=IdentityHeaders(config.routes, config.identity_header_prefixes, extra=signed_headers),
             endpoints={
                 **default_endpoints(config.endpoints),
                 **wellknown_endpoints(config, keys),
                 **compat_endpoints(config, cookies),
+                **ops_endpoints(config),
             },
             issuers=Issuers(config),
             signer=IdentitySigner(keys, config.tokens.issuer),
@@ -99,31 +108,54 @@ def _cors(config: GatewayConfig) -> CorsPolicy | None:
     return CorsPolicy(config.cors, trust_forwarded=config.trust_forwarded_headers, extra_headers=csrf)
 
 
-class Gateway:
-    """The process-wide parts (store, upstream pool) and the runtime currently in force."""
+def ops_endpoints(config: GatewayConfig) -> dict[str, Endpoint]:
+    """/metrics on the main listener, unless an admin listener serves it."""
+    if not config.metrics.enabled or config.admin is not None:
+        return {}
+    return {config.metrics.path: Endpoint(frozenset({"GET", "HEAD"}), metrics_handler)}
 
-    def __init__(self, runtime: Runtime, store: Store, upstream: Upstream) -> None:
+
+class Gateway:
+    """The process-wide parts (store, upstream pool, metrics) and the runtime currently in force."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        store: Store,
+        upstream: Upstream,
+        metrics: Metrics | None = None,
+        lifecycle: Lifecycle | None = None,
+    ) -> None:
         self.runtime = runtime
         self.store = store
         self.upstream = upstream
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.lifecycle = lifecycle if lifecycle is not None else Lifecycle()
+        self.swap(runtime)
+
+    def swap(self, runtime: Runtime) -> None:
+        """Put a new runtime in force; requests already running keep the one they started with."""
+        self.runtime = runtime
+        self.lifecycle.store_required = runtime.config.store.failure_mode == "fail_closed"
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
 REQUEST_ID = web.RequestKey("request_id", str)
 ROUTE_NAME = web.RequestKey("route", str)
-SUBJECT = web.RequestKey("sub", str)
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     runtime = gateway.runtime  # one snapshot for the whole request, even across a reload
     path = parse_target(request.raw_path)
-    endpoint = runtime.endpoints.get(path.decoded.rstrip("/") or "/")
+    endpoint_path = path.decoded.rstrip("/") or "/"
+    endpoint = runtime.endpoints.get(endpoint_path)
     if runtime.cors is not None:
         preflight = runtime.cors.screen(request, lambda method: _accepts(runtime, request, endpoint, path, method))
         if preflight is not None:
             return preflight
     if endpoint is not None:
+        request[ROUTE_NAME] = "@" + endpoint_path  # metrics and logs label own endpoints @<path>
         if request.method not in endpoint.methods:
             allow = ", ".join(sorted(endpoint.methods))
             raise GatewayError(405, "method_not_allowed", f"Use {allow} here", headers={"Allow": allow})
@@ -153,7 +185,7 @@ async def _proxy(request: web.Request, gateway: Gateway, runtime: Runtime, path:
         claims = await authenticate(
             request,
             runtime.tokens,
-            gateway.store,
+            revocation_store(gateway.store, request, runtime.config.store.failure_mode),
             required=route.auth == "required",
             trust=runtime.issuers.for_route(route),
             cookies=runtime.cookies,
@@ -176,9 +208,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def errors_and_access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into a JSON answer and write one access-log line per request."""
+    """Turn every failure into a JSON answer; count, measure and log every request once."""
     started = time.perf_counter()
     request[REQUEST_ID] = rid = request_id(request.headers)
+    gateway = request.app[GATEWAY]
+    gateway.lifecycle.in_flight += 1
+    gateway.metrics.in_flight.inc()
     try:
         response = await handler(request)
     except GatewayError as exc:
@@ -189,8 +224,79 @@ async def errors_and_access_log(request: web.Request, handler: Handler) -> web.S
     except Exception:
         log.exception("unhandled error (request id %s)", rid)
         response = error_response(GatewayError(500, "internal_error", "Internal error; see the gateway log"))
-    _log_access(request, response, time.perf_counter() - started)
+    finally:
+        gateway.lifecycle.in_flight -= 1
+        gateway.metrics.in_flight.dec()
+    if gateway.lifecycle.draining and not response.prepared:
+        response.force_close()  # the client's next request opens a connection to a live instance
+    _observe(request, response, time.perf_counter() - started, gateway)
     return response
+
+
+def _observe(request: web.Request, response: web.StreamResponse, duration: float, gateway: Gateway) -> None:
+    route = request.get(ROUTE_NAME) or "unmatched"
+    metrics = gateway.metrics
+    metrics.request(route, request.method, response.status, duration)
+    metrics.upstream(route, request.get(UPSTREAM_SECONDS), request.get(UPSTREAM_ERROR))
+    code = response.get(ERROR_CODE)
+    if code is not None:
+        metrics.refused(response.status, code)
+    if request.get(REVOCATION_SKIPPED):
+        metrics.fail_open.inc()
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info(json.dumps(_access_record(request, response, duration, gateway)))
+
+
+MAX_LOGGED_PATH = 2048
+
+
+def _access_record(request: web.Request, response: web.StreamResponse, duration: float, gateway: Gateway) -> dict[str, object]:
+    """One access-log line. Never the query string, headers or body: they may carry secrets."""
+    upstream = request.get(UPSTREAM_SECONDS)
+    record: dict[str, object] = {
+        "time": _timestamp(),
+        "request_id": request.get(REQUEST_ID),
+        "method": request.method,
+        "path": request.path[:MAX_LOGGED_PATH],
+        "route": request.get(ROUTE_NAME),
+        "status": response.status,
+        "duration_ms": round(duration * 1000, 2),
+        "upstream_ms": round(upstream * 1000, 2) if upstream is not None else None,
+        "sub": request.get(SUBJECT),
+        "client": _client_ip(request, gateway.runtime.config.trust_forwarded_headers),
+        "bytes": _body_bytes(request, response),
+        "pid": os.getpid(),
+    }
+    if ERROR_CODE in response:
+        record["code"] = response[ERROR_CODE]
+    if UPSTREAM_ERROR in request:
+        record["upstream_error"] = request[UPSTREAM_ERROR]
+    if request.get(REVOCATION_SKIPPED):
+        record["revocation_check"] = "skipped"
+    return record
+
+
+def _timestamp() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def _client_ip(request: web.Request, trust_forwarded: bool) -> str | None:
+    """The peer, or with trusted proxies the address the nearest proxy saw (last X-Forwarded-For hop)."""
+    forwarded = request.headers.get("X-Forwarded-For") if trust_forwarded else None
+    if forwarded:
+        return forwarded.rsplit(",", 1)[-1].strip()[:64]
+    return request.remote
+
+
+def _body_bytes(request: web.Request, response: web.StreamResponse) -> int:
+    """Body bytes sent: counted by the proxy while streaming, else the length of the buffered body."""
+    if RESPONSE_BYTES in request:
+        return request[RESPONSE_BYTES]
+    body = getattr(response, "body", None)
+    if isinstance(body, (bytes, bytearray)):
+        return len(body)
+    return response.content_length or 0
 
 
 async def _echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
@@ -206,33 +312,16 @@ async def _cors_headers(request: web.Request, response: web.StreamResponse) -> N
         cors.decorate(request, response)
 
 
-def _log_access(request: web.Request, response: web.StreamResponse, duration: float) -> None:
-    if not access_log.isEnabledFor(logging.INFO):
-        return
-    access_log.info(
-        json.dumps(
-            {
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "request_id": request.get(REQUEST_ID),
-                "method": request.method,
-                "path": request.path,  # never the query string: it may carry secrets
-                "route": request.get(ROUTE_NAME),
-                "status": response.status,
-                "duration_ms": round(duration * 1000, 2),
-                "sub": request.get(SUBJECT),
-                "client": request.remote,
-                "bytes": response.body_length,
-            }
-        )
-    )
-
-
 def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, store: Store | None = None) -> web.Application:
     """A ready-to-run gateway; ``users`` and ``store`` may be injected (tests), else built from config."""
+    metrics = Metrics()
     store = store if store is not None else create_store(config.store)
-    gateway = Gateway(Runtime.build(config, store, users), store, Upstream())
+    store = InstrumentedStore(store, metrics)  # type: ignore[assignment]
+    gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, Upstream(), metrics)
     app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log])
     app[GATEWAY] = gateway
+    app[METRICS] = metrics
+    app[LIFECYCLE] = gateway.lifecycle
     websocket.install(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from .config import Tokens
 from .errors import GatewayError
@@ -17,7 +18,7 @@ from .throttle import LoginThrottle
 from .tokens import Claims, TokenPair, TokenService
 from .users import UserDirectory
 
-__all__ = ["AuthService", "Issued"]
+__all__ = ["AuthEvents", "AuthService", "Issued"]
 
 MAX_LOGIN_LENGTH = 256
 MAX_PASSWORD_LENGTH = 1024
@@ -66,15 +67,36 @@ def _refuse(outcome: RotationOutcome) -> GatewayError:
     return GatewayError.unauthorized(code, detail)
 
 
+class AuthEvents(Protocol):
+    """What the sessions report for metrics (gateway.metrics.Metrics implements it)."""
+
+    def issued(self, grant: str) -> None: ...
+    def refreshed(self, outcome: str) -> None: ...
+    def revoked(self, reason: str) -> None: ...
+
+
+class _NoEvents:
+    def issued(self, grant: str) -> None: ...
+    def refreshed(self, outcome: str) -> None: ...
+    def revoked(self, reason: str) -> None: ...
+
+
 class AuthService:
     def __init__(
-        self, settings: Tokens, tokens: TokenService, users: UserDirectory, store: Store, throttle: LoginThrottle | None = None
+        self,
+        settings: Tokens,
+        tokens: TokenService,
+        users: UserDirectory,
+        store: Store,
+        throttle: LoginThrottle | None = None,
+        events: AuthEvents | None = None,
     ) -> None:
         self.settings = settings
         self.tokens = tokens
         self.users = users
         self.store = store
         self.throttle = throttle
+        self.events: AuthEvents = events if events is not None else _NoEvents()
 
     @property
     def _family_ttl(self) -> float:
@@ -106,6 +128,7 @@ class AuthService:
             await self.throttle.succeeded(login, login_claim, client_ip)
         pair = self.tokens.mint_pair(user.username, user.claims)
         await self.store.start_family(pair.refresh_claims["fid"], pair.refresh_claims["jti"], self._family_ttl)
+        self.events.issued("login")
         return Issued.from_pair(pair)
 
     async def refresh(self, token: object, *, rotate: bool | None = None) -> Issued:
@@ -120,19 +143,24 @@ class AuthService:
         user = self.users.get(claims["sub"])
         if user is None:
             await self.store.revoke_family(family, self._family_ttl)
+            self.events.revoked("user_removed")
             raise GatewayError.unauthorized("token_not_valid", "The user of this token no longer exists")
         if not rotate:
             outcome = await self.store.is_current(family, jti)
+            self.events.refreshed("renewed" if outcome is RotationOutcome.ROTATED else outcome.value)
             if outcome is not RotationOutcome.ROTATED:
                 raise _refuse(outcome)
             access, access_claims = self.tokens.mint_access(user.username, user.claims, family)
+            self.events.issued("refresh")
             return Issued(access, None, int(access_claims["exp"] - access_claims["iat"]), user.username)
         pair = self.tokens.mint_pair(user.username, user.claims, family)
         issued = Issued.from_pair(pair)
         rotation = await self.store.rotate(
             family, jti, pair.refresh_claims["jti"], issued.as_json(), self._family_ttl, self.settings.refresh_grace
         )
+        self.events.refreshed(rotation.outcome.value)
         if rotation.outcome is RotationOutcome.ROTATED:
+            self.events.issued("refresh")
             return issued
         if rotation.outcome is RotationOutcome.GRACE and rotation.successor:
             return Issued.from_json(rotation.successor)
@@ -157,9 +185,12 @@ class AuthService:
         if refresh is not None:
             claims = self.tokens.verify(refresh, "refresh", check_expiry=False)
             await self.store.revoke_family(claims["fid"], self._family_ttl)
+            self.events.revoked("logout")
         if access is not None:
             claims = self.tokens.verify(access, "access", check_expiry=False)
             remaining = claims["exp"] - time.time() + self.settings.leeway
             if remaining > 0:
                 await self.store.deny(claims["fid"], claims["jti"], remaining)
             await self.store.revoke_family(claims["fid"], self._family_ttl)
+            if refresh is None:
+                self.events.revoked("logout")

@@ -2,26 +2,25 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import logging
 import os
+import signal
 import sys
 import unicodedata
 from pathlib import Path
 
-from aiohttp import web
-
-from .app import create_app
 from .config import SIGNING_ALGORITHMS, ConfigError, GatewayConfig, load_config
 from .keys import KeyRing, generate_key
+from .logs import configure_logging
 from .routing import shadowed_routes
+from .server import CANCEL_GRACE, EXAMPLE_UPSTREAM_PORT, ServeOptions, remove_pid_file, run, serve, write_pid_file
 from .users import UserDirectory, hash_password, load_users
 
 __all__ = ["main"]
 
 DEFAULT_CONFIG = "config/example.yaml"
-EXAMPLE_UPSTREAM_PORT = 9001
+WORKERS_ENV = "GATEWAY_WORKERS"
 log = logging.getLogger("gateway")
 
 
@@ -81,26 +80,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(app: web.Application, config: GatewayConfig, example_upstream: bool) -> None:
-    runners = []
-    if example_upstream:
-        from .example_upstream import create_upstream
+def worker_count(args: argparse.Namespace, config: GatewayConfig) -> int:
+    """--workers, else $GATEWAY_WORKERS, else one per CPU; always 1 with the per-process memory store."""
+    from .workers import available_cpus
 
-        upstream = web.AppRunner(create_upstream(), access_log=None)
-        await upstream.setup()
-        await web.TCPSite(upstream, "127.0.0.1", EXAMPLE_UPSTREAM_PORT).start()
-        runners.append(upstream)
-        log.info("example upstream on http://127.0.0.1:%d", EXAMPLE_UPSTREAM_PORT)
-    runner = web.AppRunner(app, access_log=None, handle_signals=True)
-    await runner.setup()
-    await web.TCPSite(runner, config.listen.host, config.listen.port).start()
-    runners.insert(0, runner)
-    log.info("gateway listening on http://%s:%d", config.listen.host, config.listen.port)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        for r in runners:
-            await r.cleanup()
+    given = args.workers if args.workers is not None else os.environ.get(WORKERS_ENV)
+    if given is None:
+        return available_cpus() if config.store.backend == "redis" else 1
+    count = int(given)
+    if count < 1:
+        raise ConfigError([f"--workers: must be at least 1 (got {count})"])
+    if count > 1 and config.store.backend == "memory":
+        raise ConfigError(["--workers: the memory store lives in one process; use store.backend: redis for more workers"])
+    return count
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -108,11 +100,75 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loaded is None:
         return 1
     config, users = loaded
-    app = create_app(config, users=users)
     try:
-        asyncio.run(_serve(app, config, args.example_upstream))
+        workers = 1 if args.worker_of is not None else worker_count(args, config)
+    except (ConfigError, ValueError) as exc:
+        problems = exc.problems if isinstance(exc, ConfigError) else [f"--workers: {exc}"]
+        print(f"{args.config}: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    if workers > 1:
+        return _supervise(args, config, workers)
+    options = ServeOptions(
+        config_path=Path(args.config),
+        pid_file=Path(args.pid_file) if args.pid_file and args.worker_of is None else None,
+        reuse_port=args.worker_of is not None,
+        parent_pid=args.worker_of,
+        example_upstream=args.example_upstream,
+    )
+    try:
+        run(serve(config, users, options))
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # e.g. the port is taken
+        print(f"gateway: cannot serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _supervise(args: argparse.Namespace, config: GatewayConfig, workers: int) -> int:
+    from .workers import Supervisor
+
+    def command(slot: int) -> list[str]:
+        line = [sys.executable, "-m", "gateway", "run", "--config", args.config, "--log-level", args.log_level,
+                "--log-format", args.log_format, "--worker-of", str(os.getpid())]
+        return line + ["--example-upstream"] if args.example_upstream and slot == 0 else line
+
+    def stop_timeout() -> float:
+        """The longest drain a worker may run: by the config at start or the file now (a reload may have raised it)."""
+        limits = [config.shutdown]
+        try:
+            limits.append(load_config(args.config).shutdown)
+        except ConfigError:
+            pass
+        return max(s.readiness_delay + s.drain_timeout for s in limits) + CANCEL_GRACE + 5
+
+    pid_file = Path(args.pid_file) if args.pid_file else None
+    if pid_file:
+        write_pid_file(pid_file)
+    try:
+        return run(Supervisor(workers, command, stop_timeout).run())
+    finally:
+        if pid_file:
+            remove_pid_file(pid_file)
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Signal a running gateway (or its supervisor) to reload; with --config, only if the file is valid."""
+    if args.config:
+        try:
+            load_all(args.config)
+        except ConfigError as exc:
+            print(f"{args.config}: {len(exc.problems)} problem(s), not reloading:", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 1
+    try:
+        pid = int(Path(args.pid_file).read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        print(f"gateway reload: cannot signal the process of {args.pid_file}: {exc}", file=sys.stderr)
+        return 1
+    print(f"sent SIGHUP to {pid}; the gateway logs the outcome")
     return 0
 
 
@@ -167,7 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML configuration (default {DEFAULT_CONFIG})")
     run.add_argument("--example-upstream", action="store_true", help=f"also serve the example upstream on 127.0.0.1:{EXAMPLE_UPSTREAM_PORT}")
     run.add_argument("--log-level", default="INFO")
+    run.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("GATEWAY_LOG_FORMAT", "text"),
+                     help="json: every log line a JSON object (access lines always are); default $GATEWAY_LOG_FORMAT or text")
+    run.add_argument("--workers", type=int, default=None,
+                     help=f"serving processes sharing the port (default ${WORKERS_ENV}, else one per CPU with "
+                          "the redis store, 1 with the memory store)")
+    run.add_argument("--pid-file", help="write the pid here (of the supervisor with --workers > 1), for `gateway reload`")
+    run.add_argument("--worker-of", type=int, default=None, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
+    reload = sub.add_parser("reload", help="make a running gateway re-read its configuration (SIGHUP)")
+    reload.add_argument("--pid-file", required=True, help="the file given to `gateway run --pid-file`")
+    reload.add_argument("--config", help="validate this file first and do not signal if it has problems")
+    reload.set_defaults(func=cmd_reload)
     check = sub.add_parser("check", help="validate a configuration and its users file")
     check.add_argument("config")
     check.set_defaults(func=cmd_check)
@@ -184,5 +251,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(args, "log_level", "INFO"), format="%(message)s", stream=sys.stderr)
+    configure_logging(getattr(args, "log_level", "INFO"), getattr(args, "log_format", "text"))
     sys.exit(args.func(args))

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from .auth import AuthService, Issued
-from .authenticate import authenticate, bearer_token
+from .authenticate import SUBJECT, authenticate, bearer_token
 from .config import CompatProfile, GatewayConfig
 from .cookies import CookieMode
 from .endpoints import NO_STORE, Endpoint, json_response, read_fields
@@ -87,6 +87,7 @@ class Dialect:
             issued = await auth.login(
                 fields[names.username], fields[names.password], login_claim=self.profile.login_claim, client_ip=client_ip
             )
+            request[SUBJECT] = issued.subject  # for the access log
             return self._issued(auth, issued)
         except GatewayError as exc:
             return self.errors.endpoint_error(exc)
@@ -100,7 +101,9 @@ class Dialect:
                 from_cookie.check_csrf(request, auth.tokens.verify(token, "refresh")["fid"])
             if token is None:
                 return self._no_refresh_token()
-            return self._issued(auth, await auth.refresh(token, rotate=self.rotate))
+            issued = await auth.refresh(token, rotate=self.rotate)
+            request[SUBJECT] = issued.subject
+            return self._issued(auth, issued)
         except GatewayError as exc:
             response = self.errors.endpoint_error(exc)
             if from_cookie is not None and exc.status == 401:  # the cookie is dead: let the browser forget it
@@ -164,6 +167,7 @@ class Dialect:
             claims = await authenticate(request, auth.tokens, auth.store, required=True, cookies=self.cookies)
         except GatewayError as exc:
             return self.errors.access_error(exc)
+        request[SUBJECT] = str(claims.get("sub"))
         return json_response(_project(claims, self.profile.me_fields), headers=NO_STORE)
 
 

@@ -24,6 +24,8 @@ from pydantic import (
 )
 from yarl import URL
 
+from .redis_url import parse_redis_url
+
 __all__ = [
     "Compat",
     "CompatProfile",
@@ -230,15 +232,26 @@ class Store(_Model):
     url: str | None = None
     prefix: str = "gw:"
     timeout: Duration = 1.0
+    # What a proxied request does when the revocation check cannot reach the store:
+    # fail_closed answers 503, fail_open serves on the signature check alone (logged).
+    failure_mode: Literal["fail_closed", "fail_open"] = "fail_closed"
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> "Store":
         if self.backend == "redis":
             if not self.url:
                 raise ValueError("url: required when backend is redis")
-            if URL(self.url).scheme not in {"redis", "rediss", "unix"}:
-                raise ValueError("url: not a redis://, rediss:// or unix:// URL")
+            try:
+                parse_redis_url(self.url)
+            except ValueError as exc:
+                raise ValueError(f"url: {exc}") from None
+        if self.timeout <= 0:
+            raise ValueError("timeout: must be positive")
         return self
+
+    def connection_settings(self) -> tuple[str, str | None, str, float]:
+        """What a running store is built from; a reload cannot change these (restart instead)."""
+        return (self.backend, self.url, self.prefix, self.timeout)
 
 
 def _path(value: str) -> str:
@@ -265,6 +278,27 @@ class Endpoints(_Model):
     client_js: AbsPath = "/auth/client.js"
     jwks: AbsPath = "/.well-known/jwks.json"
     openid_configuration: AbsPath = "/.well-known/openid-configuration"
+
+
+class Shutdown(_Model):
+    """SIGTERM: stop accepting, let in-flight requests finish for up to ``drain_timeout``."""
+
+    drain_timeout: Duration = 30.0
+    # /readyz answers 503 for this long before the listener closes, so a load balancer
+    # stops sending new connections first (Kubernetes: a little over the probe period).
+    readiness_delay: Duration = 0.0
+
+
+class Metrics(_Model):
+    enabled: bool = True
+    path: AbsPath = "/metrics"
+
+
+class Admin(_Model):
+    """A second listener for /metrics, /healthz and /readyz, kept off the public port."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9090, ge=0, le=65535)
 
 
 class Requirements(_Model):
@@ -750,6 +784,9 @@ class GatewayConfig(_Model):
     identity_header_prefixes: tuple[str, ...] = ("X-User-", "X-Auth-")
     trust_forwarded_headers: bool = False
     routes: tuple[Route, ...] = ()
+    shutdown: Shutdown = Shutdown()
+    metrics: Metrics = Metrics()
+    admin: Admin | None = None  # None: /metrics is served on the main listener
     compat: Compat = Compat()
     cookies: Cookies = Cookies()
     cors: Cors = Cors()
@@ -809,6 +846,8 @@ def _endpoint_collisions(config: GatewayConfig) -> list[str]:
     places = [(f"endpoints.{role}", path) for role, path in config.endpoints.model_dump().items()]
     for i, profile in enumerate(config.compat.profiles):
         places += [(f"compat.profiles[{i}].paths.{role}", path) for role, path in profile.named_paths().items()]
+    if config.metrics.enabled and config.admin is None:  # /metrics is one of the main listener's endpoints then
+        places.append(("metrics.path", config.metrics.path))
     for where, path in places:
         if path in owners:
             problems.append(f"{where}: {path} is already served as {owners[path]}")

@@ -19,6 +19,7 @@ from aiohttp import web
 from .auth import AuthService
 from .config import Endpoints
 from .errors import GatewayError
+from .lifecycle import LIFECYCLE
 
 __all__ = ["NO_STORE", "Endpoint", "default_endpoints", "json_response", "read_fields"]
 
@@ -74,9 +75,14 @@ async def healthz(request: web.Request, auth: AuthService) -> web.Response:
 
 
 async def readyz(request: web.Request, auth: AuthService) -> web.Response:
+    lifecycle = request.app.get(LIFECYCLE)
+    if lifecycle is not None and lifecycle.draining:
+        return json_response({"status": "draining", "code": "draining"}, status=503)
     try:
         await asyncio.wait_for(auth.store.ping(), READY_TIMEOUT)
     except (GatewayError, asyncio.TimeoutError):
+        if lifecycle is not None and not lifecycle.store_required:  # fail_open: still able to serve
+            return json_response({"status": "degraded", "code": "store_unavailable"})
         return json_response({"status": "unavailable", "code": "store_unavailable"}, status=503)
     return json_response({"status": "ready"})
 

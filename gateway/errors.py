@@ -10,9 +10,11 @@ from typing import Mapping
 
 from aiohttp import web
 
-__all__ = ["GatewayError", "error_response"]
+__all__ = ["ERROR_CODE", "GatewayError", "error_response"]
 
 REALM = "gateway"
+# The gateway's code on every error answer, whatever dialect wrote its body: for metrics and the access log.
+ERROR_CODE = web.ResponseKey("error_code", str)
 
 
 class GatewayError(Exception):
@@ -62,9 +64,11 @@ def error_response(error: GatewayError, body: Mapping[str, object] | None = None
     if error.status == 401 or (error.status == 403 and error.code == "permission_denied"):
         headers.setdefault("WWW-Authenticate", challenge(error))
     payload = body if body is not None else {"detail": error.detail, "code": error.code}
-    return web.Response(
+    response = web.Response(
         status=error.status,
         body=json.dumps(payload).encode(),
         content_type="application/json",
         headers=headers,
     )
+    response[ERROR_CODE] = error.code
+    return response

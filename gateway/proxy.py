@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import uuid
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote
@@ -20,9 +21,17 @@ from yarl import URL
 
 from .config import Route
 from .errors import GatewayError
+from .lifecycle import LIFECYCLE
 from .routing import RequestPath
 
-__all__ = ["IdentityHeaders", "Upstream", "encode_claim", "request_id"]
+__all__ = [
+    "RESPONSE_BYTES", "UPSTREAM_ERROR", "UPSTREAM_SECONDS", "IdentityHeaders", "Upstream", "encode_claim", "request_id",
+]
+
+# What the access log and the metrics learn about the upstream leg of a request.
+UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)  # until the upstream's headers arrived
+UPSTREAM_ERROR = web.RequestKey("upstream_error", str)  # unavailable, timeout or aborted
+RESPONSE_BYTES = web.RequestKey("response_bytes", int)  # body bytes relayed to the client
 
 # RFC 9110 §7.6.1: connection-specific headers are not forwarded.
 HOP_BY_HOP = frozenset(
@@ -148,15 +157,20 @@ class Upstream:
             url += "?" + path.query
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=route.timeout, sock_read=route.timeout)
         body = request.content if request.body_exists else None
+        started = time.perf_counter()
         try:
             upstream = await self.session.request(
                 request.method, URL(url, encoded=True), headers=headers, data=body,
                 allow_redirects=False, timeout=timeout,
             )
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            request[UPSTREAM_ERROR] = "timeout"
             raise GatewayError(504, "upstream_timeout", "The upstream service did not answer in time") from None
         except (aiohttp.ClientError, OSError):
+            request[UPSTREAM_ERROR] = "unavailable"
             raise GatewayError(502, "upstream_unavailable", "The upstream service is unavailable") from None
+        finally:
+            request[UPSTREAM_SECONDS] = time.perf_counter() - started
         async with upstream:
             return await _relay(request, upstream)
 
@@ -168,12 +182,22 @@ def _strip_count(route: Route) -> int:
 async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
     """Copy status, headers and body; once headers are sent, a failure can only abort."""
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=_response_headers(upstream.headers))
+    lifecycle = request.app.get(LIFECYCLE)
+    if lifecycle is not None and lifecycle.draining:
+        response.force_close()  # shutting down: the client's next request goes to a live instance
     await response.prepare(request)
+    request[RESPONSE_BYTES] = 0
+    reading = True  # False while writing: a failure then is the client's, not the upstream's
     try:
         async for chunk in upstream.content.iter_any():
+            reading = False
             await response.write(chunk)
+            request[RESPONSE_BYTES] += len(chunk)
+            reading = True
     except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
         # Headers are gone already: the only honest signal left is a cut connection.
+        if reading:
+            request[UPSTREAM_ERROR] = "aborted"
         if request.transport is not None:
             request.transport.abort()
         return response

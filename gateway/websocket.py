@@ -29,6 +29,7 @@ from .authenticate import bearer_token, verify_for_route
 from .config import Route
 from .cors import same_origin
 from .errors import GatewayError
+from .failopen import revocation_store
 from .issuers import RouteTrust
 from .proxy import upstream_headers
 from .routing import RequestPath, check_requirements
@@ -210,7 +211,8 @@ async def serve(
     check_handshake(request)
     hs = read_handshake(request, route, path.query)
     token = hs.token if hs.token is not None or route.auth == "none" else _cookie_token(request, runtime)
-    claims = await identify(route, token, runtime.tokens, gateway.store, runtime.issuers.for_route(route))
+    store = revocation_store(gateway.store, request, runtime.config.store.failure_mode)
+    claims = await identify(route, token, runtime.tokens, store, runtime.issuers.for_route(route))
     if claims is not None:
         request[SUBJECT] = str(claims.get("sub"))
     headers = _without_handshake_headers(upstream_headers(

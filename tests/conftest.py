@@ -57,9 +57,10 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 class RedisServer:
     """A throwaway redis-server the tests own: start, stop and restart it at will."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *args: str) -> None:
         self.port = free_port()
         self.tmp = tmp
+        self.args = args  # extra redis-server options, e.g. ("--appendonly", "yes") to survive a restart
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,7 +72,8 @@ class RedisServer:
         if binary is None:
             pytest.fail("redis-server is not installed: run the README's test command (make test)")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.tmp)],
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.tmp),
+             *self.args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -196,26 +198,61 @@ def gateway_command() -> list[str]:
     return [sys.executable, "-m", "gateway"]
 
 
-@pytest.fixture
-def gateway_process(tmp_path: Path) -> Iterator[Callable[..., int]]:
-    """Start ``gateway run`` subprocesses from config dicts; returns their port. Stopped after the test."""
-    procs: list[subprocess.Popen[bytes]] = []
+class GatewayProcesses:
+    """Starts ``gateway run`` subprocesses from config dicts; calling it returns the port.
 
-    def start(raw: dict[str, Any], *extra_args: str) -> int:
+    ``procs[port]`` is the process, ``config_path(port)`` its config file (rewrite
+    it to test a reload) and ``log(port)`` everything it printed. One worker
+    unless a test passes ``--workers``.
+    """
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def __call__(self, raw: dict[str, Any], *extra_args: str) -> int:
         port = free_port()
         raw = {**raw, "listen": {"host": "127.0.0.1", "port": port}}
-        path = tmp_path / f"gateway-{port}.yaml"
+        path = self.config_path(port)
         path.write_text(yaml.safe_dump(raw))
-        log = open(tmp_path / f"gateway-{port}.log", "wb")
-        procs.append(subprocess.Popen([*gateway_command(), "run", "--config", str(path), *extra_args],
-                                      stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ}))
-        wait_for_port(port)
+        with open(self.tmp / f"gateway-{port}.log", "wb") as log:
+            proc = subprocess.Popen([*gateway_command(), "run", "--config", str(path), *extra_args],
+                                    stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                    env={**os.environ, "GATEWAY_WORKERS": "1"})
+        self.procs[port] = proc
+        deadline = time.monotonic() + 15
+        while not _listening(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the gateway did not start (exit {proc.poll()}):\n{self.log(port)}")
+            time.sleep(0.05)
         return port
 
-    yield start
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    def config_path(self, port: int) -> Path:
+        return self.tmp / f"gateway-{port}.yaml"
+
+    def log(self, port: int) -> str:
+        return (self.tmp / f"gateway-{port}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def gateway_process(tmp_path: Path) -> Iterator[GatewayProcesses]:
+    """Start ``gateway run`` subprocesses from config dicts; returns their port. Stopped after the test."""
+    processes = GatewayProcesses(tmp_path)
+    yield processes
+    processes.stop_all()

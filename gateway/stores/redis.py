@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from .base import Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
+from .redis_client import close_redis_client, redis_client
 
 __all__ = ["RedisStore"]
 
@@ -73,14 +74,8 @@ def _ms(seconds: float) -> int:
 class RedisStore(Store):
     def __init__(self, url: str, *, prefix: str = "gw:", timeout: float = 1.0) -> None:
         self.prefix = prefix
-        self.client: aioredis.Redis = aioredis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
-            retry_on_timeout=False,
-        )
+        # One server, TLS, Sentinel or Cluster, by the URL's scheme (see gateway/redis_url.py).
+        self.client: aioredis.Redis = redis_client(url, timeout=timeout)  # type: ignore[assignment]
         self._rotate = self.client.register_script(_ROTATE)
         self._revoke = self.client.register_script(_REVOKE)
         self._incr = self.client.register_script(_INCR)
@@ -92,11 +87,11 @@ class RedisStore(Store):
         """Run one Redis operation, turning any failure into a 503 ``store_unavailable``."""
         try:
             return await op()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"The token store is unavailable ({type(exc).__name__})") from None
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await close_redis_client(self.client)
 
     async def ping(self) -> None:
         await self._call(self.client.ping)

@@ -1,0 +1,146 @@
+"""Prometheus metrics: one registry per app, served as ``GET /metrics`` (or on the admin port).
+
+Each app owns its ``CollectorRegistry`` (never the global one), so two gateways
+in one process, as in the tests, count separately. With ``--workers N`` the
+parent sets ``PROMETHEUS_MULTIPROC_DIR`` for its workers: every worker writes its
+samples there and whichever worker answers a scrape reports the sum over all
+workers (prometheus-client's multiprocess mode).
+
+Label values are bounded by the configuration: route names and endpoint paths
+come from the config file, methods outside the standard set count as ``other``,
+statuses as classes (``2xx``), and codes are the gateway's own error codes.
+"""
+from __future__ import annotations
+
+import os
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+
+__all__ = ["METRICS", "Metrics", "metrics_handler", "multiprocess_dir"]
+
+# Seconds: from a cache-hit 1 ms to the default 30 s route timeout.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+disable_created_metrics()  # no *_created series: they double the output and no dashboard reads them
+
+
+def multiprocess_dir() -> str | None:
+    """The directory shared by the workers' samples, if this process runs in multiprocess mode."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+class Metrics:
+    """Every metric the gateway exports; methods name the events that move them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "gateway_requests", "Requests answered, by route, method and status class",
+            ["route", "method", "status_class"], registry=r)
+        self.request_seconds = Histogram(
+            "gateway_request_duration_seconds", "Time from request to the last byte of the answer, by route",
+            ["route"], buckets=BUCKETS, registry=r)
+        self.in_flight = Gauge(
+            "gateway_requests_in_flight", "Requests being handled now", registry=r, multiprocess_mode="livesum")
+        self.upstream_seconds = Histogram(
+            "gateway_upstream_duration_seconds", "Time until the upstream answered with its headers, by route",
+            ["route"], buckets=BUCKETS, registry=r)
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors", "Upstream failures by route and kind (unavailable, timeout, aborted)",
+            ["route", "kind"], registry=r)
+        self.tokens_issued = Counter(
+            "gateway_tokens_issued", "Token pairs handed out, by grant (login, refresh)", ["grant"], registry=r)
+        self.refreshes = Counter(
+            "gateway_token_refreshes", "Refresh attempts that reached the store, by outcome", ["outcome"], registry=r)
+        self.reuse_detected = Counter(
+            "gateway_refresh_reuse_detected", "Spent refresh tokens presented again (the family is revoked)", registry=r)
+        self.revocations = Counter(
+            "gateway_revocations", "Sessions revoked, by reason (logout, reuse, user_removed)", ["reason"], registry=r)
+        self.auth_failures = Counter(
+            "gateway_auth_failures", "Requests refused with 401, 403 or 429, by error code", ["code"], registry=r)
+        self.store_seconds = Histogram(
+            "gateway_store_operation_duration_seconds", "Store operation latency by operation",
+            ["operation"], buckets=STORE_BUCKETS, registry=r)
+        self.store_errors = Counter(
+            "gateway_store_errors", "Store operations that failed (store unavailable), by operation",
+            ["operation"], registry=r)
+        self.fail_open = Counter(
+            "gateway_store_fail_open", "Requests served without a revocation check (failure_mode fail_open)",
+            registry=r)
+        self.reloads = Counter(
+            "gateway_config_reloads", "Configuration reloads by result (success, failure)", ["result"], registry=r)
+        self.last_reload = Gauge(
+            "gateway_config_last_reload_success_timestamp_seconds", "When the configuration in force was loaded",
+            registry=r, multiprocess_mode="max")
+        self.draining = Gauge(
+            "gateway_draining", "1 while the process drains before exiting", registry=r, multiprocess_mode="livemax")
+        if multiprocess_dir() is None:
+            ProcessCollector(registry=r)  # CPU, memory, fds; not aggregatable across workers
+        self.last_reload.set_to_current_time()
+
+    # -- requests -------------------------------------------------------------------
+
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        method = method if method in METHODS else "other"
+        self.requests.labels(route, method, f"{status // 100}xx").inc()
+        self.request_seconds.labels(route).observe(seconds)
+
+    def upstream(self, route: str, seconds: float | None, error: str | None) -> None:
+        if seconds is not None:
+            self.upstream_seconds.labels(route).observe(seconds)
+        if error is not None:
+            self.upstream_errors.labels(route, error).inc()
+
+    def refused(self, status: int, code: str) -> None:
+        if status in (401, 403, 429):
+            self.auth_failures.labels(code).inc()
+
+    # -- sessions (gateway.auth.AuthEvents) -------------------------------------------------
+
+    def issued(self, grant: str) -> None:
+        self.tokens_issued.labels(grant).inc()
+
+    def refreshed(self, outcome: str) -> None:
+        self.refreshes.labels(outcome).inc()
+        if outcome == "reused":
+            self.reuse_detected.inc()
+            self.revocations.labels("reuse").inc()
+
+    def revoked(self, reason: str) -> None:
+        self.revocations.labels(reason).inc()
+
+    # -- store (gateway.stores.instrumented.StoreObserver) ----------------------------------
+
+    def store_call(self, operation: str, seconds: float, failed: bool) -> None:
+        self.store_seconds.labels(operation).observe(seconds)
+        if failed:
+            self.store_errors.labels(operation).inc()
+
+    # -- exposition -------------------------------------------------------------------
+
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """The text exposition (or OpenMetrics if the scraper asks for it), summed over workers."""
+        registry = self.registry
+        directory = multiprocess_dir()
+        if directory is not None:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=directory)
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(registry), content_type
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+async def metrics_handler(request: web.Request, *_: object) -> web.Response:
+    """``GET /metrics``; usable as an aiohttp handler and as a gateway endpoint handler."""
+    body, content_type = request.app[METRICS].render(request.headers.get("Accept"))
+    response = web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+    return response

@@ -1,0 +1,85 @@
+"""The redis-py client for a store URL: a plain client, a Sentinel-managed master, or a cluster.
+
+All three speak the same commands, so ``RedisStore`` does not care which one it
+holds; only construction and closing differ, and they live here.
+"""
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+
+from ..config import ConfigError
+from ..redis_url import RedisTarget, parse_redis_url
+
+__all__ = ["RedisClient", "close_redis_client", "redis_client"]
+
+RedisClient = aioredis.Redis | RedisCluster
+_SENTINEL_AUTH = {"sentinel_username", "sentinel_password"}
+
+
+def redis_client(url: str, *, timeout: float) -> RedisClient:
+    """A client that connects lazily (nothing is contacted here); bad options are a ConfigError."""
+    target = parse_redis_url(url)
+    common: dict[str, Any] = dict(decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        if target.kind == "sentinel":
+            return _sentinel_master(target, common)
+        if target.kind == "cluster":
+            return _cluster(target, common)
+        return aioredis.from_url(url, health_check_interval=30, retry_on_timeout=False, **common)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError([f"store.url: unusable option ({exc})"]) from None
+
+
+async def close_redis_client(client: RedisClient) -> None:
+    """Close the pool, and for Sentinel the connections to the sentinels too."""
+    await client.aclose()
+    pool = getattr(client, "connection_pool", None)
+    if isinstance(pool, SentinelConnectionPool):
+        for sentinel in pool.sentinel_manager.sentinels:
+            await sentinel.aclose()
+
+
+def _options(target: RedisTarget, *, skip: set[str] = set()) -> dict[str, Any]:
+    """Query options typed by redis-py's own URL parser, plus credentials and TLS."""
+    scheme = "rediss" if target.tls else "redis"
+    query = urlencode([(k, v) for k, v in target.options if k not in skip])
+    kwargs: dict[str, Any] = parse_url(f"{scheme}://localhost/{target.db}?{query}")
+    kwargs.pop("host", None)
+    kwargs.pop("port", None)
+    if kwargs.pop("connection_class", None) is SSLConnection:
+        kwargs["ssl"] = True
+    if target.username:
+        kwargs["username"] = target.username
+    if target.password:
+        kwargs["password"] = target.password
+    return kwargs
+
+
+def _sentinel_master(target: RedisTarget, common: dict[str, Any]) -> aioredis.Redis:
+    options = _options(target, skip=_SENTINEL_AUTH)
+    extra = dict(target.options)
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": common["socket_timeout"],
+        "socket_connect_timeout": common["socket_connect_timeout"],
+        **{k: v for k, v in options.items() if k == "ssl" or k.startswith("ssl_")},
+    }
+    if "sentinel_username" in extra:
+        sentinel_kwargs["username"] = extra["sentinel_username"]
+    if "sentinel_password" in extra:
+        sentinel_kwargs["password"] = extra["sentinel_password"]
+    sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)
+    assert target.service is not None  # guaranteed by parse_redis_url
+    return sentinel.master_for(target.service, retry_on_timeout=False, **common, **options)
+
+
+def _cluster(target: RedisTarget, common: dict[str, Any]) -> RedisCluster:
+    options = _options(target)
+    options.pop("db", None)
+    nodes = [ClusterNode(host, port) for host, port in target.hosts]
+    return RedisCluster(startup_nodes=nodes, health_check_interval=30, **common, **options)

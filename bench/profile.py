@@ -1,0 +1,90 @@
+"""Where the gateway's time goes: py-spy samples while wrk drives it.
+
+py-spy (``pip install py-spy``) samples the running gateway from outside, so
+the gateway needs no change; ``--nonblocking`` keeps it from pausing the
+process at each sample.  Samples are collapsed stacks aggregated by
+function; the report lists the functions with the most self time and the
+share of busy samples spent under each broad activity (JWT, Redis, access
+log, upstream client, ...), which is what tells which lever to pull.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+__all__ = ["record", "summarize", "CATEGORIES"]
+
+# Activity -> regex over a frame "function (module/path.py:line)".  A sample goes to the
+# activity of its innermost matching frame (walking from the leaf outwards), so the
+# shares add up to 100%: json decoding inside PyJWT counts as JWT, a socket write
+# issued by the redis client counts as socket I/O.
+CATEGORIES: dict[str, str] = {
+    "JWT verification (PyJWT, gateway/tokens.py)": r"\(jwt/|\(gateway/tokens\.py",
+    "revocation check (redis-py, gateway/stores)": r"\(redis/|\(gateway/stores/",
+    "access log (logging, json)": r"_log_access|\(logging/",
+    "route matching (gateway/routing.py)": r"\(gateway/routing\.py",
+    "header rewrite (upstream_headers)": r"^(upstream_headers|encode_claim|IdentityHeaders|request_id|_connection_tokens) ",
+    "upstream request (aiohttp client)": r"\(aiohttp/client|\(aiohttp/connector|^Upstream\.forward ",
+    "response relay (_relay, StreamResponse)": r"^_relay |^_response_headers |\(aiohttp/web_response",
+    "aiohttp server (parsing, dispatch, middleware)": r"\(aiohttp/|\(gateway/",
+    "socket I/O (asyncio transports)": r"\(asyncio/selector_events\.py",
+    "event loop (asyncio, selectors)": r"\(asyncio/|\(selectors\.py",
+}
+_LINE = re.compile(r":\d+\)$")
+
+
+def py_spy() -> str | None:
+    """The py-spy binary next to the venv's python, or on PATH."""
+    from .stack import ROOT
+    local = ROOT / ".venv" / "bin" / "py-spy"
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def record(pid: int, seconds: float, out: Path, rate: int = 200) -> subprocess.Popen[bytes]:
+    """Start sampling ``pid`` (and its worker subprocesses) for ``seconds`` into collapsed-stack ``out``."""
+    exe = py_spy()
+    if exe is None:
+        raise RuntimeError("py-spy not installed (.venv/bin/pip install py-spy)")
+    argv = [exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
+            "--format", "raw", "--function", "--nonblocking", "--subprocesses", "--output", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)  # let it attach before the load starts
+    return proc
+
+
+def _frames(stack: str) -> list[str]:
+    """Frames root-first, line numbers dropped, py-spy's per-process pseudo-frame removed."""
+    return [_LINE.sub(")", f.strip()) for f in stack.split(";") if f.strip() and not f.startswith("process ")]
+
+
+def _activity(frames: list[str], patterns: dict[str, re.Pattern[str]]) -> str:
+    for frame in reversed(frames):
+        for name, rx in patterns.items():
+            if rx.search(frame):
+                return name
+    return "other (native, startup)"
+
+
+def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
+    """Self-time leaders and per-activity shares of the busy samples in a collapsed-stack file."""
+    self_time: Counter[str] = Counter()
+    cats: Counter[str] = Counter()
+    total = 0
+    patterns = {name: re.compile(rx) for name, rx in CATEGORIES.items()}
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n, frames = int(count), _frames(stack)
+        total += n
+        self_time[frames[-1] if frames else "(no Python frame)"] += n
+        cats[_activity(frames, patterns)] += n
+    pct = (lambda n: 100.0 * n / total) if total else (lambda n: 0.0)
+    return {"samples": total,
+            "self_top": [{"function": f, "pct": pct(n)} for f, n in self_time.most_common(top)],
+            "activities": {name: pct(n) for name, n in cats.most_common()}}

@@ -1,0 +1,145 @@
+"""Starting and stopping everything the benchmark measures, all on loopback.
+
+One ``Stack`` owns a temp dir and every process it started; ``close`` stops
+exactly those (by the process groups it created), even after a failure.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import configs
+from .procs import Proc, free_port, start, wait_http, wait_tcp
+
+__all__ = ["Target", "Stack", "ROOT"]
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
+
+
+@dataclass
+class Target:
+    """Something wrk can hit: a base URL, and the process tree to weigh for memory."""
+
+    name: str
+    base: str
+    proc: Proc | None = None
+    injects_identity: bool = False
+    startup_s: float = 0.0
+
+    @property
+    def api_url(self) -> str:
+        return self.base + configs.API_PATH
+
+
+@dataclass
+class Stack:
+    """The processes of one benchmark run and the temp dir that holds their files."""
+
+    keep_tmp: bool = False
+    tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gwbench-")))
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    procs: list[Proc] = field(default_factory=list)
+
+    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+        proc = start(name, argv, self.tmp, env=env, cwd=ROOT)
+        self.procs.append(proc)
+        return proc
+
+    def _ready(self, proc: Proc, url: str, timeout: float = 30.0) -> float:
+        """Wait until ``proc`` answers ``url``; a process that never does is stopped and forgotten."""
+        try:
+            return wait_http(proc, url, timeout)
+        except RuntimeError:
+            self.stop(proc)
+            raise
+
+    def stop(self, proc: Proc | None) -> None:
+        if proc is not None:
+            proc.stop()
+            if proc in self.procs:
+                self.procs.remove(proc)
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
+        if not self.keep_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- the pieces -------------------------------------------------------------
+
+    def upstream(self) -> Target:
+        port = free_port()
+        proc = self._start("upstream", [PY, "-m", "bench.upstream", "--port", str(port)])
+        base = f"http://127.0.0.1:{port}"
+        t = self._ready(proc, base + "/ready")
+        return Target("direct", base, proc, startup_s=t)
+
+    def redis(self) -> int:
+        """A throwaway redis-server: no persistence, never the shared one on 6379."""
+        port = free_port()
+        proc = self._start("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                     "--save", "", "--appendonly", "no", "--databases", "4",
+                                     "--dir", str(self.tmp), "--maxclients", "10000"])
+        wait_tcp(proc, port)
+        return port
+
+    def nginx(self, upstream: Target) -> Target:
+        port = free_port()
+        ngx = self.tmp / "nginx"
+        ngx.mkdir(exist_ok=True)
+        conf = configs.write_nginx_conf(ngx, port, int(upstream.base.rsplit(":", 1)[1]))
+        proc = self._start("nginx", ["nginx", "-p", str(ngx), "-e", str(ngx / "nginx-error.log"),
+                                     "-c", str(conf), "-g", "daemon off;"])
+        base = f"http://127.0.0.1:{port}"
+        t = self._ready(proc, base + "/ready")
+        return Target("nginx", base, proc, startup_s=t)
+
+    def naive(self, upstream: Target) -> Target:
+        port = free_port()
+        proc = self._start("naive", [PY, "-m", "bench.naive_proxy", "--port", str(port),
+                                     "--upstream", upstream.base], env={"GATEWAY_SECRET": self.secret})
+        base = f"http://127.0.0.1:{port}"
+        t = self._ready(proc, base + "/ready")
+        return Target("naive", base, proc, injects_identity=True, startup_s=t)
+
+    def gateway(self, name: str, upstream: Target, redis_url: str | None, n_routes: int = 20,
+                workers: int = 1) -> Target:
+        """Write a config with ``n_routes`` routes and start ``gateway run`` on it."""
+        port = free_port()
+        gdir = self.tmp / name
+        gdir.mkdir(exist_ok=True)
+        users = self.tmp / "users.yaml"
+        if not users.exists():
+            configs.write_users(users)
+        shutil.copy(users, gdir / "users.yaml")
+        cfg = configs.gateway_config(port, upstream.base, redis_url, n_routes)
+        path = configs.write_gateway_config(gdir / "gateway.yaml", cfg)
+        argv = _gateway_argv() + ["run", "--config", str(path)]
+        if workers != 1:
+            argv += ["--workers", str(workers)]
+        proc = self._start(name, argv, env={"GATEWAY_SECRET": self.secret})
+        base = f"http://127.0.0.1:{port}"
+        t = self._ready(proc, base + "/healthz", timeout=120)
+        return Target(name, base, proc, injects_identity=True, startup_s=t)
+
+
+def gateway_has_workers() -> bool:
+    """Whether this gateway's ``run`` accepts ``--workers`` (the workers scenario needs it)."""
+    proc = subprocess.run(_gateway_argv() + ["run", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    return "--workers" in proc.stdout
+
+
+def _gateway_argv() -> list[str]:
+    """The installed ``gateway`` console script, or the module if it is not installed yet."""
+    script = ROOT / ".venv" / "bin" / "gateway"
+    if script.exists() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [PY, "-c", "import sys; from gateway.cli import main; sys.exit(main())"]

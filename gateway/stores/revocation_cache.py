@@ -50,7 +50,7 @@ __all__ = ["CacheObserver", "RevocationCache", "cached_revocations"]
 log = logging.getLogger("gateway.store")
 K = TypeVar("K", bound=Hashable)
 
-MAX_ENTRIES = 100_000  # per table: ~20 MB at most
+MAX_ENTRIES = 100_000  # per table; a full (fid, jti) table holds ~33 MB
 PING_INTERVAL = 1.0
 LIVENESS = 3.0  # seconds without any message (PONGs included) before the subscription counts as dead
 BACKOFF = (0.1, 5.0)  # first and longest pause between reconnection attempts

@@ -19,7 +19,7 @@ import aiohttp
 
 from . import client, configs, profile as pyspy
 from .procs import peak_rss_kib, rss_kib
-from .stack import Stack, Target, gateway_has_workers
+from .stack import Stack, Target
 from .stats import paired_delta, paired_ratio, summary
 from .wrk import WrkResult, run_wrk
 
@@ -425,9 +425,6 @@ def flood(b: Bench, connections: int = 64) -> dict[str, Any]:
 def workers(b: Bench) -> dict[str, Any]:
     """One worker vs ``--workers N`` at 64 and 256 connections (same Redis db, same token)."""
     assert b.gateway is not None and b.redis_port is not None
-    if not gateway_has_workers():
-        b.log("[workers] skipped: `gateway run` has no --workers option")
-        return {"skipped": "`gateway run` has no --workers option"}
     multi = b.stack.gateway(f"gateway-w{b.opts.workers}", b.upstream, _redis_url(b, 0), 20, b.opts.workers)
     try:
         client.check_identity(multi.api_url, b.token, True)

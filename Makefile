@@ -3,6 +3,7 @@
 #                config/example.yaml, config/users.yaml, example upstream on :9001)
 #   make test  - install what the tests need (redis-server, chromium, node packages)
 #                and run the whole test suite
+# and: make bench (BENCH_ARGS=--quick for a 2-minute run) - the benchmark suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -20,6 +21,8 @@ check: $(VENV)/.installed
 	$(VENV)/bin/gateway check config/example.yaml
 
 bench: $(VENV)/.installed-test
+	bash scripts/install-bench-deps.sh
+	$(PY) -m pip install -q -e '.[fast,test,bench]'
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 $(VENV)/.installed: pyproject.toml

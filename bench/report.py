@@ -179,7 +179,7 @@ def _workers(s: dict[str, Any]) -> list[str]:
 def _revcache(s: dict[str, Any]) -> list[str]:
     per_req = s.get("redis_commands_per_request", {})
     metrics = s.get("cache_metrics", {})
-    extra = ["Redis revocation commands (EXISTS + HGET) per request, median over runs: "
+    extra = ["Redis revocation checks (EXISTS) per request, median over runs: "
              + ", ".join(f"{n} {v['median']:.2f}" for n, v in per_req.items()) + ". Cache counters at the end: "
              + ", ".join(f"`{k}` {v:,.0f}" for k, v in metrics.items()) + ".", ""]
     return _compare(f"## Revocation checks: `store.revocation_cache` 0s vs {s['ttl_s']:g}s",

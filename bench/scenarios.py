@@ -20,7 +20,7 @@ import aiohttp
 
 from . import client, configs, profile as pyspy
 from .procs import peak_rss_kib, rss_kib
-from .stack import Stack, Target, gateway_has_workers
+from .stack import Stack, Target
 from .stats import paired_delta, paired_ratio, summary
 from .wrk import WrkResult, run_wrk
 
@@ -427,9 +427,6 @@ def flood(b: Bench, connections: int = 64) -> dict[str, Any]:
 def workers(b: Bench) -> dict[str, Any]:
     """One worker vs ``--workers N`` at 64 and 256 connections (same Redis db, same token)."""
     assert b.gateway is not None and b.redis_port is not None
-    if not gateway_has_workers():
-        b.log("[workers] skipped: `gateway run` has no --workers option")
-        return {"skipped": "`gateway run` has no --workers option"}
     multi = b.stack.gateway(f"gateway-w{b.opts.workers}", b.upstream, _redis_url(b, 0), 20, b.opts.workers)
     try:
         client.check_identity(multi.api_url, b.token, True)
@@ -449,7 +446,7 @@ def workers(b: Bench) -> dict[str, Any]:
 # -- revocation cache ---------------------------------------------------------------------------
 
 
-def _redis_calls(port: int, commands: tuple[str, ...] = ("exists", "hget")) -> int:
+def _redis_calls(port: int, commands: tuple[str, ...] = ("exists",)) -> int:
     """How many of ``commands`` the Redis server has run (INFO commandstats), all clients together."""
     out = subprocess.run(["redis-cli", "-p", str(port), "INFO", "commandstats"], capture_output=True,
                          text=True, timeout=30).stdout
@@ -473,8 +470,8 @@ def revocation_cache(b: Bench) -> dict[str, Any]:
     """The same gateway with ``store.revocation_cache: 0s`` (every check asks Redis) and with a TTL.
 
     Both run on the same Redis db with the same token, alternated per round. Besides RPS,
-    each run counts the revocation commands Redis served (EXISTS + HGET, one pair per
-    uncached check) per request.
+    each run counts the revocation commands Redis served (EXISTS, one per
+    uncached check: RedisStore.is_revoked is one EXISTS) per request.
     """
     assert b.gateway is not None and b.redis_port is not None
     ttl = b.opts.revocation_cache

@@ -122,19 +122,12 @@ class Stack:
         shutil.copy(users, gdir / "users.yaml")
         cfg = configs.gateway_config(port, upstream.base, redis_url, n_routes, store_extra=store_extra)
         path = configs.write_gateway_config(gdir / "gateway.yaml", cfg)
-        argv = _gateway_argv() + ["run", "--config", str(path)]
-        if workers != 1:
-            argv += ["--workers", str(workers)]
+        # Always explicit: `gateway run` defaults to one worker per core.
+        argv = _gateway_argv() + ["run", "--config", str(path), "--workers", str(workers)]
         proc = self._start(name, argv, env={"GATEWAY_SECRET": self.secret})
         base = f"http://127.0.0.1:{port}"
         t = self._ready(proc, base + "/healthz", timeout=120)
         return Target(name, base, proc, injects_identity=True, startup_s=t)
-
-
-def gateway_has_workers() -> bool:
-    """Whether this gateway's ``run`` accepts ``--workers`` (the workers scenario needs it)."""
-    proc = subprocess.run(_gateway_argv() + ["run", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
-    return "--workers" in proc.stdout
 
 
 def _gateway_argv() -> list[str]:

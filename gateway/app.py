@@ -48,6 +48,7 @@ log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
 
 AUTH_BODY_LIMIT = 64 * 1024
+CLIENT_CLOSED = 499  # nginx's status for "client closed the connection", in logs and metrics only
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +223,8 @@ async def errors_and_access_log(request: web.Request, handler: Handler) -> web.S
     except web.HTTPException as exc:  # raised by aiohttp itself, e.g. 413 for an oversized body
         code = "bad_request" if exc.status < 500 else "internal_error"
         response = error_response(GatewayError(exc.status, code, exc.reason))
+    except ConnectionResetError:  # the client left before its answer could be written
+        response = error_response(GatewayError(CLIENT_CLOSED, "client_closed", "The client closed the connection"))
     except Exception:
         log.exception("unhandled error (request id %s)", rid)
         response = error_response(GatewayError(500, "internal_error", "Internal error; see the gateway log"))

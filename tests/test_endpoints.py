@@ -207,3 +207,12 @@ async def test_readyz_is_503_when_redis_is_down(make_gateway, redis_server, redi
         assert resp.status == 503 and (await resp.json())["code"] == "store_unavailable"
     finally:
         redis_server.start()
+
+
+async def test_a_remembered_token_is_still_refused_once_revoked(gateway):
+    """The verified-token cache never answers for revocation: that is asked of the store every time."""
+    body = await login(gateway)
+    assert (await gateway.get("/api/x", headers=bearer(body["access"]))).status == 200  # now cached
+    await gateway.post("/auth/logout", headers=bearer(body["access"]))
+    resp = await gateway.get("/api/x", headers=bearer(body["access"]))
+    assert resp.status == 401 and (await resp.json())["code"] == "token_revoked"

@@ -245,3 +245,30 @@ async def test_content_length_is_kept_for_legacy_upstreams(make_gateway, aiohttp
     gateway = await make_gateway(routes=[{"prefix": "/cl", "upstream": url, "auth": "none"}])
     resp = await gateway.post("/cl", data=b"hello world")
     assert await resp.json() == {"cl": "11", "te": None}
+
+
+async def test_a_client_that_leaves_early_is_logged_not_an_error(make_config, aiohttp_server, caplog):
+    """Served as `gateway run` serves (no handler cancellation): the answer has nobody to go to."""
+    from gateway.app import create_app
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.5)
+        return web.Response(text="late")
+
+    url = await start_upstream(aiohttp_server, slow)
+    runner = web.AppRunner(create_app(make_config(routes=[{"prefix": "/slow", "upstream": url, "auth": "none"}])))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    caplog.set_level("INFO", logger="gateway")
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.transport.abort()
+        await asyncio.sleep(0.8)
+    finally:
+        await runner.cleanup()
+    assert "unhandled error" not in caplog.text
+    assert '"status": 499' in caplog.text and '"code": "client_closed"' in caplog.text

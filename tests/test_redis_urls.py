@@ -171,7 +171,7 @@ def sentinel(tmp_path: Path, redis_server: RedisServer) -> Iterator[int]:
 async def test_store_through_sentinel(sentinel, redis_url):
     url = f"redis+sentinel://127.0.0.1:{sentinel}/gwmaster/0"
     await exercise(RedisStore(url, prefix="sentinel:"))
-    assert redis.Redis.from_url(redis_url).exists("sentinel:{fam1}:fam")  # it really wrote to the master
+    assert redis.Redis.from_url(redis_url).exists("sentinel:{fam1}:revoked")  # it really wrote to the master
 
 
 async def test_sentinel_with_unknown_service_is_unavailable(sentinel):

@@ -124,3 +124,13 @@ async def test_two_clients_racing_on_one_token(redis_url: str):
     assert sum(r.outcome is RotationOutcome.ROTATED for r in results) == 1
     await a.close()
     await b.close()
+
+
+async def test_redis_pool_queues_bursts_instead_of_failing(redis_url: str):
+    """More concurrent checks than pooled connections wait their turn; none is a 503."""
+    from gateway.stores.redis_client import POOL_SIZE
+
+    store = RedisStore(redis_url)
+    results = await asyncio.gather(*[store.is_revoked("f", f"j{i}") for i in range(POOL_SIZE * 3)])
+    assert results == [False] * (POOL_SIZE * 3)
+    await store.close()

@@ -116,3 +116,20 @@ def test_check_expiry_false_for_logout(service):
     now = int(time.time())
     token = forge(service, iat=now - 100, nbf=now - 100, exp=now - 10)
     assert service.verify(token, check_expiry=False)["sub"] == "alice"
+
+
+def test_verified_access_tokens_are_remembered_until_they_expire(service, monkeypatch):
+    token = service.mint_pair("alice", {"roles": ["user"]}).access
+    first = service.verify(token)
+    calls = []
+    monkeypatch.setattr(service, "_verify", lambda *a, **k: calls.append(a) or first)
+    assert service.verify(token) is first and calls == []  # a hit skips parsing and the signature
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3600)  # past exp + leeway
+    assert service.verify(token) is first and len(calls) == 1  # expired entry: verified afresh
+
+
+def test_only_verified_tokens_are_remembered(service):
+    token = forge(service, key="another-secret-that-is-also-long-enough!")
+    for _ in range(2):
+        assert code_of(service, token) == "token_not_valid"

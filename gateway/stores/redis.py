@@ -5,9 +5,13 @@ touches several of them, runs on one node of a Redis Cluster too. Every key
 carries a TTL equal to the remaining lifetime of what it guards, so Redis never
 grows without bound.
 
-``<prefix>{fid}:fam``         hash: ``current`` refresh jti, ``revoked`` flag
+``<prefix>{fid}:fam``         hash: ``current`` refresh jti
+``<prefix>{fid}:revoked``     present once the family is revoked
 ``<prefix>{fid}:spent:<jti>`` the successor pair of a rotated token, for the grace window
 ``<prefix>{fid}:deny:<jti>``  a denied access token
+
+The per-request revocation check is one ``EXISTS deny revoked`` (one command,
+one slot), which is why the revoked flag is a key of its own.
 ``<prefix>ctr:<key>``         a fixed-window counter (login throttling)
 
 Every revocation (``deny``, ``revoke_family``, reuse detected by ``rotate``) is
@@ -36,10 +40,10 @@ T = TypeVar("T")
 # ``current == old`` and mints; the other finds the spent record and returns
 # the same successor, or, after the grace window, detects reuse.
 _ROTATE = """
-local fam = redis.call('HMGET', KEYS[1], 'current', 'revoked')
-if fam[2] == '1' then return {'revoked'} end
-if not fam[1] then return {'unknown'} end
-if fam[1] == ARGV[1] then
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'revoked'} end
+local current = redis.call('HGET', KEYS[1], 'current')
+if not current then return {'unknown'} end
+if current == ARGV[1] then
   redis.call('HSET', KEYS[1], 'current', ARGV[2])
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
   redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
@@ -47,18 +51,18 @@ if fam[1] == ARGV[1] then
 end
 local prior = redis.call('GET', KEYS[2])
 if prior then return {'grace', prior} end
-redis.call('HDEL', KEYS[1], 'current')
-redis.call('HSET', KEYS[1], 'revoked', '1')
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[5])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'reused'}
 """
 
-# Revocation keeps the family's own TTL, extended to at least ARGV[1] ms.
+# The revoked mark outlives every token of the family: at least ARGV[1] ms,
+# and never less than the family record had left.
 _REVOKE = """
-redis.call('HDEL', KEYS[1], 'current')
-redis.call('HSET', KEYS[1], 'revoked', '1')
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = math.max(redis.call('PTTL', KEYS[1]), tonumber(ARGV[1]))
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], '1', 'PX', ttl)
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
@@ -145,37 +149,38 @@ class RedisStore(Store):
         await self._call(op)
 
     async def rotate(self, family: str, old_jti: str, new_jti: str, successor: str, ttl: float, grace: float) -> Rotation:
-        keys = [self._key(family, "fam"), self._key(family, "spent", old_jti)]
+        keys = [self._key(family, "fam"), self._key(family, "spent", old_jti), self._key(family, "revoked")]
         args = [old_jti, new_jti, successor, _ms(grace), _ms(ttl), self.channel, encode_event(family)]
         result = await self._call(lambda: self._rotate(keys=keys, args=args))
         outcome = RotationOutcome(result[0])
         return Rotation(outcome, result[1] if len(result) > 1 else None)
 
     async def is_current(self, family: str, jti: str) -> RotationOutcome:
-        current, revoked = await self._call(lambda: self.client.hmget(self._key(family, "fam"), "current", "revoked"))
-        if revoked == "1":
+        async def op() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hget(self._key(family, "fam"), "current")
+                pipe.exists(self._key(family, "revoked"))
+                return await pipe.execute()
+
+        current, revoked = await self._call(op)
+        if revoked:
             return RotationOutcome.REVOKED
         if current is None:
             return RotationOutcome.UNKNOWN
         return RotationOutcome.ROTATED if current == jti else RotationOutcome.REUSED
 
     async def revoke_family(self, family: str, ttl: float) -> None:
+        keys = [self._key(family, "fam"), self._key(family, "revoked")]
         args = [_ms(ttl), self.channel, encode_event(family)]
-        await self._call(lambda: self._revoke(keys=[self._key(family, "fam")], args=args))
+        await self._call(lambda: self._revoke(keys=keys, args=args))
 
     async def deny(self, family: str, jti: str, ttl: float) -> None:
         args = [_ms(ttl), self.channel, encode_event(family, jti)]
         await self._call(lambda: self._deny(keys=[self._key(family, "deny", jti)], args=args))
 
     async def is_revoked(self, family: str, jti: str) -> bool:
-        async def op() -> list[Any]:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.exists(self._key(family, "deny", jti))
-                pipe.hget(self._key(family, "fam"), "revoked")
-                return await pipe.execute()
-
-        denied, revoked = await self._call(op)
-        return bool(denied) or revoked == "1"
+        keys = (self._key(family, "deny", jti), self._key(family, "revoked"))
+        return bool(await self._call(lambda: self.client.exists(*keys)))
 
     def _counter_key(self, key: str) -> str:
         return f"{self.prefix}ctr:{key}"

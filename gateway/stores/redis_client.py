@@ -19,6 +19,11 @@ from ..redis_url import RedisTarget, parse_redis_url
 __all__ = ["RedisClient", "close_redis_client", "redis_client"]
 
 RedisClient = aioredis.Redis | RedisCluster
+# Connections per process to one Redis server. The pool blocks (up to the store
+# timeout) when all are busy, rather than failing at once as redis-py's default
+# pool does: a burst of concurrent revocation checks queues for a few
+# microseconds instead of answering 503.
+POOL_SIZE = 128
 _SENTINEL_AUTH = {"sentinel_username", "sentinel_password"}
 
 
@@ -31,7 +36,12 @@ def redis_client(url: str, *, timeout: float) -> RedisClient:
             return _sentinel_master(target, common)
         if target.kind == "cluster":
             return _cluster(target, common)
-        return aioredis.from_url(url, health_check_interval=30, retry_on_timeout=False, **common)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=timeout, health_check_interval=30, retry_on_timeout=False, **common
+        )
+        client = aioredis.Redis(connection_pool=pool)
+        client.auto_close_connection_pool = True  # aclose() closes the pool too
+        return client
     except (TypeError, ValueError) as exc:
         raise ConfigError([f"store.url: unusable option ({exc})"]) from None
 

@@ -470,8 +470,8 @@ def revocation_cache(b: Bench) -> dict[str, Any]:
     """The same gateway with ``store.revocation_cache: 0s`` (every check asks Redis) and with a TTL.
 
     Both run on the same Redis db with the same token, alternated per round. Besides RPS,
-    each run counts the revocation commands Redis served (EXISTS, one per
-    uncached check: RedisStore.is_revoked is one EXISTS) per request.
+    each run counts the revocation checks Redis served per request (``RedisStore.is_revoked``
+    is one EXISTS).
     """
     assert b.gateway is not None and b.redis_port is not None
     ttl = b.opts.revocation_cache

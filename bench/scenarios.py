@@ -505,7 +505,7 @@ def revocation_cache(b: Bench) -> dict[str, Any]:
         out["redis_commands_per_request"] = {n: summary(v) for n, v in per_request.items()}
         out["cache_metrics"] = _metric_lines(cached, "gateway_revocation_cache_")
         out["peak_rss_mib"] = {n: _rss_mib(t) for n, t in names.items()}
-        b.log(f"[revcache] redis commands per request: "
+        b.log("[revcache] redis revocation checks per request: "
               + ", ".join(f"{n} {s['median']:.2f}" for n, s in out["redis_commands_per_request"].items()))
         return out
     finally:

@@ -314,13 +314,11 @@ async def test_a_silently_dead_subscription_is_noticed_by_its_deadline(caches, r
         assert not await cache.is_revoked("f1", "a1")
         assert not await cache.is_revoked("f1", "a1")  # cached
         relay.flowing.clear()  # nothing arrives any more, and nothing says so
-        started = time.monotonic()
 
         async def bypassing() -> bool:
             return not cache.healthy
 
         await eventually(bypassing, "the liveness deadline to pass", WAIT)
-        assert time.monotonic() - started < WAIT
         with pytest.raises(StoreUnavailable):  # asked Redis (through the dead link), not the cache
             await cache.is_revoked("f1", "a1")
         assert observer(cache).lookups["bypass"] >= 1
@@ -486,11 +484,10 @@ async def test_two_gateway_processes_logout_at_a_is_refused_at_b(gateway_process
         assert await metric_at(b, 'gateway_revocation_cache_lookups_total{result="hit"}') >= 1  # cached at b
         async with s.post(a + "/auth/logout", json={"refresh": pair["refresh"]}, headers=bearer(pair["access"])) as r:
             assert r.status == 200
-        logged_out = time.monotonic()
 
         async def refused_at_b() -> bool:
             return await get_at_b(pair["access"]) == 401
 
+        # WAIT is far below the 60 s a cached answer may live: the event did it, not the expiry
         await eventually(refused_at_b, "the logout at a to be honoured at b", WAIT)
-        assert time.monotonic() - logged_out < WAIT  # far below the 60 s a cached answer may live
         assert await metric_at(b, "gateway_revocation_cache_events_total") >= 1

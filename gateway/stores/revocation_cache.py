@@ -1,7 +1,7 @@
 """``store.revocation_cache``: "is this access token revoked?" answered locally, kept current by pub/sub.
 
-Without it every proxied request asks Redis. With it, each instance keeps two
-bounded tables beside the Redis store:
+Without it every proxied request asks Redis. With it, each instance keeps two kinds of
+bounded table beside the Redis store:
 
 * revoked facts (a denied token, a revoked family), learnt from its own
   revocations, from Redis answering "revoked", and from the channel on which

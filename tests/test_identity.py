@@ -12,7 +12,7 @@ from gateway.config import ConfigError, parse_config
 from tests.conftest import ROOT, base_config, bearer, login
 from tests.jwt_tools import JwksServer, idp_claims, make_key, sign
 
-DOCS = ROOT / "docs" / "readme" / "issue-4.md"
+DOCS = ROOT / "README.md"
 
 
 def signed_routes(upstream: str) -> list[dict]:

@@ -73,12 +73,15 @@ def _bench_routes(upstream: str) -> list[dict[str, Any]]:
 
 
 def gateway_config(port: int, upstream: str, redis_url: str | None, n_routes: int,
-                   prefix: str = "gwbench:") -> dict[str, Any]:
-    """The config as a dict: ``n_routes`` routes in all, the ``/api`` one second to last."""
+                   prefix: str = "gwbench:", store_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The config as a dict: ``n_routes`` routes in all, the ``/api`` one second to last.
+
+    ``store_extra`` adds store settings (e.g. ``revocation_cache``) to the Redis store.
+    """
     fillers = [_filler_route(i, upstream) for i in range(max(n_routes - 4, 0))]
     routes = fillers + _bench_routes(upstream) + [
         {"name": "zz-last", "prefix": "/zz-last", "upstream": upstream, "auth": "required"}]
-    store = ({"backend": "redis", "url": redis_url, "prefix": prefix} if redis_url
+    store = ({"backend": "redis", "url": redis_url, "prefix": prefix, **(store_extra or {})} if redis_url
              else {"backend": "memory"})
     return {
         "listen": {"host": "127.0.0.1", "port": port},

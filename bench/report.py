@@ -176,6 +176,16 @@ def _workers(s: dict[str, Any]) -> list[str]:
                     "the upstream); ratio = multi / single.", s["by_c"], extra)
 
 
+def _revcache(s: dict[str, Any]) -> list[str]:
+    per_req = s.get("redis_commands_per_request", {})
+    metrics = s.get("cache_metrics", {})
+    extra = ["Redis revocation checks (EXISTS) per request, median over runs: "
+             + ", ".join(f"{n} {v['median']:.2f}" for n, v in per_req.items()) + ". Cache counters at the end: "
+             + ", ".join(f"`{k}` {v:,.0f}" for k, v in metrics.items()) + ".", ""]
+    return _compare(f"## Revocation checks: `store.revocation_cache` 0s vs {s['ttl_s']:g}s",
+                    "Same Redis, same token, alternated; ratio = cached / uncached.", s["by_c"], extra)
+
+
 def _profile(s: dict[str, Any]) -> list[str]:
     acts = sorted(s["activities"].items(), key=lambda kv: -kv[1])
     return [f"## Profile: where the gateway's time goes ({s['connections']} connections, py-spy)", "",
@@ -252,7 +262,7 @@ def markdown(res: dict[str, Any]) -> str:
         out += ["## Issue targets (one gateway worker)", "", *_table(["target", "measured", "verdict"], rows)]
     render = {"steady": _steady, "latency": _latency, "refresh": _refresh, "routes": _routes,
               "families": _families, "stream": _stream, "flood": _flood, "workers": _workers,
-              "profile": _profile}
+              "profile": _profile, "revcache": _revcache}
     for name, data in res["scenarios"].items():
         if "error" in data:
             out += [f"## {name}: FAILED", "", "```", data["error"], "```", ""]

@@ -31,8 +31,9 @@ SCENARIOS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "steady": scenarios.steady, "latency": scenarios.latency, "refresh": scenarios.refresh_storm,
     "routes": scenarios.routes, "families": scenarios.families, "stream": scenarios.stream,
     "flood": scenarios.flood, "workers": scenarios.workers, "profile": scenarios.profile,
+    "revcache": scenarios.revocation_cache,
 }
-NEEDS_GATEWAY = {"refresh", "routes", "families", "flood", "workers", "profile"}
+NEEDS_GATEWAY = {"refresh", "routes", "families", "flood", "workers", "profile", "revcache"}
 TARGETS = ["direct", "nginx", "naive", "gateway"]
 
 
@@ -50,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stream-mb", type=int, help="MiB streamed through the proxies (default 1024)")
     p.add_argument("--refresh-clients", type=int, help="concurrent refreshing clients (default 256)")
     p.add_argument("--workers", type=int, help="worker count compared with 1 in the workers scenario")
+    p.add_argument("--revocation-cache", type=float,
+                   help="seconds of store.revocation_cache compared with 0s in the revcache scenario (default 5)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results directory")
     p.add_argument("--keep-tmp", action="store_true", help="keep configs and logs of the run")
     return p.parse_args(argv)
@@ -61,7 +64,8 @@ def make_options(a: argparse.Namespace) -> Options:
     if a.quick:
         o = Options(duration=2, concurrency=[1, 16, 64, 256], rounds=1, paced_rps=400, refresh_clients=16,
                     refresh_rounds=1, families=50_000, stream_mb=128, big_routes=10_000)
-    for name in ("duration", "rounds", "threads", "families", "stream_mb", "refresh_clients", "workers"):
+    for name in ("duration", "rounds", "threads", "families", "stream_mb", "refresh_clients", "workers",
+                 "revocation_cache"):
         if getattr(a, name) is not None:
             setattr(o, name, getattr(a, name))
     if a.concurrency:

@@ -10,6 +10,7 @@ import asyncio
 import subprocess
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -24,7 +25,7 @@ from .stats import paired_delta, paired_ratio, summary
 from .wrk import WrkResult, run_wrk
 
 __all__ = ["Options", "Bench", "steady", "latency", "refresh_storm", "routes", "families", "stream",
-           "flood", "workers", "profile"]
+           "flood", "workers", "profile", "revocation_cache"]
 
 Runs = dict[str, list[dict[str, Any]]]
 REFRESH_PATH = "/auth/token/refresh"
@@ -45,6 +46,7 @@ class Options:
     stream_mb: int = 1024
     big_routes: int = 10_000
     workers: int = 2
+    revocation_cache: float = 5.0  # seconds: the TTL compared with 0s in the revcache scenario
 
 
 @dataclass
@@ -439,6 +441,75 @@ def workers(b: Bench) -> dict[str, Any]:
         return out
     finally:
         b.stack.stop(multi.proc)
+
+
+# -- revocation cache ---------------------------------------------------------------------------
+
+
+def _redis_calls(port: int, commands: tuple[str, ...] = ("exists",)) -> int:
+    """How many of ``commands`` the Redis server has run (INFO commandstats), all clients together."""
+    out = subprocess.run(["redis-cli", "-p", str(port), "INFO", "commandstats"], capture_output=True,
+                         text=True, timeout=30).stdout
+    total = 0
+    for line in out.splitlines():
+        name, _, rest = line.partition(":")
+        if name.removeprefix("cmdstat_") in commands:
+            total += int(rest.split(",")[0].split("=")[1])
+    return total
+
+
+def _metric_lines(t: Target, prefix: str) -> dict[str, float]:
+    """The samples of one metric family on a target's /metrics, by their label text."""
+    with urllib.request.urlopen(t.base + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return {line.split(" ")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith(prefix)}
+
+
+def revocation_cache(b: Bench) -> dict[str, Any]:
+    """The same gateway with ``store.revocation_cache: 0s`` (every check asks Redis) and with a TTL.
+
+    Both run on the same Redis db with the same token, alternated per round. Besides RPS,
+    each run counts the revocation checks Redis served per request (``RedisStore.is_revoked``
+    is one EXISTS).
+    """
+    assert b.gateway is not None and b.redis_port is not None
+    ttl = b.opts.revocation_cache
+    cached = b.stack.gateway("gateway-revcache", b.upstream, _redis_url(b, 0), 20,
+                             store_extra={"revocation_cache": f"{ttl:g}s"})
+    try:
+        client.check_identity(cached.api_url, b.token, True)
+        deadline = time.monotonic() + 10
+        while _metric_lines(cached, "gateway_revocation_cache_subscribed").get(
+                "gateway_revocation_cache_subscribed") != 1.0:  # else every check bypasses the cache
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cached gateway did not subscribe to revocation events")
+            time.sleep(0.1)
+        run_wrk(cached.api_url, 16, min(2.0, b.opts.duration), "bearer.lua",  # warm-up, as steady does
+                env={"BENCH_TOKEN": b.token}, threads=b.opts.threads)
+        names = {"revocation_cache 0s": b.gateway, f"revocation_cache {ttl:g}s": cached}
+        per_request: dict[str, list[float]] = {n: [] for n in names}
+
+        def counted(name: str, t: Target, c: int) -> WrkResult:
+            before = _redis_calls(b.redis_port)  # type: ignore[arg-type]
+            res = _api(b, t, c)
+            per_request[name].append((_redis_calls(b.redis_port) - before) / max(res.requests, 1))  # type: ignore[arg-type]
+            return res
+
+        out: dict[str, Any] = {"ttl_s": ttl, "by_c": {}}
+        for c in (1, 64):
+            variants = {n: partial(counted, n, t, c) for n, t in names.items()}
+            runs = _alternate(b, f"revcache c={c}", variants)
+            a, z = list(names)
+            out["by_c"][c] = {"runs": runs, "summary": _summaries(runs), "ratio": paired_ratio(runs[z], runs[a])}
+        out["redis_commands_per_request"] = {n: summary(v) for n, v in per_request.items()}
+        out["cache_metrics"] = _metric_lines(cached, "gateway_revocation_cache_")
+        out["peak_rss_mib"] = {n: _rss_mib(t) for n, t in names.items()}
+        b.log("[revcache] redis revocation checks per request: "
+              + ", ".join(f"{n} {s['median']:.2f}" for n, s in out["redis_commands_per_request"].items()))
+        return out
+    finally:
+        b.stack.stop(cached.proc)
 
 
 # -- profile -----------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from .proxy import RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS, IdentityHea
 from .routing import RequestPath, Router, check_requirements, parse_target
 from .stores import Store, create_store
 from .stores.instrumented import InstrumentedStore
+from .stores.revocation_cache import cached_revocations
 from .throttle import LoginThrottle
 from .tokens import TokenService
 from .users import UserDirectory, load_users
@@ -320,6 +321,8 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
     metrics = Metrics()
     store = store if store is not None else create_store(config.store)
     store = InstrumentedStore(store, metrics)  # type: ignore[assignment]
+    revoked_ttl = config.tokens.access_lifetime + config.tokens.leeway
+    store = cached_revocations(store, config.store.revocation_cache, revoked_ttl, metrics)
     gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, Upstream(), metrics)
     app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log])
     app[GATEWAY] = gateway

@@ -235,6 +235,10 @@ class Store(_Model):
     # What a proxied request does when the revocation check cannot reach the store:
     # fail_closed answers 503, fail_open serves on the signature check alone (logged).
     failure_mode: Literal["fail_closed", "fail_open"] = "fail_closed"
+    # Redis only: answer "is this access token revoked?" from a local cache kept current
+    # by pub/sub; a "not revoked" answer is trusted for at most this long. 0 = ask Redis
+    # on every request (see gateway/stores/revocation_cache.py for the staleness bound).
+    revocation_cache: Duration = 0.0
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> "Store":
@@ -247,6 +251,8 @@ class Store(_Model):
                 raise ValueError(f"url: {exc}") from None
         if self.timeout <= 0:
             raise ValueError("timeout: must be positive")
+        if self.revocation_cache > 0 and self.backend != "redis":
+            raise ValueError("revocation_cache: only with backend redis (the memory store is already local)")
         return self
 
     def connection_settings(self) -> tuple[str, str | None, str, float]:

@@ -74,6 +74,18 @@ class Metrics:
         self.fail_open = Counter(
             "gateway_store_fail_open", "Requests served without a revocation check (failure_mode fail_open)",
             registry=r)
+        self.revocation_lookups = Counter(
+            "gateway_revocation_cache_lookups",
+            "Revocation checks with store.revocation_cache on, by result: hit (answered locally), "
+            "miss (asked Redis, may cache the answer), bypass (asked Redis: subscription not healthy)",
+            ["result"], registry=r)
+        self._lookup_results = {k: self.revocation_lookups.labels(k) for k in ("hit", "miss", "bypass")}
+        self.revocation_events = Counter(
+            "gateway_revocation_cache_events", "Revocations received over Redis pub/sub", registry=r)
+        self.revocation_subscribed = Gauge(
+            "gateway_revocation_cache_subscribed",
+            "1 while the revocation cache's pub/sub subscription is confirmed healthy (0 also when the cache is off)",
+            registry=r, multiprocess_mode="livemin")
         self.reloads = Counter(
             "gateway_config_reloads", "Configuration reloads by result (success, failure)", ["result"], registry=r)
         self.last_reload = Gauge(
@@ -122,6 +134,17 @@ class Metrics:
         self.store_seconds.labels(operation).observe(seconds)
         if failed:
             self.store_errors.labels(operation).inc()
+
+    # -- revocation cache (gateway.stores.revocation_cache.CacheObserver) ---------------------
+
+    def revocation_lookup(self, result: str) -> None:
+        self._lookup_results[result].inc()
+
+    def revocation_event(self) -> None:
+        self.revocation_events.inc()
+
+    def revocation_subscription(self, healthy: bool) -> None:
+        self.revocation_subscribed.set(1 if healthy else 0)
 
     # -- exposition -------------------------------------------------------------------
 

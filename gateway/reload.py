@@ -34,6 +34,8 @@ def restart_only_changes(running: GatewayConfig, new: GatewayConfig) -> list[str
         problems.append("admin: changing the admin listener needs a restart")
     if running.store.connection_settings() != new.store.connection_settings():
         problems.append("store: changing backend, url, prefix or timeout needs a restart (failure_mode may change)")
+    if running.store.revocation_cache != new.store.revocation_cache:
+        problems.append("store.revocation_cache: changing it needs a restart")
     return problems
 
 

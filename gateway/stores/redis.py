@@ -13,9 +13,17 @@ grows without bound.
 The per-request revocation check is one ``EXISTS deny revoked`` (one command,
 one slot), which is why the revoked flag is a key of its own.
 ``<prefix>ctr:<key>``         a fixed-window counter (login throttling)
+
+Every revocation (``deny``, ``revoke_family``, reuse detected by ``rotate``) is
+also PUBLISHed, in the same script as the write, on the channel
+``<prefix>revocations`` as ``{"fid": ..., "jti": ...}`` (``jti`` only for one
+denied token): instances running ``store.revocation_cache`` keep their local
+copy current from it. Publishing costs no extra round trip, and an instance
+with the cache off still informs those with it on.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Awaitable, Callable, TypeVar
 
 import redis.asyncio as aioredis
@@ -24,7 +32,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from .base import Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
 from .redis_client import close_redis_client, redis_client
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "RevocationEvent", "decode_event", "encode_event"]
 
 T = TypeVar("T")
 
@@ -45,6 +53,7 @@ local prior = redis.call('GET', KEYS[2])
 if prior then return {'grace', prior} end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[5])
+redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'reused'}
 """
 
@@ -54,6 +63,13 @@ _REVOKE = """
 local ttl = math.max(redis.call('PTTL', KEYS[1]), tonumber(ARGV[1]))
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], '1', 'PX', ttl)
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"""
+
+_DENY = """
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
 
@@ -75,13 +91,34 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
+RevocationEvent = tuple[str, str | None]  # (fid, jti): jti None revokes the whole family
+
+
+def encode_event(family: str, jti: str | None = None) -> str:
+    return json.dumps({"fid": family} if jti is None else {"fid": family, "jti": jti})
+
+
+def decode_event(data: str) -> RevocationEvent:
+    """The revocation a channel message announces; ValueError if it is not one."""
+    try:
+        event = json.loads(data)
+    except (TypeError, json.JSONDecodeError):
+        raise ValueError("not JSON") from None
+    family, jti = (event.get("fid"), event.get("jti")) if isinstance(event, dict) else (None, None)
+    if not isinstance(family, str) or not (jti is None or isinstance(jti, str)):
+        raise ValueError("not a revocation event")
+    return family, jti
+
+
 class RedisStore(Store):
     def __init__(self, url: str, *, prefix: str = "gw:", timeout: float = 1.0) -> None:
         self.prefix = prefix
+        self.channel = f"{prefix}revocations"  # where revocations are announced (see the module docstring)
         # One server, TLS, Sentinel or Cluster, by the URL's scheme (see gateway/redis_url.py).
         self.client: aioredis.Redis = redis_client(url, timeout=timeout)  # type: ignore[assignment]
         self._rotate = self.client.register_script(_ROTATE)
         self._revoke = self.client.register_script(_REVOKE)
+        self._deny = self.client.register_script(_DENY)
         self._incr = self.client.register_script(_INCR)
 
     def _key(self, family: str, *rest: str) -> str:
@@ -113,7 +150,7 @@ class RedisStore(Store):
 
     async def rotate(self, family: str, old_jti: str, new_jti: str, successor: str, ttl: float, grace: float) -> Rotation:
         keys = [self._key(family, "fam"), self._key(family, "spent", old_jti), self._key(family, "revoked")]
-        args = [old_jti, new_jti, successor, _ms(grace), _ms(ttl)]
+        args = [old_jti, new_jti, successor, _ms(grace), _ms(ttl), self.channel, encode_event(family)]
         result = await self._call(lambda: self._rotate(keys=keys, args=args))
         outcome = RotationOutcome(result[0])
         return Rotation(outcome, result[1] if len(result) > 1 else None)
@@ -134,10 +171,12 @@ class RedisStore(Store):
 
     async def revoke_family(self, family: str, ttl: float) -> None:
         keys = [self._key(family, "fam"), self._key(family, "revoked")]
-        await self._call(lambda: self._revoke(keys=keys, args=[_ms(ttl)]))
+        args = [_ms(ttl), self.channel, encode_event(family)]
+        await self._call(lambda: self._revoke(keys=keys, args=args))
 
     async def deny(self, family: str, jti: str, ttl: float) -> None:
-        await self._call(lambda: self.client.set(self._key(family, "deny", jti), "1", px=_ms(ttl)))
+        args = [_ms(ttl), self.channel, encode_event(family, jti)]
+        await self._call(lambda: self._deny(keys=[self._key(family, "deny", jti)], args=args))
 
     async def is_revoked(self, family: str, jti: str) -> bool:
         keys = (self._key(family, "deny", jti), self._key(family, "revoked"))

@@ -45,7 +45,7 @@ async def verify_like_an_upstream(gateway, token: str, audience: str) -> dict:
 def _docs_snippet() -> str:
     text = DOCS.read_text(encoding="utf-8")
     match = re.search(r"<!-- upstream-verify -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "docs/readme/issue-4.md lost its upstream verification snippet"
+    assert match, "README.md lost its upstream verification snippet"
     return match.group(1)
 
 

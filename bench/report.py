@@ -236,7 +236,7 @@ def verdicts(res: dict[str, Any]) -> list[list[str]]:
             add(f"rejection cheaper than acceptance: {n} RPS / valid RPS > 1", r["median"], r["median"] > 1)
     gw = sc.get("stream", {}).get("runs", {}).get("gateway")
     if gw:
-        add(f"streamed upload: gateway RSS growth (flat: < 32 MiB)", gw["rss_growth_mib"],
+        add("streamed upload: gateway RSS growth (flat: < 32 MiB)", gw["rss_growth_mib"],
             gw["rss_growth_mib"] < 32 and gw["ok"], "{:.1f} MiB")
     return rows
 

@@ -18,7 +18,6 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 import redis
 import yaml
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
@@ -27,6 +26,7 @@ from gateway.example_upstream import create_upstream
 from gateway.stores import MemoryStore, Store
 from gateway.stores.redis import RedisStore
 from gateway.users import hash_password
+from tests.ops_support import GatedUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-that-is-long-enough-0123456789"
@@ -256,3 +256,13 @@ def gateway_process(tmp_path: Path) -> Iterator[GatewayProcesses]:
     processes = GatewayProcesses(tmp_path)
     yield processes
     processes.stop_all()
+
+
+@pytest.fixture
+async def gated(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> AsyncIterator[GatedUpstream]:
+    """An upstream that holds every request until the test releases it (in-flight requests on demand)."""
+    upstream = GatedUpstream()
+    server = await aiohttp_server(upstream.app())
+    upstream.url = str(server.make_url("")).rstrip("/")
+    yield upstream
+    upstream.release.set()

@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.conftest import base_config, bearer, free_port, login
+from tests.conftest import bearer, free_port, login
 
 
 async def echo(client, path: str, **kw) -> dict:

@@ -7,22 +7,12 @@ import signal
 from pathlib import Path
 
 import aiohttp
-import pytest
 import yaml
 
 from gateway.users import hash_password
 from tests.conftest import PASSWORDS, ROOT, base_config, gateway_command
-from tests.ops_support import BOUND, GatedUpstream, eventually
+from tests.ops_support import BOUND, eventually
 from tests.test_workers import sample
-
-
-@pytest.fixture
-async def gated(aiohttp_server) -> GatedUpstream:
-    upstream = GatedUpstream()
-    server = await aiohttp_server(upstream.app())
-    upstream.url = str(server.make_url("")).rstrip("/")
-    yield upstream
-    upstream.release.set()
 
 
 async def gateway_cli(*args: str) -> tuple[int, str]:

@@ -14,15 +14,6 @@ from tests.ops_support import BOUND, GatedUpstream, eventually
 from tests.test_websocket import ws_routes, ws_upstream  # noqa: F401 (a fixture)
 
 
-@pytest.fixture
-async def gated(aiohttp_server) -> GatedUpstream:
-    upstream = GatedUpstream()
-    server = await aiohttp_server(upstream.app())
-    upstream.url = str(server.make_url("")).rstrip("/")
-    yield upstream
-    upstream.release.set()
-
-
 def refuses(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0

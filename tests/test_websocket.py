@@ -5,7 +5,6 @@ import asyncio
 import base64
 import copy
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any, Callable

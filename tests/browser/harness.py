@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 BROWSER_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BROWSER_DIR.parent.parent
 RUNNER = BROWSER_DIR / "run.mjs"
@@ -207,3 +209,21 @@ def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None
             last = e
         time.sleep(0.1)
     raise HarnessError(f"{url} did not answer within {timeout}s: {last}")
+
+
+async def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 20.0) -> None:
+    """Poll ``url`` until it answers below 500; fail with the log tail if ``proc`` exits or time runs out."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"{proc.args} exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    if r.status < 500:
+                        return
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{url} did not come up:\n{log.read_text()[-4000:]}")
+            await asyncio.sleep(0.1)

@@ -7,7 +7,6 @@ Refreshes are counted at the gateway, from its JSON access log.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -17,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import aiohttp
 import yaml
 from aiohttp import web
 
-from harness import AXIOS_ESM, AXIOS_UMD, BROWSER_DIR, REPO_ROOT, free_port
+from harness import AXIOS_ESM, AXIOS_UMD, BROWSER_DIR, REPO_ROOT, free_port, wait_http
 
 SEEDS = BROWSER_DIR / "seeds"
 SNIPPETS = ("axios_interceptors.js", "axios_cookie_mode.js")  # the documented axios recipes
@@ -155,7 +153,7 @@ async def start_gateway(tmp_path: Path, config: dict[str, Any]) -> AsyncIterator
         proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(path)], cwd=REPO_ROOT,
                                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        await _wait_until_up(f"http://127.0.0.1:{port}/healthz", proc, log)
+        await wait_http(f"http://127.0.0.1:{port}/healthz", proc, log)
         yield RunningGateway(f"http://127.0.0.1:{port}", log)
     finally:
         proc.terminate()
@@ -166,18 +164,3 @@ async def start_gateway(tmp_path: Path, config: dict[str, Any]) -> AsyncIterator
             proc.wait()
 
 
-async def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    async with aiohttp.ClientSession() as session:
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"the gateway exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                    if resp.status == 200:
-                        return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                pass
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"{url} did not come up:\n{log.read_text()[-4000:]}")
-            await asyncio.sleep(0.1)

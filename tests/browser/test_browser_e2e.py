@@ -12,10 +12,8 @@ method, path and status).
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -25,7 +23,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from harness import REPO_ROOT, free_port, run_page_async
+from harness import REPO_ROOT, free_port, run_page_async, wait_http
 
 CLIENT_PATH = "/auth/client.js"
 SECRET = "e2e-secret-" + "x" * 40
@@ -40,23 +38,6 @@ def gateway_command(config: Path) -> list[str]:
     if script.exists():
         return [str(script), "run", "--config", str(config)]
     return [sys.executable, "-m", "gateway", "run", "--config", str(config)]
-
-
-async def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    async with aiohttp.ClientSession() as session:
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"{proc.args} exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
-                    if r.status < 500:
-                        return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                pass
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"{url} did not come up:\n{log.read_text()[-4000:]}")
-            await asyncio.sleep(0.1)
 
 
 def access_log(log: Path) -> list[dict]:

@@ -34,7 +34,11 @@ def create_admin_app(gateway: Gateway) -> web.Application:
             return await healthz(request, runtime.auth)
         return await readyz(request, runtime.auth)
 
+    async def server_header(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = gateway.runtime.config.server_header
+
     app = web.Application()
+    app.on_response_prepare.append(server_header)
     app[METRICS] = gateway.metrics
     app[LIFECYCLE] = gateway.lifecycle
     app.router.add_route("*", "/{tail:.*}", handle)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE
 
 from .auth import AuthEvents, AuthService
 from .authenticate import SUBJECT
@@ -31,8 +32,10 @@ from .issuers import Issuers
 from .keys import KeyRing
 from .lifecycle import LIFECYCLE, Lifecycle
 from .metrics import METRICS, Metrics, metrics_handler
-from .proxy import RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS, IdentityHeaders, Upstream, request_id, upstream_headers
-from .routing import RequestPath, Router, check_requirements, parse_target
+from .proxy import RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS, Upstream, request_id
+from .rewrite import HeaderRewrite
+from .routing import Router, check_requirements
+from .target import Host, RequestPath, client_origin, is_loopback, parse_target, request_host
 from .stores import Store, create_store
 from .stores.instrumented import InstrumentedStore
 from .stores.revocation_cache import cached_revocations
@@ -60,7 +63,7 @@ class Runtime:
     tokens: TokenService
     auth: AuthService
     router: Router
-    identity: IdentityHeaders
+    rewrite: HeaderRewrite
     endpoints: dict[str, Endpoint]
     issuers: Issuers
     signer: IdentitySigner
@@ -87,8 +90,11 @@ class Runtime:
             users=users,
             tokens=tokens,
             auth=AuthService(config.tokens, tokens, users, store, throttle, events=events),
-            router=Router(config.routes),
-            identity=IdentityHeaders(config.routes, config.identity_header_prefixes, extra=signed_headers),
+            router=Router(config.routes, case_sensitive=config.paths.case_sensitive),
+            rewrite=HeaderRewrite(
+                config.routes, config.identity_header_prefixes, config.client_headers,
+                trust_forwarded=config.trust_forwarded_headers, extra=signed_headers,
+            ),
             endpoints={
                 **default_endpoints(config.endpoints),
                 **wellknown_endpoints(config, keys),
@@ -111,10 +117,25 @@ def _cors(config: GatewayConfig) -> CorsPolicy | None:
 
 
 def ops_endpoints(config: GatewayConfig) -> dict[str, Endpoint]:
-    """/metrics on the main listener, unless an admin listener serves it."""
+    """/metrics on the main listener, unless an admin listener serves it; loopback callers only unless public."""
     if not config.metrics.enabled or config.admin is not None:
         return {}
-    return {config.metrics.path: Endpoint(frozenset({"GET", "HEAD"}), metrics_handler)}
+    if config.metrics.public:
+        return {config.metrics.path: Endpoint(frozenset({"GET", "HEAD"}), metrics_handler)}
+
+    async def local_metrics(request: web.Request, auth: AuthService) -> web.StreamResponse:
+        if not _direct_loopback(request):
+            raise GatewayError(404, "not_found", "No route matches this request")
+        return await metrics_handler(request, auth)
+
+    return {config.metrics.path: Endpoint(frozenset({"GET", "HEAD"}), local_metrics)}
+
+
+def _direct_loopback(request: web.Request) -> bool:
+    """A caller on this machine, not relayed by a proxy on it (which would add X-Forwarded-For or Forwarded)."""
+    if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
+        return False
+    return is_loopback(request.remote)
 
 
 class Gateway:
@@ -149,11 +170,13 @@ ROUTE_NAME = web.RequestKey("route", str)
 async def dispatch(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     runtime = gateway.runtime  # one snapshot for the whole request, even across a reload
-    path = parse_target(request.raw_path)
+    _check_framing(request)
+    host = request_host(request)
+    path = parse_target(request.raw_path, runtime.config.paths)
     endpoint_path = path.decoded.rstrip("/") or "/"
     endpoint = runtime.endpoints.get(endpoint_path)
     if runtime.cors is not None:
-        preflight = runtime.cors.screen(request, lambda method: _accepts(runtime, request, endpoint, path, method))
+        preflight = runtime.cors.screen(request, lambda method: _accepts(runtime, endpoint, host, path, method))
         if preflight is not None:
             return preflight
     if endpoint is not None:
@@ -163,25 +186,34 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             raise GatewayError(405, "method_not_allowed", f"Use {allow} here", headers={"Allow": allow})
         return await endpoint.handler(request, runtime.auth)
     try:
-        return await _proxy(request, gateway, runtime, path)
+        return await _proxy(request, gateway, runtime, host, path)
     except GatewayError as exc:
         return runtime.errors.access_error(exc)  # in the deployment's main dialect (compat.errors)
 
 
-def _accepts(runtime: Runtime, request: web.Request, endpoint: Endpoint | None, path: RequestPath, method: str) -> bool:
+def _check_framing(request: web.Request) -> None:
+    """Only ``chunked`` as a transfer coding: a body forwarded with any other is misread by the upstream."""
+    codings = ",".join(request.headers.getall("Transfer-Encoding", []))
+    if codings and [c.strip().lower() for c in codings.split(",")] != ["chunked"]:
+        raise GatewayError(400, "bad_request", "Only Transfer-Encoding: chunked is accepted")
+
+
+def _accepts(runtime: Runtime, endpoint: Endpoint | None, host: Host, path: RequestPath, method: str) -> bool:
     """Whether a request with ``method`` could be served here (for CORS preflights)."""
     if endpoint is not None:
         return method in endpoint.methods
-    return runtime.router.match(method, request.host, path) is not None
+    return runtime.router.match(method, host.name, path) is not None
 
 
-async def _proxy(request: web.Request, gateway: Gateway, runtime: Runtime, path: RequestPath) -> web.StreamResponse:
-    route = runtime.router.match(request.method, request.host, path)
+async def _proxy(
+    request: web.Request, gateway: Gateway, runtime: Runtime, host: Host, path: RequestPath
+) -> web.StreamResponse:
+    route = runtime.router.match(request.method, host.name, path)
     if route is None:
         raise GatewayError(404, "not_found", "No route matches this request")
     request[ROUTE_NAME] = route.name
     if websocket.is_websocket(request):  # the handshake takes its token from header, query or subprotocol
-        return await websocket.serve(request, route, path, runtime, gateway)
+        return await websocket.serve(request, route, host, path, runtime, gateway)
     claims = None
     if route.auth != "none":
         claims = await authenticate(
@@ -195,9 +227,8 @@ async def _proxy(request: web.Request, gateway: Gateway, runtime: Runtime, path:
     if claims is not None:
         request[SUBJECT] = str(claims.get("sub"))
         check_requirements(route, claims)
-    headers = upstream_headers(
-        request, route, runtime.identity, claims, request[REQUEST_ID], runtime.config.trust_forwarded_headers
-    )
+    origin = client_origin(request, runtime.config.trust_forwarded_headers, host)
+    headers = runtime.rewrite.headers(request, route, claims, request[REQUEST_ID], host, origin)
     if runtime.cookies is not None:
         runtime.cookies.strip(headers)  # the gateway's cookies carry tokens: upstreams get identity headers instead
     if claims is not None and route.identity_jwt is not None:
@@ -304,10 +335,13 @@ def _body_bytes(request: web.Request, response: web.StreamResponse) -> int:
 
 
 async def _echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """Every answer, proxied or the gateway's own, names the request id the upstream saw."""
+    """Every answer, proxied or the gateway's own, names the request id the upstream saw;
+    and a ``Server`` header without versions unless the upstream sent its own."""
     rid = request.get(REQUEST_ID)
     if rid:
         response.headers["X-Request-Id"] = rid
+    if response.headers.get("Server", SERVER_SOFTWARE) == SERVER_SOFTWARE:  # aiohttp's default names versions
+        response.headers["Server"] = request.app[GATEWAY].runtime.config.server_header
 
 
 async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:

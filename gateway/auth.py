@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -172,9 +173,28 @@ class AuthService:
         if claims["token_type"] == "access":
             if await self.store.is_revoked(claims["fid"], claims["jti"]):
                 raise GatewayError.unauthorized("token_revoked", "Token has been revoked")
-        elif await self.store.is_current(claims["fid"], claims["jti"]) is not RotationOutcome.ROTATED:
-            raise GatewayError.unauthorized("token_not_valid", "Token is no longer valid")
+        else:
+            outcome = await self.store.is_current(claims["fid"], claims["jti"])
+            if outcome is RotationOutcome.REUSED:
+                outcome = await self._spent_token_seen(claims["fid"], claims["jti"])
+            if outcome is not RotationOutcome.ROTATED:
+                raise _refuse(outcome) if outcome is RotationOutcome.REUSED else GatewayError.unauthorized(
+                    "token_not_valid", "Token is no longer valid"
+                )
         return claims
+
+    async def _spent_token_seen(self, family: str, jti: str) -> RotationOutcome:
+        """A spent refresh token shown at verify counts as reuse past the grace window, as at refresh.
+
+        Otherwise a thief could test stolen refresh tokens at verify without
+        consequence. The store's ``rotate`` decides, exactly as for a refresh:
+        ``jti`` is not current (and never becomes current again), so it only
+        answers GRACE (recently rotated) or REUSED (and then revokes the family).
+        """
+        rotation = await self.store.rotate(family, jti, uuid.uuid4().hex, "", self._family_ttl, self.settings.refresh_grace)
+        if rotation.outcome is RotationOutcome.REUSED:
+            self.events.refreshed(rotation.outcome.value)
+        return rotation.outcome
 
     async def logout(self, refresh: object | None, access: str | None) -> None:
         """End the session: revoke the family, and deny the presented access token until it expires."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from .config import SIGNING_ALGORITHMS, ConfigError, GatewayConfig, load_config
 from .keys import KeyRing, generate_key
 from .logs import configure_logging
-from .routing import shadowed_routes
+from .routing import host_fallthrough, shadowed_routes
 from .server import CANCEL_GRACE, EXAMPLE_UPSTREAM_PORT, ServeOptions, remove_pid_file, run, serve, write_pid_file
 from .users import UserDirectory, hash_password, load_users
 
@@ -36,9 +36,23 @@ def load_all(path: str | Path) -> tuple[GatewayConfig, UserDirectory]:
         users = load_users(config.users_file)
     except ConfigError as exc:
         raise ConfigError(problems + exc.problems) from None
+    problems += subject_collisions(config, users)
     if problems:
         raise ConfigError(problems)
     return config, users
+
+
+def subject_collisions(config: GatewayConfig, users: UserDirectory) -> list[str]:
+    """Local users whose name lies in an external issuer's subject namespace could pass for its users."""
+    problems = []
+    for name, issuer in config.external_issuers.items():
+        prefix = issuer.prefix_for(name)
+        problems += [
+            f"user {user!r}: starts with external_issuers.{name}'s subject prefix {prefix!r}; rename the user "
+            f"or set external_issuers.{name}.subject_prefix"
+            for user in users.names() if prefix and user.startswith(prefix)
+        ]
+    return problems
 
 
 def confusable_users(users: UserDirectory) -> list[str]:
@@ -74,7 +88,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if loaded is None:
         return 1
     config, users = loaded
-    for warning in shadowed_routes(config.routes) + confusable_users(users):
+    for warning in shadowed_routes(config.routes) + host_fallthrough(config.routes) + confusable_users(users):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.config}: OK ({len(config.routes)} routes, {len(users)} users, store {config.store.backend})")
     return 0
@@ -164,12 +178,30 @@ def cmd_reload(args: argparse.Namespace) -> int:
             return 1
     try:
         pid = int(Path(args.pid_file).read_text().strip())
+        if not is_gateway_process(pid):
+            print(f"gateway reload: process {pid} of {args.pid_file} is not a running gateway (a stale pid file?); "
+                  "nothing was signalled", file=sys.stderr)
+            return 1
         os.kill(pid, signal.SIGHUP)
     except (OSError, ValueError) as exc:
         print(f"gateway reload: cannot signal the process of {args.pid_file}: {exc}", file=sys.stderr)
         return 1
     print(f"sent SIGHUP to {pid}; the gateway logs the outcome")
     return 0
+
+
+def is_gateway_process(pid: int) -> bool:
+    """Whether ``pid`` runs ``gateway run`` (``gateway run ...`` or ``python -m gateway run ...``), read from /proc.
+
+    A pid file outlives a crashed gateway, and its pid may since belong to any
+    other process: SIGHUP ends most programs.
+    """
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    names = [os.path.basename(arg.decode(errors="replace")) for arg in argv]
+    return "run" in names and any(name == "gateway" for name in names[: names.index("run")])
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:

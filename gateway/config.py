@@ -24,7 +24,9 @@ from pydantic import (
 )
 from yarl import URL
 
+from .boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from .redis_url import parse_redis_url
+from .target import is_loopback, parse_host
 
 __all__ = [
     "Compat",
@@ -298,6 +300,9 @@ class Shutdown(_Model):
 class Metrics(_Model):
     enabled: bool = True
     path: AbsPath = "/metrics"
+    # Without an admin listener, /metrics on the main listener answers loopback peers only
+    # (and not through a proxy: no X-Forwarded-For/Forwarded); public: true serves everyone.
+    public: bool = False
 
 
 class Admin(_Model):
@@ -397,7 +402,15 @@ class Route(_Model):
     @field_validator("host")
     @classmethod
     def _host(cls, value: str | None) -> str | None:
-        return value.lower().split(":")[0] if value else None
+        """Normalised like a request's Host (lowercase, no trailing dot); the port never matters."""
+        if not value:
+            return None
+        wildcard = value.startswith("*.")
+        try:
+            name = parse_host(value[2:] if wildcard else value).name
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a host name ({exc})") from None
+        return f"*.{name}" if wildcard else name
 
     @field_validator("upstream")
     @classmethod
@@ -445,7 +458,6 @@ ErrorStyleName = Literal["gateway", "simplejwt", "flask-jwt-extended"]
 ProfileName = Literal["gateway", "simplejwt", "djoser", "flask-jwt-extended", "custom"]
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _COOKIE_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
-_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 def _field_name(value: Any) -> str:
@@ -739,6 +751,20 @@ class ExternalIssuer(_Model):
     kid_refetch_interval: Duration = 30  # an unknown kid re-fetches the JWKS at most this often
     fetch_timeout: Duration = 5
     allow_http: bool = False
+    # Put before this issuer's ``sub`` so that its users never pass for local ones or another
+    # issuer's (idp:alice, not alice). Default: the issuer's name and a colon; "" turns it off.
+    subject_prefix: str | None = None
+
+    @field_validator("subject_prefix")
+    @classmethod
+    def _subject_prefix(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z0-9._~:@/-]{0,64}$", value):
+            raise ValueError("up to 64 characters of A-Z a-z 0-9 . _ ~ : @ / -")
+        return value
+
+    def prefix_for(self, name: str) -> str:
+        """The subject prefix of this issuer, configured under ``external_issuers.<name>``."""
+        return f"{name}:" if self.subject_prefix is None else self.subject_prefix
 
     @field_validator("claims")
     @classmethod
@@ -799,6 +825,33 @@ class GatewayConfig(_Model):
     external_issuers: dict[str, ExternalIssuer] = {}
     login_throttle: LoginThrottle = LoginThrottle()
     public_url: str | None = None  # the gateway's external base URL, for the discovery document
+    client_headers: ClientHeaders = ClientHeaders()
+    paths: Paths = Paths()
+    server_header: str = "gateway"  # the Server header of the gateway's own answers; no versions
+    development: bool = False  # allows the docs' example secrets on a non-loopback listener
+
+    @field_validator("server_header")
+    @classmethod
+    def _server_header(cls, value: str) -> str:
+        if not re.match(r"^[\x21-\x7e]([\x20-\x7e]{0,126}[\x21-\x7e])?$", value):
+            raise ValueError("printable ASCII, 1-128 characters, no leading or trailing space")
+        return value
+
+    @model_validator(mode="after")
+    def _no_example_secret(self) -> "GatewayConfig":
+        """The secrets printed in the docs sign nobody's tokens outside a developer's own machine."""
+        if self.development or is_loopback(self.listen.host):
+            return self
+        secrets = {"tokens.secret": self.tokens.secret, "cookies.csrf_secret": self.cookies.csrf_secret}
+        secrets.update({f"tokens.keys[{k.kid}].secret": k.secret for k in self.tokens.keys})
+        for where, secret in secrets.items():
+            if secret is not None and secret.get_secret_value() in EXAMPLE_SECRETS:
+                raise ValueError(
+                    f"{where}: this is the example secret from the docs, so anyone can mint tokens for this gateway; "
+                    "set GATEWAY_SECRET to at least 32 random bytes (python3 -c 'import secrets; "
+                    "print(secrets.token_urlsafe(48))'), or listen on a loopback address, or set development: true"
+                )
+        return self
 
     @model_validator(mode="after")
     def _browser_settings(self) -> "GatewayConfig":
@@ -863,7 +916,7 @@ def _endpoint_collisions(config: GatewayConfig) -> list[str]:
 
 def _cookie_problems(config: GatewayConfig) -> list[str]:
     problems = []
-    if not config.cookies.secure and config.listen.host not in _LOOPBACK:
+    if not config.cookies.secure and not is_loopback(config.listen.host):
         problems.append("cookies.secure: false is only for testing on http://localhost (listen.host must be a loopback address)")
     if config.cookies.enabled and config.cookies.csrf_secret is None and config.tokens.secret is None:
         problems.append("cookies.csrf_secret: required when tokens use no shared secret (>= 32 bytes)")
@@ -915,8 +968,33 @@ def _message(error: dict[str, Any]) -> str:
     return msg
 
 
-# libyaml's loader when PyYAML was built with it: 3x faster on a 10,000-route file.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml's parser when PyYAML was built with it: 3x faster on a 10,000-route file.
+_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_BASE_LOADER):  # type: ignore[misc, valid-type]
+    """A safe loader that refuses duplicate keys: YAML parsers keep the last one silently,
+    so ``auth: required`` followed by ``auth: none`` would give a public route."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: the base constructor reports it
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first.start_mark.line + 1})", key_node.start_mark
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
+
+
+_YAML_LOADER = _UniqueKeyLoader
 
 
 def read_yaml(path: Path) -> Any:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .config import Cors
 from .errors import GatewayError
+from .target import client_origin
 
 __all__ = ["CorsPolicy", "is_preflight", "same_origin"]
 
@@ -31,12 +32,12 @@ def is_preflight(request: web.Request) -> bool:
 
 
 def same_origin(request: web.Request, origin: str, *, trust_forwarded: bool = False) -> bool:
-    """Whether ``origin`` is the gateway's own (scheme and host of the request, or X-Forwarded-* when trusted)."""
-    scheme, host = request.scheme, request.host
-    if trust_forwarded:
-        scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip()
-        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
-    return origin.lower() == f"{scheme}://{host}".lower()
+    """Whether ``origin`` is the gateway's own (``target.client_origin``); never for an invalid host."""
+    try:
+        scheme, host = client_origin(request, trust_forwarded)
+    except GatewayError:
+        return False
+    return origin.lower() == f"{scheme}://{host}"
 
 
 def _origin_pattern(origin: str) -> re.Pattern[str]:

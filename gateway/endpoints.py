@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .auth import AuthService
 from .config import Endpoints
@@ -64,7 +65,7 @@ async def read_fields(request: web.Request) -> dict[str, Any]:
     if ctype in FORM_TYPES:
         try:
             form = await request.post()
-        except (ValueError, LookupError, AssertionError, TypeError):  # bad charset, broken multipart
+        except (ValueError, LookupError, AssertionError, TypeError, HttpProcessingError):  # bad charset, broken multipart
             raise GatewayError.bad_request("The body is not a valid form") from None
         return {k: v for k, v in form.items() if isinstance(v, str)}
     raise GatewayError(415, "bad_request", "Send the body as application/json or a form")

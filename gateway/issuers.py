@@ -259,13 +259,20 @@ class ExternalVerifier:
                 out[target] = value
         if not isinstance(out.get("sub"), str) or not out["sub"]:
             raise _unauthorized("Token has no usable subject")
+        out["sub"] = self.settings.prefix_for(self.name) + out["sub"]  # idp:alice is never the local alice
         return out
 
 
 def _lookup(claims: Mapping[str, Any], source: str) -> Any:
-    """A claim by exact name (names may contain dots, e.g. namespaced URLs), else by dotted path."""
-    if source in claims:
-        return claims[source]
+    """A claim by dotted path (``realm_access.roles``), or by exact name when ``source`` is a URL.
+
+    A top-level claim literally named ``realm_access.roles`` is never read for
+    the path ``realm_access.roles``: the token's author could shadow the nested
+    value with it. Namespaced claims (``https://example.com/roles``) are URLs
+    and are read by their exact name.
+    """
+    if "://" in source or "." not in source:
+        return claims.get(source)
     node: Any = claims
     for part in source.split("."):
         if not isinstance(node, Mapping) or part not in node:

@@ -1,4 +1,4 @@
-"""Forwarding to the upstream: header rewrite, then bodies streamed both ways.
+"""Forwarding to the upstream: the rewritten request, then bodies streamed both ways.
 
 Bodies are never read whole: the request body is handed to the upstream client
 as a stream and the response is copied chunk by chunk, so a 1 GB transfer
@@ -7,12 +7,10 @@ passes in constant memory.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import time
-from typing import Any, Iterable, Mapping
-from urllib.parse import quote
+from typing import Mapping
 
 import aiohttp
 from aiohttp import web
@@ -22,26 +20,18 @@ from yarl import URL
 from .config import Route
 from .errors import GatewayError
 from .lifecycle import LIFECYCLE
-from .routing import RequestPath
+from .rewrite import HOP_BY_HOP, connection_tokens
+from .target import RequestPath
 
-__all__ = [
-    "RESPONSE_BYTES", "UPSTREAM_ERROR", "UPSTREAM_SECONDS", "IdentityHeaders", "Upstream", "encode_claim", "request_id",
-]
+__all__ = ["RESPONSE_BYTES", "UPSTREAM_ERROR", "UPSTREAM_SECONDS", "Upstream", "request_id"]
 
 # What the access log and the metrics learn about the upstream leg of a request.
 UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)  # until the upstream's headers arrived
 UPSTREAM_ERROR = web.RequestKey("upstream_error", str)  # unavailable, timeout or aborted
 RESPONSE_BYTES = web.RequestKey("response_bytes", int)  # body bytes relayed to the client
 
-# RFC 9110 §7.6.1: connection-specific headers are not forwarded.
-HOP_BY_HOP = frozenset(
-    "connection keep-alive proxy-connection proxy-authenticate proxy-authorization te trailer "
-    "transfer-encoding upgrade".split()
-)
 CHUNK = 64 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# Printable ASCII except "%" and ",": what a claim may keep verbatim in a header.
-_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%,")
 
 
 def request_id(headers: Mapping[str, str]) -> str:
@@ -50,79 +40,8 @@ def request_id(headers: Mapping[str, str]) -> str:
     return given if _REQUEST_ID.match(given) else os.urandom(16).hex()
 
 
-def encode_claim(value: Any) -> str:
-    """A claim as a header value that can never split a header.
-
-    Values are percent-encoded UTF-8 (RFC 3986): printable ASCII other than
-    ``%`` and ``,`` stays as it is, everything else (CR, LF, non-ASCII) becomes
-    ``%XX``. Lists are joined with commas, each item encoded on its own.
-    """
-    if isinstance(value, (list, tuple)):
-        return ",".join(encode_claim(v) for v in value)
-    if isinstance(value, bool):
-        value = "true" if value else "false"
-    elif not isinstance(value, str):
-        value = json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return quote(value, safe=_SAFE)
-
-
-class IdentityHeaders:
-    """Which client headers are identity headers: removed on every route, before injecting."""
-
-    def __init__(self, routes: Iterable[Route], prefixes: Iterable[str], extra: Iterable[str] = ()) -> None:
-        self.names = frozenset({h.lower() for r in routes for h in r.headers} | {h.lower() for h in extra})
-        self.prefixes = tuple(p.lower() for p in prefixes)
-
-    def is_identity(self, name: str) -> bool:
-        lower = name.lower()
-        return lower in self.names or lower.startswith(self.prefixes)
-
-
-def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
-    """Header names listed in Connection: hop-by-hop too (RFC 9110 §7.6.1)."""
-    listed = ",".join(headers.getall("Connection", []))
-    return {t.strip().lower() for t in listed.split(",") if t.strip()}
-
-
-def upstream_headers(
-    request: web.Request,
-    route: Route,
-    identity: IdentityHeaders,
-    claims: Mapping[str, Any] | None,
-    req_id: str,
-    trust_forwarded: bool,
-) -> CIMultiDict[str]:
-    """The client's headers, cleaned of hop-by-hop and identity headers, plus the gateway's own."""
-    drop = HOP_BY_HOP | _connection_tokens(request.headers)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in request.headers.items():
-        lower = name.lower()
-        if lower in drop or identity.is_identity(name) or lower in {"host", "x-request-id"}:
-            continue
-        if lower == "authorization" and not route.forward_authorization:
-            continue
-        if lower.startswith("x-forwarded-") and not trust_forwarded:
-            continue
-        out.add(name, value)
-    peer = request.remote or ""
-    prior = request.headers.get("X-Forwarded-For") if trust_forwarded else None
-    out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-    if not (trust_forwarded and "X-Forwarded-Proto" in request.headers):
-        out["X-Forwarded-Proto"] = request.scheme
-    if not (trust_forwarded and "X-Forwarded-Host" in request.headers):
-        out["X-Forwarded-Host"] = request.host
-    out["X-Request-Id"] = req_id
-    if route.preserve_host:
-        out["Host"] = request.host
-    if claims is not None:
-        for header, claim in route.headers.items():
-            if claim in claims:
-                out[header] = encode_claim(claims[claim])
-    return out
-
-
 def _response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    drop = HOP_BY_HOP | _connection_tokens(upstream)
+    drop = HOP_BY_HOP | connection_tokens(upstream)
     return CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in drop)
 
 

@@ -30,6 +30,8 @@ def restart_only_changes(running: GatewayConfig, new: GatewayConfig) -> list[str
     problems = []
     if running.listen != new.listen:
         problems.append("listen: changing the listener needs a restart")
+    if running.server_header != new.server_header:
+        problems.append("server_header: changing it needs a restart")
     if running.admin != new.admin:
         problems.append("admin: changing the admin listener needs a restart")
     if running.store.connection_settings() != new.store.connection_settings():

@@ -1,84 +1,26 @@
 """Which route a request takes, and whether its claims satisfy that route.
 
 Matching and forwarding use the same path: the request target is split into
-segments once (``RequestPath``), ambiguous encodings are refused with a 400,
-routes match on the decoded segments, and the upstream receives the raw
-segments that matched. No later layer decodes or re-normalises anything, so
-``/public/../admin`` and its encoded cousins cannot end up somewhere they were
-not matched.
+segments once (``target.RequestPath``, where ambiguous forms are refused with a
+400), routes match on the decoded segments case-insensitively (unless
+``paths.case_sensitive``), and the upstream receives the raw segments that
+matched. No later layer decodes or re-normalises anything, so
+``/public/../admin``, ``/API/admin`` and their encoded cousins cannot end up
+somewhere they were not matched.
 
 Routes live in a segment trie, so the cost of a match grows with the depth of
 the path, not with the number of routes.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
-from urllib.parse import unquote_to_bytes
 
 from .config import Route
 from .errors import GatewayError
+from .target import RequestPath, fold_segment
 
-__all__ = ["RequestPath", "Router", "check_requirements", "parse_target", "shadowed_routes"]
-
-_PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-# Encoded bytes that change a path's structure when an upstream decodes them:
-# slash, backslash, NUL and other controls.
-_FORBIDDEN_DECODED = re.compile(rb"[/\\\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True, slots=True)
-class RequestPath:
-    raw_segments: tuple[str, ...]  # as sent, still percent-encoded
-    segments: tuple[str, ...]  # decoded, used for matching
-    query: str  # raw query string, without "?"
-    trailing_slash: bool
-
-    @property
-    def decoded(self) -> str:
-        return "/" + "/".join(self.segments) + ("/" if self.trailing_slash and self.segments else "")
-
-    def forward_path(self, strip: int = 0) -> str:
-        """The raw path to send upstream, without the first ``strip`` segments."""
-        rest = self.raw_segments[strip:]
-        if not rest:
-            return "/"
-        return "/" + "/".join(rest) + ("/" if self.trailing_slash else "")
-
-
-def _bad(detail: str) -> GatewayError:
-    return GatewayError.bad_request(detail)
-
-
-def _decode_segment(raw: str) -> str:
-    if _PCT.search(raw):
-        raise _bad("Malformed percent-encoding in the path")
-    data = unquote_to_bytes(raw)
-    if _FORBIDDEN_DECODED.search(data):
-        raise _bad("Ambiguous encoding in the path (encoded slash, backslash or control character)")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _bad("The path is not valid UTF-8") from None
-    # Some servers (Tomcat, Jetty) drop ";params" before resolving dot segments.
-    if text.split(";", 1)[0] in {".", ".."}:
-        raise _bad("Dot segments are not allowed in the path")
-    return text
-
-
-def parse_target(target: str) -> RequestPath:
-    """Split an origin-form request target; absolute-form and odd paths are refused."""
-    path, _, query = target.partition("?")
-    path = path.split("#", 1)[0]
-    if not path.startswith("/"):
-        raise _bad("The request target must be an absolute path")
-    if "//" in path or "\\" in path:
-        raise _bad("Empty segments or backslashes are not allowed in the path")
-    trailing = path.endswith("/") and path != "/"
-    raw = tuple(path.strip("/").split("/")) if path != "/" else ()
-    return RequestPath(raw, tuple(_decode_segment(s) for s in raw), query, trailing)
-
+__all__ = ["Router", "check_requirements", "host_fallthrough", "shadowed_routes"]
 
 def _segments(prefix: str) -> tuple[str, ...]:
     return tuple(s for s in prefix.split("/") if s)
@@ -101,17 +43,18 @@ def _host_matches(pattern: str | None, host: str) -> bool:
 class Router:
     """First match wins: of all routes whose prefix covers the path, the earliest that fits."""
 
-    def __init__(self, routes: Iterable[Route]) -> None:
+    def __init__(self, routes: Iterable[Route], *, case_sensitive: bool = False) -> None:
         self.routes = tuple(routes)
+        self.case_sensitive = case_sensitive
         self._root = _Node()
         for index, route in enumerate(self.routes):
             node = self._root
             for segment in _segments(route.prefix):
-                node = node.children.setdefault(segment, _Node())
+                node = node.children.setdefault(fold_segment(segment, case_sensitive), _Node())
             node.routes.append((index, route))
 
     def match(self, method: str, host: str, path: RequestPath) -> Route | None:
-        host = host.lower().rsplit(":", 1)[0] if host and not host.startswith("[") else (host or "").lower()
+        """``host`` is the normalised host name (``target.Host.name``), without port."""
         best: tuple[int, Route] | None = None
         node: _Node | None = self._root
         depth = 0
@@ -124,7 +67,7 @@ class Router:
                     break
             if depth == len(path.segments):
                 break
-            node = node.children.get(path.segments[depth])
+            node = node.children.get(fold_segment(path.segments[depth], self.case_sensitive))
             depth += 1
         return best[1] if best else None
 
@@ -141,6 +84,31 @@ def shadowed_routes(routes: tuple[Route, ...]) -> list[str]:
             covers_host = earlier.host is None or earlier.host == later.host
             if covers_path and covers_methods and covers_host:
                 warnings.append(f"routes[{j}] ({later.name}): shadowed by earlier route {earlier.name} ({earlier.prefix})")
+                break
+    return warnings
+
+
+def host_fallthrough(routes: tuple[Route, ...]) -> list[str]:
+    """Warnings for a host route followed by a host-less route covering its prefix.
+
+    Requests for that host with any other spelling the upstream accepts (a port,
+    a name the gateway refuses but a proxy in between rewrites) take the
+    host-less route; with ``preserve_host`` a name-based upstream (nginx vhosts)
+    may then serve the host route's site under the weaker rules.
+    """
+    warnings = []
+    for i, hosted in enumerate(routes):
+        if hosted.host is None:
+            continue
+        for j, later in enumerate(routes[i + 1:], start=i + 1):
+            prefix = _segments(later.prefix)
+            overlapping = hosted.methods is None or later.methods is None or set(hosted.methods) & set(later.methods)
+            if later.host is None and _segments(hosted.prefix)[: len(prefix)] == prefix and overlapping:
+                warnings.append(
+                    f"routes[{j}] ({later.name}): serves {hosted.prefix} for every host but {hosted.host}, "
+                    f"with other rules than routes[{i}] ({hosted.name}); make sure its upstream cannot serve "
+                    f"{hosted.host} (nginx: a default_server that refuses unknown names)"
+                )
                 break
     return warnings
 

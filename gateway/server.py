@@ -24,6 +24,7 @@ from .admin import create_admin_app
 from . import websocket
 from .app import GATEWAY, Gateway, create_app
 from .config import GatewayConfig
+from .protocol import GatewayRunner
 from .reload import Reloader
 from .users import UserDirectory
 
@@ -64,7 +65,9 @@ async def serve(config: GatewayConfig, users: UserDirectory, options: ServeOptio
     app = create_app(config, users=users)
     gateway = app[GATEWAY]
     gc.freeze()  # the configuration lives as long as the process: keep it out of every GC pass
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=CANCEL_GRACE, handle_signals=False)
+    runner = GatewayRunner(
+        app, server_header=config.server_header, access_log=None, shutdown_timeout=CANCEL_GRACE, handle_signals=False
+    )
     await runner.setup()
     extra: list[web.AppRunner] = []
     tasks: set[asyncio.Task[object]] = set()
@@ -114,7 +117,7 @@ async def _start_extra_listeners(
 ) -> None:
     """The admin listener and the example upstream; each runner joins ``runners`` before it can fail."""
     if config.admin is not None:
-        admin = web.AppRunner(create_admin_app(gateway), access_log=None, handle_signals=False)
+        admin = GatewayRunner(create_admin_app(gateway), server_header=config.server_header, access_log=None, handle_signals=False)
         await admin.setup()
         runners.append(admin)
         await web.TCPSite(admin, config.admin.host, config.admin.port, reuse_port=options.reuse_port or None).start()

@@ -31,9 +31,9 @@ from .cors import same_origin
 from .errors import GatewayError
 from .failopen import revocation_store
 from .issuers import RouteTrust
-from .proxy import upstream_headers
-from .routing import RequestPath, check_requirements
+from .routing import check_requirements
 from .stores import Store
+from .target import Host, RequestPath, client_origin
 from .tokens import Claims, TokenService
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ async def _connect(
 
 
 async def serve(
-    request: web.Request, route: Route, path: RequestPath, runtime: "Runtime", gateway: "Gateway"
+    request: web.Request, route: Route, host: Host, path: RequestPath, runtime: "Runtime", gateway: "Gateway"
 ) -> web.StreamResponse:
     """Check the handshake, connect upstream, accept the client, relay until either side closes."""
     from .app import REQUEST_ID, SUBJECT  # app imports this module, so not at the top
@@ -215,9 +215,8 @@ async def serve(
     claims = await identify(route, token, runtime.tokens, store, runtime.issuers.for_route(route))
     if claims is not None:
         request[SUBJECT] = str(claims.get("sub"))
-    headers = _without_handshake_headers(upstream_headers(
-        request, route, runtime.identity, claims, request[REQUEST_ID], runtime.config.trust_forwarded_headers
-    ))
+    origin = client_origin(request, runtime.config.trust_forwarded_headers, host)
+    headers = _without_handshake_headers(runtime.rewrite.headers(request, route, claims, request[REQUEST_ID], host, origin))
     if runtime.cookies is not None:
         runtime.cookies.strip(headers)  # the gateway's token cookies never reach an upstream
     if route.forward_authorization and hs.token is not None:

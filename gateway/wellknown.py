@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 
 from aiohttp import web
@@ -18,10 +17,10 @@ from .config import GatewayConfig
 from .endpoints import Endpoint
 from .errors import GatewayError
 from .keys import KeyRing
+from .target import client_origin, is_loopback
 
 __all__ = ["wellknown_endpoints"]
 
-_HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 GET = frozenset({"GET", "HEAD"})
 
 
@@ -40,15 +39,16 @@ def _cached_json(body: bytes, max_age: int, request: web.Request, vary: str | No
 
 
 def _base_url(request: web.Request, config: GatewayConfig) -> str:
-    """The configured public URL, else the one the client used (forwarded headers only when trusted)."""
+    """The configured public URL; without one, only the loopback URL of a developer's own machine.
+
+    Building the document from any other Host would let a client choose the
+    URLs in it, and a shared cache would hand them to everybody (poisoning).
+    """
     if config.public_url:
         return config.public_url
-    scheme, host = request.scheme, request.host
-    if config.trust_forwarded_headers:
-        scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip()
-        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
-    if scheme not in {"http", "https"} or not _HOST.match(host or ""):
-        raise GatewayError.bad_request("The Host header is not a valid host name")
+    scheme, host = client_origin(request, config.trust_forwarded_headers)
+    if not is_loopback(host.name):
+        raise GatewayError(404, "not_configured", "Set public_url to publish the discovery document")
     return f"{scheme}://{host}"
 
 

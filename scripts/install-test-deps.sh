@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What the tests need beyond Python packages, installed only when missing:
 # Debian's redis-server (tests start their own throwaway servers with it),
-# chromium, node and npm (browser tests), then the pinned node packages.
+# chromium, node and npm (browser tests), Debian's nginx (an upstream of
+# tests/test_upstream_trust.py, started by the tests as their own process),
+# then the pinned node packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,14 +14,20 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${missing[@]}"
 fi
 
 # Node packages of the browser tests (playwright-core, axios), pinned by package-lock.json.
 # (tests/browser/harness.py re-runs `npm ci` by itself when the lock file changes.)
 if [ -f tests/browser/package-lock.json ] && [ ! -d tests/browser/node_modules ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# Express 4 + method-override, an upstream of tests/test_upstream_trust.py, pinned by its package-lock.json.
+if [ ! -d tests/upstreams/express/node_modules ]; then
+  (cd tests/upstreams/express && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -1,11 +1,24 @@
-"""Helpers for the tests that drive a real `gateway run` process: a gated upstream and bounded polling."""
+"""Helpers for the tests that drive a real `gateway run` process: a gated upstream, bounded polling,
+and launchers for the real third-party upstream servers of tests/upstreams/."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import http.client
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Sequence
 
+import pytest
 from aiohttp import web
 
 BOUND = 20.0  # seconds: no wait in these tests is longer
@@ -38,3 +51,165 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: f
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+# -- real upstream servers that nobody here wrote (tests/upstreams/), started on free ports ---------
+
+UPSTREAMS = Path(__file__).resolve().parent / "upstreams"
+INSTALL_HINT = "run the README's test command (make test), which installs it via scripts/install-test-deps.sh"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class ServerProcess:
+    """A real server process on a free loopback port: ``command(port, tmp)`` says how to start it.
+
+    Its output goes to ``<tmp>/<name>.log``, quoted when it fails to start; ``stop()`` ends it.
+    """
+
+    name: str
+    command: Callable[[int, Path], list[str]]
+    tmp: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.tmp / f"{self.name}.log"
+
+    def start(self, attempts: int = 3) -> "ServerProcess":
+        for _ in range(attempts):  # a free port can be taken by someone else before the server binds it
+            self.port = _free_port()
+            with open(self.log_path, "wb") as log:
+                self.proc = subprocess.Popen(self.command(self.port, self.tmp), stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL)
+            deadline = time.monotonic() + BOUND
+            while self.proc.poll() is None and not _listening(self.port) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self.proc.poll() is None and _listening(self.port):
+                return self
+            self.stop()
+        pytest.fail(f"{self.name} did not start on 127.0.0.1:{self.port}:\n{self.log_path.read_text(errors='replace')}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+def _require(binary: str | None, what: str) -> str:
+    if binary is None:
+        pytest.fail(f"{what} is not installed: {INSTALL_HINT}")
+    return binary
+
+
+def gunicorn_flask(tmp: Path) -> ServerProcess:
+    """tests/upstreams/flask_app.py on gunicorn (pinned 21.2.0 by the `test` extra: CGI-style header names)."""
+    for module in ("gunicorn", "flask"):
+        if importlib.util.find_spec(module) is None:
+            pytest.fail(f"{module} is not installed in this interpreter: {INSTALL_HINT} (the `test` extra)")
+    if (version := importlib.metadata.version("gunicorn")) != "21.2.0":  # 22+ drops X_User_Id itself
+        pytest.fail(f"gunicorn {version} instead of 21.2.0, the CGI-style merging the tests need: {INSTALL_HINT}")
+    return ServerProcess("gunicorn", lambda port, _: [
+        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--chdir", str(UPSTREAMS),
+        "--graceful-timeout", "2", "flask_app:app"], tmp).start()
+
+
+def express(tmp: Path) -> ServerProcess:
+    """tests/upstreams/express/server.js on node, its packages pinned by package-lock.json (npm ci)."""
+    node = _require(shutil.which("node"), "node")
+    if not (UPSTREAMS / "express" / "node_modules" / "express").is_dir():
+        pytest.fail(f"tests/upstreams/express/node_modules is missing: {INSTALL_HINT} (npm ci)")
+    return ServerProcess("express", lambda port, _: [node, str(UPSTREAMS / "express" / "server.js"), str(port)], tmp).start()
+
+
+def stdlib_server(tmp: Path) -> ServerProcess:
+    """tests/upstreams/stdlib_app.py: http.server routing on unquote(urlparse(path).path)."""
+    return ServerProcess("stdlib", lambda port, _: [sys.executable, str(UPSTREAMS / "stdlib_app.py"), str(port)], tmp).start()
+
+
+def nginx(tmp: Path) -> ServerProcess:
+    """Debian's nginx from tests/upstreams/nginx.conf.template: two name-based vhosts, everything under ``tmp``."""
+    binary = _require(shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin"), "nginx (Debian's package)")
+
+    def command(port: int, tmp: Path) -> list[str]:
+        conf = tmp / "nginx.conf"
+        template = (UPSTREAMS / "nginx.conf.template").read_text()
+        conf.write_text(template.replace("@PORT@", str(port)).replace("@TMP@", str(tmp)))
+        return [binary, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)]
+
+    return ServerProcess("nginx", command, tmp).start()
+
+
+# -- clients that write requests byte for byte ----------------------------------------------------
+
+@dataclass
+class RawReply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    @property
+    def upstream(self) -> str | None:
+        """Which app of tests/upstreams/ answered (each marks its answers with X-Upstream); None: nobody did."""
+        return self.headers.get("X-Upstream")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def raw_request(port: int, method: str, target: str, fields: Sequence[tuple[str, str]] = (),
+                host: str | None = None) -> RawReply:
+    """One HTTP/1.1 request to 127.0.0.1:``port`` written byte for byte: header names, Host and path
+    exactly as given (a client library would normalise them). ``host`` None: ``127.0.0.1:port``."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host if host is not None else f'127.0.0.1:{port}'}"]
+    lines += [f"{name}: {value}" for name, value in fields] + ["Content-Length: 0", "Connection: close"]
+    with socket.create_connection(("127.0.0.1", port), timeout=BOUND) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        resp = http.client.HTTPResponse(sock, method=method)
+        resp.begin()
+        return RawReply(resp.status, resp.headers, resp.read())
+
+
+def websocket_handshake(port: int, target: str, headers: Sequence[tuple[str, str]]) -> tuple[int, bytes]:
+    """A websocket handshake written byte for byte (header names exactly as given) to 127.0.0.1:``port``.
+
+    Returns the status and, after a 101, the first message (a text frame), else the response body.
+    """
+    lines = [f"GET {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
+             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}", "Sec-WebSocket-Version: 13",
+             *(f"{name}: {value}" for name, value in headers)]
+    with socket.create_connection(("127.0.0.1", port), timeout=BOUND) as sock, sock.makefile("rb") as reader:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        status, length = int(reader.readline().split()[1]), 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            length = int(value) if name.strip().lower() == "content-length" else length
+        if status != 101:
+            return status, reader.read(length)
+        first, second = reader.read(2)
+        size = second & 0x7F
+        if size >= 126:
+            size = int.from_bytes(reader.read(2 if size == 126 else 8), "big")
+        assert first & 0x0F == 0x1, f"the first websocket frame is not a text message (opcode {first & 0x0F})"
+        return status, reader.read(size)
+

@@ -30,7 +30,7 @@ import yaml
 from yarl import URL
 
 from gateway.cli import build_parser
-from gateway.config import GatewayConfig, parse_config, read_yaml
+from gateway.config import ConfigError, GatewayConfig, parse_config, read_yaml
 from gateway.users import load_users
 from tests.conftest import ROOT, free_port, gateway_command, wait_for_port
 
@@ -374,7 +374,9 @@ def test_k8s_config_ports_probes_and_services_agree(tmp_path, monkeypatch):
     env = k8s_env(docs)
     missing = [n for n, has_default in env_references(config_file.read_text()).items() if not has_default and n not in env]
     assert not missing, f"the ConfigMap's config needs {missing}, which the Deployment does not set"
-    config = load_with_env(config_file, env, monkeypatch)
+    with pytest.raises(ConfigError, match="example secret"):  # the Secret's placeholder must be replaced
+        load_with_env(config_file, env, monkeypatch)
+    config = load_with_env(config_file, {**env, "GATEWAY_SECRET": "a-real-secret-" + "x" * 40}, monkeypatch)
     assert config.users_file == config_file.parent / "users.yaml"
     (port,) = container["ports"]
     assert port["containerPort"] == config.listen.port and config.listen.host == "0.0.0.0"

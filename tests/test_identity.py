@@ -33,13 +33,13 @@ async def signed_gateway(make_gateway, upstream, tmp_path):
     return await make_gateway(tokens={"secret": None, "keys": [key.spec(active=True)]}, routes=signed_routes(upstream))
 
 
-async def verify_like_an_upstream(gateway, token: str, audience: str) -> dict:
+async def verify_like_an_upstream(gateway, token: str, audience: str, idps: tuple[str, ...] = ()) -> dict:
     """The documented upstream check (PyJWKClient over HTTP, run off the event loop)."""
     namespace: dict = {}
-    exec(_docs_snippet(), namespace)  # defines verify_identity(token, jwks_url, issuer, audience)
+    exec(_docs_snippet(), namespace)  # defines verify_identity(token, jwks_url, issuer, audience, idps)
     url = str(gateway.make_url("/.well-known/jwks.json"))
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, namespace["verify_identity"], token, url, "test-gw", audience)
+    return await loop.run_in_executor(None, namespace["verify_identity"], token, url, "test-gw", audience, idps)
 
 
 def _docs_snippet() -> str:
@@ -125,8 +125,10 @@ async def test_external_callers_get_a_gateway_signed_identity(make_gateway, aioh
     )
     token = sign(idp_key, idp_claims("https://idp.test", "gw", email="e@x.test", internal="dropped"))
     headers = (await (await gateway.get("/ext/x", headers=bearer(token))).json())["headers"]
-    claims = await verify_like_an_upstream(gateway, headers["X-Gateway-Identity"], upstream)
-    assert claims["sub"] == "ext-user" and claims["email"] == "e@x.test" and claims["idp"] == "https://idp.test"
+    with pytest.raises(jwt.InvalidTokenError):  # by default an upstream accepts the gateway's own users only
+        await verify_like_an_upstream(gateway, headers["X-Gateway-Identity"], upstream)
+    claims = await verify_like_an_upstream(gateway, headers["X-Gateway-Identity"], upstream, ("test-gw", "https://idp.test"))
+    assert claims["sub"] == "idp:ext-user" and claims["email"] == "e@x.test" and claims["idp"] == "https://idp.test"
     assert claims["iss"] == "test-gw" and "internal" not in claims
 
 
@@ -191,7 +193,7 @@ async def test_websocket_routes_carry_the_identity_and_accept_external_issuers(m
         routes=[{"name": "ws", "prefix": "/ws", "upstream": upstream, "websocket": True,
                  "issuers": ["gateway", "idp"], "identity_jwt": {}}],
     )
-    for token, sub, idp in ((sign(idp_key, idp_claims("https://idp.test", "gw")), "ext-user", "https://idp.test"),
+    for token, sub, idp in ((sign(idp_key, idp_claims("https://idp.test", "gw")), "idp:ext-user", "https://idp.test"),
                             ((await login(gateway))["access"], "alice", "test-gw")):
         headers = {**bearer(token), "X-Gateway-Identity": "forged"}
         async with gateway.ws_connect("/ws/x", headers=headers) as ws:
@@ -199,5 +201,5 @@ async def test_websocket_routes_carry_the_identity_and_accept_external_issuers(m
             assert (await ws.receive(timeout=5)).data == "hi"
         identity = seen[-1]["X-Gateway-Identity"]
         assert identity != "forged"
-        claims = await verify_like_an_upstream(gateway, identity, upstream)
+        claims = await verify_like_an_upstream(gateway, identity, upstream, ("test-gw", "https://idp.test"))
         assert claims["sub"] == sub and claims["idp"] == idp

@@ -69,11 +69,40 @@ async def test_external_token_is_accepted_and_its_claims_mapped(ext_gateway, idp
         resp = await ext_gateway.get("/mixed/x", headers=bearer(token(key)))
         assert resp.status == 200, await resp.text()
         headers = (await resp.json())["headers"]
-        assert headers["X-User-Id"] == "ext-user" and headers["X-User-Roles"] == "reader"
+        assert headers["X-User-Id"] == "idp:ext-user" and headers["X-User-Roles"] == "reader"
         assert headers["X-User-Email"] == "ext@example.com" and headers["X-User-Tenant"] == "acme"
         assert "X-User-Secret" not in headers  # only mapped claims pass
     resp = await ext_gateway.get("/idp/x", headers=bearer(token(idp_keys["rsa"])))
     assert resp.status == 200
+
+
+async def test_subjects_of_other_issuers_never_pass_for_local_users(make_gateway, idp, upstream, idp_keys):
+    """An IdP's alice is idp:alice upstream, never the local alice; the prefix is configurable, "" turns it off."""
+    gateway = await make_gateway(**issuer_config(idp, upstream))
+    resp = await gateway.get("/mixed/x", headers=bearer(token(idp_keys["rsa"], sub="alice")))
+    assert (await resp.json())["headers"]["X-User-Id"] == "idp:alice"
+    resp = await gateway.get("/mixed/x", headers=bearer((await login(gateway))["access"]))
+    assert (await resp.json())["headers"]["X-User-Id"] == "alice"
+    for prefix, expected in (("corp/", "corp/alice"), ("", "alice")):
+        gateway = await make_gateway(**issuer_config(idp, upstream, subject_prefix=prefix))
+        resp = await gateway.get("/mixed/x", headers=bearer(token(idp_keys["rsa"], sub="alice")))
+        assert (await resp.json())["headers"]["X-User-Id"] == expected
+
+
+async def test_a_top_level_dotted_claim_never_shadows_the_nested_path(ext_gateway, idp_keys):
+    forged = token(idp_keys["rsa"], realm_access={"roles": ["reader"]}, **{"realm_access.roles": ["admin"]})
+    resp = await ext_gateway.get("/mixed/x", headers=bearer(forged))
+    assert (await resp.json())["headers"]["X-User-Roles"] == "reader"
+    only_top = token(idp_keys["rsa"], realm_access={}, **{"realm_access.roles": ["reader"]})
+    resp = await ext_gateway.get("/idp/x", headers=bearer(only_top))
+    assert resp.status == 403  # the nested path is empty: no roles at all
+
+
+async def test_a_lone_surrogate_in_a_claim_is_no_server_error(ext_gateway, idp_keys):
+    resp = await ext_gateway.get("/mixed/x", headers=bearer(token(idp_keys["rsa"], email="\ud800@x", sub="\udfff")))
+    assert resp.status == 200
+    headers = (await resp.json())["headers"]
+    assert headers["X-User-Email"] == "%EF%BF%BD@x" and headers["X-User-Id"] == "idp:%EF%BF%BD"
 
 
 async def test_route_decides_which_issuers_it_trusts(ext_gateway, idp_keys):
@@ -262,7 +291,7 @@ async def test_a_replaced_runtime_needs_no_cleanup(idp, upstream, users_file, tm
     issuers = Issuers(config)
     route = config.routes[0]
     claims = await issuers.for_route(route).external[IDP].verify(token(idp_keys["ec"]))  # starts lazily
-    assert claims["sub"] == "ext-user"
+    assert claims["sub"] == "idp:ext-user"
     cache = weakref.ref(issuers.by_name["idp"].jwks)
     refresher = issuers.by_name["idp"].jwks._refresher
     assert refresher in _BACKGROUND and not refresher.done()

@@ -5,7 +5,9 @@ import pytest
 
 from gateway.config import Requirements, Route
 from gateway.errors import GatewayError
-from gateway.routing import Router, check_requirements, parse_target
+from gateway.boundary import Paths
+from gateway.routing import Router, check_requirements, shadowed_routes, host_fallthrough
+from gateway.target import Host, parse_host, parse_target
 
 
 def route(prefix: str, name: str = "", **kw) -> Route:
@@ -13,7 +15,7 @@ def route(prefix: str, name: str = "", **kw) -> Route:
 
 
 def match(router: Router, target: str, method: str = "GET", host: str = "gw.example") -> str | None:
-    found = router.match(method, host, parse_target(target))
+    found = router.match(method, parse_host(host).name, parse_target(target))
     return found.name if found else None
 
 
@@ -80,12 +82,87 @@ def test_matching_uses_decoded_segments_and_forwarding_the_raw_ones():
         "/%ff%fe",
         "http://evil.example/admin",
         "*",
+        # what Tomcat, IIS, Express, double-decoding and Unicode-folding upstreams read differently
+        "/api/admin;x/users",
+        "/api/admin;/users",
+        "/api/admin%3bx/users",
+        "/api/admin./users",
+        "/api/admin%20/users",
+        "/api/admin%2e/users",
+        "/api/%252e%252e/admin",
+        "/api/admin%252fusers",
+        "/api/x%255cadmin",
+        "/api/%EF%BC%8E%EF%BC%8E/admin",  # fullwidth dots
+        "/api/admin%EF%BC%8Fusers",  # fullwidth solidus
+        "/api/admin%EF%BC%BCusers",  # fullwidth reverse solidus
+        "/items/7?_method=DELETE",
+        "/items/7?a=1&_METHOD=DELETE",
+        "/items/7?%5Fmethod=DELETE",
     ],
 )
 def test_path_tricks_are_refused(target):
     with pytest.raises(GatewayError) as info:
         parse_target(target)
     assert info.value.status == 400 and info.value.code == "bad_request"
+
+
+def test_prefixes_match_case_insensitively_and_forward_what_was_sent():
+    router = Router([route("/api/admin", "admin"), route("/api", "api"), route("/", "catch-all")])
+    for target in ("/api/ADMIN/users", "/API/Admin", "/api/%41dmin/x", "/api/\uff21\uff24\uff2d\uff29\uff2e"):
+        assert match(router, target) == "admin", target
+    assert parse_target("/api/ADMIN/users").forward_path() == "/api/ADMIN/users"
+    strict = Router([route("/api/admin", "admin"), route("/", "catch-all")], case_sensitive=True)
+    assert match(strict, "/api/ADMIN/users") == "catch-all"
+
+
+def test_semicolon_parameters_can_be_stripped_instead():
+    rules = Paths(semicolons="strip")
+    path = parse_target("/api/admin;jsessionid=1/users;x", rules)
+    assert path.segments == ("api", "admin", "users")
+    assert path.forward_path() == "/api/admin/users"  # exactly what was matched
+    for target in ("/api/;x/admin", "/api/admin%3bx"):
+        with pytest.raises(GatewayError):
+            parse_target(target, rules)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("Admin.Example.COM", Host("admin.example.com")),
+        ("admin.example.com.", Host("admin.example.com")),
+        ("ADMIN.EXAMPLE.COM.:443", Host("admin.example.com", 443)),
+        ("admin.example.com:80", Host("admin.example.com")),
+        ("[::1]:8080", Host("[::1]", 8080)),
+        ("127.0.0.1", Host("127.0.0.1")),
+        ("svc_name:9000", Host("svc_name", 9000)),
+    ],
+)
+def test_hosts_are_normalised(value, expected):
+    assert parse_host(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["admin.example.com/x", "admin.example.com, evil", "a b", "admin.example.com..", "", ":80", "x:0", "x:99999",
+     "x:8o", "[::1", "[zz]", "admin.example.com:443:1", "-x.example", "x" * 254, "exa\u0301mple.com"],
+)
+def test_invalid_hosts_are_refused(value):
+    with pytest.raises(ValueError):
+        parse_host(value)
+
+
+def test_host_routes_see_the_normalised_host():
+    router = Router([route("/", "admin", host="admin.example.com"), route("/", "public")])
+    for host in ("admin.example.com", "ADMIN.example.com.", "admin.example.com.:443", "Admin.Example.Com:8080"):
+        assert match(router, "/x", host=host) == "admin", host
+    assert match(router, "/x", host="other.example") == "public"
+
+
+def test_check_warns_when_a_host_route_falls_through_to_a_hostless_one():
+    routes = (route("/api", "api"), route("/", "admin", host="admin.example.com"), route("/", "public"))
+    warnings = host_fallthrough(routes)
+    assert len(warnings) == 1 and "admin" in warnings[0] and "public" in warnings[0]
+    assert shadowed_routes(routes) == []
 
 
 def test_match_cost_does_not_depend_on_route_count():

@@ -1,0 +1,81 @@
+"""Settings of the upstream trust boundary: which client headers cross it, how paths are read.
+
+Defaults are the strict reading; every relaxation is a named setting. The
+behaviour itself lives where it is applied: paths in ``target``, headers in
+``rewrite``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+__all__ = ["AUTHORITATIVE_HEADERS", "EXAMPLE_SECRETS", "ClientHeaders", "Paths", "fold_header"]
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+# Headers that upstream frameworks read as the client's address, the URL, the method or
+# the user, set by whatever proxy is in front of them. A client must never choose them.
+AUTHORITATIVE_HEADERS = (
+    "Forwarded", "X-Forwarded", "X-Real-IP", "True-Client-IP", "X-Client-IP", "X-Cluster-Client-IP", "Client-IP",
+    "CF-Connecting-IP", "Fastly-Client-IP", "X-ProxyUser-Ip", "X-Original-URL", "X-Original-URI", "X-Rewrite-URL",
+    "X-Original-Host", "X-Host", "X-Original-Method", "X-HTTP-Method-Override", "X-HTTP-Method",
+    "X-Method-Override", "Remote-User", "X-Remote-User", "Remote-Addr",
+)
+
+# Secrets that appear in this project's docs and example files: anyone can mint tokens with them.
+EXAMPLE_SECRETS = frozenset({
+    "dev-only-secret-change-me-0123456789abcdef",
+    "CHANGE-ME-placeholder-secret-at-least-32-bytes-long",
+})
+
+
+def fold_header(name: str) -> str:
+    """A header name as CGI-style servers see it: case and ``_``/``-`` do not matter."""
+    return name.lower().replace("_", "-")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ClientHeaders(_Model):
+    """Which of the client's headers reach the upstream (``client_headers``)."""
+
+    # nginx's default: a header name with "_" is dropped, since CGI-style servers
+    # (gunicorn < 22, PHP-FPM, Puma) read X_User_Id as X-User-Id.
+    allow_underscores: bool = False
+    strip: tuple[str, ...] = ()  # stripped in addition to AUTHORITATIVE_HEADERS
+    keep: tuple[str, ...] = ()  # names of AUTHORITATIVE_HEADERS to let through after all
+
+    @field_validator("strip", "keep")
+    @classmethod
+    def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a header name")
+        return value
+
+    @field_validator("keep")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = {fold_header(h) for h in AUTHORITATIVE_HEADERS}
+        unknown = [name for name in value if fold_header(name) not in known]
+        if unknown:
+            raise ValueError(f"{unknown} are not stripped by default, so there is nothing to keep")
+        if "forwarded" in {fold_header(n) for n in value}:
+            raise ValueError("Forwarded is always set by the gateway itself")
+        return value
+
+    def stripped(self) -> frozenset[str]:
+        """Folded names dropped from every client request."""
+        keep = {fold_header(n) for n in self.keep}
+        return frozenset(fold_header(n) for n in (*AUTHORITATIVE_HEADERS, *self.strip) if fold_header(n) not in keep)
+
+
+class Paths(_Model):
+    """How request paths are read before routing (``paths``)."""
+
+    semicolons: Literal["reject", "strip"] = "reject"  # reject: 400; strip: ;params removed, then matched and forwarded
+    case_sensitive: bool = False  # false: /API/Admin matches a route for /api/admin

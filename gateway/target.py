@@ -1,0 +1,242 @@
+"""The request target: the path and the host a request names, checked once and used everywhere after.
+
+An upstream acts on the path and host it receives, parsed by its own rules
+(Tomcat drops ``;params``, Express routes case-insensitively, IIS trims a
+trailing dot, some servers decode twice or fold Unicode). The gateway cannot
+know which rules apply, so it refuses every form that two such parsers could
+read differently, and matches what is left in the loosest reading any of them
+applies (case-insensitively by default). The upstream then receives exactly the
+segments that were matched:
+
+- ``;`` in a segment: 400, or with ``paths.semicolons: strip`` the parameters
+  are removed before matching and forwarding;
+- dot segments, a segment ending in ``.`` or a space, empty segments,
+  backslashes, encoded ``/``, ``\\``, ``;`` or control characters: 400;
+- percent-escapes that survive one decoding (``%252e``): 400;
+- non-ASCII characters whose compatibility form (NFKC) is ``.``, ``/``,
+  ``\\``, ``;``, ``%`` or a space (fullwidth ``．``/``／``): 400;
+- a query parameter ``_method`` (method override by query string): 400.
+
+The host is the ``Host`` header normalised (lowercase, one trailing dot and
+the scheme's default port removed); anything that is not a host name, IPv4 or
+bracketed IPv6 address with an optional port is a 400. ``client_origin``
+is the one definition of the scheme and host the client used, forwarded ones
+included when ``trust_forwarded_headers`` is on.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
+
+from aiohttp import web
+
+from .boundary import Paths
+from .errors import GatewayError
+
+__all__ = [
+    "DEFAULT_PATH_RULES", "Host", "RequestPath", "client_origin", "fold_segment", "is_loopback", "parse_host",
+    "parse_target", "request_host",
+]
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_STILL_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
+# Encoded bytes that change a path's structure when an upstream decodes them:
+# slash, backslash, semicolon, NUL and other controls.
+_FORBIDDEN_DECODED = re.compile(rb"[/\\;\x00-\x1f\x7f]")
+# What a compatibility form may not turn into: characters that give a path structure.
+_STRUCTURAL = frozenset("./\\;%?# ")
+_OVERRIDE_PARAMS = frozenset({"_method"})
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+
+
+DEFAULT_PATH_RULES = Paths()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPath:
+    raw_segments: tuple[str, ...]  # as forwarded, still percent-encoded (``;params`` removed in strip mode)
+    segments: tuple[str, ...]  # decoded; routes match them folded (``fold_segment``)
+    query: str  # raw query string, without "?"
+    trailing_slash: bool
+
+    @property
+    def decoded(self) -> str:
+        return "/" + "/".join(self.segments) + ("/" if self.trailing_slash and self.segments else "")
+
+    def forward_path(self, strip: int = 0) -> str:
+        """The raw path to send upstream, without the first ``strip`` segments."""
+        rest = self.raw_segments[strip:]
+        if not rest:
+            return "/"
+        return "/" + "/".join(rest) + ("/" if self.trailing_slash else "")
+
+
+def _bad(detail: str) -> GatewayError:
+    return GatewayError.bad_request(detail)
+
+
+def fold_segment(text: str, case_sensitive: bool = False) -> str:
+    """The form a segment is matched in: as is, or lowercased (NFKC + casefold beyond ASCII)."""
+    if case_sensitive:
+        return text
+    return text.lower() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()
+
+
+def _check_text(text: str) -> None:
+    if text in {".", ".."}:
+        raise _bad("Dot segments are not allowed in the path")
+    if text.endswith((".", " ")):
+        raise _bad("A path segment may not end in a dot or a space")
+    if _STILL_ENCODED.search(text):
+        raise _bad("Double percent-encoding in the path")
+    if not text.isascii():
+        for char in text:
+            if ord(char) > 0x7F and _STRUCTURAL & set(unicodedata.normalize("NFKC", char)):
+                raise _bad("A Unicode compatibility form of . / \\ ; % or space in the path")
+
+
+def _decode_segment(raw: str) -> str:
+    if _PCT.search(raw):
+        raise _bad("Malformed percent-encoding in the path")
+    data = unquote_to_bytes(raw)
+    if _FORBIDDEN_DECODED.search(data):
+        raise _bad("Ambiguous encoding in the path (encoded slash, backslash, semicolon or control character)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad("The path is not valid UTF-8") from None
+    _check_text(text)
+    return text
+
+
+def _without_params(raw: str, rules: Paths) -> str:
+    if ";" not in raw:
+        return raw
+    if rules.semicolons == "reject":
+        raise _bad("Path parameters (;) are not accepted")
+    stripped = raw.split(";", 1)[0]
+    if not stripped:
+        raise _bad("Empty segments are not allowed in the path")
+    return stripped
+
+
+def _check_query(query: str) -> None:
+    if "_method" not in query.lower() and "%" not in query:
+        return
+    for part in query.split("&"):
+        name = unquote_to_bytes(part.partition("=")[0].replace("+", " ")).decode("utf-8", "replace")
+        if name.strip().lower() in _OVERRIDE_PARAMS:
+            raise _bad("Method override parameters are not accepted")
+
+
+def parse_target(target: str, rules: Paths = DEFAULT_PATH_RULES) -> RequestPath:
+    """Split an origin-form request target; absolute-form and ambiguous paths are refused.
+
+    Only ``rules.semicolons`` matters here; ``rules.case_sensitive`` is the router's.
+    """
+    path, _, query = target.partition("?")
+    path = path.split("#", 1)[0]
+    if not path.startswith("/"):
+        raise _bad("The request target must be an absolute path")
+    if "//" in path or "\\" in path:
+        raise _bad("Empty segments or backslashes are not allowed in the path")
+    _check_query(query)
+    trailing = path.endswith("/") and path != "/"
+    raw = tuple(_without_params(s, rules) for s in path.strip("/").split("/")) if path != "/" else ()
+    return RequestPath(raw, tuple(_decode_segment(s) for s in raw), query, trailing)
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """A normalised host: lowercase name without a trailing dot (IPv6 in brackets), port unless default."""
+
+    name: str
+    port: int | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.port is None else f"{self.name}:{self.port}"
+
+
+def parse_host(value: str, scheme: str = "http") -> Host:
+    """``value`` (a Host header, or X-Forwarded-Host) normalised; ValueError if it is not one host."""
+    text = value.strip().lower()
+    port: int | None = None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError("unclosed IPv6 literal")
+        name, rest = text[: end + 1], text[end + 1:]
+        try:
+            ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            raise ValueError("not an IPv6 address") from None
+    else:
+        name, sep, rest = text.partition(":")
+        rest = sep + rest
+        if name.endswith("."):
+            name = name[:-1]
+        if not _HOST_NAME.match(name) or len(name) > 253:
+            raise ValueError("not a host name")
+    if rest:
+        digits = rest[1:]
+        if not rest.startswith(":") or not digits.isdigit() or len(digits) > 5 or not 0 < int(digits) < 65536:
+            raise ValueError("not a port")
+        port = int(digits)
+    if port == DEFAULT_PORTS.get(scheme):
+        port = None
+    return Host(name, port)
+
+
+def is_loopback(name: str | None) -> bool:
+    """Whether a host name or address (IPv6 with or without brackets) is this machine's loopback."""
+    if not name:
+        return False
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def request_host(request: web.Request) -> Host:
+    """The request's own Host, normalised; 400 if it is not a single valid host."""
+    values = request.headers.getall("Host", [])
+    if len(values) > 1:
+        raise _bad("More than one Host header")
+    if not values:
+        if request.version >= (1, 1):
+            raise _bad("HTTP/1.1 requests need a Host header")
+        return Host("")
+    try:
+        return parse_host(values[0], request.scheme)
+    except ValueError:
+        raise _bad("The Host header is not a valid host") from None
+
+
+def client_origin(request: web.Request, trust_forwarded: bool, host: Host | None = None) -> tuple[str, Host]:
+    """The scheme and host the client used: the request's own, or with trusted proxies X-Forwarded-Proto/-Host.
+
+    Forwarded values must be a single ``http``/``https`` and a single valid host
+    (a list is a 400): they reach upstreams and discovery documents as they are.
+    ``host`` is the request's own, when already parsed.
+    """
+    scheme = request.scheme
+    if trust_forwarded:
+        proto = request.headers.get("X-Forwarded-Proto")
+        if proto is not None:
+            scheme = proto.strip().lower()
+            if scheme not in DEFAULT_PORTS:
+                raise _bad("X-Forwarded-Proto must be http or https")
+        forwarded_host = request.headers.get("X-Forwarded-Host")
+        if forwarded_host is not None:
+            try:
+                return scheme, parse_host(forwarded_host, scheme)
+            except ValueError:
+                raise _bad("X-Forwarded-Host is not a single valid host") from None
+    return scheme, host if host is not None else request_host(request)

@@ -2,7 +2,7 @@
 # The gateway image: official python:3.11-slim, a virtualenv built in a throwaway
 # stage, run as an unprivileged user. The image carries no configuration and no
 # secret: mount the config at /etc/gateway/config.yaml (its users file beside it)
-# and pass secrets as environment variables. See deploy/README.md.
+# and pass secrets as environment variables. See docs/deployment.md.
 #
 #   docker build -t jwt-gateway .
 #   docker run --rm -p 8080:8080 -e GATEWAY_SECRET=... \

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
@@ -154,23 +155,24 @@ def _load(spec: KeySpec) -> SigningKey:
 
 
 def _spki(public: Any) -> bytes:
-    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der: bytes = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return der
 
 
 def _parse(pem: bytes, algorithm: str, *, private: bool) -> Any:
     what = "private key" if private else "public key"
     try:
-        key = serialization.load_pem_private_key(pem, None) if private else serialization.load_pem_public_key(pem)
+        key: Any = serialization.load_pem_private_key(pem, None) if private else serialization.load_pem_public_key(pem)
     except TypeError:
         raise ValueError(f"{what}: encrypted PEM keys are not supported") from None
-    except (ValueError, serialization.UnsupportedAlgorithm):
+    except (ValueError, UnsupportedAlgorithm):
         raise ValueError(f"{what}: not a PEM {what}") from None
     expected = (_PRIVATE_TYPES if private else _PUBLIC_TYPES)[algorithm]
     if not isinstance(key, expected):
         raise ValueError(f"{what}: not a key for {algorithm}")
-    if algorithm == "RS256" and key.key_size < MIN_RSA_BITS:
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)) and key.key_size < MIN_RSA_BITS:
         raise ValueError(f"{what}: RSA keys need at least {MIN_RSA_BITS} bits")
-    if algorithm == "ES256" and key.curve.name != "secp256r1":
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and key.curve.name != "secp256r1":
         raise ValueError(f"{what}: ES256 needs a P-256 key")
     return key
 

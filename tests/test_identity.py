@@ -12,7 +12,7 @@ from gateway.config import ConfigError, parse_config
 from tests.conftest import ROOT, base_config, bearer, login
 from tests.jwt_tools import JwksServer, idp_claims, make_key, sign
 
-DOCS = ROOT / "README.md"
+DOCS = ROOT / "docs" / "upstreams.md"
 
 
 def signed_routes(upstream: str) -> list[dict]:
@@ -45,7 +45,7 @@ async def verify_like_an_upstream(gateway, token: str, audience: str, idps: tupl
 def _docs_snippet() -> str:
     text = DOCS.read_text(encoding="utf-8")
     match = re.search(r"<!-- upstream-verify -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "README.md lost its upstream verification snippet"
+    assert match, "docs/upstreams.md lost its upstream verification snippet"
     return match.group(1)
 
 

@@ -91,3 +91,8 @@ class LoginThrottle:
         await self.store.reset_counter(keys[0][0])
         if len(keys) > 1:
             await self.store.incr_counter(keys[1][0], self.settings.window, -1)
+
+    async def refund(self, login: str, by: str, client: str | None) -> None:
+        """An attempt the gateway could not decide (identity source down): both slots are given back."""
+        for key, _ in self._keys(login, by, client):
+            await self.store.incr_counter(key, self.settings.window, -1)

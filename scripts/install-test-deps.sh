@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What the tests need beyond Python packages, installed only when missing:
 # Debian's redis-server (tests start their own throwaway servers with it),
-# chromium, node and npm (browser tests), then the pinned node packages.
+# chromium, node and npm (browser tests), then the pinned node packages;
+# for the identity sources: slapd and ldap-utils (a throwaway directory per run),
+# and PostgreSQL and MariaDB servers (used on 5432/3306 when running, else started by the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,10 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+[ -x /usr/sbin/slapd ] || missing+=(slapd)
+command -v ldapadd >/dev/null || missing+=(ldap-utils)
+command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+[ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || missing+=(mariadb-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $SUDO apt-get update -qq

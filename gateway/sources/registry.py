@@ -70,15 +70,15 @@ def build_chain(
     ``previous`` (a reload keeps their pools); file sources are always read anew. ``directory``
     replaces a lone users file (tests inject one)."""
     specs = source_specs(config)
-    kept = {(s.name, getattr(s, "settings", None)): s for s in previous.sources} if previous else {}
+    kept = [(s.name, getattr(s, "settings", None), s) for s in previous.sources] if previous else []
     sources: list[UserSource] = []
     for i, spec in enumerate(specs):
         name = _name(spec, i, len(specs))
         settings = getattr(spec, spec.kind)
         if spec.kind == "file" and directory is not None and len(specs) == 1:
             sources.append(FileSource(directory, name))
-        elif spec.kind != "file" and (name, settings) in kept:
-            sources.append(kept[(name, settings)])
+        elif spec.kind != "file" and (same := [s for n, st, s in kept if n == name and st == settings]):
+            sources.append(same[0])
         else:
             sources.append(KINDS[spec.kind](spec, name))
     return UserChain(sources, events)

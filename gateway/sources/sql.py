@@ -94,8 +94,8 @@ class SqlSource:
 
     async def _row(self, login: str, by: str) -> dict[str, Any] | None:
         query = self.query if by == "username" else self.query_by.get(by)
-        if query is None:
-            return None  # this source cannot look users up by that claim
+        if query is None or "\x00" in login:
+            return None  # no lookup by that claim here; a NUL is in no SQL text column (PostgreSQL refuses it)
         rows = await self._fetch(query, {"login": login})
         if len(rows) != 1:
             if len(rows) > 1:

@@ -168,13 +168,15 @@ def hash_format(encoded: str) -> str | None:
 
 
 def _describe(encoded: str) -> str:
-    """A name for an unaccepted format, for the one warning: the prefix only, never the hash."""
+    """A name for an unaccepted format, for the one warning: its prefix only, never the hash."""
     if encoded.startswith("!"):
         return "django-unusable (!)"
     if encoded.startswith("{"):
-        return encoded[: encoded.find("}") + 1][:16] or "{?}"
+        return encoded[: encoded.find("}") + 1][:16] if "}" in encoded else "{?"
+    if encoded.startswith("$"):
+        return "$" + encoded[1:].split("$", 1)[0][:12] + "$"
     if "$" in encoded:
-        return encoded.split("$", 1)[0][:24] + "$" if not encoded.startswith("$") else "$" + encoded.split("$")[1][:8] + "$"
+        return encoded.split("$", 1)[0][:24] + "$"
     if all(c in "0123456789abcdefABCDEF" for c in encoded):
         return f"unsalted hex ({len(encoded)} digits)"
     return "unknown"

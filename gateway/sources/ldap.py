@@ -65,6 +65,7 @@ class LdapSource:
         self.server = ldap3.Server(
             url.hostname or "127.0.0.1", port=url.port or (636 if secure else 389), use_ssl=secure, tls=tls,
             connect_timeout=settings.timeout, get_info=ldap3.NONE,
+            mode=ldap3.IP_SYSTEM_DEFAULT,  # never remember an address as "unavailable": a restarted directory is used at once
         )
         self._threads = ThreadPoolExecutor(settings.pool_size, thread_name_prefix=f"ldap-{name}")
         self._service: queue.SimpleQueue[ldap3.Connection] = queue.SimpleQueue()
@@ -88,19 +89,33 @@ class LdapSource:
             raise SourceUnavailable(f"bind failed ({code})")
         return conn
 
+    def _new_service(self) -> ldap3.Connection:
+        password = self.settings.bind_password.get_secret_value() if self.settings.bind_password else None
+        conn = self._connect(self.settings.bind_dn, password)
+        if conn is None:
+            raise SourceUnavailable("the service account's bind was refused")
+        return conn
+
     def _with_service(self, work: Callable[[ldap3.Connection], T]) -> T:
+        """Run ``work`` on a pooled service connection; one that went stale (a directory restart) is replaced once."""
         try:
-            conn = self._service.get_nowait()
+            conn, pooled = self._service.get_nowait(), True
         except queue.Empty:
-            password = self.settings.bind_password.get_secret_value() if self.settings.bind_password else None
-            made = self._connect(self.settings.bind_dn, password)
-            if made is None:
-                raise SourceUnavailable("the service account's bind was refused")
-            conn = made
+            conn, pooled = self._new_service(), False
         try:
             result = work(conn)
-        except BaseException:
+        except LDAPException:
             conn.unbind()  # a connection that failed mid-operation is not reused
+            if not pooled:
+                raise
+            conn = self._new_service()
+            try:
+                result = work(conn)
+            except BaseException:
+                conn.unbind()
+                raise
+        except BaseException:
+            conn.unbind()
             raise
         self._service.put(conn)
         return result

@@ -141,9 +141,10 @@ def start_mariadb(tmp: Path) -> Database:
     return Database("mysql", port, "root", proc)
 
 
-def run_django_fixture(*args: str) -> None:
+def run_django_fixture(engine: str, *args: str) -> None:
     """Django's own migrate and make_password, in a process of their own (Django's settings are global)."""
-    result = subprocess.run([sys.executable, "-m", "tests.legacy.django_users", *args], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "tests.legacy.django_users", engine, *args], cwd=ROOT,
+                            capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"the Django fixture failed:\n{result.stderr[-3000:]}")
 

@@ -36,12 +36,15 @@ class SourceUnavailable(Exception):
 class Candidate:
     """A login a source knows. ``check(password)`` is the user if the password is right, else None.
 
-    ``stored_hash`` is set when the password is checked locally: the chain
-    remembers one, so an unknown login costs the same hash computation.
+    The chain remembers the last candidate's cost so an unknown login pays it
+    too: ``stored_hash`` when the password is checked locally (the unknown
+    login is checked against that hash), else ``decoy``, a call that costs what
+    ``check`` costs and never succeeds (an LDAP bind as nobody).
     """
 
     check: Callable[[str], Awaitable[User | None]]
     stored_hash: str | None = field(default=None, repr=False)
+    decoy: Callable[[str], Awaitable[object]] | None = None
 
 
 class UserSource(Protocol):

@@ -2,9 +2,9 @@
 
 Every source is asked at once (``find`` never sees the password), so a login
 costs the slowest lookup plus one password check whether it exists, and where.
-An unknown login is checked against the last hash a real login was checked
-against (or an argon2id dummy before the first), so it costs what a wrong
-password costs. A source that cannot answer in its timeout fails the login
+An unknown login costs what the last real check cost: it is checked against
+the last hash a real login was checked against (an argon2id dummy before the
+first), or pays the last remote source's decoy (an LDAP bind as nobody). A source that cannot answer in its timeout fails the login
 with 503 ``identity_unavailable`` if it comes before the deciding source: a
 later source must never decide for a login an earlier one may own.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Protocol, Sequence, TypeVar, runtime_checkable
+from typing import Awaitable, Callable, Protocol, Sequence, TypeVar, runtime_checkable
 
 from ..users import User, hash_password
 from .base import Candidate, SourceUnavailable, TtlCache, UserSource
@@ -44,6 +44,7 @@ class UserChain:
         self.sources = list(sources)
         self.events: SourceEvents = events if events is not None else _NoEvents()
         self._dummy_hash = hash_password("dummy password that nobody has")
+        self._decoy: Callable[[str], Awaitable[object]] | None = None
         self._caches = {s.name: TtlCache[User](s.cache_ttl) for s in self.sources if s.cache_ttl > 0}
 
     def __len__(self) -> int:
@@ -85,14 +86,26 @@ class UserChain:
         """The user and the deciding source if the password is right; None for a wrong password or unknown login."""
         found = await self._first("find", [s.find(login, by) for s in self.sources])
         if found is None:
-            await verify_off_loop(self._dummy_hash, password)  # as costly as a real check
+            await self._pay_for_unknown(password)
             return None
         source, candidate = found
         assert isinstance(candidate, Candidate)
         if candidate.stored_hash is not None:
-            self._dummy_hash = candidate.stored_hash
+            self._dummy_hash, self._decoy = candidate.stored_hash, None
+        elif candidate.decoy is not None:
+            self._decoy = candidate.decoy
         user = await self._call(source, "check", candidate.check(password))
         return (user, source) if user is not None else None
+
+    async def _pay_for_unknown(self, password: str) -> None:
+        """As costly as a real check: the last hash, or the last remote decoy; its outcome is irrelevant."""
+        if self._decoy is None:
+            await verify_off_loop(self._dummy_hash, password)
+            return
+        try:
+            await asyncio.wait_for(self._decoy(password), max(s.timeout for s in self.sources))
+        except Exception:  # noqa: BLE001 - the decoy only spends time; the answer is "unknown" whatever happens
+            pass
 
     async def lookup(self, username: str) -> User | object | None:
         """The user as the sources know it now (for refresh), NOT_REREAD, or None if gone or inactive."""

@@ -4,7 +4,9 @@ The gateway POSTs the login and password (JSON or a form) to ``url``; an
 answer with one of ``accept_status`` means the password is right, and claims
 are taken from its JSON body by dotted paths (``user.email``). Any other 4xx
 means wrong; 5xx, a timeout or a refused connection mean the service cannot
-answer (503 ``identity_unavailable``). Redirects are never followed (the
+answer (503 ``identity_unavailable``). A refusal is padded to the time a
+typical success takes, so a service that answers "no such user" faster than
+"wrong password" gives nothing away. Redirects are never followed (the
 credentials go to ``url`` and nowhere else), and nothing of a request or an
 answer body is ever logged: only status codes.
 
@@ -16,8 +18,10 @@ refresh token) until the refresh token expires.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from typing import Any, Mapping
 from urllib.parse import quote
 
@@ -59,6 +63,7 @@ class HttpSource:
         self.cache_ttl = settings.cache
         self.rereads = settings.user_url is not None
         self._session: aiohttp.ClientSession | None = None
+        self._accepted = 0.0  # moving average of accepted checks, seconds: refusals are padded to it
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -100,10 +105,16 @@ class HttpSource:
         async def check(password: str) -> User | None:
             fields = {self.settings.username_field: login, self.settings.password_field: password}
             body = {"json": fields} if self.settings.body == "json" else {"data": fields}
+            started = time.perf_counter()
             status, answer = await self._request("POST", self.settings.url, **body)
-            if status not in self.settings.accept_status:
-                return None  # a 4xx (or a 2xx/3xx not accepted): wrong password, unknown or inactive user
-            return self._user(login, answer)
+            elapsed = time.perf_counter() - started
+            if status in self.settings.accept_status:
+                self._accepted = elapsed if self._accepted == 0 else 0.8 * self._accepted + 0.2 * elapsed
+                return self._user(login, answer)
+            # A 4xx: wrong password, unknown or inactive user. Many services answer "unknown" before hashing
+            # anything; padding every refusal to a typical success hides that from the client's clock.
+            await asyncio.sleep(max(0.0, min(self._accepted, self.timeout * 0.8) - elapsed))
+            return None
 
         return Candidate(check)
 

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import math
 import queue
+import secrets
 import ssl
 import struct
 from concurrent.futures import ThreadPoolExecutor
@@ -195,7 +196,18 @@ class LdapSource:
         entry = await self._run(self._with_service, lambda conn: self._entry(conn, login))
         if entry is None:
             return None
-        return Candidate(lambda password: self._run(self._check, login, entry, password))
+        return Candidate(lambda password: self._run(self._check, login, entry, password), decoy=self._decoy)
+
+    async def _decoy(self, password: str) -> None:
+        """A bind as an entry that does not exist: what an unknown login costs, like a wrong password."""
+        assert self.settings.user_base is not None
+        nobody = f"{self.settings.username_attribute}=gateway-nobody-{secrets.token_hex(8)},{self.settings.user_base}"
+        await self._run(self._bind_and_drop, nobody, password or "x")
+
+    def _bind_and_drop(self, dn: str, password: str) -> None:
+        conn = self._connect(dn, password)
+        if conn is not None:
+            conn.unbind()
 
     async def lookup(self, username: str) -> User | None:
         if not self.rereads:

@@ -50,18 +50,21 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     db.stop()
 
 
+def django_database(db: Database) -> str:
+    """A new database with Django's auth tables and users (tests/legacy/django_users.py)."""
+    name = db.create()
+    run_django_fixture(db.engine, name, "127.0.0.1", str(db.port), db.user)
+    return name
+
+
 @pytest.fixture(scope="session")
 def django_postgres(postgres: Database) -> str:
-    name = postgres.create()
-    run_django_fixture("postgresql", name, "127.0.0.1", str(postgres.port), postgres.user)
-    return name
+    return django_database(postgres)
 
 
 @pytest.fixture(scope="session")
 def django_mariadb(mariadb: Database) -> str:
-    name = mariadb.create()
-    run_django_fixture("mysql", name, "127.0.0.1", str(mariadb.port), mariadb.user)
-    return name
+    return django_database(mariadb)
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +76,10 @@ def django_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def flask_postgres(postgres: Database) -> str:
+    return flask_table(postgres)
+
+
+def flask_table(postgres: Database) -> str:
     """A Flask app's users table (Werkzeug hashes), in PostgreSQL: the generic preset's shape."""
     name = postgres.create()
     postgres.run(name, flask_app.SCHEMA)
@@ -98,6 +105,10 @@ def php_hash(password: str) -> str:
 
 @pytest.fixture(scope="session")
 def php_mariadb(mariadb: Database) -> str:
+    return php_table(mariadb)
+
+
+def php_table(mariadb: Database) -> str:
     """A PHP application's members table in MariaDB, bcrypt $2y$ hashes."""
     name = mariadb.create()
     mariadb.run(name, PHP_SCHEMA)

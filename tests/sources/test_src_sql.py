@@ -201,3 +201,28 @@ async def test_no_password_or_hash_reaches_the_log(source_gateway, postgres, dja
         await asyncio.sleep(0)
     assert "secret-attempt" not in caplog.text and "pbkdf2_sha256$" not in caplog.text
     assert "user source sql" in caplog.text  # the outage itself is logged
+
+
+async def test_the_positive_cache_is_opt_in_and_short(source_gateway, postgres, django_postgres):
+    """cache: 1m lets refreshes skip the database for a minute: a deactivation then takes up to that long."""
+    gw = await source_gateway(django(postgres, django_postgres, cache="1m"))
+    pair = await (await login(gw, "bob")).json()
+    postgres.run(django_postgres, "UPDATE auth_user SET is_active = FALSE WHERE username = 'bob'")
+    try:
+        resp = await gw.post("/auth/token/refresh", json={"refresh": pair["refresh"]})
+        assert resp.status == 200  # answered from the cache filled at login
+        assert (await login(gw, "bob")).status == 401  # logins always ask the source
+    finally:
+        postgres.run(django_postgres, "UPDATE auth_user SET is_active = TRUE WHERE username = 'bob'")
+
+
+def test_the_cache_is_bounded_and_expires():
+    from gateway.sources.base import TtlCache
+
+    cache: TtlCache[int] = TtlCache(ttl=60, max_entries=3)
+    for i in range(5):
+        cache.put(f"k{i}", i)
+    assert [cache.get(f"k{i}") for i in range(5)] == [None, None, 2, 3, 4]
+    expired: TtlCache[int] = TtlCache(ttl=-1)
+    expired.put("k", 1)
+    assert expired.get("k") is None

@@ -49,7 +49,7 @@ class UserChain:
 
     def __len__(self) -> int:
         """Users of the file sources (the others are not enumerable)."""
-        return sum(len(s) for s in self.sources if hasattr(s, "__len__"))  # type: ignore[arg-type]
+        return sum(len(s.names()) for s in self.sources)
 
     def names(self) -> list[str]:
         return [n for s in self.sources for n in s.names()]

@@ -188,10 +188,10 @@ def resolve_source_paths(raw: dict[str, Any], base_dir: Path) -> None:
         if isinstance(entry.get("file"), str):
             entry["file"] = str(base_dir / entry["file"])
         sql = entry.get("sql")
-        url = sql.get("url") if isinstance(sql, dict) else None
-        if isinstance(url, str) and url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-            sql["url"] = "sqlite:///" + str(base_dir / url[len("sqlite:///"):])
-        if isinstance(sql, dict) or not isinstance(entry.get("ldap"), dict):
-            continue
-        if isinstance(entry["ldap"].get("ca_file"), str):
-            entry["ldap"]["ca_file"] = str(base_dir / entry["ldap"]["ca_file"])
+        if isinstance(sql, dict) and isinstance(sql.get("url"), str):
+            url: str = sql["url"]
+            if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+                sql["url"] = "sqlite:///" + str(base_dir / url[len("sqlite:///"):])
+        ldap = entry.get("ldap")
+        if isinstance(ldap, dict) and isinstance(ldap.get("ca_file"), str):
+            ldap["ca_file"] = str(base_dir / ldap["ca_file"])

@@ -112,8 +112,9 @@ class SqlSource:
     async def _user(self, row: dict[str, Any]) -> User:
         username = str(row["login"])
         values = {claim: row.get(column) for claim, column in self.claims.items()}
-        if isinstance(values.get("roles"), str):
-            values["roles"] = [r for r in _ROLE_SPLIT.split(values["roles"]) if r]
+        given = values.get("roles")
+        if isinstance(given, str):
+            values["roles"] = [r for r in _ROLE_SPLIT.split(given) if r]
         roles = list(values.get("roles") or [])
         if self.roles_query is not None:
             roles += [str(next(iter(r.values()))) for r in await self._fetch(self.roles_query, {"login": username})]

@@ -6,7 +6,7 @@
       - ldap: {url: "ldaps://ldap.example.com", user_base: "ou=people,dc=example,dc=com"}
       - http: {url: "http://legacy:8000/api/login"}
 
-Every key is described in docs/ops/user-sources.md (the one place).
+Every key is described in docs/ops/user-sources.md and the source pages it links (the one place).
 """
 from __future__ import annotations
 

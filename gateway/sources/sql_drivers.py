@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from .base import SourceUnavailable
 
@@ -138,7 +138,7 @@ class _Sqlite:
     async def fetch(self, query: str, names: list[str], params: dict[str, Any]) -> list[Row]:
         import aiosqlite
 
-        async with aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.timeout) as db:
+        async with aiosqlite.connect(f"file:{quote(self.path)}?mode=ro", uri=True, timeout=self.timeout) as db:
             db.row_factory = aiosqlite.Row
             async with db.execute(query, {n: params[n] for n in names}) as cursor:
                 return [dict(r) for r in await cursor.fetchall()]

@@ -72,11 +72,41 @@ def initial_ldif() -> str:
     return "\n".join(entries)
 
 
+def make_tls(tmp: Path) -> Path:
+    """A CA and a server certificate for 127.0.0.1 and localhost, signed by it; returns the CA file."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    import ipaddress
+
+    san = x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1)).add_extension(san, critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (tmp / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (tmp / "cert.pem").write_bytes(cert.public_bytes(pem))
+    (tmp / "key.pem").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return tmp / "ca.pem"
+
+
 class Slapd:
-    def __init__(self, tmp: Path, port: int) -> None:
-        self.tmp, self.port = tmp, port
+    def __init__(self, tmp: Path, port: int, ldaps_port: int | None = None) -> None:
+        self.tmp, self.port, self.ldaps_port = tmp, port, ldaps_port
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"ldap://127.0.0.1:{port}"
+        self.ca_file = make_tls(tmp) if ldaps_port else None  # with an ldaps port: TLS there and StartTLS on port
 
     def start(self) -> None:
         binary = shutil.which("slapd") or "/usr/sbin/slapd"
@@ -84,9 +114,15 @@ class Slapd:
             raise RuntimeError("slapd is not installed: run the README's test command (make test)")
         (self.tmp / "db").mkdir(parents=True, exist_ok=True)
         conf = self.tmp / "slapd.conf"
-        conf.write_text(CONF.format(tmp=self.tmp, suffix=SUFFIX, admin=ADMIN, admin_pw=ADMIN_PW))
+        text = CONF.format(tmp=self.tmp, suffix=SUFFIX, admin=ADMIN, admin_pw=ADMIN_PW)
+        urls = f"{self.url}/"
+        if self.ldaps_port:
+            text = (f"TLSCACertificateFile {self.tmp}/ca.pem\nTLSCertificateFile {self.tmp}/cert.pem\n"
+                    f"TLSCertificateKeyFile {self.tmp}/key.pem\n") + text
+            urls += f" ldaps://127.0.0.1:{self.ldaps_port}/"
+        conf.write_text(text)
         log = open(self.tmp / "slapd.log", "ab")
-        self.proc = subprocess.Popen([binary, "-d", "0", "-f", str(conf), "-h", f"{self.url}/"],
+        self.proc = subprocess.Popen([binary, "-d", "0", "-f", str(conf), "-h", urls],
                                      stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + 20

@@ -146,6 +146,35 @@ async def test_ldap_directory_down_mid_test(source_gateway, tmp_path):
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def tls_slapd(tmp_path_factory) -> Slapd:
+    server = Slapd(tmp_path_factory.mktemp("slapd-tls"), free_port(), free_port())
+    server.start()
+    server.load()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("mode", ["ldaps", "start_tls"])
+async def test_ldap_over_tls_with_the_ca_file(source_gateway, tls_slapd: Slapd, mode):
+    url = f"ldaps://127.0.0.1:{tls_slapd.ldaps_port}" if mode == "ldaps" else tls_slapd.url
+    tls = {"ca_file": str(tls_slapd.ca_file), "start_tls": mode == "start_tls"}
+    gw = await source_gateway(ldap_entry(tls_slapd, url=url, **tls))
+    assert (await login(gw, "alice")).status == 200
+    assert (await login(gw, "alice", "wrong")).status == 401
+
+
+@pytest.mark.parametrize("mode", ["ldaps", "start_tls"])
+async def test_ldap_tls_refuses_a_certificate_it_cannot_verify(source_gateway, tls_slapd: Slapd, mode, tmp_path):
+    from tests.legacy.slapd import make_tls
+
+    other_ca = make_tls(tmp_path)  # a CA that did not sign the directory's certificate
+    url = f"ldaps://127.0.0.1:{tls_slapd.ldaps_port}" if mode == "ldaps" else tls_slapd.url
+    gw = await source_gateway(ldap_entry(tls_slapd, url=url, ca_file=str(other_ca), start_tls=mode == "start_tls"))
+    resp = await login(gw, "alice")
+    assert resp.status == 503 and (await resp.json())["code"] == "identity_unavailable"
+
+
 def test_ldap_starttls_is_refused_by_a_plain_directory_and_checked_by_config(slapd: Slapd, tmp_path):
     from gateway.config import ConfigError, parse_config
     from tests.sources.conftest import sources_config

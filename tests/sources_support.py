@@ -3,7 +3,8 @@
 PostgreSQL (127.0.0.1:5432, trust, user postgres) and MariaDB (127.0.0.1:3306,
 root without a password) are used when they run; otherwise the tests start
 throwaway ones on free ports, as they do redis-server. Each test session makes
-its own databases (``gw_test_<random>``) and drops them at the end.
+its own databases (``gw_test_<random>``) and drops them at the end. With
+GATEWAY_TEST_OWN_DATABASES=1 the throwaway servers are used in any case.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Any, Iterator
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+OWN_DATABASES = "GATEWAY_TEST_OWN_DATABASES"  # set: start throwaway servers even when the machine's are running
 
 
 def free_port() -> int:
@@ -66,6 +69,7 @@ class Database:
     user: str
     proc: subprocess.Popen[bytes] | None = None
     made: list[str] = field(default_factory=list)
+    own_dir: Path | None = None  # removed at stop
 
     def url(self, name: str) -> str:
         return f"{self.engine}://{self.user}@127.0.0.1:{self.port}/{name}"
@@ -106,36 +110,61 @@ class Database:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(30)
+            self.proc = None
+        if self.own_dir is not None:
+            shutil.rmtree(self.own_dir, ignore_errors=True)
+
+
+def _unprivileged(tmp: Path) -> dict[str, Any]:
+    """Popen arguments that run a server as an ordinary user owning ``tmp`` (when the tests run as root)."""
+    if os.getuid() != 0:
+        return {}
+    import pwd
+
+    for name in ("postgres", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        for path in [tmp, *tmp.rglob("*")]:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        return {"user": entry.pw_uid, "group": entry.pw_gid}
+    return {}
 
 
 def start_postgres(tmp: Path) -> Database:
     """The machine's PostgreSQL, or a throwaway cluster (initdb, trust) on a free port."""
-    if listening(5432):
+    if listening(5432) and not os.environ.get(OWN_DATABASES):
         return Database("postgresql", 5432, "postgres")
     initdb = _binary("initdb", ("/usr/lib/postgresql/*/bin/initdb",))
     if initdb is None:
         pytest.fail("PostgreSQL is neither running nor installed: run the README's test command (make test)")
+    if os.getuid() == 0:  # PostgreSQL refuses to run as root: a directory an ordinary user can reach
+        tmp = Path(tempfile.mkdtemp(prefix="gw-test-pg-"))
+        os.chmod(tmp, 0o755)
     data, port = tmp / "pgdata", free_port()
-    subprocess.run([initdb, "-D", str(data), "-U", "postgres", "-A", "trust"], check=True, capture_output=True)
+    owner = _unprivileged(tmp)
+    subprocess.run([initdb, "-D", str(data), "-U", "postgres", "-A", "trust"], check=True, capture_output=True, **owner)
     postgres = str(Path(initdb).with_name("postgres"))
     proc = subprocess.Popen([postgres, "-D", str(data), "-p", str(port), "-k", str(tmp), "-h", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **owner)
     wait_listening(port, proc)
-    return Database("postgresql", port, "postgres", proc)
+    return Database("postgresql", port, "postgres", proc, own_dir=tmp)
 
 
 def start_mariadb(tmp: Path) -> Database:
     """The machine's MariaDB, or a throwaway one (mariadb-install-db) on a free port."""
-    if listening(3306):
+    if listening(3306) and not os.environ.get(OWN_DATABASES):
         return Database("mysql", 3306, "root")
     install, server = _binary("mariadb-install-db"), _binary("mariadbd", ("/usr/sbin/mariadbd",))
     if install is None or server is None:
         pytest.fail("MariaDB is neither running nor installed: run the README's test command (make test)")
     data, port = tmp / "mariadb", free_port()
-    subprocess.run([install, f"--datadir={data}", "--auth-root-authentication-method=normal", "--skip-test-db"],
-                   check=True, capture_output=True)
+    user = [f"--user={'root' if os.getuid() == 0 else os.environ.get('USER', 'nobody')}"]
+    subprocess.run([install, "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal",
+                    "--skip-test-db", *user], check=True, capture_output=True)
     proc = subprocess.Popen([server, "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
-                             f"--socket={tmp / 'mariadb.sock'}", "--skip-grant-tables" if os.getuid() else "--user=root"],
+                             f"--socket={tmp / 'mariadb.sock'}", *user],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_listening(port, proc)
     return Database("mysql", port, "root", proc)

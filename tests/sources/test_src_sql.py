@@ -226,3 +226,12 @@ def test_the_cache_is_bounded_and_expires():
     expired: TtlCache[int] = TtlCache(ttl=-1)
     expired.put("k", 1)
     assert expired.get("k") is None
+
+
+async def test_case_and_space_variants_share_the_login_throttle(source_gateway, mariadb, php_mariadb):
+    """MariaDB's collation takes ALICE and "alice " as alice: guessing with them counts against alice."""
+    gw = await source_gateway({"sql": {"url": mariadb.url(php_mariadb), "query": PHP_QUERY}},
+                              login_throttle={"per_user": 2})
+    for variant in ("ALICE", "alice "):
+        assert (await login(gw, variant, "guess")).status == 401
+    assert (await login(gw, "alice")).status == 429

@@ -108,7 +108,10 @@ class UserChain:
             pass
 
     async def lookup(self, username: str) -> User | object | None:
-        """The user as the sources know it now (for refresh), NOT_REREAD, or None if gone or inactive."""
+        """The user as the sources know it now (for refresh), NOT_REREAD, or None if gone or inactive.
+
+        A source may answer with a disabled ``User``: it knows the login and refuses it, so the
+        sources after it are not asked (as at login, where it checks the password and says no)."""
         calls: list[Awaitable[User | None]] = []
         for source in self.sources:
             cache = self._caches.get(source.name)
@@ -118,6 +121,8 @@ class UserChain:
         if found is None:
             return NOT_REREAD if any(not s.rereads for s in self.sources) else None
         source, user = found
+        if user.disabled:
+            return None  # the source that knows the user says inactive: no later source may answer instead
         cache = self._caches.get(source.name)
         if cache is not None:
             cache.put(username, user)

@@ -25,17 +25,18 @@ class FileSource:
         return cls(load_users(path), name)
 
     async def find(self, login: str, by: str) -> Candidate | None:
-        user = self.directory.find(login, by)
+        user = self.directory.find(login, by, with_disabled=True)  # a disabled user is known here: refused here
         if user is None:
             return None
 
         async def check(password: str) -> User | None:
-            return user if await verify_off_loop(user.password_hash, password) else None
+            ok = await verify_off_loop(user.password_hash, password)
+            return user if ok and not user.disabled else None
 
         return Candidate(check, user.password_hash)
 
     async def lookup(self, username: str) -> User | None:
-        return self.directory.get(username)
+        return self.directory.get(username, with_disabled=True)
 
     async def ping(self) -> None:
         return None

@@ -105,9 +105,11 @@ class SqlSource:
         if "login" not in row or "password_hash" not in row:
             log.error("user source %s: the query must return the columns login and password_hash", self.name)
             raise SourceUnavailable(self.name)
-        if "active" in row and not _truthy(row["active"]):
-            return None  # an inactive user is unknown: cannot log in or refresh
         return row
+
+    @staticmethod
+    def _active(row: dict[str, Any]) -> bool:
+        return "active" not in row or _truthy(row["active"])
 
     async def _user(self, row: dict[str, Any]) -> User:
         username = str(row["login"])
@@ -130,8 +132,8 @@ class SqlSource:
         stored = str(row["password_hash"] or "")
 
         async def check(password: str) -> User | None:
-            if not await verify_off_loop(stored, password):
-                return None
+            if not await verify_off_loop(stored, password) or not self._active(row):
+                return None  # an inactive user costs the same hash, and is refused here, not by a later source
             user = await self._user(row)
             if self.rehash_query is not None and needs_rehash(stored):
                 await self._rehash(user.username, password)
@@ -152,7 +154,11 @@ class SqlSource:
 
     async def lookup(self, username: str) -> User | None:
         row = await self._row(username, "username")
-        return await self._user(row) if row is not None else None
+        if row is None:
+            return None
+        if not self._active(row):
+            return User(str(row["login"]), "", {}, disabled=True)  # known and inactive: the refresh is refused
+        return await self._user(row)
 
     async def ping(self) -> None:
         await self._fetch(compile_query("SELECT 1 AS ok", self.driver.dialect), {})

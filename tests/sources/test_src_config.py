@@ -95,3 +95,23 @@ async def test_a_reload_keeps_unchanged_sources_and_their_pools(tmp_path, postgr
     assert await Reloader(gateway, path).reload()
     assert gateway.runtime.users.sources[1] is not after.sources[1]
     await gateway.runtime.users.close()
+
+
+async def test_a_real_gateway_process_logs_in_from_its_sources(gateway_process, upstream, tmp_path, django_sqlite):
+    import aiohttp
+
+    raw = sources_config(upstream, [{"file": str(file_users(tmp_path))},
+                                    {"sql": {"url": f"sqlite:///{django_sqlite}", "preset": "django"}}])
+    port = gateway_process(raw)
+    async with aiohttp.ClientSession() as client:
+        for user in ("carol", "alice", "bob"):  # carol: disabled in the file, inactive in Django
+            async with client.post(f"http://127.0.0.1:{port}/auth/token",
+                                   json={"username": user, "password": f"{user}-pw"}) as resp:
+                assert resp.status == (401 if user == "carol" else 200)
+        async with client.post(f"http://127.0.0.1:{port}/auth/token",
+                               json={"username": "hash-argon2", "password": "hash-argon2-pw"}) as resp:
+            assert resp.status == 200  # not in the file: Django's table decides
+        async with client.get(f"http://127.0.0.1:{port}/readyz") as resp:
+            assert (await resp.json())["sources"] == {"file[0]": "up", "sql[1]": "up"}
+        async with client.get(f"http://127.0.0.1:{port}/metrics") as resp:
+            assert 'gateway_user_source_calls_total{operation="check",result="found",source="sql[1]"} 1.0' in await resp.text()

@@ -235,3 +235,25 @@ async def test_case_and_space_variants_share_the_login_throttle(source_gateway, 
     for variant in ("ALICE", "alice "):
         assert (await login(gw, variant, "guess")).status == 401
     assert (await login(gw, "alice")).status == 429
+
+
+async def test_an_inactive_user_is_refused_by_the_source_that_knows_it(source_gateway, postgres, django_postgres, tmp_path):
+    """carol is disabled in the file and inactive in Django; bob is active in both. A later source never
+    overrules an earlier one's "inactive", at login or at refresh."""
+    from tests.sources.conftest import file_users
+
+    file_entry = {"file": str(file_users(tmp_path))}
+    postgres.run(django_postgres, "UPDATE auth_user SET is_active = TRUE WHERE username = 'carol'")
+    try:
+        gw = await source_gateway(file_entry, django(postgres, django_postgres))
+        assert (await login(gw, "carol")).status == 401  # the file knows carol, disabled: Django is not asked
+    finally:
+        postgres.run(django_postgres, "UPDATE auth_user SET is_active = FALSE WHERE username = 'carol'")
+    gw = await source_gateway(django(postgres, django_postgres), file_entry)
+    pair = await (await login(gw, "bob")).json()
+    postgres.run(django_postgres, "UPDATE auth_user SET is_active = FALSE WHERE username = 'bob'")
+    try:
+        assert (await login(gw, "bob")).status == 401  # Django knows bob, inactive: the file's bob is not tried
+        assert (await gw.post("/auth/token/refresh", json={"refresh": pair["refresh"]})).status == 401
+    finally:
+        postgres.run(django_postgres, "UPDATE auth_user SET is_active = TRUE WHERE username = 'bob'")

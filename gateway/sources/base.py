@@ -74,6 +74,8 @@ def json_claim(value: Any) -> Any:
         return str(value)
     if isinstance(value, (list, tuple)):
         return [json_claim(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): json_claim(v) for k, v in value.items()}
     if isinstance(value, (bytes, bytearray, memoryview)):
         return None
     return str(value)

@@ -3,8 +3,8 @@
 Supported: argon2id/argon2i (``$argon2id$...``), bcrypt (``$2a$ $2b$ $2y$``),
 Django's ``pbkdf2_sha256$ pbkdf2_sha1$ argon2$ bcrypt_sha256$ bcrypt$ scrypt$``,
 Werkzeug's ``pbkdf2:<digest>:<iterations>$salt$hex`` and ``scrypt:n:r:p$salt$hex``,
-and LDAP's ``{SSHA} {SSHA256} {SSHA512}`` and ``{CRYPT}`` (bcrypt, or crypt(3)
-SHA-256/512 where the platform has it).
+LDAP's ``{SSHA} {SSHA256} {SSHA512}`` and ``{CRYPT}`` (bcrypt, or crypt(3)
+SHA-256/512 where the platform has it), and bare glibc ``$6$``/``$5$`` crypt.
 
 Anything else (unsalted MD5/SHA1, Django's ``!`` unusable passwords, an
 unknown prefix) never matches, and the log names the format once per process.
@@ -156,6 +156,8 @@ _FORMATS: tuple[tuple[str, str, Verifier], ...] = (
     ("{SSHA256}", "ldap-ssha256", _ssha),
     ("{SSHA512}", "ldap-ssha512", _ssha),
     ("{CRYPT}", "ldap-crypt", _ldap_crypt),
+    ("$6$", "sha512-crypt", lambda e, p: _ldap_crypt("{CRYPT}" + e, p)),
+    ("$5$", "sha256-crypt", lambda e, p: _ldap_crypt("{CRYPT}" + e, p)),
 )
 
 

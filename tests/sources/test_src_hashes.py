@@ -32,6 +32,7 @@ CASES = {
     "ldap-ssha256": lambda pw: ssha(pw, hashlib.sha256, "SSHA256"),
     "ldap-ssha512": lambda pw: ssha(pw, hashlib.sha512, "SSHA512"),
     "ldap-crypt": lambda pw: "{CRYPT}" + sha512_crypt(pw),
+    "sha512-crypt": lambda pw: sha512_crypt(pw),
     "ldap-crypt-bcrypt": lambda pw: "{CRYPT}" + bcrypt.hashpw(pw.encode(), bcrypt.gensalt(4)).decode(),
     "argon2i": lambda pw: PasswordHasher(type=Type.I).hash(pw),
     "argon2id": lambda pw: PasswordHasher().hash(pw),

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
 
 import jwt
@@ -11,7 +10,7 @@ import pytest
 from tests.conftest import bearer
 from tests.legacy.slapd import GROUPS, PEOPLE, SERVICE, SERVICE_PW, Slapd
 from tests.sources.conftest import SERVICE_KEY, LegacyApp
-from tests.sources_support import free_port, process, wait_listening
+from tests.sources_support import free_port, process
 
 
 def claims_of(token: str) -> dict:

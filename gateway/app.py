@@ -36,12 +36,14 @@ from .proxy import RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS, Upstream, r
 from .rewrite import HeaderRewrite
 from .routing import Router, check_requirements
 from .target import Host, RequestPath, client_origin, is_loopback, parse_target, request_host
+from .sources.chain import SourceEvents, UserChain
+from .sources.registry import build_chain
 from .stores import Store, create_store
 from .stores.instrumented import InstrumentedStore
 from .stores.revocation_cache import cached_revocations
 from .throttle import LoginThrottle
 from .tokens import TokenService
-from .users import UserDirectory, load_users
+from .users import UserDirectory
 from .wellknown import wellknown_endpoints
 from . import websocket
 
@@ -59,7 +61,7 @@ class Runtime:
     """Everything derived from one configuration; replaced whole on reload, never mutated."""
 
     config: GatewayConfig
-    users: UserDirectory
+    users: UserChain
     tokens: TokenService
     auth: AuthService
     router: Router
@@ -73,9 +75,17 @@ class Runtime:
 
     @classmethod
     def build(
-        cls, config: GatewayConfig, store: Store, users: UserDirectory | None = None, events: AuthEvents | None = None
+        cls,
+        config: GatewayConfig,
+        store: Store,
+        users: UserDirectory | UserChain | None = None,
+        events: AuthEvents | None = None,
     ) -> "Runtime":
-        users = users if users is not None else load_users(config.users_file)
+        source_events = events if isinstance(events, SourceEvents) else None
+        if not isinstance(users, UserChain):  # a users file given whole (tests), or the config's sources
+            users = build_chain(config, source_events, directory=users)
+        elif source_events is not None:
+            users.events = source_events
         keys = KeyRing.from_config(config.tokens)
         tokens = TokenService(config.tokens, keys)
         throttle = None
@@ -350,7 +360,9 @@ async def _cors_headers(request: web.Request, response: web.StreamResponse) -> N
         cors.decorate(request, response)
 
 
-def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, store: Store | None = None) -> web.Application:
+def create_app(
+    config: GatewayConfig, *, users: UserDirectory | UserChain | None = None, store: Store | None = None
+) -> web.Application:
     """A ready-to-run gateway; ``users`` and ``store`` may be injected (tests), else built from config."""
     metrics = Metrics()
     store = store if store is not None else create_store(config.store)
@@ -370,6 +382,7 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
         await gateway.runtime.issuers.start()
         yield
         await gateway.runtime.issuers.close()
+        await gateway.runtime.users.close()
         await gateway.upstream.close()
         await gateway.store.close()
 

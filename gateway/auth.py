@@ -15,14 +15,18 @@ from typing import Protocol
 from .config import Tokens
 from .errors import GatewayError
 from .stores import RotationOutcome, Store
+from .sources.base import SourceUnavailable
+from .sources.chain import NOT_REREAD, UserChain
 from .throttle import LoginThrottle
 from .tokens import Claims, TokenPair, TokenService
-from .users import UserDirectory
+from .users import User
 
 __all__ = ["AuthEvents", "AuthService", "Issued"]
 
 MAX_LOGIN_LENGTH = 256
 MAX_PASSWORD_LENGTH = 1024
+SESSION_CLAIMS = "usr"  # in a refresh token: the claims of a user whose source cannot re-read users
+UNAVAILABLE_RETRY = "5"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,13 @@ def _is_text(value: str) -> bool:
     return True
 
 
+def identity_unavailable() -> GatewayError:
+    return GatewayError(
+        503, "identity_unavailable", "The user directory cannot answer right now; try again shortly",
+        headers={"Retry-After": UNAVAILABLE_RETRY},
+    )
+
+
 def _refuse(outcome: RotationOutcome) -> GatewayError:
     code, detail = _REFUSALS[outcome]
     return GatewayError.unauthorized(code, detail)
@@ -87,7 +98,7 @@ class AuthService:
         self,
         settings: Tokens,
         tokens: TokenService,
-        users: UserDirectory,
+        users: UserChain,
         store: Store,
         throttle: LoginThrottle | None = None,
         events: AuthEvents | None = None,
@@ -120,14 +131,22 @@ class AuthService:
             raise GatewayError.bad_request("Login and password must be valid Unicode text")
         if self.throttle:
             await self.throttle.attempt(login, login_claim, client_ip)
-        user = await self.users.authenticate(login, password, by=login_claim)
-        if user is None:
+        try:
+            found = await self.users.authenticate(login, password, by=login_claim)
+        except SourceUnavailable:
+            if self.throttle:  # the source failed, not the client: the attempt does not count
+                await self.throttle.refund(login, login_claim, client_ip)
+            raise identity_unavailable() from None
+        if found is None:
             raise GatewayError.unauthorized(
                 "invalid_credentials", "No active account found with the given credentials", token_presented=False
             )
+        user, source = found
         if self.throttle:
             await self.throttle.succeeded(login, login_claim, client_ip)
-        pair = self.tokens.mint_pair(user.username, user.claims)
+        self.users.remember(source, user)
+        extra = None if source.rereads else {SESSION_CLAIMS: dict(user.claims)}
+        pair = self.tokens.mint_pair(user.username, user.claims, refresh_extra=extra)
         await self.store.start_family(pair.refresh_claims["fid"], pair.refresh_claims["jti"], self._family_ttl)
         self.events.issued("login")
         return Issued.from_pair(pair)
@@ -141,7 +160,7 @@ class AuthService:
         rotate = self.settings.rotate_refresh if rotate is None else rotate
         claims = self.tokens.verify(token, "refresh")
         family, jti = claims["fid"], claims["jti"]
-        user = self.users.get(claims["sub"])
+        user, extra = await self._current_user(claims)
         if user is None:
             await self.store.revoke_family(family, self._family_ttl)
             self.events.revoked("user_removed")
@@ -154,7 +173,7 @@ class AuthService:
             access, access_claims = self.tokens.mint_access(user.username, user.claims, family)
             self.events.issued("refresh")
             return Issued(access, None, int(access_claims["exp"] - access_claims["iat"]), user.username)
-        pair = self.tokens.mint_pair(user.username, user.claims, family)
+        pair = self.tokens.mint_pair(user.username, user.claims, family, refresh_extra=extra)
         issued = Issued.from_pair(pair)
         rotation = await self.store.rotate(
             family, jti, pair.refresh_claims["jti"], issued.as_json(), self._family_ttl, self.settings.refresh_grace
@@ -166,6 +185,19 @@ class AuthService:
         if rotation.outcome is RotationOutcome.GRACE and rotation.successor:
             return Issued.from_json(rotation.successor)
         raise _refuse(rotation.outcome)
+
+    async def _current_user(self, refresh_claims: Claims) -> tuple[User | None, dict[str, object] | None]:
+        """The token's user as the sources know it now, or as its login knew it if its source cannot re-read."""
+        try:
+            found = await self.users.lookup(refresh_claims["sub"])
+        except SourceUnavailable:
+            raise identity_unavailable() from None
+        if isinstance(found, User):
+            return found, None
+        session = refresh_claims.get(SESSION_CLAIMS)
+        if found is NOT_REREAD and isinstance(session, dict):
+            return User(refresh_claims["sub"], "", session), {SESSION_CLAIMS: session}
+        return None, None
 
     async def verify(self, token: object) -> Claims:
         """Claims of a live token of either type, without spending or revoking anything."""

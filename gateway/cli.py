@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import logging
 import os
@@ -15,7 +16,9 @@ from .keys import KeyRing, generate_key
 from .logs import configure_logging
 from .routing import host_fallthrough, shadowed_routes
 from .server import CANCEL_GRACE, EXAMPLE_UPSTREAM_PORT, ServeOptions, remove_pid_file, run, serve, write_pid_file
-from .users import UserDirectory, hash_password, load_users
+from .sources.chain import UserChain
+from .sources.registry import build_chain
+from .users import hash_password
 
 __all__ = ["main"]
 
@@ -24,8 +27,8 @@ WORKERS_ENV = "GATEWAY_WORKERS"
 log = logging.getLogger("gateway")
 
 
-def load_all(path: str | Path) -> tuple[GatewayConfig, UserDirectory]:
-    """Config and users file, or ConfigError with every problem of both."""
+def load_all(path: str | Path) -> tuple[GatewayConfig, UserChain]:
+    """Config and its user sources (files read), or ConfigError with every problem of both."""
     config = load_config(path)
     problems: list[str] = []
     try:
@@ -33,7 +36,7 @@ def load_all(path: str | Path) -> tuple[GatewayConfig, UserDirectory]:
     except ConfigError as exc:
         problems += exc.problems
     try:
-        users = load_users(config.users_file)
+        users = build_chain(config)
     except ConfigError as exc:
         raise ConfigError(problems + exc.problems) from None
     problems += subject_collisions(config, users)
@@ -42,7 +45,7 @@ def load_all(path: str | Path) -> tuple[GatewayConfig, UserDirectory]:
     return config, users
 
 
-def subject_collisions(config: GatewayConfig, users: UserDirectory) -> list[str]:
+def subject_collisions(config: GatewayConfig, users: UserChain) -> list[str]:
     """Local users whose name lies in an external issuer's subject namespace could pass for its users."""
     problems = []
     for name, issuer in config.external_issuers.items():
@@ -55,7 +58,7 @@ def subject_collisions(config: GatewayConfig, users: UserDirectory) -> list[str]
     return problems
 
 
-def confusable_users(users: UserDirectory) -> list[str]:
+def confusable_users(users: UserChain) -> list[str]:
     """Warnings for usernames that are not NFKC-stable or that collide with another once normalised.
 
     Logins are compared exactly, so these cannot log in as each other, but an
@@ -72,7 +75,7 @@ def confusable_users(users: UserDirectory) -> list[str]:
     return warnings
 
 
-def load_or_report(path: str) -> tuple[GatewayConfig, UserDirectory] | None:
+def load_or_report(path: str) -> tuple[GatewayConfig, UserChain] | None:
     """Config and users, or None after printing every problem to stderr."""
     try:
         return load_all(path)
@@ -90,8 +93,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     config, users = loaded
     for warning in shadowed_routes(config.routes) + host_fallthrough(config.routes) + confusable_users(users):
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{args.config}: OK ({len(config.routes)} routes, {len(users)} users, store {config.store.backend})")
+    sources = "" if config.users is None else f", {len(users.sources)} user sources"
+    print(f"{args.config}: OK ({len(config.routes)} routes, {len(users)} users{sources}, store {config.store.backend})")
+    if args.probe:
+        return run(_probe(users))
     return 0
+
+
+async def _probe(users: UserChain) -> int:
+    """Connect to every source and run its query or search once; 1 if any cannot."""
+    failed = 0
+    try:
+        for source in users.sources:
+            try:
+                outcome = await asyncio.wait_for(source.probe(), source.timeout)
+            except Exception as exc:  # noqa: BLE001 - reported, whatever it is
+                failed += 1
+                print(f"probe {source.name}: FAILED ({type(exc).__name__}: {str(exc)[:200]})", file=sys.stderr)
+            else:
+                print(f"probe {source.name}: OK ({outcome})")
+    finally:
+        await users.close()
+    return 1 if failed else 0
 
 
 def worker_count(args: argparse.Namespace, config: GatewayConfig) -> int:
@@ -269,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     reload.set_defaults(func=cmd_reload)
     check = sub.add_parser("check", help="validate a configuration and its users file")
     check.add_argument("config")
+    check.add_argument("--probe", action="store_true", help="also connect to every user source and run its query once")
     check.set_defaults(func=cmd_check)
     hashpw = sub.add_parser("hash-password", help="read a password (prompt or stdin), print its argon2id hash")
     hashpw.set_defaults(func=cmd_hash_password)

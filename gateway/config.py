@@ -27,6 +27,7 @@ from yarl import URL
 from .boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from .redis_url import parse_redis_url
 from .target import is_loopback, parse_host
+from .sources.settings import SourceSpec, resolve_source_paths
 
 __all__ = [
     "Compat",
@@ -811,7 +812,8 @@ class GatewayConfig(_Model):
     listen: Listen = Listen()
     tokens: Tokens
     store: Store = Store()
-    users_file: Path
+    users_file: Path | None = None  # the users file; the same as users: [file: ...]
+    users: tuple[SourceSpec, ...] | None = None  # identity sources in order (gateway/sources/settings.py)
     endpoints: Endpoints = Endpoints()
     identity_header_prefixes: tuple[str, ...] = ("X-User-", "X-Auth-")
     trust_forwarded_headers: bool = False
@@ -869,6 +871,14 @@ class GatewayConfig(_Model):
         if url.scheme not in {"http", "https"} or not url.host or url.query_string or url.fragment:
             raise ValueError("not an absolute http(s) URL without query or fragment")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_user_source(self) -> "GatewayConfig":
+        if (self.users_file is None) == (self.users is None):
+            raise ValueError("users_file: required (or users: a list of identity sources), not both")
+        if self.users is not None and not self.users:
+            raise ValueError("users: needs at least one source")
+        return self
 
     @model_validator(mode="after")
     def _unique_route_names(self) -> "GatewayConfig":
@@ -1020,6 +1030,7 @@ def parse_config(raw: Any, base_dir: Path) -> GatewayConfig:
             route["name"] = f"routes[{i}]"
     if isinstance(raw.get("users_file"), str):
         raw["users_file"] = str(base_dir / raw["users_file"])
+    resolve_source_paths(raw, base_dir)
     _resolve_key_files(raw, base_dir)
     try:
         config = GatewayConfig.model_validate(raw)

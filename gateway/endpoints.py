@@ -79,13 +79,17 @@ async def readyz(request: web.Request, auth: AuthService) -> web.Response:
     lifecycle = request.app.get(LIFECYCLE)
     if lifecycle is not None and lifecycle.draining:
         return json_response({"status": "draining", "code": "draining"}, status=503)
+    sources = await auth.users.health()  # reported, never fatal: proxied traffic needs no source
+    extra = {"sources": sources} if len(sources) > 1 or "file" not in sources else {}
     try:
         await asyncio.wait_for(auth.store.ping(), READY_TIMEOUT)
     except (GatewayError, asyncio.TimeoutError):
         if lifecycle is not None and not lifecycle.store_required:  # fail_open: still able to serve
-            return json_response({"status": "degraded", "code": "store_unavailable"})
-        return json_response({"status": "unavailable", "code": "store_unavailable"}, status=503)
-    return json_response({"status": "ready"})
+            return json_response({"status": "degraded", "code": "store_unavailable", **extra})
+        return json_response({"status": "unavailable", "code": "store_unavailable", **extra}, status=503)
+    if "down" in sources.values():
+        return json_response({"status": "degraded", "code": "identity_unavailable", **extra})
+    return json_response({"status": "ready", **extra})
 
 
 _CLIENT_JS = resources.files("gateway").joinpath("static/client.js").read_bytes()

@@ -86,6 +86,12 @@ class Metrics:
             "gateway_revocation_cache_subscribed",
             "1 while the revocation cache's pub/sub subscription is confirmed healthy (0 also when the cache is off)",
             registry=r, multiprocess_mode="livemin")
+        self.source_calls = Counter(
+            "gateway_user_source_calls", "Identity source calls by source, operation (find, check, lookup) and "
+            "result (found, unknown, error)", ["source", "operation", "result"], registry=r)
+        self.source_seconds = Histogram(
+            "gateway_user_source_duration_seconds", "Identity source call latency by source and operation",
+            ["source", "operation"], buckets=BUCKETS, registry=r)
         self.reloads = Counter(
             "gateway_config_reloads", "Configuration reloads by result (success, failure)", ["result"], registry=r)
         self.last_reload = Gauge(
@@ -127,6 +133,12 @@ class Metrics:
 
     def revoked(self, reason: str) -> None:
         self.revocations.labels(reason).inc()
+
+    # -- identity sources (gateway.sources.chain.SourceEvents) -------------------------------
+
+    def source_call(self, source: str, operation: str, result: str, seconds: float) -> None:
+        self.source_calls.labels(source, operation, result).inc()
+        self.source_seconds.labels(source, operation).observe(seconds)
 
     # -- store (gateway.stores.instrumented.StoreObserver) ----------------------------------
 

@@ -18,11 +18,13 @@ from pathlib import Path
 
 from .app import Gateway, Runtime
 from .config import ConfigError, GatewayConfig, load_config
-from .users import load_users
+from .sources.base import UserSource
+from .sources.registry import build_chain, retired_sources
 
 __all__ = ["Reloader", "restart_only_changes"]
 
 log = logging.getLogger("gateway")
+RETIRE_AFTER = 30.0  # seconds a replaced identity source stays open for logins already running
 
 
 def restart_only_changes(running: GatewayConfig, new: GatewayConfig) -> list[str]:
@@ -48,6 +50,7 @@ class Reloader:
         self.gateway = gateway
         self.config_path = Path(config_path)
         self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def reload(self) -> bool:
         async with self._lock:
@@ -60,7 +63,9 @@ class Reloader:
                 log.exception("reload of %s failed (%s); the running configuration stays", self.config_path, type(exc).__name__)
                 self.gateway.metrics.reloads.labels("failure").inc()
                 return False
+            previous = self.gateway.runtime.users
             self.gateway.swap(runtime)
+            self._retire(retired_sources(previous, runtime.users))
             self.gateway.metrics.reloads.labels("success").inc()
             self.gateway.metrics.last_reload.set_to_current_time()
             log.info(
@@ -72,11 +77,24 @@ class Reloader:
     def _build(self) -> Runtime:
         """Runs in a thread: file I/O and the users file's argon2 dummy hash stay off the event loop."""
         config = load_config(self.config_path)
-        users = load_users(config.users_file)
+        users = build_chain(config, self.gateway.metrics, previous=self.gateway.runtime.users)
         problems = restart_only_changes(self.gateway.runtime.config, config)
         if problems:
             raise ConfigError(problems)
         return Runtime.build(config, self.gateway.store, users, events=self.gateway.metrics)
+
+    def _retire(self, sources: list[UserSource]) -> None:
+        """Close the pools of sources the new configuration dropped, once logins begun with them are done."""
+        if not sources:
+            return
+
+        async def close_later() -> None:
+            await asyncio.sleep(RETIRE_AFTER)
+            await asyncio.gather(*(s.close() for s in sources), return_exceptions=True)
+
+        task = asyncio.get_running_loop().create_task(close_later())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def _refused(self, problems: list[str]) -> None:
         self.gateway.metrics.reloads.labels("failure").inc()

@@ -26,7 +26,7 @@ from .app import GATEWAY, Gateway, create_app
 from .config import GatewayConfig
 from .protocol import GatewayRunner
 from .reload import Reloader
-from .users import UserDirectory
+from .sources.chain import UserChain
 
 __all__ = ["ServeOptions", "remove_pid_file", "run", "serve", "write_pid_file"]
 
@@ -61,7 +61,7 @@ class ServeOptions:
     example_upstream: bool = False
 
 
-async def serve(config: GatewayConfig, users: UserDirectory, options: ServeOptions) -> None:
+async def serve(config: GatewayConfig, users: UserChain, options: ServeOptions) -> None:
     app = create_app(config, users=users)
     gateway = app[GATEWAY]
     gc.freeze()  # the configuration lives as long as the process: keep it out of every GC pass

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import math
+import unicodedata
 
 from aiohttp import web
 
@@ -71,8 +72,10 @@ class LoginThrottle:
         return client_ip(request, self.trust_forwarded)
 
     def _keys(self, login: str, by: str, client: str | None) -> list[tuple[str, int]]:
-        # Hashed: the store never holds login names, and odd bytes never reach a Redis key.
-        user = hashlib.sha256(f"{by}\0{login}".encode()).hexdigest()[:32]
+        # Hashed: the store never holds login names, and odd bytes never reach a Redis key. Folded: a
+        # directory or a MariaDB collation that takes ALICE or "alice " as alice counts them as alice too.
+        folded = unicodedata.normalize("NFKC", login).casefold().strip()
+        user = hashlib.sha256(f"{by}\0{folded}".encode()).hexdigest()[:32]
         keys = [(f"login:user:{user}", self.settings.per_user)]
         if client is not None:
             keys.append((f"login:ip:{_ip_bucket(client)}", self.settings.per_ip))
@@ -91,3 +94,8 @@ class LoginThrottle:
         await self.store.reset_counter(keys[0][0])
         if len(keys) > 1:
             await self.store.incr_counter(keys[1][0], self.settings.window, -1)
+
+    async def refund(self, login: str, by: str, client: str | None) -> None:
+        """An attempt the gateway could not decide (identity source down): both slots are given back."""
+        for key, _ in self._keys(login, by, client):
+            await self.store.incr_counter(key, self.settings.window, -1)

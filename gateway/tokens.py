@@ -74,11 +74,16 @@ class TokenService:
     def mint_access(self, subject: str, user_claims: Mapping[str, Any], family: str) -> tuple[str, Claims]:
         return self._mint("access", self.settings.access_lifetime, subject, family, user_claims)
 
-    def mint_pair(self, subject: str, user_claims: Mapping[str, Any], family: str | None = None) -> TokenPair:
-        """A fresh pair; ``family`` ties every refresh descended from one login together."""
+    def mint_pair(
+        self, subject: str, user_claims: Mapping[str, Any], family: str | None = None, refresh_extra: Mapping[str, Any] | None = None
+    ) -> TokenPair:
+        """A fresh pair; ``family`` ties every refresh descended from one login together.
+
+        ``refresh_extra`` rides in the (signed) refresh token: the claims of a user whose source cannot re-read users.
+        """
         family = family or secrets.token_hex(16)
         access, access_claims = self.mint_access(subject, user_claims, family)
-        refresh, refresh_claims = self._mint("refresh", self.settings.refresh_lifetime, subject, family, {})
+        refresh, refresh_claims = self._mint("refresh", self.settings.refresh_lifetime, subject, family, refresh_extra or {})
         return TokenPair(access, refresh, access_claims, refresh_claims)
 
     # -- verifying ---------------------------------------------------------------

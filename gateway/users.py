@@ -55,15 +55,15 @@ class UserDirectory:
     def names(self) -> list[str]:
         return list(self._users)
 
-    def get(self, username: str) -> User | None:
+    def get(self, username: str, *, with_disabled: bool = False) -> User | None:
         user = self._users.get(username)
-        return None if user is None or user.disabled else user
+        return None if user is None or (user.disabled and not with_disabled) else user
 
-    def find(self, login: str, by: str = "username") -> User | None:
+    def find(self, login: str, by: str = "username", *, with_disabled: bool = False) -> User | None:
         if by == "username":
-            return self.get(login)
+            return self.get(login, with_disabled=with_disabled)
         for user in self._users.values():
-            if not user.disabled and user.claims.get(by) == login:
+            if (with_disabled or not user.disabled) and user.claims.get(by) == login:
                 return user
         return None
 

@@ -3,7 +3,9 @@
 # Debian's redis-server (tests start their own throwaway servers with it),
 # chromium, node and npm (browser tests), Debian's nginx (an upstream of
 # tests/test_upstream_trust.py, started by the tests as their own process),
-# then the pinned node packages.
+# then the pinned node packages; for the identity sources: slapd and ldap-utils
+# (a throwaway directory per run), and PostgreSQL and MariaDB servers (used on
+# 5432/3306 when running, else started by the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,10 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+[ -x /usr/sbin/slapd ] || missing+=(slapd)
+command -v ldapadd >/dev/null || missing+=(ldap-utils)
+command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+[ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || missing+=(mariadb-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $SUDO apt-get update -qq

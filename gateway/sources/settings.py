@@ -1,0 +1,197 @@
+"""The ``users:`` section: an ordered list of identity sources, each a one-key mapping.
+
+    users:
+      - file: users.yaml
+      - sql: {url: "postgresql://app@db:5432/app", preset: django}
+      - ldap: {url: "ldaps://ldap.example.com", user_base: "ou=people,dc=example,dc=com"}
+      - http: {url: "http://legacy:8000/api/login"}
+
+Every key is described in docs/ops/user-sources.md and the source pages it links (the one place).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+__all__ = ["HttpSettings", "LdapSettings", "SourceSpec", "SqlSettings", "resolve_source_paths"]
+
+
+def _duration(value: Any) -> float:
+    from ..config import parse_duration  # late: config imports this module
+
+    return parse_duration(value)
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+_PLACEHOLDER = re.compile(r"(?<![:\w]):login\b")
+_SQL_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "sqlite")
+MAX_CACHE = 300.0
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Common(_Model):
+    timeout: Duration = 3.0  # every lookup, check and query; past it: 503 identity_unavailable
+    cache: Duration = 0.0  # refresh re-reads a user at most this often (0 = every refresh)
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if not 0 < value <= 60:
+            raise ValueError("must be between 0 and 60s")
+        return value
+
+    @field_validator("cache")
+    @classmethod
+    def _cache(cls, value: float) -> float:
+        if value > MAX_CACHE:
+            raise ValueError("at most 5m: a deactivated user must not keep refreshing for long")
+        return value
+
+
+def _check_query(value: str | None, where: str) -> str | None:
+    if value is not None and not _PLACEHOLDER.search(value):
+        raise ValueError(f"{where}: must use the :login parameter (values are never formatted into SQL)")
+    return value
+
+
+class SqlSettings(_Common):
+    url: SecretStr  # postgresql://, mysql:// (MariaDB too) or sqlite:///path; may hold a password, never logged
+    preset: Literal["django", "generic"] | None = None
+    query: str | None = None  # returns login, password_hash, [active], claim columns; :login is the parameter
+    query_by: dict[str, str] = {}  # login claim (compat login_claim) -> query, e.g. email
+    roles_query: str | None = None  # one row per role (first column)
+    flag_roles: dict[str, str] = {}  # boolean column -> role it grants, e.g. {is_superuser: admin}
+    claims: dict[str, str] = {}  # claim -> column of query
+    pool_size: int = Field(5, ge=1, le=100)
+    rehash_on_login: bool = False  # write an argon2id hash back after a login with an older format
+    rehash_query: str | None = None  # UPDATE ... SET ... = :hash WHERE ... = :login
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        scheme = value.get_secret_value().partition("://")[0].split("+")[0]
+        if scheme not in _SQL_SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(_SQL_SCHEMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _queries(self) -> "SqlSettings":
+        if self.query is None and self.preset is None:
+            raise ValueError("give a query or a preset (django, generic)")
+        _check_query(self.query, "query")
+        _check_query(self.roles_query, "roles_query")
+        for claim, query in self.query_by.items():
+            _check_query(query, f"query_by.{claim}")
+        if self.rehash_query is not None and ":hash" not in self.rehash_query:
+            raise ValueError("rehash_query: must use the :hash and :login parameters")
+        _check_query(self.rehash_query, "rehash_query")
+        if self.rehash_on_login and self.rehash_query is None and self.preset is None:
+            raise ValueError("rehash_on_login: needs a rehash_query (or a preset)")
+        return self
+
+
+class LdapSettings(_Common):
+    url: str  # ldap://host[:389] or ldaps://host[:636]
+    start_tls: bool = False  # upgrade ldap:// with StartTLS before any bind
+    ca_file: Path | None = None  # CA bundle for ldaps/StartTLS (default: the system's)
+    bind_dn: str | None = None  # service account for searches (absent: anonymous search)
+    bind_password: SecretStr | None = None
+    user_base: str | None = None  # search-then-bind: where users are searched
+    user_filter: str = "(uid={login})"  # {login} is filter-escaped (RFC 4515)
+    user_dn: str | None = None  # direct bind instead: e.g. "uid={login},ou=people,dc=example,dc=com" (DN-escaped)
+    username_attribute: str = "uid"  # becomes sub
+    group_base: str | None = None  # groups to roles: searched here
+    group_filter: str = "(|(member={dn})(uniqueMember={dn}))"  # {dn} is the user's DN, filter-escaped
+    group_attribute: str = "cn"  # the group's name
+    role_map: dict[str, str] = {}  # group name -> role (empty: group names are the roles)
+    attributes: dict[str, str] = {}  # claim -> attribute, e.g. {email: mail, name: cn}
+    pool_size: int = Field(4, ge=1, le=50)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not (value.startswith("ldap://") or value.startswith("ldaps://")):
+            raise ValueError("must start with ldap:// or ldaps://")
+        return value
+
+    @model_validator(mode="after")
+    def _mode(self) -> "LdapSettings":
+        if (self.user_base is None) == (self.user_dn is None):
+            raise ValueError("give user_base (search, then bind) or user_dn (direct bind), not both")
+        if self.user_dn is not None and "{login}" not in self.user_dn:
+            raise ValueError("user_dn: must contain {login}")
+        if self.start_tls and self.url.startswith("ldaps://"):
+            raise ValueError("start_tls: only with ldap:// (ldaps:// is TLS already)")
+        if (self.bind_dn is None) != (self.bind_password is None):
+            raise ValueError("bind_dn and bind_password go together")
+        return self
+
+
+class HttpSettings(_Common):
+    url: str  # the legacy service's login or check endpoint (POST)
+    body: Literal["json", "form"] = "json"
+    username_field: str = "username"
+    password_field: str = "password"
+    accept_status: tuple[int, ...] = (200,)  # answers meaning "right password"; anything else 4xx: wrong
+    subject: str | None = None  # dotted path of the username in the answer (default: the login as sent)
+    claims: dict[str, str] = {}  # claim -> dotted path in the JSON answer
+    user_url: str | None = None  # GET, {login} URL-encoded: 200 = the user (same paths), 404 = gone; for refresh
+    headers: dict[str, str] = {}  # sent with every request, e.g. a service key; never logged
+
+    @field_validator("url", "user_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("http://") or value.startswith("https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("user_url")
+    @classmethod
+    def _user_url(cls, value: str | None) -> str | None:
+        if value is not None and "{login}" not in value:
+            raise ValueError("must contain {login}")
+        return value
+
+
+class SourceSpec(_Model):
+    """One entry of ``users:``: exactly one of file, sql, ldap, http."""
+
+    file: Path | None = None
+    sql: SqlSettings | None = None
+    ldap: LdapSettings | None = None
+    http: HttpSettings | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "SourceSpec":
+        given = [k for k in ("file", "sql", "ldap", "http") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("each entry is exactly one of file, sql, ldap, http")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("file", "sql", "ldap", "http") if getattr(self, k) is not None)
+
+
+def resolve_source_paths(raw: dict[str, Any], base_dir: Path) -> None:
+    """Relative ``file:`` paths and ``sqlite:///relative.db`` are relative to the configuration file."""
+    entries = raw.get("users")
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("file"), str):
+            entry["file"] = str(base_dir / entry["file"])
+        sql = entry.get("sql")
+        if isinstance(sql, dict) and isinstance(sql.get("url"), str):
+            url: str = sql["url"]
+            if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+                sql["url"] = "sqlite:///" + str(base_dir / url[len("sqlite:///"):])
+        ldap = entry.get("ldap")
+        if isinstance(ldap, dict) and isinstance(ldap.get("ca_file"), str):
+            ldap["ca_file"] = str(base_dir / ldap["ca_file"])

@@ -1,0 +1,1 @@
+"""Real legacy applications the identity-source tests log in against (Django, Flask, a PHP-style table)."""

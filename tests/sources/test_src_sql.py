@@ -1,0 +1,259 @@
+"""The sql source: every hash format Django, Werkzeug and PHP write; outages; rehash; the chain's order."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import jwt
+import pytest
+
+from tests.conftest import bearer
+from tests.legacy.django_users import HASHERS
+from tests.sources.conftest import PHP_QUERY, php_hash
+from tests.sources_support import Database, Relay
+
+ACCEPTED = [h for h in HASHERS if h != "md5"]
+
+
+def sub_of(token: str) -> str:
+    return jwt.decode(token, options={"verify_signature": False})["sub"]
+
+
+def django(db: Database, name: str, **extra: object) -> dict:
+    return {"sql": {"url": db.url(name), "preset": "django", **extra}}
+
+
+async def login(gw, user: str, password: str | None = None):
+    return await gw.post("/auth/token", json={"username": user, "password": password or f"{user}-pw"})
+
+
+@pytest.mark.parametrize("hasher", ACCEPTED)
+async def test_every_django_hasher_logs_in(source_gateway, postgres, django_postgres, hasher):
+    gw = await source_gateway(django(postgres, django_postgres))
+    user = f"hash-{hasher}"
+    resp = await login(gw, user)
+    assert resp.status == 200, await resp.text()
+    assert sub_of((await resp.json())["access"]) == user
+    assert (await login(gw, user, "not-the-password")).status == 401
+
+
+@pytest.mark.parametrize("user", ["hash-md5", "hash-unusable"])
+async def test_unsalted_and_unusable_hashes_never_match_and_warn_once(source_gateway, postgres, django_postgres, user, caplog):
+    from gateway.sources import hashes
+
+    hashes._warned.clear()
+    gw = await source_gateway(django(postgres, django_postgres))
+    with caplog.at_level(logging.WARNING, logger="gateway.sources"):
+        for _ in range(3):
+            assert (await login(gw, user)).status == 401
+    warnings = [r.getMessage() for r in caplog.records if "is not accepted" in r.getMessage()]
+    assert len(warnings) == 1 and ("'md5$'" in warnings[0] or "'django-unusable (!)'" in warnings[0])
+    [(stored,)] = postgres.run(django_postgres, "SELECT password FROM auth_user WHERE username = %s", params=(user,))
+    assert f"{user}-pw" not in caplog.text and stored not in caplog.text and stored[-12:] not in caplog.text
+
+
+@pytest.mark.parametrize("user", ["hash-werkzeug-scrypt", "hash-werkzeug-pbkdf2", "alice", "bob"])
+async def test_werkzeug_hashes_of_a_flask_table(source_gateway, postgres, flask_postgres, user):
+    gw = await source_gateway({"sql": {"url": postgres.url(flask_postgres), "preset": "generic"}})
+    assert (await login(gw, user)).status == 200
+    assert (await login(gw, user, "wrong")).status == 401
+
+
+async def test_php_bcrypt_2y_and_long_passwords(source_gateway, mariadb, php_mariadb):
+
+    long_pw = "p" * 100  # PHP's bcrypt reads 72 bytes of it, and so does the gateway
+    mariadb.run(php_mariadb, "INSERT INTO members (login, email, password, status) VALUES (%s, %s, %s, 'active')",
+                params=("dave", "dave@example.com", php_hash(long_pw)))
+    gw = await source_gateway({"sql": {"url": mariadb.url(php_mariadb), "query": PHP_QUERY}})
+    assert (await login(gw, "dave", long_pw)).status == 200
+    assert (await login(gw, "dave", long_pw[:72] + "different tail")).status == 200
+    assert (await login(gw, "dave", long_pw[:71])).status == 401
+
+
+async def test_rehash_on_login_writes_argon2id_that_django_still_reads(source_gateway, postgres, django_postgres):
+    user = "rehash-me"
+    postgres.run(django_postgres, "INSERT INTO auth_user (username, password, is_active, is_staff, is_superuser, first_name,"
+                 " last_name, email, date_joined) SELECT %s, password, TRUE, FALSE, FALSE, '', '', '', now() FROM auth_user"
+                 " WHERE username = 'hash-pbkdf2_sha1'", params=(user,))
+    gw = await source_gateway(django(postgres, django_postgres, rehash_on_login=True))
+    assert (await login(gw, user, "hash-pbkdf2_sha1-pw")).status == 200
+    [(stored,)] = postgres.run(django_postgres, "SELECT password FROM auth_user WHERE username = %s", params=(user,))
+    assert stored.startswith("argon2$argon2id$")  # Django's Argon2PasswordHasher format
+    assert (await login(gw, user, "hash-pbkdf2_sha1-pw")).status == 200
+    assert (await login(gw, user, "wrong")).status == 401
+
+
+async def test_rehash_is_off_by_default(source_gateway, postgres, django_postgres):
+    gw = await source_gateway(django(postgres, django_postgres))
+    before = postgres.run(django_postgres, "SELECT password FROM auth_user WHERE username = 'hash-bcrypt'")
+    assert (await login(gw, "hash-bcrypt")).status == 200
+    assert postgres.run(django_postgres, "SELECT password FROM auth_user WHERE username = 'hash-bcrypt'") == before
+
+
+async def test_source_down_mid_test_503_and_proxied_traffic_is_fine(source_gateway, postgres, django_postgres):
+    relay = await Relay(postgres.port).start()
+    url = f"postgresql://postgres@127.0.0.1:{relay.port}/{django_postgres}"
+    gw = await source_gateway({"sql": {"url": url, "preset": "django", "timeout": "1s"}})
+    pair = await (await login(gw, "alice")).json()
+    await relay.down()
+    resp = await login(gw, "alice")
+    assert resp.status == 503 and (await resp.json())["code"] == "identity_unavailable"
+    assert resp.headers["Retry-After"]
+    resp = await gw.post("/auth/token/refresh", json={"refresh": pair["refresh"]})
+    assert resp.status == 503 and (await resp.json())["code"] == "identity_unavailable"
+    assert (await gw.get("/api/x", headers=bearer(pair["access"]))).status == 200
+    ready = await (await gw.get("/readyz")).json()
+    assert ready["status"] == "degraded" and ready["sources"] == {"sql": "down"}
+    await relay.up()
+    assert (await login(gw, "alice")).status == 200
+    resp = await gw.post("/auth/token/refresh", json={"refresh": pair["refresh"]})  # not spent by the 503
+    assert resp.status == 200
+    assert (await (await gw.get("/readyz")).json())["sources"] == {"sql": "up"}
+
+
+async def test_a_slow_source_answers_503_within_its_timeout(source_gateway, postgres, django_postgres):
+    relay = await Relay(postgres.port).start()
+    relay.stalled = True
+    url = f"postgresql://postgres@127.0.0.1:{relay.port}/{django_postgres}"
+    gw = await source_gateway({"sql": {"url": url, "preset": "django", "timeout": "500ms"}})
+    started = time.monotonic()
+    resp = await login(gw, "alice")
+    assert resp.status == 503 and time.monotonic() - started < 2.5
+    await relay.down()
+
+
+async def test_an_outage_does_not_count_against_the_login_throttle(source_gateway, postgres, django_postgres):
+    relay = await Relay(postgres.port).start()
+    url = f"postgresql://postgres@127.0.0.1:{relay.port}/{django_postgres}"
+    gw = await source_gateway({"sql": {"url": url, "preset": "django", "timeout": "1s"}}, login_throttle={"per_user": 2})
+    await relay.down()
+    for _ in range(4):
+        assert (await login(gw, "alice")).status == 503
+    await relay.up()
+    assert (await login(gw, "alice")).status == 200
+
+
+async def test_the_first_source_that_knows_the_login_decides(source_gateway, postgres, django_postgres, mariadb, php_mariadb):
+    php = {"sql": {"url": mariadb.url(php_mariadb), "query": PHP_QUERY}}
+    gw = await source_gateway(django(postgres, django_postgres), php)
+    assert (await login(gw, "hash-bcrypt")).status == 200  # only in Django's table
+    mariadb.run(php_mariadb, "INSERT INTO members (login, email, password, status) VALUES ('only-php', 'o@x', %s, 'active')",
+                params=(php_hash("only-php-pw"),))
+    assert (await login(gw, "only-php")).status == 200  # Django's table does not know it: the PHP table decides
+    # alice is in both; Django's decides, so the PHP table's password for her is not tried
+    mariadb.run(php_mariadb, "UPDATE members SET password = %s WHERE login = 'alice'",
+                params=(php_hash("php-only-password"),))
+    assert (await login(gw, "alice", "php-only-password")).status == 401
+    assert (await login(gw, "alice")).status == 200
+
+
+async def test_an_earlier_source_down_fails_the_login_even_if_a_later_one_knows_it(
+    source_gateway, postgres, django_postgres, mariadb, php_mariadb
+):
+    relay = await Relay(postgres.port).start()
+    first = {"sql": {"url": f"postgresql://postgres@127.0.0.1:{relay.port}/{django_postgres}", "preset": "django",
+                     "timeout": "1s"}}
+    gw = await source_gateway(first, {"sql": {"url": mariadb.url(php_mariadb), "query": PHP_QUERY}})
+    await relay.down()
+    assert (await login(gw, "bob")).status == 503  # Django's table might own bob: the PHP table must not decide
+
+
+async def test_login_by_email_with_the_django_preset(source_gateway, postgres, django_postgres):
+    gw = await source_gateway(django(postgres, django_postgres),
+                              compat={"profiles": [{"profile": "custom", "paths": {"login": "/api/login"},
+                                                    "login_claim": "email"}]})
+    resp = await gw.post("/api/login", json={"username": "bob@example.com", "password": "bob-pw"})
+    assert resp.status == 200 and sub_of((await resp.json())["access"]) == "bob"
+
+
+async def test_an_unknown_login_costs_the_hash_a_real_one_costs(source_gateway, postgres, django_postgres, monkeypatch):
+    from gateway.sources import hashing
+
+    checked: list[str] = []
+    real = hashing._check
+    monkeypatch.setattr(hashing, "_check", lambda stored, pw: checked.append(stored or "") or real(stored, pw))
+    gw = await source_gateway(django(postgres, django_postgres))
+    await login(gw, "alice", "wrong")
+    await login(gw, "nobody-at-all", "wrong")
+    real_hash, dummy = checked
+    assert dummy.split("$")[:2] == real_hash.split("$")[:2] == ["pbkdf2_sha256", "20000"]
+
+
+async def test_metrics_count_lookups_per_source(source_gateway, postgres, django_postgres):
+    gw = await source_gateway(django(postgres, django_postgres))
+    await login(gw, "alice")
+    await login(gw, "nobody", "x")
+    text = await (await gw.get("/metrics")).text()
+    assert 'gateway_user_source_calls_total{operation="find",result="found",source="sql"} 1.0' in text
+    assert 'gateway_user_source_calls_total{operation="find",result="unknown",source="sql"} 1.0' in text
+    assert 'gateway_user_source_duration_seconds_count{operation="check",source="sql"} 1.0' in text
+
+
+async def test_no_password_or_hash_reaches_the_log(source_gateway, postgres, django_postgres, caplog):
+    relay = await Relay(postgres.port).start()
+    url = f"postgresql://postgres@127.0.0.1:{relay.port}/{django_postgres}"
+    gw = await source_gateway({"sql": {"url": url, "preset": "django", "timeout": "1s"}})
+    with caplog.at_level(logging.DEBUG):
+        await login(gw, "alice", "secret-attempt-1")
+        await relay.down()
+        await login(gw, "alice", "secret-attempt-2")
+        await asyncio.sleep(0)
+    assert "secret-attempt" not in caplog.text and "pbkdf2_sha256$" not in caplog.text
+    assert "user source sql" in caplog.text  # the outage itself is logged
+
+
+async def test_the_positive_cache_is_opt_in_and_short(source_gateway, postgres, django_postgres):
+    """cache: 1m lets refreshes skip the database for a minute: a deactivation then takes up to that long."""
+    gw = await source_gateway(django(postgres, django_postgres, cache="1m"))
+    pair = await (await login(gw, "bob")).json()
+    postgres.run(django_postgres, "UPDATE auth_user SET is_active = FALSE WHERE username = 'bob'")
+    try:
+        resp = await gw.post("/auth/token/refresh", json={"refresh": pair["refresh"]})
+        assert resp.status == 200  # answered from the cache filled at login
+        assert (await login(gw, "bob")).status == 401  # logins always ask the source
+    finally:
+        postgres.run(django_postgres, "UPDATE auth_user SET is_active = TRUE WHERE username = 'bob'")
+
+
+def test_the_cache_is_bounded_and_expires():
+    from gateway.sources.base import TtlCache
+
+    cache: TtlCache[int] = TtlCache(ttl=60, max_entries=3)
+    for i in range(5):
+        cache.put(f"k{i}", i)
+    assert [cache.get(f"k{i}") for i in range(5)] == [None, None, 2, 3, 4]
+    expired: TtlCache[int] = TtlCache(ttl=-1)
+    expired.put("k", 1)
+    assert expired.get("k") is None
+
+
+async def test_case_and_space_variants_share_the_login_throttle(source_gateway, mariadb, php_mariadb):
+    """MariaDB's collation takes ALICE and "alice " as alice: guessing with them counts against alice."""
+    gw = await source_gateway({"sql": {"url": mariadb.url(php_mariadb), "query": PHP_QUERY}},
+                              login_throttle={"per_user": 2})
+    for variant in ("ALICE", "alice "):
+        assert (await login(gw, variant, "guess")).status == 401
+    assert (await login(gw, "alice")).status == 429
+
+
+async def test_an_inactive_user_is_refused_by_the_source_that_knows_it(source_gateway, postgres, django_postgres, tmp_path):
+    """carol is disabled in the file and inactive in Django; bob is active in both. A later source never
+    overrules an earlier one's "inactive", at login or at refresh."""
+    from tests.sources.conftest import file_users
+
+    file_entry = {"file": str(file_users(tmp_path))}
+    postgres.run(django_postgres, "UPDATE auth_user SET is_active = TRUE WHERE username = 'carol'")
+    try:
+        gw = await source_gateway(file_entry, django(postgres, django_postgres))
+        assert (await login(gw, "carol")).status == 401  # the file knows carol, disabled: Django is not asked
+    finally:
+        postgres.run(django_postgres, "UPDATE auth_user SET is_active = FALSE WHERE username = 'carol'")
+    gw = await source_gateway(django(postgres, django_postgres), file_entry)
+    pair = await (await login(gw, "bob")).json()
+    postgres.run(django_postgres, "UPDATE auth_user SET is_active = FALSE WHERE username = 'bob'")
+    try:
+        assert (await login(gw, "bob")).status == 401  # Django knows bob, inactive: the file's bob is not tried
+        assert (await gw.post("/auth/token/refresh", json={"refresh": pair["refresh"]})).status == 401
+    finally:
+        postgres.run(django_postgres, "UPDATE auth_user SET is_active = TRUE WHERE username = 'bob'")

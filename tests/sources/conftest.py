@@ -269,6 +269,12 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> SourceCase:
     return make_case(request.param, request, tmp_path)
 
 
+@pytest.fixture(params=[c for c in CASES if c != "file"])
+def live_case(request: pytest.FixtureRequest, tmp_path: Path) -> SourceCase:
+    """The sources whose data changes under a running gateway (a users file changes on reload: tests/test_reload.py)."""
+    return make_case(request.param, request, tmp_path)
+
+
 def sources_config(upstream: str, entries: list[dict[str, Any]], **overrides: Any) -> dict[str, Any]:
     """tests.conftest.base_config with ``users:`` instead of the users file."""
     raw = base_config(upstream, Path("unused.yaml"), **overrides)

@@ -40,7 +40,7 @@ from .throttle import LoginThrottle
 from .tokens import TokenService
 from .users import UserDirectory, load_users
 from .wellknown import wellknown_endpoints
-from . import websocket
+from . import admission, websocket
 
 __all__ = ["GATEWAY", "REQUEST_ID", "ROUTE_NAME", "SUBJECT", "Gateway", "Runtime", "create_app"]
 
@@ -323,9 +323,11 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
     store = InstrumentedStore(store, metrics)  # type: ignore[assignment]
     revoked_ttl = config.tokens.access_lifetime + config.tokens.leeway
     store = cached_revocations(store, config.store.revocation_cache, revoked_ttl, metrics)
-    gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, Upstream(), metrics)
-    app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log])
+    gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, Upstream(config.limits), metrics)
+    app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log, admission.admission])
     app[GATEWAY] = gateway
+    guard = admission.install(app, config.limits, lambda: gateway.runtime.config.trust_forwarded_headers)
+    gateway.lifecycle.saturation = lambda: admission.saturation(guard, gateway.upstream.slots)
     app[METRICS] = metrics
     app[LIFECYCLE] = gateway.lifecycle
     websocket.install(app)

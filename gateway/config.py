@@ -24,6 +24,7 @@ from pydantic import (
 )
 from yarl import URL
 
+from .limits_config import Limits, WebsocketSession
 from .redis_url import parse_redis_url
 
 __all__ = [
@@ -383,6 +384,7 @@ class Route(_Model):
     identity_jwt: IdentityJwt | None = None
     websocket: bool = False
     websocket_token: WebsocketToken = WebsocketToken()
+    websocket_session: WebsocketSession = WebsocketSession()  # limits_config.py
 
     @field_validator("methods")
     @classmethod
@@ -799,6 +801,7 @@ class GatewayConfig(_Model):
     external_issuers: dict[str, ExternalIssuer] = {}
     login_throttle: LoginThrottle = LoginThrottle()
     public_url: str | None = None  # the gateway's external base URL, for the discovery document
+    limits: Limits = Limits()  # limits_config.py
 
     @model_validator(mode="after")
     def _browser_settings(self) -> "GatewayConfig":

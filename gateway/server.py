@@ -21,6 +21,9 @@ from typing import Any, Coroutine, TypeVar
 from aiohttp import web
 
 from .admin import create_admin_app
+from .admission import CONNECTION_GUARD
+from .connections import GuardedRunner
+from .fdlimit import raise_nofile
 from . import websocket
 from .app import GATEWAY, Gateway, create_app
 from .config import GatewayConfig
@@ -64,7 +67,9 @@ async def serve(config: GatewayConfig, users: UserDirectory, options: ServeOptio
     app = create_app(config, users=users)
     gateway = app[GATEWAY]
     gc.freeze()  # the configuration lives as long as the process: keep it out of every GC pass
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=CANCEL_GRACE, handle_signals=False)
+    guard = app[CONNECTION_GUARD]
+    guard.set_fd_limit(raise_nofile())
+    runner = GuardedRunner(app, guard, access_log=None, shutdown_timeout=CANCEL_GRACE, handle_signals=False)
     await runner.setup()
     extra: list[web.AppRunner] = []
     tasks: set[asyncio.Task[object]] = set()

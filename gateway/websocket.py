@@ -25,6 +25,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
+from .admission import CONNECTION_GUARD
 from .authenticate import bearer_token, verify_for_route
 from .config import Route
 from .cors import same_origin
@@ -224,6 +225,22 @@ async def serve(
         headers["Authorization"] = f"Bearer {hs.token}"
     if claims is not None and route.identity_jwt is not None:
         headers[route.identity_jwt.header] = runtime.signer.token_for(route, claims)
+    guard = request.app.get(CONNECTION_GUARD)
+    if guard is not None and not guard.admit_websocket():
+        raise GatewayError(503, "too_many_websockets", "The gateway holds too many websockets; retry shortly",
+                           headers={"Retry-After": "1"})
+    try:
+        return await _open_and_relay(request, route, path, hs, headers, gateway)
+    finally:
+        if guard is not None:
+            guard.release_websocket()
+
+
+async def _open_and_relay(
+    request: web.Request, route: Route, path: RequestPath, hs: Handshake, headers: CIMultiDict[str], gateway: "Gateway"
+) -> web.StreamResponse:
+    from .app import REQUEST_ID
+
     upstream = await _connect(gateway.upstream.session, _upstream_url(route, path, hs.query), hs, headers, route.timeout)
     # The upstream's choice of subprotocol, else the token's own entry: a browser that offered
     # subprotocols fails the connection unless the server selects one of them.

@@ -40,6 +40,7 @@ from .throttle import LoginThrottle
 from .tokens import TokenService
 from .users import UserDirectory, load_users
 from .wellknown import wellknown_endpoints
+from .ws_sessions import SocketSessions, watched_revocations
 from . import admission, websocket
 
 __all__ = ["GATEWAY", "REQUEST_ID", "ROUTE_NAME", "SUBJECT", "Gateway", "Runtime", "create_app"]
@@ -323,6 +324,8 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
     store = InstrumentedStore(store, metrics)  # type: ignore[assignment]
     revoked_ttl = config.tokens.access_lifetime + config.tokens.leeway
     store = cached_revocations(store, config.store.revocation_cache, revoked_ttl, metrics)
+    sockets = SocketSessions()
+    store = watched_revocations(store, sockets)  # open websockets end when their token is revoked
     gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, Upstream(config.limits), metrics)
     app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log, admission.admission])
     app[GATEWAY] = gateway
@@ -330,7 +333,7 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
     gateway.lifecycle.saturation = lambda: admission.saturation(guard, gateway.upstream.slots)
     app[METRICS] = metrics
     app[LIFECYCLE] = gateway.lifecycle
-    websocket.install(app)
+    websocket.install(app, sockets)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await gateway.store.start()

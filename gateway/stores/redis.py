@@ -24,6 +24,7 @@ with the cache off still informs those with it on.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Awaitable, Callable, TypeVar
 
 import redis.asyncio as aioredis
@@ -39,7 +40,13 @@ T = TypeVar("T")
 # Atomic rotation: of two instances racing on one token, exactly one sees
 # ``current == old`` and mints; the other finds the spent record and returns
 # the same successor, or, after the grace window, detects reuse.
+#
+# ARGV[8] is the request's deadline on Redis's clock (ms): a rotation that
+# reaches Redis after it (a stall: the gateway has answered 503 by then) is
+# refused, so a refresh the client was told failed is never applied later.
 _ROTATE = """
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[8]) then return {'late'} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'revoked'} end
 local current = redis.call('HGET', KEYS[1], 'current')
 if not current then return {'unknown'} end
@@ -87,6 +94,12 @@ return {n, ttl}
 """
 
 
+# The rotation deadline: what is left of ``store.timeout`` minus this (or a quarter of it), so that
+# a rotation applied just in time still has its answer back before the gateway gives up.
+DEADLINE_MARGIN = 0.1
+CLOCK_RESYNC = 60.0  # seconds between measurements of Redis's clock
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
@@ -116,10 +129,24 @@ class RedisStore(Store):
         self.channel = f"{prefix}revocations"  # where revocations are announced (see the module docstring)
         # One server, TLS, Sentinel or Cluster, by the URL's scheme (see gateway/redis_url.py).
         self.client: aioredis.Redis = redis_client(url, timeout=timeout)  # type: ignore[assignment]
+        self.timeout = timeout
+        self._offset = 0.0  # Redis's clock minus ours, for the rotation deadline
+        self._offset_at: float | None = None
         self._rotate = self.client.register_script(_ROTATE)
         self._revoke = self.client.register_script(_REVOKE)
         self._deny = self.client.register_script(_DENY)
         self._incr = self.client.register_script(_INCR)
+
+    async def _redis_clock_offset(self) -> float:
+        """Redis's clock minus ours (seconds), measured with ``TIME`` at most every ``CLOCK_RESYNC`` seconds."""
+        now = time.monotonic()
+        if self._offset_at is not None and now - self._offset_at < CLOCK_RESYNC:
+            return self._offset
+        before = time.time()
+        seconds, micros = await self.client.time()
+        after = time.time()
+        self._offset, self._offset_at = seconds + micros / 1e6 - (before + after) / 2, now
+        return self._offset
 
     def _key(self, family: str, *rest: str) -> str:
         return f"{self.prefix}{{{family}}}:" + ":".join(rest)
@@ -150,8 +177,12 @@ class RedisStore(Store):
 
     async def rotate(self, family: str, old_jti: str, new_jti: str, successor: str, ttl: float, grace: float) -> Rotation:
         keys = [self._key(family, "fam"), self._key(family, "spent", old_jti), self._key(family, "revoked")]
-        args = [old_jti, new_jti, successor, _ms(grace), _ms(ttl), self.channel, encode_event(family)]
+        offset = await self._call(self._redis_clock_offset)
+        deadline = _ms(time.time() + offset + self.timeout - min(DEADLINE_MARGIN, self.timeout / 4))
+        args = [old_jti, new_jti, successor, _ms(grace), _ms(ttl), self.channel, encode_event(family), deadline]
         result = await self._call(lambda: self._rotate(keys=keys, args=args))
+        if result[0] == "late":
+            raise StoreUnavailable("The token store answered too late")
         outcome = RotationOutcome(result[0])
         return Rotation(outcome, result[1] if len(result) > 1 else None)
 

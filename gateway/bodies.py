@@ -16,9 +16,12 @@ from aiohttp import web
 
 from .errors import GatewayError
 
-__all__ = ["BODY_ERROR", "BodyFailed", "body_failure", "guarded_body"]
+__all__ = ["BODY_ERROR", "BodyFailed", "body_failure", "guarded_body", "upstream_body"]
 
 BODY_ERROR = web.RequestKey("body_error", str)  # "timeout" or "client_closed", once the body failed
+# RFC 9110 §9.2.2; the upstream client retries these once when a pooled connection turns out dead.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+RETRY_BUFFER = 64 * 1024  # an idempotent request's body up to this size is read first, so it can be sent again
 
 
 class BodyFailed(Exception):
@@ -40,6 +43,21 @@ async def guarded_body(request: web.Request, idle_timeout: float) -> AsyncIterat
         if not chunk:
             return
         yield chunk
+
+
+async def upstream_body(request: web.Request, idle_timeout: float) -> bytes | AsyncIterator[bytes] | None:
+    """What to send upstream: nothing, a small idempotent body read whole (replayable), or the stream.
+
+    A streamed body cannot be sent twice, so only requests without a body or
+    with a buffered one are retried on a fresh connection; a non-idempotent
+    request never is (its bytes may have reached the upstream).
+    """
+    if not request.body_exists:
+        return None
+    length = request.content_length
+    if request.method in IDEMPOTENT and length is not None and length <= RETRY_BUFFER:
+        return b"".join([chunk async for chunk in guarded_body(request, idle_timeout)])
+    return guarded_body(request, idle_timeout)
 
 
 def body_failure(request: web.Request) -> GatewayError | None:

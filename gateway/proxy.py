@@ -19,7 +19,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from .bodies import body_failure, guarded_body
+from .bodies import BodyFailed, body_failure, upstream_body
 from .config import Route
 from .errors import GatewayError
 from .limits_config import Limits
@@ -161,7 +161,10 @@ class Upstream:
         if path.query:
             url += "?" + path.query
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=route.timeout, sock_read=route.timeout)
-        body = guarded_body(request, self.limits.body_idle_timeout) if request.body_exists else None
+        try:  # a small idempotent body is read before a pooled connection is taken
+            body = await upstream_body(request, self.limits.body_idle_timeout)
+        except BodyFailed as exc:
+            raise _failure(request, exc) from None
         async with self.slots.hold(route.upstream):
             started = time.perf_counter()
             try:
@@ -169,7 +172,7 @@ class Upstream:
                     request.method, URL(url, encoded=True), headers=headers, data=body,
                     allow_redirects=False, timeout=timeout,
                 )
-            except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+            except (asyncio.TimeoutError, aiohttp.ClientError, OSError, BodyFailed) as exc:
                 raise _failure(request, exc) from None
             finally:
                 request[UPSTREAM_SECONDS] = time.perf_counter() - started

@@ -30,15 +30,19 @@ from .config import GatewayConfig
 from .reload import Reloader
 from .users import UserDirectory
 
-__all__ = ["ServeOptions", "remove_pid_file", "run", "serve", "write_pid_file"]
+__all__ = ["CANCEL_GRACE", "EXIT_BOUND", "ServeOptions", "remove_pid_file", "run", "serve", "write_pid_file"]
 
 T = TypeVar("T")
 
 log = logging.getLogger("gateway")
 
 EXAMPLE_UPSTREAM_PORT = 9001
-# After the drain, what is left is cancelled; this is only how long cancelling may take.
-CANCEL_GRACE = 1.0
+# After the drain, what is left is cancelled; this is only how long cancelling may take. aiohttp
+# waits up to twice this per connection still busy (for the handler, then for its cancellation).
+CANCEL_GRACE = 0.25
+# A process exits within readiness_delay + drain_timeout + EXIT_BOUND of SIGTERM: the cut of what
+# is left (2 x CANCEL_GRACE), closing the upstream pool and the store, and the interpreter's exit.
+EXIT_BOUND = 1.5
 PARENT_POLL = 1.0
 
 

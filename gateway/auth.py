@@ -118,8 +118,11 @@ class AuthService:
         if not (_is_text(login) and _is_text(password)):
             raise GatewayError.bad_request("Login and password must be valid Unicode text")
         if self.throttle:
-            await self.throttle.attempt(login, login_claim, client_ip)
-        user = await self.users.authenticate(login, password, by=login_claim)
+            async with self.throttle.checking(login, login_claim, client_ip):  # a turn first: waiting costs no slot
+                await self.throttle.attempt(login, login_claim, client_ip)
+                user = await self.users.authenticate(login, password, by=login_claim)
+        else:
+            user = await self.users.authenticate(login, password, by=login_claim)
         if user is None:
             raise GatewayError.unauthorized(
                 "invalid_credentials", "No active account found with the given credentials", token_presented=False
@@ -127,7 +130,13 @@ class AuthService:
         if self.throttle:
             await self.throttle.succeeded(login, login_claim, client_ip)
         pair = self.tokens.mint_pair(user.username, user.claims)
-        await self.store.start_family(pair.refresh_claims["fid"], pair.refresh_claims["jti"], self._family_ttl)
+        family = pair.refresh_claims["fid"]
+        await self.store.start_family(family, pair.refresh_claims["jti"], self._family_ttl)
+        # At most tokens.max_sessions_per_user live sessions: the oldest go, so logins cannot fill the store.
+        for oldest in await self.store.track_session(user.username, family, self._family_ttl,
+                                                     self.settings.max_sessions_per_user):
+            await self.store.revoke_family(oldest, self._family_ttl)
+            self.events.revoked("session_limit")
         self.events.issued("login")
         return Issued.from_pair(pair)
 

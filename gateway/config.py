@@ -167,6 +167,7 @@ class Tokens(_Model):
     leeway: Duration = 10
     refresh_grace: Duration = 10
     rotate_refresh: bool = True
+    max_sessions_per_user: int = Field(25, ge=1)  # live refresh families; a new login revokes the oldest
 
     @field_validator("algorithm")
     @classmethod
@@ -774,6 +775,9 @@ class LoginThrottle(_Model):
     per_user: int = Field(10, ge=1)
     per_ip: int = Field(50, ge=1)
     window: Duration = 15 * 60
+    attempts_per_ip: int = Field(300, ge=1)  # every attempt, right or wrong (throttle.py)
+    concurrent_per_ip: int = Field(4, ge=1)  # password checks in progress, per process
+    concurrent_per_user: int = Field(2, ge=1)
 
     @field_validator("window")
     @classmethod

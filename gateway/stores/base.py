@@ -76,6 +76,11 @@ class Store(abc.ABC):
     async def is_revoked(self, family: str, jti: str) -> bool:
         """True if the access token is denied or its family revoked."""
 
+    @abc.abstractmethod
+    async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
+        """Note a new family of ``user`` (live ``ttl`` seconds); the families beyond the newest ``cap``,
+        oldest first, are dropped from the record and returned for the caller to revoke."""
+
     # -- counters (login throttling) ------------------------------------------------
 
     @abc.abstractmethod

@@ -13,6 +13,7 @@ grows without bound.
 The per-request revocation check is one ``EXISTS deny revoked`` (one command,
 one slot), which is why the revoked flag is a key of its own.
 ``<prefix>ctr:<key>``         a fixed-window counter (login throttling)
+``<prefix>sessions:<hash>``   sorted set: a user's live families by expiry (``tokens.max_sessions_per_user``)
 
 Every revocation (``deny``, ``revoke_family``, reuse detected by ``rotate``) is
 also PUBLISHed, in the same script as the write, on the channel
@@ -23,6 +24,7 @@ with the cache off still informs those with it on.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any, Awaitable, Callable, TypeVar
@@ -78,6 +80,22 @@ _DENY = """
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
+"""
+
+# A user's live families, scored by their expiry (ms, Redis's clock): expired ones are dropped, the
+# new one added, and those beyond the newest ARGV[3] popped (oldest first) and returned for revocation.
+_TRACK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if over <= 0 then return {} end
+local popped = redis.call('ZPOPMIN', KEYS[1], over)
+local out = {}
+for i = 1, #popped, 2 do out[#out + 1] = popped[i] end
+return out
 """
 
 # A fixed window: the TTL is set by the first hit only, so a counter always
@@ -136,6 +154,7 @@ class RedisStore(Store):
         self._revoke = self.client.register_script(_REVOKE)
         self._deny = self.client.register_script(_DENY)
         self._incr = self.client.register_script(_INCR)
+        self._track = self.client.register_script(_TRACK)
 
     async def _redis_clock_offset(self) -> float:
         """Redis's clock minus ours (seconds), measured with ``TIME`` at most every ``CLOCK_RESYNC`` seconds."""
@@ -212,6 +231,12 @@ class RedisStore(Store):
     async def is_revoked(self, family: str, jti: str) -> bool:
         keys = (self._key(family, "deny", jti), self._key(family, "revoked"))
         return bool(await self._call(lambda: self.client.exists(*keys)))
+
+    async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
+        # Hashed: the store never holds user names.
+        key = f"{self.prefix}sessions:{hashlib.sha256(user.encode()).hexdigest()[:32]}"
+        evicted = await self._call(lambda: self._track(keys=[key], args=[family, _ms(ttl), cap]))
+        return [str(f) for f in evicted]
 
     def _counter_key(self, key: str) -> str:
         return f"{self.prefix}ctr:{key}"

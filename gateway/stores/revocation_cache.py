@@ -336,6 +336,9 @@ class RevocationCache(Store):
     async def is_current(self, family: str, jti: str) -> RotationOutcome:
         return await self.inner.is_current(family, jti)
 
+    async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
+        return await self.inner.track_session(user, family, ttl, cap)
+
     async def incr_counter(self, key: str, window: float, amount: int = 1) -> WindowCount:
         return await self.inner.incr_counter(key, window, amount)
 

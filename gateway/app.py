@@ -331,6 +331,7 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
     app[GATEWAY] = gateway
     guard = admission.install(app, config.limits, lambda: gateway.runtime.config.trust_forwarded_headers)
     gateway.lifecycle.saturation = lambda: admission.saturation(guard, gateway.upstream.slots)
+    guard.observer = metrics.connections
     app[METRICS] = metrics
     app[LIFECYCLE] = gateway.lifecycle
     websocket.install(app, sockets)

@@ -437,6 +437,8 @@ class Route(_Model):
             raise ValueError("identity_jwt.header: already used by headers")
         if self.websocket_token.enabled and not self.websocket:
             raise ValueError("websocket_token: needs websocket: true")
+        if (self.websocket_session.max_lifetime or self.websocket_session.idle_timeout) and not self.websocket:
+            raise ValueError("websocket_session: needs websocket: true")
         if self.websocket_token.enabled and self.auth == "none":
             raise ValueError("websocket_token: a route with auth: none takes no token")
         return self

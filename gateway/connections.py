@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, LineTooLong
@@ -48,6 +48,11 @@ class ConnectionGuard:
         self.per_client: Counter[str] = Counter()
         self.websockets = 0
         self.fd_capacity: int | None = None  # set from RLIMIT_NOFILE by the server
+        self.observer: Callable[[int, int], None] | None = None  # (open connections, open websockets), for metrics
+
+    def _report(self) -> None:
+        if self.observer is not None:
+            self.observer(self.open, self.websockets)
 
     @property
     def capacity(self) -> int:
@@ -72,6 +77,7 @@ class ConnectionGuard:
             return "too_many_client_connections"
         self.open += 1
         self.per_client[client] += 1
+        self._report()
         return None
 
     def release(self, client: str) -> None:
@@ -79,6 +85,7 @@ class ConnectionGuard:
         self.per_client[client] -= 1
         if self.per_client[client] <= 0:
             del self.per_client[client]
+        self._report()
 
     @property
     def saturated(self) -> bool:
@@ -88,10 +95,12 @@ class ConnectionGuard:
         if self.websockets >= self.limits.max_websockets:
             return False
         self.websockets += 1
+        self._report()
         return True
 
     def release_websocket(self) -> None:
         self.websockets -= 1
+        self._report()
 
 
 # Why a connection was not admitted, read by the admission middleware from ``request.protocol``.

@@ -208,6 +208,8 @@ async def test_connection_caps_per_address_and_overall(gateway_process, upstream
                     return resp.status == 503 and (await resp.json())["code"] == "too_many_connections"
 
             await eventually(full, "/readyz to report the full process", timeout=10)
+            async with probe.get(f"http://127.0.0.1:{admin}/metrics") as resp:
+                assert "gateway_open_connections 12.0" in await resp.text()
         reader, writer = await connect(port, VISITOR)
         writer.write(b"GET /public/x HTTP/1.1\r\nHost: gw\r\n\r\n")
         status, headers, body = await read_answer(reader)

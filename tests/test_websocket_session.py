@@ -117,3 +117,13 @@ async def test_websockets_are_capped(ws_upstream, aiohttp_client, users_file, tm
     again = await gateway.ws_connect("/ws", headers=bearer(token))  # the slot is free again
     await echo_ok(again)
     await again.close()
+
+
+def test_websocket_session_needs_a_websocket_route(users_file, tmp_path):
+    from gateway.config import ConfigError
+
+    raw = base_config("http://127.0.0.1:1", users_file,
+                      routes=[{"prefix": "/x", "upstream": "http://127.0.0.1:1", "websocket_session": {"idle_timeout": "1m"}}])
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, tmp_path)
+    assert any("websocket_session: needs websocket: true" in p for p in caught.value.problems), caught.value.problems

@@ -41,7 +41,7 @@ from .tokens import TokenService
 from .users import UserDirectory, load_users
 from .wellknown import wellknown_endpoints
 from .ws_sessions import SocketSessions, watched_revocations
-from . import admission, websocket
+from . import admission, rate_limit, websocket
 
 __all__ = ["GATEWAY", "REQUEST_ID", "ROUTE_NAME", "SUBJECT", "Gateway", "Runtime", "create_app"]
 
@@ -196,6 +196,8 @@ async def _proxy(request: web.Request, gateway: Gateway, runtime: Runtime, path:
     if claims is not None:
         request[SUBJECT] = str(claims.get("sub"))
         check_requirements(route, claims)
+    if route.rate_limit is not None:
+        await rate_limit.enforce(request, route, claims, gateway.store, runtime.config)
     headers = upstream_headers(
         request, route, runtime.identity, claims, request[REQUEST_ID], runtime.config.trust_forwarded_headers
     )
@@ -347,6 +349,7 @@ def create_app(config: GatewayConfig, *, users: UserDirectory | None = None, sto
 
     app.cleanup_ctx.append(lifecycle)
     app.on_response_prepare.append(_echo_request_id)
+    rate_limit.install(app)
     app.on_response_prepare.append(_cors_headers)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

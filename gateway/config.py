@@ -24,7 +24,7 @@ from pydantic import (
 )
 from yarl import URL
 
-from .limits_config import Limits, WebsocketSession
+from .limits_config import Limits, RateLimit, WebsocketSession
 from .redis_url import parse_redis_url
 
 __all__ = [
@@ -386,6 +386,7 @@ class Route(_Model):
     websocket: bool = False
     websocket_token: WebsocketToken = WebsocketToken()
     websocket_session: WebsocketSession = WebsocketSession()  # limits_config.py
+    rate_limit: RateLimit | None = None  # limits_config.py, rate_limit.py
 
     @field_validator("methods")
     @classmethod

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-__all__ = ["Limits", "WebsocketSession"]
+__all__ = ["Limits", "RateLimit", "WebsocketSession"]
 
 
 def _duration(value: Any) -> float:
@@ -69,3 +69,29 @@ class WebsocketSession(_Model):
             if value is not None and value <= 0:
                 raise ValueError(f"{name}: must be positive")
         return self
+
+
+class RateLimit(_Model):
+    """A route's request rate: ``requests`` per ``per``, bursts up to ``burst``, counted per ``key``.
+
+    ``key``: ``sub`` (the token's subject; the client address without one), ``ip``,
+    ``header:NAME`` or ``claim:NAME`` (the client address when absent).
+    """
+
+    requests: int = Field(ge=1)
+    per: _Duration
+    key: str = "sub"
+    burst: int | None = Field(None, ge=1)  # default: requests
+
+    @model_validator(mode="after")
+    def _valid(self) -> "RateLimit":
+        if self.per <= 0:
+            raise ValueError("per: must be positive")
+        kind, _, name = self.key.partition(":")
+        if not ((kind in ("sub", "ip") and not name) or (kind in ("header", "claim") and name)):
+            raise ValueError("key: sub, ip, header:NAME or claim:NAME")
+        return self
+
+    @property
+    def capacity(self) -> int:
+        return self.burst if self.burst is not None else self.requests

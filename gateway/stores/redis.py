@@ -14,6 +14,7 @@ The per-request revocation check is one ``EXISTS deny revoked`` (one command,
 one slot), which is why the revoked flag is a key of its own.
 ``<prefix>ctr:<key>``         a fixed-window counter (login throttling)
 ``<prefix>sessions:<hash>``   sorted set: a user's live families by expiry (``tokens.max_sessions_per_user``)
+``<prefix>rl:<route>:<hash>`` a route rate limit's theoretical arrival time, ms (``routes[].rate_limit``)
 
 Every revocation (``deny``, ``revoke_family``, reuse detected by ``rotate``) is
 also PUBLISHed, in the same script as the write, on the channel
@@ -32,7 +33,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisClusterException, RedisError
 
-from .base import Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
+from .base import RateDecision, Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
 from .redis_client import close_redis_client, redis_client
 
 __all__ = ["RedisStore", "RevocationEvent", "decode_event", "encode_event"]
@@ -98,6 +99,24 @@ for i = 1, #popped, 2 do out[#out + 1] = popped[i] end
 return out
 """
 
+# GCRA on Redis's clock (so instances with skewed clocks agree): KEYS[1] holds the theoretical
+# arrival time in ms; ARGV: interval ms, capacity. Returns {allowed, remaining, retry_after_ms,
+# reset_after_ms}; the same arithmetic as stores/gcra.py.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local ahead = tat + interval - now
+if ahead > tolerance then
+  return {0, 0, ahead - tolerance, tat - now}
+end
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.max(1, ahead))
+return {1, math.floor((tolerance - ahead) / interval), 0, ahead}
+"""
+
 # A fixed window: the TTL is set by the first hit only, so a counter always
 # dies ``window`` after it was born, however hard it is hit meanwhile.
 _INCR = """
@@ -155,6 +174,7 @@ class RedisStore(Store):
         self._deny = self.client.register_script(_DENY)
         self._incr = self.client.register_script(_INCR)
         self._track = self.client.register_script(_TRACK)
+        self._gcra = self.client.register_script(_GCRA)
 
     async def _redis_clock_offset(self) -> float:
         """Redis's clock minus ours (seconds), measured with ``TIME`` at most every ``CLOCK_RESYNC`` seconds."""
@@ -237,6 +257,12 @@ class RedisStore(Store):
         key = f"{self.prefix}sessions:{hashlib.sha256(user.encode()).hexdigest()[:32]}"
         evicted = await self._call(lambda: self._track(keys=[key], args=[family, _ms(ttl), cap]))
         return [str(f) for f in evicted]
+
+    async def rate_limit(self, key: str, interval: float, capacity: int) -> RateDecision:
+        args = [max(1, int(interval * 1000)), capacity]
+        allowed, remaining, retry_ms, reset_ms = await self._call(
+            lambda: self._gcra(keys=[f"{self.prefix}rl:{key}"], args=args))
+        return RateDecision(bool(allowed), int(remaining), int(retry_ms) / 1000, int(reset_ms) / 1000)
 
     def _counter_key(self, key: str) -> str:
         return f"{self.prefix}ctr:{key}"

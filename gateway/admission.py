@@ -14,6 +14,7 @@ from aiohttp import web
 from .connections import ConnectionGuard
 from .errors import GatewayError, error_response
 from .limits_config import Limits
+from .throttle import _ip_bucket
 from .upstream_slots import UpstreamSlots
 
 __all__ = ["CONNECTION_GUARD", "ClientRequests", "admission", "client_address", "head_size", "install", "saturation"]
@@ -81,7 +82,7 @@ async def admission(request: web.Request, handler: Handler) -> web.StreamRespons
         return _refuse(status, refusal, detail, **{"Retry-After": "1"})
     if head_size(request) > limits.max_head_size:
         return _refuse(431, "headers_too_large", "The request head is too large")
-    client = client_address(request, request.app[_TRUST_FORWARDED]())
+    client = _ip_bucket(client_address(request, request.app[_TRUST_FORWARDED]()))  # IPv6: per /64
     requests: ClientRequests = request.app[_CLIENT_REQUESTS]
     if not requests.enter(client, limits.max_requests_per_client):
         raise GatewayError(429, "too_many_requests", "Too many requests in progress from this address",

@@ -4,8 +4,8 @@ aiohttp reads request heads without a time limit and keeps idle connections
 for an hour, so one client with slow or idle sockets can use up the process's
 file descriptors. Here every connection of the public listener
 
-* counts towards ``limits.max_connections`` and, per client address,
-  ``limits.max_connections_per_client``; a connection over either cap is
+* counts towards ``limits.max_connections`` and, per client address (IPv6:
+  per /64), ``limits.max_connections_per_client``; a connection over either cap is
   answered 503 ``too_many_connections`` (429 per client) and closed;
 * must deliver each request head within ``limits.head_timeout`` of its first
   byte (a new connection: of opening), else it is answered 408 and closed;
@@ -28,6 +28,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, LineTooLong
 
 from .limits_config import Limits
+from .throttle import _ip_bucket
 
 __all__ = ["ConnectionGuard", "GuardedRunner", "REFUSAL"]
 
@@ -135,7 +136,8 @@ class GuardedHandler(web.RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
-        self.client = str(peer[0]) if isinstance(peer, (tuple, list)) and peer else "unix"
+        # IPv6 per /64 (one subscriber's block), as the login throttle counts
+        self.client = _ip_bucket(str(peer[0])) if isinstance(peer, (tuple, list)) and peer else "unix"
         self.refusal = self.guard.admit(self.client)
         self._counted = self.refusal is None
         super().connection_made(transport)

@@ -284,3 +284,14 @@ def test_limits_have_production_defaults(upstream, users_file, tmp_path):
 
     limits = parse_config(base_config(upstream, users_file), tmp_path).limits
     assert limits.head_timeout == 10 and limits.keepalive_timeout == 75 and limits.max_head_size == 32 * 1024
+
+
+def test_a_reload_cannot_change_the_limits(upstream, users_file, tmp_path):
+    from gateway.config import parse_config
+    from gateway.reload import restart_only_changes
+
+    running = parse_config(base_config(upstream, users_file), tmp_path)
+    changed = parse_config(limited(upstream, users_file, max_connections=500), tmp_path)
+    assert restart_only_changes(running, changed) == [
+        "limits: changing them needs a restart (connection and pool bounds are set at start)"]
+    assert restart_only_changes(running, parse_config(base_config(upstream, users_file), tmp_path)) == []

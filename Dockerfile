@@ -9,15 +9,25 @@
 #     -v "$PWD/config/example.yaml:/etc/gateway/config.yaml:ro" \
 #     -v "$PWD/config/users.yaml:/etc/gateway/users.yaml:ro" jwt-gateway
 
-FROM python:3.11-slim AS build
+#
+# Any base with python3 (3.11+), its venv module, groupadd and useradd will do: where no image
+# registry is reachable, scripts/container-base.sh makes one with debootstrap and
+#   podman --runtime runc build --build-arg BASE_IMAGE=localhost/jwt-gateway-base:bookworm \
+#     --secret id=cacert,src=/etc/ssl/certs/ca-certificates.crt -t jwt-gateway .
+# (the cacert secret: a CA bundle pip should trust, e.g. a TLS-inspecting proxy's; optional).
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # README.m[d]: copied when present (setuptools reads it as the long description).
 COPY pyproject.toml README.m[d] ./
 COPY gateway ./gateway
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install '.[fast]'
+RUN --mount=type=secret,id=cacert,required=false \
+    if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi \
+ && python3 -m venv /opt/venv && /opt/venv/bin/pip install '.[fast]'
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -4,11 +4,13 @@
 #   make test  - install what the tests need (redis-server, chromium, node packages)
 #                and run the whole test suite
 # and: make bench (BENCH_ARGS=--quick for a 2-minute run) - the benchmark suite
+#      make test-container - build the image (podman + runc, local debootstrap base) and check it
+#                            running; not part of `make test` (slow, needs root for podman)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test check bench clean
+.PHONY: run test test-container check bench clean
 
 run: $(VENV)/.installed
 	$(VENV)/bin/gateway run --config config/example.yaml --example-upstream
@@ -16,6 +18,9 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	bash scripts/install-test-deps.sh
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-container: $(VENV)/.installed
+	bash scripts/container-test.sh
 
 check: $(VENV)/.installed
 	$(VENV)/bin/gateway check config/example.yaml

@@ -45,7 +45,8 @@ from .throttle import LoginThrottle
 from .tokens import TokenService
 from .users import UserDirectory
 from .wellknown import wellknown_endpoints
-from . import websocket
+from .ws_sessions import SocketSessions, watched_revocations
+from . import admission, rate_limit, websocket
 
 __all__ = ["GATEWAY", "REQUEST_ID", "ROUTE_NAME", "SUBJECT", "Gateway", "Runtime", "create_app"]
 
@@ -237,6 +238,8 @@ async def _proxy(
     if claims is not None:
         request[SUBJECT] = str(claims.get("sub"))
         check_requirements(route, claims)
+    if route.rate_limit is not None:
+        await rate_limit.enforce(request, route, claims, gateway.store, runtime.config)
     origin = client_origin(request, runtime.config.trust_forwarded_headers, host)
     headers = runtime.rewrite.headers(request, route, claims, request[REQUEST_ID], host, origin)
     if runtime.cookies is not None:
@@ -369,12 +372,17 @@ def create_app(
     store = InstrumentedStore(store, metrics)  # type: ignore[assignment]
     revoked_ttl = config.tokens.access_lifetime + config.tokens.leeway
     store = cached_revocations(store, config.store.revocation_cache, revoked_ttl, metrics)
-    gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, Upstream(), metrics)
-    app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log])
+    sockets = SocketSessions()
+    store = watched_revocations(store, sockets)  # open websockets end when their token is revoked
+    gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, Upstream(config.limits), metrics)
+    app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log, admission.admission])
     app[GATEWAY] = gateway
+    guard = admission.install(app, config.limits, lambda: gateway.runtime.config.trust_forwarded_headers)
+    gateway.lifecycle.saturation = lambda: admission.saturation(guard, gateway.upstream.slots)
+    guard.observer = metrics.connections
     app[METRICS] = metrics
     app[LIFECYCLE] = gateway.lifecycle
-    websocket.install(app)
+    websocket.install(app, sockets)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await gateway.store.start()
@@ -388,6 +396,7 @@ def create_app(
 
     app.cleanup_ctx.append(lifecycle)
     app.on_response_prepare.append(_echo_request_id)
+    rate_limit.install(app)
     app.on_response_prepare.append(_cors_headers)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

@@ -15,7 +15,7 @@ from typing import Protocol
 from .config import Tokens
 from .errors import GatewayError
 from .stores import RotationOutcome, Store
-from .sources.base import SourceUnavailable
+from .sources.base import SourceUnavailable, UserSource
 from .sources.chain import NOT_REREAD, UserChain
 from .throttle import LoginThrottle
 from .tokens import Claims, TokenPair, TokenService
@@ -130,13 +130,11 @@ class AuthService:
         if not (_is_text(login) and _is_text(password)):
             raise GatewayError.bad_request("Login and password must be valid Unicode text")
         if self.throttle:
-            await self.throttle.attempt(login, login_claim, client_ip)
-        try:
-            found = await self.users.authenticate(login, password, by=login_claim)
-        except SourceUnavailable:
-            if self.throttle:  # the source failed, not the client: the attempt does not count
-                await self.throttle.refund(login, login_claim, client_ip)
-            raise identity_unavailable() from None
+            async with self.throttle.checking(login, login_claim, client_ip):  # a turn first: waiting costs no slot
+                await self.throttle.attempt(login, login_claim, client_ip)
+                found = await self._authenticate(login, password, login_claim, client_ip)
+        else:
+            found = await self._authenticate(login, password, login_claim, client_ip)
         if found is None:
             raise GatewayError.unauthorized(
                 "invalid_credentials", "No active account found with the given credentials", token_presented=False
@@ -147,9 +145,26 @@ class AuthService:
         self.users.remember(source, user)
         extra = None if source.rereads else {SESSION_CLAIMS: dict(user.claims)}
         pair = self.tokens.mint_pair(user.username, user.claims, refresh_extra=extra)
-        await self.store.start_family(pair.refresh_claims["fid"], pair.refresh_claims["jti"], self._family_ttl)
+        family = pair.refresh_claims["fid"]
+        await self.store.start_family(family, pair.refresh_claims["jti"], self._family_ttl)
+        # At most tokens.max_sessions_per_user live sessions: the oldest go, so logins cannot fill the store.
+        for oldest in await self.store.track_session(user.username, family, self._family_ttl,
+                                                     self.settings.max_sessions_per_user):
+            await self.store.revoke_family(oldest, self._family_ttl)
+            self.events.revoked("session_limit")
         self.events.issued("login")
         return Issued.from_pair(pair)
+
+    async def _authenticate(
+        self, login: str, password: str, login_claim: str, client_ip: str | None
+    ) -> tuple[User, UserSource] | None:
+        """The user and the source that decided, None for a wrong login; 503 when a source is down."""
+        try:
+            return await self.users.authenticate(login, password, by=login_claim)
+        except SourceUnavailable:
+            if self.throttle:  # the source failed, not the client: the attempt does not count
+                await self.throttle.refund(login, login_claim, client_ip)
+            raise identity_unavailable() from None
 
     async def refresh(self, token: object, *, rotate: bool | None = None) -> Issued:
         """A new access token; with rotation also a new refresh token, and the old one spent.

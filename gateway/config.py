@@ -25,6 +25,7 @@ from pydantic import (
 from yarl import URL
 
 from .boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
+from .limits_config import Limits, RateLimit, WebsocketSession
 from .redis_url import parse_redis_url
 from .target import is_loopback, parse_host
 from .sources.settings import SourceSpec, resolve_source_paths
@@ -169,6 +170,7 @@ class Tokens(_Model):
     leeway: Duration = 10
     refresh_grace: Duration = 10
     rotate_refresh: bool = True
+    max_sessions_per_user: int = Field(25, ge=1)  # live refresh families; a new login revokes the oldest
 
     @field_validator("algorithm")
     @classmethod
@@ -389,6 +391,8 @@ class Route(_Model):
     identity_jwt: IdentityJwt | None = None
     websocket: bool = False
     websocket_token: WebsocketToken = WebsocketToken()
+    websocket_session: WebsocketSession = WebsocketSession()  # limits_config.py
+    rate_limit: RateLimit | None = None  # limits_config.py, rate_limit.py
 
     @field_validator("methods")
     @classmethod
@@ -448,6 +452,8 @@ class Route(_Model):
             raise ValueError("identity_jwt.header: already used by headers")
         if self.websocket_token.enabled and not self.websocket:
             raise ValueError("websocket_token: needs websocket: true")
+        if (self.websocket_session.max_lifetime or self.websocket_session.idle_timeout) and not self.websocket:
+            raise ValueError("websocket_session: needs websocket: true")
         if self.websocket_token.enabled and self.auth == "none":
             raise ValueError("websocket_token: a route with auth: none takes no token")
         return self
@@ -799,6 +805,9 @@ class LoginThrottle(_Model):
     per_user: int = Field(10, ge=1)
     per_ip: int = Field(50, ge=1)
     window: Duration = 15 * 60
+    attempts_per_ip: int = Field(300, ge=1)  # every attempt, right or wrong (throttle.py)
+    concurrent_per_ip: int = Field(4, ge=1)  # password checks in progress, per process
+    concurrent_per_user: int = Field(2, ge=1)
 
     @field_validator("window")
     @classmethod
@@ -854,6 +863,7 @@ class GatewayConfig(_Model):
                     "print(secrets.token_urlsafe(48))'), or listen on a loopback address, or set development: true"
                 )
         return self
+    limits: Limits = Limits()  # limits_config.py
 
     @model_validator(mode="after")
     def _browser_settings(self) -> "GatewayConfig":

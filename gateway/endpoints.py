@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .admission import CONNECTION_GUARD
 from .auth import AuthService
 from .config import Endpoints
 from .errors import GatewayError
@@ -49,9 +50,22 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 async def read_fields(request: web.Request) -> dict[str, Any]:
-    """The body as a dict: JSON object or form; empty if there is no body."""
+    """The body as a dict: JSON object or form; empty if there is no body.
+
+    The whole (small) body must arrive within ``limits.body_idle_timeout``, else 408.
+    """
     if not request.body_exists:
         return {}
+    guard = request.app.get(CONNECTION_GUARD)
+    limit = guard.limits.body_idle_timeout if guard is not None else READY_TIMEOUT
+    try:
+        async with asyncio.timeout(limit):
+            return await _read_fields(request)
+    except TimeoutError:
+        raise GatewayError(408, "body_timeout", "The request body stopped arriving") from None
+
+
+async def _read_fields(request: web.Request) -> dict[str, Any]:
     ctype = request.content_type
     if ctype == "application/json" or ctype.endswith("+json"):
         raw = await request.read()
@@ -79,6 +93,9 @@ async def readyz(request: web.Request, auth: AuthService) -> web.Response:
     lifecycle = request.app.get(LIFECYCLE)
     if lifecycle is not None and lifecycle.draining:
         return json_response({"status": "draining", "code": "draining"}, status=503)
+    saturated = lifecycle.saturation() if lifecycle is not None else None
+    if saturated is not None:
+        return json_response({"status": "saturated", "code": saturated}, status=503)
     sources = await auth.users.health()  # reported, never fatal: proxied traffic needs no source
     extra = {"sources": sources} if len(sources) > 1 or "file" not in sources else {}
     try:

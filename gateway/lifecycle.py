@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from aiohttp import web
 
@@ -25,6 +26,8 @@ class Lifecycle:
     # False under ``store.failure_mode: fail_open``: the instance serves without the store,
     # so an unreachable store must not take it out of the load balancer.
     store_required: bool = True
+    # Why the instance should take no new traffic for now (connections or an upstream pool full), or None.
+    saturation: Callable[[], str | None] = field(default=lambda: None)
 
     async def wait_idle(self, timeout: float) -> bool:
         """True once no request is in flight, False if ``timeout`` ran out first."""

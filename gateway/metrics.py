@@ -62,7 +62,7 @@ class Metrics:
         self.reuse_detected = Counter(
             "gateway_refresh_reuse_detected", "Spent refresh tokens presented again (the family is revoked)", registry=r)
         self.revocations = Counter(
-            "gateway_revocations", "Sessions revoked, by reason (logout, reuse, user_removed)", ["reason"], registry=r)
+            "gateway_revocations", "Sessions revoked, by reason (logout, reuse, user_removed, session_limit)", ["reason"], registry=r)
         self.auth_failures = Counter(
             "gateway_auth_failures", "Requests refused with 401, 403 or 429, by error code", ["code"], registry=r)
         self.store_seconds = Histogram(
@@ -97,11 +97,21 @@ class Metrics:
         self.last_reload = Gauge(
             "gateway_config_last_reload_success_timestamp_seconds", "When the configuration in force was loaded",
             registry=r, multiprocess_mode="max")
+        self.open_connections = Gauge(
+            "gateway_open_connections", "Client connections open (limits.max_connections)", registry=r,
+            multiprocess_mode="livesum")
+        self.open_websockets = Gauge(
+            "gateway_open_websockets", "Websockets open (limits.max_websockets)", registry=r, multiprocess_mode="livesum")
         self.draining = Gauge(
             "gateway_draining", "1 while the process drains before exiting", registry=r, multiprocess_mode="livemax")
         if multiprocess_dir() is None:
             ProcessCollector(registry=r)  # CPU, memory, fds; not aggregatable across workers
         self.last_reload.set_to_current_time()
+
+    def connections(self, open_connections: int, open_websockets: int) -> None:
+        """connections.ConnectionGuard reports here on every change."""
+        self.open_connections.set(open_connections)
+        self.open_websockets.set(open_websockets)
 
     # -- requests -------------------------------------------------------------------
 

@@ -17,11 +17,14 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from .bodies import BodyFailed, body_failure, upstream_body
 from .config import Route
 from .errors import GatewayError
+from .limits_config import Limits
 from .lifecycle import LIFECYCLE
 from .rewrite import HOP_BY_HOP, connection_tokens
 from .target import RequestPath
+from .upstream_slots import UpstreamSlots
 
 __all__ = ["RESPONSE_BYTES", "UPSTREAM_ERROR", "UPSTREAM_SECONDS", "Upstream", "request_id"]
 
@@ -48,12 +51,14 @@ def _response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
 class Upstream:
     """One pooled client session per process, shared by every route."""
 
-    def __init__(self, *, pool_size: int = 1000) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
-        self._pool_size = pool_size
+        self.limits = limits if limits is not None else Limits()
+        # per upstream origin; websockets are bounded by limits.max_websockets instead
+        self.slots = UpstreamSlots(self.limits.upstream_connections, self.limits.upstream_queue_timeout)
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=0, ttl_dns_cache=60, enable_cleanup_closed=True)
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60, enable_cleanup_closed=True)
         self._session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,
@@ -75,23 +80,35 @@ class Upstream:
         if path.query:
             url += "?" + path.query
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=route.timeout, sock_read=route.timeout)
-        body = request.content if request.body_exists else None
-        started = time.perf_counter()
-        try:
-            upstream = await self.session.request(
-                request.method, URL(url, encoded=True), headers=headers, data=body,
-                allow_redirects=False, timeout=timeout,
-            )
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            request[UPSTREAM_ERROR] = "timeout"
-            raise GatewayError(504, "upstream_timeout", "The upstream service did not answer in time") from None
-        except (aiohttp.ClientError, OSError):
-            request[UPSTREAM_ERROR] = "unavailable"
-            raise GatewayError(502, "upstream_unavailable", "The upstream service is unavailable") from None
-        finally:
-            request[UPSTREAM_SECONDS] = time.perf_counter() - started
-        async with upstream:
-            return await _relay(request, upstream)
+        try:  # a small idempotent body is read before a pooled connection is taken
+            body = await upstream_body(request, self.limits.body_idle_timeout)
+        except BodyFailed as exc:
+            raise _failure(request, exc) from None
+        async with self.slots.hold(route.upstream):
+            started = time.perf_counter()
+            try:
+                upstream = await self.session.request(
+                    request.method, URL(url, encoded=True), headers=headers, data=body,
+                    allow_redirects=False, timeout=timeout,
+                )
+            except (asyncio.TimeoutError, aiohttp.ClientError, OSError, BodyFailed) as exc:
+                raise _failure(request, exc) from None
+            finally:
+                request[UPSTREAM_SECONDS] = time.perf_counter() - started
+            async with upstream:
+                return await _relay(request, upstream)
+
+
+def _failure(request: web.Request, exc: BaseException) -> GatewayError:
+    """A failed upstream request: the client's body at fault (408, 499), else the upstream's (504, 502)."""
+    failed_body = body_failure(request)
+    if failed_body is not None:
+        return failed_body
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        request[UPSTREAM_ERROR] = "timeout"
+        return GatewayError(504, "upstream_timeout", "The upstream service did not answer in time")
+    request[UPSTREAM_ERROR] = "unavailable"
+    return GatewayError(502, "upstream_unavailable", "The upstream service is unavailable")
 
 
 def _strip_count(route: Route) -> int:

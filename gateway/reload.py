@@ -40,6 +40,8 @@ def restart_only_changes(running: GatewayConfig, new: GatewayConfig) -> list[str
         problems.append("store: changing backend, url, prefix or timeout needs a restart (failure_mode may change)")
     if running.store.revocation_cache != new.store.revocation_cache:
         problems.append("store.revocation_cache: changing it needs a restart")
+    if running.limits != new.limits:
+        problems.append("limits: changing them needs a restart (connection and pool bounds are set at start)")
     return problems
 
 

@@ -21,22 +21,28 @@ from typing import Any, Coroutine, TypeVar
 from aiohttp import web
 
 from .admin import create_admin_app
+from .admission import CONNECTION_GUARD
+from .connections import ConnectionGuard, GuardedRunner
+from .fdlimit import raise_nofile
 from . import websocket
 from .app import GATEWAY, Gateway, create_app
 from .config import GatewayConfig
-from .protocol import GatewayRunner
 from .reload import Reloader
 from .sources.chain import UserChain
 
-__all__ = ["ServeOptions", "remove_pid_file", "run", "serve", "write_pid_file"]
+__all__ = ["CANCEL_GRACE", "EXIT_BOUND", "ServeOptions", "remove_pid_file", "run", "serve", "write_pid_file"]
 
 T = TypeVar("T")
 
 log = logging.getLogger("gateway")
 
 EXAMPLE_UPSTREAM_PORT = 9001
-# After the drain, what is left is cancelled; this is only how long cancelling may take.
-CANCEL_GRACE = 1.0
+# After the drain, what is left is cancelled; this is only how long cancelling may take. aiohttp
+# waits up to twice this per connection still busy (for the handler, then for its cancellation).
+CANCEL_GRACE = 0.25
+# A process exits within readiness_delay + drain_timeout + EXIT_BOUND of SIGTERM: the cut of what
+# is left (2 x CANCEL_GRACE), closing the upstream pool and the store, and the interpreter's exit.
+EXIT_BOUND = 1.5
 PARENT_POLL = 1.0
 
 
@@ -65,8 +71,10 @@ async def serve(config: GatewayConfig, users: UserChain, options: ServeOptions) 
     app = create_app(config, users=users)
     gateway = app[GATEWAY]
     gc.freeze()  # the configuration lives as long as the process: keep it out of every GC pass
-    runner = GatewayRunner(
-        app, server_header=config.server_header, access_log=None, shutdown_timeout=CANCEL_GRACE, handle_signals=False
+    guard = app[CONNECTION_GUARD]
+    guard.set_fd_limit(raise_nofile())
+    runner = GuardedRunner(
+        app, guard, server_header=config.server_header, access_log=None, shutdown_timeout=CANCEL_GRACE, handle_signals=False
     )
     await runner.setup()
     extra: list[web.AppRunner] = []
@@ -117,7 +125,10 @@ async def _start_extra_listeners(
 ) -> None:
     """The admin listener and the example upstream; each runner joins ``runners`` before it can fail."""
     if config.admin is not None:
-        admin = GatewayRunner(create_admin_app(gateway), server_header=config.server_header, access_log=None, handle_signals=False)
+        admin = GuardedRunner(  # its own guard: admin connections never count against the public listener's
+            create_admin_app(gateway), ConnectionGuard(config.limits), server_header=config.server_header,
+            access_log=None, handle_signals=False,
+        )
         await admin.setup()
         runners.append(admin)
         await web.TCPSite(admin, config.admin.host, config.admin.port, reuse_port=options.reuse_port or None).start()

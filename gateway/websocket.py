@@ -25,6 +25,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
+from .admission import CONNECTION_GUARD
 from .authenticate import bearer_token, verify_for_route
 from .config import Route
 from .cors import same_origin
@@ -35,6 +36,7 @@ from .routing import check_requirements
 from .stores import Store
 from .target import Host, RequestPath, client_origin
 from .tokens import Claims, TokenService
+from .ws_sessions import SOCKET_SESSIONS, SocketSession, SocketSessions
 
 if TYPE_CHECKING:
     from .app import Gateway, Runtime
@@ -223,6 +225,23 @@ async def serve(
         headers["Authorization"] = f"Bearer {hs.token}"
     if claims is not None and route.identity_jwt is not None:
         headers[route.identity_jwt.header] = runtime.signer.token_for(route, claims)
+    guard = request.app.get(CONNECTION_GUARD)
+    if guard is not None and not guard.admit_websocket():
+        raise GatewayError(503, "too_many_websockets", "The gateway holds too many websockets; retry shortly",
+                           headers={"Retry-After": "1"})
+    try:
+        return await _open_and_relay(request, route, path, hs, headers, gateway, claims, runtime.config.tokens.leeway)
+    finally:
+        if guard is not None:
+            guard.release_websocket()
+
+
+async def _open_and_relay(
+    request: web.Request, route: Route, path: RequestPath, hs: Handshake, headers: CIMultiDict[str], gateway: "Gateway",
+    claims: Claims | None, leeway: float,
+) -> web.StreamResponse:
+    from .app import REQUEST_ID
+
     upstream = await _connect(gateway.upstream.session, _upstream_url(route, path, hs.query), hs, headers, route.timeout)
     # The upstream's choice of subprotocol, else the token's own entry: a browser that offered
     # subprotocols fails the connection unless the server selects one of them.
@@ -232,10 +251,14 @@ async def serve(
         timeout=CLOSE_TIMEOUT, max_msg_size=MAX_MESSAGE,
     )
     client.headers["X-Request-Id"] = request[REQUEST_ID]
+    sessions = request.app[SOCKET_SESSIONS]
+    limits = route.websocket_session
+    session = sessions.open(dict(claims) if claims is not None else None, leeway, limits.max_lifetime, limits.idle_timeout)
     try:
         await client.prepare(request)
-        await _relay(request.app.get(_OPEN), client, upstream)
+        await _relay(request.app.get(_OPEN), client, upstream, session)
     finally:
+        sessions.close(session)
         await upstream.close(code=WSCloseCode.GOING_AWAY)  # no-op unless something went wrong
         if client.prepared:
             await client.close(code=WSCloseCode.INTERNAL_ERROR)
@@ -246,11 +269,12 @@ def _close_code(code: int) -> int:
     return code if code in _SENDABLE or 3000 <= code <= 4999 else WSCloseCode.OK
 
 
-async def _pump(source: Socket, target: Socket, source_gone: int, target_gone: int) -> None:
+async def _pump(source: Socket, target: Socket, source_gone: int, target_gone: int, session: SocketSession) -> None:
     """Copy messages from source to target; when source closes, close target alike, then answer source."""
     try:
         while True:
             msg = await source.receive()
+            session.touch()
             if msg.type is WSMsgType.TEXT:
                 await target.send_str(msg.data)
             elif msg.type is WSMsgType.BINARY:
@@ -273,22 +297,36 @@ async def _pump(source: Socket, target: Socket, source_gone: int, target_gone: i
     # CLOSING: this socket is being closed by the other pump or by shutdown; nothing left to do.
 
 
-async def _relay(registry: set | None, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
+async def _relay(
+    registry: set | None, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, session: SocketSession
+) -> None:
     pair = (client, upstream)
     if registry is not None:
         registry.add(pair)
     pumps = [
-        asyncio.create_task(_pump(client, upstream, WSCloseCode.GOING_AWAY, WSCloseCode.BAD_GATEWAY)),
-        asyncio.create_task(_pump(upstream, client, WSCloseCode.BAD_GATEWAY, WSCloseCode.GOING_AWAY)),
+        asyncio.create_task(_pump(client, upstream, WSCloseCode.GOING_AWAY, WSCloseCode.BAD_GATEWAY, session)),
+        asyncio.create_task(_pump(upstream, client, WSCloseCode.BAD_GATEWAY, WSCloseCode.GOING_AWAY, session)),
     ]
+    watchdog = asyncio.create_task(_end_with_session(session, client, upstream))
     try:
         await asyncio.gather(*pumps)
     finally:
-        for pump in pumps:
-            pump.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
+        for task in (*pumps, watchdog):
+            task.cancel()
+        await asyncio.gather(*pumps, watchdog, return_exceptions=True)
         if registry is not None:
             registry.discard(pair)
+
+
+async def _end_with_session(session: SocketSession, client: web.WebSocketResponse,
+                            upstream: aiohttp.ClientWebSocketResponse) -> None:
+    """Close both sides once the token expires or is revoked, or a route bound is reached (ws_sessions)."""
+    await session.wait()
+    message = session.reason.encode()
+    await asyncio.gather(
+        client.close(code=session.code, message=message), upstream.close(code=session.code, message=message),
+        return_exceptions=True,
+    )
 
 
 async def close_all(app: web.Application) -> None:
@@ -307,9 +345,10 @@ class _NoOfferedProtocols(logging.Filter):
         return "Client protocols" not in str(record.msg)
 
 
-def install(app: web.Application) -> None:
-    """Track open websockets on ``app`` so that shutdown closes them cleanly."""
+def install(app: web.Application, sessions: SocketSessions) -> None:
+    """Track open websockets on ``app`` so that shutdown closes them cleanly, and their tokens' end."""
     app[_OPEN] = set()
+    app[SOCKET_SESSIONS] = sessions
     app.on_shutdown.append(close_all)
     ws_logger = logging.getLogger("aiohttp.websocket")
     if not any(isinstance(f, _NoOfferedProtocols) for f in ws_logger.filters):

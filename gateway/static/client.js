@@ -18,10 +18,13 @@
 //   retried once. A request that failed with a token older than the current one is simply
 //   retried. If the gateway refuses the refresh (4xx), state is cleared, `onLogout` is called once
 //   and the waiting requests resolve with their original 401 response. A network error or 5xx
-//   during refresh does not log the user out: the 401 responses are returned as they are.
+//   during refresh does not log the user out: the 401 responses are returned as they are. A refresh
+//   answered 503 is retried up to 3 times with back-off (0.5 s, 1 s, 2 s, or Retry-After up to 2 s).
 // * login/refresh/logout endpoints are never retried.
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+const REFRESH_RETRIES = [500, 1000, 2000]; // ms before each retry of a refresh answered 503 (about 3.5 s in all)
+const REFRESH_RETRY_CAP = 2000;            // ms: a longer Retry-After is not waited for
 const ACCESS_KEY = 'access';
 const REFRESH_KEY = 'refresh';
 
@@ -190,14 +193,23 @@ export function createClient(options = {}) {
     return baseFetch(endpoint(path), init);
   }
 
+  // A refresh answered 503 (the token store was briefly unavailable) was not applied: it is retried
+  // with the same token after a bounded back-off (Retry-After, capped), well inside the gateway's
+  // refresh_grace, so a retry of a refresh that did go through gets the same pair back.
   async function doRefresh() {
     let res;
-    if (cookieMode) {
-      res = await authPost(refreshPath, undefined);
-    } else {
-      const refresh = getRefresh();
-      if (!refresh) throw new AuthError('no refresh token', 401);
-      res = await authPost(refreshPath, { refresh });
+    for (let attempt = 0; ; attempt++) {
+      if (cookieMode) {
+        res = await authPost(refreshPath, undefined);
+      } else {
+        const refresh = getRefresh();
+        if (!refresh) throw new AuthError('no refresh token', 401);
+        res = await authPost(refreshPath, { refresh });
+      }
+      if (res.status !== 503 || attempt >= REFRESH_RETRIES.length) break;
+      const hinted = Number(res.headers.get('Retry-After')) * 1000;
+      const pause = Math.min(Number.isFinite(hinted) && hinted > 0 ? hinted : REFRESH_RETRIES[attempt], REFRESH_RETRY_CAP);
+      await new Promise((resolve) => setTimeout(resolve, pause * (0.75 + Math.random() / 2)));
     }
     const data = await readJSON(res);
     if (!res.ok) throw new AuthError(`refresh failed: HTTP ${res.status}`, res.status, data);

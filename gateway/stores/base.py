@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..errors import GatewayError
 
-__all__ = ["Rotation", "RotationOutcome", "Store", "StoreUnavailable", "WindowCount"]
+__all__ = ["RateDecision", "Rotation", "RotationOutcome", "Store", "StoreUnavailable", "WindowCount"]
 
 
 class StoreUnavailable(GatewayError):
@@ -37,6 +37,16 @@ class WindowCount:
 
     count: int
     resets_in: float
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """One request through a rate limit (GCRA): allowed or not, and when it frees up."""
+
+    allowed: bool
+    remaining: int  # requests that would pass right now, after this one
+    retry_after: float  # seconds until one more would pass (0 when allowed)
+    reset_after: float  # seconds until the limit is fully replenished
 
 
 class Store(abc.ABC):
@@ -75,6 +85,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def is_revoked(self, family: str, jti: str) -> bool:
         """True if the access token is denied or its family revoked."""
+
+    @abc.abstractmethod
+    async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
+        """Note a new family of ``user`` (live ``ttl`` seconds); the families beyond the newest ``cap``,
+        oldest first, are dropped from the record and returned for the caller to revoke."""
+
+    @abc.abstractmethod
+    async def rate_limit(self, key: str, interval: float, capacity: int) -> RateDecision:
+        """One request against a GCRA limit: one request per ``interval`` seconds, bursts up to ``capacity``."""
 
     # -- counters (login throttling) ------------------------------------------------
 

@@ -11,7 +11,8 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from .base import Rotation, RotationOutcome, Store, WindowCount
+from .base import RateDecision, Rotation, RotationOutcome, Store, WindowCount
+from .gcra import gcra
 
 __all__ = ["MemoryStore"]
 
@@ -31,6 +32,8 @@ class MemoryStore(Store):
         self._spent: dict[tuple[str, str], tuple[str, float]] = {}
         self._denied: dict[tuple[str, str], float] = {}
         self._counters: dict[str, tuple[int, float]] = {}
+        self._rates: dict[str, float] = {}  # key -> theoretical arrival time (monotonic)
+        self._sessions: dict[str, dict[str, float]] = {}  # user -> family -> deadline, oldest first
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -57,6 +60,13 @@ class MemoryStore(Store):
         self._spent = {k: v for k, v in self._spent.items() if v[1] > now}
         self._denied = {k: v for k, v in self._denied.items() if v > now}
         self._counters = {k: v for k, v in self._counters.items() if v[1] > now}
+        self._rates = {k: v for k, v in self._rates.items() if v > now}
+        for user in list(self._sessions):
+            live = {f: d for f, d in self._sessions[user].items() if d > now}
+            if live:
+                self._sessions[user] = live
+            else:
+                del self._sessions[user]
 
     def _family(self, family: str) -> _Family | None:
         record = self._families.get(family)
@@ -64,6 +74,23 @@ class MemoryStore(Store):
             del self._families[family]
             return None
         return record
+
+    async def rate_limit(self, key: str, interval: float, capacity: int) -> RateDecision:
+        now = time.monotonic()
+        tat, decision = gcra(self._rates.get(key, now), now, interval, capacity)
+        if decision.allowed:
+            self._rates[key] = tat
+        return decision
+
+    async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
+        now = time.monotonic()
+        families = {f: d for f, d in self._sessions.get(user, {}).items() if d > now}
+        families[family] = now + ttl
+        evicted = list(families)[: max(0, len(families) - cap)]
+        for old in evicted:
+            del families[old]
+        self._sessions[user] = families
+        return evicted
 
     async def start_family(self, family: str, jti: str, ttl: float) -> None:
         self._families[family] = _Family(jti, False, time.monotonic() + ttl)

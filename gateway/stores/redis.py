@@ -13,6 +13,8 @@ grows without bound.
 The per-request revocation check is one ``EXISTS deny revoked`` (one command,
 one slot), which is why the revoked flag is a key of its own.
 ``<prefix>ctr:<key>``         a fixed-window counter (login throttling)
+``<prefix>sessions:<hash>``   sorted set: a user's live families by expiry (``tokens.max_sessions_per_user``)
+``<prefix>rl:<route>:<hash>`` a route rate limit's theoretical arrival time, ms (``routes[].rate_limit``)
 
 Every revocation (``deny``, ``revoke_family``, reuse detected by ``rotate``) is
 also PUBLISHed, in the same script as the write, on the channel
@@ -23,13 +25,15 @@ with the cache off still informs those with it on.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from typing import Any, Awaitable, Callable, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisClusterException, RedisError
 
-from .base import Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
+from .base import RateDecision, Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
 from .redis_client import close_redis_client, redis_client
 
 __all__ = ["RedisStore", "RevocationEvent", "decode_event", "encode_event"]
@@ -39,7 +43,13 @@ T = TypeVar("T")
 # Atomic rotation: of two instances racing on one token, exactly one sees
 # ``current == old`` and mints; the other finds the spent record and returns
 # the same successor, or, after the grace window, detects reuse.
+#
+# ARGV[8] is the request's deadline on Redis's clock (ms): a rotation that
+# reaches Redis after it (a stall: the gateway has answered 503 by then) is
+# refused, so a refresh the client was told failed is never applied later.
 _ROTATE = """
+local now = redis.call('TIME')
+if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[8]) then return {'late'} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'revoked'} end
 local current = redis.call('HGET', KEYS[1], 'current')
 if not current then return {'unknown'} end
@@ -73,6 +83,40 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
 
+# A user's live families, scored by their expiry (ms, Redis's clock): expired ones are dropped, the
+# new one added, and those beyond the newest ARGV[3] popped (oldest first) and returned for revocation.
+_TRACK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if over <= 0 then return {} end
+local popped = redis.call('ZPOPMIN', KEYS[1], over)
+local out = {}
+for i = 1, #popped, 2 do out[#out + 1] = popped[i] end
+return out
+"""
+
+# GCRA on Redis's clock (so instances with skewed clocks agree): KEYS[1] holds the theoretical
+# arrival time in ms; ARGV: interval ms, capacity. Returns {allowed, remaining, retry_after_ms,
+# reset_after_ms}; the same arithmetic as stores/gcra.py.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local ahead = tat + interval - now
+if ahead > tolerance then
+  return {0, 0, ahead - tolerance, tat - now}
+end
+redis.call('SET', KEYS[1], tat + interval, 'PX', math.max(1, ahead))
+return {1, math.floor((tolerance - ahead) / interval), 0, ahead}
+"""
+
 # A fixed window: the TTL is set by the first hit only, so a counter always
 # dies ``window`` after it was born, however hard it is hit meanwhile.
 _INCR = """
@@ -85,6 +129,12 @@ if ttl < 0 then
 end
 return {n, ttl}
 """
+
+
+# The rotation deadline: what is left of ``store.timeout`` minus this (or a quarter of it), so that
+# a rotation applied just in time still has its answer back before the gateway gives up.
+DEADLINE_MARGIN = 0.1
+CLOCK_RESYNC = 60.0  # seconds between measurements of Redis's clock
 
 
 def _ms(seconds: float) -> int:
@@ -116,10 +166,26 @@ class RedisStore(Store):
         self.channel = f"{prefix}revocations"  # where revocations are announced (see the module docstring)
         # One server, TLS, Sentinel or Cluster, by the URL's scheme (see gateway/redis_url.py).
         self.client: aioredis.Redis = redis_client(url, timeout=timeout)  # type: ignore[assignment]
+        self.timeout = timeout
+        self._offset = 0.0  # Redis's clock minus ours, for the rotation deadline
+        self._offset_at: float | None = None
         self._rotate = self.client.register_script(_ROTATE)
         self._revoke = self.client.register_script(_REVOKE)
         self._deny = self.client.register_script(_DENY)
         self._incr = self.client.register_script(_INCR)
+        self._track = self.client.register_script(_TRACK)
+        self._gcra = self.client.register_script(_GCRA)
+
+    async def _redis_clock_offset(self) -> float:
+        """Redis's clock minus ours (seconds), measured with ``TIME`` at most every ``CLOCK_RESYNC`` seconds."""
+        now = time.monotonic()
+        if self._offset_at is not None and now - self._offset_at < CLOCK_RESYNC:
+            return self._offset
+        before = time.time()
+        seconds, micros = await self.client.time()
+        after = time.time()
+        self._offset, self._offset_at = seconds + micros / 1e6 - (before + after) / 2, now
+        return self._offset
 
     def _key(self, family: str, *rest: str) -> str:
         return f"{self.prefix}{{{family}}}:" + ":".join(rest)
@@ -150,8 +216,12 @@ class RedisStore(Store):
 
     async def rotate(self, family: str, old_jti: str, new_jti: str, successor: str, ttl: float, grace: float) -> Rotation:
         keys = [self._key(family, "fam"), self._key(family, "spent", old_jti), self._key(family, "revoked")]
-        args = [old_jti, new_jti, successor, _ms(grace), _ms(ttl), self.channel, encode_event(family)]
+        offset = await self._call(self._redis_clock_offset)
+        deadline = _ms(time.time() + offset + self.timeout - min(DEADLINE_MARGIN, self.timeout / 4))
+        args = [old_jti, new_jti, successor, _ms(grace), _ms(ttl), self.channel, encode_event(family), deadline]
         result = await self._call(lambda: self._rotate(keys=keys, args=args))
+        if result[0] == "late":
+            raise StoreUnavailable("The token store answered too late")
         outcome = RotationOutcome(result[0])
         return Rotation(outcome, result[1] if len(result) > 1 else None)
 
@@ -181,6 +251,18 @@ class RedisStore(Store):
     async def is_revoked(self, family: str, jti: str) -> bool:
         keys = (self._key(family, "deny", jti), self._key(family, "revoked"))
         return bool(await self._call(lambda: self.client.exists(*keys)))
+
+    async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
+        # Hashed: the store never holds user names.
+        key = f"{self.prefix}sessions:{hashlib.sha256(user.encode()).hexdigest()[:32]}"
+        evicted = await self._call(lambda: self._track(keys=[key], args=[family, _ms(ttl), cap]))
+        return [str(f) for f in evicted]
+
+    async def rate_limit(self, key: str, interval: float, capacity: int) -> RateDecision:
+        args = [max(1, int(interval * 1000)), capacity]
+        allowed, remaining, retry_ms, reset_ms = await self._call(
+            lambda: self._gcra(keys=[f"{self.prefix}rl:{key}"], args=args))
+        return RateDecision(bool(allowed), int(remaining), int(retry_ms) / 1000, int(reset_ms) / 1000)
 
     def _counter_key(self, key: str) -> str:
         return f"{self.prefix}ctr:{key}"

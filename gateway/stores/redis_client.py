@@ -11,7 +11,10 @@ from urllib.parse import urlencode
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ..config import ConfigError
 from ..redis_url import RedisTarget, parse_redis_url
@@ -24,6 +27,19 @@ RedisClient = aioredis.Redis | RedisCluster
 # pool does: a burst of concurrent revocation checks queues for a few
 # microseconds instead of answering 503.
 POOL_SIZE = 128
+
+
+def _retry_once() -> Retry:
+    """One immediate retry, on a fresh connection, of a command whose pooled connection was dead.
+
+    After a Redis restart every pooled connection is dead and fails at first use;
+    without this each one turned into a 503. Only connection errors are retried,
+    never timeouts: a slow Redis still answers 503 after ``store.timeout``.
+    Retrying a script is safe: a command is retried only when its connection
+    failed, and the rotation script answers a repeat with the same successor
+    (the grace record).
+    """
+    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 _SENTINEL_AUTH = {"sentinel_username", "sentinel_password"}
 
 
@@ -31,6 +47,8 @@ def redis_client(url: str, *, timeout: float) -> RedisClient:
     """A client that connects lazily (nothing is contacted here); bad options are a ConfigError."""
     target = parse_redis_url(url)
     common: dict[str, Any] = dict(decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout)
+    if target.kind != "cluster":  # the cluster client retries (and follows the topology) on its own
+        common["retry"] = _retry_once()
     try:
         if target.kind == "sentinel":
             return _sentinel_master(target, common)

@@ -42,7 +42,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Generic, Hashable, Protocol, TypeVar
 
-from .base import Rotation, RotationOutcome, Store, WindowCount
+from .base import RateDecision, Rotation, RotationOutcome, Store, WindowCount
 from .redis import RevocationEvent, decode_event
 
 __all__ = ["CacheObserver", "RevocationCache", "cached_revocations"]
@@ -335,6 +335,12 @@ class RevocationCache(Store):
 
     async def is_current(self, family: str, jti: str) -> RotationOutcome:
         return await self.inner.is_current(family, jti)
+
+    async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
+        return await self.inner.track_session(user, family, ttl, cap)
+
+    async def rate_limit(self, key: str, interval: float, capacity: int) -> RateDecision:
+        return await self.inner.rate_limit(key, interval, capacity)
 
     async def incr_counter(self, key: str, window: float, amount: int = 1) -> WindowCount:
         return await self.inner.incr_counter(key, window, amount)

@@ -29,6 +29,7 @@ class FakeState:
     refresh_calls: int = 0
     refresh_bodies: list = field(default_factory=list)
     refresh_fails: bool = False
+    refresh_busy: int = 0  # refreshes still to answer 503 before one succeeds
     unauthorized: int = 0
     api_ok: int = 0
     logout_calls: list = field(default_factory=list)
@@ -107,6 +108,10 @@ def make_app(state: FakeState, pages: dict[str, str]) -> web.Application:
         raw = await request.read()
         state.refresh_bodies.append(raw.decode())
         await asyncio.sleep(REFRESH_DELAY)
+        if state.refresh_busy > 0:
+            state.refresh_busy -= 1
+            return web.json_response({"detail": "The token store is unavailable", "code": "store_unavailable"},
+                                     status=503, headers={"Retry-After": "1"})
         if state.refresh_fails:
             return _unauthorized(state, "token_revoked")
         resp = web.json_response({})
@@ -169,6 +174,10 @@ def make_app(state: FakeState, pages: dict[str, str]) -> web.Application:
         state.refresh_fails = True
         return web.json_response({})
 
+    async def busy_refresh(request):
+        state.refresh_busy = int(request.query.get("n", "2"))
+        return web.json_response({})
+
     async def stats(request):
         return web.json_response({
             "refresh_calls": state.refresh_calls, "unauthorized": state.unauthorized,
@@ -189,6 +198,7 @@ def make_app(state: FakeState, pages: dict[str, str]) -> web.Application:
     app.router.add_get("/foreign", foreign)
     app.router.add_post("/_test/expire", expire)
     app.router.add_post("/_test/break-refresh", break_refresh)
+    app.router.add_post("/_test/busy-refresh", busy_refresh)
     app.router.add_get("/_test/stats", stats)
     return app
 
@@ -282,6 +292,24 @@ run(async () => {
     refreshesAfterLogout: after.refresh_calls - mid.refresh_calls,
     againStatus: again.status, logouts,
     accessToken: c.accessToken, refreshToken: c.refreshToken,
+  };
+});
+"""
+
+BEARER_REFRESH_BUSY = r"""
+import { createClient } from '/client.js';
+run(async () => {
+  const logouts = [];
+  const c = createClient({ baseURL: location.origin, onLogout: (e) => logouts.push(e.reason) });
+  await c.login('alice', 'pw');
+  const before = await stats();
+  await post('/_test/expire');
+  await post('/_test/busy-refresh?n=' + new URLSearchParams(location.search).get('n'));
+  const res = await Promise.all(Array.from({ length: 3 }, (_, i) => c.fetch('/api/data?i=' + i)));
+  const after = await stats();
+  return {
+    statuses: res.map((r) => r.status), refreshes: after.refresh_calls - before.refresh_calls,
+    logouts, hasToken: c.accessToken !== null,
   };
 });
 """
@@ -396,6 +424,7 @@ PAGES = {
     "bearer-parallel": BEARER_PARALLEL,
     "bearer-late": BEARER_LATE_AND_QUEUED,
     "bearer-refresh-fails": BEARER_REFRESH_FAILS,
+    "bearer-refresh-busy": BEARER_REFRESH_BUSY,
     "bearer-misc": BEARER_MISC,
     "cookie": COOKIE_MODE,
 }
@@ -451,6 +480,17 @@ async def test_refresh_failure_clears_state_and_calls_on_logout_once(fake):
     assert r["logouts"] == ["refresh_failed"]
     assert r["accessToken"] is None and r["refreshToken"] is None
     assert r["againStatus"] == 401 and r["refreshesAfterLogout"] == 0
+
+
+async def test_a_refresh_answered_503_is_retried_with_bounded_back_off(fake):
+    state, server = await fake()
+    r = _ok(await run_page_async(str(server.make_url("/page/bearer-refresh-busy?n=2"))))
+    assert r["statuses"] == [200] * 3 and r["refreshes"] == 3  # two 503s, then the refresh went through
+    assert r["logouts"] == [] and r["hasToken"]
+    state, server = await fake()
+    r = _ok(await run_page_async(str(server.make_url("/page/bearer-refresh-busy?n=10"))))
+    assert r["statuses"] == [401] * 3 and r["refreshes"] == 4  # gave up after 3 retries, still signed in
+    assert r["logouts"] == [] and r["hasToken"]
 
 
 async def test_storage_foreign_origins_and_logout(fake):

@@ -1,0 +1,93 @@
+"""Redis coming back: recovery at once after a restart, and no refresh applied after its 503."""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+
+from gateway.stores.redis import RedisStore
+from tests.conftest import bearer, login
+
+CONCURRENT = 100
+
+
+async def test_every_pooled_connection_recovers_on_first_use_after_a_restart(make_gateway, redis_server, redis_url):
+    gateway = await make_gateway(store=RedisStore(redis_url, timeout=1.0))
+    pair = await login(gateway)
+
+    async def burst() -> Counter[int]:
+        answers = await asyncio.gather(*(gateway.get("/api/x", headers=bearer(pair["access"])) for _ in range(CONCURRENT)))
+        return Counter(resp.status for resp in answers)
+
+    assert await burst() == Counter({200: CONCURRENT})  # the pool now holds many connections
+    redis_server.stop()
+    redis_server.start()  # every pooled connection is now dead
+    assert await burst() == Counter({200: CONCURRENT})  # each is replaced on first use, no 503
+
+
+class StallingLink:
+    """A TCP relay to Redis that can stall: what the gateway sends meanwhile is delivered when it resumes,
+    even if the gateway has given up and closed its side (a congested or briefly partitioned network)."""
+
+    def __init__(self, redis_port: int) -> None:
+        self.redis_port = redis_port
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._link, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+    async def _link(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        redis_reader, redis_writer = await asyncio.open_connection("127.0.0.1", self.redis_port)
+
+        async def to_redis() -> None:
+            while data := await client_reader.read(65536):
+                await self.flowing.wait()
+                redis_writer.write(data)
+                await redis_writer.drain()
+            await asyncio.sleep(0.5)  # let Redis run what was delivered before hanging up
+            redis_writer.close()
+
+        async def to_client() -> None:
+            while data := await redis_reader.read(65536):
+                if not client_writer.is_closing():
+                    client_writer.write(data)
+            client_writer.close()
+
+        for job in (to_redis(), to_client()):
+            task = asyncio.create_task(job)
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_a_refresh_answered_503_during_a_stall_is_not_applied_later(make_gateway, redis_server, redis_url):
+    link = StallingLink(redis_server.port)
+    url = await link.start()
+    try:
+        gateway = await make_gateway(store=RedisStore(url, timeout=0.3), tokens={"refresh_grace": "1s"})
+        first = await login(gateway)
+        resp = await gateway.post("/auth/token/refresh", json={"refresh": first["refresh"]})  # Redis has the script now
+        pair = await resp.json()
+        link.flowing.clear()  # the stall
+        resp = await asyncio.wait_for(gateway.post("/auth/token/refresh", json={"refresh": pair["refresh"]}), 10)
+        assert resp.status == 503 and (await resp.json())["code"] == "store_unavailable"
+        await asyncio.sleep(0.5)
+        link.flowing.set()  # the rotation the client was told failed reaches Redis now
+        await asyncio.sleep(1.5)  # past refresh_grace: had it been applied, the retry below would be a reuse
+        resp = await gateway.post("/auth/token/refresh", json={"refresh": pair["refresh"]})
+        body = await resp.json()
+        assert resp.status == 200, body
+        resp = await gateway.get("/api/x", headers=bearer(body["access"]))
+        assert resp.status == 200
+    finally:
+        await link.close()

@@ -1,7 +1,7 @@
 """An authentication gateway: issues JWTs, validates them on every request, injects identity headers."""
 
-from .app import create_app
-from .config import ConfigError, GatewayConfig, load_config
+from gateway.app import create_app
+from gateway.config import ConfigError, GatewayConfig, load_config
 
 __all__ = ["ConfigError", "GatewayConfig", "create_app", "load_config"]
 __version__ = "0.1.0"

@@ -16,37 +16,39 @@ from typing import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 
-from .auth import AuthEvents, AuthService
-from .authenticate import SUBJECT
-from .compat import compat_endpoints
-from .config import GatewayConfig
-from .authenticate import authenticate
-from .cookies import CookieMode
-from .cors import CorsPolicy
-from .endpoints import Endpoint, default_endpoints
-from .error_styles import ErrorStyle, GatewayStyle, error_style
-from .errors import ERROR_CODE, GatewayError, error_response
-from .failopen import REVOCATION_SKIPPED, revocation_store
-from .identity import DEFAULT_HEADER, IdentitySigner
-from .issuers import Issuers
-from .keys import KeyRing
-from .lifecycle import LIFECYCLE, Lifecycle
-from .metrics import METRICS, Metrics, metrics_handler
-from .proxy import RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS, Upstream, request_id
-from .rewrite import HeaderRewrite
-from .routing import Router, check_requirements
-from .target import Host, RequestPath, client_origin, is_loopback, parse_target, request_host
-from .sources.chain import SourceEvents, UserChain
-from .sources.registry import build_chain
-from .stores import Store, create_store
-from .stores.instrumented import InstrumentedStore
-from .stores.revocation_cache import cached_revocations
-from .throttle import LoginThrottle
-from .tokens import TokenService
-from .users import UserDirectory
-from .wellknown import wellknown_endpoints
-from .ws_sessions import SocketSessions, watched_revocations
-from . import admission, rate_limit, websocket
+from gateway.auth.sessions import AuthEvents, AuthService
+from gateway.auth.credentials import SUBJECT
+from gateway.endpoints.tokens import compat_endpoints
+from gateway.config import GatewayConfig
+from gateway.auth.credentials import authenticate
+from gateway.auth.cookies import CookieMode
+from gateway.cors import CorsPolicy
+from gateway.endpoints.table import Endpoint, default_endpoints
+from gateway.dialects.errors import ErrorStyle, GatewayStyle, error_style
+from gateway.errors import ERROR_CODE, GatewayError, error_response
+from gateway.stores.failopen import REVOCATION_SKIPPED, revocation_store
+from gateway.upstream.signed_identity import DEFAULT_HEADER, IdentitySigner
+from gateway.auth.issuers import Issuers
+from gateway.auth.keys import KeyRing
+from gateway.lifecycle import LIFECYCLE, Lifecycle
+from gateway.observe.metrics import METRICS, Metrics, metrics_handler
+from gateway.upstream.http import RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS, Upstream, request_id
+from gateway.upstream.headers import HeaderRewrite
+from gateway.routing import Router, check_requirements
+from gateway.target import Host, RequestPath, client_origin, is_loopback, parse_target, request_host
+from gateway.sources.chain import SourceEvents, UserChain
+from gateway.sources.registry import build_chain
+from gateway.stores import Store, create_store
+from gateway.stores.instrumented import InstrumentedStore
+from gateway.stores.revocation_cache import cached_revocations
+from gateway.auth.throttle import LoginThrottle
+from gateway.auth.tokens import TokenService
+from gateway.sources.users import UserDirectory
+from gateway.endpoints.wellknown import wellknown_endpoints
+from gateway.upstream.websocket_sessions import SocketSessions, watched_revocations
+import gateway.rate_limit as rate_limit
+import gateway.server.limits as admission
+import gateway.upstream.websocket as websocket
 
 __all__ = ["GATEWAY", "REQUEST_ID", "ROUTE_NAME", "SUBJECT", "Gateway", "Runtime", "create_app"]
 

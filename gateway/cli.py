@@ -11,14 +11,14 @@ import sys
 import unicodedata
 from pathlib import Path
 
-from .config import SIGNING_ALGORITHMS, ConfigError, GatewayConfig, load_config
-from .keys import KeyRing, generate_key
-from .logs import configure_logging
-from .routing import host_fallthrough, shadowed_routes
-from .server import CANCEL_GRACE, EXAMPLE_UPSTREAM_PORT, ServeOptions, remove_pid_file, run, serve, write_pid_file
-from .sources.chain import UserChain
-from .sources.registry import build_chain
-from .users import hash_password
+from gateway.config import SIGNING_ALGORITHMS, ConfigError, GatewayConfig, load_config
+from gateway.auth.keys import KeyRing, generate_key
+from gateway.observe.logs import configure_logging
+from gateway.routing import host_fallthrough, shadowed_routes
+from gateway.server.listeners import CANCEL_GRACE, EXAMPLE_UPSTREAM_PORT, ServeOptions, remove_pid_file, run, serve, write_pid_file
+from gateway.sources.chain import UserChain
+from gateway.sources.registry import build_chain
+from gateway.sources.users import hash_password
 
 __all__ = ["main"]
 
@@ -119,7 +119,7 @@ async def _probe(users: UserChain) -> int:
 
 def worker_count(args: argparse.Namespace, config: GatewayConfig) -> int:
     """--workers, else $GATEWAY_WORKERS, else one per CPU; always 1 with the per-process memory store."""
-    from .workers import available_cpus
+    from gateway.server.workers import available_cpus
 
     given = args.workers if args.workers is not None else os.environ.get(WORKERS_ENV)
     if given is None:
@@ -163,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace, config: GatewayConfig, workers: int) -> int:
-    from .workers import Supervisor
+    from gateway.server.workers import Supervisor
 
     def command(slot: int) -> list[str]:
         line = [sys.executable, "-m", "gateway", "run", "--config", args.config, "--log-level", args.log_level,

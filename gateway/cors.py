@@ -13,9 +13,9 @@ from typing import Callable
 
 from aiohttp import web
 
-from .config import Cors
-from .errors import GatewayError
-from .target import client_origin
+from gateway.config import Cors
+from gateway.errors import GatewayError
+from gateway.target import client_origin
 
 __all__ = ["CorsPolicy", "is_preflight", "same_origin"]
 

@@ -17,10 +17,10 @@ from typing import Any, Mapping
 
 from aiohttp import web
 
-from .admission import client_address
-from .config import GatewayConfig, Route
-from .errors import GatewayError
-from .stores import Store, StoreUnavailable
+from gateway.server.limits import client_address
+from gateway.config import GatewayConfig, Route
+from gateway.errors import GatewayError
+from gateway.stores import Store, StoreUnavailable
 
 __all__ = ["enforce", "install"]
 

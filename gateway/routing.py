@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from .config import Route
-from .errors import GatewayError
-from .target import RequestPath, fold_segment
+from gateway.config import Route
+from gateway.errors import GatewayError
+from gateway.target import RequestPath, fold_segment
 
 __all__ = ["Router", "check_requirements", "host_fallthrough", "shadowed_routes"]
 

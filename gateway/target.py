@@ -33,8 +33,8 @@ from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
-from .boundary import Paths
-from .errors import GatewayError
+from gateway.config.boundary import Paths
+from gateway.errors import GatewayError
 
 __all__ = [
     "DEFAULT_PATH_RULES", "Host", "RequestPath", "client_origin", "fold_segment", "is_loopback", "parse_host",

@@ -25,7 +25,7 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.example_upstream import create_upstream
 from gateway.stores import MemoryStore, Store
 from gateway.stores.redis import RedisStore
-from gateway.users import hash_password
+from gateway.sources.users import hash_password
 from tests.ops_support import GatedUpstream
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ import jwt
 from aiohttp import web
 from jwt.algorithms import get_default_algorithms
 
-from gateway.keys import generate_key
+from gateway.auth.keys import generate_key
 
 
 @functools.lru_cache(maxsize=64)

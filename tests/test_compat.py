@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from gateway.config import ConfigError, load_config
-from gateway.keys import hmac_kid
+from gateway.auth.keys import hmac_kid
 from tests.conftest import PASSWORDS, ROOT, SECRET, bearer, login
 
 SIMPLEJWT = {"profile": "simplejwt", "prefix": "/api"}

@@ -131,7 +131,7 @@ def test_shadowed_routes_are_reported(tmp_path):
 
 
 def test_users_file_problems(tmp_path):
-    from gateway.users import load_users
+    from gateway.sources.users import load_users
 
     path = tmp_path / "users.yaml"
     path.write_text("users:\n  eve:\n    password_hash: plain\n    claims: {sub: admin}\n")

@@ -31,7 +31,7 @@ from yarl import URL
 
 from gateway.cli import build_parser
 from gateway.config import ConfigError, GatewayConfig, parse_config, read_yaml
-from gateway.users import load_users
+from gateway.sources.users import load_users
 from tests.conftest import ROOT, free_port, gateway_command, wait_for_port
 
 DEPLOY = ROOT / "deploy"

@@ -35,7 +35,7 @@ async def test_wrong_user_or_password_is_one_answer(gateway, username, password)
 
 async def test_unknown_user_costs_a_hash_too(gateway, monkeypatch):
     """No enumeration by timing: an unknown name runs argon2 against a dummy hash of the same cost."""
-    import gateway.users as users_module
+    import gateway.sources.users as users_module
 
     checked: list[str] = []
     real_verify = users_module._verify

@@ -28,9 +28,9 @@ from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.errors import GatewayError
 from gateway.example_upstream import create_upstream
-from gateway.keys import KeyRing, hmac_kid
-from gateway.tokens import TokenService
-from gateway.users import hash_password
+from gateway.auth.keys import KeyRing, hmac_kid
+from gateway.auth.tokens import TokenService
+from gateway.sources.users import hash_password
 from tests.conftest import SECRET, base_config, bearer, free_port, login
 from tests.jwt_tools import JwksServer, b64, make_key, raw_token, sign
 
@@ -450,7 +450,7 @@ def external_trust(tmp_path_factory):
     from types import MappingProxyType
 
     from gateway.config import ExternalIssuer
-    from gateway.issuers import ExternalVerifier, RouteTrust
+    from gateway.auth.issuers import ExternalVerifier, RouteTrust
 
     key = make_key(tmp_path_factory.mktemp("idp"), "ES256", "idp-es")
     settings_ = ExternalIssuer(issuer="https://idp.test", audience="gw", jwks_url="https://idp.test/jwks",
@@ -463,7 +463,7 @@ def external_trust(tmp_path_factory):
 
 
 def _trusted_never_crashes(service: TokenService, trust, token: str) -> None:
-    from gateway.authenticate import verify_trusted
+    from gateway.auth.credentials import verify_trusted
     from gateway.stores import MemoryStore
 
     try:

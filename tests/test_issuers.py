@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from gateway.config import ConfigError, parse_config
-from gateway.issuers import parse_jwks
+from gateway.auth.issuers import parse_jwks
 from tests.conftest import base_config, bearer, login
 from tests.jwt_tools import JwksServer, idp_claims, make_key, raw_token, sign
 
@@ -284,7 +284,7 @@ async def test_a_replaced_runtime_needs_no_cleanup(idp, upstream, users_file, tm
     import gc
     import weakref
 
-    from gateway.issuers import _BACKGROUND, Issuers
+    from gateway.auth.issuers import _BACKGROUND, Issuers
 
     idp.max_age = 1  # the refresher sleeps one TTL between rounds
     config = parse_config(copy.deepcopy(base_config(upstream, users_file, **issuer_config(idp, upstream))), tmp_path)

@@ -15,7 +15,7 @@ import yaml
 
 from gateway.app import create_app
 from gateway.config import ConfigError, parse_config
-from gateway.keys import KeyRing, jwk_thumbprint
+from gateway.auth.keys import KeyRing, jwk_thumbprint
 from gateway.stores.redis import RedisStore
 from tests.conftest import ROOT, SECRET, base_config, bearer, login
 from tests.jwt_tools import make_key, raw_token, sign
@@ -254,7 +254,7 @@ def test_cli_check_reports_a_missing_key_file(tmp_path, users_file):
 
 
 def test_cli_check_warns_about_confusable_usernames(tmp_path):
-    from gateway.users import hash_password
+    from gateway.sources.users import hash_password
 
     digest = hash_password("pw")
     users = {"users": {"alice": {"password_hash": digest}, "\uff41lice": {"password_hash": digest}}}

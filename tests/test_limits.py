@@ -288,7 +288,7 @@ def test_limits_have_production_defaults(upstream, users_file, tmp_path):
 
 def test_a_reload_cannot_change_the_limits(upstream, users_file, tmp_path):
     from gateway.config import parse_config
-    from gateway.reload import restart_only_changes
+    from gateway.server.reload import restart_only_changes
 
     running = parse_config(base_config(upstream, users_file), tmp_path)
     changed = parse_config(limited(upstream, users_file, max_connections=500), tmp_path)

@@ -6,9 +6,9 @@ import asyncio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.admin import create_admin_app
+from gateway.server.admin import create_admin_app
 from gateway.app import GATEWAY, create_app
-from gateway.metrics import Metrics
+from gateway.observe.metrics import Metrics
 from gateway.stores import MemoryStore, Store, StoreUnavailable
 from gateway.stores.instrumented import InstrumentedStore
 from gateway.stores.redis import RedisStore

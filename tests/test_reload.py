@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from gateway.users import hash_password
+from gateway.sources.users import hash_password
 from tests.conftest import PASSWORDS, ROOT, base_config, gateway_command
 from tests.ops_support import BOUND, eventually
 from tests.test_workers import sample

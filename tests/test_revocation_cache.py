@@ -17,7 +17,7 @@ import redis
 
 from gateway.app import create_app
 from gateway.config import ConfigError
-from gateway.reload import restart_only_changes
+from gateway.server.reload import restart_only_changes
 from gateway.stores import RotationOutcome, StoreUnavailable
 from gateway.stores.redis import RedisStore
 from gateway.stores.revocation_cache import RevocationCache

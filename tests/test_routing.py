@@ -5,7 +5,7 @@ import pytest
 
 from gateway.config import Requirements, Route
 from gateway.errors import GatewayError
-from gateway.boundary import Paths
+from gateway.config.boundary import Paths
 from gateway.routing import Router, check_requirements, shadowed_routes, host_fallthrough
 from gateway.target import Host, parse_host, parse_target
 

@@ -8,7 +8,7 @@ import time
 import aiohttp
 import pytest
 
-from gateway.server import EXIT_BOUND
+from gateway.server.listeners import EXIT_BOUND
 from tests.conftest import base_config
 from tests.ops_support import BOUND
 from tests.test_limits import connect, stalled_upload

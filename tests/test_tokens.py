@@ -10,8 +10,8 @@ import pytest
 
 from gateway.config import Tokens
 from gateway.errors import GatewayError
-from gateway.keys import KeyRing
-from gateway.tokens import TokenService
+from gateway.auth.keys import KeyRing
+from gateway.auth.tokens import TokenService
 from tests.conftest import SECRET
 
 SETTINGS = Tokens(secret=SECRET, issuer="iss-a", audience="aud-a", leeway=0)

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from gateway.boundary import AUTHORITATIVE_HEADERS
+from gateway.config.boundary import AUTHORITATIVE_HEADERS
 from gateway.config import ConfigError, load_config, parse_config
-from gateway.rewrite import encode_claim
+from gateway.upstream.headers import encode_claim
 from tests.conftest import ROOT, SECRET, base_config, bearer, gateway_command, login
 
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")

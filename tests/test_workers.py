@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.cli import worker_count
 from gateway.config import ConfigError, parse_config
-from gateway.workers import available_cpus
+from gateway.server.workers import available_cpus
 from tests.conftest import base_config, gateway_command
 
 

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Generic, Mapping, Protocol, TypeVar
 
-from ..users import RESERVED_CLAIMS, User
+from gateway.sources.users import RESERVED_CLAIMS, User
 
 __all__ = [
     "Candidate",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from .. import users
-from .hashes import verify_password
+import gateway.sources.users as users
+from gateway.sources.hashes import verify_password
 
 __all__ = ["verify_off_loop"]
 

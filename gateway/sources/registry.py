@@ -9,32 +9,32 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..config import GatewayConfig  # safe here: registry is imported after config
-from ..users import UserDirectory
-from .base import SourceUnavailable, UserSource
-from .chain import NOT_REREAD, SourceEvents, UserChain
-from .file import FileSource
-from .settings import SourceSpec
+from gateway.config import GatewayConfig  # safe here: registry is imported after config
+from gateway.sources.users import UserDirectory
+from gateway.sources.base import SourceUnavailable, UserSource
+from gateway.sources.chain import NOT_REREAD, SourceEvents, UserChain
+from gateway.sources.file import FileSource
+from gateway.sources.settings import SourceSpec
 
 __all__ = ["KINDS", "NOT_REREAD", "SourceEvents", "SourceUnavailable", "UserChain", "build_chain", "source_specs"]
 
 
 def _sql(spec: SourceSpec, name: str) -> UserSource:
-    from .sql import SqlSource
+    from gateway.sources.sql import SqlSource
 
     assert spec.sql is not None
     return SqlSource(spec.sql, name)
 
 
 def _ldap(spec: SourceSpec, name: str) -> UserSource:
-    from .ldap import LdapSource
+    from gateway.sources.ldap import LdapSource
 
     assert spec.ldap is not None
     return LdapSource(spec.ldap, name)
 
 
 def _http(spec: SourceSpec, name: str) -> UserSource:
-    from .http import HttpSource
+    from gateway.sources.http import HttpSource
 
     assert spec.http is not None
     return HttpSource(spec.http, name)

@@ -20,7 +20,7 @@ __all__ = ["HttpSettings", "LdapSettings", "SourceSpec", "SqlSettings", "resolve
 
 
 def _duration(value: Any) -> float:
-    from ..config import parse_duration  # late: config imports this module
+    from gateway.config import parse_duration  # late: config imports this module
 
     return parse_duration(value)
 

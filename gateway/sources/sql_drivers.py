@@ -16,7 +16,7 @@ import re
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
-from .base import SourceUnavailable
+from gateway.sources.base import SourceUnavailable
 
 __all__ = ["Driver", "compile_query", "open_driver"]
 

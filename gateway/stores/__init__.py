@@ -5,16 +5,16 @@ process and ``RedisStore`` so that many gateway instances act as one.
 """
 from __future__ import annotations
 
-from ..config import Store as StoreSettings
-from .base import Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
-from .memory import MemoryStore
+from gateway.config import Store as StoreSettings
+from gateway.stores.base import Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
+from gateway.stores.memory import MemoryStore
 
 __all__ = ["MemoryStore", "Rotation", "RotationOutcome", "Store", "StoreUnavailable", "WindowCount", "create_store"]
 
 
 def create_store(settings: StoreSettings) -> Store:
     if settings.backend == "redis":
-        from .redis import RedisStore
+        from gateway.stores.redis import RedisStore
 
         assert settings.url is not None  # guaranteed by config validation
         return RedisStore(settings.url, prefix=settings.prefix, timeout=settings.timeout)

@@ -5,7 +5,7 @@ import abc
 import enum
 from dataclasses import dataclass
 
-from ..errors import GatewayError
+from gateway.errors import GatewayError
 
 __all__ = ["RateDecision", "Rotation", "RotationOutcome", "Store", "StoreUnavailable", "WindowCount"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from .base import RateDecision
+from gateway.stores.base import RateDecision
 
 __all__ = ["gcra"]
 

@@ -11,7 +11,7 @@ import inspect
 import time
 from typing import Any, Protocol
 
-from .base import Store, StoreUnavailable
+from gateway.stores.base import Store, StoreUnavailable
 
 __all__ = ["InstrumentedStore", "StoreObserver"]
 

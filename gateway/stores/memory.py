@@ -11,8 +11,8 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from .base import RateDecision, Rotation, RotationOutcome, Store, WindowCount
-from .gcra import gcra
+from gateway.stores.base import RateDecision, Rotation, RotationOutcome, Store, WindowCount
+from gateway.stores.gcra import gcra
 
 __all__ = ["MemoryStore"]
 

@@ -33,8 +33,8 @@ from typing import Any, Awaitable, Callable, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisClusterException, RedisError
 
-from .base import RateDecision, Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
-from .redis_client import close_redis_client, redis_client
+from gateway.stores.base import RateDecision, Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
+from gateway.stores.redis_client import close_redis_client, redis_client
 
 __all__ = ["RedisStore", "RevocationEvent", "decode_event", "encode_event"]
 

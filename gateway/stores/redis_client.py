@@ -16,8 +16,8 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ..config import ConfigError
-from ..redis_url import RedisTarget, parse_redis_url
+from gateway.config import ConfigError
+from gateway.redis_url import RedisTarget, parse_redis_url
 
 __all__ = ["RedisClient", "close_redis_client", "redis_client"]
 

@@ -42,8 +42,8 @@ import time
 from collections import OrderedDict
 from typing import Any, Generic, Hashable, Protocol, TypeVar
 
-from .base import RateDecision, Rotation, RotationOutcome, Store, WindowCount
-from .redis import RevocationEvent, decode_event
+from gateway.stores.base import RateDecision, Rotation, RotationOutcome, Store, WindowCount
+from gateway.stores.redis import RevocationEvent, decode_event
 
 __all__ = ["CacheObserver", "RevocationCache", "cached_revocations"]
 

@@ -141,7 +141,7 @@ class RunningGateway:
 @contextlib.asynccontextmanager
 async def start_gateway(tmp_path: Path, config: dict[str, Any]) -> AsyncIterator[RunningGateway]:
     """Run ``gateway run`` on a free port until the generator is closed."""
-    from gateway.users import hash_password
+    from gateway.sources.users import hash_password
 
     port = free_port()
     users = {name: {"password_hash": hash_password(PASSWORD), "claims": claims} for name, claims in USERS.items()}

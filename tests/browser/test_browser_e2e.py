@@ -115,7 +115,7 @@ try {
 async def stack(tmp_path, aiohttp_server, browser_env):
     """Gateway + upstream as subprocesses, the page server in this loop. Yields (base_url, log)."""
     try:
-        from gateway.users import hash_password
+        from gateway.sources.users import hash_password
     except ImportError as e:  # pragma: no cover - the core is not there yet
         pytest.fail(f"gateway package not importable: {e}")
 

@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.config import parse_config
-from gateway.users import hash_password
+from gateway.sources.users import hash_password
 from tests.conftest import base_config
 from tests.legacy import flask_app
 from tests.legacy.slapd import PEOPLE, SERVICE, SERVICE_PW, SUFFIX, GROUPS, Slapd

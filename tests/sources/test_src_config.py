@@ -10,7 +10,7 @@ import yaml
 
 from gateway.app import Gateway, Runtime
 from gateway.config import ConfigError, parse_config
-from gateway.reload import Reloader
+from gateway.server.reload import Reloader
 from gateway.sources.chain import UserChain
 from gateway.stores import MemoryStore
 from tests.conftest import ROOT, base_config

@@ -1,0 +1,263 @@
+"""Sessions: login, refresh with rotation and reuse detection, verify, logout.
+
+The operations know nothing of HTTP, so every dialect of the token endpoints
+(the default one, and the compatibility profiles) shares one implementation of
+the security-relevant steps.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.config import Tokens
+from gateway.errors import GatewayError
+from gateway.stores import RotationOutcome, Store
+from gateway.sources.base import SourceUnavailable, UserSource
+from gateway.sources.chain import NOT_REREAD, UserChain
+from gateway.auth.throttle import LoginThrottle
+from gateway.auth.tokens import Claims, TokenPair, TokenService
+from gateway.sources.users import User
+
+__all__ = ["AuthEvents", "AuthService", "Issued"]
+
+MAX_LOGIN_LENGTH = 256
+MAX_PASSWORD_LENGTH = 1024
+SESSION_CLAIMS = "usr"  # in a refresh token: the claims of a user whose source cannot re-read users
+UNAVAILABLE_RETRY = "5"
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """What a login or refresh hands out; ``refresh`` is None when refresh tokens do not rotate."""
+
+    access: str
+    refresh: str | None
+    expires_in: int
+    subject: str
+
+    def as_json(self) -> str:
+        return json.dumps({"access": self.access, "refresh": self.refresh, "expires_in": self.expires_in, "sub": self.subject})
+
+    @classmethod
+    def from_json(cls, raw: str) -> "Issued":
+        data = json.loads(raw)
+        return cls(data["access"], data["refresh"], data["expires_in"], data["sub"])
+
+    @classmethod
+    def from_pair(cls, pair: TokenPair, *, with_refresh: bool = True) -> "Issued":
+        return cls(pair.access, pair.refresh if with_refresh else None, pair.expires_in, pair.access_claims["sub"])
+
+
+_REFUSALS = {
+    RotationOutcome.REUSED: ("token_reused", "Token was already used; every token of this session is now revoked"),
+    RotationOutcome.REVOKED: ("token_revoked", "Token has been revoked"),
+    RotationOutcome.UNKNOWN: ("token_not_valid", "Token belongs to no active session"),
+}
+
+
+def _is_text(value: str) -> bool:
+    """False for strings with lone surrogates (JSON allows "\\ud800"), which no hash or store can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def identity_unavailable() -> GatewayError:
+    return GatewayError(
+        503, "identity_unavailable", "The user directory cannot answer right now; try again shortly",
+        headers={"Retry-After": UNAVAILABLE_RETRY},
+    )
+
+
+def _refuse(outcome: RotationOutcome) -> GatewayError:
+    code, detail = _REFUSALS[outcome]
+    return GatewayError.unauthorized(code, detail)
+
+
+class AuthEvents(Protocol):
+    """What the sessions report for metrics (gateway.metrics.Metrics implements it)."""
+
+    def issued(self, grant: str) -> None: ...
+    def refreshed(self, outcome: str) -> None: ...
+    def revoked(self, reason: str) -> None: ...
+
+
+class _NoEvents:
+    def issued(self, grant: str) -> None: ...
+    def refreshed(self, outcome: str) -> None: ...
+    def revoked(self, reason: str) -> None: ...
+
+
+class AuthService:
+    def __init__(
+        self,
+        settings: Tokens,
+        tokens: TokenService,
+        users: UserChain,
+        store: Store,
+        throttle: LoginThrottle | None = None,
+        events: AuthEvents | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        self.users = users
+        self.store = store
+        self.throttle = throttle
+        self.events: AuthEvents = events if events is not None else _NoEvents()
+
+    @property
+    def _family_ttl(self) -> float:
+        return self.settings.refresh_lifetime + self.settings.leeway
+
+    async def login(
+        self, login: object, password: object, *, login_claim: str = "username", client_ip: str | None = None
+    ) -> Issued:
+        """A new session; unknown user and wrong password are one answer, in one time.
+
+        Logins are compared exactly as sent (no case folding or Unicode
+        normalisation), so ``ａlice`` (fullwidth) is not ``alice``. With a
+        throttle, failures count per login and per ``client_ip``.
+        """
+        if not isinstance(login, str) or not isinstance(password, str) or not login or not password:
+            raise GatewayError.bad_request("Both a login and a password are required, as strings")
+        if len(login) > MAX_LOGIN_LENGTH or len(password) > MAX_PASSWORD_LENGTH:
+            raise GatewayError.bad_request("Login or password is too long")
+        if not (_is_text(login) and _is_text(password)):
+            raise GatewayError.bad_request("Login and password must be valid Unicode text")
+        if self.throttle:
+            async with self.throttle.checking(login, login_claim, client_ip):  # a turn first: waiting costs no slot
+                await self.throttle.attempt(login, login_claim, client_ip)
+                found = await self._authenticate(login, password, login_claim, client_ip)
+        else:
+            found = await self._authenticate(login, password, login_claim, client_ip)
+        if found is None:
+            raise GatewayError.unauthorized(
+                "invalid_credentials", "No active account found with the given credentials", token_presented=False
+            )
+        user, source = found
+        if self.throttle:
+            await self.throttle.succeeded(login, login_claim, client_ip)
+        self.users.remember(source, user)
+        extra = None if source.rereads else {SESSION_CLAIMS: dict(user.claims)}
+        pair = self.tokens.mint_pair(user.username, user.claims, refresh_extra=extra)
+        family = pair.refresh_claims["fid"]
+        await self.store.start_family(family, pair.refresh_claims["jti"], self._family_ttl)
+        # At most tokens.max_sessions_per_user live sessions: the oldest go, so logins cannot fill the store.
+        for oldest in await self.store.track_session(user.username, family, self._family_ttl,
+                                                     self.settings.max_sessions_per_user):
+            await self.store.revoke_family(oldest, self._family_ttl)
+            self.events.revoked("session_limit")
+        self.events.issued("login")
+        return Issued.from_pair(pair)
+
+    async def _authenticate(
+        self, login: str, password: str, login_claim: str, client_ip: str | None
+    ) -> tuple[User, UserSource] | None:
+        """The user and the source that decided, None for a wrong login; 503 when a source is down."""
+        try:
+            return await self.users.authenticate(login, password, by=login_claim)
+        except SourceUnavailable:
+            if self.throttle:  # the source failed, not the client: the attempt does not count
+                await self.throttle.refund(login, login_claim, client_ip)
+            raise identity_unavailable() from None
+
+    async def refresh(self, token: object, *, rotate: bool | None = None) -> Issued:
+        """A new access token; with rotation also a new refresh token, and the old one spent.
+
+        ``rotate`` overrides ``tokens.rotate_refresh`` for one dialect: clients that never store
+        a rotated refresh token must not rotate, or their next refresh looks like a reuse.
+        """
+        rotate = self.settings.rotate_refresh if rotate is None else rotate
+        claims = self.tokens.verify(token, "refresh")
+        family, jti = claims["fid"], claims["jti"]
+        user, extra = await self._current_user(claims)
+        if user is None:
+            await self.store.revoke_family(family, self._family_ttl)
+            self.events.revoked("user_removed")
+            raise GatewayError.unauthorized("token_not_valid", "The user of this token no longer exists")
+        if not rotate:
+            outcome = await self.store.is_current(family, jti)
+            self.events.refreshed("renewed" if outcome is RotationOutcome.ROTATED else outcome.value)
+            if outcome is not RotationOutcome.ROTATED:
+                raise _refuse(outcome)
+            access, access_claims = self.tokens.mint_access(user.username, user.claims, family)
+            self.events.issued("refresh")
+            return Issued(access, None, int(access_claims["exp"] - access_claims["iat"]), user.username)
+        pair = self.tokens.mint_pair(user.username, user.claims, family, refresh_extra=extra)
+        issued = Issued.from_pair(pair)
+        rotation = await self.store.rotate(
+            family, jti, pair.refresh_claims["jti"], issued.as_json(), self._family_ttl, self.settings.refresh_grace
+        )
+        self.events.refreshed(rotation.outcome.value)
+        if rotation.outcome is RotationOutcome.ROTATED:
+            self.events.issued("refresh")
+            return issued
+        if rotation.outcome is RotationOutcome.GRACE and rotation.successor:
+            return Issued.from_json(rotation.successor)
+        raise _refuse(rotation.outcome)
+
+    async def _current_user(self, refresh_claims: Claims) -> tuple[User | None, dict[str, object] | None]:
+        """The token's user as the sources know it now, or as its login knew it if its source cannot re-read."""
+        try:
+            found = await self.users.lookup(refresh_claims["sub"])
+        except SourceUnavailable:
+            raise identity_unavailable() from None
+        if isinstance(found, User):
+            return found, None
+        session = refresh_claims.get(SESSION_CLAIMS)
+        if found is NOT_REREAD and isinstance(session, dict):
+            return User(refresh_claims["sub"], "", session), {SESSION_CLAIMS: session}
+        return None, None
+
+    async def verify(self, token: object) -> Claims:
+        """Claims of a live token of either type, without spending or revoking anything."""
+        claims = self.tokens.verify(token, None)
+        if claims["token_type"] == "access":
+            if await self.store.is_revoked(claims["fid"], claims["jti"]):
+                raise GatewayError.unauthorized("token_revoked", "Token has been revoked")
+        else:
+            outcome = await self.store.is_current(claims["fid"], claims["jti"])
+            if outcome is RotationOutcome.REUSED:
+                outcome = await self._spent_token_seen(claims["fid"], claims["jti"])
+            if outcome is not RotationOutcome.ROTATED:
+                raise _refuse(outcome) if outcome is RotationOutcome.REUSED else GatewayError.unauthorized(
+                    "token_not_valid", "Token is no longer valid"
+                )
+        return claims
+
+    async def _spent_token_seen(self, family: str, jti: str) -> RotationOutcome:
+        """A spent refresh token shown at verify counts as reuse past the grace window, as at refresh.
+
+        Otherwise a thief could test stolen refresh tokens at verify without
+        consequence. The store's ``rotate`` decides, exactly as for a refresh:
+        ``jti`` is not current (and never becomes current again), so it only
+        answers GRACE (recently rotated) or REUSED (and then revokes the family).
+        """
+        rotation = await self.store.rotate(family, jti, uuid.uuid4().hex, "", self._family_ttl, self.settings.refresh_grace)
+        if rotation.outcome is RotationOutcome.REUSED:
+            self.events.refreshed(rotation.outcome.value)
+        return rotation.outcome
+
+    async def logout(self, refresh: object | None, access: str | None) -> None:
+        """End the session: revoke the family, and deny the presented access token until it expires."""
+        if refresh is None and access is None:
+            raise GatewayError.unauthorized(
+                "authentication_required", "Send the refresh token or an access token to log out", token_presented=False
+            )
+        if refresh is not None:
+            claims = self.tokens.verify(refresh, "refresh", check_expiry=False)
+            await self.store.revoke_family(claims["fid"], self._family_ttl)
+            self.events.revoked("logout")
+        if access is not None:
+            claims = self.tokens.verify(access, "access", check_expiry=False)
+            remaining = claims["exp"] - time.time() + self.settings.leeway
+            if remaining > 0:
+                await self.store.deny(claims["fid"], claims["jti"], remaining)
+            await self.store.revoke_family(claims["fid"], self._family_ttl)
+            if refresh is None:
+                self.events.revoked("logout")

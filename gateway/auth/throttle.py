@@ -1,0 +1,164 @@
+"""Failed-login throttling, per login name and per client IP, counted in the store.
+
+Counting in the store (not in the process) makes the limit hold across every
+gateway instance behind a load balancer. Each counter is a fixed window that
+starts at the first failure and dies ``window`` seconds later whatever happens
+meanwhile, so an attacker who stops cannot keep a user locked out: the lock
+decays on its own, at most ``window`` after it began.
+
+Every attempt takes a slot before the password is checked, so concurrent
+guesses cannot all slip past one "is it over the limit?" read, and a throttled
+request never reaches the password check (which would still confirm a correct
+guess). The client's slot is taken first: a client over its limit cannot
+push anybody else's login counter up. A correct password clears the login's
+counter and gives the client its slot back; a refused attempt (429) gives back
+every slot it took, so only wrong passwords lock anybody out.
+
+Successful logins are bounded too: ``attempts_per_ip`` counts every attempt of
+an address in the window, and at most ``concurrent_per_ip`` and
+``concurrent_per_user`` password checks run at once in one process (the rest
+wait up to ``QUEUE_WAIT`` for a turn, then get 429 ``login_busy``), so one
+client cannot take the password-hashing threads from everybody else.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ipaddress
+import math
+import unicodedata
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from gateway.config import LoginThrottle as ThrottleSettings
+from gateway.errors import GatewayError
+from gateway.stores import Store
+
+__all__ = ["LoginThrottle", "client_ip"]
+
+
+def client_ip(request: web.Request, trust_forwarded: bool) -> str:
+    """The peer address; with trusted proxies, the address the nearest proxy saw.
+
+    Only the last ``X-Forwarded-For`` entry is used: it was appended by the
+    proxy in front of the gateway, every earlier entry is whatever the client sent.
+    """
+    peer = request.remote or ""
+    if trust_forwarded:
+        forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last:
+            peer = last
+    return peer
+
+
+def _ip_bucket(address: str) -> str:
+    """IPv4 per address; IPv6 per /64, the block one subscriber usually gets."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "other"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+QUEUE_WAIT = 5.0  # seconds an attempt may wait for a password-check turn
+
+
+def _rate_limited(resets_in: float, detail: str = "Too many failed logins; try again later") -> GatewayError:
+    retry = str(max(1, math.ceil(resets_in)))
+    return GatewayError(429, "rate_limited", detail, headers={"Retry-After": retry})
+
+
+class _Turns:
+    """Password checks in progress per address and per login, in this process."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, int] = {}
+        self.changed = asyncio.Condition()
+
+    def _free(self, keys: list[tuple[str, int]]) -> bool:
+        return all(self.active.get(key, 0) < limit for key, limit in keys)
+
+    @contextlib.asynccontextmanager
+    async def take(self, keys: list[tuple[str, int]]) -> AsyncIterator[None]:
+        async with self.changed:
+            try:
+                await asyncio.wait_for(self.changed.wait_for(lambda: self._free(keys)), QUEUE_WAIT)
+            except TimeoutError:
+                raise GatewayError(429, "login_busy", "Too many logins in progress; try again shortly",
+                                   headers={"Retry-After": "1"}) from None
+            for key, _ in keys:
+                self.active[key] = self.active.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            async with self.changed:
+                for key, _ in keys:
+                    self.active[key] -= 1
+                    if not self.active[key]:
+                        del self.active[key]
+                self.changed.notify_all()
+
+
+class LoginThrottle:
+    def __init__(self, settings: ThrottleSettings, store: Store, *, trust_forwarded: bool = False) -> None:
+        self.settings = settings
+        self.store = store
+        self.trust_forwarded = trust_forwarded
+        self.turns = _Turns()
+
+    def client_of(self, request: web.Request) -> str:
+        return client_ip(request, self.trust_forwarded)
+
+    def _keys(self, login: str, by: str, client: str | None) -> list[tuple[str, int]]:
+        # Hashed: the store never holds login names, and odd bytes never reach a Redis key. Folded: a
+        # directory or a MariaDB collation that takes ALICE or "alice " as alice counts them as alice too.
+        folded = unicodedata.normalize("NFKC", login).casefold().strip()
+        user = hashlib.sha256(f"{by}\0{folded}".encode()).hexdigest()[:32]
+        keys = [(f"login:user:{user}", self.settings.per_user)]
+        if client is not None:
+            keys.append((f"login:ip:{_ip_bucket(client)}", self.settings.per_ip))
+        return keys
+
+    async def attempt(self, login: str, by: str, client: str | None) -> None:
+        """Count one attempt; raise 429 ``rate_limited`` with Retry-After if it is over a limit.
+
+        A refused attempt gives back what it took: a 429 never counts as a failure.
+        """
+        if client is not None:
+            rate = await self.store.incr_counter(f"login:rate:{_ip_bucket(client)}", self.settings.window)
+            if rate.count > self.settings.attempts_per_ip:
+                raise _rate_limited(rate.resets_in, "Too many login attempts from this address; try again later")
+        taken: list[str] = []
+        for key, limit in reversed(self._keys(login, by, client)):
+            count = await self.store.incr_counter(key, self.settings.window)
+            taken.append(key)
+            if count.count > limit:
+                for back in taken:
+                    await self.store.incr_counter(back, self.settings.window, -1)
+                raise _rate_limited(count.resets_in)
+
+    def checking(self, login: str, by: str, client: str | None) -> contextlib.AbstractAsyncContextManager[None]:
+        """A turn for one password check, within ``concurrent_per_ip`` and ``concurrent_per_user``."""
+        keys = [(f"user:{by}\0{login}", self.settings.concurrent_per_user)]
+        if client is not None:
+            keys.append((f"ip:{_ip_bucket(client)}", self.settings.concurrent_per_ip))
+        return self.turns.take(keys)
+
+    async def succeeded(self, login: str, by: str, client: str | None) -> None:
+        """A correct password: the login's failures are forgiven, the client's slot is returned."""
+        keys = self._keys(login, by, client)
+        await self.store.reset_counter(keys[0][0])
+        if len(keys) > 1:
+            await self.store.incr_counter(keys[1][0], self.settings.window, -1)
+
+    async def refund(self, login: str, by: str, client: str | None) -> None:
+        """An attempt the gateway could not decide (identity source down): both slots are given back."""
+        for key, _ in self._keys(login, by, client):
+            await self.store.incr_counter(key, self.settings.window, -1)

@@ -1,0 +1,97 @@
+"""The ``limits`` section: how much any one client, and all clients together, may hold.
+
+Every limit has a default meant for production; docs/ops/limits.md explains
+each key and what a client sees when it hits one. Imported by ``config``.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+__all__ = ["Limits", "RateLimit", "WebsocketSession"]
+
+
+def _duration(value: Any) -> float:
+    from gateway.config import parse_duration  # config imports this module: resolve at validation time
+
+    return parse_duration(value)
+
+
+_Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Limits(_Model):
+    """Connection, request-head, body and upstream-pool bounds of one gateway process."""
+
+    # connections
+    max_connections: int = Field(10_000, ge=1)
+    max_connections_per_client: int = Field(256, ge=1)
+    max_websockets: int = Field(5_000, ge=0)
+    # requests
+    max_requests_per_client: int = Field(128, ge=1)
+    head_timeout: _Duration = 10.0
+    keepalive_timeout: _Duration = 75.0
+    body_idle_timeout: _Duration = 15.0
+    max_head_size: int = Field(32 * 1024, ge=1024, le=1024 * 1024)
+    max_header_count: int = Field(100, ge=8, le=1000)
+    max_header_line: int = Field(8190, ge=256, le=65536)
+    # the upstream pool
+    upstream_connections: int = Field(256, ge=1)
+    upstream_queue_timeout: _Duration = 5.0
+
+    @model_validator(mode="after")
+    def _positive(self) -> "Limits":
+        for name in ("head_timeout", "keepalive_timeout", "body_idle_timeout", "upstream_queue_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be positive")
+        if self.max_connections_per_client > self.max_connections:
+            raise ValueError("max_connections_per_client: cannot exceed max_connections")
+        if self.max_header_line > self.max_head_size:
+            raise ValueError("max_header_line: cannot exceed max_head_size")
+        return self
+
+
+class WebsocketSession(_Model):
+    """Per-route bounds on one websocket; None leaves that bound off (the token still ends it)."""
+
+    max_lifetime: _Duration | None = None
+    idle_timeout: _Duration | None = None
+
+    @model_validator(mode="after")
+    def _positive(self) -> "WebsocketSession":
+        for name in ("max_lifetime", "idle_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name}: must be positive")
+        return self
+
+
+class RateLimit(_Model):
+    """A route's request rate: ``requests`` per ``per``, bursts up to ``burst``, counted per ``key``.
+
+    ``key``: ``sub`` (the token's subject; the client address without one), ``ip``,
+    ``header:NAME`` or ``claim:NAME`` (the client address when absent).
+    """
+
+    requests: int = Field(ge=1)
+    per: _Duration
+    key: str = "sub"
+    burst: int | None = Field(None, ge=1)  # default: requests
+
+    @model_validator(mode="after")
+    def _valid(self) -> "RateLimit":
+        if self.per <= 0:
+            raise ValueError("per: must be positive")
+        kind, _, name = self.key.partition(":")
+        if not ((kind in ("sub", "ip") and not name) or (kind in ("header", "claim") and name)):
+            raise ValueError("key: sub, ip, header:NAME or claim:NAME")
+        return self
+
+    @property
+    def capacity(self) -> int:
+        return self.burst if self.burst is not None else self.requests

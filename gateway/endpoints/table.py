@@ -1,0 +1,134 @@
+"""The gateway's own HTTP endpoints: health, readiness, the browser client; shared helpers.
+
+The token endpoints (login, refresh, verify, logout, me) are the ``gateway``
+dialect of gateway/compat.py, so every dialect and cookie mode share one
+implementation of them. Request bodies are JSON or forms, small (the app caps
+them at 64 KiB), and anything malformed is a 4xx with a JSON reason.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Awaitable, Callable, Mapping
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from gateway.server.limits import CONNECTION_GUARD
+from gateway.auth.sessions import AuthService
+from gateway.config import Endpoints
+from gateway.errors import GatewayError
+from gateway.lifecycle import LIFECYCLE
+
+__all__ = ["NO_STORE", "Endpoint", "default_endpoints", "json_response", "read_fields"]
+
+FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+READY_TIMEOUT = 2.0
+
+Handler = Callable[[web.Request, AuthService], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    methods: frozenset[str]
+    handler: Handler
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=json.dumps(data).encode(), content_type="application/json", headers=headers)
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
+async def read_fields(request: web.Request) -> dict[str, Any]:
+    """The body as a dict: JSON object or form; empty if there is no body.
+
+    The whole (small) body must arrive within ``limits.body_idle_timeout``, else 408.
+    """
+    if not request.body_exists:
+        return {}
+    guard = request.app.get(CONNECTION_GUARD)
+    limit = guard.limits.body_idle_timeout if guard is not None else READY_TIMEOUT
+    try:
+        async with asyncio.timeout(limit):
+            return await _read_fields(request)
+    except TimeoutError:
+        raise GatewayError(408, "body_timeout", "The request body stopped arriving") from None
+
+
+async def _read_fields(request: web.Request) -> dict[str, Any]:
+    ctype = request.content_type
+    if ctype == "application/json" or ctype.endswith("+json"):
+        raw = await request.read()
+        try:
+            data = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[... nested too deep
+            raise GatewayError.bad_request("The body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise GatewayError.bad_request("The body must be a JSON object")
+        return data
+    if ctype in FORM_TYPES:
+        try:
+            form = await request.post()
+        except (ValueError, LookupError, AssertionError, TypeError, HttpProcessingError):  # bad charset, broken multipart
+            raise GatewayError.bad_request("The body is not a valid form") from None
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+    raise GatewayError(415, "bad_request", "Send the body as application/json or a form")
+
+
+async def healthz(request: web.Request, auth: AuthService) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request, auth: AuthService) -> web.Response:
+    lifecycle = request.app.get(LIFECYCLE)
+    if lifecycle is not None and lifecycle.draining:
+        return json_response({"status": "draining", "code": "draining"}, status=503)
+    saturated = lifecycle.saturation() if lifecycle is not None else None
+    if saturated is not None:
+        return json_response({"status": "saturated", "code": saturated}, status=503)
+    sources = await auth.users.health()  # reported, never fatal: proxied traffic needs no source
+    extra = {"sources": sources} if len(sources) > 1 or "file" not in sources else {}
+    try:
+        await asyncio.wait_for(auth.store.ping(), READY_TIMEOUT)
+    except (GatewayError, asyncio.TimeoutError):
+        if lifecycle is not None and not lifecycle.store_required:  # fail_open: still able to serve
+            return json_response({"status": "degraded", "code": "store_unavailable", **extra})
+        return json_response({"status": "unavailable", "code": "store_unavailable", **extra}, status=503)
+    if "down" in sources.values():
+        return json_response({"status": "degraded", "code": "identity_unavailable", **extra})
+    return json_response({"status": "ready", **extra})
+
+
+_CLIENT_JS = resources.files("gateway").joinpath("static/client.js").read_bytes()
+_CLIENT_JS_ETAG = '"' + hashlib.sha256(_CLIENT_JS).hexdigest()[:32] + '"'
+
+
+async def client_js(request: web.Request, auth: AuthService) -> web.Response:
+    """The browser client (an ES module); revalidated on every load so fixes reach browsers at once."""
+    headers = {"ETag": _CLIENT_JS_ETAG, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    if request.headers.get("If-None-Match") == _CLIENT_JS_ETAG:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=_CLIENT_JS, headers={**headers, "Content-Type": "text/javascript; charset=utf-8"})
+
+
+def default_endpoints(paths: Endpoints) -> dict[str, Endpoint]:
+    """The endpoint table keyed by path (no trailing slash), from ``config.endpoints``.
+
+    The token endpoints come from ``compat.compat_endpoints`` (the gateway dialect).
+    """
+    get = frozenset({"GET", "HEAD"})
+    return {
+        paths.healthz: Endpoint(get, healthz),
+        paths.readyz: Endpoint(get, readyz),
+        paths.client_js: Endpoint(get, client_js),
+    }

@@ -1,0 +1,209 @@
+"""Compatibility profiles: the gateway's token endpoints in the dialect a frontend already speaks.
+
+A frontend written for SimpleJWT, djoser, a flask-jwt-extended backend or a
+home-made ``/api/refresh-token`` keeps its code; only its base URL changes.
+Each dialect (``config.CompatProfile``, presets filled in) decides paths,
+field names, where the refresh token comes from, how errors are worded and
+whether refresh tokens rotate. Every security decision stays in
+``AuthService``: a dialect only translates requests and answers.
+
+The gateway's own endpoints (``config.endpoints``) are the ``gateway`` dialect,
+so cookie mode works the same on every dialect that enables it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from aiohttp import web
+
+from gateway.auth.sessions import AuthService, Issued
+from gateway.auth.credentials import SUBJECT, authenticate, bearer_token
+from gateway.config import CompatProfile, GatewayConfig
+from gateway.auth.cookies import CookieMode
+from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
+from gateway.dialects.errors import ErrorStyle, error_style
+from gateway.errors import GatewayError
+
+__all__ = ["Dialect", "compat_endpoints", "dialects"]
+
+POST = frozenset({"POST"})
+GET = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    profile: CompatProfile
+    rotate: bool
+    errors: ErrorStyle
+    cookies: CookieMode | None  # set when this dialect runs in cookie mode
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        handlers = {"login": self.login, "refresh": self.refresh, "verify": self.verify, "logout": self.logout, "me": self.me}
+        return {
+            path: Endpoint(GET if role == "me" else POST, handlers[role])
+            for role, path in self.profile.named_paths().items()
+        }
+
+    @property
+    def _refresh_path(self) -> str:
+        return self.profile.paths.refresh or "/"
+
+    # -- answers --------------------------------------------------------------------
+
+    def _issued(self, auth: AuthService, issued: Issued) -> web.Response:
+        """The dialect's token answer; in cookie mode the tokens go into cookies instead of the body."""
+        names = self.profile.response
+        body: dict[str, Any] = {names.access: issued.access}
+        if issued.refresh is not None:
+            body[names.refresh] = issued.refresh
+        if names.extras:
+            body.update(token_type="Bearer", expires_in=issued.expires_in)
+        if self.cookies is None:
+            return json_response(body, headers=NO_STORE)
+        family = auth.tokens.verify(issued.access, "access", check_expiry=False)["fid"]  # ours, just minted
+        csrf = self.cookies.csrf_token(family)
+        if self.cookies.settings.access_cookie:
+            body.pop(names.access)
+        body.pop(names.refresh, None)
+        body["csrf_token"] = csrf
+        response = json_response(body, headers=NO_STORE)
+        self.cookies.set_session(response, issued.access, issued.refresh, csrf, self._refresh_path)
+        return response
+
+    # -- endpoints ------------------------------------------------------------------
+
+    async def login(self, request: web.Request, auth: AuthService) -> web.Response:
+        try:
+            if self.cookies is not None and not _is_json(request):
+                # A form can be posted by any site (login CSRF); JSON from another site needs a preflight.
+                raise GatewayError(415, "bad_request", "In cookie mode, send the login as application/json")
+            fields = await read_fields(request)
+            names = self.profile.request
+            missing = [n for n in (names.username, names.password) if n not in fields]
+            if missing:
+                return self.errors.missing_fields(missing)
+            client_ip = auth.throttle.client_of(request) if auth.throttle else None
+            issued = await auth.login(
+                fields[names.username], fields[names.password], login_claim=self.profile.login_claim, client_ip=client_ip
+            )
+            request[SUBJECT] = issued.subject  # for the access log
+            return self._issued(auth, issued)
+        except GatewayError as exc:
+            return self.errors.endpoint_error(exc)
+
+    async def refresh(self, request: web.Request, auth: AuthService) -> web.Response:
+        from_cookie: CookieMode | None = None  # the cookie jar the token came from, if any
+        try:
+            token = await self._presented_refresh(request)
+            if token is None and self.cookies is not None and (token := self.cookies.refresh_token(request)):
+                from_cookie = self.cookies
+                from_cookie.check_csrf(request, auth.tokens.verify(token, "refresh")["fid"])
+            if token is None:
+                return self._no_refresh_token()
+            issued = await auth.refresh(token, rotate=self.rotate)
+            request[SUBJECT] = issued.subject
+            return self._issued(auth, issued)
+        except GatewayError as exc:
+            response = self.errors.endpoint_error(exc)
+            if from_cookie is not None and exc.status == 401:  # the cookie is dead: let the browser forget it
+                from_cookie.clear(response, self._refresh_path)
+            return response
+
+    async def _presented_refresh(self, request: web.Request) -> Any:
+        if self.profile.refresh_from == "bearer":
+            return bearer_token(request)
+        return (await read_fields(request)).get(self.profile.request.refresh)
+
+    def _no_refresh_token(self) -> web.Response:
+        if self.profile.refresh_from == "bearer":
+            return self.errors.endpoint_error(GatewayError.unauthorized(
+                "authentication_required", "Send the refresh token as the bearer token", token_presented=False))
+        return self.errors.missing_fields([self.profile.request.refresh])
+
+    async def verify(self, request: web.Request, auth: AuthService) -> web.Response:
+        try:
+            fields = await read_fields(request)
+            name = self.profile.request.token
+            if name not in fields:
+                return self.errors.missing_fields([name])
+            await auth.verify(fields[name])
+            return json_response({})
+        except GatewayError as exc:
+            return self.errors.endpoint_error(exc)
+
+    async def logout(self, request: web.Request, auth: AuthService) -> web.Response:
+        try:
+            refresh, access = await self._logout_tokens(request, auth)
+            await auth.logout(refresh, access)
+            response = json_response({}, headers=NO_STORE)
+        except GatewayError as exc:
+            response = self.errors.endpoint_error(exc)
+            if exc.code == "csrf_failed":
+                return response
+        if self.cookies is not None:
+            self.cookies.clear(response, self._refresh_path)
+        return response
+
+    async def _logout_tokens(self, request: web.Request, auth: AuthService) -> tuple[Any, str | None]:
+        """The refresh and access token to end the session with; cookies count only with a CSRF header."""
+        if self.profile.refresh_from == "bearer":  # flask style: the bearer is either token
+            refresh, access = None, bearer_token(request)
+            if access is not None and auth.tokens.verify(access, None, check_expiry=False)["token_type"] == "refresh":
+                refresh, access = access, None
+        else:
+            refresh, access = (await read_fields(request)).get(self.profile.request.refresh), bearer_token(request)
+        if self.cookies is None:
+            return refresh, access
+        cookie_refresh = self.cookies.refresh_token(request) if refresh is None else None
+        cookie_access = self.cookies.access_token(request) if access is None else None
+        from_cookie = cookie_refresh or cookie_access
+        if from_cookie:
+            self.cookies.check_csrf(request, auth.tokens.verify(from_cookie, None, check_expiry=False)["fid"])
+        return refresh or cookie_refresh, access or cookie_access
+
+    async def me(self, request: web.Request, auth: AuthService) -> web.Response:
+        try:
+            claims = await authenticate(request, auth.tokens, auth.store, required=True, cookies=self.cookies)
+        except GatewayError as exc:
+            return self.errors.access_error(exc)
+        request[SUBJECT] = str(claims.get("sub"))
+        return json_response(_project(claims, self.profile.me_fields), headers=NO_STORE)
+
+
+def _is_json(request: web.Request) -> bool:
+    return request.content_type == "application/json" or request.content_type.endswith("+json")
+
+
+def _project(claims: Mapping[str, Any], fields: Mapping[str, str] | None) -> Mapping[str, Any]:
+    """The claims as they are, or reshaped: ``{"id": "user_id|sub"}`` takes the first claim present."""
+    if fields is None:
+        return claims
+    out = {}
+    for name, alternatives in fields.items():
+        for claim in alternatives.split("|"):
+            if claim in claims:
+                out[name] = claims[claim]
+                break
+    return out
+
+
+def dialects(config: GatewayConfig, cookies: CookieMode | None) -> list[Dialect]:
+    """The gateway's own dialect (from ``config.endpoints``) first, then every compat profile."""
+    e = config.endpoints
+    own = CompatProfile.model_validate(
+        {"profile": "gateway", "paths": {"login": e.token, "refresh": e.refresh, "verify": e.verify, "logout": e.logout, "me": e.me}}
+    )
+    out = [Dialect(own, config.tokens.rotate_refresh, error_style("gateway"), cookies if config.cookies.enabled else None)]
+    for profile in config.compat.profiles:
+        rotate = config.tokens.rotate_refresh if profile.rotate_refresh is None else profile.rotate_refresh
+        out.append(Dialect(profile, rotate, error_style(profile.errors), cookies if profile.cookies else None))
+    return out
+
+
+def compat_endpoints(config: GatewayConfig, cookies: CookieMode | None) -> dict[str, Endpoint]:
+    """Endpoint-table entries of every dialect (paths are unique: config validation checks it)."""
+    table: dict[str, Endpoint] = {}
+    for dialect in dialects(config, cookies):
+        table.update(dialect.endpoints())
+    return table

@@ -1,0 +1,45 @@
+"""The admin listener: /metrics, /healthz and /readyz on a port the public never reaches.
+
+Paths follow the configuration in force (``metrics.path``, ``endpoints.healthz``,
+``endpoints.readyz``), so a reload changes them here too. Admin requests are not
+counted in the request metrics: scrapes and probes would drown real traffic.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.app import Gateway
+from gateway.endpoints.table import healthz, readyz
+from gateway.errors import GatewayError, error_response
+from gateway.lifecycle import LIFECYCLE
+from gateway.observe.metrics import METRICS, metrics_handler
+
+__all__ = ["create_admin_app"]
+
+
+def create_admin_app(gateway: Gateway) -> web.Application:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        runtime = gateway.runtime
+        config = runtime.config
+        path = request.path.rstrip("/") or "/"
+        if path not in {config.metrics.path, config.endpoints.healthz, config.endpoints.readyz}:
+            return error_response(GatewayError(404, "not_found", "Not an admin endpoint"))
+        if request.method not in {"GET", "HEAD"}:
+            return error_response(GatewayError(405, "method_not_allowed", "Use GET here", headers={"Allow": "GET, HEAD"}))
+        if path == config.metrics.path:
+            if not config.metrics.enabled:
+                return error_response(GatewayError(404, "not_found", "Metrics are disabled"))
+            return await metrics_handler(request)
+        if path == config.endpoints.healthz:
+            return await healthz(request, runtime.auth)
+        return await readyz(request, runtime.auth)
+
+    async def server_header(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = gateway.runtime.config.server_header
+
+    app = web.Application()
+    app.on_response_prepare.append(server_header)
+    app[METRICS] = gateway.metrics
+    app[LIFECYCLE] = gateway.lifecycle
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app

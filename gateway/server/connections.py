@@ -1,0 +1,281 @@
+"""Client connections: counted, capped, and closed when they dawdle over a request head.
+
+aiohttp reads request heads without a time limit and keeps idle connections
+for an hour, so one client with slow or idle sockets can use up the process's
+file descriptors. Here every connection of the public listener
+
+* counts towards ``limits.max_connections`` and, per client address (IPv6:
+  per /64), ``limits.max_connections_per_client``; a connection over either cap is
+  answered 503 ``too_many_connections`` (429 per client) and closed;
+* must deliver each request head within ``limits.head_timeout`` of its first
+  byte (a new connection: of opening), else it is answered 408 and closed;
+* may sit idle between requests for ``limits.keepalive_timeout``;
+* may send a head of at most ``limits.max_head_size`` bytes,
+  ``limits.max_header_count`` header lines and ``limits.max_header_line``
+  bytes a line, else 431 (414 for the request line).
+
+Every refusal is the gateway's JSON shape, never aiohttp's text page.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from typing import Any, Callable
+
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, LineTooLong
+
+from gateway.config.limits import Limits
+from gateway.auth.throttle import _ip_bucket
+
+__all__ = ["ConnectionGuard", "GuardedRunner", "REFUSAL"]
+
+log = logging.getLogger("gateway")
+
+# Descriptors each client connection may cost: itself and one upstream connection.
+FDS_PER_CONNECTION = 2
+FD_RESERVE = 64  # listeners, Redis, logs, JWKS fetches
+LINGER = 2.0  # seconds a refused connection is read (and dropped) before it closes
+
+
+class ConnectionGuard:
+    """Open connections of one process, in total and per client address."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.open = 0
+        self.per_client: Counter[str] = Counter()
+        self.websockets = 0
+        self.fd_capacity: int | None = None  # set from RLIMIT_NOFILE by the server
+        self.observer: Callable[[int, int], None] | None = None  # (open connections, open websockets), for metrics
+
+    def _report(self) -> None:
+        if self.observer is not None:
+            self.observer(self.open, self.websockets)
+
+    @property
+    def capacity(self) -> int:
+        """``max_connections``, lowered when the descriptor limit could not hold that many."""
+        if self.fd_capacity is None:
+            return self.limits.max_connections
+        return max(1, min(self.limits.max_connections, self.fd_capacity))
+
+    def set_fd_limit(self, nofile: int) -> None:
+        self.fd_capacity = max(1, (nofile - FD_RESERVE) // FDS_PER_CONNECTION)
+        if self.fd_capacity < self.limits.max_connections:
+            log.warning(
+                "open files limit %d holds only %d client connections: limits.max_connections %d lowered to that",
+                nofile, self.fd_capacity, self.limits.max_connections,
+            )
+
+    def admit(self, client: str) -> str | None:
+        """Count a new connection in; the refusal code when it is over a cap (then it is not counted)."""
+        if self.open >= self.capacity:
+            return "too_many_connections"
+        if self.per_client[client] >= self.limits.max_connections_per_client:
+            return "too_many_client_connections"
+        self.open += 1
+        self.per_client[client] += 1
+        self._report()
+        return None
+
+    def release(self, client: str) -> None:
+        self.open -= 1
+        self.per_client[client] -= 1
+        if self.per_client[client] <= 0:
+            del self.per_client[client]
+        self._report()
+
+    @property
+    def saturated(self) -> bool:
+        return self.open >= self.capacity
+
+    def admit_websocket(self) -> bool:
+        if self.websockets >= self.limits.max_websockets:
+            return False
+        self.websockets += 1
+        self._report()
+        return True
+
+    def release_websocket(self) -> None:
+        self.websockets -= 1
+        self._report()
+
+
+# Why a connection was not admitted, read by the admission middleware from ``request.protocol``.
+REFUSAL = "gateway_refusal"
+
+
+def raw_error(status: int, reason: str, code: str, detail: str) -> bytes:
+    """A complete HTTP/1.1 error answer for a connection that gets no request handler."""
+    body = json.dumps({"detail": detail, "code": code}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class GuardedHandler(web.RequestHandler):
+    """aiohttp's connection handler with the guard's counting and the head limits."""
+
+    def __init__(self, manager: web.Server, guard: ConnectionGuard, server_header: str, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self.guard = guard
+        self.server_header = server_header  # aiohttp's default names Python's and its own version
+        self.client = ""
+        self.refusal: str | None = None
+        self._counted = False
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0  # bytes of the request head being read (0: between requests)
+        self._body: Any = None  # the payload of the last request parsed
+        self._discarding = False  # answered and closing: what still arrives is dropped
+
+    # -- counting ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        # IPv6 per /64 (one subscriber's block), as the login throttle counts
+        self.client = _ip_bucket(str(peer[0])) if isinstance(peer, (tuple, list)) and peer else "unix"
+        self.refusal = self.guard.admit(self.client)
+        self._counted = self.refusal is None
+        super().connection_made(transport)
+        self._start_head_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._stop_head_timer()
+        if self._counted:
+            self._counted = False
+            self.guard.release(self.client)
+        super().connection_lost(exc)
+
+    # -- the request head ----------------------------------------------------------------
+
+    def _reading_body_or_upgraded(self) -> bool:
+        if self._upgraded or self._payload_parser is not None:
+            return True
+        return self._body is not None and not self._body.is_eof()
+
+    def data_received(self, data: bytes) -> None:
+        if self._force_close or self._close or self._discarding:
+            return
+        if self._reading_body_or_upgraded():
+            super().data_received(data)
+            return
+        count = len(self._messages)
+        super().data_received(data)
+        if len(self._messages) > count:  # a head completed
+            self._body = self._messages[-1][1]
+            self._head_bytes = 0
+            self._stop_head_timer()
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > self.guard.limits.max_head_size:
+            self._answer_and_close(431, "Request Header Fields Too Large", "headers_too_large",
+                                   "The request head is too large")
+            return
+        if self._head_timer is None:
+            self._start_head_timer()
+
+    def _start_head_timer(self) -> None:
+        if self.transport is None:
+            return
+        self._head_timer = self._loop.call_later(self.guard.limits.head_timeout, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._reading_body_or_upgraded() or self._messages:
+            return
+        if self._request_in_progress:  # bytes of a pipelined request: their clock starts after this one
+            self._start_head_timer()
+            return
+        if self._head_bytes:
+            self._answer_and_close(408, "Request Timeout", "request_timeout", "The request head did not arrive in time")
+        else:
+            self.force_close()  # a connection that never sent anything gets no answer
+
+    def _answer_and_close(self, status: int, reason: str, code: str, detail: str) -> None:
+        """Answer, then read and drop what the client still sends for a moment before closing.
+
+        Closing with unread bytes in the socket would reset the connection, and the
+        client would likely lose the answer along with it.
+        """
+        transport = self.transport
+        if transport is None or self._request_in_progress:
+            self.force_close()
+            return
+        transport.write(raw_error(status, reason, code, detail))
+        self._discarding = True
+        self._stop_head_timer()
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._loop.call_later(LINGER, self.force_close)
+
+    # -- aiohttp's own refusals, in the gateway's shape ------------------------------------
+
+    def handle_error(
+        self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("Response is sent already, cannot send another response with the error message")
+        code, detail = "bad_request", "The request is not valid HTTP"
+        if isinstance(exc, LineTooLong):
+            line = bytes(exc.args[0]) if isinstance(exc.args[0], (bytes, bytearray)) else str(exc.args[0]).encode()
+            if line.startswith((b"/", b"http:", b"https:", b"*")):  # the request target
+                status, code, detail = 414, "uri_too_long", "The request target is too long"
+            else:
+                status, code, detail = 431, "headers_too_large", "A request header line is too long"
+        elif isinstance(exc, BadHttpMessage) and "Too many headers" in str(exc):
+            status, code, detail = 431, "headers_too_large", "The request has too many header lines"
+        elif status >= 500:
+            code, detail = "internal_error", "Internal error; see the gateway log"
+        # aiohttp's own log line; logs.MalformedRequestFilter keeps the peer and drops the raw bytes.
+        if isinstance(exc, BadHttpMethod) and self._request_count == 1:
+            self.logger.debug("Error handling request from %s", request.remote, exc_info=exc)
+        else:
+            self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
+        response = web.Response(
+            status=status, body=json.dumps({"detail": detail, "code": code}).encode(), content_type="application/json",
+            headers={"Server": self.server_header},
+        )
+        response.force_close()
+        return response
+
+
+class _GuardedServer(web.Server):
+    def __init__(self, *args: Any, guard: ConnectionGuard, server_header: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard = guard
+        self.server_header = server_header
+
+    def __call__(self) -> GuardedHandler:
+        return GuardedHandler(self, self.guard, self.server_header, loop=self._loop, **self._kwargs)
+
+
+class GuardedRunner(web.AppRunner):
+    """An AppRunner whose connections go through a ``ConnectionGuard``."""
+
+    def __init__(self, app: web.Application, guard: ConnectionGuard, *, server_header: str = "gateway", **kwargs: Any) -> None:
+        limits = guard.limits
+        kwargs.setdefault("keepalive_timeout", limits.keepalive_timeout)
+        kwargs.setdefault("max_line_size", limits.max_header_line)
+        kwargs.setdefault("max_field_size", limits.max_header_line)
+        kwargs.setdefault("max_headers", limits.max_header_count)
+        super().__init__(app, **kwargs)
+        self.guard = guard
+        self.server_header = server_header
+
+    async def _make_server(self) -> web.Server:
+        plain = await super()._make_server()
+        return _GuardedServer(
+            plain.request_handler, request_factory=plain.request_factory, loop=plain._loop,
+            handler_cancellation=plain.handler_cancellation, guard=self.guard, server_header=self.server_header,
+            **plain._kwargs,
+        )

@@ -1,0 +1,154 @@
+"""The header rewrite: what the upstream receives in place of the client's headers.
+
+Upstreams trust what the gateway injects, so every client header that an
+upstream might read as identity, address, URL or method is removed first,
+compared the way the laxest upstream compares names (case and ``_``/``-``
+folded, as CGI-style servers do):
+
+- hop-by-hop headers and those named in ``Connection`` (RFC 9110 §7.6.1);
+- identity headers: every header a route injects, the signed-identity header,
+  and names starting with ``identity_header_prefixes``;
+- every name containing ``_`` (unless ``client_headers.allow_underscores``);
+- ``boundary.AUTHORITATIVE_HEADERS`` plus ``client_headers.strip``, less
+  ``client_headers.keep``;
+- ``X-Forwarded-*`` unless ``trust_forwarded_headers``, and ``Authorization``
+  unless the route forwards it.
+
+Then the gateway's own: ``X-Forwarded-For``/``-Proto``/``-Host`` and
+``Forwarded`` (RFC 7239) from the peer and the validated origin, the request
+id, the validated ``Host`` for ``preserve_host`` routes, and the claims.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Any, Iterable, Mapping
+from urllib.parse import quote
+
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway.config.boundary import ClientHeaders, fold_header
+from gateway.config import Route
+from gateway.target import Host
+
+__all__ = ["HOP_BY_HOP", "HeaderRewrite", "connection_tokens", "encode_claim"]
+
+# RFC 9110 §7.6.1: connection-specific headers are not forwarded.
+HOP_BY_HOP = frozenset(
+    "connection keep-alive proxy-connection proxy-authenticate proxy-authorization te trailer "
+    "transfer-encoding upgrade".split()
+)
+# Set by the gateway itself on every request.
+_OWN = frozenset({"host", "x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})
+# Printable ASCII except "%" and ",": what a claim may keep verbatim in a header.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%,")
+
+
+def encode_claim(value: Any) -> str:
+    """A claim as a header value that can never split a header.
+
+    Values are percent-encoded UTF-8 (RFC 3986): printable ASCII other than
+    ``%`` and ``,`` stays as it is, everything else (CR, LF, non-ASCII) becomes
+    ``%XX``; lone surrogates (possible in JSON) become U+FFFD. Lists are
+    joined with commas, each item encoded on its own.
+    """
+    if isinstance(value, (list, tuple)):
+        return ",".join(encode_claim(v) for v in value)
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    elif not isinstance(value, str):
+        value = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    try:
+        data = value.encode("utf-8")
+    except UnicodeEncodeError:
+        data = _SURROGATE.sub("\ufffd", value).encode("utf-8")
+    return quote(data, safe=_SAFE)
+
+
+def connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
+    """Header names listed in Connection: hop-by-hop too (RFC 9110 §7.6.1)."""
+    listed = ",".join(headers.getall("Connection", []))
+    return {t.strip().lower() for t in listed.split(",") if t.strip()}
+
+
+def _forwarded_node(peer: str | None) -> str:
+    """An RFC 7239 node: IPv6 in quotes and brackets, ``unknown`` without a peer address."""
+    if not peer:
+        return "unknown"
+    try:
+        if isinstance(ipaddress.ip_address(peer), ipaddress.IPv6Address):
+            return f'"[{peer}]"'
+    except ValueError:
+        return "unknown"
+    return peer
+
+
+class HeaderRewrite:
+    """Which client headers are dropped, and the headers the gateway adds; one per configuration."""
+
+    def __init__(
+        self,
+        routes: Iterable[Route],
+        prefixes: Iterable[str],
+        settings: ClientHeaders,
+        *,
+        trust_forwarded: bool,
+        extra: Iterable[str] = (),
+    ) -> None:
+        self.identity = frozenset({fold_header(h) for r in routes for h in r.headers} | {fold_header(h) for h in extra})
+        self.prefixes = tuple(fold_header(p) for p in prefixes)
+        self.stripped = settings.stripped() | _OWN
+        self.allow_underscores = settings.allow_underscores
+        self.trust_forwarded = trust_forwarded
+
+    def dropped(self, name: str) -> bool:
+        """Whether a client header of this name never reaches an upstream (route-independent part)."""
+        if "_" in name and not self.allow_underscores:
+            return True
+        folded = fold_header(name)
+        if folded in self.stripped or folded in self.identity or folded.startswith(self.prefixes):
+            return True
+        return folded.startswith("x-forwarded-") and not self.trust_forwarded
+
+    def headers(
+        self,
+        request: web.Request,
+        route: Route,
+        claims: Mapping[str, Any] | None,
+        req_id: str,
+        host: Host,
+        origin: tuple[str, Host],
+    ) -> CIMultiDict[str]:
+        """The upstream's headers: the client's, cleaned, plus the gateway's own and the claims.
+
+        ``host`` is the request's validated Host, ``origin`` the scheme and host
+        the client used (``target.client_origin``).
+        """
+        drop = HOP_BY_HOP | connection_tokens(request.headers)
+        out: CIMultiDict[str] = CIMultiDict()
+        for name, value in request.headers.items():
+            if name.lower() in drop or self.dropped(name):
+                continue
+            if name.lower() == "authorization" and not route.forward_authorization:
+                continue
+            out.add(name, value)
+        scheme, origin_host = origin
+        peer = request.remote or ""
+        prior = ",".join(request.headers.getall("X-Forwarded-For", [])) if self.trust_forwarded else ""
+        out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+        out["X-Forwarded-Proto"] = scheme
+        out["X-Forwarded-Host"] = str(origin_host)
+        node = f'for={_forwarded_node(peer)};host="{origin_host}";proto={scheme}'
+        prior_forwarded = ",".join(request.headers.getall("Forwarded", [])) if self.trust_forwarded else ""
+        out["Forwarded"] = f"{prior_forwarded}, {node}" if prior_forwarded else node
+        out["X-Request-Id"] = req_id
+        if route.preserve_host:
+            out["Host"] = str(host)
+        if claims is not None:
+            for header, claim in route.headers.items():
+                if claim in claims:
+                    out[header] = encode_claim(claims[claim])
+        return out

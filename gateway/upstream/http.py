@@ -1,0 +1,141 @@
+"""Forwarding to the upstream: the rewritten request, then bodies streamed both ways.
+
+Bodies are never read whole: the request body is handed to the upstream client
+as a stream and the response is copied chunk by chunk, so a 1 GB transfer
+passes in constant memory.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from typing import Mapping
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from gateway.upstream.bodies import BodyFailed, body_failure, upstream_body
+from gateway.config import Route
+from gateway.errors import GatewayError
+from gateway.config.limits import Limits
+from gateway.lifecycle import LIFECYCLE
+from gateway.upstream.headers import HOP_BY_HOP, connection_tokens
+from gateway.target import RequestPath
+from gateway.upstream.slots import UpstreamSlots
+
+__all__ = ["RESPONSE_BYTES", "UPSTREAM_ERROR", "UPSTREAM_SECONDS", "Upstream", "request_id"]
+
+# What the access log and the metrics learn about the upstream leg of a request.
+UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)  # until the upstream's headers arrived
+UPSTREAM_ERROR = web.RequestKey("upstream_error", str)  # unavailable, timeout or aborted
+RESPONSE_BYTES = web.RequestKey("response_bytes", int)  # body bytes relayed to the client
+
+CHUNK = 64 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id(headers: Mapping[str, str]) -> str:
+    """The client's X-Request-Id if it is sane, else a new one."""
+    given = headers.get("X-Request-Id", "")
+    return given if _REQUEST_ID.match(given) else os.urandom(16).hex()
+
+
+def _response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    drop = HOP_BY_HOP | connection_tokens(upstream)
+    return CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in drop)
+
+
+class Upstream:
+    """One pooled client session per process, shared by every route."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self.limits = limits if limits is not None else Limits()
+        # per upstream origin; websockets are bounded by limits.max_websockets instead
+        self.slots = UpstreamSlots(self.limits.upstream_connections, self.limits.upstream_queue_timeout)
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60, enable_cleanup_closed=True)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        )
+
+    async def close(self) -> None:
+        if self._session:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "Upstream.start() was not called"
+        return self._session
+
+    async def forward(self, request: web.Request, route: Route, path: RequestPath, headers: CIMultiDict[str]) -> web.StreamResponse:
+        url = route.upstream + path.forward_path(_strip_count(route) if route.strip_prefix else 0)
+        if path.query:
+            url += "?" + path.query
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=route.timeout, sock_read=route.timeout)
+        try:  # a small idempotent body is read before a pooled connection is taken
+            body = await upstream_body(request, self.limits.body_idle_timeout)
+        except BodyFailed as exc:
+            raise _failure(request, exc) from None
+        async with self.slots.hold(route.upstream):
+            started = time.perf_counter()
+            try:
+                upstream = await self.session.request(
+                    request.method, URL(url, encoded=True), headers=headers, data=body,
+                    allow_redirects=False, timeout=timeout,
+                )
+            except (asyncio.TimeoutError, aiohttp.ClientError, OSError, BodyFailed) as exc:
+                raise _failure(request, exc) from None
+            finally:
+                request[UPSTREAM_SECONDS] = time.perf_counter() - started
+            async with upstream:
+                return await _relay(request, upstream)
+
+
+def _failure(request: web.Request, exc: BaseException) -> GatewayError:
+    """A failed upstream request: the client's body at fault (408, 499), else the upstream's (504, 502)."""
+    failed_body = body_failure(request)
+    if failed_body is not None:
+        return failed_body
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        request[UPSTREAM_ERROR] = "timeout"
+        return GatewayError(504, "upstream_timeout", "The upstream service did not answer in time")
+    request[UPSTREAM_ERROR] = "unavailable"
+    return GatewayError(502, "upstream_unavailable", "The upstream service is unavailable")
+
+
+def _strip_count(route: Route) -> int:
+    return len([s for s in route.prefix.split("/") if s])
+
+
+async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    """Copy status, headers and body; once headers are sent, a failure can only abort."""
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=_response_headers(upstream.headers))
+    lifecycle = request.app.get(LIFECYCLE)
+    if lifecycle is not None and lifecycle.draining:
+        response.force_close()  # shutting down: the client's next request goes to a live instance
+    await response.prepare(request)
+    request[RESPONSE_BYTES] = 0
+    reading = True  # False while writing: a failure then is the client's, not the upstream's
+    try:
+        async for chunk in upstream.content.iter_any():
+            reading = False
+            await response.write(chunk)
+            request[RESPONSE_BYTES] += len(chunk)
+            reading = True
+    except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
+        # Headers are gone already: the only honest signal left is a cut connection.
+        if reading:
+            request[UPSTREAM_ERROR] = "aborted"
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response

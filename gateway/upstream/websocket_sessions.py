@@ -1,0 +1,235 @@
+"""Open websockets end with their token: at its expiry, on its revocation, and at the route's bounds.
+
+Close codes (sent to the client and, with the same reason, to the upstream):
+
+====  ==================  ====================================================
+4001  ``token expired``   the handshake's token passed ``exp`` + ``tokens.leeway``
+4002  ``max lifetime``    the route's ``websocket_session.max_lifetime`` passed
+4003  ``idle timeout``    no message either way for ``websocket_session.idle_timeout``
+4004  ``token revoked``   logout, or the token's family was revoked, on any instance
+====  ==================  ====================================================
+
+A browser client reconnects with a fresh token on 4001 (after refreshing) and
+must sign in again on 4004.
+
+Revocations reach open sockets two ways: this instance's own (the store is
+wrapped by ``watched_revocations``) at once, and other instances' through the
+Redis channel the store publishes every revocation on. While that subscription
+is down, events are lost, so each (re)subscription and every ``RECHECK``
+seconds every open socket's token is checked against the store directly.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import defaultdict
+from typing import Any
+
+from aiohttp import web
+
+from gateway.stores import Store
+from gateway.stores.base import Rotation, RotationOutcome
+from gateway.stores.redis import decode_event
+
+__all__ = [
+    "CLOSE_IDLE", "CLOSE_MAX_LIFETIME", "CLOSE_REVOKED", "CLOSE_TOKEN_EXPIRED", "SOCKET_SESSIONS",
+    "SocketSession", "SocketSessions", "watched_revocations",
+]
+
+log = logging.getLogger("gateway")
+
+CLOSE_TOKEN_EXPIRED = 4001
+CLOSE_MAX_LIFETIME = 4002
+CLOSE_IDLE = 4003
+CLOSE_REVOKED = 4004
+RECHECK = 30.0  # seconds between direct checks of every open socket's token (the safety net)
+BACKOFF = (0.1, 5.0)
+CLOSE_WAIT = 1.0  # seconds the subscription may take to stop at shutdown
+
+
+class SocketSession:
+    """One open websocket's bounds; ``ended`` is set with the close code and reason once one is reached."""
+
+    def __init__(self, family: str | None, jti: str | None, deadline: float | None, deadline_code: int,
+                 idle_timeout: float | None) -> None:
+        self.family = family
+        self.jti = jti
+        self.deadline = deadline  # loop time
+        self.deadline_code = deadline_code
+        self.idle_timeout = idle_timeout
+        self.last_activity = asyncio.get_running_loop().time()
+        self.ended = asyncio.Event()
+        self.code = 0
+        self.reason = ""
+
+    def touch(self) -> None:
+        self.last_activity = asyncio.get_running_loop().time()
+
+    def end(self, code: int, reason: str) -> None:
+        if not self.ended.is_set():
+            self.code, self.reason = code, reason
+            self.ended.set()
+
+    async def wait(self) -> None:
+        """Return once a bound is reached (``code`` and ``reason`` say which)."""
+        loop = asyncio.get_running_loop()
+        while not self.ended.is_set():
+            now = loop.time()
+            waits = []
+            if self.deadline is not None:
+                waits.append(self.deadline - now)
+            if self.idle_timeout is not None:
+                waits.append(self.last_activity + self.idle_timeout - now)
+            if self.deadline is not None and now >= self.deadline:
+                self.end(self.deadline_code, _REASONS[self.deadline_code])
+            elif self.idle_timeout is not None and now >= self.last_activity + self.idle_timeout:
+                self.end(CLOSE_IDLE, _REASONS[CLOSE_IDLE])
+            else:
+                try:
+                    await asyncio.wait_for(self.ended.wait(), min(waits) if waits else None)
+                except TimeoutError:
+                    pass
+
+
+_REASONS = {
+    CLOSE_TOKEN_EXPIRED: "token expired",
+    CLOSE_MAX_LIFETIME: "max lifetime",
+    CLOSE_IDLE: "idle timeout",
+    CLOSE_REVOKED: "token revoked",
+}
+
+
+class SocketSessions:
+    """The open websockets of one process, by token family."""
+
+    def __init__(self) -> None:
+        self._by_family: dict[str, set[SocketSession]] = defaultdict(set)
+
+    def open(self, claims: dict[str, Any] | None, leeway: float, route_lifetime: float | None,
+             idle_timeout: float | None) -> SocketSession:
+        loop = asyncio.get_running_loop()
+        now_wall, now = time.time(), loop.time()
+        deadline, code = None, CLOSE_MAX_LIFETIME
+        if route_lifetime is not None:
+            deadline = now + route_lifetime
+        exp = claims.get("exp") if claims else None
+        if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+            expires = now + (exp + leeway - now_wall)
+            if deadline is None or expires <= deadline:
+                deadline, code = expires, CLOSE_TOKEN_EXPIRED
+        family = claims.get("fid") if claims else None
+        jti = claims.get("jti") if claims else None
+        session = SocketSession(family if isinstance(family, str) else None, jti if isinstance(jti, str) else None,
+                                deadline, code, idle_timeout)
+        if session.family is not None:
+            self._by_family[session.family].add(session)
+        return session
+
+    def close(self, session: SocketSession) -> None:
+        if session.family is not None:
+            members = self._by_family.get(session.family)
+            if members is not None:
+                members.discard(session)
+                if not members:
+                    del self._by_family[session.family]
+
+    def revoked(self, family: str, jti: str | None) -> None:
+        for session in list(self._by_family.get(family, ())):
+            if jti is None or session.jti == jti:
+                session.end(CLOSE_REVOKED, _REASONS[CLOSE_REVOKED])
+
+    async def recheck(self, store: Store) -> None:
+        """Ask the store about every open socket's token (events may have been lost)."""
+        for family, members in list(self._by_family.items()):
+            for session in list(members):
+                if session.jti is not None and await store.is_revoked(family, session.jti):
+                    session.end(CLOSE_REVOKED, _REASONS[CLOSE_REVOKED])
+
+    def __len__(self) -> int:
+        return sum(len(m) for m in self._by_family.values())
+
+
+class _Watched:
+    """A store whose revocations end this process's sockets at once, and which follows other instances'."""
+
+    def __init__(self, inner: Store, sessions: SocketSessions) -> None:
+        self.inner = inner
+        self.sessions = sessions
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def deny(self, family: str, jti: str, ttl: float) -> None:
+        await self.inner.deny(family, jti, ttl)
+        self.sessions.revoked(family, jti)
+
+    async def revoke_family(self, family: str, ttl: float) -> None:
+        await self.inner.revoke_family(family, ttl)
+        self.sessions.revoked(family, None)
+
+    async def rotate(self, family: str, old_jti: str, new_jti: str, successor: str, ttl: float, grace: float) -> Rotation:
+        rotation = await self.inner.rotate(family, old_jti, new_jti, successor, ttl, grace)
+        if rotation.outcome in (RotationOutcome.REUSED, RotationOutcome.REVOKED):
+            self.sessions.revoked(family, None)
+        return rotation
+
+    async def start(self) -> None:
+        await self.inner.start()
+        self._task = asyncio.create_task(self._follow_forever(), name="websocket-revocations")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()  # redis-py may turn a cancelled connect into an error: the loop checks _closing too
+            await asyncio.wait([self._task], timeout=CLOSE_WAIT)
+            self._task = None
+        await self.inner.close()
+
+    async def _follow_forever(self) -> None:
+        channel, client = getattr(self.inner, "channel", None), getattr(self.inner, "client", None)
+        if channel is None or not hasattr(client, "pubsub"):  # one process (memory store): local events suffice
+            return
+        delay = BACKOFF[0]
+        while not self._closing:
+            try:
+                await self._follow(client, channel)
+            except Exception as exc:  # noqa: BLE001 - any failure: resubscribe, and recheck meanwhile
+                log.debug("websocket revocations: subscription lost (%s)", type(exc).__name__)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, BACKOFF[1])
+            try:
+                await self.sessions.recheck(self)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - the store is down too: the next round tries again
+                pass
+
+    async def _follow(self, client: Any, channel: str) -> None:
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(channel)
+            await self.sessions.recheck(self)  # type: ignore[arg-type]  # what was missed before
+            loop = asyncio.get_running_loop()
+            next_check = loop.time() + RECHECK
+            while not self._closing:  # not only cancellation: redis-py may swallow it while it waits
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    data = message["data"]
+                    try:
+                        self.sessions.revoked(*decode_event(data.decode() if isinstance(data, bytes) else str(data)))
+                    except ValueError:
+                        pass
+                if loop.time() >= next_check:
+                    next_check = loop.time() + RECHECK
+                    await self.sessions.recheck(self)  # type: ignore[arg-type]
+        finally:
+            await pubsub.aclose()
+
+
+def watched_revocations(store: Store, sessions: SocketSessions) -> Store:
+    return _Watched(store, sessions)  # type: ignore[return-value]
+
+
+SOCKET_SESSIONS = web.AppKey("socket_sessions", SocketSessions)

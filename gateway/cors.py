@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway.config import Cors
 from gateway.errors import GatewayError
-from gateway.target import client_origin
+from gateway.forwarded import client_origin
 
 __all__ = ["CorsPolicy", "is_preflight", "same_origin"]
 

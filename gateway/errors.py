@@ -9,12 +9,11 @@ import json
 from typing import Mapping
 
 from aiohttp import web
+from gateway.context import ERROR_CODE
 
-__all__ = ["ERROR_CODE", "GatewayError", "error_response"]
+__all__ = ["GatewayError", "error_response"]
 
 REALM = "gateway"
-# The gateway's code on every error answer, whatever dialect wrote its body: for metrics and the access log.
-ERROR_CODE = web.ResponseKey("error_code", str)
 
 
 class GatewayError(Exception):

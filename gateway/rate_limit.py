@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from aiohttp import web
 
-from gateway.server.limits import client_address
+from gateway.forwarded import client_ip
 from gateway.config import GatewayConfig, Route
 from gateway.errors import GatewayError
 from gateway.stores import Store, StoreUnavailable
@@ -39,7 +39,7 @@ def _who(request: web.Request, route: Route, claims: Mapping[str, Any] | None, t
     elif kind == "header":
         value = request.headers.get(name)
     if value is None or value == "":
-        return "ip:" + client_address(request, trust_forwarded)  # no such identity: the client address
+        return "ip:" + client_ip(request, trust_forwarded)  # no such identity: the client address
     return f"{kind}:{value}"
 
 

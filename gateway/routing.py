@@ -14,13 +14,12 @@ the path, not with the number of routes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Iterable
 
 from gateway.config import Route
-from gateway.errors import GatewayError
 from gateway.target import RequestPath, fold_segment
 
-__all__ = ["Router", "check_requirements", "host_fallthrough", "shadowed_routes"]
+__all__ = ["Router", "host_fallthrough", "shadowed_routes"]
 
 def _segments(prefix: str) -> tuple[str, ...]:
     return tuple(s for s in prefix.split("/") if s)
@@ -111,25 +110,3 @@ def host_fallthrough(routes: tuple[Route, ...]) -> list[str]:
                 )
                 break
     return warnings
-
-
-def _as_set(value: Any, *, split: bool = False) -> set[str]:
-    if isinstance(value, str):
-        return set(value.split()) if split else {value}
-    if isinstance(value, (list, tuple)):
-        return {str(v) for v in value}
-    return set()
-
-
-def check_requirements(route: Route, claims: Mapping[str, Any]) -> None:
-    """Raise 403 ``permission_denied`` unless the claims meet the route's ``require``."""
-    req = route.require
-    if req.roles_any and not _as_set(claims.get("roles")) & set(req.roles_any):
-        raise GatewayError(403, "permission_denied", "You do not have a role this route requires")
-    if req.scopes_all:
-        granted = _as_set(claims.get("scope"), split=True) | _as_set(claims.get("scopes"))
-        if not set(req.scopes_all) <= granted:
-            raise GatewayError(403, "permission_denied", "You do not have every scope this route requires")
-    for name, expected in req.claims.items():
-        if name not in claims or claims[name] != expected or type(claims[name]) is not type(expected):
-            raise GatewayError(403, "permission_denied", f"The {name} claim does not allow this route")

@@ -25,7 +25,6 @@ included when ``trust_forwarded_headers`` is on.
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -35,13 +34,12 @@ from aiohttp import web
 
 from gateway.config.boundary import Paths
 from gateway.errors import GatewayError
+from gateway.net import Host, parse_host
 
 __all__ = [
-    "DEFAULT_PATH_RULES", "Host", "RequestPath", "client_origin", "fold_segment", "is_loopback", "parse_host",
-    "parse_target", "request_host",
+    "DEFAULT_PATH_RULES", "RequestPath", "fold_segment", "parse_target", "request_host",
 ]
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
 _PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _STILL_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
 # Encoded bytes that change a path's structure when an upstream decodes them:
@@ -50,8 +48,6 @@ _FORBIDDEN_DECODED = re.compile(rb"[/\\;\x00-\x1f\x7f]")
 # What a compatibility form may not turn into: characters that give a path structure.
 _STRUCTURAL = frozenset("./\\;%?# ")
 _OVERRIDE_PARAMS = frozenset({"_method"})
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-_HOST_NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 
 
 DEFAULT_PATH_RULES = Paths()
@@ -151,59 +147,6 @@ def parse_target(target: str, rules: Paths = DEFAULT_PATH_RULES) -> RequestPath:
     return RequestPath(raw, tuple(_decode_segment(s) for s in raw), query, trailing)
 
 
-@dataclass(frozen=True, slots=True)
-class Host:
-    """A normalised host: lowercase name without a trailing dot (IPv6 in brackets), port unless default."""
-
-    name: str
-    port: int | None = None
-
-    def __str__(self) -> str:
-        return self.name if self.port is None else f"{self.name}:{self.port}"
-
-
-def parse_host(value: str, scheme: str = "http") -> Host:
-    """``value`` (a Host header, or X-Forwarded-Host) normalised; ValueError if it is not one host."""
-    text = value.strip().lower()
-    port: int | None = None
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError("unclosed IPv6 literal")
-        name, rest = text[: end + 1], text[end + 1:]
-        try:
-            ipaddress.IPv6Address(name[1:-1])
-        except ValueError:
-            raise ValueError("not an IPv6 address") from None
-    else:
-        name, sep, rest = text.partition(":")
-        rest = sep + rest
-        if name.endswith("."):
-            name = name[:-1]
-        if not _HOST_NAME.match(name) or len(name) > 253:
-            raise ValueError("not a host name")
-    if rest:
-        digits = rest[1:]
-        if not rest.startswith(":") or not digits.isdigit() or len(digits) > 5 or not 0 < int(digits) < 65536:
-            raise ValueError("not a port")
-        port = int(digits)
-    if port == DEFAULT_PORTS.get(scheme):
-        port = None
-    return Host(name, port)
-
-
-def is_loopback(name: str | None) -> bool:
-    """Whether a host name or address (IPv6 with or without brackets) is this machine's loopback."""
-    if not name:
-        return False
-    if name.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def request_host(request: web.Request) -> Host:
     """The request's own Host, normalised; 400 if it is not a single valid host."""
     values = request.headers.getall("Host", [])
@@ -219,24 +162,3 @@ def request_host(request: web.Request) -> Host:
         raise _bad("The Host header is not a valid host") from None
 
 
-def client_origin(request: web.Request, trust_forwarded: bool, host: Host | None = None) -> tuple[str, Host]:
-    """The scheme and host the client used: the request's own, or with trusted proxies X-Forwarded-Proto/-Host.
-
-    Forwarded values must be a single ``http``/``https`` and a single valid host
-    (a list is a 400): they reach upstreams and discovery documents as they are.
-    ``host`` is the request's own, when already parsed.
-    """
-    scheme = request.scheme
-    if trust_forwarded:
-        proto = request.headers.get("X-Forwarded-Proto")
-        if proto is not None:
-            scheme = proto.strip().lower()
-            if scheme not in DEFAULT_PORTS:
-                raise _bad("X-Forwarded-Proto must be http or https")
-        forwarded_host = request.headers.get("X-Forwarded-Host")
-        if forwarded_host is not None:
-            try:
-                return scheme, parse_host(forwarded_host, scheme)
-            except ValueError:
-                raise _bad("X-Forwarded-Host is not a single valid host") from None
-    return scheme, host if host is not None else request_host(request)

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from gateway import throttle
+from gateway.auth import throttle
 from gateway.stores import MemoryStore
 from gateway.stores.redis import RedisStore
 from tests.conftest import PASSWORDS, bearer

@@ -6,8 +6,10 @@ import pytest
 from gateway.config import Requirements, Route
 from gateway.errors import GatewayError
 from gateway.config.boundary import Paths
-from gateway.routing import Router, check_requirements, shadowed_routes, host_fallthrough
-from gateway.target import Host, parse_host, parse_target
+from gateway.policy import check_requirements
+from gateway.routing import Router, host_fallthrough, shadowed_routes
+from gateway.net import Host, parse_host
+from gateway.target import parse_target
 
 
 def route(prefix: str, name: str = "", **kw) -> Route:

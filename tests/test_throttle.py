@@ -8,7 +8,7 @@ import pytest
 
 from gateway.config import ConfigError, parse_config
 from gateway.stores.redis import RedisStore
-from gateway.auth.throttle import _ip_bucket
+from gateway.net import ip_bucket as _ip_bucket
 from tests.conftest import PASSWORDS, base_config
 
 

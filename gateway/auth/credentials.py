@@ -18,10 +18,8 @@ from gateway.auth.tokens import Claims, TokenService
 if TYPE_CHECKING:
     from gateway.auth.cookies import CookieMode
 
-__all__ = ["SUBJECT", "authenticate", "bearer_token"]
+__all__ = ["authenticate", "bearer_token"]
 
-# The verified caller, for the access log (set by dispatch and by the token endpoints).
-SUBJECT = web.RequestKey("sub", str)
 
 
 def bearer_token(request: web.Request) -> str | None:

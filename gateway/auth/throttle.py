@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import math
 import unicodedata
 from typing import AsyncIterator
@@ -34,37 +33,11 @@ from aiohttp import web
 
 from gateway.config import LoginThrottle as ThrottleSettings
 from gateway.errors import GatewayError
+from gateway.forwarded import client_ip
+from gateway.net import ip_bucket
 from gateway.stores import Store
 
-__all__ = ["LoginThrottle", "client_ip"]
-
-
-def client_ip(request: web.Request, trust_forwarded: bool) -> str:
-    """The peer address; with trusted proxies, the address the nearest proxy saw.
-
-    Only the last ``X-Forwarded-For`` entry is used: it was appended by the
-    proxy in front of the gateway, every earlier entry is whatever the client sent.
-    """
-    peer = request.remote or ""
-    if trust_forwarded:
-        forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
-        last = forwarded.rsplit(",", 1)[-1].strip()
-        if last:
-            peer = last
-    return peer
-
-
-def _ip_bucket(address: str) -> str:
-    """IPv4 per address; IPv6 per /64, the block one subscriber usually gets."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return "other"
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
+__all__ = ["LoginThrottle"]
 
 
 QUEUE_WAIT = 5.0  # seconds an attempt may wait for a password-check turn
@@ -123,7 +96,7 @@ class LoginThrottle:
         user = hashlib.sha256(f"{by}\0{folded}".encode()).hexdigest()[:32]
         keys = [(f"login:user:{user}", self.settings.per_user)]
         if client is not None:
-            keys.append((f"login:ip:{_ip_bucket(client)}", self.settings.per_ip))
+            keys.append((f"login:ip:{ip_bucket(client)}", self.settings.per_ip))
         return keys
 
     async def attempt(self, login: str, by: str, client: str | None) -> None:
@@ -132,7 +105,7 @@ class LoginThrottle:
         A refused attempt gives back what it took: a 429 never counts as a failure.
         """
         if client is not None:
-            rate = await self.store.incr_counter(f"login:rate:{_ip_bucket(client)}", self.settings.window)
+            rate = await self.store.incr_counter(f"login:rate:{ip_bucket(client)}", self.settings.window)
             if rate.count > self.settings.attempts_per_ip:
                 raise _rate_limited(rate.resets_in, "Too many login attempts from this address; try again later")
         taken: list[str] = []
@@ -148,7 +121,7 @@ class LoginThrottle:
         """A turn for one password check, within ``concurrent_per_ip`` and ``concurrent_per_user``."""
         keys = [(f"user:{by}\0{login}", self.settings.concurrent_per_user)]
         if client is not None:
-            keys.append((f"ip:{_ip_bucket(client)}", self.settings.concurrent_per_ip))
+            keys.append((f"ip:{ip_bucket(client)}", self.settings.concurrent_per_ip))
         return self.turns.take(keys)
 
     async def succeeded(self, login: str, by: str, client: str | None) -> None:

@@ -27,7 +27,7 @@ from yarl import URL
 from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from gateway.config.limits import Limits, RateLimit, WebsocketSession
 from gateway.redis_url import parse_redis_url
-from gateway.target import is_loopback, parse_host
+from gateway.net import is_loopback, parse_host
 from gateway.sources.settings import SourceSpec, resolve_source_paths
 
 __all__ = [

@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.server.limits import CONNECTION_GUARD
+from gateway.limits import CONNECTION_GUARD
 from gateway.auth.sessions import AuthService
 from gateway.config import Endpoints
 from gateway.errors import GatewayError

@@ -18,7 +18,8 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from gateway.auth.sessions import AuthService, Issued
-from gateway.auth.credentials import SUBJECT, authenticate, bearer_token
+from gateway.auth.credentials import authenticate, bearer_token
+from gateway.context import SUBJECT
 from gateway.config import CompatProfile, GatewayConfig
 from gateway.auth.cookies import CookieMode
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields

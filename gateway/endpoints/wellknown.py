@@ -17,7 +17,8 @@ from gateway.config import GatewayConfig
 from gateway.endpoints.table import Endpoint
 from gateway.errors import GatewayError
 from gateway.auth.keys import KeyRing
-from gateway.target import client_origin, is_loopback
+from gateway.forwarded import client_origin
+from gateway.net import is_loopback
 
 __all__ = ["wellknown_endpoints"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.app import Gateway
+from gateway.runtime import Gateway
 from gateway.endpoints.table import healthz, readyz
 from gateway.errors import GatewayError, error_response
 from gateway.lifecycle import LIFECYCLE

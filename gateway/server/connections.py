@@ -21,87 +21,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import Counter
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, LineTooLong
 
-from gateway.config.limits import Limits
-from gateway.auth.throttle import _ip_bucket
+from gateway.net import ip_bucket
+from gateway.limits import ConnectionGuard
 
-__all__ = ["ConnectionGuard", "GuardedRunner", "REFUSAL"]
+__all__ = ["GuardedRunner", "REFUSAL", "raw_error"]
 
 log = logging.getLogger("gateway")
 
-# Descriptors each client connection may cost: itself and one upstream connection.
-FDS_PER_CONNECTION = 2
-FD_RESERVE = 64  # listeners, Redis, logs, JWKS fetches
 LINGER = 2.0  # seconds a refused connection is read (and dropped) before it closes
-
-
-class ConnectionGuard:
-    """Open connections of one process, in total and per client address."""
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.open = 0
-        self.per_client: Counter[str] = Counter()
-        self.websockets = 0
-        self.fd_capacity: int | None = None  # set from RLIMIT_NOFILE by the server
-        self.observer: Callable[[int, int], None] | None = None  # (open connections, open websockets), for metrics
-
-    def _report(self) -> None:
-        if self.observer is not None:
-            self.observer(self.open, self.websockets)
-
-    @property
-    def capacity(self) -> int:
-        """``max_connections``, lowered when the descriptor limit could not hold that many."""
-        if self.fd_capacity is None:
-            return self.limits.max_connections
-        return max(1, min(self.limits.max_connections, self.fd_capacity))
-
-    def set_fd_limit(self, nofile: int) -> None:
-        self.fd_capacity = max(1, (nofile - FD_RESERVE) // FDS_PER_CONNECTION)
-        if self.fd_capacity < self.limits.max_connections:
-            log.warning(
-                "open files limit %d holds only %d client connections: limits.max_connections %d lowered to that",
-                nofile, self.fd_capacity, self.limits.max_connections,
-            )
-
-    def admit(self, client: str) -> str | None:
-        """Count a new connection in; the refusal code when it is over a cap (then it is not counted)."""
-        if self.open >= self.capacity:
-            return "too_many_connections"
-        if self.per_client[client] >= self.limits.max_connections_per_client:
-            return "too_many_client_connections"
-        self.open += 1
-        self.per_client[client] += 1
-        self._report()
-        return None
-
-    def release(self, client: str) -> None:
-        self.open -= 1
-        self.per_client[client] -= 1
-        if self.per_client[client] <= 0:
-            del self.per_client[client]
-        self._report()
-
-    @property
-    def saturated(self) -> bool:
-        return self.open >= self.capacity
-
-    def admit_websocket(self) -> bool:
-        if self.websockets >= self.limits.max_websockets:
-            return False
-        self.websockets += 1
-        self._report()
-        return True
-
-    def release_websocket(self) -> None:
-        self.websockets -= 1
-        self._report()
 
 
 # Why a connection was not admitted, read by the admission middleware from ``request.protocol``.
@@ -138,7 +70,7 @@ class GuardedHandler(web.RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         # IPv6 per /64 (one subscriber's block), as the login throttle counts
-        self.client = _ip_bucket(str(peer[0])) if isinstance(peer, (tuple, list)) and peer else "unix"
+        self.client = ip_bucket(str(peer[0])) if isinstance(peer, (tuple, list)) and peer else "unix"
         self.refusal = self.guard.admit(self.client)
         self._counted = self.refusal is None
         super().connection_made(transport)

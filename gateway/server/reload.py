@@ -16,7 +16,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from gateway.app import Gateway, Runtime
+from gateway.runtime import Gateway, Runtime
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.sources.base import UserSource
 from gateway.sources.registry import build_chain, retired_sources

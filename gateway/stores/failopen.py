@@ -16,11 +16,11 @@ from typing import Any
 from aiohttp import web
 
 from gateway.stores import Store, StoreUnavailable
+from gateway.context import REVOCATION_SKIPPED
 
-__all__ = ["REVOCATION_SKIPPED", "FailOpenRevocations", "revocation_store"]
+__all__ = ["FailOpenRevocations", "revocation_store"]
 
 log = logging.getLogger("gateway.store")
-REVOCATION_SKIPPED = web.RequestKey("revocation_skipped", bool)
 
 
 def revocation_store(store: Store, request: web.Request, failure_mode: str) -> Store:

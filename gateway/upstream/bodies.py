@@ -15,10 +15,10 @@ import aiohttp
 from aiohttp import web
 
 from gateway.errors import GatewayError
+from gateway.context import BODY_ERROR
 
-__all__ = ["BODY_ERROR", "BodyFailed", "body_failure", "guarded_body", "upstream_body"]
+__all__ = ["BodyFailed", "body_failure", "guarded_body", "upstream_body"]
 
-BODY_ERROR = web.RequestKey("body_error", str)  # "timeout" or "client_closed", once the body failed
 # RFC 9110 §9.2.2; the upstream client retries these once when a pooled connection turns out dead.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 RETRY_BUFFER = 64 * 1024  # an idempotent request's body up to this size is read first, so it can be sent again

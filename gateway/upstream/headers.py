@@ -31,7 +31,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config.boundary import ClientHeaders, fold_header
 from gateway.config import Route
-from gateway.target import Host
+from gateway.net import Host
 
 __all__ = ["HOP_BY_HOP", "HeaderRewrite", "connection_tokens", "encode_claim"]
 

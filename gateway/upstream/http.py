@@ -25,13 +25,10 @@ from gateway.lifecycle import LIFECYCLE
 from gateway.upstream.headers import HOP_BY_HOP, connection_tokens
 from gateway.target import RequestPath
 from gateway.upstream.slots import UpstreamSlots
+from gateway.context import RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS
 
-__all__ = ["RESPONSE_BYTES", "UPSTREAM_ERROR", "UPSTREAM_SECONDS", "Upstream", "request_id"]
+__all__ = ["Upstream", "request_id"]
 
-# What the access log and the metrics learn about the upstream leg of a request.
-UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)  # until the upstream's headers arrived
-UPSTREAM_ERROR = web.RequestKey("upstream_error", str)  # unavailable, timeout or aborted
-RESPONSE_BYTES = web.RequestKey("response_bytes", int)  # body bytes relayed to the client
 
 CHUNK = 64 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

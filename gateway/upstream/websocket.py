@@ -1,4 +1,8 @@
-"""Websocket routes: the token is checked at the handshake, then messages are relayed both ways.
+"""Websocket routes: the handshake read, then messages relayed both ways until either side or the token ends.
+
+``pipeline.admit`` checks a handshake like any request (route, credentials,
+policy, header rewrite); this module reads what is particular to it and
+carries the frames.
 
 Browsers cannot set headers on a websocket, so besides ``Authorization`` a
 route may accept the token in a query parameter or in a ``bearer.<token>``
@@ -17,7 +21,7 @@ import base64
 import binascii
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import Union
 from urllib.parse import unquote_plus
 
 import aiohttp
@@ -25,23 +29,19 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.server.limits import CONNECTION_GUARD
-from gateway.auth.credentials import bearer_token, verify_for_route
+from gateway.auth.credentials import bearer_token
+from gateway.auth.tokens import Claims
 from gateway.config import Route
-from gateway.cors import same_origin
+from gateway.context import REQUEST_ID
 from gateway.errors import GatewayError
-from gateway.stores.failopen import revocation_store
-from gateway.auth.issuers import RouteTrust
-from gateway.routing import check_requirements
-from gateway.stores import Store
-from gateway.target import Host, RequestPath, client_origin
-from gateway.auth.tokens import Claims, TokenService
+from gateway.limits import CONNECTION_GUARD
+from gateway.target import RequestPath
 from gateway.upstream.websocket_sessions import SOCKET_SESSIONS, SocketSession, SocketSessions
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway, Runtime
-
-__all__ = ["close_all", "install", "is_websocket", "serve"]
+__all__ = [
+    "Handshake", "check_handshake", "close_all", "install", "is_websocket", "read_handshake", "serve",
+    "without_handshake_headers",
+]
 
 MAX_MESSAGE = 4 * 1024 * 1024  # per message, each direction; a larger one closes with 1009
 CLOSE_TIMEOUT = 5.0  # how long to wait for the peer's close frame
@@ -142,42 +142,13 @@ def read_handshake(request: web.Request, route: Route, query: str) -> Handshake:
     return Handshake(found[0] if found else None, query, tuple(protocols), token_protocol)
 
 
-def _cookie_token(request: web.Request, runtime: "Runtime") -> str | None:
-    """Cookie mode: the access cookie, if the handshake comes from an origin that may use it."""
-    if runtime.cookies is None:
-        return None
-    trust = runtime.config.trust_forwarded_headers
-
-    def origin_ok(origin: str) -> bool:
-        return same_origin(request, origin, trust_forwarded=trust) or (runtime.cors is not None and runtime.cors.allows(origin))
-
-    return runtime.cookies.websocket_token(request, origin_ok)
-
-
-async def identify(
-    route: Route, token: str | None, tokens: TokenService, store: Store, trust: RouteTrust | None = None
-) -> Claims | None:
-    """The caller's verified claims, or None when the route does not need them."""
-    if route.auth == "none":
-        return None
-    if token is None:
-        if route.auth == "required":
-            raise GatewayError.unauthorized(
-                "authentication_required", "Authentication credentials were not provided", token_presented=False
-            )
-        return None
-    claims = await verify_for_route(token, tokens, store, trust)
-    check_requirements(route, claims)
-    return claims
-
-
 def _upstream_url(route: Route, path: RequestPath, query: str) -> URL:
     strip = len([s for s in route.prefix.split("/") if s]) if route.strip_prefix else 0
     url = route.upstream + path.forward_path(strip) + (f"?{query}" if query else "")
     return URL(url, encoded=True)
 
 
-def _without_handshake_headers(headers: CIMultiDict[str]) -> CIMultiDict[str]:
+def without_handshake_headers(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     """aiohttp negotiates key, version, subprotocols and extensions with the upstream itself."""
     return CIMultiDict((k, v) for k, v in headers.items() if not k.lower().startswith("sec-websocket-"))
 
@@ -203,46 +174,26 @@ async def _connect(
 
 
 async def serve(
-    request: web.Request, route: Route, host: Host, path: RequestPath, runtime: "Runtime", gateway: "Gateway"
+    request: web.Request, route: Route, path: RequestPath, hs: Handshake, headers: CIMultiDict[str],
+    claims: Claims | None, session: aiohttp.ClientSession, leeway: float,
 ) -> web.StreamResponse:
-    """Check the handshake, connect upstream, accept the client, relay until either side closes."""
-    from gateway.app import REQUEST_ID, SUBJECT  # app imports this module, so not at the top
-
-    if not route.websocket:
-        raise _bad("This route does not carry websocket upgrades")
-    check_handshake(request)
-    hs = read_handshake(request, route, path.query)
-    token = hs.token if hs.token is not None or route.auth == "none" else _cookie_token(request, runtime)
-    store = revocation_store(gateway.store, request, runtime.config.store.failure_mode)
-    claims = await identify(route, token, runtime.tokens, store, runtime.issuers.for_route(route))
-    if claims is not None:
-        request[SUBJECT] = str(claims.get("sub"))
-    origin = client_origin(request, runtime.config.trust_forwarded_headers, host)
-    headers = _without_handshake_headers(runtime.rewrite.headers(request, route, claims, request[REQUEST_ID], host, origin))
-    if runtime.cookies is not None:
-        runtime.cookies.strip(headers)  # the gateway's token cookies never reach an upstream
-    if route.forward_authorization and hs.token is not None:
-        headers["Authorization"] = f"Bearer {hs.token}"
-    if claims is not None and route.identity_jwt is not None:
-        headers[route.identity_jwt.header] = runtime.signer.token_for(route, claims)
+    """Connect upstream, accept the client, relay until either side closes (``pipeline.admit`` decided the rest)."""
     guard = request.app.get(CONNECTION_GUARD)
     if guard is not None and not guard.admit_websocket():
         raise GatewayError(503, "too_many_websockets", "The gateway holds too many websockets; retry shortly",
                            headers={"Retry-After": "1"})
     try:
-        return await _open_and_relay(request, route, path, hs, headers, gateway, claims, runtime.config.tokens.leeway)
+        return await _open_and_relay(request, route, path, hs, headers, session, claims, leeway)
     finally:
         if guard is not None:
             guard.release_websocket()
 
 
 async def _open_and_relay(
-    request: web.Request, route: Route, path: RequestPath, hs: Handshake, headers: CIMultiDict[str], gateway: "Gateway",
-    claims: Claims | None, leeway: float,
+    request: web.Request, route: Route, path: RequestPath, hs: Handshake, headers: CIMultiDict[str],
+    session: aiohttp.ClientSession, claims: Claims | None, leeway: float,
 ) -> web.StreamResponse:
-    from gateway.app import REQUEST_ID
-
-    upstream = await _connect(gateway.upstream.session, _upstream_url(route, path, hs.query), hs, headers, route.timeout)
+    upstream = await _connect(session, _upstream_url(route, path, hs.query), hs, headers, route.timeout)
     # The upstream's choice of subprotocol, else the token's own entry: a browser that offered
     # subprotocols fails the connection unless the server selects one of them.
     chosen = upstream.protocol or hs.token_protocol
@@ -253,12 +204,12 @@ async def _open_and_relay(
     client.headers["X-Request-Id"] = request[REQUEST_ID]
     sessions = request.app[SOCKET_SESSIONS]
     limits = route.websocket_session
-    session = sessions.open(dict(claims) if claims is not None else None, leeway, limits.max_lifetime, limits.idle_timeout)
+    lifetime = sessions.open(dict(claims) if claims is not None else None, leeway, limits.max_lifetime, limits.idle_timeout)
     try:
         await client.prepare(request)
-        await _relay(request.app.get(_OPEN), client, upstream, session)
+        await _relay(request.app.get(_OPEN), client, upstream, lifetime)
     finally:
-        sessions.close(session)
+        sessions.close(lifetime)
         await upstream.close(code=WSCloseCode.GOING_AWAY)  # no-op unless something went wrong
         if client.prepared:
             await client.close(code=WSCloseCode.INTERNAL_ERROR)

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from gateway.app import Gateway, Runtime
+from gateway.runtime import Gateway, Runtime
 from gateway.config import ConfigError, parse_config
 from gateway.server.reload import Reloader
 from gateway.sources.chain import UserChain

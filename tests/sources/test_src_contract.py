@@ -8,7 +8,6 @@ changes in the source seen at the next refresh.
 from __future__ import annotations
 
 import jwt
-import pytest
 
 from tests.conftest import bearer
 from tests.sources.conftest import SourceCase

@@ -6,18 +6,90 @@ is in ``connections``; this is what can only be checked with a parsed request.
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.server.connections import ConnectionGuard
 from gateway.errors import GatewayError, error_response
 from gateway.config.limits import Limits
-from gateway.auth.throttle import _ip_bucket
+from gateway.forwarded import client_ip
+from gateway.net import ip_bucket
 from gateway.upstream.slots import UpstreamSlots
 
-__all__ = ["CONNECTION_GUARD", "ClientRequests", "admission", "client_address", "head_size", "install", "saturation"]
+log = logging.getLogger("gateway")
+
+__all__ = ["CONNECTION_GUARD", "ClientRequests", "ConnectionGuard", "admission", "head_size", "install", "saturation"]
+
+# Descriptors each client connection may cost: itself and one upstream connection.
+FDS_PER_CONNECTION = 2
+FD_RESERVE = 64  # listeners, Redis, logs, JWKS fetches
+
+class ConnectionGuard:
+    """Open connections of one process, in total and per client address."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.open = 0
+        self.per_client: Counter[str] = Counter()
+        self.websockets = 0
+        self.fd_capacity: int | None = None  # set from RLIMIT_NOFILE by the server
+        self.observer: Callable[[int, int], None] | None = None  # (open connections, open websockets), for metrics
+
+    def _report(self) -> None:
+        if self.observer is not None:
+            self.observer(self.open, self.websockets)
+
+    @property
+    def capacity(self) -> int:
+        """``max_connections``, lowered when the descriptor limit could not hold that many."""
+        if self.fd_capacity is None:
+            return self.limits.max_connections
+        return max(1, min(self.limits.max_connections, self.fd_capacity))
+
+    def set_fd_limit(self, nofile: int) -> None:
+        self.fd_capacity = max(1, (nofile - FD_RESERVE) // FDS_PER_CONNECTION)
+        if self.fd_capacity < self.limits.max_connections:
+            log.warning(
+                "open files limit %d holds only %d client connections: limits.max_connections %d lowered to that",
+                nofile, self.fd_capacity, self.limits.max_connections,
+            )
+
+    def admit(self, client: str) -> str | None:
+        """Count a new connection in; the refusal code when it is over a cap (then it is not counted)."""
+        if self.open >= self.capacity:
+            return "too_many_connections"
+        if self.per_client[client] >= self.limits.max_connections_per_client:
+            return "too_many_client_connections"
+        self.open += 1
+        self.per_client[client] += 1
+        self._report()
+        return None
+
+    def release(self, client: str) -> None:
+        self.open -= 1
+        self.per_client[client] -= 1
+        if self.per_client[client] <= 0:
+            del self.per_client[client]
+        self._report()
+
+    @property
+    def saturated(self) -> bool:
+        return self.open >= self.capacity
+
+    def admit_websocket(self) -> bool:
+        if self.websockets >= self.limits.max_websockets:
+            return False
+        self.websockets += 1
+        self._report()
+        return True
+
+    def release_websocket(self) -> None:
+        self.websockets -= 1
+        self._report()
+
+
 
 CONNECTION_GUARD = web.AppKey("connection_guard", ConnectionGuard)
 _CLIENT_REQUESTS = web.AppKey("client_requests", "ClientRequests")
@@ -42,14 +114,6 @@ class ClientRequests:
         self.active[client] -= 1
         if self.active[client] <= 0:
             del self.active[client]
-
-
-def client_address(request: web.Request, trust_forwarded: bool) -> str:
-    """The peer, or with trusted proxies the address the nearest proxy saw (last X-Forwarded-For hop)."""
-    forwarded = request.headers.get("X-Forwarded-For") if trust_forwarded else None
-    if forwarded:
-        return forwarded.rsplit(",", 1)[-1].strip()[:64]
-    return request.remote or "unknown"
 
 
 def head_size(request: web.Request) -> int:
@@ -82,7 +146,7 @@ async def admission(request: web.Request, handler: Handler) -> web.StreamRespons
         return _refuse(status, refusal, detail, **{"Retry-After": "1"})
     if head_size(request) > limits.max_head_size:
         return _refuse(431, "headers_too_large", "The request head is too large")
-    client = _ip_bucket(client_address(request, request.app[_TRUST_FORWARDED]()))  # IPv6: per /64
+    client = ip_bucket(client_ip(request, request.app[_TRUST_FORWARDED]()))  # IPv6: per /64
     requests: ClientRequests = request.app[_CLIENT_REQUESTS]
     if not requests.enter(client, limits.max_requests_per_client):
         raise GatewayError(429, "too_many_requests", "Too many requests in progress from this address",

@@ -1,0 +1,23 @@
+"""What one request learns on its way, for the steps after it: the one place request state is named.
+
+Each key is set by exactly one step and read by later ones (the access log and
+the metrics, mostly), so data flows down the pipeline only.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+
+__all__ = [
+    "BODY_ERROR", "ERROR_CODE", "REQUEST_ID", "RESPONSE_BYTES", "REVOCATION_SKIPPED", "ROUTE_NAME", "SUBJECT",
+    "UPSTREAM_ERROR", "UPSTREAM_SECONDS",
+]
+
+REQUEST_ID = web.RequestKey("request_id", str)  # the middleware: the client's sane X-Request-Id or a new one
+ROUTE_NAME = web.RequestKey("route", str)  # dispatch: the matched route's name, or @<path> for own endpoints
+SUBJECT = web.RequestKey("sub", str)  # credentials and the token endpoints: the verified caller
+REVOCATION_SKIPPED = web.RequestKey("revocation_skipped", bool)  # stores.failopen: checked on the signature alone
+UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)  # upstream.http: until the upstream's headers arrived
+UPSTREAM_ERROR = web.RequestKey("upstream_error", str)  # upstream.http: unavailable, timeout or aborted
+RESPONSE_BYTES = web.RequestKey("response_bytes", int)  # upstream.http: body bytes relayed to the client
+BODY_ERROR = web.RequestKey("body_error", str)  # upstream.bodies: "timeout" or "client_closed"
+ERROR_CODE = web.ResponseKey("error_code", str)  # errors: the gateway's code on every error answer, any dialect

@@ -1,0 +1,151 @@
+"""The path every request takes: target -> own endpoint, or route -> credentials -> policy -> header rewrite.
+
+``dispatch`` is the application's one handler. HTTP requests and websocket
+handshakes pass the same ``admit`` step, which decides everything the
+upstream will be told; only then does a request go to ``upstream.http`` or
+``upstream.websocket``, which carry bytes and decide nothing. No step reaches
+back up the chain.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+import gateway.rate_limit as rate_limit
+from gateway.auth.credentials import authenticate, verify_for_route
+from gateway.auth.tokens import Claims
+from gateway.config import Route
+from gateway.context import REQUEST_ID, ROUTE_NAME, SUBJECT
+from gateway.cors import same_origin
+from gateway.endpoints.table import Endpoint
+from gateway.errors import GatewayError
+from gateway.policy import check_requirements
+from gateway.runtime import GATEWAY, Gateway, Runtime
+from gateway.stores.failopen import revocation_store
+from gateway.forwarded import client_origin
+from gateway.net import Host
+from gateway.target import RequestPath, parse_target, request_host
+from gateway.upstream import websocket
+from gateway.upstream.websocket import Handshake
+
+__all__ = ["Admission", "admit", "dispatch"]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A request the gateway lets through, and everything the upstream is told about it."""
+
+    route: Route
+    path: RequestPath  # forwarded exactly as matched
+    headers: CIMultiDict[str]  # the upstream's headers: the client's cleaned, the gateway's added
+    claims: Claims | None  # the verified caller, None on auth: none or when optional and absent
+    handshake: Handshake | None = None  # a websocket handshake, its token taken out of where it came
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    runtime = gateway.runtime  # one snapshot for the whole request, even across a reload
+    _check_framing(request)
+    host = request_host(request)
+    path = parse_target(request.raw_path, runtime.config.paths)
+    endpoint_path = path.decoded.rstrip("/") or "/"
+    endpoint = runtime.endpoints.get(endpoint_path)
+    if runtime.cors is not None:
+        preflight = runtime.cors.screen(request, lambda method: _accepts(runtime, endpoint, host, path, method))
+        if preflight is not None:
+            return preflight
+    if endpoint is not None:
+        request[ROUTE_NAME] = "@" + endpoint_path  # metrics and logs label own endpoints @<path>
+        if request.method not in endpoint.methods:
+            allow = ", ".join(sorted(endpoint.methods))
+            raise GatewayError(405, "method_not_allowed", f"Use {allow} here", headers={"Allow": allow})
+        return await endpoint.handler(request, runtime.auth)
+    try:
+        admission = await admit(request, gateway, runtime, host, path)
+        if admission.handshake is not None:
+            return await websocket.serve(request, admission.route, admission.path, admission.handshake,
+                                         admission.headers, admission.claims, gateway.upstream.session,
+                                         runtime.config.tokens.leeway)
+        return await gateway.upstream.forward(request, admission.route, admission.path, admission.headers)
+    except GatewayError as exc:
+        return runtime.errors.access_error(exc)  # in the deployment's main dialect (compat.errors)
+
+
+async def admit(request: web.Request, gateway: Gateway, runtime: Runtime, host: Host, path: RequestPath) -> Admission:
+    """Route, credentials, policy and header rewrite: the one decision for HTTP and websocket alike."""
+    route = runtime.router.match(request.method, host.name, path)
+    if route is None:
+        raise GatewayError(404, "not_found", "No route matches this request")
+    request[ROUTE_NAME] = route.name
+    handshake = None
+    if websocket.is_websocket(request):  # the token may also come in the query or a subprotocol
+        if not route.websocket:
+            raise GatewayError.bad_request("This route does not carry websocket upgrades")
+        websocket.check_handshake(request)
+        handshake = websocket.read_handshake(request, route, path.query)
+    claims = await _credentials(request, gateway, runtime, route, handshake)
+    if claims is not None:
+        request[SUBJECT] = str(claims.get("sub"))
+        check_requirements(route, claims)
+    if route.rate_limit is not None:
+        await rate_limit.enforce(request, route, claims, gateway.store, runtime.config)
+    origin = client_origin(request, runtime.config.trust_forwarded_headers, host)
+    headers = runtime.rewrite.headers(request, route, claims, request[REQUEST_ID], host, origin)
+    if runtime.cookies is not None:
+        runtime.cookies.strip(headers)  # the gateway's cookies carry tokens: upstreams get identity headers instead
+    if handshake is not None:
+        headers = websocket.without_handshake_headers(headers)
+        if route.forward_authorization and handshake.token is not None:
+            headers["Authorization"] = f"Bearer {handshake.token}"
+    if claims is not None and route.identity_jwt is not None:
+        headers[route.identity_jwt.header] = runtime.signer.token_for(route, claims)
+    return Admission(route, path, headers, claims, handshake)
+
+
+async def _credentials(
+    request: web.Request, gateway: Gateway, runtime: Runtime, route: Route, handshake: Handshake | None
+) -> Claims | None:
+    """The verified caller: bearer header or access cookie; for a handshake also its query or subprotocol token."""
+    if route.auth == "none":
+        return None
+    store = revocation_store(gateway.store, request, runtime.config.store.failure_mode)
+    trust = runtime.issuers.for_route(route)
+    required = route.auth == "required"
+    if handshake is None:
+        return await authenticate(request, runtime.tokens, store, required=required, trust=trust, cookies=runtime.cookies)
+    token = handshake.token if handshake.token is not None else _websocket_cookie(request, runtime)
+    if token is None:
+        if required:
+            raise GatewayError.unauthorized(
+                "authentication_required", "Authentication credentials were not provided", token_presented=False
+            )
+        return None
+    return await verify_for_route(token, runtime.tokens, store, trust)
+
+
+def _websocket_cookie(request: web.Request, runtime: Runtime) -> str | None:
+    """Cookie mode: the access cookie of a handshake from an origin that may use it (browsers send it anywhere)."""
+    if runtime.cookies is None:
+        return None
+    trust = runtime.config.trust_forwarded_headers
+
+    def origin_ok(origin: str) -> bool:
+        return same_origin(request, origin, trust_forwarded=trust) or (runtime.cors is not None and runtime.cors.allows(origin))
+
+    return runtime.cookies.websocket_token(request, origin_ok)
+
+
+def _check_framing(request: web.Request) -> None:
+    """Only ``chunked`` as a transfer coding: a body forwarded with any other is misread by the upstream."""
+    codings = ",".join(request.headers.getall("Transfer-Encoding", []))
+    if codings and [c.strip().lower() for c in codings.split(",")] != ["chunked"]:
+        raise GatewayError(400, "bad_request", "Only Transfer-Encoding: chunked is accepted")
+
+
+def _accepts(runtime: Runtime, endpoint: Endpoint | None, host: Host, path: RequestPath, method: str) -> bool:
+    """Whether a request with ``method`` could be served here (for CORS preflights)."""
+    if endpoint is not None:
+        return method in endpoint.methods
+    return runtime.router.match(method, host.name, path) is not None

@@ -1,0 +1,157 @@
+"""What serves requests: the ``Runtime`` built from one configuration, and the process-wide ``Gateway``.
+
+A reload builds a new ``Runtime`` and swaps it in whole; a request keeps the
+one it started with. The ``Gateway`` holds what outlives configurations: the
+store, the upstream pool, metrics and the lifecycle.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.auth.cookies import CookieMode
+from gateway.auth.issuers import Issuers
+from gateway.auth.keys import KeyRing
+from gateway.auth.sessions import AuthEvents, AuthService
+from gateway.auth.throttle import LoginThrottle
+from gateway.auth.tokens import TokenService
+from gateway.config import GatewayConfig
+from gateway.cors import CorsPolicy
+from gateway.dialects.errors import ErrorStyle, GatewayStyle, error_style
+from gateway.endpoints.table import Endpoint, default_endpoints
+from gateway.endpoints.tokens import compat_endpoints
+from gateway.endpoints.wellknown import wellknown_endpoints
+from gateway.errors import GatewayError
+from gateway.lifecycle import Lifecycle
+from gateway.observe.metrics import Metrics, metrics_handler
+from gateway.routing import Router
+from gateway.sources.chain import SourceEvents, UserChain
+from gateway.sources.registry import build_chain
+from gateway.sources.users import UserDirectory
+from gateway.stores import Store
+from gateway.net import is_loopback
+from gateway.upstream.headers import HeaderRewrite
+from gateway.upstream.http import Upstream
+from gateway.upstream.signed_identity import DEFAULT_HEADER, IdentitySigner
+
+__all__ = ["GATEWAY", "Gateway", "Runtime"]
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Everything derived from one configuration; replaced whole on reload, never mutated."""
+
+    config: GatewayConfig
+    users: UserChain
+    tokens: TokenService
+    auth: AuthService
+    router: Router
+    rewrite: HeaderRewrite
+    endpoints: dict[str, Endpoint]
+    issuers: Issuers
+    signer: IdentitySigner
+    errors: ErrorStyle = GatewayStyle()  # how proxied routes' errors look (compat.errors)
+    cookies: CookieMode | None = None  # cookie mode (cookies.enabled)
+    cors: CorsPolicy | None = None  # cross-origin policy (cors.allow_origins)
+
+    @classmethod
+    def build(
+        cls,
+        config: GatewayConfig,
+        store: Store,
+        users: UserDirectory | UserChain | None = None,
+        events: AuthEvents | None = None,
+    ) -> "Runtime":
+        source_events = events if isinstance(events, SourceEvents) else None
+        if not isinstance(users, UserChain):  # a users file given whole (tests), or the config's sources
+            users = build_chain(config, source_events, directory=users)
+        elif source_events is not None:
+            users.events = source_events
+        keys = KeyRing.from_config(config.tokens)
+        tokens = TokenService(config.tokens, keys)
+        throttle = None
+        if config.login_throttle.enabled:
+            throttle = LoginThrottle(config.login_throttle, store, trust_forwarded=config.trust_forwarded_headers)
+        signed_headers = {DEFAULT_HEADER} | {r.identity_jwt.header for r in config.routes if r.identity_jwt}
+        cookies = None
+        if config.cookies.enabled:
+            cookies = CookieMode(config.cookies, config.cookies.csrf_key(config.tokens), config.tokens.refresh_lifetime)
+        return cls(
+            config=config,
+            users=users,
+            tokens=tokens,
+            auth=AuthService(config.tokens, tokens, users, store, throttle, events=events),
+            router=Router(config.routes, case_sensitive=config.paths.case_sensitive),
+            rewrite=HeaderRewrite(
+                config.routes, config.identity_header_prefixes, config.client_headers,
+                trust_forwarded=config.trust_forwarded_headers, extra=signed_headers,
+            ),
+            endpoints={
+                **default_endpoints(config.endpoints),
+                **wellknown_endpoints(config, keys),
+                **compat_endpoints(config, cookies),
+                **ops_endpoints(config),
+            },
+            issuers=Issuers(config),
+            signer=IdentitySigner(keys, config.tokens.issuer),
+            errors=error_style(config.compat.errors),
+            cookies=cookies,
+            cors=_cors(config),
+        )
+
+
+def _cors(config: GatewayConfig) -> CorsPolicy | None:
+    if not config.cors.enabled:
+        return None
+    csrf = (config.cookies.csrf_header,) if config.cookies.enabled else ()
+    return CorsPolicy(config.cors, trust_forwarded=config.trust_forwarded_headers, extra_headers=csrf)
+
+
+def ops_endpoints(config: GatewayConfig) -> dict[str, Endpoint]:
+    """/metrics on the main listener, unless an admin listener serves it; loopback callers only unless public."""
+    if not config.metrics.enabled or config.admin is not None:
+        return {}
+    if config.metrics.public:
+        return {config.metrics.path: Endpoint(frozenset({"GET", "HEAD"}), metrics_handler)}
+
+    async def local_metrics(request: web.Request, auth: AuthService) -> web.StreamResponse:
+        if not _direct_loopback(request):
+            raise GatewayError(404, "not_found", "No route matches this request")
+        return await metrics_handler(request, auth)
+
+    return {config.metrics.path: Endpoint(frozenset({"GET", "HEAD"}), local_metrics)}
+
+
+def _direct_loopback(request: web.Request) -> bool:
+    """A caller on this machine, not relayed by a proxy on it (which would add X-Forwarded-For or Forwarded)."""
+    if "X-Forwarded-For" in request.headers or "Forwarded" in request.headers:
+        return False
+    return is_loopback(request.remote)
+
+
+class Gateway:
+    """The process-wide parts (store, upstream pool, metrics) and the runtime currently in force."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        store: Store,
+        upstream: Upstream,
+        metrics: Metrics | None = None,
+        lifecycle: Lifecycle | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.upstream = upstream
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.lifecycle = lifecycle if lifecycle is not None else Lifecycle()
+        self.swap(runtime)
+
+    def swap(self, runtime: Runtime) -> None:
+        """Put a new runtime in force; requests already running keep the one they started with."""
+        self.runtime = runtime
+        self.lifecycle.store_required = runtime.config.store.failure_mode == "fail_closed"
+
+
+GATEWAY = web.AppKey("gateway", Gateway)

@@ -11,11 +11,19 @@ import sys
 import unicodedata
 from pathlib import Path
 
-from gateway.config import SIGNING_ALGORITHMS, ConfigError, GatewayConfig, load_config
 from gateway.auth.keys import KeyRing, generate_key
+from gateway.config import SIGNING_ALGORITHMS, ConfigError, GatewayConfig, load_config
 from gateway.observe.logs import configure_logging
 from gateway.routing import host_fallthrough, shadowed_routes
-from gateway.server.listeners import CANCEL_GRACE, EXAMPLE_UPSTREAM_PORT, ServeOptions, remove_pid_file, run, serve, write_pid_file
+from gateway.server.listeners import (
+    CANCEL_GRACE,
+    EXAMPLE_UPSTREAM_PORT,
+    ServeOptions,
+    remove_pid_file,
+    run,
+    serve,
+    write_pid_file,
+)
 from gateway.sources.chain import UserChain
 from gateway.sources.registry import build_chain
 from gateway.sources.users import hash_password

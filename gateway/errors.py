@@ -9,6 +9,7 @@ import json
 from typing import Mapping
 
 from aiohttp import web
+
 from gateway.context import ERROR_CODE
 
 __all__ = ["GatewayError", "error_response"]

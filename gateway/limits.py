@@ -12,8 +12,8 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.errors import GatewayError, error_response
 from gateway.config.limits import Limits
+from gateway.errors import GatewayError, error_response
 from gateway.forwarded import client_ip
 from gateway.net import ip_bucket
 from gateway.upstream.slots import UpstreamSlots

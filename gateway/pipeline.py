@@ -21,11 +21,11 @@ from gateway.context import REQUEST_ID, ROUTE_NAME, SUBJECT
 from gateway.cors import same_origin
 from gateway.endpoints.table import Endpoint
 from gateway.errors import GatewayError
+from gateway.forwarded import client_origin
+from gateway.net import Host
 from gateway.policy import check_requirements
 from gateway.runtime import GATEWAY, Gateway, Runtime
 from gateway.stores.failopen import revocation_store
-from gateway.forwarded import client_origin
-from gateway.net import Host
 from gateway.target import RequestPath, parse_target, request_host
 from gateway.upstream import websocket
 from gateway.upstream.websocket import Handshake

@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 from aiohttp import web
 
-from gateway.forwarded import client_ip
 from gateway.config import GatewayConfig, Route
 from gateway.errors import GatewayError
+from gateway.forwarded import client_ip
 from gateway.stores import Store, StoreUnavailable
 
 __all__ = ["enforce", "install"]

@@ -24,13 +24,13 @@ from gateway.endpoints.tokens import compat_endpoints
 from gateway.endpoints.wellknown import wellknown_endpoints
 from gateway.errors import GatewayError
 from gateway.lifecycle import Lifecycle
+from gateway.net import is_loopback
 from gateway.observe.metrics import Metrics, metrics_handler
 from gateway.routing import Router
 from gateway.sources.chain import SourceEvents, UserChain
 from gateway.sources.registry import build_chain
 from gateway.sources.users import UserDirectory
 from gateway.stores import Store
-from gateway.net import is_loopback
 from gateway.upstream.headers import HeaderRewrite
 from gateway.upstream.http import Upstream
 from gateway.upstream.signed_identity import DEFAULT_HEADER, IdentitySigner

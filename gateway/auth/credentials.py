@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 import gateway.auth.jose as jose
-from gateway.errors import GatewayError
 from gateway.auth.issuers import RouteTrust
-from gateway.stores import Store
 from gateway.auth.tokens import Claims, TokenService
+from gateway.errors import GatewayError
+from gateway.stores import Store
 
 if TYPE_CHECKING:
     from gateway.auth.cookies import CookieMode

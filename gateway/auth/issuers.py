@@ -37,10 +37,10 @@ import jwt
 from jwt.algorithms import get_default_algorithms
 
 import gateway.auth.jose as jose
-from gateway.config import OWN_ISSUER, ExternalIssuer, GatewayConfig, Route
-from gateway.errors import GatewayError
 from gateway.auth.keys import MIN_RSA_BITS
 from gateway.auth.tokens import Claims, jwt_errors
+from gateway.config import OWN_ISSUER, ExternalIssuer, GatewayConfig, Route
+from gateway.errors import GatewayError
 
 __all__ = ["ExternalVerifier", "Issuers", "JwksCache", "RouteTrust", "parse_jwks"]
 

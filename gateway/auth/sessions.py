@@ -12,14 +12,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.config import Tokens
-from gateway.errors import GatewayError
-from gateway.stores import RotationOutcome, Store
-from gateway.sources.base import SourceUnavailable, UserSource
-from gateway.sources.chain import NOT_REREAD, UserChain
 from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import Claims, TokenPair, TokenService
+from gateway.config import Tokens
+from gateway.errors import GatewayError
+from gateway.sources.base import SourceUnavailable, UserSource
+from gateway.sources.chain import NOT_REREAD, UserChain
 from gateway.sources.users import User
+from gateway.stores import RotationOutcome, Store
 
 __all__ = ["AuthEvents", "AuthService", "Issued"]
 

@@ -14,10 +14,10 @@ from typing import Any, Iterator, Mapping
 
 import jwt
 
-from gateway.config import Tokens
 import gateway.auth.jose as jose
-from gateway.errors import GatewayError
 from gateway.auth.keys import KeyRing, SigningKey
+from gateway.config import Tokens
+from gateway.errors import GatewayError
 
 __all__ = ["Claims", "TokenPair", "TokenService", "jwt_errors"]
 

@@ -5,27 +5,16 @@ each key and what a client sees when it hits one. Imported by ``config``.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pydantic import Field, model_validator
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from gateway.config.types import Duration, Model
 
 __all__ = ["Limits", "RateLimit", "WebsocketSession"]
 
 
-def _duration(value: Any) -> float:
-    from gateway.config import parse_duration  # config imports this module: resolve at validation time
-
-    return parse_duration(value)
 
 
-_Duration = Annotated[float, BeforeValidator(_duration)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Limits(_Model):
+class Limits(Model):
     """Connection, request-head, body and upstream-pool bounds of one gateway process."""
 
     # connections
@@ -34,15 +23,15 @@ class Limits(_Model):
     max_websockets: int = Field(5_000, ge=0)
     # requests
     max_requests_per_client: int = Field(128, ge=1)
-    head_timeout: _Duration = 10.0
-    keepalive_timeout: _Duration = 75.0
-    body_idle_timeout: _Duration = 15.0
+    head_timeout: Duration = 10.0
+    keepalive_timeout: Duration = 75.0
+    body_idle_timeout: Duration = 15.0
     max_head_size: int = Field(32 * 1024, ge=1024, le=1024 * 1024)
     max_header_count: int = Field(100, ge=8, le=1000)
     max_header_line: int = Field(8190, ge=256, le=65536)
     # the upstream pool
     upstream_connections: int = Field(256, ge=1)
-    upstream_queue_timeout: _Duration = 5.0
+    upstream_queue_timeout: Duration = 5.0
 
     @model_validator(mode="after")
     def _positive(self) -> "Limits":
@@ -56,11 +45,11 @@ class Limits(_Model):
         return self
 
 
-class WebsocketSession(_Model):
+class WebsocketSession(Model):
     """Per-route bounds on one websocket; None leaves that bound off (the token still ends it)."""
 
-    max_lifetime: _Duration | None = None
-    idle_timeout: _Duration | None = None
+    max_lifetime: Duration | None = None
+    idle_timeout: Duration | None = None
 
     @model_validator(mode="after")
     def _positive(self) -> "WebsocketSession":
@@ -71,7 +60,7 @@ class WebsocketSession(_Model):
         return self
 
 
-class RateLimit(_Model):
+class RateLimit(Model):
     """A route's request rate: ``requests`` per ``per``, bursts up to ``burst``, counted per ``key``.
 
     ``key``: ``sub`` (the token's subject; the client address without one), ``ip``,
@@ -79,7 +68,7 @@ class RateLimit(_Model):
     """
 
     requests: int = Field(ge=1)
-    per: _Duration
+    per: Duration
     key: str = "sub"
     burst: int | None = Field(None, ge=1)  # default: requests
 

@@ -17,11 +17,11 @@ from typing import Any, Awaitable, Callable, Mapping
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.limits import CONNECTION_GUARD
 from gateway.auth.sessions import AuthService
 from gateway.config import Endpoints
 from gateway.errors import GatewayError
 from gateway.lifecycle import LIFECYCLE
+from gateway.limits import CONNECTION_GUARD
 
 __all__ = ["NO_STORE", "Endpoint", "default_endpoints", "json_response", "read_fields"]
 

@@ -17,13 +17,13 @@ from typing import Any, Mapping
 
 from aiohttp import web
 
-from gateway.auth.sessions import AuthService, Issued
-from gateway.auth.credentials import authenticate, bearer_token
-from gateway.context import SUBJECT
-from gateway.config import CompatProfile, GatewayConfig
 from gateway.auth.cookies import CookieMode
-from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
+from gateway.auth.credentials import authenticate, bearer_token
+from gateway.auth.sessions import AuthService, Issued
+from gateway.config import CompatProfile, GatewayConfig
+from gateway.context import SUBJECT
 from gateway.dialects.errors import ErrorStyle, error_style
+from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
 from gateway.errors import GatewayError
 
 __all__ = ["Dialect", "compat_endpoints", "dialects"]

@@ -12,11 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import AuthService
 from gateway.config import GatewayConfig
 from gateway.endpoints.table import Endpoint
 from gateway.errors import GatewayError
-from gateway.auth.keys import KeyRing
 from gateway.forwarded import client_origin
 from gateway.net import is_loopback
 

@@ -9,8 +9,16 @@ import time
 
 from aiohttp import web
 
-from gateway.context import ERROR_CODE, REQUEST_ID, RESPONSE_BYTES, REVOCATION_SKIPPED, ROUTE_NAME, SUBJECT
-from gateway.context import UPSTREAM_ERROR, UPSTREAM_SECONDS
+from gateway.context import (
+    ERROR_CODE,
+    REQUEST_ID,
+    RESPONSE_BYTES,
+    REVOCATION_SKIPPED,
+    ROUTE_NAME,
+    SUBJECT,
+    UPSTREAM_ERROR,
+    UPSTREAM_SECONDS,
+)
 from gateway.forwarded import client_ip
 
 __all__ = ["access_record"]

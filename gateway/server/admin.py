@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.runtime import Gateway
 from gateway.endpoints.table import healthz, readyz
 from gateway.errors import GatewayError, error_response
 from gateway.lifecycle import LIFECYCLE
 from gateway.observe.metrics import METRICS, metrics_handler
+from gateway.runtime import Gateway
 
 __all__ = ["create_admin_app"]
 

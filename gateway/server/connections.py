@@ -26,8 +26,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, LineTooLong
 
-from gateway.net import ip_bucket
 from gateway.limits import ConnectionGuard
+from gateway.net import ip_bucket
 
 __all__ = ["GuardedRunner", "REFUSAL", "raw_error"]
 

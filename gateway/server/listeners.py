@@ -20,14 +20,14 @@ from typing import Any, Coroutine, TypeVar
 
 from aiohttp import web
 
-from gateway.server.admin import create_admin_app
-from gateway.limits import CONNECTION_GUARD
-from gateway.server.connections import ConnectionGuard, GuardedRunner
-from gateway.server.fdlimit import raise_nofile
 import gateway.upstream.websocket as websocket
 from gateway.app import create_app
-from gateway.runtime import GATEWAY, Gateway
 from gateway.config import GatewayConfig
+from gateway.limits import CONNECTION_GUARD
+from gateway.runtime import GATEWAY, Gateway
+from gateway.server.admin import create_admin_app
+from gateway.server.connections import ConnectionGuard, GuardedRunner
+from gateway.server.fdlimit import raise_nofile
 from gateway.server.reload import Reloader
 from gateway.sources.chain import UserChain
 

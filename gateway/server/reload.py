@@ -16,8 +16,8 @@ import asyncio
 import logging
 from pathlib import Path
 
-from gateway.runtime import Gateway, Runtime
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.runtime import Gateway, Runtime
 from gateway.sources.base import UserSource
 from gateway.sources.registry import build_chain, retired_sources
 

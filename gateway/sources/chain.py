@@ -15,9 +15,9 @@ import logging
 import time
 from typing import Awaitable, Callable, Protocol, Sequence, TypeVar, runtime_checkable
 
-from gateway.sources.users import User, hash_password
 from gateway.sources.base import Candidate, SourceUnavailable, TtlCache, UserSource
 from gateway.sources.hashing import verify_off_loop
+from gateway.sources.users import User, hash_password
 
 __all__ = ["NOT_REREAD", "SourceEvents", "UserChain"]
 

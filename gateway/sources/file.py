@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.sources.users import User, UserDirectory, load_users
 from gateway.sources.base import Candidate
 from gateway.sources.hashing import verify_off_loop
+from gateway.sources.users import User, UserDirectory, load_users
 
 __all__ = ["FileSource"]
 

@@ -27,9 +27,9 @@ from urllib.parse import quote
 
 import aiohttp
 
-from gateway.sources.users import User
 from gateway.sources.base import Candidate, SourceUnavailable, user_claims
 from gateway.sources.settings import HttpSettings
+from gateway.sources.users import User
 
 __all__ = ["HttpSource", "dotted"]
 

@@ -12,30 +12,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from gateway.config.types import Duration, Model
 
 __all__ = ["HttpSettings", "LdapSettings", "SourceSpec", "SqlSettings", "resolve_source_paths"]
 
 
-def _duration(value: Any) -> float:
-    from gateway.config import parse_duration  # late: config imports this module
-
-    return parse_duration(value)
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
 _PLACEHOLDER = re.compile(r"(?<![:\w]):login\b")
 _SQL_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "sqlite")
 MAX_CACHE = 300.0
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class _Common(_Model):
+class _Common(Model):
     timeout: Duration = 3.0  # every lookup, check and query; past it: 503 identity_unavailable
     cache: Duration = 0.0  # refresh re-reads a user at most this often (0 = every refresh)
 
@@ -159,7 +150,7 @@ class HttpSettings(_Common):
         return value
 
 
-class SourceSpec(_Model):
+class SourceSpec(Model):
     """One entry of ``users:``: exactly one of file, sql, ldap, http."""
 
     file: Path | None = None

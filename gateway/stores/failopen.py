@@ -15,8 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.stores import Store, StoreUnavailable
 from gateway.context import REVOCATION_SKIPPED
+from gateway.stores import Store, StoreUnavailable
 
 __all__ = ["FailOpenRevocations", "revocation_store"]
 

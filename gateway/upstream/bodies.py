@@ -14,8 +14,8 @@ from typing import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from gateway.errors import GatewayError
 from gateway.context import BODY_ERROR
+from gateway.errors import GatewayError
 
 __all__ = ["BodyFailed", "body_failure", "guarded_body", "upstream_body"]
 

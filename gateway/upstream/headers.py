@@ -29,8 +29,8 @@ from urllib.parse import quote
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.config.boundary import ClientHeaders, fold_header
 from gateway.config import Route
+from gateway.config.boundary import ClientHeaders, fold_header
 from gateway.net import Host
 
 __all__ = ["HOP_BY_HOP", "HeaderRewrite", "connection_tokens", "encode_claim"]

@@ -17,15 +17,15 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from gateway.upstream.bodies import BodyFailed, body_failure, upstream_body
 from gateway.config import Route
-from gateway.errors import GatewayError
 from gateway.config.limits import Limits
-from gateway.lifecycle import LIFECYCLE
-from gateway.upstream.headers import HOP_BY_HOP, connection_tokens
-from gateway.target import RequestPath
-from gateway.upstream.slots import UpstreamSlots
 from gateway.context import RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS
+from gateway.errors import GatewayError
+from gateway.lifecycle import LIFECYCLE
+from gateway.target import RequestPath
+from gateway.upstream.bodies import BodyFailed, body_failure, upstream_body
+from gateway.upstream.headers import HOP_BY_HOP, connection_tokens
+from gateway.upstream.slots import UpstreamSlots
 
 __all__ = ["Upstream", "request_id"]
 

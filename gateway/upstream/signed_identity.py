@@ -18,8 +18,8 @@ from typing import Any, Mapping
 
 import jwt
 
-from gateway.config import Route
 from gateway.auth.keys import KeyRing
+from gateway.config import Route
 
 __all__ = ["DEFAULT_HEADER", "IdentitySigner", "TOKEN_TYPE"]
 

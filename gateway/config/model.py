@@ -1,0 +1,148 @@
+"""The whole file: ``GatewayConfig``, its sections, and the rules that span sections."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import field_validator, model_validator
+from yarl import URL
+
+from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
+from gateway.config.browser import Compat, Cookies, Cors
+from gateway.config.issuers import ExternalIssuer
+from gateway.config.limits import Limits
+from gateway.config.ops import Admin, Endpoints, Listen, LoginThrottle, Metrics, Shutdown, Store
+from gateway.config.routes import Route
+from gateway.config.tokens import NAME, OWN_ISSUER, Tokens
+from gateway.config.types import Model
+from gateway.net import is_loopback
+from gateway.sources.settings import SourceSpec
+
+
+class GatewayConfig(Model):
+    listen: Listen = Listen()
+    tokens: Tokens
+    store: Store = Store()
+    users_file: Path | None = None  # the users file; the same as users: [file: ...]
+    users: tuple[SourceSpec, ...] | None = None  # identity sources in order (gateway/sources/settings.py)
+    endpoints: Endpoints = Endpoints()
+    identity_header_prefixes: tuple[str, ...] = ("X-User-", "X-Auth-")
+    trust_forwarded_headers: bool = False
+    routes: tuple[Route, ...] = ()
+    shutdown: Shutdown = Shutdown()
+    metrics: Metrics = Metrics()
+    admin: Admin | None = None  # None: /metrics is served on the main listener
+    compat: Compat = Compat()
+    cookies: Cookies = Cookies()
+    cors: Cors = Cors()
+    external_issuers: dict[str, ExternalIssuer] = {}
+    login_throttle: LoginThrottle = LoginThrottle()
+    public_url: str | None = None  # the gateway's external base URL, for the discovery document
+    client_headers: ClientHeaders = ClientHeaders()
+    paths: Paths = Paths()
+    server_header: str = "gateway"  # the Server header of the gateway's own answers; no versions
+    development: bool = False  # allows the docs' example secrets on a non-loopback listener
+
+    @field_validator("server_header")
+    @classmethod
+    def _server_header(cls, value: str) -> str:
+        if not re.match(r"^[\x21-\x7e]([\x20-\x7e]{0,126}[\x21-\x7e])?$", value):
+            raise ValueError("printable ASCII, 1-128 characters, no leading or trailing space")
+        return value
+
+    @model_validator(mode="after")
+    def _no_example_secret(self) -> "GatewayConfig":
+        """The secrets printed in the docs sign nobody's tokens outside a developer's own machine."""
+        if self.development or is_loopback(self.listen.host):
+            return self
+        secrets = {"tokens.secret": self.tokens.secret, "cookies.csrf_secret": self.cookies.csrf_secret}
+        secrets.update({f"tokens.keys[{k.kid}].secret": k.secret for k in self.tokens.keys})
+        for where, secret in secrets.items():
+            if secret is not None and secret.get_secret_value() in EXAMPLE_SECRETS:
+                raise ValueError(
+                    f"{where}: this is the example secret from the docs, so anyone can mint tokens for this gateway; "
+                    "set GATEWAY_SECRET to at least 32 random bytes (python3 -c 'import secrets; "
+                    "print(secrets.token_urlsafe(48))'), or listen on a loopback address, or set development: true"
+                )
+        return self
+    limits: Limits = Limits()  # limits_config.py
+
+    @model_validator(mode="after")
+    def _browser_settings(self) -> "GatewayConfig":
+        problems = _endpoint_collisions(self) + _cookie_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = URL(value)
+        if url.scheme not in {"http", "https"} or not url.host or url.query_string or url.fragment:
+            raise ValueError("not an absolute http(s) URL without query or fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_user_source(self) -> "GatewayConfig":
+        if (self.users_file is None) == (self.users is None):
+            raise ValueError("users_file: required (or users: a list of identity sources), not both")
+        if self.users is not None and not self.users:
+            raise ValueError("users: needs at least one source")
+        return self
+
+    @model_validator(mode="after")
+    def _unique_route_names(self) -> "GatewayConfig":
+        names = [r.name for r in self.routes]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"routes: duplicate route names {duplicates}")
+        return self
+
+    @model_validator(mode="after")
+    def _trust(self) -> "GatewayConfig":
+        """Issuer names resolve, never collide with the gateway's own, and signed identity has a key."""
+        problems = []
+        for name, ext in self.external_issuers.items():
+            if name == OWN_ISSUER or not NAME.match(name):
+                problems.append(f"external_issuers.{name}: not a usable name ({OWN_ISSUER!r} is the gateway itself)")
+            if ext.issuer == self.tokens.issuer:
+                problems.append(f"external_issuers.{name}.issuer: equals tokens.issuer")
+        for i, route in enumerate(self.routes):
+            unknown = [n for n in route.issuers if n != OWN_ISSUER and n not in self.external_issuers]
+            if unknown:
+                problems.append(f"routes[{i}].issuers: unknown issuers {unknown} (define them in external_issuers)")
+            if route.identity_jwt and self.tokens.signing_algorithm == "HS256":
+                problems.append(f"routes[{i}].identity_jwt: needs an asymmetric active key in tokens.keys (upstreams verify with the public JWKS)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _endpoint_collisions(config: GatewayConfig) -> list[str]:
+    """Two endpoints on one path would shadow each other silently; refuse that."""
+    owners: dict[str, str] = {}
+    problems = []
+    places = [(f"endpoints.{role}", path) for role, path in config.endpoints.model_dump().items()]
+    for i, profile in enumerate(config.compat.profiles):
+        places += [(f"compat.profiles[{i}].paths.{role}", path) for role, path in profile.named_paths().items()]
+    if config.metrics.enabled and config.admin is None:  # /metrics is one of the main listener's endpoints then
+        places.append(("metrics.path", config.metrics.path))
+    for where, path in places:
+        if path in owners:
+            problems.append(f"{where}: {path} is already served as {owners[path]}")
+        owners.setdefault(path, where)
+    return problems
+
+
+def _cookie_problems(config: GatewayConfig) -> list[str]:
+    problems = []
+    if not config.cookies.secure and not is_loopback(config.listen.host):
+        problems.append("cookies.secure: false is only for testing on http://localhost (listen.host must be a loopback address)")
+    if config.cookies.enabled and config.cookies.csrf_secret is None and config.tokens.secret is None:
+        problems.append("cookies.csrf_secret: required when tokens use no shared secret (>= 32 bytes)")
+    for i, profile in enumerate(config.compat.profiles):
+        if profile.cookies and not config.cookies.enabled:
+            problems.append(f"compat.profiles[{i}].cookies: needs cookies.enabled: true")
+    return problems

@@ -17,6 +17,8 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	bash scripts/install-test-deps.sh
+	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-container: $(VENV)/.installed

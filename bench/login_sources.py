@@ -81,13 +81,12 @@ async def _measure(url: str, logins: int, concurrency: int) -> dict[str, Any]:
 def _hash_costs() -> dict[str, float]:
     """Milliseconds per verify, with the parameters each framework writes by default today."""
     import bcrypt
+    import django
     from argon2 import PasswordHasher
+    from django.conf import settings
     from werkzeug.security import generate_password_hash
 
     from gateway.sources.hashes import verify_password
-
-    import django
-    from django.conf import settings
 
     if not settings.configured:
         settings.configure(PASSWORD_HASHERS=["django.contrib.auth.hashers.PBKDF2PasswordHasher",

@@ -33,9 +33,9 @@ from aiohttp import web  # noqa: E402
 from gateway.app import create_app  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
 from gateway.server.listeners import run  # noqa: E402
+from gateway.sources.users import hash_password  # noqa: E402
 from gateway.stores import MemoryStore, Store  # noqa: E402
 from gateway.stores.redis import RedisStore  # noqa: E402
-from gateway.sources.users import hash_password  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DECISIONS = 5000

@@ -18,7 +18,8 @@ from typing import Any, AsyncIterator, Callable, Mapping
 
 import aiohttp
 
-from . import client, configs, profile as pyspy
+from . import client, configs
+from . import profile as pyspy
 from .procs import peak_rss_kib, rss_kib
 from .stack import Stack, Target
 from .stats import paired_delta, paired_ratio, summary

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import logging
 import os
@@ -10,23 +9,11 @@ import signal
 import sys
 import unicodedata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.auth.keys import KeyRing, generate_key
-from gateway.config import SIGNING_ALGORITHMS, ConfigError, GatewayConfig, load_config
-from gateway.observe.logs import configure_logging
-from gateway.routing import host_fallthrough, shadowed_routes
-from gateway.server.listeners import (
-    CANCEL_GRACE,
-    EXAMPLE_UPSTREAM_PORT,
-    ServeOptions,
-    remove_pid_file,
-    run,
-    serve,
-    write_pid_file,
-)
-from gateway.sources.chain import UserChain
-from gateway.sources.registry import build_chain
-from gateway.sources.users import hash_password
+if TYPE_CHECKING:  # the commands import what they use: `gateway --help` loads no server, no pydantic
+    from gateway.config import GatewayConfig
+    from gateway.sources.chain import UserChain
 
 __all__ = ["main"]
 
@@ -35,8 +22,15 @@ WORKERS_ENV = "GATEWAY_WORKERS"
 log = logging.getLogger("gateway")
 
 
+EXAMPLE_UPSTREAM_PORT = 9001  # `run --example-upstream` serves it here unless --example-upstream-port says otherwise
+
+
 def load_all(path: str | Path) -> tuple[GatewayConfig, UserChain]:
     """Config and its user sources (files read), or ConfigError with every problem of both."""
+    from gateway.auth.keys import KeyRing
+    from gateway.config import ConfigError, load_config
+    from gateway.sources.registry import build_chain
+
     config = load_config(path)
     problems: list[str] = []
     try:
@@ -85,6 +79,8 @@ def confusable_users(users: UserChain) -> list[str]:
 
 def load_or_report(path: str) -> tuple[GatewayConfig, UserChain] | None:
     """Config and users, or None after printing every problem to stderr."""
+    from gateway.config import ConfigError
+
     try:
         return load_all(path)
     except ConfigError as exc:
@@ -95,6 +91,8 @@ def load_or_report(path: str) -> tuple[GatewayConfig, UserChain] | None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from gateway.routing import host_fallthrough, shadowed_routes
+
     loaded = load_or_report(args.config)
     if loaded is None:
         return 1
@@ -104,12 +102,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     sources = "" if config.users is None else f", {len(users.sources)} user sources"
     print(f"{args.config}: OK ({len(config.routes)} routes, {len(users)} users{sources}, store {config.store.backend})")
     if args.probe:
+        from gateway.server.listeners import run
+
         return run(_probe(users))
     return 0
 
 
 async def _probe(users: UserChain) -> int:
     """Connect to every source and run its query or search once; 1 if any cannot."""
+    import asyncio
+
     failed = 0
     try:
         for source in users.sources:
@@ -127,6 +129,7 @@ async def _probe(users: UserChain) -> int:
 
 def worker_count(args: argparse.Namespace, config: GatewayConfig) -> int:
     """--workers, else $GATEWAY_WORKERS, else one per CPU; always 1 with the per-process memory store."""
+    from gateway.config import ConfigError
     from gateway.server.workers import available_cpus
 
     given = args.workers if args.workers is not None else os.environ.get(WORKERS_ENV)
@@ -141,6 +144,9 @@ def worker_count(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.config import ConfigError
+    from gateway.server.listeners import ServeOptions, run, serve
+
     loaded = load_or_report(args.config)
     if loaded is None:
         return 1
@@ -158,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         pid_file=Path(args.pid_file) if args.pid_file and args.worker_of is None else None,
         reuse_port=args.worker_of is not None,
         parent_pid=args.worker_of,
-        example_upstream=args.example_upstream,
+        example_upstream=args.example_upstream_port if args.example_upstream else None,
     )
     try:
         run(serve(config, users, options))
@@ -171,12 +177,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace, config: GatewayConfig, workers: int) -> int:
+    from gateway.config import ConfigError, load_config
+    from gateway.server.listeners import CANCEL_GRACE, remove_pid_file, run, write_pid_file
     from gateway.server.workers import Supervisor
 
     def command(slot: int) -> list[str]:
         line = [sys.executable, "-m", "gateway", "run", "--config", args.config, "--log-level", args.log_level,
                 "--log-format", args.log_format, "--worker-of", str(os.getpid())]
-        return line + ["--example-upstream"] if args.example_upstream and slot == 0 else line
+        if args.example_upstream and slot == 0:
+            line += ["--example-upstream", "--example-upstream-port", str(args.example_upstream_port)]
+        return line
 
     def stop_timeout() -> float:
         """The longest drain a worker may run: by the config at start or the file now (a reload may have raised it)."""
@@ -199,6 +209,8 @@ def _supervise(args: argparse.Namespace, config: GatewayConfig, workers: int) ->
 
 def cmd_reload(args: argparse.Namespace) -> int:
     """Signal a running gateway (or its supervisor) to reload; with --config, only if the file is valid."""
+    from gateway.config import ConfigError
+
     if args.config:
         try:
             load_all(args.config)
@@ -236,6 +248,8 @@ def is_gateway_process(pid: int) -> bool:
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:
+    from gateway.sources.users import hash_password
+
     if sys.stdin.isatty():
         password = getpass.getpass("Password: ")
         if password != getpass.getpass("Again: "):
@@ -252,6 +266,8 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     """Write a new key (private part 0600) and print the ``tokens.keys`` entry that uses it."""
+    from gateway.auth.keys import generate_key
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     kid, private, public = generate_key(args.alg)
@@ -280,11 +296,15 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gateway.config.tokens import SIGNING_ALGORITHMS
+
     parser = argparse.ArgumentParser(prog="gateway", description="JWT authentication gateway")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the gateway")
     run.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML configuration (default {DEFAULT_CONFIG})")
-    run.add_argument("--example-upstream", action="store_true", help=f"also serve the example upstream on 127.0.0.1:{EXAMPLE_UPSTREAM_PORT}")
+    run.add_argument("--example-upstream", action="store_true", help="also serve the example upstream on 127.0.0.1")
+    run.add_argument("--example-upstream-port", type=int, default=EXAMPLE_UPSTREAM_PORT,
+                     help=f"its port (default {EXAMPLE_UPSTREAM_PORT}, the one config/example.yaml routes to)")
     run.add_argument("--log-level", default="INFO")
     run.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("GATEWAY_LOG_FORMAT", "text"),
                      help="json: every log line a JSON object (access lines always are); default $GATEWAY_LOG_FORMAT or text")
@@ -314,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from gateway.observe.logs import configure_logging
+
     args = build_parser().parse_args(argv)
     configure_logging(getattr(args, "log_level", "INFO"), getattr(args, "log_format", "text"))
     sys.exit(args.func(args))

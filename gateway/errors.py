@@ -6,11 +6,10 @@ token was presented, ``error="invalid_token"`` with a description when one was.
 from __future__ import annotations
 
 import json
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-from aiohttp import web
-
-from gateway.context import ERROR_CODE
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = ["GatewayError", "error_response"]
 
@@ -60,6 +59,11 @@ def challenge(error: GatewayError) -> str:
 
 
 def error_response(error: GatewayError, body: Mapping[str, object] | None = None) -> web.Response:
+    # Imported here, once per process in effect: configuration and `gateway check` use GatewayError without a server.
+    from aiohttp import web
+
+    from gateway.context import ERROR_CODE
+
     headers = dict(error.headers)
     if error.status == 401 or (error.status == 403 and error.code == "permission_denied"):
         headers.setdefault("WWW-Authenticate", challenge(error))

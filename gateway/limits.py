@@ -92,8 +92,8 @@ class ConnectionGuard:
 
 
 CONNECTION_GUARD = web.AppKey("connection_guard", ConnectionGuard)
-_CLIENT_REQUESTS = web.AppKey("client_requests", "ClientRequests")
-_TRUST_FORWARDED = web.AppKey("admission_trust_forwarded", Callable[[], bool])
+_CLIENT_REQUESTS = web.AppKey["ClientRequests"]("client_requests")
+_TRUST_FORWARDED = web.AppKey[Callable[[], bool]]("admission_trust_forwarded")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

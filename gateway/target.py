@@ -28,13 +28,15 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes
-
-from aiohttp import web
 
 from gateway.config.boundary import Paths
 from gateway.errors import GatewayError
 from gateway.net import Host, parse_host
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = [
     "DEFAULT_PATH_RULES", "RequestPath", "fold_segment", "parse_target", "request_host",

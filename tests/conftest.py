@@ -23,9 +23,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.config import GatewayConfig, parse_config
 from gateway.example_upstream import create_upstream
+from gateway.sources.users import hash_password
 from gateway.stores import MemoryStore, Store
 from gateway.stores.redis import RedisStore
-from gateway.sources.users import hash_password
 from tests.ops_support import GatedUpstream
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,8 +9,8 @@ import time
 import jwt
 import pytest
 
-from gateway.config import ConfigError, load_config
 from gateway.auth.keys import hmac_kid
+from gateway.config import ConfigError, load_config
 from tests.conftest import PASSWORDS, ROOT, SECRET, bearer, login
 
 SIMPLEJWT = {"profile": "simplejwt", "prefix": "/api"}

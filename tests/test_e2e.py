@@ -61,10 +61,11 @@ async def test_full_session_through_real_processes(gateway_process, upstream_pro
 
 async def test_example_quick_start(gateway_process):
     """What the README's quick start shows: the example config, users and upstream in one process."""
+    example = free_port()  # `make run` uses 9001; a test never takes a fixed port
     raw = {"tokens": {"secret": "${GATEWAY_SECRET:-dev-only-secret-change-me-0123456789abcdef}"},
            "users_file": str(ROOT / "config" / "users.yaml"),
-           "routes": [{"prefix": "/api", "upstream": "http://127.0.0.1:9001", "headers": {"X-User-Id": "sub"}}]}
-    port = gateway_process(raw, "--example-upstream")
+           "routes": [{"prefix": "/api", "upstream": f"http://127.0.0.1:{example}", "headers": {"X-User-Id": "sub"}}]}
+    port = gateway_process(raw, "--example-upstream", "--example-upstream-port", str(example))
     async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
         async with http.post("/auth/token", data={"username": "alice", "password": "alice-password"}) as resp:
             access = (await resp.json())["access"]

@@ -25,11 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.app import create_app
+from gateway.auth.keys import KeyRing, hmac_kid
+from gateway.auth.tokens import TokenService
 from gateway.config import parse_config
 from gateway.errors import GatewayError
 from gateway.example_upstream import create_upstream
-from gateway.auth.keys import KeyRing, hmac_kid
-from gateway.auth.tokens import TokenService
 from gateway.sources.users import hash_password
 from tests.conftest import SECRET, base_config, bearer, free_port, login
 from tests.jwt_tools import JwksServer, b64, make_key, raw_token, sign
@@ -449,8 +449,8 @@ def external_trust(tmp_path_factory):
     """A route trusting the gateway and one IdP whose keys are already cached (no network in the loop)."""
     from types import MappingProxyType
 
-    from gateway.config import ExternalIssuer
     from gateway.auth.issuers import ExternalVerifier, RouteTrust
+    from gateway.config import ExternalIssuer
 
     key = make_key(tmp_path_factory.mktemp("idp"), "ES256", "idp-es")
     settings_ = ExternalIssuer(issuer="https://idp.test", audience="gw", jwks_url="https://idp.test/jwks",

@@ -10,8 +10,8 @@ from dataclasses import replace
 import jwt
 import pytest
 
-from gateway.config import ConfigError, parse_config
 from gateway.auth.issuers import parse_jwks
+from gateway.config import ConfigError, parse_config
 from tests.conftest import base_config, bearer, login
 from tests.jwt_tools import JwksServer, idp_claims, make_key, raw_token, sign
 

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from gateway.app import create_app
-from gateway.config import ConfigError, parse_config
 from gateway.auth.keys import KeyRing, jwk_thumbprint
+from gateway.config import ConfigError, parse_config
 from gateway.stores.redis import RedisStore
 from tests.conftest import ROOT, SECRET, base_config, bearer, login
 from tests.jwt_tools import make_key, raw_token, sign

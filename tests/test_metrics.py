@@ -6,10 +6,10 @@ import asyncio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.server.admin import create_admin_app
 from gateway.app import create_app
-from gateway.runtime import GATEWAY
 from gateway.observe.metrics import Metrics
+from gateway.runtime import GATEWAY
+from gateway.server.admin import create_admin_app
 from gateway.stores import MemoryStore, Store, StoreUnavailable
 from gateway.stores.instrumented import InstrumentedStore
 from gateway.stores.redis import RedisStore

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-
 from gateway.stores.redis import RedisStore
 from tests.conftest import bearer, login
 

@@ -28,7 +28,6 @@ from gateway.stores.redis import RedisStore
 from gateway.stores.redis_client import close_redis_client, redis_client
 from tests.conftest import RedisServer, base_config, free_port, wait_for_port
 
-
 # -- each URL form, the right client -------------------------------------------------------------
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import Requirements, Route
-from gateway.errors import GatewayError
 from gateway.config.boundary import Paths
+from gateway.errors import GatewayError
+from gateway.net import Host, parse_host
 from gateway.policy import check_requirements
 from gateway.routing import Router, host_fallthrough, shadowed_routes
-from gateway.net import Host, parse_host
 from gateway.target import parse_target
 
 

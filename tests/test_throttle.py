@@ -7,11 +7,9 @@ import copy
 import pytest
 
 from gateway.config import ConfigError, parse_config
-from gateway.stores.redis import RedisStore
 from gateway.net import ip_bucket as _ip_bucket
+from gateway.stores.redis import RedisStore
 from tests.conftest import PASSWORDS, base_config
-
-
 
 # -- store contract ----------------------------------------------------------------
 

@@ -8,10 +8,10 @@ import time
 import jwt
 import pytest
 
-from gateway.config import Tokens
-from gateway.errors import GatewayError
 from gateway.auth.keys import KeyRing
 from gateway.auth.tokens import TokenService
+from gateway.config import Tokens
+from gateway.errors import GatewayError
 from tests.conftest import SECRET
 
 SETTINGS = Tokens(secret=SECRET, issuer="iss-a", audience="aud-a", leeway=0)

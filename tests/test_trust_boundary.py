@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from gateway.config.boundary import AUTHORITATIVE_HEADERS
 from gateway.config import ConfigError, load_config, parse_config
+from gateway.config.boundary import AUTHORITATIVE_HEADERS
 from gateway.upstream.headers import encode_claim
 from tests.conftest import ROOT, SECRET, base_config, bearer, gateway_command, login
 

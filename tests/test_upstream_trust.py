@@ -27,8 +27,16 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import PASSWORDS, SECRET, gateway_command
-from tests.ops_support import (RawReply, ServerProcess, express, gunicorn_flask, nginx, raw_request, stdlib_server,
-                               websocket_handshake)
+from tests.ops_support import (
+    RawReply,
+    ServerProcess,
+    express,
+    gunicorn_flask,
+    nginx,
+    raw_request,
+    stdlib_server,
+    websocket_handshake,
+)
 
 # Bounded: no shrinking (a falsifying example is printed as found), a fixed seed, no example database.
 PROPERTY = settings(max_examples=40, deadline=None, derandomize=True, database=None,

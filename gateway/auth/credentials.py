@@ -5,7 +5,7 @@ gateway's own endpoints use it too.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, overload
 
 from aiohttp import web
 
@@ -64,6 +64,16 @@ async def verify_trusted(token: str, trust: RouteTrust, tokens: TokenService, st
     return await verifier.verify(token)
 
 
+@overload
+async def authenticate(
+    request: web.Request, tokens: TokenService, store: Store, *, required: Literal[True],
+    trust: RouteTrust | None = None, cookies: "CookieMode | None" = None,
+) -> Claims: ...
+@overload
+async def authenticate(
+    request: web.Request, tokens: TokenService, store: Store, *, required: bool,
+    trust: RouteTrust | None = None, cookies: "CookieMode | None" = None,
+) -> Claims | None: ...
 async def authenticate(
     request: web.Request,
     tokens: TokenService,

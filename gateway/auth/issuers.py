@@ -197,7 +197,7 @@ class JwksCache:
         """The TTL when healthy; when not, a growing pause from jwks_min_ttl, capped at the TTL."""
         if ok:
             return self._ttl
-        return min(self.settings.jwks_min_ttl * 2 ** min(failures - 1, 10), self._ttl)
+        return min(self.settings.jwks_min_ttl * 2.0 ** min(failures - 1, 10), self._ttl)
 
 
 # Strong references to running refreshers (the loop keeps tasks only weakly).

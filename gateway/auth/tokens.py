@@ -106,6 +106,7 @@ class TokenService:
 
     def _verify(self, token: object, token_type: str | None, check_expiry: bool) -> Claims:
         key = self._key_for(token)
+        assert isinstance(token, str)  # _key_for refused anything else as malformed
         claims = self._decode(token, key, check_expiry)
         accepted = ("access", "refresh") if token_type is None else (token_type,)
         if claims.get("token_type") not in accepted:

@@ -37,17 +37,18 @@ def fold_header(name: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class ClientHeaders(_Model):
     """Which of the client's headers reach the upstream (``client_headers``)."""
 
-    # nginx's default: a header name with "_" is dropped, since CGI-style servers
-    # (gunicorn < 22, PHP-FPM, Puma) read X_User_Id as X-User-Id.
     allow_underscores: bool = False
-    strip: tuple[str, ...] = ()  # stripped in addition to AUTHORITATIVE_HEADERS
-    keep: tuple[str, ...] = ()  # names of AUTHORITATIVE_HEADERS to let through after all
+    """Keep header names with `_`; false drops them like nginx, since CGI-style servers (gunicorn < 22, PHP-FPM, Puma) read X_User_Id as X-User-Id."""
+    strip: tuple[str, ...] = ()
+    """Dropped too, besides the built-in list of authoritative headers (Forwarded, X-Forwarded-*, X-Real-IP, ...)."""
+    keep: tuple[str, ...] = ()
+    """Names of the built-in list to let through after all, e.g. `[X-Real-IP]`."""
 
     @field_validator("strip", "keep")
     @classmethod
@@ -77,5 +78,7 @@ class ClientHeaders(_Model):
 class Paths(_Model):
     """How request paths are read before routing (``paths``)."""
 
-    semicolons: Literal["reject", "strip"] = "reject"  # reject: 400; strip: ;params removed, then matched and forwarded
-    case_sensitive: bool = False  # false: /API/Admin matches a route for /api/admin
+    semicolons: Literal["reject", "strip"] = "reject"
+    """`reject`: a `;` in a segment is a 400; `strip`: `;params` are removed, then the path is matched and forwarded."""
+    case_sensitive: bool = False
+    """False: prefixes match ignoring case (/API/Admin takes the /api/admin route)."""

@@ -69,27 +69,39 @@ class CompatPaths(Model):
     """Absolute paths of a profile's endpoints; a missing one is not served."""
 
     login: AbsPath | None = None
+    """Login: credentials in, a token pair out."""
     refresh: AbsPath | None = None
+    """A refresh token in, new tokens out."""
     verify: AbsPath | None = None
+    """Checks a token."""
     logout: AbsPath | None = None
+    """Revokes the session."""
     me: AbsPath | None = None
+    """The caller's identity, shaped by `me_fields`."""
 
 
 class CompatRequest(Model):
     """Names of the request fields."""
 
     username: FieldName = "username"
+    """The login name's field."""
     password: FieldName = "password"
+    """The password's field."""
     refresh: FieldName = "refresh"
+    """The refresh token's field."""
     token: FieldName = "token"
+    """The verify endpoint's field."""
 
 
 class CompatResponse(Model):
     """Names of the response fields; ``extras`` adds token_type and expires_in."""
 
     access: FieldName = "access"
+    """The access token's field."""
     refresh: FieldName = "refresh"
+    """The refresh token's field."""
     extras: bool = True
+    """Also `token_type` and `expires_in` (the named profiles' presets turn this off)."""
 
 
 def _prefix(value: Any) -> str:
@@ -105,16 +117,27 @@ class CompatProfile(Model):
     """One dialect of the token endpoints, with the named profile's presets already filled in."""
 
     profile: ProfileName
+    """The dialect whose presets fill in every key not given; `custom` has none."""
     prefix: str = ""
+    """Put in front of the preset paths (the simplejwt preset: `/api`), never in front of paths given under `paths`."""
     paths: CompatPaths = CompatPaths()
+    """The profile's endpoints; each key given overrides the preset, an absent one is not served."""
     request: CompatRequest = CompatRequest()
+    """Request field names."""
     response: CompatResponse = CompatResponse()
+    """Response field names."""
     login_claim: FieldName = "username"
+    """Which claim identifies the user at login: `username` (the users-file key) or e.g. `email`."""
     refresh_from: Literal["body", "bearer"] = "body"
+    """`body`, or `bearer`: the refresh token as the bearer (flask-jwt-extended style)."""
     errors: ErrorStyleName = "gateway"
+    """How this profile's own endpoints word errors."""
     rotate_refresh: bool | None = None
+    """Rotate on this profile's refresh; absent: the preset (the gateway profile follows `tokens.rotate_refresh`, the others do not)."""
     me_fields: dict[str, str] | None = None
+    """Shape of GET me: field -> claim, `a|b` the first claim present; absent: all claims."""
     cookies: bool = False
+    """This profile answers in cookie mode too (needs `cookies.enabled`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -157,7 +180,9 @@ class Compat(Model):
     """Compatibility profiles, and how errors of proxied routes look (the deployment's main dialect)."""
 
     errors: ErrorStyleName = "gateway"
+    """The shape of proxied routes' errors (the deployment's main dialect)."""
     profiles: tuple[CompatProfile, ...] = ()
+    """Token endpoint dialects; every path of every profile and endpoint must differ."""
 
     @model_validator(mode="before")
     @classmethod
@@ -178,17 +203,29 @@ class Cookies(Model):
     """Cookie mode: tokens in HttpOnly cookies, CSRF by a signed double-submit token."""
 
     enabled: bool = False
+    """Cookie mode: the gateway's own endpoints answer with cookies instead of tokens in the body."""
     secure: bool = True
+    """False only when `listen.host` is a loopback address (testing on http://localhost)."""
     same_site: Literal["Strict", "Lax", "None"] = "Strict"
+    """The SameSite attribute; `None` needs `secure`."""
     domain: str | None = None
+    """e.g. example.com to share the CSRF cookie with app.example.com; absent: host-only cookies."""
     access_cookie: bool = True
+    """The access token in a cookie too (client.js cookie mode needs it)."""
     access_name: CookieName = "gw_access"
+    """The access token's cookie: HttpOnly, Path=`access_path`."""
     refresh_name: CookieName = "gw_refresh"
+    """The refresh token's cookie: HttpOnly, Path=`refresh_path`."""
     csrf_name: CookieName = "gw_csrf"
+    """The CSRF cookie, readable by scripts, Path=/; the three names must differ."""
     csrf_header: str = "X-CSRF-Token"
+    """The header that carries the CSRF token back."""
     access_path: AbsPath = "/"
+    """Path of the access cookie."""
     refresh_path: AbsPath | None = None
-    csrf_secret: SecretStr | None = None  # keys the CSRF tokens; default: tokens.secret
+    """Path of the refresh cookie; absent: the refresh endpoint's own path, so the browser sends it nowhere else."""
+    csrf_secret: SecretStr | None = None
+    """Keys the CSRF tokens, at least 32 bytes; absent: `tokens.secret`, so required with a key ring."""
 
     @field_validator("csrf_secret")
     @classmethod
@@ -241,11 +278,17 @@ class Cors(Model):
     """Cross-origin access; off while ``allow_origins`` is empty."""
 
     allow_origins: tuple[str, ...] = ()
+    """Exact origins, `https://*.domain`, or `*`."""
     allow_methods: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+    """Methods allowed cross-origin."""
     allow_headers: tuple[str, ...] = ("Authorization", "Content-Type", "X-CSRF-Token", "X-Request-Id")
+    """Request headers allowed cross-origin; `*` echoes what is asked."""
     allow_credentials: bool = False
+    """True for cookie mode across origins; never together with `*`."""
     expose_headers: tuple[str, ...] = ("X-Request-Id",)
+    """Response headers scripts may read."""
     max_age: Duration = 600
+    """How long a browser may cache a preflight answer."""
 
     @field_validator("allow_origins")
     @classmethod

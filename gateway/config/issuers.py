@@ -24,21 +24,33 @@ class ExternalIssuer(Model):
     """An identity provider whose bearer tokens routes may accept (``routes[].issuers``)."""
 
     issuer: str
+    """Must equal the token's `iss` exactly; not `tokens.issuer`."""
     audience: str | tuple[str, ...]
+    """One audience or a list; the token's `aud` must contain one."""
     jwks_url: str
-    algorithms: tuple[Literal[EXTERNAL_ALGORITHMS], ...] = ("RS256",)  # type: ignore[valid-type]
-    claims: dict[str, str] = {}  # claim name used by routes -> claim (or dotted path) in the IdP's token
+    """Where the provider publishes its public keys; https unless loopback or `allow_http`."""
+    algorithms: tuple[Literal[EXTERNAL_ALGORITHMS], ...] = ("RS256",)
+    """Allow-list of signature algorithms, asymmetric only."""
+    claims: dict[str, str] = {}
+    """Claim name routes use -> claim or dotted path in the provider's token, e.g. `{roles: realm_access.roles}`."""
     leeway: Duration = 30
+    """Clock skew tolerated on `exp`, `nbf` and `iat`."""
     max_token_lifetime: Duration = 86400
-    jwks_default_ttl: Duration = 300  # when the JWKS answer has no max-age
+    """Refuse tokens whose exp - iat (or exp - now) is longer."""
+    jwks_default_ttl: Duration = 300
+    """Cache time when the JWKS answer has no max-age."""
     jwks_min_ttl: Duration = 30
+    """A JWKS max-age is clamped into [jwks_min_ttl, jwks_max_ttl]."""
     jwks_max_ttl: Duration = 86400
-    kid_refetch_interval: Duration = 30  # an unknown kid re-fetches the JWKS at most this often
+    """The upper bound of that clamp."""
+    kid_refetch_interval: Duration = 30
+    """An unknown kid re-fetches the JWKS at most this often."""
     fetch_timeout: Duration = 5
+    """Timeout of one JWKS fetch."""
     allow_http: bool = False
-    # Put before this issuer's ``sub`` so that its users never pass for local ones or another
-    # issuer's (idp:alice, not alice). Default: the issuer's name and a colon; "" turns it off.
+    """Allow an http:// `jwks_url` beyond loopback (a trusted network only)."""
     subject_prefix: str | None = None
+    """Put before the token's `sub` so its users never pass for local ones or another issuer's (idp:alice); absent: the issuer's name and a colon; `""`: none."""
 
     @field_validator("subject_prefix")
     @classmethod

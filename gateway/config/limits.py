@@ -19,19 +19,31 @@ class Limits(Model):
 
     # connections
     max_connections: int = Field(10_000, ge=1)
+    """Open client connections per process; over it: 503 too_many_connections."""
     max_connections_per_client: int = Field(256, ge=1)
+    """Per client address (IPv6: per /64); over it: 429 too_many_client_connections."""
     max_websockets: int = Field(5_000, ge=0)
+    """Open websockets per process; over it: 503 too_many_websockets at the handshake."""
     # requests
     max_requests_per_client: int = Field(128, ge=1)
+    """Requests in progress per client address (IPv6: per /64); over it: 429 too_many_requests."""
     head_timeout: Duration = 10.0
+    """A request head must arrive within this of its first byte (of opening, for a new connection)."""
     keepalive_timeout: Duration = 75.0
+    """An idle keep-alive connection is closed after this."""
     body_idle_timeout: Duration = 15.0
+    """Longest silence while reading a request body; then 408 body_timeout."""
     max_head_size: int = Field(32 * 1024, ge=1024, le=1024 * 1024)
+    """Bytes of request line and headers (nginx: 4 x 8 KiB); over it: 431 headers_too_large."""
     max_header_count: int = Field(100, ge=8, le=1000)
+    """Header lines; over it: 431 headers_too_large."""
     max_header_line: int = Field(8190, ge=256, le=65536)
+    """Bytes of one header line; over it: 431 (414 uri_too_long for the request target)."""
     # the upstream pool
     upstream_connections: int = Field(256, ge=1)
+    """Connections to one upstream origin (scheme, host, port)."""
     upstream_queue_timeout: Duration = 5.0
+    """Wait for a free upstream connection; then 503 upstream_busy with Retry-After: 1."""
 
     @model_validator(mode="after")
     def _positive(self) -> "Limits":
@@ -49,7 +61,9 @@ class WebsocketSession(Model):
     """Per-route bounds on one websocket; None leaves that bound off (the token still ends it)."""
 
     max_lifetime: Duration | None = None
+    """Close the socket this long after it opened (close code 4002); absent: no bound."""
     idle_timeout: Duration | None = None
+    """Close it after this long without a message either way (4003); absent: no bound."""
 
     @model_validator(mode="after")
     def _positive(self) -> "WebsocketSession":
@@ -68,9 +82,13 @@ class RateLimit(Model):
     """
 
     requests: int = Field(ge=1)
+    """This many requests ..."""
     per: Duration
+    """... per this long, steadily (100 per 1m: one every 0.6 s)."""
     key: str = "sub"
-    burst: int | None = Field(None, ge=1)  # default: requests
+    """What is counted: `sub`, `ip`, `header:NAME` or `claim:NAME` (the client address when absent)."""
+    burst: int | None = Field(None, ge=1)
+    """At most this many at once; absent: `requests`."""
 
     @model_validator(mode="after")
     def _valid(self) -> "RateLimit":

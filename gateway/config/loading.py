@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from gateway.config.model import GatewayConfig
 from gateway.config.types import ConfigError
@@ -49,7 +50,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: ErrorDetails) -> str:
     msg = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return "unknown key (check its spelling)"
@@ -62,7 +63,7 @@ def _message(error: dict[str, Any]) -> str:
 _BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _UniqueKeyLoader(_BASE_LOADER):  # type: ignore[misc, valid-type]
+class _UniqueKeyLoader(_BASE_LOADER):  # type: ignore[misc]
     """A safe loader that refuses duplicate keys: YAML parsers keep the last one silently,
     so ``auth: required`` followed by ``auth: none`` would give a public route."""
 

@@ -21,27 +21,49 @@ from gateway.sources.settings import SourceSpec
 
 class GatewayConfig(Model):
     listen: Listen = Listen()
+    """The main listener: where clients connect."""
     tokens: Tokens
+    """How the gateway signs and checks its own tokens: the short form (one HS256 `secret`) or a `keys` ring."""
     store: Store = Store()
+    """Where sessions, revocations and counters live: in memory (one process) or in Redis (shared)."""
     users_file: Path | None = None  # the users file; the same as users: [file: ...]
+    """The users file (see below); the same as `users: [{file: ...}]`. Required unless `users` lists sources."""
     users: tuple[SourceSpec, ...] | None = None  # identity sources in order (gateway/sources/settings.py)
+    """Identity sources asked in order, instead of `users_file`; each entry is exactly one of file, sql, ldap, http."""
     endpoints: Endpoints = Endpoints()
+    """Paths of the gateway's own endpoints; all must differ, and a trailing slash is accepted on each."""
     identity_header_prefixes: tuple[str, ...] = ("X-User-", "X-Auth-")
+    """Client headers with these prefixes never reach an upstream (case and `_`/`-` folded)."""
     trust_forwarded_headers: bool = False
+    """Believe the peer's X-Forwarded-* and Forwarded headers: true only behind a proxy you control."""
     routes: tuple[Route, ...] = ()
+    """Ordered; the first match wins. Without any, every request but the gateway's own endpoints is 404."""
     shutdown: Shutdown = Shutdown()
+    """SIGTERM and SIGINT: stop accepting, then let in-flight requests finish."""
     metrics: Metrics = Metrics()
+    """Prometheus metrics."""
     admin: Admin | None = None  # None: /metrics is served on the main listener
+    """A second listener for /metrics, /healthz and /readyz; absent: /metrics is served on the main listener."""
     compat: Compat = Compat()
+    """Token endpoints in other dialects; a bare list of profiles is accepted too."""
     cookies: Cookies = Cookies()
+    """Cookie mode: tokens in HttpOnly cookies, CSRF by a signed double-submit token."""
     cors: Cors = Cors()
+    """Cross-origin access; off while `allow_origins` is empty."""
     external_issuers: dict[str, ExternalIssuer] = {}
+    """Identity providers whose tokens routes may accept, by the name routes use in `issuers` (`gateway` is reserved)."""
     login_throttle: LoginThrottle = LoginThrottle()
+    """Failed-login throttling, counted in the store."""
     public_url: str | None = None  # the gateway's external base URL, for the discovery document
+    """The gateway's external base URL, for the discovery document; absent: the document is served to loopback hosts only."""
     client_headers: ClientHeaders = ClientHeaders()
+    """Which client headers reach upstreams."""
     paths: Paths = Paths()
+    """How request paths are read before routing."""
     server_header: str = "gateway"  # the Server header of the gateway's own answers; no versions
+    """The Server header of the gateway's own answers (never versions); restart to change."""
     development: bool = False  # allows the docs' example secrets on a non-loopback listener
+    """Allows the docs' example secrets on a non-loopback listener; never in production."""
 
     @field_validator("server_header")
     @classmethod
@@ -66,6 +88,7 @@ class GatewayConfig(Model):
                 )
         return self
     limits: Limits = Limits()  # limits_config.py
+    """Connection, request-head, body and upstream-pool bounds of one process; read at start, restart to change."""
 
     @model_validator(mode="after")
     def _browser_settings(self) -> "GatewayConfig":

@@ -11,20 +11,23 @@ from gateway.redis_url import parse_redis_url
 
 class Listen(Model):
     host: str = "127.0.0.1"
+    """Address the main listener binds."""
     port: int = Field(8080, ge=0, le=65535)
+    """Port of the main listener."""
 
 class Store(Model):
     backend: Literal["memory", "redis"] = "memory"
+    """`memory`: one process only; `redis`: shared by every instance."""
     url: str | None = None
+    """Required with `redis`: redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://."""
     prefix: str = "gw:"
+    """Key prefix, so several deployments can share one Redis."""
     timeout: Duration = 1.0
-    # What a proxied request does when the revocation check cannot reach the store:
-    # fail_closed answers 503, fail_open serves on the signature check alone (logged).
+    """Per operation; past it the store counts as unavailable."""
     failure_mode: Literal["fail_closed", "fail_open"] = "fail_closed"
-    # Redis only: answer "is this access token revoked?" from a local cache kept current
-    # by pub/sub; a "not revoked" answer is trusted for at most this long. 0 = ask Redis
-    # on every request (see gateway/stores/revocation_cache.py for the staleness bound).
+    """When a proxied request's revocation check cannot reach the store: `fail_closed` answers 503, `fail_open` serves on the signature check alone (logged)."""
     revocation_cache: Duration = 0.0
+    """Redis only: answer revocation checks from a local cache kept current by pub/sub, trusting "not revoked" for at most this long; 0: ask Redis on every request. Restart to change."""
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> "Store":
@@ -49,50 +52,70 @@ class Endpoints(Model):
     """Paths of the gateway's own endpoints; a trailing slash is accepted on each."""
 
     token: AbsPath = "/auth/token"
+    """Login: credentials in, a token pair out."""
     refresh: AbsPath = "/auth/token/refresh"
+    """A refresh token in, new tokens out."""
     verify: AbsPath = "/auth/token/verify"
+    """Checks a token."""
     logout: AbsPath = "/auth/logout"
+    """Revokes the session."""
     me: AbsPath = "/auth/me"
+    """The caller's identity."""
     healthz: AbsPath = "/healthz"
+    """Liveness."""
     readyz: AbsPath = "/readyz"
+    """Readiness: 503 while draining or saturated."""
     client_js: AbsPath = "/auth/client.js"
+    """The browser client script."""
     jwks: AbsPath = "/.well-known/jwks.json"
+    """The public keys (JWKS)."""
     openid_configuration: AbsPath = "/.well-known/openid-configuration"
+    """The discovery document."""
 
 
 class Shutdown(Model):
     """SIGTERM: stop accepting, let in-flight requests finish for up to ``drain_timeout``."""
 
     drain_timeout: Duration = 30.0
-    # /readyz answers 503 for this long before the listener closes, so a load balancer
-    # stops sending new connections first (Kubernetes: a little over the probe period).
+    """In-flight requests get this long to finish."""
     readiness_delay: Duration = 0.0
+    """/readyz answers 503 this long before the listener closes, so a load balancer stops sending first (Kubernetes: a little over the probe period)."""
 
 
 class Metrics(Model):
     enabled: bool = True
+    """Serve Prometheus metrics."""
     path: AbsPath = "/metrics"
-    # Without an admin listener, /metrics on the main listener answers loopback peers only
-    # (and not through a proxy: no X-Forwarded-For/Forwarded); public: true serves everyone.
+    """Path of the metrics endpoint."""
     public: bool = False
+    """Without an admin listener: false answers direct loopback callers only (not through a proxy); true serves everyone."""
 
 
 class Admin(Model):
     """A second listener for /metrics, /healthz and /readyz, kept off the public port."""
 
     host: str = "127.0.0.1"
+    """Address the admin listener binds."""
     port: int = Field(9090, ge=0, le=65535)
+    """Port of the admin listener."""
 
 class LoginThrottle(Model):
     """Failed logins allowed per username and per client IP within a window (counted in the store)."""
 
     enabled: bool = True
+    """Count failed logins and refuse past the limits (429)."""
     per_user: int = Field(10, ge=1)
+    """Failed logins per login name per window."""
     per_ip: int = Field(50, ge=1)
+    """Failed logins per client address per window (IPv6: per /64)."""
     window: Duration = 15 * 60
-    attempts_per_ip: int = Field(300, ge=1)  # every attempt, right or wrong (throttle.py)
-    concurrent_per_ip: int = Field(4, ge=1)  # password checks in progress, per process
+    """A fixed window from the first failure, 1s..1d."""
+    attempts_per_ip: int = Field(300, ge=1)
+    """Every login attempt, right or wrong, per client address per window."""
+    concurrent_per_ip: int = Field(4, ge=1)
+    """Password checks running at once per address (per process); the rest wait up to 5 s."""
     concurrent_per_user: int = Field(2, ge=1)
+    """Password checks running at once per login name; past it: 429 login_busy."""
 
     @field_validator("window")
     @classmethod

@@ -16,15 +16,21 @@ class Requirements(Model):
     """Claims a token must carry for a route: any of the roles, all of the scopes, equal claims."""
 
     roles_any: tuple[str, ...] = ()
+    """The `roles` claim contains at least one of these."""
     scopes_all: tuple[str, ...] = ()
+    """`scope` (space-separated) or `scopes` (a list) contains all of these."""
     claims: dict[str, str | int | bool] = {}
+    """Claims that must be equal to these values, type included."""
 
 class IdentityJwt(Model):
     """A short-lived JWT for the upstream, signed by the gateway's active asymmetric key."""
 
     header: str = "X-Gateway-Identity"
+    """The header that carries it."""
     lifetime: Duration = 60
-    audience: str | None = None  # default: the route's upstream URL
+    """How long the identity JWT is valid, 1s..10m: it is meant for one hop."""
+    audience: str | None = None
+    """Its `aud`; absent: the route's upstream URL."""
 
     @field_validator("header")
     @classmethod
@@ -42,8 +48,10 @@ class IdentityJwt(Model):
 class WebsocketToken(Model):
     """Where a websocket handshake may carry its token besides ``Authorization``: browsers cannot set headers."""
 
-    query_param: str | None = None  # e.g. access_token; removed from the query the upstream sees
-    subprotocol_prefix: str | None = None  # e.g. "bearer." for Sec-WebSocket-Protocol: bearer.<token>
+    query_param: str | None = None
+    """A query parameter, e.g. `access_token`; removed from the query the upstream sees."""
+    subprotocol_prefix: str | None = None
+    """A Sec-WebSocket-Protocol prefix, e.g. `bearer.` for `Sec-WebSocket-Protocol: bearer.<token>`."""
 
     @field_validator("query_param")
     @classmethod
@@ -66,23 +74,41 @@ class WebsocketToken(Model):
 
 class Route(Model):
     name: str = ""
+    """In logs and metrics (empty: `routes[i]`); names must be unique."""
     prefix: AbsPath
+    """Matched at a segment boundary: /reports takes /reports and /reports/x, never /reportsx."""
     methods: tuple[str, ...] | None = None
+    """The methods the route takes; absent: any method."""
     host: str | None = None
+    """Exact, or `*.domain` (subdomains only); case, a trailing dot and the port ignored; absent: any host."""
     upstream: str
+    """Absolute http(s) URL without query or fragment; its path is prepended."""
     strip_prefix: bool = False
+    """Remove the prefix: /reports/x reaches an upstream http://h/base as /base/x."""
     auth: Literal["required", "optional", "none"] = "required"
+    """`required`: a valid token or 401; `optional`: a token is checked if sent; `none`: tokens are not looked at."""
     require: Requirements = Requirements()
+    """Claims the token must carry, all of them, else 403 permission_denied; only with `auth: required`."""
     headers: dict[str, str] = {}
+    """Upstream header -> claim; list claims are joined with commas."""
     timeout: Duration = 30.0
+    """Connect timeout, and the longest silence while reading the upstream."""
     forward_authorization: bool = False
+    """Pass the client's Authorization header upstream."""
     preserve_host: bool = False
+    """Send the client's Host (validated, normalised) instead of the upstream's."""
     issuers: tuple[str, ...] = (OWN_ISSUER,)
+    """Whose tokens the route accepts: `gateway` (the gateway's own) and names defined in `external_issuers`."""
     identity_jwt: IdentityJwt | None = None
+    """A signed identity header for the upstream; needs an asymmetric active key."""
     websocket: bool = False
+    """The route carries websocket upgrades."""
     websocket_token: WebsocketToken = WebsocketToken()
-    websocket_session: WebsocketSession = WebsocketSession()  # limits_config.py
-    rate_limit: RateLimit | None = None  # limits_config.py, rate_limit.py
+    """Where a handshake may carry its token besides Authorization (both off by default)."""
+    websocket_session: WebsocketSession = WebsocketSession()
+    """Bounds on one websocket of this route (both off by default)."""
+    rate_limit: RateLimit | None = None
+    """The route's request rate, e.g. `{requests: 100, per: 1m, key: sub, burst: 20}`; absent: none."""
 
     @field_validator("methods")
     @classmethod

@@ -25,14 +25,23 @@ class KeySpec(Model):
     """
 
     kid: str
+    """The key's id in token headers and the JWKS: 1-64 of A-Z a-z 0-9 . _ ~ - (`gateway keys generate` uses the RFC 7638 thumbprint)."""
     algorithm: Literal["HS256", "RS256", "ES256", "EdDSA"]
+    """The key's algorithm."""
     active: bool = False
+    """This key signs new tokens; exactly one key is active (or name it in `signing_kid`)."""
     secret: SecretStr | None = None
+    """HS256: the secret itself, at least 32 bytes (e.g. `${LEGACY_SECRET}`); never published."""
     secret_file: Path | None = None
+    """HS256: a file holding the secret, instead of `secret`."""
     private_key_file: Path | None = None
+    """PEM file of the private key; a key with a private half can sign."""
     private_key_env: str | None = None
+    """Environment variable holding the private PEM, instead of `private_key_file` (newline escapes accepted)."""
     public_key_file: Path | None = None
+    """PEM file of the public key; optional beside a private key (must match it); alone, the key only verifies."""
     public_key_env: str | None = None
+    """Environment variable holding the public PEM, instead of `public_key_file`."""
 
     @field_validator("kid")
     @classmethod
@@ -64,18 +73,31 @@ class Tokens(Model):
     """
 
     algorithm: str = "HS256"
+    """The short form's algorithm, HS256 only; list RS256, ES256 or EdDSA keys under `keys`."""
     secret: SecretStr | None = None
+    """The short form: the one HS256 key, at least 32 bytes (e.g. `${GATEWAY_SECRET}`), or the file is refused."""
     keys: tuple[KeySpec, ...] = ()
+    """A key ring instead of `secret`: exactly one key active; older keys verify until their last token has expired."""
     signing_kid: str | None = None
+    """The kid of the signing key, instead of `active: true` on it; use one or the other."""
     jwks_max_age: Duration = 300
+    """Cache-Control max-age of the JWKS and discovery documents."""
     issuer: str = "gateway"
+    """`iss` of minted tokens, checked on every token."""
     audience: str = "gateway"
+    """`aud` of minted tokens, checked on every token."""
     access_lifetime: Duration = 15 * 60
+    """How long an access token lives; not longer than `refresh_lifetime`."""
     refresh_lifetime: Duration = 14 * 86400
+    """How long a refresh token lives."""
     leeway: Duration = 10
+    """Clock skew tolerated on `exp`, `nbf` and `iat`."""
     refresh_grace: Duration = 10
+    """A repeat of one refresh within this window gets the same successor pair."""
     rotate_refresh: bool = True
-    max_sessions_per_user: int = Field(25, ge=1)  # live refresh families; a new login revokes the oldest
+    """A refresh returns a new refresh token and spends the old one."""
+    max_sessions_per_user: int = Field(25, ge=1)
+    """Live sessions (refresh families) per user; a new login revokes the oldest."""
 
     @field_validator("algorithm")
     @classmethod

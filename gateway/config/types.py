@@ -49,7 +49,9 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """Frozen, unknown keys refused; a field's docstring is its description in docs/configuration.md."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 def one_of(spec: BaseModel, fields: tuple[str, ...]) -> int:
     given = [f for f in fields if getattr(spec, f) is not None]

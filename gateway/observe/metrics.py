@@ -27,7 +27,7 @@ STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-disable_created_metrics()  # no *_created series: they double the output and no dashboard reads them
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: they double the output and no dashboard reads them
 
 
 def multiprocess_dir() -> str | None:
@@ -176,7 +176,7 @@ class Metrics:
         directory = multiprocess_dir()
         if directory is not None:
             registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=directory)
+            MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
         encoder, content_type = choose_encoder(accept or "")
         return encoder(registry), content_type
 

@@ -23,10 +23,10 @@ from aiohttp import web
 import gateway.upstream.websocket as websocket
 from gateway.app import create_app
 from gateway.config import GatewayConfig
-from gateway.limits import CONNECTION_GUARD
+from gateway.limits import CONNECTION_GUARD, ConnectionGuard
 from gateway.runtime import GATEWAY, Gateway
 from gateway.server.admin import create_admin_app
-from gateway.server.connections import ConnectionGuard, GuardedRunner
+from gateway.server.connections import GuardedRunner
 from gateway.server.fdlimit import raise_nofile
 from gateway.server.reload import Reloader
 from gateway.sources.chain import UserChain
@@ -37,7 +37,6 @@ T = TypeVar("T")
 
 log = logging.getLogger("gateway")
 
-EXAMPLE_UPSTREAM_PORT = 9001
 # After the drain, what is left is cancelled; this is only how long cancelling may take. aiohttp
 # waits up to twice this per connection still busy (for the handler, then for its cancellation).
 CANCEL_GRACE = 0.25
@@ -65,7 +64,7 @@ class ServeOptions:
     pid_file: Path | None = None
     reuse_port: bool = False  # a worker of `--workers N`: the port is shared with its siblings
     parent_pid: int | None = None  # a worker exits when this process is gone
-    example_upstream: bool = False
+    example_upstream: int | None = None  # serve the example upstream on this port of 127.0.0.1
 
 
 async def serve(config: GatewayConfig, users: UserChain, options: ServeOptions) -> None:
@@ -134,14 +133,14 @@ async def _start_extra_listeners(
         runners.append(admin)
         await web.TCPSite(admin, config.admin.host, config.admin.port, reuse_port=options.reuse_port or None).start()
         log.info("admin listener (metrics, health) on http://%s:%d", config.admin.host, config.admin.port)
-    if options.example_upstream:
+    if options.example_upstream is not None:
         from gateway.example_upstream import create_upstream
 
         upstream = web.AppRunner(create_upstream(), access_log=None, handle_signals=False)
         await upstream.setup()
         runners.append(upstream)
-        await web.TCPSite(upstream, "127.0.0.1", EXAMPLE_UPSTREAM_PORT).start()
-        log.info("example upstream on http://127.0.0.1:%d", EXAMPLE_UPSTREAM_PORT)
+        await web.TCPSite(upstream, "127.0.0.1", options.example_upstream).start()
+        log.info("example upstream on http://127.0.0.1:%d", options.example_upstream)
 
 
 def _install_signals(stop: asyncio.Event, reloader: Reloader, tasks: set[asyncio.Task[object]]) -> None:

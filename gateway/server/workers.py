@@ -92,7 +92,7 @@ class Supervisor:
             if self._stopping.is_set():  # SIGTERM arrived while this one was starting
                 proc.send_signal(signal.SIGTERM)
             code = await proc.wait()
-            mark_process_dead(proc.pid, metrics_dir)
+            mark_process_dead(proc.pid, metrics_dir)  # type: ignore[no-untyped-call]
             if self._stopping.is_set():
                 return
             quick = time.monotonic() - started < QUICK_EXIT

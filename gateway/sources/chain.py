@@ -17,7 +17,7 @@ from typing import Awaitable, Callable, Protocol, Sequence, TypeVar, runtime_che
 
 from gateway.sources.base import Candidate, SourceUnavailable, TtlCache, UserSource
 from gateway.sources.hashing import verify_off_loop
-from gateway.sources.users import User, hash_password
+from gateway.sources.users import User, dummy_hash
 
 __all__ = ["NOT_REREAD", "SourceEvents", "UserChain"]
 
@@ -43,7 +43,7 @@ class UserChain:
             raise ValueError("at least one source")
         self.sources = list(sources)
         self.events: SourceEvents = events if events is not None else _NoEvents()
-        self._dummy_hash = hash_password("dummy password that nobody has")
+        self._last_hash: str | None = None  # the last hash a real login was checked against
         self._decoy: Callable[[str], Awaitable[object]] | None = None
         self._caches = {s.name: TtlCache[User](s.cache_ttl) for s in self.sources if s.cache_ttl > 0}
 
@@ -91,7 +91,7 @@ class UserChain:
         source, candidate = found
         assert isinstance(candidate, Candidate)
         if candidate.stored_hash is not None:
-            self._dummy_hash, self._decoy = candidate.stored_hash, None
+            self._last_hash, self._decoy = candidate.stored_hash, None
         elif candidate.decoy is not None:
             self._decoy = candidate.decoy
         user = await self._call(source, "check", candidate.check(password))
@@ -100,7 +100,7 @@ class UserChain:
     async def _pay_for_unknown(self, password: str) -> None:
         """As costly as a real check: the last hash, or the last remote decoy; its outcome is irrelevant."""
         if self._decoy is None:
-            await verify_off_loop(self._dummy_hash, password)
+            await verify_off_loop(self._last_hash or dummy_hash(), password)
             return
         try:
             await asyncio.wait_for(self._decoy(password), max(s.timeout for s in self.sources))

@@ -27,8 +27,10 @@ MAX_CACHE = 300.0
 
 
 class _Common(Model):
-    timeout: Duration = 3.0  # every lookup, check and query; past it: 503 identity_unavailable
-    cache: Duration = 0.0  # refresh re-reads a user at most this often (0 = every refresh)
+    timeout: Duration = 3.0
+    """Every lookup, check and query (0 < t <= 60s); past it: 503 identity_unavailable."""
+    cache: Duration = 0.0
+    """Refresh re-reads a user at most this often (at most 5m; 0: every refresh; logins always ask the source)."""
 
     @field_validator("timeout")
     @classmethod
@@ -52,16 +54,26 @@ def _check_query(value: str | None, where: str) -> str | None:
 
 
 class SqlSettings(_Common):
-    url: SecretStr  # postgresql://, mysql:// (MariaDB too) or sqlite:///path; may hold a password, never logged
+    url: SecretStr
+    """postgresql://, mysql:// (MariaDB too) or sqlite:///path; may hold a password, never logged."""
     preset: Literal["django", "generic"] | None = None
-    query: str | None = None  # returns login, password_hash, [active], claim columns; :login is the parameter
-    query_by: dict[str, str] = {}  # login claim (compat login_claim) -> query, e.g. email
-    roles_query: str | None = None  # one row per role (first column)
-    flag_roles: dict[str, str] = {}  # boolean column -> role it grants, e.g. {is_superuser: admin}
-    claims: dict[str, str] = {}  # claim -> column of query
+    """Queries for a known schema (`django`: auth_user); any key given overrides the preset's."""
+    query: str | None = None
+    """Returns login, password_hash, [active] and claim columns; `:login` is the parameter."""
+    query_by: dict[str, str] = {}
+    """Login claim (compat `login_claim`) -> query, e.g. by email."""
+    roles_query: str | None = None
+    """One row per role (first column)."""
+    flag_roles: dict[str, str] = {}
+    """Boolean column -> the role it grants, e.g. `{is_superuser: admin}`."""
+    claims: dict[str, str] = {}
+    """Claim -> column of `query`."""
     pool_size: int = Field(5, ge=1, le=100)
-    rehash_on_login: bool = False  # write an argon2id hash back after a login with an older format
-    rehash_query: str | None = None  # UPDATE ... SET ... = :hash WHERE ... = :login
+    """Connections per gateway process."""
+    rehash_on_login: bool = False
+    """Write an argon2id hash back after a login with an older format."""
+    rehash_query: str | None = None
+    """`UPDATE ... SET ... = :hash WHERE ... = :login`."""
 
     @field_validator("url")
     @classmethod
@@ -88,21 +100,36 @@ class SqlSettings(_Common):
 
 
 class LdapSettings(_Common):
-    url: str  # ldap://host[:389] or ldaps://host[:636]
-    start_tls: bool = False  # upgrade ldap:// with StartTLS before any bind
-    ca_file: Path | None = None  # CA bundle for ldaps/StartTLS (default: the system's)
-    bind_dn: str | None = None  # service account for searches (absent: anonymous search)
+    url: str
+    """ldap://host[:389] or ldaps://host[:636]."""
+    start_tls: bool = False
+    """Upgrade ldap:// with StartTLS before any bind."""
+    ca_file: Path | None = None
+    """CA bundle for ldaps or StartTLS; absent: the system's."""
+    bind_dn: str | None = None
+    """Service account for searches; absent: anonymous search."""
     bind_password: SecretStr | None = None
-    user_base: str | None = None  # search-then-bind: where users are searched
-    user_filter: str = "(uid={login})"  # {login} is filter-escaped (RFC 4515)
-    user_dn: str | None = None  # direct bind instead: e.g. "uid={login},ou=people,dc=example,dc=com" (DN-escaped)
-    username_attribute: str = "uid"  # becomes sub
-    group_base: str | None = None  # groups to roles: searched here
-    group_filter: str = "(|(member={dn})(uniqueMember={dn}))"  # {dn} is the user's DN, filter-escaped
-    group_attribute: str = "cn"  # the group's name
-    role_map: dict[str, str] = {}  # group name -> role (empty: group names are the roles)
-    attributes: dict[str, str] = {}  # claim -> attribute, e.g. {email: mail, name: cn}
+    """The service account's password; goes with `bind_dn`."""
+    user_base: str | None = None
+    """Search, then bind: where users are searched."""
+    user_filter: str = "(uid={login})"
+    """`{login}` is filter-escaped (RFC 4515)."""
+    user_dn: str | None = None
+    """Direct bind instead of a search, e.g. `uid={login},ou=people,dc=example,dc=com` (DN-escaped)."""
+    username_attribute: str = "uid"
+    """The attribute that becomes `sub`."""
+    group_base: str | None = None
+    """Groups to roles: where groups are searched."""
+    group_filter: str = "(|(member={dn})(uniqueMember={dn}))"
+    """`{dn}` is the user's DN, filter-escaped."""
+    group_attribute: str = "cn"
+    """The group's name."""
+    role_map: dict[str, str] = {}
+    """Group name -> role; empty: group names are the roles."""
+    attributes: dict[str, str] = {}
+    """Claim -> attribute, e.g. `{email: mail, name: cn}`."""
     pool_size: int = Field(4, ge=1, le=50)
+    """Threads, each with its own service connection."""
 
     @field_validator("url")
     @classmethod
@@ -125,15 +152,24 @@ class LdapSettings(_Common):
 
 
 class HttpSettings(_Common):
-    url: str  # the legacy service's login or check endpoint (POST)
+    url: str
+    """The legacy service's login or check endpoint (POST)."""
     body: Literal["json", "form"] = "json"
+    """How the credentials are sent."""
     username_field: str = "username"
+    """The login name's field."""
     password_field: str = "password"
-    accept_status: tuple[int, ...] = (200,)  # answers meaning "right password"; anything else 4xx: wrong
-    subject: str | None = None  # dotted path of the username in the answer (default: the login as sent)
-    claims: dict[str, str] = {}  # claim -> dotted path in the JSON answer
-    user_url: str | None = None  # GET, {login} URL-encoded: 200 = the user (same paths), 404 = gone; for refresh
-    headers: dict[str, str] = {}  # sent with every request, e.g. a service key; never logged
+    """The password's field."""
+    accept_status: tuple[int, ...] = (200,)
+    """Answers meaning "right password"; any other 4xx: wrong."""
+    subject: str | None = None
+    """Dotted path of the username in the answer; absent: the login as sent."""
+    claims: dict[str, str] = {}
+    """Claim -> dotted path in the JSON answer."""
+    user_url: str | None = None
+    """For refresh: GET, `{login}` URL-encoded; 200 = the user (same paths), 404 = gone."""
+    headers: dict[str, str] = {}
+    """Sent with every request, e.g. a service key; never logged."""
 
     @field_validator("url", "user_url")
     @classmethod
@@ -154,9 +190,13 @@ class SourceSpec(Model):
     """One entry of ``users:``: exactly one of file, sql, ldap, http."""
 
     file: Path | None = None
+    """A users file, as `users_file` reads it."""
     sql: SqlSettings | None = None
+    """A legacy application's database table."""
     ldap: LdapSettings | None = None
+    """An LDAP directory."""
     http: HttpSettings | None = None
+    """A legacy application's own login endpoint."""
 
     @model_validator(mode="after")
     def _one(self) -> "SourceSpec":

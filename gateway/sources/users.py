@@ -6,6 +6,7 @@ against a dummy hash made with the same parameters, so timing reveals nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from gateway.config import ConfigError, read_yaml
 
-__all__ = ["RESERVED_CLAIMS", "User", "UserDirectory", "hash_password", "load_users"]
+__all__ = ["RESERVED_CLAIMS", "User", "UserDirectory", "dummy_hash", "hash_password", "load_users"]
 
 # Claims the gateway sets itself; a users file cannot override them.
 RESERVED_CLAIMS = frozenset({"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "token_type", "fid"})
@@ -27,6 +28,16 @@ _hasher = PasswordHasher()
 # a core: a small pool of its own bounds both, whatever a login storm does, and
 # leaves the default executor free for everything else.
 _HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """The hash a missing user's login is checked against: the cost of a real check, computed once per process.
+
+    Made on first use (the server makes it before it listens, so no login waits
+    for it), not at load: ``gateway check`` never needs it.
+    """
+    return hash_password("dummy password that nobody has")
 
 
 def hash_password(password: str) -> str:
@@ -47,7 +58,6 @@ class UserDirectory:
 
     def __init__(self, users: Mapping[str, User]) -> None:
         self._users = dict(users)
-        self._dummy_hash = hash_password("dummy password that nobody has")
 
     def __len__(self) -> int:
         return len(self._users)
@@ -70,7 +80,7 @@ class UserDirectory:
     async def authenticate(self, login: str, password: str, by: str = "username") -> User | None:
         """The user if the password matches; argon2 runs in a thread so the loop keeps serving."""
         user = self.find(login, by)
-        stored = user.password_hash if user else self._dummy_hash
+        stored = user.password_hash if user else dummy_hash()
         ok = await asyncio.get_running_loop().run_in_executor(_HASHING, _verify, stored, password)
         return user if ok and user is not None else None
 

@@ -218,7 +218,7 @@ class RedisStore(Store):
         keys = [self._key(family, "fam"), self._key(family, "spent", old_jti), self._key(family, "revoked")]
         offset = await self._call(self._redis_clock_offset)
         deadline = _ms(time.time() + offset + self.timeout - min(DEADLINE_MARGIN, self.timeout / 4))
-        args = [old_jti, new_jti, successor, _ms(grace), _ms(ttl), self.channel, encode_event(family), deadline]
+        args: list[str | int] = [old_jti, new_jti, successor, _ms(grace), _ms(ttl), self.channel, encode_event(family), deadline]
         result = await self._call(lambda: self._rotate(keys=keys, args=args))
         if result[0] == "late":
             raise StoreUnavailable("The token store answered too late")
@@ -241,11 +241,11 @@ class RedisStore(Store):
 
     async def revoke_family(self, family: str, ttl: float) -> None:
         keys = [self._key(family, "fam"), self._key(family, "revoked")]
-        args = [_ms(ttl), self.channel, encode_event(family)]
+        args: list[str | int] = [_ms(ttl), self.channel, encode_event(family)]
         await self._call(lambda: self._revoke(keys=keys, args=args))
 
     async def deny(self, family: str, jti: str, ttl: float) -> None:
-        args = [_ms(ttl), self.channel, encode_event(family, jti)]
+        args: list[str | int] = [_ms(ttl), self.channel, encode_event(family, jti)]
         await self._call(lambda: self._deny(keys=[self._key(family, "deny", jti)], args=args))
 
     async def is_revoked(self, family: str, jti: str) -> bool:

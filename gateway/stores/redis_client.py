@@ -77,7 +77,7 @@ def _options(target: RedisTarget, *, skip: set[str] = set()) -> dict[str, Any]:
     """Query options typed by redis-py's own URL parser, plus credentials and TLS."""
     scheme = "rediss" if target.tls else "redis"
     query = urlencode([(k, v) for k, v in target.options if k not in skip])
-    kwargs: dict[str, Any] = parse_url(f"{scheme}://localhost/{target.db}?{query}")
+    kwargs: dict[str, Any] = dict(parse_url(f"{scheme}://localhost/{target.db}?{query}"))  # a copy we may add keys to
     kwargs.pop("host", None)
     kwargs.pop("port", None)
     if kwargs.pop("connection_class", None) is SSLConnection:
@@ -101,9 +101,11 @@ def _sentinel_master(target: RedisTarget, common: dict[str, Any]) -> aioredis.Re
         sentinel_kwargs["username"] = extra["sentinel_username"]
     if "sentinel_password" in extra:
         sentinel_kwargs["password"] = extra["sentinel_password"]
-    sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)
+    sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     assert target.service is not None  # guaranteed by parse_redis_url
-    return sentinel.master_for(target.service, retry_on_timeout=False, **common, **options)
+    # master_for has no return annotation in redis-py; it returns its redis_class, aioredis.Redis by default
+    master: aioredis.Redis = sentinel.master_for(target.service, retry_on_timeout=False, **common, **options)
+    return master
 
 
 def _cluster(target: RedisTarget, common: dict[str, Any]) -> RedisCluster:

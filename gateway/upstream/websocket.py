@@ -50,7 +50,8 @@ _SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 101
 _PROTOCOL_HEADER = "Sec-WebSocket-Protocol"
 
 Socket = Union[web.WebSocketResponse, aiohttp.ClientWebSocketResponse]
-_OPEN = web.AppKey("open_websockets", set)
+_Pair = tuple[web.WebSocketResponse, aiohttp.ClientWebSocketResponse]  # client side, upstream side
+_OPEN: web.AppKey[set[_Pair]] = web.AppKey("open_websockets", set)
 
 
 def _tokens(request: web.Request, header: str) -> set[str]:
@@ -249,7 +250,7 @@ async def _pump(source: Socket, target: Socket, source_gone: int, target_gone: i
 
 
 async def _relay(
-    registry: set | None, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, session: SocketSession
+    registry: set[_Pair] | None, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, session: SocketSession
 ) -> None:
     pair = (client, upstream)
     if registry is not None:
@@ -282,7 +283,7 @@ async def _end_with_session(session: SocketSession, client: web.WebSocketRespons
 
 async def close_all(app: web.Application) -> None:
     """On shutdown, open websockets close with 1001 so clients reconnect to another instance."""
-    pairs = list(app[_OPEN])
+    pairs = [*app[_OPEN]]
     await asyncio.gather(
         *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"gateway shutting down") for pair in pairs for ws in pair),
         return_exceptions=True,

@@ -26,9 +26,15 @@ from gateway.config import parse_config
 from gateway.sources.users import hash_password
 from tests.conftest import base_config
 from tests.legacy import flask_app
-from tests.legacy.slapd import PEOPLE, SERVICE, SERVICE_PW, SUFFIX, GROUPS, Slapd
+from tests.legacy.slapd import GROUPS, PEOPLE, SERVICE, SERVICE_PW, SUFFIX, Slapd
 from tests.sources_support import (
-    ROOT, Database, free_port, process, run_django_fixture, start_mariadb, start_postgres,
+    ROOT,
+    Database,
+    free_port,
+    process,
+    run_django_fixture,
+    start_mariadb,
+    start_postgres,
 )
 
 SERVICE_KEY = "legacy-service-key-0123456789"

@@ -8,8 +8,8 @@ import sys
 import pytest
 import yaml
 
-from gateway.runtime import Gateway, Runtime
 from gateway.config import ConfigError, parse_config
+from gateway.runtime import Gateway, Runtime
 from gateway.server.reload import Reloader
 from gateway.sources.chain import UserChain
 from gateway.stores import MemoryStore

@@ -55,7 +55,7 @@ def create_app(
     """A ready-to-run gateway; ``users`` and ``store`` may be injected (tests), else built from config."""
     metrics = Metrics()
     store = store if store is not None else create_store(config.store)
-    store = InstrumentedStore(store, metrics)  # type: ignore[assignment]
+    store = InstrumentedStore(store, metrics)
     revoked_ttl = config.tokens.access_lifetime + config.tokens.leeway
     store = cached_revocations(store, config.store.revocation_cache, revoked_ttl, metrics)
     sockets = SocketSessions()

@@ -66,7 +66,8 @@ def confusable_users(users: UserChain) -> list[str]:
     Logins are compared exactly, so these cannot log in as each other, but an
     operator reading headers or logs could mistake one for the other.
     """
-    warnings, seen = [], {}
+    warnings: list[str] = []
+    seen: dict[str, str] = {}
     for name in users.names():
         folded = unicodedata.normalize("NFKC", name).casefold()
         if unicodedata.normalize("NFKC", name) != name:
@@ -274,7 +275,7 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     kid = args.kid or kid
     if args.alg == "HS256":
         files = {"secret_file": out / f"{kid}.secret"}
-        contents = {"secret_file": private}
+        contents: dict[str, bytes | None] = {"secret_file": private}
     else:
         files = {"private_key_file": out / f"{kid}.key.pem", "public_key_file": out / f"{kid}.pub.pem"}
         contents = {"private_key_file": private, "public_key_file": public}

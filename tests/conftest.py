@@ -6,17 +6,10 @@ real aiohttp server on loopback, and the gateway the real app on a real socket.
 from __future__ import annotations
 
 import copy
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
-import redis
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -26,9 +19,16 @@ from gateway.example_upstream import create_upstream
 from gateway.sources.users import hash_password
 from gateway.stores import MemoryStore, Store
 from gateway.stores.redis import RedisStore
-from tests.ops_support import GatedUpstream
+from tests.support.processes import (  # noqa: F401 (re-exported: tests import them from here)
+    ROOT,
+    GatedUpstream,
+    GatewayProcesses,
+    RedisServer,
+    free_port,
+    gateway_command,
+    wait_for_port,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-that-is-long-enough-0123456789"
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "mallory": "mallory-password"}
 CLAIMS = {
@@ -36,57 +36,6 @@ CLAIMS = {
     "bob": {"roles": ["user"], "scope": "read", "email": "bob@example.com", "tenant": "acme"},
     "mallory": {"roles": ["user"], "scope": "read", "email": "mallory@example.com", "tenant": "evil\r\nX-Injected: 1"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
-
-
-class RedisServer:
-    """A throwaway redis-server the tests own: start, stop and restart it at will."""
-
-    def __init__(self, tmp: Path, *args: str) -> None:
-        self.port = free_port()
-        self.tmp = tmp
-        self.args = args  # extra redis-server options, e.g. ("--appendonly", "yes") to survive a restart
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: run the README's test command (make test)")
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.tmp),
-             *self.args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True)
 
 
 @pytest.fixture(scope="session")
@@ -193,63 +142,6 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     await instance.close()
 
 
-def gateway_command() -> list[str]:
-    """How end-to-end tests start the real gateway: the installed CLI of this interpreter."""
-    return [sys.executable, "-m", "gateway"]
-
-
-class GatewayProcesses:
-    """Starts ``gateway run`` subprocesses from config dicts; calling it returns the port.
-
-    ``procs[port]`` is the process, ``config_path(port)`` its config file (rewrite
-    it to test a reload) and ``log(port)`` everything it printed. One worker
-    unless a test passes ``--workers``.
-    """
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp = tmp_path
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-
-    def __call__(self, raw: dict[str, Any], *extra_args: str) -> int:
-        port = free_port()
-        raw = {**raw, "listen": {"host": "127.0.0.1", "port": port}}
-        path = self.config_path(port)
-        path.write_text(yaml.safe_dump(raw))
-        with open(self.tmp / f"gateway-{port}.log", "wb") as log:
-            proc = subprocess.Popen([*gateway_command(), "run", "--config", str(path), *extra_args],
-                                    stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                    env={**os.environ, "GATEWAY_WORKERS": "1"})
-        self.procs[port] = proc
-        deadline = time.monotonic() + 15
-        while not _listening(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the gateway did not start (exit {proc.poll()}):\n{self.log(port)}")
-            time.sleep(0.05)
-        return port
-
-    def config_path(self, port: int) -> Path:
-        return self.tmp / f"gateway-{port}.yaml"
-
-    def log(self, port: int) -> str:
-        return (self.tmp / f"gateway-{port}.log").read_text(errors="replace")
-
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture
 def gateway_process(tmp_path: Path) -> Iterator[GatewayProcesses]:
     """Start ``gateway run`` subprocesses from config dicts; returns their port. Stopped after the test."""
@@ -266,3 +158,15 @@ async def gated(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> AsyncIt
     upstream.url = str(server.make_url("")).rstrip("/")
     yield upstream
     upstream.release.set()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The layers: tests/unit and tests/http are quick; tests/ops and tests/browser are marked slow."""
+    for item in items:
+        if {"ops", "browser"} & set(item.path.relative_to(ROOT / "tests").parts[:1]):
+            item.add_marker(pytest.mark.slow)
+
+
+# Fixtures that several layers use, defined beside their helpers in tests/support.
+from tests.support.redis_servers import cluster_node, sentinel  # noqa: E402, F401
+from tests.support.websockets import ws_upstream  # noqa: E402, F401

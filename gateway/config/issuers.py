@@ -29,7 +29,7 @@ class ExternalIssuer(Model):
     """One audience or a list; the token's `aud` must contain one."""
     jwks_url: str
     """Where the provider publishes its public keys; https unless loopback or `allow_http`."""
-    algorithms: tuple[Literal[EXTERNAL_ALGORITHMS], ...] = ("RS256",)
+    algorithms: tuple[Literal[EXTERNAL_ALGORITHMS], ...] = ("RS256",)  # type: ignore[valid-type]
     """Allow-list of signature algorithms, asymmetric only."""
     claims: dict[str, str] = {}
     """Claim name routes use -> claim or dotted path in the provider's token, e.g. `{roles: realm_access.roles}`."""

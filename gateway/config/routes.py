@@ -86,7 +86,7 @@ class Route(Model):
     strip_prefix: bool = False
     """Remove the prefix: /reports/x reaches an upstream http://h/base as /base/x."""
     auth: Literal["required", "optional", "none"] = "required"
-    """`required`: a valid token or 401; `optional`: a token is checked if sent; `none`: tokens are not looked at."""
+    """`required`: a valid token or 401; `optional`: a token sent must be valid, none passes without identity; `none`: not checked."""
     require: Requirements = Requirements()
     """Claims the token must carry, all of them, else 403 permission_denied; only with `auth: required`."""
     headers: dict[str, str] = {}

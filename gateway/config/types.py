@@ -49,9 +49,14 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class Model(BaseModel):
-    """Frozen, unknown keys refused; a field's docstring is its description in docs/configuration.md."""
+    """Frozen, unknown keys refused.
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    The string literal under each field describes the key: ``gateway.config.reference``
+    reads it into docs/configuration.md (not ``use_attribute_docstrings``, which would
+    parse the source at every import).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 def one_of(spec: BaseModel, fields: tuple[str, ...]) -> int:
     given = [f for f in fields if getattr(spec, f) is not None]

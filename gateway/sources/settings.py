@@ -6,7 +6,8 @@
       - ldap: {url: "ldaps://ldap.example.com", user_base: "ou=people,dc=example,dc=com"}
       - http: {url: "http://legacy:8000/api/login"}
 
-Every key is described in docs/ops/user-sources.md and the source pages it links (the one place).
+Each key is described once, in the docstring under its field; docs/configuration.md's reference is
+generated from these (``python -m gateway.config.reference --write``), docs/ops/user-sources.md explains them.
 """
 from __future__ import annotations
 

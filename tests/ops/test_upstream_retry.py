@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import base_config
-from tests.test_limits import connect
+from tests.support.sockets import connect
 
 ROUNDS = 10
 

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from gateway.app import create_app
 from gateway.config import parse_config
 from tests.conftest import base_config, bearer, login
-from tests.test_websocket import ws_routes, ws_upstream  # noqa: F401 (a fixture)
+from tests.support.websockets import ws_routes
 
 BOUND = 10.0  # seconds: no close below takes longer unless the feature is broken
 

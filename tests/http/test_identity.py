@@ -10,7 +10,7 @@ import pytest
 
 from gateway.config import ConfigError, parse_config
 from tests.conftest import ROOT, base_config, bearer, login
-from tests.jwt_tools import JwksServer, idp_claims, make_key, sign
+from tests.support.jwt_tools import JwksServer, idp_claims, make_key, sign
 
 DOCS = ROOT / "docs" / "upstreams.md"
 

@@ -16,7 +16,7 @@ import redis
 from gateway.app import create_app
 from gateway.stores.redis import RedisStore
 from tests.conftest import PASSWORDS, RedisServer, bearer, login
-from tests.test_websocket import handshake_headers, ws_routes, ws_upstream  # noqa: F401 (a fixture)
+from tests.support.websockets import handshake_headers, ws_routes
 
 LOAD_TASKS = 6
 MAX_ITERATIONS = 3000  # per task: the loop is bounded by count as well as by the stop event

@@ -32,7 +32,7 @@ from gateway.errors import GatewayError
 from gateway.example_upstream import create_upstream
 from gateway.sources.users import hash_password
 from tests.conftest import SECRET, base_config, bearer, free_port, login
-from tests.jwt_tools import JwksServer, b64, make_key, raw_token, sign
+from tests.support.jwt_tools import JwksServer, b64, make_key, raw_token, sign
 
 HS_KID = hmac_kid(SECRET.encode())
 HYPOTHESIS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

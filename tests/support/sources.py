@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 OWN_DATABASES = "GATEWAY_TEST_OWN_DATABASES"  # set: start throwaway servers even when the machine's are running
 
 

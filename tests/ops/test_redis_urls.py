@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
@@ -26,7 +24,8 @@ from gateway.redis_url import parse_redis_url
 from gateway.stores import RotationOutcome, StoreUnavailable
 from gateway.stores.redis import RedisStore
 from gateway.stores.redis_client import close_redis_client, redis_client
-from tests.conftest import RedisServer, base_config, free_port, wait_for_port
+from tests.conftest import base_config, free_port
+from tests.support.redis_servers import start_redis, stop_servers
 
 # -- each URL form, the right client -------------------------------------------------------------
 
@@ -135,38 +134,6 @@ async def exercise(store: RedisStore) -> None:
         await store.close()
 
 
-def _start(args: list[str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
-    except TimeoutError:
-        proc.kill()
-        raise
-    return proc
-
-
-def _stop(*procs: subprocess.Popen[bytes]) -> None:
-    for proc in procs:
-        proc.terminate()
-        proc.wait(10)
-
-
-@pytest.fixture
-def sentinel(tmp_path: Path, redis_server: RedisServer) -> Iterator[int]:
-    """A sentinel watching the session's redis-server as master ``gwmaster``."""
-    port = free_port()
-    conf = tmp_path / "sentinel.conf"
-    conf.write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-        f"sentinel monitor gwmaster 127.0.0.1 {redis_server.port} 1\n"
-        "sentinel down-after-milliseconds gwmaster 60000\n"
-    )
-    proc = _start([str(conf), "--sentinel"], port)
-    yield port
-    _stop(proc)
-
-
 async def test_store_through_sentinel(sentinel, redis_url):
     url = f"redis+sentinel://127.0.0.1:{sentinel}/gwmaster/0"
     await exercise(RedisStore(url, prefix="sentinel:"))
@@ -178,24 +145,6 @@ async def test_sentinel_with_unknown_service_is_unavailable(sentinel):
     with pytest.raises(StoreUnavailable):
         await store.ping()
     await store.close()
-
-
-@pytest.fixture
-def cluster_node(tmp_path: Path) -> Iterator[int]:
-    """A one-node Redis Cluster owning every slot: it refuses cross-slot commands like a big one."""
-    port = free_port()
-    proc = _start(["--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                   "--cluster-port", str(free_port()), "--cluster-config-file", str(tmp_path / "nodes.conf"), "--save", "", "--appendonly", "no",
-                   "--dir", str(tmp_path)], port)
-    client = redis.Redis(port=port, decode_responses=True)
-    client.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
-    deadline = time.monotonic() + 10
-    while "cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
-        assert time.monotonic() < deadline, "the cluster did not come up"
-        time.sleep(0.05)
-    yield port
-    client.close()
-    _stop(proc)
 
 
 async def test_store_on_a_cluster(cluster_node):
@@ -236,11 +185,11 @@ def _certificates(tmp: Path) -> tuple[Path, Path, Path]:
 def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     ca, cert, key = _certificates(tmp_path)
     port = free_port()
-    proc = _start(["--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--tls-cert-file", str(cert),
+    proc = start_redis(["--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--tls-cert-file", str(cert),
                    "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
                    "--save", "", "--appendonly", "no", "--dir", str(tmp_path)], port)
     yield port, ca
-    _stop(proc)
+    stop_servers(proc)
 
 
 async def test_store_over_tls(tls_redis):

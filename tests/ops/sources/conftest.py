@@ -27,7 +27,7 @@ from gateway.sources.users import hash_password
 from tests.conftest import base_config
 from tests.legacy import flask_app
 from tests.legacy.slapd import GROUPS, PEOPLE, SERVICE, SERVICE_PW, SUFFIX, Slapd
-from tests.sources_support import (
+from tests.support.sources import (
     ROOT,
     Database,
     free_port,
@@ -277,7 +277,7 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> SourceCase:
 
 @pytest.fixture(params=[c for c in CASES if c != "file"])
 def live_case(request: pytest.FixtureRequest, tmp_path: Path) -> SourceCase:
-    """The sources whose data changes under a running gateway (a users file changes on reload: tests/test_reload.py)."""
+    """The sources whose data changes under a running gateway (a users file changes on reload: tests/ops/test_reload.py)."""
     return make_case(request.param, request, tmp_path)
 
 

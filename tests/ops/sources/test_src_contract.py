@@ -10,7 +10,7 @@ from __future__ import annotations
 import jwt
 
 from tests.conftest import bearer
-from tests.sources.conftest import SourceCase
+from tests.ops.sources.conftest import SourceCase
 
 INJECTIONS = [
     "alice' OR '1'='1", "alice'--", "alice' #", "' OR 1=1 -- ", "alice\\", "alice'; DROP TABLE auth_user; --",

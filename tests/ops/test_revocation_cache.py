@@ -22,8 +22,7 @@ from gateway.stores import RotationOutcome, StoreUnavailable
 from gateway.stores.redis import RedisStore
 from gateway.stores.revocation_cache import RevocationCache
 from tests.conftest import PASSWORDS, RedisServer, base_config, bearer, login
-from tests.ops_support import eventually
-from tests.test_redis_urls import cluster_node, sentinel  # noqa: F401 (fixtures)
+from tests.support.processes import eventually
 
 PREFIX = "rc:"
 WAIT = 10.0  # seconds: the longest any poll here waits (deliveries take milliseconds)

@@ -18,7 +18,7 @@ from gateway.auth.keys import KeyRing, jwk_thumbprint
 from gateway.config import ConfigError, parse_config
 from gateway.stores.redis import RedisStore
 from tests.conftest import ROOT, SECRET, base_config, bearer, login
-from tests.jwt_tools import make_key, raw_token, sign
+from tests.support.jwt_tools import make_key, raw_token, sign
 
 ASYMMETRIC = ["RS256", "ES256", "EdDSA"]
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, base_config, free_port, gateway_command
-from tests.ops_support import BOUND, GatedUpstream, eventually
-from tests.test_websocket import ws_routes, ws_upstream  # noqa: F401 (a fixture)
+from tests.support.processes import BOUND, GatedUpstream, eventually
+from tests.support.websockets import ws_routes
 
 
 def refuses(port: int) -> bool:

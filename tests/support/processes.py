@@ -19,8 +19,12 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
 import pytest
+import redis
+import yaml
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
+ROOT = Path(__file__).resolve().parent.parent.parent
 BOUND = 20.0  # seconds: no wait in these tests is longer
 
 
@@ -55,7 +59,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: f
 
 # -- real upstream servers that nobody here wrote (tests/upstreams/), started on free ports ---------
 
-UPSTREAMS = Path(__file__).resolve().parent / "upstreams"
+UPSTREAMS = Path(__file__).resolve().parent.parent / "upstreams"
 INSTALL_HINT = "run the README's test command (make test), which installs it via scripts/install-test-deps.sh"
 
 
@@ -213,3 +217,119 @@ def websocket_handshake(port: int, target: str, headers: Sequence[tuple[str, str
         assert first & 0x0F == 0x1, f"the first websocket frame is not a text message (opcode {first & 0x0F})"
         return status, reader.read(size)
 
+
+def sample(text: str, name: str, **labels: str) -> float:
+    return sum(
+        s.value for family in text_string_to_metric_families(text) for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+# -- the gateway's own launchers (re-exported by tests/conftest.py) ------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class RedisServer:
+    """A throwaway redis-server the tests own: start, stop and restart it at will."""
+
+    def __init__(self, tmp: Path, *args: str) -> None:
+        self.port = free_port()
+        self.tmp = tmp
+        self.args = args  # extra redis-server options, e.g. ("--appendonly", "yes") to survive a restart
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed: run the README's test command (make test)")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.tmp),
+             *self.args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True)
+
+
+def gateway_command() -> list[str]:
+    """How end-to-end tests start the real gateway: the installed CLI of this interpreter."""
+    return [sys.executable, "-m", "gateway"]
+
+
+class GatewayProcesses:
+    """Starts ``gateway run`` subprocesses from config dicts; calling it returns the port.
+
+    ``procs[port]`` is the process, ``config_path(port)`` its config file (rewrite
+    it to test a reload) and ``log(port)`` everything it printed. One worker
+    unless a test passes ``--workers``.
+    """
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def __call__(self, raw: dict[str, Any], *extra_args: str) -> int:
+        port = free_port()
+        raw = {**raw, "listen": {"host": "127.0.0.1", "port": port}}
+        path = self.config_path(port)
+        path.write_text(yaml.safe_dump(raw))
+        with open(self.tmp / f"gateway-{port}.log", "wb") as log:
+            proc = subprocess.Popen([*gateway_command(), "run", "--config", str(path), *extra_args],
+                                    stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                    env={**os.environ, "GATEWAY_WORKERS": "1"})
+        self.procs[port] = proc
+        deadline = time.monotonic() + 15
+        while not _listening(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the gateway did not start (exit {proc.poll()}):\n{self.log(port)}")
+            time.sleep(0.05)
+        return port
+
+    def config_path(self, port: int) -> Path:
+        return self.tmp / f"gateway-{port}.yaml"
+
+    def log(self, port: int) -> str:
+        return (self.tmp / f"gateway-{port}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import bearer
 from tests.legacy.django_users import HASHERS
-from tests.sources.conftest import PHP_QUERY, php_hash
-from tests.sources_support import Database, Relay
+from tests.ops.sources.conftest import PHP_QUERY, php_hash
+from tests.support.sources import Database, Relay
 
 ACCEPTED = [h for h in HASHERS if h != "md5"]
 
@@ -240,7 +240,7 @@ async def test_case_and_space_variants_share_the_login_throttle(source_gateway, 
 async def test_an_inactive_user_is_refused_by_the_source_that_knows_it(source_gateway, postgres, django_postgres, tmp_path):
     """carol is disabled in the file and inactive in Django; bob is active in both. A later source never
     overrules an earlier one's "inactive", at login or at refresh."""
-    from tests.sources.conftest import file_users
+    from tests.ops.sources.conftest import file_users
 
     file_entry = {"file": str(file_users(tmp_path))}
     postgres.run(django_postgres, "UPDATE auth_user SET is_active = TRUE WHERE username = 'carol'")

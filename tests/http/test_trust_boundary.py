@@ -1,5 +1,5 @@
 """The upstream trust boundary, gateway side: header names, authoritative headers, hosts, framing,
-secure defaults and bad input. (tests/test_upstream_trust.py runs the same classes against real
+secure defaults and bad input. (tests/ops/test_upstream_trust.py runs the same classes against real
 third-party upstream servers.)"""
 from __future__ import annotations
 

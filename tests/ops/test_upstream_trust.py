@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import PASSWORDS, SECRET, gateway_command
-from tests.ops_support import (
+from tests.support.processes import (
     RawReply,
     ServerProcess,
     express,

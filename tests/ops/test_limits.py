@@ -17,16 +17,12 @@ import pytest
 
 from gateway.example_upstream import create_upstream
 from tests.conftest import PASSWORDS, base_config, free_port
-from tests.ops_support import BOUND, eventually
+from tests.support.processes import BOUND, eventually
+from tests.support.sockets import connect, stalled_upload
 
-ATTACKER = "127.0.0.1"
 VISITOR = "127.0.0.2"
 THIRD = "127.0.0.3"
 SERVED_WITHIN = 5.0  # seconds: generous; every attack below would hold a victim for longer
-
-
-async def connect(port: int, source: str = ATTACKER) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
 
 
 async def read_answer(reader: asyncio.StreamReader, timeout: float = BOUND) -> tuple[int, dict[str, str], bytes]:
@@ -78,13 +74,6 @@ def limited(upstream: str, users_file, other_upstream: str | None = None, **limi
 
 
 # -- one anonymous client stalling request bodies ----------------------------------------
-
-
-async def stalled_upload(port: int, source: str = ATTACKER) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await connect(port, source)
-    writer.write(b"POST /public/upload HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000000\r\n\r\n0123456789")
-    await writer.drain()
-    return reader, writer
 
 
 async def test_stalled_uploads_cannot_starve_the_upstream_pool(

@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import bearer
 from tests.legacy.slapd import GROUPS, PEOPLE, SERVICE, SERVICE_PW, Slapd
-from tests.sources.conftest import SERVICE_KEY, LegacyApp
-from tests.sources_support import free_port, process
+from tests.ops.sources.conftest import SERVICE_KEY, LegacyApp
+from tests.support.sources import free_port, process
 
 
 def claims_of(token: str) -> dict:
@@ -176,7 +176,7 @@ async def test_ldap_tls_refuses_a_certificate_it_cannot_verify(source_gateway, t
 
 def test_ldap_starttls_is_refused_by_a_plain_directory_and_checked_by_config(slapd: Slapd, tmp_path):
     from gateway.config import ConfigError, parse_config
-    from tests.sources.conftest import sources_config
+    from tests.ops.sources.conftest import sources_config
 
     raw = sources_config("http://127.0.0.1:1", [{"ldap": {"url": "ldaps://x", "start_tls": True, "user_base": PEOPLE}}])
     with pytest.raises(ConfigError, match=r"users\[0\]\.ldap: start_tls: only with ldap://"):

@@ -11,8 +11,7 @@ import yaml
 
 from gateway.sources.users import hash_password
 from tests.conftest import PASSWORDS, ROOT, base_config, gateway_command
-from tests.ops_support import BOUND, eventually
-from tests.test_workers import sample
+from tests.support.processes import BOUND, eventually, sample
 
 
 async def gateway_cli(*args: str) -> tuple[int, str]:

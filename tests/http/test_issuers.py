@@ -13,7 +13,7 @@ import pytest
 from gateway.auth.issuers import parse_jwks
 from gateway.config import ConfigError, parse_config
 from tests.conftest import base_config, bearer, login
-from tests.jwt_tools import JwksServer, idp_claims, make_key, raw_token, sign
+from tests.support.jwt_tools import JwksServer, idp_claims, make_key, raw_token, sign
 
 IDP = "https://idp.test/realms/main"
 AUD = "gateway-api"

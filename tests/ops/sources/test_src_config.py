@@ -14,7 +14,7 @@ from gateway.server.reload import Reloader
 from gateway.sources.chain import UserChain
 from gateway.stores import MemoryStore
 from tests.conftest import ROOT, base_config
-from tests.sources.conftest import file_users, sources_config
+from tests.ops.sources.conftest import file_users, sources_config
 
 
 def problems(raw: dict, tmp_path) -> list[str]:

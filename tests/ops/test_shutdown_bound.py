@@ -10,8 +10,8 @@ import pytest
 
 from gateway.server.listeners import EXIT_BOUND
 from tests.conftest import base_config
-from tests.ops_support import BOUND
-from tests.test_limits import connect, stalled_upload
+from tests.support.processes import BOUND
+from tests.support.sockets import connect, stalled_upload
 
 DRAIN = 3.0
 SLACK = 3.0  # a loaded test machine: process start-up of the interpreter's exit, scheduling

@@ -14,12 +14,12 @@ from typing import Callable
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.cli import worker_count
 from gateway.config import ConfigError, parse_config
 from gateway.server.workers import available_cpus
-from tests.conftest import base_config, gateway_command
+from tests.conftest import ROOT, base_config, gateway_command
+from tests.support.processes import sample
 
 
 def listening_pids(log: str) -> list[int]:
@@ -31,13 +31,6 @@ async def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    return sum(
-        s.value for family in text_string_to_metric_families(text) for s in family.samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 async def test_workers_share_the_port_sum_their_metrics_and_exit_on_sigterm(gateway_process, upstream, users_file, redis_url):
@@ -86,7 +79,7 @@ async def test_memory_store_refuses_more_than_one_worker(tmp_path, users_file):
     path.write_text(json.dumps(raw))
     proc = await asyncio.create_subprocess_exec(
         *gateway_command(), "run", "--config", str(path), "--workers", "2",
-        stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent,
+        stderr=asyncio.subprocess.PIPE, cwd=ROOT,
     )
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1 and b"memory store" in err
@@ -119,7 +112,7 @@ async def test_supervisor_gives_up_when_workers_cannot_start(tmp_path, users_fil
         path.write_text(json.dumps(raw))
         proc = await asyncio.create_subprocess_exec(
             *gateway_command(), "run", "--config", str(path), "--workers", "2",
-            stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent,
+            stderr=asyncio.subprocess.PIPE, cwd=ROOT,
         )
         _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1 and b"giving up" in err

@@ -6,9 +6,10 @@ is in ``connections``; this is what can only be checked with a parsed request.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterator
 
 from aiohttp import web
 
@@ -20,7 +21,7 @@ from gateway.upstream.slots import UpstreamSlots
 
 log = logging.getLogger("gateway")
 
-__all__ = ["CONNECTION_GUARD", "ClientRequests", "ConnectionGuard", "admission", "head_size", "install", "saturation"]
+__all__ = ["CONNECTION_GUARD", "ClientRequests", "ConnectionGuard", "admission", "head_size", "install", "saturation", "websocket_slot"]
 
 # Descriptors each client connection may cost: itself and one upstream connection.
 FDS_PER_CONNECTION = 2
@@ -176,3 +177,17 @@ def saturation(guard: ConnectionGuard, slots: UpstreamSlots) -> str | None:
     if slots.saturated:
         return "upstream_busy"
     return None
+
+
+@contextlib.contextmanager
+def websocket_slot(request: web.Request) -> Iterator[None]:
+    """One of ``limits.max_websockets`` for the life of a socket; 503 ``too_many_websockets`` when none is free."""
+    guard = request.app.get(CONNECTION_GUARD)
+    if guard is not None and not guard.admit_websocket():
+        raise GatewayError(503, "too_many_websockets", "The gateway holds too many websockets; retry shortly",
+                           headers={"Retry-After": "1"})
+    try:
+        yield
+    finally:
+        if guard is not None:
+            guard.release_websocket()

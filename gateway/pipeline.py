@@ -22,6 +22,7 @@ from gateway.cors import same_origin
 from gateway.endpoints.table import Endpoint
 from gateway.errors import GatewayError
 from gateway.forwarded import client_origin
+from gateway.limits import websocket_slot
 from gateway.net import Host
 from gateway.policy import check_requirements
 from gateway.runtime import GATEWAY, Gateway, Runtime
@@ -65,9 +66,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     try:
         admission = await admit(request, gateway, runtime, host, path)
         if admission.handshake is not None:
-            return await websocket.serve(request, admission.route, admission.path, admission.handshake,
-                                         admission.headers, admission.claims, gateway.upstream.session,
-                                         runtime.config.tokens.leeway)
+            with websocket_slot(request):
+                return await websocket.serve(request, admission.route, admission.path, admission.handshake,
+                                             admission.headers, admission.claims, gateway.upstream.session,
+                                             runtime.config.tokens.leeway)
         return await gateway.upstream.forward(request, admission.route, admission.path, admission.headers)
     except GatewayError as exc:
         return runtime.errors.access_error(exc)  # in the deployment's main dialect (compat.errors)

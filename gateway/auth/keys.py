@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
-from gateway.config import MIN_HS256_SECRET, ConfigError, KeySpec, Tokens
+from gateway.config import ConfigError, KeySpec, Tokens
+from gateway.config.tokens import check_hs256_secret
 
 __all__ = ["KeyRing", "SigningKey", "generate_key", "jwk_thumbprint"]
 
@@ -139,8 +140,7 @@ def _load(spec: KeySpec) -> SigningKey:
         secret = spec.secret.get_secret_value().encode() if spec.secret else _read(spec.secret_file, None, "secret_file")
         assert secret is not None
         secret = secret.rstrip(b"\r\n")
-        if len(secret) < MIN_HS256_SECRET:
-            raise ValueError("HS256 needs a secret of at least 32 bytes (RFC 7518 §3.2)")
+        check_hs256_secret(secret)
         return SigningKey(spec.kid, "HS256", secret, secret)
     private_pem = _read(spec.private_key_file, spec.private_key_env, "private key")
     public_pem = _read(spec.public_key_file, spec.public_key_env, "public key")

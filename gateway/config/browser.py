@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, SecretStr, field_validator, model_validator
 
-from gateway.config.tokens import Tokens
-from gateway.config.types import HEADER_NAME, RESERVED_HEADERS, AbsPath, Duration, Model, abs_path
+from gateway.config.tokens import Tokens, check_hs256_secret
+from gateway.config.types import HEADER_NAME, AbsPath, Duration, Model, abs_path, check_header_name
 
 # -- browser-facing settings: compatibility profiles, cookie mode, CORS ---------------------
 
@@ -230,8 +230,8 @@ class Cookies(Model):
     @field_validator("csrf_secret")
     @classmethod
     def _csrf_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value().encode()) < 32:
-            raise ValueError("needs at least 32 bytes")
+        if value is not None:
+            check_hs256_secret(value.get_secret_value().encode())
         return value
 
     def csrf_key(self, tokens: "Tokens") -> bytes:
@@ -250,9 +250,7 @@ class Cookies(Model):
     @field_validator("csrf_header")
     @classmethod
     def _header(cls, value: str) -> str:
-        if not HEADER_NAME.match(value) or value.lower() in RESERVED_HEADERS:
-            raise ValueError(f"{value!r} is not a header name the gateway can use")
-        return value
+        return check_header_name(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Cookies":

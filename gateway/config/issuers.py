@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import field_validator, model_validator
 from yarl import URL
 
-from gateway.config.tokens import EXTERNAL_ALGORITHMS
+from gateway.config.tokens import EXTERNAL_ALGORITHMS, TOKEN_CLAIMS
 from gateway.config.types import Duration, Model
 
 
@@ -66,9 +66,8 @@ class ExternalIssuer(Model):
     @field_validator("claims")
     @classmethod
     def _claims(cls, value: dict[str, str]) -> dict[str, str]:
-        fixed = {"iss", "aud", "exp", "iat", "nbf", "jti", "token_type", "fid"}
         for target, source in value.items():
-            if target in fixed:
+            if target in TOKEN_CLAIMS:
                 raise ValueError(f"{target!r} is set from the verified token and cannot be mapped")
             if not isinstance(source, str) or not source:
                 raise ValueError(f"{target}: the value must be a claim name or dotted path")

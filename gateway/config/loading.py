@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from gateway.config.model import GatewayConfig
+from gateway.config.sources import resolve_source_paths
 from gateway.config.types import ConfigError
-from gateway.sources.settings import resolve_source_paths
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 

@@ -13,10 +13,10 @@ from gateway.config.issuers import ExternalIssuer
 from gateway.config.limits import Limits
 from gateway.config.ops import Admin, Endpoints, Listen, LoginThrottle, Metrics, Shutdown, Store
 from gateway.config.routes import Route
+from gateway.config.sources import SourceSpec
 from gateway.config.tokens import NAME, OWN_ISSUER, Tokens
 from gateway.config.types import Model
 from gateway.net import is_loopback
-from gateway.sources.settings import SourceSpec
 
 
 class GatewayConfig(Model):
@@ -28,7 +28,7 @@ class GatewayConfig(Model):
     """Where sessions, revocations and counters live: in memory (one process) or in Redis (shared)."""
     users_file: Path | None = None  # the users file; the same as users: [file: ...]
     """The users file (see below); the same as `users: [{file: ...}]`. Required unless `users` lists sources."""
-    users: tuple[SourceSpec, ...] | None = None  # identity sources in order (gateway/sources/settings.py)
+    users: tuple[SourceSpec, ...] | None = None  # identity sources in order (gateway/config/sources.py)
     """Identity sources asked in order, instead of `users_file`; each entry is exactly one of file, sql, ldap, http."""
     endpoints: Endpoints = Endpoints()
     """Paths of the gateway's own endpoints; all must differ, and a trailing slash is accepted on each."""

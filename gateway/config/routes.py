@@ -8,7 +8,7 @@ from yarl import URL
 
 from gateway.config.limits import RateLimit, WebsocketSession
 from gateway.config.tokens import OWN_ISSUER
-from gateway.config.types import HEADER_NAME, QUERY_NAME, RESERVED_HEADERS, AbsPath, Duration, Model, check_header_name
+from gateway.config.types import HEADER_NAME, QUERY_NAME, AbsPath, Duration, Model, check_header_name
 from gateway.net import parse_host
 
 
@@ -145,8 +145,7 @@ class Route(Model):
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
         for name, claim in value.items():
-            if not HEADER_NAME.match(name) or name.lower() in RESERVED_HEADERS:
-                raise ValueError(f"{name!r} is not a header the gateway may inject")
+            check_header_name(name)
             if not isinstance(claim, str) or not claim:
                 raise ValueError(f"{name}: the value must be a claim name")
         return value

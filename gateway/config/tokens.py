@@ -16,6 +16,14 @@ OWN_ISSUER = "gateway"  # the name a route's ``issuers`` uses for the gateway's 
 KID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MIN_HS256_SECRET = 32
+# Claims the gateway sets on every token it mints; nothing else (users, sources, IdP mappings) may set them.
+TOKEN_CLAIMS = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "token_type", "fid"})
+
+
+def check_hs256_secret(secret: bytes) -> None:
+    """The one rule for shared secrets (tokens, key ring, CSRF): RFC 7518 §3.2's minimum."""
+    if len(secret) < MIN_HS256_SECRET:
+        raise ValueError(f"HS256 needs a secret of at least {MIN_HS256_SECRET} bytes (RFC 7518 §3.2)")
 
 class KeySpec(Model):
     """One key of the ring: where its material comes from, and whether it signs new tokens.
@@ -58,8 +66,8 @@ class KeySpec(Model):
         if self.algorithm == "HS256":
             if private or public or not secrets:
                 raise ValueError("an HS256 key needs secret or secret_file, and no PEM keys")
-            if self.secret is not None and len(self.secret.get_secret_value().encode()) < MIN_HS256_SECRET:
-                raise ValueError("HS256 needs a secret of at least 32 bytes (RFC 7518 §3.2)")
+            if self.secret is not None:
+                check_hs256_secret(self.secret.get_secret_value().encode())
         elif secrets or not (private or public):
             raise ValueError(f"an {self.algorithm} key needs a private or public PEM key (file or env), not a secret")
         return self
@@ -109,8 +117,8 @@ class Tokens(Model):
     @field_validator("secret")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value().encode()) < MIN_HS256_SECRET:
-            raise ValueError("HS256 needs a secret of at least 32 bytes (RFC 7518 §3.2)")
+        if value is not None:
+            check_hs256_secret(value.get_secret_value().encode())
         return value
 
     @model_validator(mode="after")

@@ -109,14 +109,26 @@ async def readyz(request: web.Request, auth: AuthService) -> web.Response:
     return json_response({"status": "ready", **extra})
 
 
+def etag(body: bytes) -> str:
+    """A strong validator for a body the gateway serves itself."""
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def not_modified(request: web.Request, tag: str) -> bool:
+    """RFC 9110 §13.1.2 If-None-Match: ``*``, or a list of tags compared weakly (``W/`` ignored)."""
+    listed = ",".join(request.headers.getall("If-None-Match", []))
+    candidates = {t.strip().removeprefix("W/") for t in listed.split(",") if t.strip()}
+    return "*" in candidates or tag in candidates
+
+
 _CLIENT_JS = resources.files("gateway").joinpath("static/client.js").read_bytes()
-_CLIENT_JS_ETAG = '"' + hashlib.sha256(_CLIENT_JS).hexdigest()[:32] + '"'
+_CLIENT_JS_ETAG = etag(_CLIENT_JS)
 
 
 async def client_js(request: web.Request, auth: AuthService) -> web.Response:
     """The browser client (an ES module); revalidated on every load so fixes reach browsers at once."""
     headers = {"ETag": _CLIENT_JS_ETAG, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
-    if request.headers.get("If-None-Match") == _CLIENT_JS_ETAG:
+    if not_modified(request, _CLIENT_JS_ETAG):
         return web.Response(status=304, headers=headers)
     return web.Response(body=_CLIENT_JS, headers={**headers, "Content-Type": "text/javascript; charset=utf-8"})
 

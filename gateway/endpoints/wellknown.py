@@ -6,7 +6,6 @@ and an ``ETag``, so clients re-fetch cheaply when a new key appears.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -15,7 +14,7 @@ from aiohttp import web
 from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import AuthService
 from gateway.config import GatewayConfig
-from gateway.endpoints.table import Endpoint
+from gateway.endpoints.table import Endpoint, etag, not_modified
 from gateway.errors import GatewayError
 from gateway.forwarded import client_origin
 from gateway.net import is_loopback
@@ -25,16 +24,12 @@ __all__ = ["wellknown_endpoints"]
 GET = frozenset({"GET", "HEAD"})
 
 
-def _etag(body: bytes) -> str:
-    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-
-
 def _cached_json(body: bytes, max_age: int, request: web.Request, vary: str | None = None) -> web.Response:
-    etag = _etag(body)
-    headers = {"Cache-Control": f"public, max-age={max_age}", "ETag": etag}
+    tag = etag(body)
+    headers = {"Cache-Control": f"public, max-age={max_age}", "ETag": tag}
     if vary:
         headers["Vary"] = vary
-    if etag in request.headers.get("If-None-Match", ""):
+    if not_modified(request, tag):
         return web.Response(status=304, headers=headers)
     return web.Response(body=body, content_type="application/json", headers=headers)
 

@@ -27,8 +27,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from gateway.config.sources import HttpSettings
 from gateway.sources.base import Candidate, SourceUnavailable, user_claims
-from gateway.sources.settings import HttpSettings
 from gateway.sources.users import User
 
 __all__ = ["HttpSource", "dotted"]

@@ -31,8 +31,8 @@ from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
+from gateway.config.sources import LdapSettings
 from gateway.sources.base import Candidate, SourceUnavailable, user_claims
-from gateway.sources.settings import LdapSettings
 from gateway.sources.users import User
 
 __all__ = ["LdapSource"]

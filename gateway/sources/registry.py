@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Callable
 
 from gateway.config import GatewayConfig  # safe here: registry is imported after config
+from gateway.config.sources import SourceSpec
 from gateway.sources.base import SourceUnavailable, UserSource
 from gateway.sources.chain import NOT_REREAD, SourceEvents, UserChain
 from gateway.sources.file import FileSource
-from gateway.sources.settings import SourceSpec
 from gateway.sources.users import UserDirectory
 
 __all__ = ["KINDS", "NOT_REREAD", "SourceEvents", "SourceUnavailable", "UserChain", "build_chain", "source_specs"]

@@ -13,10 +13,10 @@ import logging
 import re
 from typing import Any
 
+from gateway.config.sources import SqlSettings
 from gateway.sources.base import Candidate, SourceUnavailable, user_claims
 from gateway.sources.hashes import needs_rehash
 from gateway.sources.hashing import verify_off_loop
-from gateway.sources.settings import SqlSettings
 from gateway.sources.sql_drivers import Driver, compile_query, open_driver
 from gateway.sources.users import _HASHING, User, hash_password
 

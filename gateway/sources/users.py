@@ -17,11 +17,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.config import ConfigError, read_yaml
+from gateway.config.tokens import TOKEN_CLAIMS
 
 __all__ = ["RESERVED_CLAIMS", "User", "UserDirectory", "dummy_hash", "hash_password", "load_users"]
 
 # Claims the gateway sets itself; a users file cannot override them.
-RESERVED_CLAIMS = frozenset({"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "token_type", "fid"})
+RESERVED_CLAIMS = TOKEN_CLAIMS | {"sub"}  # a user's claims cannot override who they are
 
 _hasher = PasswordHasher()
 # Each argon2id verification holds 64 MiB (argon2-cffi's default memory cost) and

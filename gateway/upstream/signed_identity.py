@@ -20,6 +20,7 @@ import jwt
 
 from gateway.auth.keys import KeyRing
 from gateway.config import Route
+from gateway.config.tokens import TOKEN_CLAIMS
 
 __all__ = ["DEFAULT_HEADER", "IdentitySigner", "TOKEN_TYPE"]
 
@@ -27,7 +28,6 @@ DEFAULT_HEADER = "X-Gateway-Identity"
 TOKEN_TYPE = "identity"
 CACHE_SIZE = 10_000
 # Claims that describe the caller's own token, not the caller; replaced in the identity token.
-_TOKEN_CLAIMS = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "token_type", "fid"})
 
 
 class IdentitySigner:
@@ -58,7 +58,7 @@ class IdentitySigner:
         exp = math.ceil(now + settings.lifetime)  # never shorter than configured
         if isinstance(claims.get("exp"), (int, float)):
             exp = min(exp, int(claims["exp"]))  # never outlives the caller's own token
-        payload = {k: v for k, v in claims.items() if k not in _TOKEN_CLAIMS}
+        payload = {k: v for k, v in claims.items() if k not in TOKEN_CLAIMS}
         payload.update(
             idp=claims.get("iss"),  # who authenticated the caller: the gateway, or an external issuer
             iss=self.issuer,

@@ -34,7 +34,6 @@ from gateway.auth.tokens import Claims
 from gateway.config import Route
 from gateway.context import REQUEST_ID
 from gateway.errors import GatewayError
-from gateway.limits import CONNECTION_GUARD
 from gateway.target import RequestPath
 from gateway.upstream.websocket_sessions import SOCKET_SESSIONS, SocketSession, SocketSessions
 
@@ -179,15 +178,7 @@ async def serve(
     claims: Claims | None, session: aiohttp.ClientSession, leeway: float,
 ) -> web.StreamResponse:
     """Connect upstream, accept the client, relay until either side closes (``pipeline.admit`` decided the rest)."""
-    guard = request.app.get(CONNECTION_GUARD)
-    if guard is not None and not guard.admit_websocket():
-        raise GatewayError(503, "too_many_websockets", "The gateway holds too many websockets; retry shortly",
-                           headers={"Retry-After": "1"})
-    try:
-        return await _open_and_relay(request, route, path, hs, headers, session, claims, leeway)
-    finally:
-        if guard is not None:
-            guard.release_websocket()
+    return await _open_and_relay(request, route, path, hs, headers, session, claims, leeway)
 
 
 async def _open_and_relay(

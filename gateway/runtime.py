@@ -18,7 +18,7 @@ from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import TokenService
 from gateway.config import GatewayConfig
 from gateway.cors import CorsPolicy
-from gateway.dialects.errors import ErrorStyle, GatewayStyle, error_style
+from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.table import Endpoint, default_endpoints
 from gateway.endpoints.tokens import compat_endpoints
 from gateway.endpoints.wellknown import wellknown_endpoints
@@ -51,7 +51,7 @@ class Runtime:
     endpoints: dict[str, Endpoint]
     issuers: Issuers
     signer: IdentitySigner
-    errors: ErrorStyle = GatewayStyle()  # how proxied routes' errors look (compat.errors)
+    errors: ErrorStyle = ErrorStyle()  # how proxied routes' errors look (compat.errors)
     cookies: CookieMode | None = None  # cookie mode (cookies.enabled)
     cors: CorsPolicy | None = None  # cross-origin policy (cors.allow_origins)
 

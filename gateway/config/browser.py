@@ -8,11 +8,12 @@ from pydantic import BeforeValidator, SecretStr, field_validator, model_validato
 
 from gateway.config.tokens import Tokens, check_hs256_secret
 from gateway.config.types import HEADER_NAME, AbsPath, Duration, Model, abs_path, check_header_name
+from gateway.dialects import DIALECTS, STYLE_NAMES
 
 # -- browser-facing settings: compatibility profiles, cookie mode, CORS ---------------------
 
-ErrorStyleName = Literal["gateway", "simplejwt", "flask-jwt-extended"]
-ProfileName = Literal["gateway", "simplejwt", "djoser", "flask-jwt-extended", "custom"]
+ErrorStyleName = Literal[STYLE_NAMES]  # type: ignore[valid-type]  # the dialects' registry decides
+ProfileName = Literal[tuple(DIALECTS)]  # type: ignore[valid-type]
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _COOKIE_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 
@@ -25,44 +26,6 @@ def _field_name(value: Any) -> str:
 
 FieldName = Annotated[str, BeforeValidator(_field_name)]
 
-# What each named profile means; ``prefix`` is put in front of these paths (never in front of
-# paths given explicitly under ``paths``). rotate_refresh None: follow tokens.rotate_refresh.
-PROFILE_PRESETS: dict[str, dict[str, Any]] = {
-    "gateway": {
-        "prefix": "",
-        "paths": {"login": "/auth/token", "refresh": "/auth/token/refresh", "verify": "/auth/token/verify",
-                  "logout": "/auth/logout", "me": "/auth/me"},
-        "errors": "gateway",
-        "rotate_refresh": None,
-    },
-    "simplejwt": {
-        "prefix": "/api",
-        "paths": {"login": "/token", "refresh": "/token/refresh", "verify": "/token/verify", "logout": "/token/blacklist"},
-        "response": {"extras": False},
-        "errors": "simplejwt",
-        "rotate_refresh": False,  # SimpleJWT's ROTATE_REFRESH_TOKENS default
-    },
-    "djoser": {
-        "prefix": "",
-        "paths": {"login": "/auth/jwt/create", "refresh": "/auth/jwt/refresh", "verify": "/auth/jwt/verify",
-                  "me": "/auth/users/me"},
-        "response": {"extras": False},
-        "errors": "simplejwt",
-        "rotate_refresh": False,
-        "me_fields": {"email": "email", "id": "user_id|id|sub", "username": "sub"},
-    },
-    "flask-jwt-extended": {
-        "prefix": "",
-        "paths": {"login": "/auth/jwt/create", "refresh": "/auth/jwt/refresh"},
-        "request": {"username": "email"},
-        "login_claim": "email",
-        "refresh_from": "bearer",
-        "response": {"access": "access_token", "refresh": "refresh_token", "extras": False},
-        "errors": "flask-jwt-extended",
-        "rotate_refresh": False,
-    },
-    "custom": {"prefix": "", "paths": {}, "errors": "gateway", "rotate_refresh": False},
-}
 
 
 class CompatPaths(Model):
@@ -116,7 +79,7 @@ def _prefix(value: Any) -> str:
 class CompatProfile(Model):
     """One dialect of the token endpoints, with the named profile's presets already filled in."""
 
-    profile: ProfileName
+    profile: ProfileName  # type: ignore[valid-type]
     """The dialect whose presets fill in every key not given; `custom` has none."""
     prefix: str = ""
     """Put in front of the preset paths (the simplejwt preset: `/api`), never in front of paths given under `paths`."""
@@ -142,9 +105,9 @@ class CompatProfile(Model):
     @model_validator(mode="before")
     @classmethod
     def _fill_preset(cls, raw: Any) -> Any:
-        if not isinstance(raw, dict) or raw.get("profile") not in PROFILE_PRESETS:
+        if not isinstance(raw, dict) or raw.get("profile") not in DIALECTS:
             return raw
-        preset = PROFILE_PRESETS[raw["profile"]]
+        preset = {**DIALECTS[raw["profile"]].preset, "errors": DIALECTS[raw["profile"]].style.name}
         prefix = _prefix(raw.get("prefix", preset["prefix"]))
         merged = {**preset, **raw, "prefix": prefix}
         for key in ("request", "response"):

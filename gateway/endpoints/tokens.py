@@ -22,7 +22,7 @@ from gateway.auth.credentials import authenticate, bearer_token
 from gateway.auth.sessions import AuthService, Issued
 from gateway.config import CompatProfile, GatewayConfig
 from gateway.context import SUBJECT
-from gateway.dialects.errors import ErrorStyle, error_style
+from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
 from gateway.errors import GatewayError
 

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.auth import jose
 from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import Claims, TokenPair, TokenService
 from gateway.config import Tokens
@@ -37,18 +38,23 @@ class Issued:
     refresh: str | None
     expires_in: int
     subject: str
+    family: str  # the session's fid (cookie mode binds its CSRF token to it)
 
     def as_json(self) -> str:
-        return json.dumps({"access": self.access, "refresh": self.refresh, "expires_in": self.expires_in, "sub": self.subject})
+        return json.dumps({"access": self.access, "refresh": self.refresh, "expires_in": self.expires_in,
+                           "sub": self.subject, "fid": self.family})
 
     @classmethod
     def from_json(cls, raw: str) -> "Issued":
         data = json.loads(raw)
-        return cls(data["access"], data["refresh"], data["expires_in"], data["sub"])
+        # A successor stored by an instance of an older version (during a rolling upgrade) has no fid yet.
+        family = data.get("fid") or jose.peek_claims(data["access"])["fid"]
+        return cls(data["access"], data["refresh"], data["expires_in"], data["sub"], family)
 
     @classmethod
     def from_pair(cls, pair: TokenPair, *, with_refresh: bool = True) -> "Issued":
-        return cls(pair.access, pair.refresh if with_refresh else None, pair.expires_in, pair.access_claims["sub"])
+        claims = pair.access_claims
+        return cls(pair.access, pair.refresh if with_refresh else None, pair.expires_in, claims["sub"], claims["fid"])
 
 
 _REFUSALS = {
@@ -187,7 +193,7 @@ class AuthService:
                 raise _refuse(outcome)
             access, access_claims = self.tokens.mint_access(user.username, user.claims, family)
             self.events.issued("refresh")
-            return Issued(access, None, int(access_claims["exp"] - access_claims["iat"]), user.username)
+            return Issued(access, None, int(access_claims["exp"] - access_claims["iat"]), user.username, family)
         pair = self.tokens.mint_pair(user.username, user.claims, family, refresh_extra=extra)
         issued = Issued.from_pair(pair)
         rotation = await self.store.rotate(

@@ -62,8 +62,7 @@ class Dialect:
             body.update(token_type="Bearer", expires_in=issued.expires_in)
         if self.cookies is None:
             return json_response(body, headers=NO_STORE)
-        family = auth.tokens.verify(issued.access, "access", check_expiry=False)["fid"]  # ours, just minted
-        csrf = self.cookies.csrf_token(family)
+        csrf = self.cookies.csrf_token(issued.family)
         if self.cookies.settings.access_cookie:
             body.pop(names.access)
         body.pop(names.refresh, None)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from gateway.errors import GatewayError
 
-__all__ = ["RateDecision", "Rotation", "RotationOutcome", "Store", "StoreUnavailable", "WindowCount"]
+__all__ = ["RateDecision", "Rotation", "RotationOutcome", "Store", "StoreUnavailable", "StoreWrapper", "WindowCount"]
 
 
 class StoreUnavailable(GatewayError):
@@ -107,3 +107,53 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def reset_counter(self, key: str) -> None:
         """Drop the counter."""
+
+
+class StoreWrapper(Store):
+    """A store that adds behaviour around another one: every operation passes to ``inner`` unless overridden.
+
+    Wrappers subclass this rather than forwarding by ``__getattr__``, so each
+    keeps the whole, typed ``Store`` interface.
+    """
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def start_family(self, family: str, jti: str, ttl: float) -> None:
+        await self.inner.start_family(family, jti, ttl)
+
+    async def rotate(self, family: str, old_jti: str, new_jti: str, successor: str, ttl: float, grace: float) -> Rotation:
+        return await self.inner.rotate(family, old_jti, new_jti, successor, ttl, grace)
+
+    async def is_current(self, family: str, jti: str) -> RotationOutcome:
+        return await self.inner.is_current(family, jti)
+
+    async def revoke_family(self, family: str, ttl: float) -> None:
+        await self.inner.revoke_family(family, ttl)
+
+    async def deny(self, family: str, jti: str, ttl: float) -> None:
+        await self.inner.deny(family, jti, ttl)
+
+    async def is_revoked(self, family: str, jti: str) -> bool:
+        return await self.inner.is_revoked(family, jti)
+
+    async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
+        return await self.inner.track_session(user, family, ttl, cap)
+
+    async def rate_limit(self, key: str, interval: float, capacity: int) -> RateDecision:
+        return await self.inner.rate_limit(key, interval, capacity)
+
+    async def incr_counter(self, key: str, window: float, amount: int = 1) -> WindowCount:
+        return await self.inner.incr_counter(key, window, amount)
+
+    async def reset_counter(self, key: str) -> None:
+        await self.inner.reset_counter(key)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from aiohttp import web
 
 from gateway.context import REVOCATION_SKIPPED
 from gateway.stores import Store, StoreUnavailable
+from gateway.stores.base import StoreWrapper
 
 __all__ = ["FailOpenRevocations", "revocation_store"]
 
@@ -27,29 +27,23 @@ def revocation_store(store: Store, request: web.Request, failure_mode: str) -> S
     """The store a request's token check should use under ``failure_mode``."""
     if failure_mode != "fail_open":
         return store
-    return FailOpenRevocations(store, request)  # type: ignore[return-value]
+    return FailOpenRevocations(store, request)
 
 
-class FailOpenRevocations:
+class FailOpenRevocations(StoreWrapper):
     """The store seen by one request's token check: an unreachable store answers "not revoked"."""
 
     def __init__(self, store: Store, request: web.Request) -> None:
-        self._store = store
+        super().__init__(store)
         self._request = request
 
     async def is_revoked(self, family: str, jti: str) -> bool:
         try:
-            return await self._store.is_revoked(family, jti)
+            return await self.inner.is_revoked(family, jti)
         except StoreUnavailable:
             self._request[REVOCATION_SKIPPED] = True
             _warning.emit()
             return False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
-Store.register(FailOpenRevocations)
 
 
 class _RateLimitedWarning:

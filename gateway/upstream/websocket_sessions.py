@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.stores import Store
-from gateway.stores.base import Rotation, RotationOutcome
+from gateway.stores.base import Rotation, RotationOutcome, StoreWrapper
 from gateway.stores.redis import decode_event
 
 __all__ = [
@@ -151,17 +151,14 @@ class SocketSessions:
         return sum(len(m) for m in self._by_family.values())
 
 
-class _Watched:
+class _Watched(StoreWrapper):
     """A store whose revocations end this process's sockets at once, and which follows other instances'."""
 
     def __init__(self, inner: Store, sessions: SocketSessions) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.sessions = sessions
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     async def deny(self, family: str, jti: str, ttl: float) -> None:
         await self.inner.deny(family, jti, ttl)
@@ -202,7 +199,7 @@ class _Watched:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, BACKOFF[1])
             try:
-                await self.sessions.recheck(self)  # type: ignore[arg-type]
+                await self.sessions.recheck(self)
             except Exception:  # noqa: BLE001 - the store is down too: the next round tries again
                 pass
 
@@ -210,7 +207,7 @@ class _Watched:
         pubsub = client.pubsub()
         try:
             await pubsub.subscribe(channel)
-            await self.sessions.recheck(self)  # type: ignore[arg-type]  # what was missed before
+            await self.sessions.recheck(self)  # what was missed before
             loop = asyncio.get_running_loop()
             next_check = loop.time() + RECHECK
             while not self._closing:  # not only cancellation: redis-py may swallow it while it waits
@@ -223,13 +220,13 @@ class _Watched:
                         pass
                 if loop.time() >= next_check:
                     next_check = loop.time() + RECHECK
-                    await self.sessions.recheck(self)  # type: ignore[arg-type]
+                    await self.sessions.recheck(self)
         finally:
             await pubsub.aclose()
 
 
 def watched_revocations(store: Store, sessions: SocketSessions) -> Store:
-    return _Watched(store, sessions)  # type: ignore[return-value]
+    return _Watched(store, sessions)
 
 
 SOCKET_SESSIONS = web.AppKey("socket_sessions", SocketSessions)

@@ -305,7 +305,7 @@ class GatewayProcesses:
                                     stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                     env={**os.environ, "GATEWAY_WORKERS": "1"})
         self.procs[port] = proc
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 45  # generous: ~30 gateways start in parallel runs on 2 loaded cores
         while not _listening(port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the gateway did not start (exit {proc.poll()}):\n{self.log(port)}")

@@ -42,7 +42,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Generic, Hashable, Protocol, TypeVar
 
-from gateway.stores.base import RateDecision, Rotation, RotationOutcome, Store, WindowCount
+from gateway.stores.base import Rotation, RotationOutcome, Store, StoreWrapper
 from gateway.stores.redis import RevocationEvent, decode_event
 
 __all__ = ["CacheObserver", "RevocationCache", "cached_revocations"]
@@ -118,7 +118,7 @@ class _Lost(Exception):
     """The subscription stopped being trustworthy (silence, unsubscribe, reconnect)."""
 
 
-class RevocationCache(Store):
+class RevocationCache(StoreWrapper):
     """The Redis store, with ``is_revoked`` answered from a local cache while pub/sub is healthy.
 
     ``client`` is the Redis store's client (its pool lends the subscription its
@@ -138,7 +138,7 @@ class RevocationCache(Store):
         ping_interval: float = PING_INTERVAL,
         liveness: float = LIVENESS,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.client = client
         self.channel = channel
         self._observer: CacheObserver = observer if observer is not None else _NoObserver()
@@ -324,29 +324,6 @@ class RevocationCache(Store):
     def _purge(self, now: float) -> None:
         for table in (self._negative, self._families, self._tokens):
             table.purge(now)
-
-    # -- everything else goes to the store as is ----------------------------------------------
-
-    async def ping(self) -> None:
-        await self.inner.ping()
-
-    async def start_family(self, family: str, jti: str, ttl: float) -> None:
-        await self.inner.start_family(family, jti, ttl)
-
-    async def is_current(self, family: str, jti: str) -> RotationOutcome:
-        return await self.inner.is_current(family, jti)
-
-    async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
-        return await self.inner.track_session(user, family, ttl, cap)
-
-    async def rate_limit(self, key: str, interval: float, capacity: int) -> RateDecision:
-        return await self.inner.rate_limit(key, interval, capacity)
-
-    async def incr_counter(self, key: str, window: float, amount: int = 1) -> WindowCount:
-        return await self.inner.incr_counter(key, window, amount)
-
-    async def reset_counter(self, key: str) -> None:
-        await self.inner.reset_counter(key)
 
 
 def _text(value: Any) -> str:

@@ -24,11 +24,11 @@ __all__ = ["record", "summarize", "CATEGORIES"]
 # shares add up to 100%: json decoding inside PyJWT counts as JWT, a socket write
 # issued by the redis client counts as socket I/O.
 CATEGORIES: dict[str, str] = {
-    "JWT verification (PyJWT, gateway/tokens.py)": r"\(jwt/|\(gateway/tokens\.py",
+    "JWT verification (PyJWT, gateway/auth/tokens.py)": r"\(jwt/|\(gateway/auth/tokens\.py",
     "revocation check (redis-py, gateway/stores)": r"\(redis/|\(gateway/stores/",
     "access log (logging, json)": r"_log_access|\(logging/",
-    "route matching (gateway/routing.py)": r"\(gateway/routing\.py",
-    "header rewrite (upstream_headers)": r"^(upstream_headers|encode_claim|IdentityHeaders|request_id|_connection_tokens) ",
+    "route matching (gateway/routing.py, target.py)": r"\(gateway/routing\.py|\(gateway/target\.py",
+    "header rewrite (gateway/upstream/headers.py)": r"\(gateway/upstream/headers\.py|^request_id ",
     "upstream request (aiohttp client)": r"\(aiohttp/client|\(aiohttp/connector|^Upstream\.forward ",
     "response relay (_relay, StreamResponse)": r"^_relay |^_response_headers |\(aiohttp/web_response",
     "aiohttp server (parsing, dispatch, middleware)": r"\(aiohttp/|\(gateway/",

@@ -17,11 +17,10 @@ segments that were matched:
   ``\\``, ``;``, ``%`` or a space (fullwidth ``．``/``／``): 400;
 - a query parameter ``_method`` (method override by query string): 400.
 
-The host is the ``Host`` header normalised (lowercase, one trailing dot and
-the scheme's default port removed); anything that is not a host name, IPv4 or
-bracketed IPv6 address with an optional port is a 400. ``client_origin``
-is the one definition of the scheme and host the client used, forwarded ones
-included when ``trust_forwarded_headers`` is on.
+The host is the ``Host`` header normalised by ``net.parse_host`` (lowercase,
+one trailing dot and the scheme's default port removed); anything that is not
+a host name, IPv4 or bracketed IPv6 address with an optional port is a 400.
+What the client used behind trusted proxies is ``forwarded.client_origin``.
 """
 from __future__ import annotations
 
@@ -38,9 +37,7 @@ from gateway.net import Host, parse_host
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = [
-    "DEFAULT_PATH_RULES", "RequestPath", "fold_segment", "parse_target", "request_host",
-]
+__all__ = ["DEFAULT_PATH_RULES", "RequestPath", "fold_segment", "parse_target", "request_host"]
 
 _PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _STILL_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -50,7 +47,6 @@ _FORBIDDEN_DECODED = re.compile(rb"[/\\;\x00-\x1f\x7f]")
 # What a compatibility form may not turn into: characters that give a path structure.
 _STRUCTURAL = frozenset("./\\;%?# ")
 _OVERRIDE_PARAMS = frozenset({"_method"})
-
 
 DEFAULT_PATH_RULES = Paths()
 

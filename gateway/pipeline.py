@@ -19,6 +19,7 @@ from gateway.auth.tokens import Claims
 from gateway.config import Route
 from gateway.context import REQUEST_ID, ROUTE_NAME, SUBJECT
 from gateway.cors import same_origin
+from gateway.dialects import error_style
 from gateway.endpoints.table import Endpoint
 from gateway.errors import GatewayError
 from gateway.forwarded import client_origin
@@ -57,14 +58,18 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         preflight = runtime.cors.screen(request, lambda method: _accepts(runtime, endpoint, host, path, method))
         if preflight is not None:
             return preflight
-    if endpoint is not None:
+    if endpoint is not None and request.method in endpoint.methods:
         request[ROUTE_NAME] = "@" + endpoint_path  # metrics and logs label own endpoints @<path>
-        if request.method not in endpoint.methods:
-            allow = ", ".join(sorted(endpoint.methods))
-            raise GatewayError(405, "method_not_allowed", f"Use {allow} here", headers={"Allow": allow})
         return await endpoint.handler(request, runtime.auth)
+    # Methods an endpoint does not take fall through to the routes (djoser: GET users/me answered here,
+    # PATCH users/me proxied); only when no route takes them either is it the endpoint's 405.
+    route = runtime.router.match(request.method, host.name, path)
+    if endpoint is not None and route is None:
+        request[ROUTE_NAME] = "@" + endpoint_path
+        allow = ", ".join(sorted(endpoint.methods))
+        raise GatewayError(405, "method_not_allowed", f"Use {allow} here", headers={"Allow": allow})
     try:
-        admission = await admit(request, gateway, runtime, host, path)
+        admission = await admit(request, gateway, runtime, host, path, route)
         if admission.handshake is not None:
             with websocket_slot(request):
                 return await websocket.serve(request, admission.route, admission.path, admission.handshake,
@@ -72,12 +77,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
                                              runtime.config.tokens.leeway)
         return await gateway.upstream.forward(request, admission.route, admission.path, admission.headers)
     except GatewayError as exc:
-        return runtime.errors.access_error(exc)  # in the deployment's main dialect (compat.errors)
+        # a matched route's errors in its own style (routes[].errors), the rest in the main dialect (compat.errors)
+        style = runtime.errors if route is None or route.errors is None else error_style(route.errors)
+        return style.access_error(exc)
 
 
-async def admit(request: web.Request, gateway: Gateway, runtime: Runtime, host: Host, path: RequestPath) -> Admission:
-    """Route, credentials, policy and header rewrite: the one decision for HTTP and websocket alike."""
-    route = runtime.router.match(request.method, host.name, path)
+async def admit(
+    request: web.Request, gateway: Gateway, runtime: Runtime, host: Host, path: RequestPath, route: Route | None
+) -> Admission:
+    """Credentials, policy and header rewrite of the matched ``route``: the one decision for HTTP and websocket alike."""
     if route is None:
         raise GatewayError(404, "not_found", "No route matches this request")
     request[ROUTE_NAME] = route.name
@@ -148,6 +156,6 @@ def _check_framing(request: web.Request) -> None:
 
 def _accepts(runtime: Runtime, endpoint: Endpoint | None, host: Host, path: RequestPath, method: str) -> bool:
     """Whether a request with ``method`` could be served here (for CORS preflights)."""
-    if endpoint is not None:
-        return method in endpoint.methods
+    if endpoint is not None and method in endpoint.methods:
+        return True
     return runtime.router.match(method, host.name, path) is not None

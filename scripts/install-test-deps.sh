@@ -3,7 +3,7 @@
 # Debian's redis-server (tests start their own throwaway servers with it),
 # chromium, node and npm (browser tests), Debian's nginx (an upstream of
 # tests/test_upstream_trust.py, started by the tests as their own process),
-# then the pinned node packages; for the identity sources: slapd and ldap-utils
+# then the pinned node packages; PHP-FPM (the nginx + PHP recipe); for the identity sources: slapd and ldap-utils
 # (a throwaway directory per run), and PostgreSQL and MariaDB servers (used on
 # 5432/3306 when running, else started by the tests).
 set -euo pipefail
@@ -21,6 +21,8 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v ldapadd >/dev/null || missing+=(ldap-utils)
 command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || missing+=(mariadb-server)
+# PHP-FPM behind nginx: the CGI-style recipe of docs/recipes.md (tests/ops/test_recipes.py)
+command -v php-fpm >/dev/null || compgen -G "/usr/sbin/php-fpm*" >/dev/null || missing+=(php-fpm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $SUDO apt-get update -qq
@@ -31,6 +33,11 @@ fi
 # (tests/browser/harness.py re-runs `npm ci` by itself when the lock file changes.)
 if [ -f tests/browser/package-lock.json ] && [ ! -d tests/browser/node_modules ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# Express 4 + jose, the Express recipe of docs/recipes.md (tests/ops/test_recipes.py), pinned by its package-lock.json.
+if [ ! -d tests/upstreams/recipes/express/node_modules ]; then
+  (cd tests/upstreams/recipes/express && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Express 4 + method-override, an upstream of tests/test_upstream_trust.py, pinned by its package-lock.json.

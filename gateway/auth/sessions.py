@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from gateway.auth import jose
 from gateway.auth.throttle import LoginThrottle
@@ -22,7 +22,7 @@ from gateway.sources.chain import NOT_REREAD, UserChain
 from gateway.sources.users import User
 from gateway.stores import RotationOutcome, Store
 
-__all__ = ["AuthEvents", "AuthService", "Issued"]
+__all__ = ["AuthEvents", "AuthService", "ClaimShape", "Issued"]
 
 MAX_LOGIN_LENGTH = 256
 MAX_PASSWORD_LENGTH = 1024
@@ -73,6 +73,13 @@ def _is_text(value: str) -> bool:
     return True
 
 
+ClaimShape = Callable[[Mapping[str, Any]], Mapping[str, Any]]  # user claims -> access-token claims
+
+
+def _shaped(claims: Mapping[str, Any], shape: ClaimShape | None) -> Mapping[str, Any]:
+    return claims if shape is None else shape(claims)
+
+
 def identity_unavailable() -> GatewayError:
     return GatewayError(
         503, "identity_unavailable", "The user directory cannot answer right now; try again shortly",
@@ -121,13 +128,15 @@ class AuthService:
         return self.settings.refresh_lifetime + self.settings.leeway
 
     async def login(
-        self, login: object, password: object, *, login_claim: str = "username", client_ip: str | None = None
+        self, login: object, password: object, *, login_claim: str = "username", client_ip: str | None = None,
+        shape: ClaimShape | None = None,
     ) -> Issued:
         """A new session; unknown user and wrong password are one answer, in one time.
 
         Logins are compared exactly as sent (no case folding or Unicode
         normalisation), so ``ａlice`` (fullwidth) is not ``alice``. With a
-        throttle, failures count per login and per ``client_ip``.
+        throttle, failures count per login and per ``client_ip``. ``shape`` turns
+        the user's claims into the access token's (a dialect's ``user_id`` claim).
         """
         if not isinstance(login, str) or not isinstance(password, str) or not login or not password:
             raise GatewayError.bad_request("Both a login and a password are required, as strings")
@@ -150,7 +159,7 @@ class AuthService:
             await self.throttle.succeeded(login, login_claim, client_ip)
         self.users.remember(source, user)
         extra = None if source.rereads else {SESSION_CLAIMS: dict(user.claims)}
-        pair = self.tokens.mint_pair(user.username, user.claims, refresh_extra=extra)
+        pair = self.tokens.mint_pair(user.username, _shaped(user.claims, shape), refresh_extra=extra)
         family = pair.refresh_claims["fid"]
         await self.store.start_family(family, pair.refresh_claims["jti"], self._family_ttl)
         # At most tokens.max_sessions_per_user live sessions: the oldest go, so logins cannot fill the store.
@@ -172,7 +181,7 @@ class AuthService:
                 await self.throttle.refund(login, login_claim, client_ip)
             raise identity_unavailable() from None
 
-    async def refresh(self, token: object, *, rotate: bool | None = None) -> Issued:
+    async def refresh(self, token: object, *, rotate: bool | None = None, shape: ClaimShape | None = None) -> Issued:
         """A new access token; with rotation also a new refresh token, and the old one spent.
 
         ``rotate`` overrides ``tokens.rotate_refresh`` for one dialect: clients that never store
@@ -191,10 +200,10 @@ class AuthService:
             self.events.refreshed("renewed" if outcome is RotationOutcome.ROTATED else outcome.value)
             if outcome is not RotationOutcome.ROTATED:
                 raise _refuse(outcome)
-            access, access_claims = self.tokens.mint_access(user.username, user.claims, family)
+            access, access_claims = self.tokens.mint_access(user.username, _shaped(user.claims, shape), family)
             self.events.issued("refresh")
             return Issued(access, None, int(access_claims["exp"] - access_claims["iat"]), user.username, family)
-        pair = self.tokens.mint_pair(user.username, user.claims, family, refresh_extra=extra)
+        pair = self.tokens.mint_pair(user.username, _shaped(user.claims, shape), family, refresh_extra=extra)
         issued = Issued.from_pair(pair)
         rotation = await self.store.rotate(
             family, jti, pair.refresh_claims["jti"], issued.as_json(), self._family_ttl, self.settings.refresh_grace

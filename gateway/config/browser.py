@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, SecretStr, field_validator, model_validator
 
-from gateway.config.tokens import Tokens, check_hs256_secret
+from gateway.config.tokens import TOKEN_CLAIMS, Tokens, check_hs256_secret
 from gateway.config.types import HEADER_NAME, AbsPath, Duration, Model, abs_path, check_header_name
 from gateway.dialects import DIALECTS, STYLE_NAMES
 
@@ -101,6 +101,10 @@ class CompatProfile(Model):
     """Shape of GET me: field -> claim, `a|b` the first claim present; absent: all claims."""
     cookies: bool = False
     """This profile answers in cookie mode too (needs `cookies.enabled`)."""
+    user_id_claim: FieldName = "user_id"
+    """The claim that carries the identity source's `user_id` in access tokens this profile issues (SimpleJWT's `USER_ID_CLAIM`)."""
+    user_id_type: Literal["source", "string", "int"] = "source"
+    """That claim's JSON type: `source` (as the source gives it), `string` (SimpleJWT 5.5: `"1"`) or `int`."""
 
     @model_validator(mode="before")
     @classmethod
@@ -132,6 +136,8 @@ class CompatProfile(Model):
             raise ValueError("paths: the profile serves no endpoint (give at least one of login, refresh, verify, logout, me)")
         if self.me_fields is not None and self.paths.me is None:
             raise ValueError("me_fields: needs paths.me")
+        if self.user_id_claim in TOKEN_CLAIMS | {"sub"}:
+            raise ValueError(f"user_id_claim: {self.user_id_claim} is set by the gateway on every token")
         return self
 
     def named_paths(self) -> dict[str, str]:

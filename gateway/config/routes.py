@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import field_validator, model_validator
 from yarl import URL
 
+from gateway.config.browser import ErrorStyleName
 from gateway.config.limits import RateLimit, WebsocketSession
 from gateway.config.tokens import OWN_ISSUER
 from gateway.config.types import HEADER_NAME, QUERY_NAME, AbsPath, Duration, Model, check_header_name
@@ -109,6 +110,8 @@ class Route(Model):
     """Bounds on one websocket of this route (both off by default)."""
     rate_limit: RateLimit | None = None
     """The route's request rate, e.g. `{requests: 100, per: 1m, key: sub, burst: 20}`; absent: none."""
+    errors: ErrorStyleName | None = None
+    """How this route's errors (401, 403, 429, 502...) are worded: `gateway`, `simplejwt` or `flask-jwt-extended`; absent: `compat.errors`."""
 
     @field_validator("methods")
     @classmethod

@@ -46,6 +46,15 @@ class Dialect:
             for role, path in self.profile.named_paths().items()
         }
 
+    def _shape(self, claims: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The user's ``user_id`` under this profile's ``user_id_claim``, of its ``user_id_type``."""
+        name, kind = self.profile.user_id_claim, self.profile.user_id_type
+        if "user_id" not in claims or (name == "user_id" and kind == "source"):
+            return claims
+        shaped = {k: v for k, v in claims.items() if k != "user_id"}
+        shaped[name] = _user_id(claims["user_id"], kind)
+        return shaped
+
     @property
     def _refresh_path(self) -> str:
         return self.profile.paths.refresh or "/"
@@ -85,7 +94,8 @@ class Dialect:
                 return self.errors.missing_fields(missing)
             client_ip = auth.throttle.client_of(request) if auth.throttle else None
             issued = await auth.login(
-                fields[names.username], fields[names.password], login_claim=self.profile.login_claim, client_ip=client_ip
+                fields[names.username], fields[names.password], login_claim=self.profile.login_claim, client_ip=client_ip,
+                shape=self._shape,
             )
             request[SUBJECT] = issued.subject  # for the access log
             return self._issued(auth, issued)
@@ -101,7 +111,7 @@ class Dialect:
                 from_cookie.check_csrf(request, auth.tokens.verify(token, "refresh")["fid"])
             if token is None:
                 return self._no_refresh_token()
-            issued = await auth.refresh(token, rotate=self.rotate)
+            issued = await auth.refresh(token, rotate=self.rotate, shape=self._shape)
             request[SUBJECT] = issued.subject
             return self._issued(auth, issued)
         except GatewayError as exc:
@@ -169,6 +179,15 @@ class Dialect:
             return self.errors.access_error(exc)
         request[SUBJECT] = str(claims.get("sub"))
         return json_response(_project(claims, self.profile.me_fields), headers=NO_STORE)
+
+
+def _user_id(value: Any, kind: str) -> Any:
+    """``string``: ``4`` -> ``"4"``; ``int``: ``"4"`` -> ``4`` (a value that is no integer stays as the source gave it)."""
+    if kind == "string" and isinstance(value, (int, str)) and not isinstance(value, bool):
+        return str(value)
+    if kind == "int" and isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return value
 
 
 def _is_json(request: web.Request) -> bool:

@@ -47,9 +47,10 @@ class Site:
     pages: dict[str, str]
     gateway: str = ""
     api_hits: list[dict[str, Any]] = field(default_factory=list)
+    password: str = PASSWORD
 
     def fill(self, text: str) -> str:
-        return text.replace("__GATEWAY__", self.gateway).replace("__PASSWORD__", PASSWORD)
+        return text.replace("__GATEWAY__", self.gateway).replace("__PASSWORD__", self.password)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -112,6 +113,11 @@ def gateway_config(site_port: int, **extra: Any) -> dict[str, Any]:
 class RunningGateway:
     url: str
     log: Path
+    skip: int = 0  # access-log entries before this one are not this view's
+
+    def since_now(self) -> "RunningGateway":
+        """The same gateway, its access log read from the next entry on (one gateway, several pages)."""
+        return RunningGateway(self.url, self.log, self.skip + len(self.access_log()))
 
     def access_log(self) -> list[dict[str, Any]]:
         """The gateway's JSON access-log lines, in order."""
@@ -124,13 +130,15 @@ class RunningGateway:
                 continue
             if isinstance(entry, dict) and {"method", "path", "status"} <= entry.keys():
                 entries.append(entry)
-        return entries
+        return entries[self.skip:]
 
     def between(self, start: str, end: str) -> list[dict[str, Any]]:
-        """Access-log entries between two ``mark()`` calls of the page."""
+        """Access-log entries between two ``mark()`` calls of the page; CORS preflights (OPTIONS, answered
+        by the gateway itself, cached or not by the browser) left out."""
         entries = self.access_log()
         paths = [e["path"] for e in entries]
-        return entries[paths.index(f"/app/mark/{start}") + 1: paths.index(f"/app/mark/{end}")]
+        chosen = entries[paths.index(f"/app/mark/{start}") + 1: paths.index(f"/app/mark/{end}")]
+        return [e for e in chosen if e["method"] != "OPTIONS"]
 
     def hits(self, path: str, entries: list[dict[str, Any]] | None = None) -> list[int]:
         """Statuses of the requests to ``path`` (trailing slash ignored)."""
@@ -148,10 +156,17 @@ async def start_gateway(tmp_path: Path, config: dict[str, Any]) -> AsyncIterator
     (tmp_path / "users.yaml").write_text(yaml.safe_dump({"users": users}))
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump({**config, "listen": {"host": "127.0.0.1", "port": port}}))
-    log = tmp_path / "gateway.log"
+    async with run_gateway(path, port, tmp_path / "gateway.log") as gateway:
+        yield gateway
+
+
+@contextlib.asynccontextmanager
+async def run_gateway(path: Path, port: int, log: Path, env: dict[str, str] | None = None) -> AsyncIterator[RunningGateway]:
+    """Run ``gateway run --config path`` (listening on ``port``, ``env`` added) until the generator is closed."""
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(path)], cwd=REPO_ROOT,
-                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
     try:
         await wait_http(f"http://127.0.0.1:{port}/healthz", proc, log)
         yield RunningGateway(f"http://127.0.0.1:{port}", log)
@@ -162,5 +177,3 @@ async def start_gateway(tmp_path: Path, config: dict[str, Any]) -> AsyncIterator
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-

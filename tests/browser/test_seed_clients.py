@@ -2,18 +2,18 @@
 
 One gateway serves every compatibility profile at once (as a deployment replacing several
 backends would); proxied errors are in the flask-jwt-extended shape because seed 000 reads them.
-Each page logs in, makes a protected call, waits for its access token (2 s) to expire, and makes
-more calls that the seed's own interceptors must rescue: 401, silent refresh, retry. The seed code
-lives in tests/browser/seeds/ (verbatim between BEGIN/END SEED markers); axios comes from npm.
+The pages and their checks are in seed_pages.py (test_frontends_config.py runs the same against
+the shipped config/frontends.yaml). The seed code lives in tests/browser/seeds/ (verbatim between
+BEGIN/END SEED markers); axios comes from npm.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 
 import pytest
 
 from harness import run_page_async
+from seed_pages import SEED_000, SEED_003, SEED_004, check_000, check_003, check_004
 from stack import Site, gateway_config, start_gateway
 
 PROFILES = {
@@ -50,114 +50,13 @@ async def run_seed(start, page: str) -> tuple[dict, Site, object]:
     return result, site, gateway
 
 
-SEED_000 = r"""<script src="/app/vendor/axios.min.js"></script>
-<script type=module>
-import { login, API_FetchAllRoles } from '/app/seeds/000_flask/client.js';
-run(async () => {
-  await login('alice@example.com', '__PASSWORD__')();   // the thunk, as redux-thunk would run it
-  const access0 = localStorage.getItem('access_token');
-  await API_FetchAllRoles();                              // protected call
-  const rounds = [];
-  for (let round = 0; round < 2; round++) {              // twice: the seed never stores a new refresh token
-    await sleep(2800);                                    // the access token (2 s) expires
-    await mark('expired-' + round);
-    await API_FetchAllRoles();                            // 401 "Token has expired" -> refresh -> retry
-    await mark('done-' + round);
-    rounds.push(localStorage.getItem('access_token'));
-  }
-  return { access0, rounds, refresh: localStorage.getItem('refresh_token') };
-});
-</script>"""
-
-
 async def test_seed_000_flask_client(gateway_with):
-    r, site, gateway = await run_seed(gateway_with, SEED_000)
-    assert r["access0"] and len(set([r["access0"], *r["rounds"]])) == 3
-    for round in (0, 1):
-        entries = gateway.between(f"expired-{round}", f"done-{round}")
-        assert gateway.hits("/api/admin/roles", entries) == [401, 200]
-        assert gateway.hits("/auth/jwt/refresh", entries) == [200]
-    assert {h["user"] for h in site.api_hits} == {"alice"} and len(site.api_hits) == 3
-
-
-SEED_003 = r"""<script type="importmap">{"imports": {
-  "axios": "/app/vendor/axios.mjs",
-  "vue": "/app/seeds/stubs/vue.js",
-  "vuex": "/app/seeds/stubs/vuex.js",
-  "vuex-persistedstate": "/app/seeds/stubs/vuex-persistedstate.js",
-  "/app/seeds/003_djoser_vuex/store": "/app/seeds/003_djoser_vuex/store/index.js",
-  "/app/seeds/003_djoser_vuex/router": "/app/seeds/003_djoser_vuex/router.js"
-}}</script>
-<script type=module>
-import axios from "axios";
-import axiosSetup from "/app/seeds/003_djoser_vuex/helpers/axios.js";
-import store from "/app/seeds/003_djoser_vuex/store";
-import router from "/app/seeds/003_djoser_vuex/router";
-run(async () => {
-  axiosSetup();                                                   // as the seed's main.js does
-  await store.dispatch("logIn", { username: "alice", password: "__PASSWORD__" });
-  for (let i = 0; i < 100 && !store.getters.isAuthenticated; i++) await sleep(20);   // fetchUser runs detached
-  const first = await axios.get("v1/orders/");
-  const access0 = store.getters.accessToken;
-  await sleep(2800);
-  await mark('expired');
-  const res = await Promise.all([axios.get("v1/orders/1"), axios.post("v1/orders/", { n: 2 }), axios.get("v1/orders/3")]);
-  await mark('done');
-  return {
-    user: store.getters.loggedInUser, firstStatus: first.status, statuses: res.map((r) => r.status),
-    paths: res.map((r) => r.data.path), postBody: res[1].data.body,
-    changed: access0 !== store.getters.accessToken, pushes: router.pushes,
-    persisted: JSON.parse(localStorage.getItem("vuex")).isAuthenticated,
-  };
-});
-</script>"""
+    check_000(*await run_seed(gateway_with, SEED_000))
 
 
 async def test_seed_003_djoser_vuex_client(gateway_with):
-    r, site, gateway = await run_seed(gateway_with, SEED_003)
-    assert r["user"] == {"email": "alice@example.com", "id": "alice", "username": "alice"}
-    assert r["firstStatus"] == 200 and r["statuses"] == [200, 200, 200] and r["changed"]
-    assert r["paths"] == ["/api/v1/orders/1", "/api/v1/orders/", "/api/v1/orders/3"]
-    assert json.loads(r["postBody"]) == {"n": 2}
-    assert r["pushes"] == [{"name": "home"}] and r["persisted"] is True  # never sent to /login
-    entries = gateway.between("expired", "done")
-    # no single flight in this seed: each failed request refreshes on its own, and without
-    # rotation (the djoser profile's default) none of those refreshes looks like a reuse
-    assert gateway.hits("/api/v1/auth/jwt/refresh", entries) == [200, 200, 200]
-    assert sorted(e["status"] for e in entries if e["path"].startswith("/api/v1/orders")) == [200] * 3 + [401] * 3
-
-
-SEED_004 = r"""<script type="importmap">{"imports": {"axios": "/app/vendor/axios.mjs"}}</script>
-<script type=module>
-import { login, apiClient } from '/app/seeds/004_custom/client.js';
-run(async () => {
-  await login('alice', '__PASSWORD__');
-  const refresh0 = localStorage.getItem('refreshToken');
-  const first = await apiClient.get('/api/test-get');
-  const rounds = [];
-  for (let round = 0; round < 2; round++) {
-    const access = localStorage.getItem('jwtToken');
-    await sleep(2800);
-    await mark('expired-' + round);
-    const res = await Promise.all(Array.from({ length: 10 }, (_, i) =>
-      i % 2 ? apiClient.get('/api/test-get?i=' + i) : apiClient.post('/api/test-post', { i })));
-    await mark('done-' + round);
-    rounds.push({ statuses: res.map((r) => r.status), changed: access !== localStorage.getItem('jwtToken') });
-  }
-  return { firstStatus: first.status, rounds, sameRefresh: refresh0 === localStorage.getItem('refreshToken') };
-});
-</script>"""
+    check_003(*await run_seed(gateway_with, SEED_003), me={"email": "alice@example.com", "id": "alice", "username": "alice"})
 
 
 async def test_seed_004_custom_client(gateway_with):
-    r, site, gateway = await run_seed(gateway_with, SEED_004)
-    assert r["firstStatus"] == 200 and r["sameRefresh"]
-    for round in (0, 1):
-        assert r["rounds"][round] == {"statuses": [200] * 10, "changed": True}
-        entries = gateway.between(f"expired-{round}", f"done-{round}")
-        refreshes = gateway.hits("/api/refresh-token", entries)
-        # the seed's queue makes one refresh for the burst; a 401 that arrives after that refresh
-        # finished starts another, which must succeed as well
-        assert refreshes and set(refreshes) == {200}, refreshes
-        assert sorted(e["status"] for e in entries if e["path"].startswith("/api/test-")) == [200] * 10 + [401] * 10
-    assert {h["user"] for h in site.api_hits} == {"alice"}
+    check_004(*await run_seed(gateway_with, SEED_004))

@@ -154,7 +154,16 @@ async def test_djoser_me_errors_and_fields(make_gateway):
     pair = await login(gw, "alice", "/api/v1/auth/jwt/create/")
     resp = await gw.get("/api/v1/auth/users/me/", headers=bearer(pair["access"]))
     assert await resp.json() == {"id": "alice", "tenant": "acme"}
-    assert (await gw.post("/api/v1/auth/users/me/")).status == 405
+    # methods the endpoint does not take fall through to the routes: here the /api route, which wants a token
+    assert (await gw.post("/api/v1/auth/users/me/")).status == 401
+
+
+async def test_methods_an_endpoint_does_not_take_are_405_without_a_route(make_gateway):
+    gw = await make_gateway(compat=[{**DJOSER, "prefix": "/v1"}])
+    resp = await gw.patch("/v1/auth/users/me/")
+    assert resp.status == 405 and resp.headers["Allow"] == "GET, HEAD"
+    resp = await gw.get("/v1/auth/jwt/create/")
+    assert resp.status == 405 and resp.headers["Allow"] == "POST"
 
 
 # -- flask-jwt-extended (seed 000) -------------------------------------------------------------
@@ -282,4 +291,146 @@ async def test_default_endpoints_unchanged(gateway):
 def test_frontends_example_config_is_valid():
     config = load_config(ROOT / "config" / "frontends.yaml")
     assert [p.profile for p in config.compat.profiles] == ["simplejwt", "djoser", "flask-jwt-extended", "custom"]
-    assert config.compat.errors == "simplejwt" and config.cors.allow_credentials
+    assert config.compat.errors == "gateway" and config.cors.allow_credentials
+    styles = {r.name: r.errors for r in config.routes}
+    assert styles["flask-api"] == "flask-jwt-extended" and styles["api"] == styles["djoser-api"] == "simplejwt"
+
+
+# -- the error style per route ---------------------------------------------------------------------
+
+
+def styled_routes(upstream: str) -> list[dict]:
+    headers = {"X-User-Id": "sub"}
+    return [
+        {"name": "flask", "prefix": "/flask", "upstream": upstream, "errors": "flask-jwt-extended", "headers": headers},
+        {"name": "drf-admin", "prefix": "/drf/admin", "upstream": upstream, "errors": "simplejwt",
+         "require": {"roles_any": ["admin"]}},
+        {"name": "drf", "prefix": "/drf", "upstream": upstream, "errors": "simplejwt", "headers": headers,
+         "rate_limit": {"requests": 1, "per": "1m", "key": "ip"}},
+        {"name": "plain", "prefix": "/plain", "upstream": upstream},
+    ]
+
+
+async def test_each_route_words_its_refusals_in_its_own_style(make_gateway, upstream):
+    gw = await make_gateway(compat={"errors": "gateway", "profiles": ALL}, routes=styled_routes(upstream))
+    expired = bearer(expired_access())
+    # flask-jwt-extended: the seed 000 interceptor's refresh condition
+    resp = await gw.get("/flask/roles/", headers=expired)
+    assert (resp.status, resp.reason) == (401, "UNAUTHORIZED")
+    assert await resp.json() == {"msg": "Token has expired", "err": "Token has expired"}
+    resp = await gw.get("/flask/roles/")
+    assert resp.reason == "UNAUTHORIZED" and (await resp.json())["err"] == "Missing Authorization Header"
+    # simplejwt: DRF's bodies, on the same gateway
+    resp = await gw.get("/drf/x", headers=expired)
+    assert resp.status == 401 and (await resp.json())["code"] == "token_not_valid"
+    assert 'error="invalid_token"' in resp.headers["WWW-Authenticate"]
+    bob = await login(gw, "bob", "/api/token/")
+    resp = await gw.get("/drf/admin/x", headers=bearer(bob["access"]))
+    assert resp.status == 403 and await resp.json() == {"detail": "You do not have permission to perform this action."}
+    resp = await gw.get("/drf/x", headers=bearer(bob["access"]))
+    assert resp.status == 200 and (await resp.json())["headers"]["X-User-Id"] == "bob"
+    resp = await gw.get("/drf/x", headers=bearer(bob["access"]))
+    assert resp.status == 429 and set(await resp.json()) == {"detail", "code"}  # other errors keep the gateway shape
+    # a route without `errors`, and requests no route takes: compat.errors
+    resp = await gw.get("/plain/x", headers=expired)
+    assert resp.status == 401 and await resp.json() == {"detail": "Token has expired", "code": "token_expired"}
+    resp = await gw.get("/nowhere")
+    assert resp.status == 404 and (await resp.json())["code"] == "not_found"
+    # the profiles' own endpoints keep their styles
+    resp, body = await post_json(gw, "/auth/jwt/refresh/")
+    assert resp.reason == "UNAUTHORIZED" and body["err"] == "Missing Authorization Header"
+
+
+async def test_a_route_style_overrides_compat_errors_both_ways(make_gateway, upstream):
+    routes = [{"name": "flask", "prefix": "/flask", "upstream": upstream, "errors": "flask-jwt-extended",
+               "rate_limit": {"requests": 1, "per": "1m", "key": "ip"}},
+              {"name": "own", "prefix": "/own", "upstream": upstream, "errors": "gateway"},
+              {"name": "rest", "prefix": "/", "upstream": upstream}]
+    gw = await make_gateway(compat={"errors": "simplejwt", "profiles": [SIMPLEJWT]}, routes=routes)
+    resp = await gw.get("/own/x")
+    assert await resp.json() == {"detail": "Authentication credentials were not provided", "code": "authentication_required"}
+    resp = await gw.get("/rest/x")
+    assert await resp.json() == {"detail": "Authentication credentials were not provided."}
+    pair = await login(gw, "alice", "/api/token/")
+    assert (await gw.get("/flask/x", headers=bearer(pair["access"]))).status == 200
+    resp = await gw.get("/flask/x", headers=bearer(pair["access"]))
+    assert (resp.status, resp.reason) == (429, "TOO MANY REQUESTS") and set(await resp.json()) == {"msg", "err"}
+
+
+def test_route_errors_names_a_known_style(make_config, upstream):
+    with pytest.raises(ConfigError) as info:
+        make_config(routes=[{"prefix": "/x", "upstream": upstream, "errors": "djoser"}])
+    assert any(p.startswith("routes[0].errors:") for p in info.value.problems), info.value.problems
+    config = make_config(routes=[{"prefix": "/x", "upstream": upstream}])
+    assert config.routes[0].errors is None  # compat.errors decides
+
+
+# -- the user_id claim (SimpleJWT's USER_ID_CLAIM) --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def numbered_users(tmp_path_factory):
+    """alice with ``user_id: 4`` (an int, as a users file or a SQL source gives it), bob with ``"7"``."""
+    import yaml
+
+    from gateway.sources.users import hash_password
+
+    users = {"alice": {"password_hash": hash_password(PASSWORDS["alice"]), "claims": {"user_id": 4, "email": "a@x"}},
+             "bob": {"password_hash": hash_password(PASSWORDS["bob"]), "claims": {"user_id": "7", "email": "b@x"}}}
+    path = tmp_path_factory.mktemp("numbered") / "users.yaml"
+    path.write_text(yaml.safe_dump({"users": users}))
+    return path
+
+
+@pytest.fixture
+def numbered_gateway(aiohttp_client, upstream, numbered_users, tmp_path):
+    """A gateway like ``make_gateway``'s, its users from ``numbered_users``."""
+    from gateway.app import create_app
+    from gateway.config import parse_config
+    from tests.conftest import base_config
+
+    async def make(**overrides):
+        return await aiohttp_client(create_app(parse_config(base_config(upstream, numbered_users, **overrides), tmp_path)))
+    return make
+
+
+def claims_of(token: str) -> dict:
+    return jwt.decode(token, SECRET, algorithms=["HS256"], audience="test-clients")
+
+
+@pytest.mark.parametrize("kind,alice,bob", [("source", 4, "7"), ("string", "4", "7"), ("int", 4, 7)])
+async def test_user_id_type_per_profile(numbered_gateway, kind, alice, bob):
+    gw = await numbered_gateway(compat=[{**SIMPLEJWT, "user_id_type": kind}])
+    for user, expected in (("alice", alice), ("bob", bob)):
+        pair = await login(gw, user, "/api/token/")
+        assert claims_of(pair["access"])["user_id"] == expected
+        resp, body = await post_json(gw, "/api/token/refresh/", {"refresh": pair["refresh"]})
+        assert resp.status == 200 and claims_of(body["access"])["user_id"] == expected  # refreshed alike
+    # the gateway's own endpoints (and other profiles) keep the source's type
+    assert claims_of((await login(gw, "alice"))["access"])["user_id"] == 4
+
+
+async def test_user_id_claim_name_per_profile(make_gateway, numbered_gateway):
+    profile = {**SIMPLEJWT, "user_id_claim": "uid", "user_id_type": "string"}
+    gw = await numbered_gateway(compat=[profile, DJOSER])
+    claims = claims_of((await login(gw, "alice", "/api/token/"))["access"])
+    assert claims["uid"] == "4" and "user_id" not in claims
+    pair = await login(gw, "alice", "/api/v1/auth/jwt/create/")  # djoser keeps the default name and type
+    assert claims_of(pair["access"])["user_id"] == 4
+    resp = await gw.get("/api/v1/auth/users/me/", headers=bearer(pair["access"]))
+    assert await resp.json() == {"email": "a@x", "id": 4, "username": "alice"}
+    # a user without user_id gets no such claim (the djoser answer falls back to the username)
+    plain = await make_gateway(compat=[profile])
+    assert "uid" not in claims_of((await login(plain, "alice", "/api/token/"))["access"])
+
+
+@pytest.mark.parametrize("bad,where", [
+    ({"user_id_type": "float"}, "compat.profiles[0].user_id_type:"),
+    ({"user_id_claim": "exp"}, "compat.profiles[0]: user_id_claim: exp is set by the gateway"),
+    ({"user_id_claim": "sub"}, "compat.profiles[0]: user_id_claim: sub is set by the gateway"),
+    ({"user_id_claim": "bad name"}, "compat.profiles[0].user_id_claim:"),
+])
+def test_user_id_config_errors(make_config, bad, where):
+    with pytest.raises(ConfigError) as info:
+        make_config(compat=[{**SIMPLEJWT, **bad}])
+    assert any(where in p for p in info.value.problems), info.value.problems

@@ -84,8 +84,9 @@ class ServerProcess:
     name: str
     command: Callable[[int, Path], list[str]]
     tmp: Path
-    port: int = 0
+    port: int = 0  # set before start() to use that (free) port: a gateway configured first can point at it
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # added to this process's environment
 
     @property
     def url(self) -> str:
@@ -96,11 +97,12 @@ class ServerProcess:
         return self.tmp / f"{self.name}.log"
 
     def start(self, attempts: int = 3) -> "ServerProcess":
-        for _ in range(attempts):  # a free port can be taken by someone else before the server binds it
-            self.port = _free_port()
+        preset = self.port
+        for _ in range(1 if preset else attempts):  # a free port can be taken by someone else before the server binds it
+            self.port = preset or _free_port()
             with open(self.log_path, "wb") as log:
                 self.proc = subprocess.Popen(self.command(self.port, self.tmp), stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL)
+                                             stdin=subprocess.DEVNULL, env={**os.environ, **self.env})
             deadline = time.monotonic() + BOUND
             while self.proc.poll() is None and not _listening(self.port) and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -162,6 +164,89 @@ def nginx(tmp: Path) -> ServerProcess:
         return [binary, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)]
 
     return ServerProcess("nginx", command, tmp).start()
+
+
+# -- the framework recipes of docs/recipes.md (tests/upstreams/recipes/), run by tests/ops/test_recipes.py -----
+
+RECIPES = UPSTREAMS / "recipes"
+
+
+def _require_modules(*modules: str) -> None:
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            pytest.fail(f"{module} is not installed in this interpreter: {INSTALL_HINT} (the `test` extra)")
+
+
+def _recipe_env(env: dict[str, str]) -> dict[str, str]:
+    return {"PYTHONPATH": str(RECIPES), "PYTHONDONTWRITEBYTECODE": "1", **env}
+
+
+def django_recipe(tmp: Path, mode: str, env: dict[str, str], port: int = 0) -> ServerProcess:
+    """tests/upstreams/recipes/django_recipe on Django's own server (``runserver --noreload``), after ``migrate``
+    into a throwaway SQLite file; ``mode``: ``header`` (X-User-Id) or ``signed`` (X-Gateway-Identity)."""
+    _require_modules("django", "jwt")
+    env = _recipe_env({"DJANGO_SETTINGS_MODULE": "django_recipe.settings", "GATEWAY_MODE": mode,
+                       "RECIPE_DB": str(tmp / f"django-{mode}.sqlite3"), **env})
+    migrate = subprocess.run([sys.executable, "-m", "django", "migrate", "-v", "0"], env={**os.environ, **env},
+                             capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    return ServerProcess(f"django-{mode}", lambda port, _: [
+        sys.executable, "-m", "django", "runserver", "--noreload", "--skip-checks", f"127.0.0.1:{port}"], tmp, port=port,
+        env=env).start()
+
+
+def flask_recipe(tmp: Path, env: dict[str, str], port: int = 0) -> ServerProcess:
+    """tests/upstreams/recipes/flask_recipe.py on gunicorn."""
+    _require_modules("gunicorn", "flask", "jwt")
+    return ServerProcess("flask-recipe", lambda port, _: [
+        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--chdir", str(RECIPES),
+        "--graceful-timeout", "2", "flask_recipe:app"], tmp, port=port, env=_recipe_env(env)).start()
+
+
+def fastapi_recipe(tmp: Path, env: dict[str, str], port: int = 0) -> ServerProcess:
+    """tests/upstreams/recipes/fastapi_recipe.py on uvicorn."""
+    _require_modules("fastapi", "uvicorn", "jwt")
+    return ServerProcess("fastapi-recipe", lambda port, _: [
+        sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--app-dir", str(RECIPES),
+        "--no-access-log", "fastapi_recipe:app"], tmp, port=port, env=_recipe_env(env)).start()
+
+
+def express_recipe(tmp: Path, env: dict[str, str], port: int = 0) -> ServerProcess:
+    """tests/upstreams/recipes/express/server.mjs on node, express and jose pinned by its package-lock.json (npm ci)."""
+    node = _require(shutil.which("node"), "node")
+    if not (RECIPES / "express" / "node_modules" / "jose").is_dir():
+        pytest.fail(f"tests/upstreams/recipes/express/node_modules is missing: {INSTALL_HINT} (npm ci)")
+    return ServerProcess("express-recipe", lambda port, _: [node, str(RECIPES / "express" / "server.mjs"), str(port)], tmp,
+                         port=port, env=env).start()
+
+
+def php_fpm(tmp: Path) -> ServerProcess:
+    """Debian's PHP-FPM from tests/upstreams/recipes/php/php-fpm.conf.template, in the foreground on a loopback port
+    (``-R``: the tests may run as root, as CI does)."""
+    binary = shutil.which("php-fpm") or next(iter(sorted(Path("/usr/sbin").glob("php-fpm*"))), None)
+    binary = _require(str(binary) if binary else None, "php-fpm (Debian's php-fpm package)")
+
+    def command(port: int, tmp: Path) -> list[str]:
+        conf = tmp / "php-fpm.conf"
+        template = (RECIPES / "php" / "php-fpm.conf.template").read_text()
+        conf.write_text(template.replace("@PORT@", str(port)).replace("@TMP@", str(tmp)))
+        return [binary, "--nodaemonize", "--fpm-config", str(conf), *(["-R"] if os.getuid() == 0 else [])]
+
+    return ServerProcess("php-fpm", command, tmp).start()
+
+
+def nginx_php(tmp: Path, fpm_port: int, port: int = 0) -> ServerProcess:
+    """Debian's nginx from tests/upstreams/recipes/php/nginx.conf.template, in front of PHP-FPM on ``fpm_port``."""
+    binary = _require(shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin"), "nginx (Debian's package)")
+
+    def command(port: int, tmp: Path) -> list[str]:
+        conf = tmp / "nginx-php.conf"
+        template = (RECIPES / "php" / "nginx.conf.template").read_text()
+        conf.write_text(template.replace("@PORT@", str(port)).replace("@TMP@", str(tmp)).replace("@FPM@", str(fpm_port))
+                        .replace("@ROOT@", str(RECIPES / "php")))
+        return [binary, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)]
+
+    return ServerProcess("nginx-php", command, tmp, port=port).start()
 
 
 # -- clients that write requests byte for byte ----------------------------------------------------

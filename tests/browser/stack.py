@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -19,7 +16,8 @@ from typing import Any, AsyncIterator
 import yaml
 from aiohttp import web
 
-from harness import AXIOS_ESM, AXIOS_UMD, BROWSER_DIR, REPO_ROOT, free_port, wait_http
+from harness import AXIOS_ESM, AXIOS_UMD, BROWSER_DIR, free_port, wait_http
+from tests.support.processes import ServerProcess, gateway_command
 
 SEEDS = BROWSER_DIR / "seeds"
 SNIPPETS = ("axios_interceptors.js", "axios_cookie_mode.js")  # the documented axios recipes
@@ -163,17 +161,10 @@ async def start_gateway(tmp_path: Path, config: dict[str, Any]) -> AsyncIterator
 @contextlib.asynccontextmanager
 async def run_gateway(path: Path, port: int, log: Path, env: dict[str, str] | None = None) -> AsyncIterator[RunningGateway]:
     """Run ``gateway run --config path`` (listening on ``port``, ``env`` added) until the generator is closed."""
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(path)], cwd=REPO_ROOT,
-                                stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
+    gateway = ServerProcess(log.stem, lambda _port, _tmp: [*gateway_command(), "run", "--config", str(path)], log.parent,
+                            port=port, env={**(env or {}), "PYTHONUNBUFFERED": "1"}).start()
     try:
-        await wait_http(f"http://127.0.0.1:{port}/healthz", proc, log)
-        yield RunningGateway(f"http://127.0.0.1:{port}", log)
+        await wait_http(f"{gateway.url}/healthz", gateway.proc, gateway.log_path)
+        yield RunningGateway(gateway.url, gateway.log_path)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        gateway.stop()

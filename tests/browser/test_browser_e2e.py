@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pytest
 from aiohttp import web
 
 from harness import REPO_ROOT, free_port, run_page_async, wait_http
+from tests.support.processes import ServerProcess
 
 CLIENT_PATH = "/auth/client.js"
 SECRET = "e2e-secret-" + "x" * 40
@@ -160,28 +160,18 @@ routes:
     auth: required
     headers: {{X-User-Id: sub, X-User-Roles: roles}}
 """)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    up_log, gw_log = tmp_path / "upstream.log", tmp_path / "gateway.log"
-    procs = []
-    with open(up_log, "w") as up_out, open(gw_log, "w") as gw_out:
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "gateway.example_upstream", "--host", "127.0.0.1", "--port", str(up_port)],
-            cwd=REPO_ROOT, stdout=up_out, stderr=subprocess.STDOUT, env=env))
-        procs.append(subprocess.Popen(gateway_command(tmp_path / "gateway.yaml"),
-                                      cwd=REPO_ROOT, stdout=gw_out, stderr=subprocess.STDOUT, env=env))
+    env = {"PYTHONUNBUFFERED": "1"}
+    upstream = ServerProcess("upstream", lambda port, _: [sys.executable, "-m", "gateway.example_upstream", "--host",
+                                                          "127.0.0.1", "--port", str(port)], tmp_path, port=up_port, env=env)
+    gateway = ServerProcess("gateway", lambda *_: gateway_command(tmp_path / "gateway.yaml"), tmp_path, port=gw_port, env=env)
     try:
-        await wait_http(f"http://127.0.0.1:{up_port}/ping", procs[0], up_log)
-        await wait_http(f"http://127.0.0.1:{gw_port}/healthz", procs[1], gw_log)
-        yield f"http://127.0.0.1:{gw_port}", gw_log
+        upstream.start()
+        gateway.start()
+        await wait_http(f"{gateway.url}/healthz", gateway.proc, gateway.log_path)
+        yield gateway.url, gateway.log_path
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        gateway.stop()
+        upstream.stop()
 
 
 async def test_gateway_serves_client_js(stack):

@@ -2,23 +2,21 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 
 import aiohttp
 import pytest
 
-from tests.conftest import PASSWORDS, ROOT, base_config, bearer, free_port, wait_for_port
+from tests.conftest import PASSWORDS, ROOT, base_config, bearer, free_port
+from tests.support.processes import ServerProcess
 
 
 @pytest.fixture
-def upstream_process():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.example_upstream", "--port", str(port)], cwd=ROOT)
-    wait_for_port(port)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+def upstream_process(tmp_path):
+    upstream = ServerProcess("upstream", lambda port, _: [sys.executable, "-m", "gateway.example_upstream", "--port",
+                                                          str(port)], tmp_path).start()
+    yield upstream.url
+    upstream.stop()
 
 
 async def test_full_session_through_real_processes(gateway_process, upstream_process, users_file, redis_url):

@@ -30,10 +30,6 @@ def client_ip(request: web.Request, trust_forwarded: bool) -> str:
     return request.remote or "unknown"
 
 
-def _bad(detail: str) -> GatewayError:
-    return GatewayError.bad_request(detail)
-
-
 def client_origin(request: web.Request, trust_forwarded: bool, host: Host | None = None) -> tuple[str, Host]:
     """The scheme and host the client used: the request's own, or with trusted proxies X-Forwarded-Proto/-Host.
 
@@ -47,11 +43,11 @@ def client_origin(request: web.Request, trust_forwarded: bool, host: Host | None
         if proto is not None:
             scheme = proto.strip().lower()
             if scheme not in DEFAULT_PORTS:
-                raise _bad("X-Forwarded-Proto must be http or https")
+                raise GatewayError.bad_request("X-Forwarded-Proto must be http or https")
         forwarded_host = request.headers.get("X-Forwarded-Host")
         if forwarded_host is not None:
             try:
                 return scheme, parse_host(forwarded_host, scheme)
             except ValueError:
-                raise _bad("X-Forwarded-Host is not a single valid host") from None
+                raise GatewayError.bad_request("X-Forwarded-Host is not a single valid host") from None
     return scheme, host if host is not None else request_host(request)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import time
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -12,7 +14,6 @@ from gateway.context import ERROR_CODE, REQUEST_ID, REVOCATION_SKIPPED, ROUTE_NA
 from gateway.errors import GatewayError, error_response
 from gateway.observe.access_log import access_record
 from gateway.runtime import GATEWAY, Gateway
-from gateway.upstream.http import request_id
 
 __all__ = ["CLIENT_CLOSED", "errors_and_access_log"]
 
@@ -23,6 +24,13 @@ CLIENT_CLOSED = 499  # nginx's status for "client closed the connection", in log
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id(headers: Mapping[str, str]) -> str:
+    """The client's X-Request-Id if it is sane, else a new one."""
+    given = headers.get("X-Request-Id", "")
+    return given if _REQUEST_ID.match(given) else os.urandom(16).hex()
 
 
 @web.middleware

@@ -22,6 +22,10 @@ AUTHORITATIVE_HEADERS = (
     "CF-Connecting-IP", "Fastly-Client-IP", "X-ProxyUser-Ip", "X-Original-URL", "X-Original-URI", "X-Rewrite-URL",
     "X-Original-Host", "X-Host", "X-Original-Method", "X-HTTP-Method-Override", "X-HTTP-Method",
     "X-Method-Override", "Remote-User", "X-Remote-User", "Remote-Addr",
+    # identities set by auth proxies (oauth2-proxy, Grafana's auth proxy): dropped even from trusted proxies,
+    # since trust_forwarded_headers lets the other X-Forwarded-* through
+    "X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username", "X-Forwarded-Groups",
+    "X-Forwarded-Access-Token", "X-WEBAUTH-USER",
 )
 
 # Secrets that appear in this project's docs and example files: anyone can mint tokens with them.

@@ -26,9 +26,9 @@ class GatewayConfig(Model):
     """How the gateway signs and checks its own tokens: the short form (one HS256 `secret`) or a `keys` ring."""
     store: Store = Store()
     """Where sessions, revocations and counters live: in memory (one process) or in Redis (shared)."""
-    users_file: Path | None = None  # the users file; the same as users: [file: ...]
+    users_file: Path | None = None
     """The users file (see below); the same as `users: [{file: ...}]`. Required unless `users` lists sources."""
-    users: tuple[SourceSpec, ...] | None = None  # identity sources in order (gateway/config/sources.py)
+    users: tuple[SourceSpec, ...] | None = None
     """Identity sources asked in order, instead of `users_file`; each entry is exactly one of file, sql, ldap, http."""
     endpoints: Endpoints = Endpoints()
     """Paths of the gateway's own endpoints; all must differ, and a trailing slash is accepted on each."""
@@ -42,7 +42,7 @@ class GatewayConfig(Model):
     """SIGTERM and SIGINT: stop accepting, then let in-flight requests finish."""
     metrics: Metrics = Metrics()
     """Prometheus metrics."""
-    admin: Admin | None = None  # None: /metrics is served on the main listener
+    admin: Admin | None = None
     """A second listener for /metrics, /healthz and /readyz; absent: /metrics is served on the main listener."""
     compat: Compat = Compat()
     """Token endpoints in other dialects; a bare list of profiles is accepted too."""
@@ -54,16 +54,18 @@ class GatewayConfig(Model):
     """Identity providers whose tokens routes may accept, by the name routes use in `issuers` (`gateway` is reserved)."""
     login_throttle: LoginThrottle = LoginThrottle()
     """Failed-login throttling, counted in the store."""
-    public_url: str | None = None  # the gateway's external base URL, for the discovery document
+    public_url: str | None = None
     """The gateway's external base URL, for the discovery document; absent: the document is served to loopback hosts only."""
     client_headers: ClientHeaders = ClientHeaders()
     """Which client headers reach upstreams."""
     paths: Paths = Paths()
     """How request paths are read before routing."""
-    server_header: str = "gateway"  # the Server header of the gateway's own answers; no versions
+    server_header: str = "gateway"
     """The Server header of the gateway's own answers (never versions); restart to change."""
-    development: bool = False  # allows the docs' example secrets on a non-loopback listener
+    development: bool = False
     """Allows the docs' example secrets on a non-loopback listener; never in production."""
+    limits: Limits = Limits()
+    """Connection, request-head, body and upstream-pool bounds of one process; read at start, restart to change."""
 
     @field_validator("server_header")
     @classmethod
@@ -87,8 +89,6 @@ class GatewayConfig(Model):
                     "print(secrets.token_urlsafe(48))'), or listen on a loopback address, or set development: true"
                 )
         return self
-    limits: Limits = Limits()  # limits_config.py
-    """Connection, request-head, body and upstream-pool bounds of one process; read at start, restart to change."""
 
     @model_validator(mode="after")
     def _browser_settings(self) -> "GatewayConfig":

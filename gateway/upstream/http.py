@@ -7,10 +7,7 @@ passes in constant memory.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import time
-from typing import Mapping
 
 import aiohttp
 from aiohttp import web
@@ -27,17 +24,10 @@ from gateway.upstream.bodies import BodyFailed, body_failure, upstream_body
 from gateway.upstream.headers import HOP_BY_HOP, connection_tokens
 from gateway.upstream.slots import UpstreamSlots
 
-__all__ = ["Upstream", "request_id"]
+__all__ = ["Upstream"]
 
 
 CHUNK = 64 * 1024
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-def request_id(headers: Mapping[str, str]) -> str:
-    """The client's X-Request-Id if it is sane, else a new one."""
-    given = headers.get("X-Request-Id", "")
-    return given if _REQUEST_ID.match(given) else os.urandom(16).hex()
 
 
 def _response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:

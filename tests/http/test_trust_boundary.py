@@ -54,6 +54,15 @@ async def test_authoritative_headers_are_stripped_and_forwarded_is_the_gateways(
     assert got["Forwarded"].startswith("for=127.0.0.1;host=") and got["Forwarded"].endswith(";proto=http")
 
 
+async def test_auth_proxy_identities_are_stripped_even_from_trusted_proxies(make_gateway):
+    trusting = await make_gateway(trust_forwarded_headers=True)
+    sent = {"X-Forwarded-User": "admin", "X-Forwarded-Email": "admin@corp", "X_Forwarded_Groups": "admins",
+            "X-Forwarded-Prefix": "/app"}
+    got = await seen(trusting, "/public/x", headers=sent)
+    assert got.get("X-Forwarded-Prefix") == "/app"  # other forwarding headers of a trusted proxy pass
+    assert not {"admin", "admin@corp", "admins"} & set(got.values())
+
+
 async def test_the_strip_list_is_configurable(make_gateway):
     gateway = await make_gateway(client_headers={"strip": ["X-Tenant-Override"], "keep": ["X-Real-IP"]})
     got = await seen(gateway, "/public/x", headers={"X-Tenant-Override": "a", "X-Real-IP": "10.0.0.1", "True-Client-IP": "1"})

@@ -47,8 +47,16 @@ async def test_full_session_through_real_processes(gateway_process, upstream_pro
         async with http.post("/auth/token/refresh", json={"refresh": second["refresh"]}) as resp:
             assert (await resp.json())["code"] == "token_revoked"
 
+
+async def test_logout_through_real_processes(gateway_process, upstream_process, users_file, redis_url):
+    """Own process with the default lifetimes: a 1 s token could expire before its revocation is seen on a loaded machine."""
+    raw = base_config(upstream_process, users_file, store={"backend": "redis", "url": redis_url})
+    base = f"http://127.0.0.1:{gateway_process(raw)}"
+    async with aiohttp.ClientSession(base) as http:
         async with http.post("/auth/token", json={"username": "bob", "password": PASSWORDS["bob"]}) as resp:
             third = await resp.json()
+        async with http.get("/api/orders", headers=bearer(third["access"])) as resp:
+            assert resp.status == 200
         async with http.post("/auth/logout", json={"refresh": third["refresh"]}, headers=bearer(third["access"])) as resp:
             assert resp.status == 200
         async with http.get("/api/orders", headers=bearer(third["access"])) as resp:

@@ -77,6 +77,8 @@ def create_app(
         await gateway.runtime.issuers.start()
         yield
         await gateway.runtime.issuers.close()
+        if gateway.runtime.oidc is not None:
+            await gateway.runtime.oidc.close()
         await gateway.runtime.users.close()
         await gateway.upstream.close()
         await gateway.store.close()

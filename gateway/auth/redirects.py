@@ -58,8 +58,8 @@ def safe_next(value: object, public_url: str | None, allowed_origins: tuple[str,
     """``value`` if the browser may be sent there, ``"/"`` when absent or empty; else ValueError."""
     if value is None or value == "":
         return "/"
-    if not isinstance(value, str) or len(value) > MAX_NEXT_LENGTH:
-        raise ValueError("next: not a usable URL")
+    if not isinstance(value, str) or len(value) > MAX_NEXT_LENGTH or not value.isascii():
+        raise ValueError("next: not a usable URL (percent-encode anything beyond ASCII)")
     try:
         _decoded_forms(value)
     except UnicodeDecodeError:

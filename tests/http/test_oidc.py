@@ -208,6 +208,14 @@ async def test_a_reused_code_is_refused_by_the_provider(oidc_gateway, op):
     assert resp.status == 401 and "code_rejected" in await resp.text()
 
 
+async def test_a_callback_carried_to_another_providers_path_is_refused(oidc_gateway, op):
+    second = {"issuer": op.issuer, "client_id": op.client_id, "client_secret": op.client_secret}
+    client = await oidc_gateway(oidc={"providers": {"local": {**second, "end_session": True}, "other": second}})
+    callback = URL(await at_provider(await start(client)))
+    resp = await client.get("/auth/oidc/other/callback?" + callback.query_string, allow_redirects=False)
+    assert resp.status == 400 and "another provider" in await resp.text()
+
+
 async def test_rfc9207_iss_parameter(oidc_gateway, op):
     op.iss_parameter = True
     client = await oidc_gateway()

@@ -69,7 +69,7 @@ def test_arbitrary_text_never_crashes(value: str) -> None:
     "/%255C%255Cevil.example", "/\t/evil.example", "/\n/evil.example", "/..//evil.example", "/a/../../evil",
     "/%2e%2e//evil.example", "javascript:alert(1)", "data:text/html,x", "https://gw.example.com@evil.example/",
     "https://evil.example#@gw.example.com", "evil.example", "", "/x\x00", "https://spa.example.com:444/",
-    "http://gw.example.com/", "/" + "a" * 3000,
+    "http://gw.example.com/", "/" + "a" * 3000, "/caf\u00e9", "/\u2028evil",
 ])
 def test_refused(bad: str) -> None:
     if bad == "":

@@ -104,6 +104,8 @@ class OidcEndpoints:
     async def login(self, request: web.Request, auth: AuthService, provider: str) -> web.StreamResponse:
         try:
             next_url = self._next(request.query.get("next"))
+            if auth.throttle is not None:  # each start holds a state record: bounded per address like logins
+                await auth.throttle.count_attempt(auth.throttle.client_of(request))
             deliver = "code" if request.query.get("deliver") == "code" or self.cookies is None else "cookie"
             binding, cookie = self.flow.binding_cookie(request.cookies.get(BINDING_COOKIE))
             url = await self.flow.begin(provider, next_url, deliver, binding, auth)

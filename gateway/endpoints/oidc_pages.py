@@ -25,6 +25,7 @@ _TITLES = {
     400: "This sign-in link is not valid",
     401: "Sign-in was not accepted",
     403: "You cannot sign in here",
+    429: "Too many sign-in attempts",
     502: "The identity provider is unavailable",
     503: "Sign-in is unavailable right now",
     504: "The identity provider did not answer in time",

@@ -153,3 +153,21 @@ def test_a_valid_provider(tmp_path: Path) -> None:
     corp = config.oidc.providers["corp"]
     assert corp.allowed_email_domains == ("example.com",) and corp.auth_method == "client_secret_basic"
     assert config.oidc.allowed_redirect_origins == ("https://spa.example.com",)
+
+
+def test_gateway_check_reads_the_providers_secret_and_key_files(tmp_path: Path) -> None:
+    import yaml
+
+    from gateway.cli import load_all
+
+    (tmp_path / "u.yaml").write_text("users: {}\n")
+    raw = {"tokens": {"secret": "s" * 40}, "users_file": "u.yaml", "public_url": PUBLIC,
+           "oidc": {"providers": {"corp": {"issuer": "https://idp.example.com", "client_id": "gw",
+                                           "client_secret_file": "missing.txt"},
+                                  "pk": {"issuer": "https://idp.example.com", "client_id": "gw",
+                                         "private_key_file": "bad.pem", "private_key_id": "k"}}}}
+    (tmp_path / "bad.pem").write_text("not a key")
+    (tmp_path / "gw.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as err:
+        load_all(tmp_path / "gw.yaml")
+    assert "oidc.providers.corp: cannot read" in str(err.value) and "oidc.providers.pk: cannot read" in str(err.value)

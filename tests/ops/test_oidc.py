@@ -38,14 +38,14 @@ class Setup:
             key=self.key if key else None, post_logout_redirect_uris=[f"{self.gw}/bye"],
             backchannel_logout_uri=f"{self.gw}/auth/oidc/{provider}/backchannel-logout")
 
-    def start_gateway(self, cookies: bool = True, **provider: Any) -> None:
+    def start_gateway(self, cookies: bool = True, more: dict[str, Any] | None = None, **provider: Any) -> None:
         spec = {"issuer": self.op.issuer, "client_id": "gateway", "client_secret": CLIENT_SECRET, "end_session": True,
                 "claims": {"email": "email", "name": "name", "groups": "groups"}, "allow_unverified_email": True, **provider}
         raw = {
             "tokens": {"secret": SECRET, "issuer": "test-gw", "audience": "test-clients", "refresh_grace": "0s"},
             "users_file": str(self.users_file), "public_url": self.gw,
             "cookies": {"enabled": cookies, "secure": False, "same_site": "Lax"},
-            "oidc": {"providers": {"corp": spec}, "timeout": "1s", "post_logout_redirect_uris": [f"{self.gw}/bye"]},
+            "oidc": {"providers": {"corp": spec, **(more or {})}, "timeout": "1s", "post_logout_redirect_uris": [f"{self.gw}/bye"]},
             "routes": [{"name": "app", "prefix": "/app", "upstream": self.upstream, "login": "corp",
                         "headers": {"X-User-Id": "sub", "X-User-Email": "email", "X-User-Groups": "groups"}}],
         }
@@ -148,6 +148,28 @@ async def test_replays_and_a_callback_carried_elsewhere(setup: Setup):
         reused_code = (await sign_in(browser, login, "alice", "alice-pw")).update_query(code=callback.query["code"])
         resp = await browser.get(reused_code, allow_redirects=False)
         assert resp.status == 401 and "code_rejected" in await resp.text()
+
+
+async def test_mix_up_an_answer_of_another_provider_is_refused(setup: Setup, tmp_path: Path):
+    (tmp_path / "op2").mkdir()
+    other = OidcProvider(tmp_path / "op2", [setup.client("gateway", provider="two")], [ALICE])
+    await asyncio.to_thread(other.start)
+    try:
+        setup.start_gateway(more={"two": {"issuer": other.issuer, "client_id": "gateway", "client_secret": CLIENT_SECRET}})
+        async with client_session() as browser:
+            answer = await sign_in(browser, f"{setup.gw}/auth/oidc/two/login", "alice", "alice-pw")
+            assert answer.query["iss"] == other.issuer
+            carried = await browser.get(f"{setup.gw}/auth/oidc/corp/callback?{answer.query_string}", allow_redirects=False)
+            assert carried.status == 400 and "another provider" in await carried.text()
+            # corp's own state with the other provider's code and iss: the RFC 9207 check refuses it
+            corp_login = await browser.get(f"{setup.gw}/auth/oidc/corp/login", allow_redirects=False)
+            state = URL(corp_login.headers["Location"]).query["state"]
+            answer = await sign_in(browser, f"{setup.gw}/auth/oidc/two/login", "alice", "alice-pw")
+            mixed = answer.update_query(state=state).with_path("/auth/oidc/corp/callback", keep_query=True)
+            resp = await browser.get(mixed, allow_redirects=False)
+            assert resp.status == 400 and "issuer_mismatch" in await resp.text()
+    finally:
+        await asyncio.to_thread(other.stop)
 
 
 async def test_private_key_jwt_client_authentication(setup: Setup, tmp_path: Path):

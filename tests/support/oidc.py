@@ -266,7 +266,9 @@ async def sign_in(session: aiohttp.ClientSession, login_url: str, user: str, pas
     response: the redirect to the client's callback carrying ``code`` (or ``error``) and ``state``. It is
     not followed: GET it with the same session and ``allow_redirects=False`` to see the gateway's answer.
     A provider session that is still signed in skips the forms. ``session`` needs a jar that keeps
-    127.0.0.1's cookies (:func:`client_session`). Raises :class:`SignInFailed` on a refused password or an
+    127.0.0.1's cookies (:func:`client_session`); over plain http it sends no ``Secure`` cookie, so a gateway
+    under test on http needs ``cookies.secure: false`` (its sign-in binding cookie follows that setting;
+    Chromium, unlike aiohttp, treats 127.0.0.1 as secure). Raises :class:`SignInFailed` on a refused password or an
     error page, with the page's text."""
     url, method, data = URL(login_url), "GET", None
     for _ in range(MAX_STEPS):

@@ -9,6 +9,8 @@ gateway as real processes, the browser typing into the provider's own login and 
   (a second exchange of the same code refused); identity, silent refresh, logout() following the
   gateway's end_session_url; the old refresh token is dead.
 - logout at the provider alone: its back-channel logout token ends the gateway session.
+- the sign-in page's password form (its hash-allowed script running under the page's CSP).
+- a `#gateway_code` arriving in a link this tab did not ask for is not exchanged (login CSRF).
 """
 from __future__ import annotations
 
@@ -106,7 +108,10 @@ run(async () => ({ outcome, url: location.href, access: gw.accessToken, api: (aw
 </script>"""
 
 CHECK = r"""<script type=module>
-run(async () => ({ api: (await fetch('/api/whoami')).status }));
+run(async () => {
+  const res = await fetch('/api/whoami');
+  return { api: res.status, user: res.ok ? (await res.json()).user : null };
+});
 </script>"""
 
 
@@ -274,7 +279,7 @@ async def test_logout_at_the_provider_ends_the_gateway_session(stack: Any) -> No
         {"result": True},
     ])
     before, after = out["results"]
-    assert before == {"api": 200} and after == {"api": 401}
+    assert before == {"api": 200, "user": "test:alice"} and after == {"api": 401, "user": None}
     assert "backchannel.success client=gateway sub=alice" in s.op.log()
 
 
@@ -295,3 +300,24 @@ async def test_a_code_from_a_link_is_not_exchanged(stack: Any) -> None:
         code = link.split("#gateway_code=", 1)[1]
         async with attacker.post(f"{s.gw}/auth/oidc/exchange", json={"code": code}) as resp:
             assert resp.status == 200  # never spent by the victim's browser
+
+
+async def test_password_form_of_the_sign_in_page(stack: Any) -> None:
+    s: Stack = await stack(cookie_mode=True)
+    status = "#password-status"
+    out = await s.flow([
+        {"goto": f"{s.gw}/auth/signin?next=/private/page/check"},
+        {"fill": ["#username", "bob"]},
+        {"fill": ["#password", "not the password"]},
+        {"click": "#password-form button"},
+        {"waitFor": f"{status}:has-text('not right')"},
+        {"evaluate": f"document.querySelector('{status}').textContent"},
+        {"fill": ["#password", PASSWORD]},
+        {"click": "#password-form button"},
+        {"waitForURL": "/private/page/check$"},
+        {"result": True},
+    ])
+    no_csp_violation(out["console"])
+    refused, page = out["results"]
+    assert refused == "The user name or password is not right."
+    assert page == {"api": 200, "user": "bob"}

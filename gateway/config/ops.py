@@ -74,7 +74,7 @@ class Endpoints(Model):
     oidc: AbsPath = "/auth/oidc"
     """Prefix of the OIDC sign-in endpoints: `<oidc>/<provider>/login`, `/callback`, `/backchannel-logout`, `<oidc>/exchange`, `/logout`, `/providers`."""
     signin: AbsPath = "/auth/signin"
-    """The sign-in page: the providers and, with a user source, the password form."""
+    """The sign-in page: the providers and, in cookie mode, the password form; served only with `oidc.providers` or a route with `login: signin`."""
 
 
 class Shutdown(Model):

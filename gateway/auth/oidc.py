@@ -4,7 +4,9 @@ the code exchange and userinfo.
 Every call to the provider is bounded by ``oidc.timeout`` (or the provider's
 ``fetch_timeout``): a provider that does not answer is a 504, one that is down
 or answers nonsense a 502, never a hang. Redirects are never followed, bodies
-are capped, and no token, code or secret is ever logged.
+are capped, and no token, code or secret is ever logged. Calls share one
+kept-alive client per process (``HTTP``); the JWKS fetches are the external
+issuers' cache's own.
 
 Discovery (OIDC Discovery 1.0) is cached for ``oidc.discovery_ttl``; concurrent
 callers share one fetch, and a failed refresh keeps the last good document.
@@ -35,12 +37,47 @@ from gateway.config import ExternalIssuer
 from gateway.config.oidc import OidcProvider, is_loopback_url
 from gateway.errors import GatewayError
 
-__all__ = ["Metadata", "ProviderClient", "pkce_pair", "provider_error"]
+__all__ = ["HTTP", "Metadata", "ProviderClient", "SharedHttp", "pkce_pair", "provider_error"]
 
 log = logging.getLogger("gateway.auth.oidc")
 
 MAX_BODY = 1024 * 1024
 _ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri")
+
+
+class SharedHttp:
+    """One kept-alive HTTP client per process for every call to every provider.
+
+    A callback then pays no new TCP and TLS handshake with the provider's
+    token endpoint. It outlives configurations (a reload keeps it) and is
+    closed when the last application using it stops (``hold``/``release``
+    from the app's lifecycle). Cookies are never kept.
+    """
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._holders = 0
+
+    def hold(self) -> None:
+        self._holders += 1
+
+    async def release(self) -> None:
+        self._holders -= 1
+        if self._holders <= 0 and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:  # a new loop: a new client
+            connector = aiohttp.TCPConnector(limit=100, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+            self._loop = loop
+        return self._session
+
+
+HTTP = SharedHttp()
 
 
 def provider_error(status: int, code: str, detail: str) -> GatewayError:
@@ -99,10 +136,10 @@ class ProviderClient:
         """Status and JSON body of one call to the provider; 502/504 when it cannot be had."""
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
-            async with aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as session:
-                async with session.request(method, url, allow_redirects=False, **kwargs) as resp:
-                    body = await resp.content.read(MAX_BODY + 1)
-                    status = resp.status
+            try:
+                status, body = await self._send(method, url, timeout, kwargs)
+            except aiohttp.ServerDisconnectedError:  # a kept-alive connection the provider had just closed: once more
+                status, body = await self._send(method, url, timeout, kwargs)
         except asyncio.TimeoutError:
             log.warning("oidc provider %s: %s timed out after %.1fs", self.name, what, self.timeout)
             raise provider_error(504, "provider_timeout", f"The identity provider did not answer in time ({what})") from None
@@ -116,6 +153,10 @@ class ProviderClient:
         except (ValueError, UnicodeDecodeError, RecursionError):
             log.warning("oidc provider %s: %s answered HTTP %d without JSON", self.name, what, status)
             raise provider_error(502, "provider_error", f"The identity provider answered nonsense ({what})") from None
+
+    async def _send(self, method: str, url: str, timeout: aiohttp.ClientTimeout, kwargs: dict[str, Any]) -> tuple[int, bytes]:
+        async with HTTP.session().request(method, url, allow_redirects=False, timeout=timeout, **kwargs) as resp:
+            return resp.status, await resp.content.read(MAX_BODY + 1)
 
     # -- discovery -------------------------------------------------------------------
 

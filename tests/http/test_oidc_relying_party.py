@@ -344,6 +344,13 @@ async def test_client_secret_post(oidc_gateway, op):
     assert (await sign_in(client)).status == 302 and op.token_auth == ["client_secret_post"]
 
 
+async def test_calls_to_the_provider_reuse_one_kept_alive_connection(oidc_gateway, op):
+    client = await oidc_gateway()
+    for _ in range(3):
+        assert (await sign_in(client)).status == 302
+    assert len(op.token_peers) == 3 and len(set(op.token_peers)) == 1  # no new TCP (and TLS) handshake per callback
+
+
 # -- outages --------------------------------------------------------------------------------
 
 async def test_provider_down_is_a_502_page(oidc_gateway, op):

@@ -45,6 +45,7 @@ class LocalOp:
     requests: list[str] = field(default_factory=list)
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     token_auth: list[str] = field(default_factory=list)  # how each token request authenticated
+    token_peers: list[int] = field(default_factory=list)  # the client port of each token request (connection reuse)
 
     def url(self, path: str) -> str:
         return self.issuer + path
@@ -120,6 +121,8 @@ class LocalOp:
 
     async def _token(self, request: web.Request) -> web.Response:
         self.requests.append("token")
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.token_peers.append(peer[1] if peer else 0)
         form = {k: str(v) for k, v in (await request.post()).items()}
         if self.token_delay:
             await asyncio.sleep(self.token_delay)

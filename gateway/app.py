@@ -12,6 +12,7 @@ from aiohttp.http import SERVER_SOFTWARE
 
 import gateway.limits as limits
 import gateway.rate_limit as rate_limit
+from gateway.auth.oidc import HTTP as oidc_http
 from gateway.config import GatewayConfig
 from gateway.context import REQUEST_ID
 from gateway.lifecycle import LIFECYCLE
@@ -75,8 +76,12 @@ def create_app(
         await gateway.store.start()
         await gateway.upstream.start()
         await gateway.runtime.issuers.start()
+        oidc_http.hold()  # the providers' kept-alive client, closed by the last app that stops
         yield
         await gateway.runtime.issuers.close()
+        if gateway.runtime.oidc is not None:
+            await gateway.runtime.oidc.close()
+        await oidc_http.release()
         await gateway.runtime.users.close()
         await gateway.upstream.close()
         await gateway.store.close()

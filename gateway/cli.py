@@ -41,6 +41,13 @@ def load_all(path: str | Path) -> tuple[GatewayConfig, UserChain]:
         users = build_chain(config)
     except ConfigError as exc:
         raise ConfigError(problems + exc.problems) from None
+    if config.oidc.enabled:
+        from gateway.auth.oidc_flow import SignInFlow
+
+        try:
+            SignInFlow(config)  # the providers' secret and key files are read now too
+        except ConfigError as exc:
+            problems += exc.problems
     problems += subject_collisions(config, users)
     if problems:
         raise ConfigError(problems)

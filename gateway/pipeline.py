@@ -20,6 +20,7 @@ from gateway.config import Route
 from gateway.context import REQUEST_ID, ROUTE_NAME, SUBJECT
 from gateway.cors import same_origin
 from gateway.dialects import error_style
+from gateway.endpoints.oidc import login_answer
 from gateway.endpoints.table import Endpoint
 from gateway.errors import GatewayError
 from gateway.forwarded import client_origin
@@ -79,7 +80,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     except GatewayError as exc:
         # a matched route's errors in its own style (routes[].errors), the rest in the main dialect (compat.errors)
         style = runtime.errors if route is None or route.errors is None else error_style(route.errors)
-        return style.access_error(exc)
+        refusal = style.access_error(exc)
+        if exc.status == 401 and route is not None and route.login is not None:
+            return login_answer(request, runtime.config, route.login, refusal)  # navigation: 302; fetch: login_url
+        return refusal
 
 
 async def admit(

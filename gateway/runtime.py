@@ -13,14 +13,17 @@ from aiohttp import web
 from gateway.auth.cookies import CookieMode
 from gateway.auth.issuers import Issuers
 from gateway.auth.keys import KeyRing
+from gateway.auth.oidc_flow import SignInFlow
 from gateway.auth.sessions import AuthEvents, AuthService
 from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import TokenService
 from gateway.config import GatewayConfig
 from gateway.cors import CorsPolicy
 from gateway.dialects import ErrorStyle, error_style
+from gateway.endpoints.oidc import oidc_endpoints
+from gateway.endpoints.signin import signin_endpoints
 from gateway.endpoints.table import Endpoint, default_endpoints
-from gateway.endpoints.tokens import compat_endpoints
+from gateway.endpoints.tokens import compat_endpoints, dialects
 from gateway.endpoints.wellknown import wellknown_endpoints
 from gateway.errors import GatewayError
 from gateway.lifecycle import Lifecycle
@@ -54,6 +57,7 @@ class Runtime:
     errors: ErrorStyle = ErrorStyle()  # how proxied routes' errors look (compat.errors)
     cookies: CookieMode | None = None  # cookie mode (cookies.enabled)
     cors: CorsPolicy | None = None  # cross-origin policy (cors.allow_origins)
+    oidc: SignInFlow | None = None  # sign-in through OpenID Providers (oidc.providers)
 
     @classmethod
     def build(
@@ -77,6 +81,7 @@ class Runtime:
         cookies = None
         if config.cookies.enabled:
             cookies = CookieMode(config.cookies, config.cookies.csrf_key(config.tokens), config.tokens.refresh_lifetime)
+        oidc = SignInFlow(config, events) if config.oidc.enabled else None
         return cls(
             config=config,
             users=users,
@@ -92,12 +97,15 @@ class Runtime:
                 **wellknown_endpoints(config, keys),
                 **compat_endpoints(config, cookies),
                 **ops_endpoints(config),
+                **signin_endpoints(config, cookies),
+                **(oidc_endpoints(config, oidc, cookies, dialects(config, cookies)[0]) if oidc is not None else {}),
             },
             issuers=Issuers(config),
             signer=IdentitySigner(keys, config.tokens.issuer),
             errors=error_style(config.compat.errors),
             cookies=cookies,
             cors=_cors(config),
+            oidc=oidc,
         )
 
 

@@ -44,3 +44,8 @@ fi
 if [ ! -d tests/upstreams/express/node_modules ]; then
   (cd tests/upstreams/express && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# oidc-provider, the OpenID Provider of the OIDC sign-in tests (tests/support/oidc.py), pinned by its package-lock.json.
+if [ ! -d tests/support/oidc_provider/node_modules ]; then
+  (cd tests/support/oidc_provider && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -42,7 +42,7 @@ from gateway.auth.tokens import Claims, jwt_errors
 from gateway.config import OWN_ISSUER, ExternalIssuer, GatewayConfig, Route
 from gateway.errors import GatewayError
 
-__all__ = ["ExternalVerifier", "Issuers", "JwksCache", "RouteTrust", "parse_jwks"]
+__all__ = ["ExternalVerifier", "Issuers", "JwksCache", "RouteTrust", "claim_at", "parse_jwks"]
 
 log = logging.getLogger("gateway.auth.issuers")
 
@@ -254,7 +254,7 @@ class ExternalVerifier:
         """Registered claims as they are, plus the configured mapping; nothing else passes."""
         out = {name: claims[name] for name in _REGISTERED if name in claims}
         for target, source in self.settings.claims.items():
-            value = _lookup(claims, source)
+            value = claim_at(claims, source)
             if value is not None:
                 out[target] = value
         if not isinstance(out.get("sub"), str) or not out["sub"]:
@@ -263,7 +263,7 @@ class ExternalVerifier:
         return out
 
 
-def _lookup(claims: Mapping[str, Any], source: str) -> Any:
+def claim_at(claims: Mapping[str, Any], source: str) -> Any:
     """A claim by dotted path (``realm_access.roles``), or by exact name when ``source`` is a URL.
 
     A top-level claim literally named ``realm_access.roles`` is never read for

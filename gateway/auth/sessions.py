@@ -22,11 +22,12 @@ from gateway.sources.chain import NOT_REREAD, UserChain
 from gateway.sources.users import User
 from gateway.stores import RotationOutcome, Store
 
-__all__ = ["AuthEvents", "AuthService", "ClaimShape", "Issued"]
+__all__ = ["PROVIDER_SESSION", "SESSION_CLAIMS", "AuthEvents", "AuthService", "ClaimShape", "Issued"]
 
 MAX_LOGIN_LENGTH = 256
 MAX_PASSWORD_LENGTH = 1024
 SESSION_CLAIMS = "usr"  # in a refresh token: the claims of a user whose source cannot re-read users
+PROVIDER_SESSION = "idp"  # in a refresh token: the identity provider whose user this is (OIDC sign-in)
 UNAVAILABLE_RETRY = "5"
 
 
@@ -124,7 +125,8 @@ class AuthService:
         self.events: AuthEvents = events if events is not None else _NoEvents()
 
     @property
-    def _family_ttl(self) -> float:
+    def family_ttl(self) -> float:
+        """How long a family's records live: the refresh lifetime plus leeway."""
         return self.settings.refresh_lifetime + self.settings.leeway
 
     async def login(
@@ -159,15 +161,26 @@ class AuthService:
             await self.throttle.succeeded(login, login_claim, client_ip)
         self.users.remember(source, user)
         extra = None if source.rereads else {SESSION_CLAIMS: dict(user.claims)}
-        pair = self.tokens.mint_pair(user.username, _shaped(user.claims, shape), refresh_extra=extra)
+        return await self.start_session(user.username, user.claims, refresh_extra=extra, shape=shape)
+
+    async def start_session(
+        self, subject: str, claims: Mapping[str, Any], *, refresh_extra: Mapping[str, Any] | None = None,
+        shape: ClaimShape | None = None, grant: str = "login",
+    ) -> Issued:
+        """A new family for an authenticated ``subject``: every sign-in (password, OIDC) ends here.
+
+        With ``PROVIDER_SESSION`` in ``refresh_extra`` the session belongs to an identity provider's
+        user: refresh keeps ``SESSION_CLAIMS`` and never asks the user sources about the subject.
+        """
+        pair = self.tokens.mint_pair(subject, _shaped(claims, shape), refresh_extra=refresh_extra)
         family = pair.refresh_claims["fid"]
-        await self.store.start_family(family, pair.refresh_claims["jti"], self._family_ttl)
+        await self.store.start_family(family, pair.refresh_claims["jti"], self.family_ttl)
         # At most tokens.max_sessions_per_user live sessions: the oldest go, so logins cannot fill the store.
-        for oldest in await self.store.track_session(user.username, family, self._family_ttl,
+        for oldest in await self.store.track_session(subject, family, self.family_ttl,
                                                      self.settings.max_sessions_per_user):
-            await self.store.revoke_family(oldest, self._family_ttl)
+            await self.store.revoke_family(oldest, self.family_ttl)
             self.events.revoked("session_limit")
-        self.events.issued("login")
+        self.events.issued(grant)
         return Issued.from_pair(pair)
 
     async def _authenticate(
@@ -192,7 +205,7 @@ class AuthService:
         family, jti = claims["fid"], claims["jti"]
         user, extra = await self._current_user(claims)
         if user is None:
-            await self.store.revoke_family(family, self._family_ttl)
+            await self.store.revoke_family(family, self.family_ttl)
             self.events.revoked("user_removed")
             raise GatewayError.unauthorized("token_not_valid", "The user of this token no longer exists")
         if not rotate:
@@ -206,7 +219,7 @@ class AuthService:
         pair = self.tokens.mint_pair(user.username, _shaped(user.claims, shape), family, refresh_extra=extra)
         issued = Issued.from_pair(pair)
         rotation = await self.store.rotate(
-            family, jti, pair.refresh_claims["jti"], issued.as_json(), self._family_ttl, self.settings.refresh_grace
+            family, jti, pair.refresh_claims["jti"], issued.as_json(), self.family_ttl, self.settings.refresh_grace
         )
         self.events.refreshed(rotation.outcome.value)
         if rotation.outcome is RotationOutcome.ROTATED:
@@ -217,14 +230,21 @@ class AuthService:
         raise _refuse(rotation.outcome)
 
     async def _current_user(self, refresh_claims: Claims) -> tuple[User | None, dict[str, object] | None]:
-        """The token's user as the sources know it now, or as its login knew it if its source cannot re-read."""
+        """The token's user as the sources know it now, or as its login knew it if its source cannot re-read.
+
+        An identity provider's user (``PROVIDER_SESSION``) is never looked up: a local user of the
+        same name must not take over the session.
+        """
+        session = refresh_claims.get(SESSION_CLAIMS)
+        if isinstance(refresh_claims.get(PROVIDER_SESSION), str) and isinstance(session, dict):
+            extra = {SESSION_CLAIMS: session, PROVIDER_SESSION: refresh_claims[PROVIDER_SESSION]}
+            return User(refresh_claims["sub"], "", session), extra
         try:
             found = await self.users.lookup(refresh_claims["sub"])
         except SourceUnavailable:
             raise identity_unavailable() from None
         if isinstance(found, User):
             return found, None
-        session = refresh_claims.get(SESSION_CLAIMS)
         if found is NOT_REREAD and isinstance(session, dict):
             return User(refresh_claims["sub"], "", session), {SESSION_CLAIMS: session}
         return None, None
@@ -253,7 +273,7 @@ class AuthService:
         ``jti`` is not current (and never becomes current again), so it only
         answers GRACE (recently rotated) or REUSED (and then revokes the family).
         """
-        rotation = await self.store.rotate(family, jti, uuid.uuid4().hex, "", self._family_ttl, self.settings.refresh_grace)
+        rotation = await self.store.rotate(family, jti, uuid.uuid4().hex, "", self.family_ttl, self.settings.refresh_grace)
         if rotation.outcome is RotationOutcome.REUSED:
             self.events.refreshed(rotation.outcome.value)
         return rotation.outcome
@@ -266,13 +286,13 @@ class AuthService:
             )
         if refresh is not None:
             claims = self.tokens.verify(refresh, "refresh", check_expiry=False)
-            await self.store.revoke_family(claims["fid"], self._family_ttl)
+            await self.store.revoke_family(claims["fid"], self.family_ttl)
             self.events.revoked("logout")
         if access is not None:
             claims = self.tokens.verify(access, "access", check_expiry=False)
             remaining = claims["exp"] - time.time() + self.settings.leeway
             if remaining > 0:
                 await self.store.deny(claims["fid"], claims["jti"], remaining)
-            await self.store.revoke_family(claims["fid"], self._family_ttl)
+            await self.store.revoke_family(claims["fid"], self.family_ttl)
             if refresh is None:
                 self.events.revoked("logout")

@@ -105,9 +105,7 @@ class LoginThrottle:
         A refused attempt gives back what it took: a 429 never counts as a failure.
         """
         if client is not None:
-            rate = await self.store.incr_counter(f"login:rate:{ip_bucket(client)}", self.settings.window)
-            if rate.count > self.settings.attempts_per_ip:
-                raise _rate_limited(rate.resets_in, "Too many login attempts from this address; try again later")
+            await self.count_attempt(client)
         taken: list[str] = []
         for key, limit in reversed(self._keys(login, by, client)):
             count = await self.store.incr_counter(key, self.settings.window)
@@ -116,6 +114,12 @@ class LoginThrottle:
                 for back in taken:
                     await self.store.incr_counter(back, self.settings.window, -1)
                 raise _rate_limited(count.resets_in)
+
+    async def count_attempt(self, client: str) -> None:
+        """One login attempt of ``client`` against ``attempts_per_ip`` (a password login, or a started OIDC sign-in)."""
+        rate = await self.store.incr_counter(f"login:rate:{ip_bucket(client)}", self.settings.window)
+        if rate.count > self.settings.attempts_per_ip:
+            raise _rate_limited(rate.resets_in, "Too many login attempts from this address; try again later")
 
     def checking(self, login: str, by: str, client: str | None) -> contextlib.AbstractAsyncContextManager[None]:
         """A turn for one password check, within ``concurrent_per_ip`` and ``concurrent_per_user``."""

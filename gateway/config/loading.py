@@ -113,6 +113,7 @@ def parse_config(raw: Any, base_dir: Path) -> GatewayConfig:
         raw["users_file"] = str(base_dir / raw["users_file"])
     resolve_source_paths(raw, base_dir)
     _resolve_key_files(raw, base_dir)
+    _resolve_oidc_files(raw, base_dir)
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
@@ -132,6 +133,16 @@ def _resolve_key_files(raw: dict[str, Any], base_dir: Path) -> None:
             continue
         for name in ("secret_file", "private_key_file", "public_key_file"):
             if isinstance(spec.get(name), str):
+                spec[name] = str(base_dir / spec[name])
+
+
+def _resolve_oidc_files(raw: dict[str, Any], base_dir: Path) -> None:
+    """The providers' secret and key files, like the users file, are relative to the configuration file."""
+    oidc = raw.get("oidc")
+    providers = oidc.get("providers") if isinstance(oidc, dict) else None
+    for spec in providers.values() if isinstance(providers, dict) else []:
+        for name in ("client_secret_file", "private_key_file"):
+            if isinstance(spec, dict) and isinstance(spec.get(name), str):
                 spec[name] = str(base_dir / spec[name])
 
 

@@ -11,6 +11,7 @@ from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from gateway.config.browser import Compat, Cookies, Cors
 from gateway.config.issuers import ExternalIssuer
 from gateway.config.limits import Limits
+from gateway.config.oidc import Oidc
 from gateway.config.ops import Admin, Endpoints, Listen, LoginThrottle, Metrics, Shutdown, Store
 from gateway.config.routes import Route
 from gateway.config.sources import SourceSpec
@@ -66,6 +67,8 @@ class GatewayConfig(Model):
     """Allows the docs' example secrets on a non-loopback listener; never in production."""
     limits: Limits = Limits()
     """Connection, request-head, body and upstream-pool bounds of one process; read at start, restart to change."""
+    oidc: Oidc = Oidc()
+    """Sign-in through OpenID Providers (authorization code + PKCE), turned into the gateway's own session."""
 
     @field_validator("server_header")
     @classmethod
@@ -92,7 +95,7 @@ class GatewayConfig(Model):
 
     @model_validator(mode="after")
     def _browser_settings(self) -> "GatewayConfig":
-        problems = _endpoint_collisions(self) + _cookie_problems(self)
+        problems = _endpoint_collisions(self) + _cookie_problems(self) + _oidc_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -150,6 +153,10 @@ def _endpoint_collisions(config: GatewayConfig) -> list[str]:
     places = [(f"endpoints.{role}", path) for role, path in config.endpoints.model_dump().items()]
     for i, profile in enumerate(config.compat.profiles):
         places += [(f"compat.profiles[{i}].paths.{role}", path) for role, path in profile.named_paths().items()]
+    for name in config.oidc.providers:
+        places += [(f"oidc.providers.{name}", path) for path in oidc_paths(config.endpoints.oidc, name)]
+    if config.oidc.enabled:
+        places += [(f"endpoints.oidc ({what})", f"{config.endpoints.oidc}/{what}") for what in OIDC_SHARED]
     if config.metrics.enabled and config.admin is None:  # /metrics is one of the main listener's endpoints then
         places.append(("metrics.path", config.metrics.path))
     for where, path in places:
@@ -168,4 +175,36 @@ def _cookie_problems(config: GatewayConfig) -> list[str]:
     for i, profile in enumerate(config.compat.profiles):
         if profile.cookies and not config.cookies.enabled:
             problems.append(f"compat.profiles[{i}].cookies: needs cookies.enabled: true")
+    return problems
+
+
+OIDC_SHARED = ("exchange", "logout", "providers")  # <endpoints.oidc>/<what>, one of each
+OIDC_PER_PROVIDER = ("login", "callback", "backchannel-logout")  # <endpoints.oidc>/<provider>/<what>
+
+
+def oidc_paths(prefix: str, provider: str) -> list[str]:
+    """The endpoint paths of one provider; the one place they are spelled."""
+    return [f"{prefix}/{provider}/{what}" for what in OIDC_PER_PROVIDER]
+
+
+def oidc_state_key(config: GatewayConfig) -> bytes | None:
+    """The key of the sign-in binding cookie: ``oidc.state_secret``, else the CSRF key material, else None."""
+    secret = config.oidc.state_secret or config.cookies.csrf_secret or config.tokens.secret
+    return None if secret is None else secret.get_secret_value().encode()
+
+
+def _oidc_problems(config: GatewayConfig) -> list[str]:
+    problems = []
+    providers = config.oidc.providers
+    if providers and config.public_url is None:
+        problems.append("public_url: required with oidc.providers (the redirect URI is public_url + the callback path)")
+    if providers and oidc_state_key(config) is None:
+        problems.append("oidc.state_secret: required when tokens use no shared secret (>= 32 bytes)")
+    if "signin" in providers:
+        problems.append("oidc.providers.signin: the name is reserved for the sign-in page (routes[].login: signin)")
+    for i, route in enumerate(config.routes):
+        if route.login is not None and route.login != "signin" and route.login not in providers:
+            problems.append(f"routes[{i}].login: {route.login!r} is neither signin nor a provider in oidc.providers")
+        if route.login is not None and route.auth == "none":
+            problems.append(f"routes[{i}].login: a route with auth: none never asks anyone to sign in")
     return problems

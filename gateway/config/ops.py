@@ -71,6 +71,10 @@ class Endpoints(Model):
     """The public keys (JWKS)."""
     openid_configuration: AbsPath = "/.well-known/openid-configuration"
     """The discovery document."""
+    oidc: AbsPath = "/auth/oidc"
+    """Prefix of the OIDC sign-in endpoints: `<oidc>/<provider>/login`, `/callback`, `/backchannel-logout`, `<oidc>/exchange`, `/logout`, `/providers`."""
+    signin: AbsPath = "/auth/signin"
+    """The sign-in page: the providers and, in cookie mode, the password form; served only with `oidc.providers` or a route with `login: signin`."""
 
 
 class Shutdown(Model):

@@ -110,6 +110,8 @@ class Route(Model):
     """Bounds on one websocket of this route (both off by default)."""
     rate_limit: RateLimit | None = None
     """The route's request rate, e.g. `{requests: 100, per: 1m, key: sub, burst: 20}`; absent: none."""
+    login: str | None = None
+    """Where a browser navigation without a session is sent: a provider of `oidc.providers` or `signin` (302, `next` = this URL); fetch/XHR get 401 with `login_url`."""
     errors: ErrorStyleName | None = None
     """How this route's errors (401, 403, 429, 502...) are worded: `gateway`, `simplejwt` or `flask-jwt-extended`; absent: `compat.errors`."""
 

@@ -61,7 +61,7 @@ class Dialect:
 
     # -- answers --------------------------------------------------------------------
 
-    def _issued(self, auth: AuthService, issued: Issued) -> web.Response:
+    def issued_response(self, auth: AuthService, issued: Issued) -> web.Response:
         """The dialect's token answer; in cookie mode the tokens go into cookies instead of the body."""
         names = self.profile.response
         body: dict[str, Any] = {names.access: issued.access}
@@ -98,7 +98,7 @@ class Dialect:
                 shape=self._shape,
             )
             request[SUBJECT] = issued.subject  # for the access log
-            return self._issued(auth, issued)
+            return self.issued_response(auth, issued)
         except GatewayError as exc:
             return self.errors.endpoint_error(exc)
 
@@ -113,7 +113,7 @@ class Dialect:
                 return self._no_refresh_token()
             issued = await auth.refresh(token, rotate=self.rotate, shape=self._shape)
             request[SUBJECT] = issued.subject
-            return self._issued(auth, issued)
+            return self.issued_response(auth, issued)
         except GatewayError as exc:
             response = self.errors.endpoint_error(exc)
             if from_cookie is not None and exc.status == 401:  # the cookie is dead: let the browser forget it

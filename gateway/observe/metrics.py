@@ -92,6 +92,9 @@ class Metrics:
         self.source_seconds = Histogram(
             "gateway_user_source_duration_seconds", "Identity source call latency by source and operation",
             ["source", "operation"], buckets=BUCKETS, registry=r)
+        self.oidc_logins = Counter(
+            "gateway_oidc_logins", "Sign-ins through an OpenID Provider, by provider and result (success or the refusal's code)",
+            ["provider", "result"], registry=r)
         self.reloads = Counter(
             "gateway_config_reloads", "Configuration reloads by result (success, failure)", ["result"], registry=r)
         self.last_reload = Gauge(
@@ -145,6 +148,9 @@ class Metrics:
         self.revocations.labels(reason).inc()
 
     # -- identity sources (gateway.sources.chain.SourceEvents) -------------------------------
+
+    def oidc_login(self, provider: str, result: str) -> None:
+        self.oidc_logins.labels(provider, result).inc()
 
     def source_call(self, source: str, operation: str, result: str, seconds: float) -> None:
         self.source_calls.labels(source, operation, result).inc()

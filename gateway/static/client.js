@@ -21,12 +21,27 @@
 //   during refresh does not log the user out: the 401 responses are returned as they are. A refresh
 //   answered 503 is retried up to 3 times with back-off (0.5 s, 1 s, 2 s, or Retry-After up to 2 s).
 // * login/refresh/logout endpoints are never retried.
+// * sign-in through an identity provider (docs/frontends.md#sign-in-through-an-identity-provider):
+//     gw.login('corp')                        // or gw.login('corp', { next: '/orders', deliver: 'code' })
+//   navigates to the gateway's /auth/oidc/<provider>/login. In bearer mode it asks for `deliver=code`:
+//   the gateway comes back to `next#gateway_code=<one-time code>`; createClient() takes the code out of
+//   the URL at once (history.replaceState), exchanges it at POST /auth/oidc/exchange and stores the
+//   tokens exactly as login(user, password) does; only in a tab that started that sign-in itself
+//   (login(provider) or loginURL(), remembered in sessionStorage for 15 minutes), never for a code
+//   that arrived in a link from elsewhere. Requests made meanwhile wait for the exchange;
+//   `await gw.completeLogin()` says how it went. In cookie mode the gateway sets its cookies itself.
+//   logout() after such a sign-in uses POST /auth/oidc/logout and, when the gateway answers an
+//   `end_session_url` (the provider's logout), navigates there.
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 const REFRESH_RETRIES = [500, 1000, 2000]; // ms before each retry of a refresh answered 503 (about 3.5 s in all)
 const REFRESH_RETRY_CAP = 2000;            // ms: a longer Retry-After is not waited for
 const ACCESS_KEY = 'access';
 const REFRESH_KEY = 'refresh';
+const CODE_PARAM = 'gateway_code';
+const PROVIDER_MARK = 'gw_oidc_provider'; // sessionStorage: this tab signed in through a provider
+const PENDING_MARK = 'gw_oidc_pending';    // sessionStorage: when this tab last started a provider sign-in (ms)
+const PENDING_LIFETIME = 15 * 60 * 1000;   // a code arriving later than this after the start is not taken
 
 /** In-memory storage (the default). Tokens vanish on page reload. */
 export function memoryStorage() {
@@ -85,6 +100,31 @@ function readCookie(name) {
   return null;
 }
 
+function tabStorage() {
+  try { return globalThis.sessionStorage ?? null; } catch { return null; } // may throw when storage is blocked
+}
+
+// Takes `gateway_code=...` out of the page's fragment (keeping any other fragment parts) and returns it.
+function takeFragmentCode() {
+  if (typeof location === 'undefined' || !location.hash || !location.hash.includes(`${CODE_PARAM}=`)) return null;
+  const parts = location.hash.slice(1).split('&');
+  const code = parts.find((p) => p.startsWith(`${CODE_PARAM}=`));
+  const rest = parts.filter((p) => !p.startsWith(`${CODE_PARAM}=`)).join('&');
+  const clean = location.pathname + location.search + (rest ? `#${rest}` : '');
+  if (typeof history !== 'undefined' && history.replaceState) history.replaceState(history.state, '', clean);
+  try { return decodeURIComponent(code.slice(CODE_PARAM.length + 1)) || null; } catch { return null; }
+}
+
+// True once per started sign-in: a code in the URL is only exchanged by a tab that asked for one, so a
+// link carrying somebody else's code cannot sign this browser in as them (login CSRF).
+function claimPending() {
+  const store = tabStorage();
+  if (!store) return false;
+  const started = Number(store.getItem(PENDING_MARK));
+  store.removeItem(PENDING_MARK);
+  return Number.isFinite(started) && started > 0 && Date.now() - started < PENDING_LIFETIME;
+}
+
 async function readJSON(res) {
   try { return await res.json(); } catch { return null; }
 }
@@ -95,6 +135,9 @@ export function createClient(options = {}) {
     loginPath = '/auth/token',
     refreshPath = '/auth/token/refresh',
     logoutPath = '/auth/logout',
+    oidcPath = '/auth/oidc',
+    handleRedirect = true,
+    navigate = (url) => { location.assign(url); },
     mode = 'bearer',
     csrfCookie = 'gw_csrf',
     csrfHeader = 'X-CSRF-Token',
@@ -115,7 +158,10 @@ export function createClient(options = {}) {
   let csrfFromBody = null;     // fallback when the CSRF cookie is not readable (other site)
 
   const endpoint = (p) => (/^[a-z][a-z0-9+.-]*:/i.test(p) ? p : base.origin + basePath + (p.startsWith('/') ? p : '/' + p));
-  const authURLs = new Set([loginPath, refreshPath, logoutPath].map((p) => new URL(endpoint(p)).href.split('?')[0]));
+  const exchangePath = `${oidcPath}/exchange`;
+  const oidcLogoutPath = `${oidcPath}/logout`;
+  const authURLs = new Set([loginPath, refreshPath, logoutPath, exchangePath, oidcLogoutPath]
+    .map((p) => new URL(endpoint(p)).href.split('?')[0]));
 
   function resolve(input) {
     if (typeof input === 'string' && !/^[a-z][a-z0-9+.-]*:/i.test(input) && !input.startsWith('//')) {
@@ -258,6 +304,9 @@ export function createClient(options = {}) {
     const isAuthEndpoint = authURLs.has(template.url.split('?')[0]);
     const toGateway = new URL(template.url).origin === gatewayOrigin;
 
+    if (exchanging && toGateway && !isAuthEndpoint) {
+      try { await exchanging; } catch { /* completeLogin() reports it */ }
+    }
     if (refreshing && toGateway && !isAuthEndpoint) {
       try { await refreshing; } catch { /* handled by whoever started it */ }
     }
@@ -271,6 +320,10 @@ export function createClient(options = {}) {
   }
 
   async function login(username, password, extra = {}) {
+    if (password === undefined || (typeof password === 'object' && password !== null)) {
+      return loginWith(username, password); // login(provider[, { next, deliver }])
+    }
+    tabStorage()?.removeItem(PROVIDER_MARK);
     const res = await authPost(loginPath, { username, password, ...extra });
     const data = await readJSON(res);
     if (!res.ok) {
@@ -282,32 +335,87 @@ export function createClient(options = {}) {
     return data;
   }
 
-  async function logout() {
+  // -- sign-in through an identity provider ---------------------------------------------------
+
+  /** The URL that starts a sign-in at `provider` (for a plain link); options as for login(provider). */
+  function loginURL(provider, { next, deliver } = {}) {
+    let target = next;
+    if (target === undefined && typeof location !== 'undefined') {
+      // back to this page: a path on the gateway's own origin, else the full URL (an allowed origin)
+      target = location.origin === gatewayOrigin ? location.pathname + location.search : location.href.split('#')[0];
+    }
+    const query = new URLSearchParams();
+    if (target) query.set('next', target);
+    const how = deliver ?? (cookieMode ? undefined : 'code');
+    if (how) query.set('deliver', how);
+    const qs = query.toString();
+    tabStorage()?.setItem(PENDING_MARK, String(Date.now()));
+    return endpoint(`${oidcPath}/${encodeURIComponent(provider)}/login`) + (qs ? `?${qs}` : '');
+  }
+
+  async function loginWith(provider, options = {}) {
+    if (typeof provider !== 'string' || !provider) throw new TypeError('login(provider): a provider name');
+    tabStorage()?.setItem(PROVIDER_MARK, provider);
+    navigate(loginURL(provider, options ?? {}));
+  }
+
+  async function exchange(code) {
+    const res = await authPost(exchangePath, { code });
+    const data = await readJSON(res);
+    if (!res.ok) {
+      throw new AuthError((data && (data.detail || data.message)) || `sign-in failed: HTTP ${res.status}`, res.status, data);
+    }
+    logoutNotified = false;
+    if (!cookieMode) clearState();
+    storeTokens(data);
+    return data;
+  }
+
+  // The code of a sign-in that just came back: leaves the URL now, exchanged once.
+  const returnedCode = handleRedirect ? takeFragmentCode() : null;
+  let exchanging = null;
+  if (returnedCode) {
+    exchanging = claimPending() ? exchange(returnedCode)
+      : Promise.reject(new AuthError('a sign-in code this tab did not ask for (start with login(provider))', 0));
+  }
+  const completed = exchanging ?? Promise.resolve(null);
+  completed.catch(() => {}); // reported by completeLogin(), never as an unhandled rejection
+  if (exchanging) exchanging.finally(() => { exchanging = null; }).catch(() => {});
+
+  async function logout({ endSession } = {}) {
     let res = null;
+    let endSessionURL = null;
+    const viaProvider = endSession ?? Boolean(tabStorage()?.getItem(PROVIDER_MARK));
+    const path = viaProvider ? oidcLogoutPath : logoutPath;
     try {
       if (refreshing) { try { await refreshing; } catch { /* ignore */ } }
       if (cookieMode) {
-        res = await authPost(logoutPath, undefined);
+        res = await authPost(path, undefined);
       } else {
         const access = getAccess();
         const refreshTok = getRefresh();
         if (access || refreshTok) {
-          res = await authPost(logoutPath, refreshTok ? { refresh: refreshTok } : {},
+          res = await authPost(path, refreshTok ? { refresh: refreshTok } : {},
             access ? { Authorization: `Bearer ${access}` } : {});
         }
       }
+      if (viaProvider && res && res.ok) endSessionURL = (await readJSON(res))?.end_session_url ?? null;
     } catch {
       // network failure: the local state is cleared anyway
     } finally {
       clearState();
+      tabStorage()?.removeItem(PROVIDER_MARK);
       notifyLogout('logout');
     }
+    if (endSessionURL && endSession !== false) navigate(endSessionURL);
     return res ? res.ok : false;
   }
 
   return {
     login,
     logout,
+    loginURL,
+    completeLogin: () => completed,
     fetch: clientFetch,
     refresh: () => refresh(stamp()),
     get accessToken() { return getAccess(); },

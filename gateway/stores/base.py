@@ -108,6 +108,28 @@ class Store(abc.ABC):
     async def reset_counter(self, key: str) -> None:
         """Drop the counter."""
 
+    # -- one-time values and session links (OIDC sign-in) ---------------------------
+
+    @abc.abstractmethod
+    async def put_once(self, key: str, value: str, ttl: float) -> bool:
+        """Store ``value`` under ``key`` for ``ttl`` seconds unless the key exists; False if it did (a replay)."""
+
+    @abc.abstractmethod
+    async def take(self, key: str) -> str | None:
+        """The value of ``key`` and its deletion in one step: of two callers, exactly one gets it."""
+
+    @abc.abstractmethod
+    async def link_session(self, family: str, data: str, indexes: list[str], ttl: float) -> None:
+        """Attach ``data`` to a family and list the family under each index key (``ttl`` seconds)."""
+
+    @abc.abstractmethod
+    async def session_link(self, family: str) -> str | None:
+        """The data attached to ``family`` by ``link_session``, or None."""
+
+    @abc.abstractmethod
+    async def linked_families(self, index: str) -> list[str]:
+        """Every family listed under ``index`` (expired ones may be included: revoking them is harmless)."""
+
 
 class StoreWrapper(Store):
     """A store that adds behaviour around another one: every operation passes to ``inner`` unless overridden.
@@ -157,3 +179,18 @@ class StoreWrapper(Store):
 
     async def reset_counter(self, key: str) -> None:
         await self.inner.reset_counter(key)
+
+    async def put_once(self, key: str, value: str, ttl: float) -> bool:
+        return await self.inner.put_once(key, value, ttl)
+
+    async def take(self, key: str) -> str | None:
+        return await self.inner.take(key)
+
+    async def link_session(self, family: str, data: str, indexes: list[str], ttl: float) -> None:
+        await self.inner.link_session(family, data, indexes, ttl)
+
+    async def session_link(self, family: str) -> str | None:
+        return await self.inner.session_link(family)
+
+    async def linked_families(self, index: str) -> list[str]:
+        return await self.inner.linked_families(index)

@@ -81,6 +81,21 @@ class InstrumentedStore(Store):
     async def reset_counter(self, key: str) -> None:
         await self._time("reset_counter", self.inner.reset_counter(key))
 
+    async def put_once(self, key: str, value: str, ttl: float) -> bool:
+        return await self._time("put_once", self.inner.put_once(key, value, ttl))
+
+    async def take(self, key: str) -> str | None:
+        return await self._time("take", self.inner.take(key))
+
+    async def link_session(self, family: str, data: str, indexes: list[str], ttl: float) -> None:
+        await self._time("link_session", self.inner.link_session(family, data, indexes, ttl))
+
+    async def session_link(self, family: str) -> str | None:
+        return await self._time("session_link", self.inner.session_link(family))
+
+    async def linked_families(self, index: str) -> list[str]:
+        return await self._time("linked_families", self.inner.linked_families(index))
+
     def __getattr__(self, name: str) -> Any:
         """What the ``Store`` interface does not name: forwarded, coroutine methods timed."""
         attr = getattr(self.inner, name)

@@ -34,6 +34,9 @@ class MemoryStore(Store):
         self._counters: dict[str, tuple[int, float]] = {}
         self._rates: dict[str, float] = {}  # key -> theoretical arrival time (monotonic)
         self._sessions: dict[str, dict[str, float]] = {}  # user -> family -> deadline, oldest first
+        self._once: dict[str, tuple[str, float]] = {}  # key -> (value, deadline)
+        self._links: dict[str, tuple[str, float]] = {}  # family -> (data, deadline)
+        self._indexes: dict[str, dict[str, float]] = {}  # index -> family -> deadline
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -61,6 +64,14 @@ class MemoryStore(Store):
         self._denied = {k: v for k, v in self._denied.items() if v > now}
         self._counters = {k: v for k, v in self._counters.items() if v[1] > now}
         self._rates = {k: v for k, v in self._rates.items() if v > now}
+        self._once = {k: v for k, v in self._once.items() if v[1] > now}
+        self._links = {k: v for k, v in self._links.items() if v[1] > now}
+        for index in list(self._indexes):
+            alive = {f: d for f, d in self._indexes[index].items() if d > now}
+            if alive:
+                self._indexes[index] = alive
+            else:
+                del self._indexes[index]
         for user in list(self._sessions):
             live = {f: d for f, d in self._sessions[user].items() if d > now}
             if live:
@@ -156,3 +167,29 @@ class MemoryStore(Store):
 
     async def reset_counter(self, key: str) -> None:
         self._counters.pop(key, None)
+
+    async def put_once(self, key: str, value: str, ttl: float) -> bool:
+        now = time.monotonic()
+        entry = self._once.get(key)
+        if entry is not None and entry[1] > now:
+            return False
+        self._once[key] = (value, now + ttl)
+        return True
+
+    async def take(self, key: str) -> str | None:
+        entry = self._once.pop(key, None)
+        return entry[0] if entry is not None and entry[1] > time.monotonic() else None
+
+    async def link_session(self, family: str, data: str, indexes: list[str], ttl: float) -> None:
+        deadline = time.monotonic() + ttl
+        self._links[family] = (data, deadline)
+        for index in indexes:
+            self._indexes.setdefault(index, {})[family] = deadline
+
+    async def session_link(self, family: str) -> str | None:
+        entry = self._links.get(family)
+        return entry[0] if entry is not None and entry[1] > time.monotonic() else None
+
+    async def linked_families(self, index: str) -> list[str]:
+        now = time.monotonic()
+        return [f for f, deadline in self._indexes.get(index, {}).items() if deadline > now]

@@ -15,6 +15,9 @@ one slot), which is why the revoked flag is a key of its own.
 ``<prefix>ctr:<key>``         a fixed-window counter (login throttling)
 ``<prefix>sessions:<hash>``   sorted set: a user's live families by expiry (``tokens.max_sessions_per_user``)
 ``<prefix>rl:<route>:<hash>`` a route rate limit's theoretical arrival time, ms (``routes[].rate_limit``)
+``<prefix>once:<key>``        a one-time value (OIDC state, SPA code, logout-token jti), taken by GETDEL
+``<prefix>{fid}:link``        what an OIDC session is linked to (provider, sid, sub, ID token for logout)
+``<prefix>idx:<hash>``        set: the families of one provider session (``sid``) or subject, for back-channel logout
 
 Every revocation (``deny``, ``revoke_family``, reuse detected by ``rotate``) is
 also PUBLISHed, in the same script as the write, on the channel
@@ -117,6 +120,13 @@ redis.call('SET', KEYS[1], tat + interval, 'PX', math.max(1, ahead))
 return {1, math.floor((tolerance - ahead) / interval), 0, ahead}
 """
 
+# Add a family to an index set; the set lives as long as its longest-lived member.
+_INDEX = """
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
 # A fixed window: the TTL is set by the first hit only, so a counter always
 # dies ``window`` after it was born, however hard it is hit meanwhile.
 _INCR = """
@@ -175,6 +185,7 @@ class RedisStore(Store):
         self._incr = self.client.register_script(_INCR)
         self._track = self.client.register_script(_TRACK)
         self._gcra = self.client.register_script(_GCRA)
+        self._index = self.client.register_script(_INDEX)
 
     async def _redis_clock_offset(self) -> float:
         """Redis's clock minus ours (seconds), measured with ``TIME`` at most every ``CLOCK_RESYNC`` seconds."""
@@ -274,3 +285,33 @@ class RedisStore(Store):
 
     async def reset_counter(self, key: str) -> None:
         await self._call(lambda: self.client.delete(self._counter_key(key)))
+
+    # -- one-time values and session links ------------------------------------------
+
+    def _hashed(self, kind: str, key: str) -> str:
+        return f"{self.prefix}{kind}:{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+
+    async def put_once(self, key: str, value: str, ttl: float) -> bool:
+        name = self._hashed("once", key)
+        return bool(await self._call(lambda: self.client.set(name, value, px=_ms(ttl), nx=True)))
+
+    async def take(self, key: str) -> str | None:
+        name = self._hashed("once", key)
+        value = await self._call(lambda: self.client.getdel(name))
+        return None if value is None else str(value)
+
+    async def link_session(self, family: str, data: str, indexes: list[str], ttl: float) -> None:
+        link = self._key(family, "link")
+        await self._call(lambda: self.client.set(link, data, px=_ms(ttl)))
+        for index in indexes:
+            name = self._hashed("idx", index)
+            args: list[str | int] = [family, _ms(ttl)]
+            await self._call(lambda: self._index(keys=[name], args=args))
+
+    async def session_link(self, family: str) -> str | None:
+        value = await self._call(lambda: self.client.get(self._key(family, "link")))
+        return None if value is None else str(value)
+
+    async def linked_families(self, index: str) -> list[str]:
+        members = await self._call(lambda: self.client.smembers(self._hashed("idx", index)))
+        return sorted(str(m) for m in members)

@@ -99,6 +99,48 @@ async def test_every_redis_key_has_a_ttl(redis_server: RedisServer, redis_url: s
     await store.close()
 
 
+async def test_one_time_values_are_taken_exactly_once(store: Store):
+    assert await store.put_once("state:a", "record", ttl=60)
+    assert not await store.put_once("state:a", "other", ttl=60)  # a replay of the same key
+    results = await asyncio.gather(*[store.take("state:a") for _ in range(20)])
+    assert results.count("record") == 1 and results.count(None) == 19
+    assert await store.take("state:a") is None
+    assert await store.put_once("state:a", "again", ttl=60)  # taken keys are free again
+
+
+async def test_one_time_values_expire(store: Store):
+    await store.put_once("code:x", "v", ttl=0.1)
+    await asyncio.sleep(0.25)
+    assert await store.take("code:x") is None
+    assert await store.put_once("code:x", "v2", ttl=60)
+
+
+async def test_session_links_and_their_indexes(store: Store):
+    await store.link_session("f1", "link-1", ["sid:a", "sub:u"], ttl=60)
+    await store.link_session("f2", "link-2", ["sub:u"], ttl=60)
+    assert await store.session_link("f1") == "link-1" and await store.session_link("nope") is None
+    assert await store.linked_families("sid:a") == ["f1"]
+    assert sorted(await store.linked_families("sub:u")) == ["f1", "f2"]
+    assert await store.linked_families("sid:none") == []
+    await store.link_session("f3", "link-3", ["sid:b"], ttl=0.1)
+    await asyncio.sleep(0.25)
+    assert await store.session_link("f3") is None and await store.linked_families("sid:b") == []
+
+
+async def test_oidc_keys_have_ttls_and_hold_no_raw_key(redis_server: RedisServer, redis_url: str):
+    store = RedisStore(redis_url, prefix="oidc:")
+    await store.put_once("oidc:state:secret-state", "r", ttl=60)
+    await store.link_session("f1", "l", ["oidc:sid:corp:s1"], ttl=60)
+    await store.link_session("f2", "l", ["oidc:sid:corp:s1"], ttl=30)  # the index keeps the longer TTL
+    client = redis_server.client()
+    keys = client.keys("oidc:*")
+    assert len(keys) == 4 and all(0 < client.pttl(k) <= 60_000 for k in keys)
+    assert not any("secret-state" in k or "s1" in k for k in keys)
+    index = next(k for k in keys if k.startswith("oidc:idx:"))
+    assert client.pttl(index) > 30_000
+    await store.close()
+
+
 async def test_redis_down_is_store_unavailable(redis_server: RedisServer, redis_url: str):
     from gateway.stores import StoreUnavailable
 

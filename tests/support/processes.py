@@ -381,8 +381,9 @@ class GatewayProcesses:
         self.tmp = tmp_path
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
-    def __call__(self, raw: dict[str, Any], *extra_args: str) -> int:
-        port = free_port()
+    def __call__(self, raw: dict[str, Any], *extra_args: str, port: int | None = None) -> int:
+        """``port``: chosen beforehand when the config must name it (``public_url``)."""
+        port = port or free_port()
         raw = {**raw, "listen": {"host": "127.0.0.1", "port": port}}
         path = self.config_path(port)
         path.write_text(yaml.safe_dump(raw))

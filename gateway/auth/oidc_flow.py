@@ -1,0 +1,246 @@
+"""The sign-in flow without HTTP: begin (state, nonce, PKCE), complete (every check, then the
+gateway's own session), the one-time SPA code, logout links and back-channel logout.
+
+State lives in the store, keyed by the hash of the ``state`` value and taken
+exactly once (GETDEL): a replayed, forged or expired state finds nothing. It is
+bound to the browser that began the sign-in: the record holds the hash of a
+random binding value whose HMAC-signed copy sits in a short-lived HttpOnly
+``SameSite=Lax`` cookie, so a state (or a whole callback URL) carried to
+another browser is refused (login CSRF / session fixation). The nonce and the
+PKCE verifier ride in the same record, so they are single-use with it.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, runtime_checkable
+
+from gateway.auth.oidc import ProviderClient, pkce_pair
+from gateway.auth.oidc_identity import resolve_identity
+from gateway.auth.oidc_tokens import LOGOUT_TOKEN_MAX_AGE, validate_id_token, validate_logout_token
+from gateway.auth.sessions import AuthService, Issued
+from gateway.config import ConfigError, GatewayConfig
+from gateway.config.model import oidc_state_key
+from gateway.errors import GatewayError
+
+__all__ = ["Completed", "OidcEvents", "SessionLink", "SignInFlow"]
+
+log = logging.getLogger("gateway.auth.oidc")
+
+MAX_PARAM = 2048  # code, state and iss parameters longer than this are refused unread
+
+
+@runtime_checkable
+class OidcEvents(Protocol):
+    """What the flow reports (gateway.observe.metrics.Metrics implements it)."""
+
+    def oidc_login(self, provider: str, result: str) -> None: ...
+
+
+class _NoEvents:
+    def oidc_login(self, provider: str, result: str) -> None: ...
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _bad_state(detail: str) -> GatewayError:
+    return GatewayError(400, "state_invalid", detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    issued: Issued
+    next: str
+    deliver: str  # "cookie" or "code"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLink:
+    """What a session started by a provider remembers for logout."""
+
+    provider: str
+    sid: str | None
+    sub: str
+    id_token: str
+
+    def as_json(self) -> str:
+        return json.dumps({"p": self.provider, "sid": self.sid, "sub": self.sub, "idt": self.id_token})
+
+    @classmethod
+    def from_json(cls, raw: str) -> "SessionLink":
+        data = json.loads(raw)
+        return cls(data["p"], data.get("sid"), data["sub"], data["idt"])
+
+
+def _sid_index(provider: str, sid: str) -> str:
+    return f"oidc:sid:{provider}:{sid}"
+
+
+def _sub_index(provider: str, sub: str) -> str:
+    return f"oidc:sub:{provider}:{sub}"
+
+
+class SignInFlow:
+    """Every configured provider's client and the flow's secrets; built with the runtime."""
+
+    def __init__(self, config: GatewayConfig, events: object = None) -> None:
+        self.config = config
+        self.settings = config.oidc
+        self.events: OidcEvents = events if isinstance(events, OidcEvents) else _NoEvents()
+        key = oidc_state_key(config) or b""
+        self._key = hmac.new(key, b"gateway oidc state binding", hashlib.sha256).digest()
+        self.clients: dict[str, ProviderClient] = {}
+        self._secrets: dict[str, str | None] = {}
+        problems: list[str] = []
+        for name, spec in self.settings.providers.items():
+            client = ProviderClient(name, spec, self.settings.timeout, self.settings.discovery_ttl)
+            self._secrets[name] = spec.client_secret.get_secret_value() if spec.client_secret else None
+            try:
+                if spec.client_secret_file is not None:
+                    self._secrets[name] = spec.client_secret_file.read_text().strip()
+                if spec.private_key_file is not None:
+                    client.load_private_key(spec.private_key_file.read_bytes())
+            except (OSError, ValueError, TypeError) as exc:
+                problems.append(f"oidc.providers.{name}: cannot read its secret or key ({type(exc).__name__})")
+            self.clients[name] = client
+        if problems:
+            raise ConfigError(problems)
+
+    def client(self, provider: str) -> ProviderClient:
+        return self.clients[provider]
+
+    def redirect_uri(self, provider: str) -> str:
+        assert self.config.public_url is not None  # config validation requires it with providers
+        return f"{self.config.public_url}{self.config.endpoints.oidc}/{provider}/callback"
+
+    # -- the browser binding -----------------------------------------------------------
+
+    def _sign(self, binding: str) -> str:
+        return hmac.new(self._key, binding.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def binding_cookie(self, presented: str | None) -> tuple[str, str]:
+        """The browser's binding and the cookie value carrying it: the presented one if genuine, else new."""
+        binding = self.binding_of(presented)
+        if binding is None:
+            binding = secrets.token_urlsafe(24)
+        return binding, f"{binding}.{self._sign(binding)}"
+
+    def binding_of(self, cookie: str | None) -> str | None:
+        binding, _, signature = (cookie or "").partition(".")
+        if binding and hmac.compare_digest(signature, self._sign(binding)):
+            return binding
+        return None
+
+    # -- begin and complete ---------------------------------------------------------------
+
+    async def begin(self, provider: str, next_url: str, deliver: str, binding: str, auth: AuthService) -> str:
+        """The provider's authorization URL; the state record waits in the store."""
+        client = self.clients[provider]
+        state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        verifier, challenge = pkce_pair()
+        url = await client.authorization_url(self.redirect_uri(provider), state, nonce, challenge)
+        record = {"p": provider, "n": nonce, "v": verifier, "next": next_url, "d": deliver, "b": _digest(binding)}
+        await auth.store.put_once(f"oidc:state:{_digest(state)}", json.dumps(record), self.settings.state_lifetime)
+        return url
+
+    async def _take_state(self, provider: str, query: Mapping[str, str], binding: str | None, auth: AuthService) -> dict[str, Any]:
+        state = query.get("state")
+        if not state or len(state) > MAX_PARAM:
+            raise _bad_state("The sign-in answer carries no state")
+        raw = await auth.store.take(f"oidc:state:{_digest(state)}")  # once: a second callback finds nothing
+        if raw is None:
+            raise _bad_state("This sign-in is unknown, expired or already used; start again")
+        record: dict[str, Any] = json.loads(raw)
+        if binding is None or not hmac.compare_digest(record["b"], _digest(binding)):
+            raise _bad_state("This sign-in was started in another browser; start again")
+        if record["p"] != provider:
+            raise _bad_state("This sign-in was started with another provider")
+        return record
+
+    async def complete(self, provider: str, query: Mapping[str, str], binding: str | None, auth: AuthService) -> Completed:
+        """Every check of the callback, then the gateway's own session; failures are counted by reason."""
+        try:
+            completed = await self._complete(provider, query, binding, auth)
+        except GatewayError as exc:
+            self.events.oidc_login(provider, exc.code)
+            log.info("oidc sign-in via %s refused: %s (%s)", provider, exc.code, exc.detail)
+            raise
+        self.events.oidc_login(provider, "success")
+        return completed
+
+    async def _complete(self, provider: str, query: Mapping[str, str], binding: str | None, auth: AuthService) -> Completed:
+        record = await self._take_state(provider, query, binding, auth)
+        client = self.clients[provider]
+        metadata = await client.metadata()
+        iss = query.get("iss")  # RFC 9207: which provider answered, against mix-up attacks
+        if (iss is not None and iss != metadata.issuer) or (iss is None and metadata.iss_parameter):
+            raise GatewayError(400, "issuer_mismatch", "The sign-in answer comes from another identity provider")
+        if "error" in query:
+            error = query["error"][:64]
+            raise GatewayError(401, "provider_denied", f"The identity provider did not sign you in ({error})")
+        code = query.get("code")
+        if not code or len(code) > MAX_PARAM:
+            raise GatewayError(400, "bad_request", "The sign-in answer carries no code")
+        tokens = await client.exchange(code, record["v"], self.redirect_uri(provider), self._secrets[provider])
+        id_token = tokens["id_token"]
+        claims = await validate_id_token(client, id_token, record["n"])
+        userinfo = None
+        if client.settings.userinfo and isinstance(tokens.get("access_token"), str):
+            userinfo = await client.userinfo(tokens["access_token"])
+            if userinfo.get("sub") != claims["sub"]:  # OIDC Core §5.3.2: else it is someone else's answer
+                raise GatewayError(401, "id_token_invalid", "The userinfo answer is about another user")
+        identity = await resolve_identity(provider, client.settings, claims, userinfo, auth.users)
+        issued = await auth.start_session(identity.subject, identity.claims, refresh_extra=identity.refresh_extra,
+                                          grant="oidc")
+        sid = claims.get("sid") if isinstance(claims.get("sid"), str) else None
+        link = SessionLink(provider, sid, claims["sub"], id_token)
+        indexes = [_sub_index(provider, claims["sub"])] + ([_sid_index(provider, sid)] if sid else [])
+        await auth.store.link_session(issued.family, link.as_json(), indexes, auth.family_ttl)
+        return Completed(issued, record["next"], record["d"])
+
+    # -- the SPA's one-time code ----------------------------------------------------------
+
+    async def code_for(self, issued: Issued, auth: AuthService) -> str:
+        code = secrets.token_urlsafe(32)
+        await auth.store.put_once(f"oidc:code:{_digest(code)}", issued.as_json(), self.settings.code_lifetime)
+        return code
+
+    async def redeem(self, code: object, auth: AuthService) -> Issued:
+        """The session a one-time code stands for; the code is spent whether or not it was valid."""
+        if not isinstance(code, str) or not code or len(code) > MAX_PARAM:
+            raise GatewayError(400, "invalid_code", "Send the code from the sign-in redirect")
+        raw = await auth.store.take(f"oidc:code:{_digest(code)}")
+        if raw is None:
+            raise GatewayError(400, "invalid_code", "This code is unknown, expired or already used")
+        return Issued.from_json(raw)
+
+    # -- logout ------------------------------------------------------------------------
+
+    async def link_of(self, family: str, auth: AuthService) -> SessionLink | None:
+        raw = await auth.store.session_link(family)
+        return None if raw is None else SessionLink.from_json(raw)
+
+    async def backchannel_logout(self, provider: str, token: object, auth: AuthService) -> int:
+        """Revoke the sessions a valid logout token names (its ``sid``, else its ``sub``); how many."""
+        client = self.clients[provider]
+        claims = await validate_logout_token(client, token)
+        if not await auth.store.put_once(f"oidc:bcl:{provider}:{claims['jti']}", "1", 2 * LOGOUT_TOKEN_MAX_AGE):
+            raise GatewayError.unauthorized("id_token_invalid", "This logout token was already used", token_presented=False)
+        sid, sub = claims.get("sid"), claims.get("sub")
+        index = _sid_index(provider, sid) if isinstance(sid, str) and sid else _sub_index(provider, str(sub))
+        families = await auth.store.linked_families(index)
+        for family in families:
+            await auth.store.revoke_family(family, auth.family_ttl)
+            auth.events.revoked("backchannel_logout")
+        log.info("oidc back-channel logout from %s: %d session(s) revoked", provider, len(families))
+        return len(families)
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()

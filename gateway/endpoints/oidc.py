@@ -1,0 +1,253 @@
+"""The OIDC sign-in endpoints (``endpoints.oidc``): login, callback, exchange, logout,
+back-channel logout, the providers list; and the 302-or-401 answer of routes with ``login:``.
+
+What the endpoints answer is the contract in docs/sign-in.md. Navigations
+(login, callback, GET logout) fail with an HTML page, everything else with the
+gateway's JSON errors. The flow itself (every check) is ``auth.oidc_flow``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+from yarl import URL
+
+from gateway.auth.cookies import CookieMode
+from gateway.auth.credentials import bearer_token
+from gateway.auth.oidc_flow import SignInFlow
+from gateway.auth.redirects import safe_next
+from gateway.auth.sessions import AuthService
+from gateway.config import GatewayConfig
+from gateway.config.model import OIDC_PER_PROVIDER, OIDC_SHARED
+from gateway.context import SUBJECT
+from gateway.endpoints.oidc_pages import continue_page, error_page
+from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
+from gateway.endpoints.tokens import Dialect
+from gateway.errors import GatewayError, error_response
+
+__all__ = ["BINDING_COOKIE", "OidcEndpoints", "login_answer", "login_url", "oidc_endpoints", "provider_links", "wants_page"]
+
+BINDING_COOKIE = "gw_oidc"
+GET = frozenset({"GET", "HEAD"})
+POST = frozenset({"POST"})
+
+
+def redirect(location: str, **headers: str) -> web.Response:
+    """A 302 (returned, not raised: the middleware sees a normal answer)."""
+    return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store", **headers})
+
+
+def login_url(config: GatewayConfig, login: str, next_url: str | None = None) -> str:
+    """The relative URL that starts a sign-in: a provider's login, or the sign-in page (``signin``)."""
+    base = config.endpoints.signin if login == "signin" else f"{config.endpoints.oidc}/{login}/login"
+    return base if next_url is None else f"{base}?next={quote(next_url, safe='/')}"
+
+
+def provider_links(config: GatewayConfig) -> list[dict[str, str]]:
+    """What ``GET <oidc>/providers`` answers, in configuration order (the sign-in page lists them too)."""
+    return [{"name": name, "display_name": spec.display_name or name, "login_url": login_url(config, name)}
+            for name, spec in config.oidc.providers.items()]
+
+
+def wants_page(request: web.Request) -> bool:
+    """A browser navigation (answered with a redirect or a page), not fetch/XHR (answered with JSON)."""
+    if request.method not in ("GET", "HEAD") or "X-Requested-With" in request.headers:
+        return False
+    mode = request.headers.get("Sec-Fetch-Mode")
+    if mode is not None:
+        return mode == "navigate"
+    return "text/html" in request.headers.get("Accept", "")
+
+
+def login_answer(request: web.Request, config: GatewayConfig, login: str, refusal: web.Response) -> web.StreamResponse:
+    """A route's 401 for a caller without a session: 302 to the login for a navigation, else ``login_url`` in the JSON."""
+    try:
+        here = safe_next(request.raw_path, config.public_url)
+    except ValueError:
+        here = "/"
+    target = login_url(config, login, here)
+    if wants_page(request):
+        return redirect(target)
+    try:
+        body = json.loads(refusal.body) if isinstance(refusal.body, bytes) else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        body["login_url"] = target
+        refusal.body = json.dumps(body).encode()
+    return refusal
+
+
+class OidcEndpoints:
+    """The handlers, bound to one configuration's flow and cookie mode."""
+
+    def __init__(self, config: GatewayConfig, flow: SignInFlow, cookies: CookieMode | None, dialect: Dialect) -> None:
+        self.config = config
+        self.flow = flow
+        self.cookies = cookies
+        self.dialect = dialect  # the gateway dialect: the exchange answers exactly like its login
+        self.prefix = config.endpoints.oidc
+
+    def _next(self, value: Any) -> str:
+        try:
+            return safe_next(value, self.config.public_url, self.config.oidc.allowed_redirect_origins)
+        except ValueError as exc:
+            raise GatewayError(400, "next_not_allowed", str(exc)) from None
+
+    def _secure(self) -> bool:
+        return self.config.cookies.secure
+
+    # -- login and callback ---------------------------------------------------------------
+
+    async def login(self, request: web.Request, auth: AuthService, provider: str) -> web.StreamResponse:
+        try:
+            next_url = self._next(request.query.get("next"))
+            if auth.throttle is not None:  # each start holds a state record: bounded per address like logins
+                await auth.throttle.count_attempt(auth.throttle.client_of(request))
+            deliver = "code" if request.query.get("deliver") == "code" or self.cookies is None else "cookie"
+            binding, cookie = self.flow.binding_cookie(request.cookies.get(BINDING_COOKIE))
+            url = await self.flow.begin(provider, next_url, deliver, binding, auth)
+        except GatewayError as exc:
+            return error_page(exc)
+        response = redirect(url, **{"Referrer-Policy": "no-referrer"})
+        response.set_cookie(BINDING_COOKIE, cookie, path=self.prefix, max_age=int(self.config.oidc.state_lifetime),
+                            secure=self._secure(), httponly=True, samesite="Lax")
+        return response
+
+    async def callback(self, request: web.Request, auth: AuthService, provider: str) -> web.StreamResponse:
+        binding = self.flow.binding_of(request.cookies.get(BINDING_COOKIE))
+        try:
+            done = await self.flow.complete(provider, request.query, binding, auth)
+        except GatewayError as exc:
+            return error_page(exc, retry_url=login_url(self.config, provider))
+        request[SUBJECT] = done.issued.subject
+        if done.deliver == "code":
+            code = await self.flow.code_for(done.issued, auth)
+            target = str(URL(done.next).with_fragment(None)) + f"#gateway_code={code}"
+            return redirect(target, **{"Referrer-Policy": "no-referrer"})
+        assert self.cookies is not None
+        strict = self.config.cookies.same_site == "Strict"
+        response = continue_page(done.next) if strict else redirect(done.next)
+        self.cookies.set_session(response, done.issued.access, done.issued.refresh,
+                                 self.cookies.csrf_token(done.issued.family), self.config.endpoints.refresh)
+        return response
+
+    # -- exchange ------------------------------------------------------------------------
+
+    async def exchange(self, request: web.Request, auth: AuthService) -> web.StreamResponse:
+        try:
+            fields = await read_fields(request)
+            issued = await self.flow.redeem(fields.get("code"), auth)
+        except GatewayError as exc:
+            return error_response(exc)
+        request[SUBJECT] = issued.subject
+        return self.dialect.issued_response(auth, issued)
+
+    # -- logout --------------------------------------------------------------------------
+
+    async def _end(self, auth: AuthService, refresh: Any, access: str | None, next_url: str | None) -> str | None:
+        """End the session; the provider's end-session URL when its session asks for one."""
+        token = refresh if isinstance(refresh, str) else access
+        family = auth.tokens.verify(token, None, check_expiry=False)["fid"] if token else None
+        await auth.logout(refresh, access)
+        link = await self.flow.link_of(family, auth) if family else None
+        if link is None or link.provider not in self.flow.clients or not self.config.oidc.providers[link.provider].end_session:
+            return None
+        return await self.flow.clients[link.provider].end_session_url(link.id_token, self._post_logout_uri(next_url))
+
+    def _post_logout_uri(self, next_url: str | None) -> str | None:
+        allowed = self.config.oidc.post_logout_redirect_uris
+        if next_url is not None and self.config.public_url is not None:
+            absolute = str(URL(self.config.public_url).join(URL(next_url)))
+            if absolute in allowed:
+                return absolute
+        return allowed[0] if allowed else None
+
+    async def logout_page(self, request: web.Request, auth: AuthService) -> web.StreamResponse:
+        """GET: a navigation; ends the cookie session (logout CSRF can only log a user out)."""
+        try:
+            next_url = self._next(request.query.get("next"))
+        except GatewayError as exc:
+            return error_page(exc)
+        access = self.cookies.access_token(request) if self.cookies is not None else None
+        target: str | None = None
+        try:
+            if access is not None:
+                target = await self._end(auth, None, access, next_url)
+        except GatewayError:
+            pass  # a dead or foreign cookie: nothing to end, the cookies go anyway
+        response = redirect(target or next_url)
+        if self.cookies is not None:
+            self.cookies.clear(response, self.config.endpoints.refresh)
+        return response
+
+    async def logout(self, request: web.Request, auth: AuthService) -> web.StreamResponse:
+        """POST: a bearer client's (or a cookie client's, with CSRF) logout; the end-session URL in JSON."""
+        try:
+            fields = await read_fields(request)
+            next_url = self._next(fields.get("next")) if fields.get("next") else None
+            refresh, access = fields.get("refresh"), bearer_token(request)
+            if refresh is None and access is None and self.cookies is not None:
+                access = self.cookies.access_token(request)
+                if access is not None:
+                    self.cookies.check_csrf(request, auth.tokens.verify(access, None, check_expiry=False)["fid"])
+            url = await self._end(auth, refresh, access, next_url)
+            response = json_response({"end_session_url": url}, headers=NO_STORE)
+        except GatewayError as exc:
+            response = error_response(exc)
+            if exc.code == "csrf_failed":
+                return response
+        if self.cookies is not None:
+            self.cookies.clear(response, self.config.endpoints.refresh)
+        return response
+
+    # -- back-channel logout and the providers list -----------------------------------------
+
+    async def backchannel(self, request: web.Request, auth: AuthService, provider: str) -> web.StreamResponse:
+        """OIDC Back-Channel Logout 1.0 §2.8: 200 when done, 400 with an OAuth error body when not."""
+        try:
+            if request.content_type != "application/x-www-form-urlencoded":
+                raise GatewayError(400, "bad_request", "Send the logout_token as a form")
+            fields = await read_fields(request)
+            await self.flow.backchannel_logout(provider, fields.get("logout_token"), auth)
+        except GatewayError as exc:
+            if exc.status in (502, 503, 504):  # the provider's keys could not be had: let it retry
+                return error_response(exc)
+            body = {"error": "invalid_request", "error_description": exc.detail}
+            return json_response(body, status=400, headers=NO_STORE)
+        return web.Response(status=200, headers=NO_STORE)
+
+    async def providers(self, request: web.Request, auth: AuthService) -> web.StreamResponse:
+        return json_response(provider_links(self.config), headers={"Cache-Control": "no-cache"})
+
+
+def _bind(handler: Any, provider: str) -> Any:
+    async def call(request: web.Request, auth: AuthService) -> web.StreamResponse:
+        return await handler(request, auth, provider)  # type: ignore[no-any-return]
+
+    return call
+
+
+def oidc_endpoints(config: GatewayConfig, flow: SignInFlow, cookies: CookieMode | None, dialect: Dialect) -> dict[str, Endpoint]:
+    """The endpoint-table entries: three per provider, three shared (none without providers)."""
+    if not config.oidc.enabled:
+        return {}
+    e = OidcEndpoints(config, flow, cookies, dialect)
+    per_provider = {"login": (GET, e.login), "callback": (GET, e.callback), "backchannel-logout": (POST, e.backchannel)}
+    assert set(per_provider) == set(OIDC_PER_PROVIDER)
+    table = {
+        f"{e.prefix}/{name}/{what}": Endpoint(methods, _bind(handler, name))
+        for name in config.oidc.providers for what, (methods, handler) in per_provider.items()
+    }
+
+    async def logout(request: web.Request, auth: AuthService) -> web.StreamResponse:
+        return await (e.logout(request, auth) if request.method == "POST" else e.logout_page(request, auth))
+
+    shared = {"exchange": Endpoint(POST, e.exchange), "logout": Endpoint(GET | POST, logout),
+              "providers": Endpoint(GET, e.providers)}
+    assert set(shared) == set(OIDC_SHARED)
+    table.update({f"{e.prefix}/{what}": endpoint for what, endpoint in shared.items()})
+    return table
+

@@ -19,6 +19,9 @@ from gateway.auth.tokens import Claims
 from gateway.config import Route
 from gateway.context import REQUEST_ID, ROUTE_NAME, SUBJECT
 from gateway.cors import same_origin
+from gateway.decision import answer
+from gateway.decision.cache import DecisionCache
+from gateway.decision.front import Front
 from gateway.dialects import error_style
 from gateway.endpoints.table import Endpoint
 from gateway.errors import GatewayError
@@ -50,6 +53,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     runtime = gateway.runtime  # one snapshot for the whole request, even across a reload
     _check_framing(request)
+    if runtime.decision is not None and runtime.decision.serves(request.raw_path):
+        return await _decide(request, gateway, runtime, runtime.decision)
     host = request_host(request)
     path = parse_target(request.raw_path, runtime.config.paths)
     endpoint_path = path.decoded.rstrip("/") or "/"
@@ -83,9 +88,13 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 
 async def admit(
-    request: web.Request, gateway: Gateway, runtime: Runtime, host: Host, path: RequestPath, route: Route | None
+    request: web.Request, gateway: Gateway, runtime: Runtime, host: Host, path: RequestPath, route: Route | None,
+    decisions: DecisionCache | None = None,
 ) -> Admission:
-    """Credentials, policy and header rewrite of the matched ``route``: the one decision for HTTP and websocket alike."""
+    """Credentials, policy and header rewrite of the matched ``route``: the one decision for HTTP and websocket alike.
+
+    ``decisions``: decision mode's cache of verified callers (``_caller``); proxy mode passes none.
+    """
     if route is None:
         raise GatewayError(404, "not_found", "No route matches this request")
     request[ROUTE_NAME] = route.name
@@ -95,10 +104,7 @@ async def admit(
             raise GatewayError.bad_request("This route does not carry websocket upgrades")
         websocket.check_handshake(request)
         handshake = websocket.read_handshake(request, route, path.query)
-    claims = await _credentials(request, gateway, runtime, route, handshake)
-    if claims is not None:
-        request[SUBJECT] = str(claims.get("sub"))
-        check_requirements(route, claims)
+    claims = await _caller(request, gateway, runtime, route, handshake, decisions)
     if route.rate_limit is not None:
         await rate_limit.enforce(request, route, claims, gateway.store, runtime.config)
     origin = client_origin(request, runtime.config.trust_forwarded_headers, host)
@@ -112,6 +118,55 @@ async def admit(
     if claims is not None and route.identity_jwt is not None:
         headers[route.identity_jwt.header] = runtime.signer.token_for(route, claims)
     return Admission(route, path, headers, claims, handshake)
+
+
+async def _caller(
+    request: web.Request, gateway: Gateway, runtime: Runtime, route: Route, handshake: Handshake | None,
+    decisions: DecisionCache | None,
+) -> Claims | None:
+    """The verified caller who meets the route's claim requirements; with ``decisions``, remembered per
+    (credential, route, method) for the decision's lifetime (gateway/decision/cache.py)."""
+    key = None
+    if decisions is not None and handshake is None and route.auth != "none":
+        credential = answer.credential(request, runtime.cookies)
+        key = (credential, route.name, request.method) if credential else None
+    claims = decisions.get(key) if decisions is not None and key is not None else None
+    if claims is not None:
+        request[SUBJECT] = str(claims.get("sub"))
+        return claims
+    claims = await _credentials(request, gateway, runtime, route, handshake)
+    if claims is not None:
+        request[SUBJECT] = str(claims.get("sub"))
+        check_requirements(route, claims)
+        if decisions is not None and key is not None:
+            decisions.put(key, claims, answer.lifetime(runtime.config, route, claims, cacheable=True))
+    return claims
+
+
+async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, front: Front) -> web.StreamResponse:
+    """Decision mode: ``admit`` for the original request the front proxy describes, answered instead of forwarded.
+
+    200 with the identity headers, or the refusal proxy mode would send (the
+    route's error style); 404 for peers outside ``decision.allow_from``.
+    """
+    if not front.allowed(request):
+        raise GatewayError(404, "not_found", "No route matches this request")
+    route = None
+    try:
+        original = front.original(request)
+        try:
+            host = request_host(original.request)
+            path = parse_target(original.target, runtime.config.paths)
+            route = runtime.router.match(original.request.method, host.name, path)
+            admission = await admit(original.request, gateway, runtime, host, path, route, gateway.decisions)
+        finally:
+            request.update(original.request)  # route, subject, rate-limit headers: for the answer, the log and metrics
+    except GatewayError as exc:
+        style = runtime.errors if route is None or route.errors is None else error_style(route.errors)
+        return answer.deny(style.access_error(exc))
+    cacheable = answer.credential(original.request, runtime.cookies) is not None
+    seconds = answer.lifetime(runtime.config, admission.route, admission.claims, cacheable)
+    return answer.allow(admission.route, admission.headers, seconds)
 
 
 async def _credentials(

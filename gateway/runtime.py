@@ -18,6 +18,8 @@ from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import TokenService
 from gateway.config import GatewayConfig
 from gateway.cors import CorsPolicy
+from gateway.decision.cache import DecisionCache
+from gateway.decision.front import Front
 from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.table import Endpoint, default_endpoints
 from gateway.endpoints.tokens import compat_endpoints
@@ -54,6 +56,7 @@ class Runtime:
     errors: ErrorStyle = ErrorStyle()  # how proxied routes' errors look (compat.errors)
     cookies: CookieMode | None = None  # cookie mode (cookies.enabled)
     cors: CorsPolicy | None = None  # cross-origin policy (cors.allow_origins)
+    decision: Front | None = None  # decision mode (decision)
 
     @classmethod
     def build(
@@ -98,6 +101,7 @@ class Runtime:
             errors=error_style(config.compat.errors),
             cookies=cookies,
             cors=_cors(config),
+            decision=Front(config.decision) if config.decision is not None else None,
         )
 
 
@@ -146,11 +150,14 @@ class Gateway:
         self.upstream = upstream
         self.metrics = metrics if metrics is not None else Metrics()
         self.lifecycle = lifecycle if lifecycle is not None else Lifecycle()
+        self.decisions: DecisionCache | None = None  # decision mode's own cache (set by app.create_app)
         self.swap(runtime)
 
     def swap(self, runtime: Runtime) -> None:
         """Put a new runtime in force; requests already running keep the one they started with."""
         self.runtime = runtime
+        if self.decisions is not None:
+            self.decisions.clear()  # its entries name routes of the old configuration
         self.lifecycle.store_required = runtime.config.store.failure_mode == "fail_closed"
 
 

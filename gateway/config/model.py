@@ -9,6 +9,7 @@ from yarl import URL
 
 from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from gateway.config.browser import Compat, Cookies, Cors
+from gateway.config.decision import Decision
 from gateway.config.issuers import ExternalIssuer
 from gateway.config.limits import Limits
 from gateway.config.ops import Admin, Endpoints, Listen, LoginThrottle, Metrics, Shutdown, Store
@@ -66,6 +67,8 @@ class GatewayConfig(Model):
     """Allows the docs' example secrets on a non-loopback listener; never in production."""
     limits: Limits = Limits()
     """Connection, request-head, body and upstream-pool bounds of one process; read at start, restart to change."""
+    decision: Decision | None = None
+    """Decision mode: a front proxy (nginx, Traefik, Caddy, Envoy) asks, per request, what proxy mode would do; off while absent."""
 
     @field_validator("server_header")
     @classmethod
@@ -152,6 +155,8 @@ def _endpoint_collisions(config: GatewayConfig) -> list[str]:
         places += [(f"compat.profiles[{i}].paths.{role}", path) for role, path in profile.named_paths().items()]
     if config.metrics.enabled and config.admin is None:  # /metrics is one of the main listener's endpoints then
         places.append(("metrics.path", config.metrics.path))
+    if config.decision is not None:
+        places.append(("decision.path", config.decision.path))
     for where, path in places:
         if path in owners:
             problems.append(f"{where}: {path} is already served as {owners[path]}")

@@ -37,6 +37,12 @@ if [ -f tests/browser/package-lock.json ] && [ ! -d tests/browser/node_modules ]
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# Traefik's middleware schema (generated from its Go types), pinned by package-lock.json: the Traefik config
+# of deploy/decision/ is checked against it (tests/unit/test_decision_configs.py); no Traefik binary here.
+if [ ! -d tests/unit/traefik_schema/node_modules ]; then
+  (cd tests/unit/traefik_schema && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # Express 4 + jose, the Express recipe of docs/recipes.md (tests/ops/test_recipes.py), pinned by its package-lock.json.
 if [ ! -d tests/upstreams/recipes/express/node_modules ]; then
   (cd tests/upstreams/recipes/express && npm ci --no-audit --no-fund --loglevel=error)

@@ -130,7 +130,7 @@ async def _caller(
     if decisions is not None and handshake is None and route.auth != "none":
         credential = answer.credential(request, runtime.cookies)
         key = (credential, route.name, request.method) if credential else None
-    claims = decisions.get(key) if decisions is not None and key is not None else None
+    claims = decisions.get(key, route) if decisions is not None and key is not None else None
     if claims is not None:
         request[SUBJECT] = str(claims.get("sub"))
         return claims
@@ -139,7 +139,7 @@ async def _caller(
         request[SUBJECT] = str(claims.get("sub"))
         check_requirements(route, claims)
         if decisions is not None and key is not None:
-            decisions.put(key, claims, answer.lifetime(runtime.config, route, claims, cacheable=True))
+            decisions.put(key, claims, route, answer.lifetime(runtime.config, route, claims, cacheable=True))
     return claims
 
 

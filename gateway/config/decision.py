@@ -31,7 +31,7 @@ class Decision(Model):
     max_age: Duration = Field(5.0, le=3600)
     """Longest lifetime of an allowed decision, for the front proxy's cache and the gateway's own; also bounded by `store.revocation_cache` (0 there: never cached), the token's `exp` and half the identity token's lifetime. Routes with a `rate_limit` are never cached."""
     cache_size: int = Field(10_000, ge=0, le=1_000_000)
-    """Entries of the gateway's own decision cache (token, route, method); 0 turns it off."""
+    """Entries of the gateway's own decision cache, per (credential, route, method), used with `store.revocation_cache` only; 0 turns it off. Read at start."""
 
     @field_validator("allow_from")
     @classmethod

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from gateway.auth.cookies import SAFE_METHODS, CookieMode
+from gateway.auth.credentials import bearer_token
 from gateway.config import GatewayConfig, Route
 
 __all__ = ["CREDENTIAL_HEADERS", "allow", "credential", "deny", "lifetime"]
@@ -38,12 +39,13 @@ CREDENTIAL_HEADERS = ("Authorization", "Cookie")  # what a front proxy's cache k
 def credential(request: web.Request, cookies: CookieMode | None) -> str | None:
     """What authenticates ``request``, as a cache key part ("" for nothing); None when a cache may not hold it.
 
-    The order is ``authenticate``'s: the Authorization header, then (cookie mode)
-    the access cookie, which is cacheable only on safe methods (CSRF).
+    The order is ``authenticate``'s: the bearer token, then (cookie mode) the
+    access cookie, which is cacheable only on safe methods (CSRF). Another
+    Authorization scheme authenticates nobody, so it is no part of the key.
     """
-    authorization = request.headers.getall("Authorization", [])
-    if authorization:
-        return "authorization\x00" + "\x00".join(authorization)
+    token = bearer_token(request)
+    if token is not None:
+        return "bearer\x00" + token
     cookie = cookies.access_token(request) if cookies is not None else None
     if cookie is None:
         return ""

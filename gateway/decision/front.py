@@ -37,6 +37,7 @@ _SOURCES: dict[str, tuple[str | None, str | None, str]] = {
     "caddy": ("X-Forwarded-Method", "X-Forwarded-Uri", "X-Forwarded-Host"),
     "envoy": (None, None, "Host"),
 }
+_PEERS = 1024  # remembered peer addresses, forgotten all at once when full
 _NOT_COPIED = frozenset({"upgrade", "connection", "content-length", "transfer-encoding"})
 
 
@@ -56,6 +57,7 @@ class Front:
         self.path = settings.path
         self.networks = tuple(ipaddress.ip_network(n) for n in settings.allow_from)
         self.method_header, self.target_header, self.host_header = _SOURCES[settings.front]
+        self._peers: dict[str, bool] = {}
 
     def serves(self, raw_path: str) -> bool:
         """Whether a request for ``raw_path`` is a decision request (envoy: the path prefix and anything below)."""
@@ -65,9 +67,18 @@ class Front:
         return self.target_header is None and path.startswith(self.path + "/")
 
     def allowed(self, request: web.Request) -> bool:
-        """The connection's own peer is in ``allow_from``."""
+        """The connection's own peer is in ``allow_from`` (remembered per address: front proxies are few)."""
+        remote = request.remote or ""
+        known = self._peers.get(remote)
+        if known is None:
+            if len(self._peers) >= _PEERS:
+                self._peers.clear()
+            known = self._peers[remote] = self._in_networks(remote)
+        return known
+
+    def _in_networks(self, remote: str) -> bool:
         try:
-            peer = ipaddress.ip_address(request.remote or "")
+            peer = ipaddress.ip_address(remote)
         except ValueError:
             return False
         if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:

@@ -231,3 +231,41 @@ def test_config_errors(make_config):
     with pytest.raises(ConfigError, match="front"):
         make_config(decision={"front": "haproxy"})
     assert make_config(decision=NGINX).decision.allow_from == ("127.0.0.0/8", "::1/128")
+
+
+async def test_a_revocation_at_another_instance_ends_cached_decisions(aiohttp_client, make_config, redis_url, upstream):
+    """Instance B logs the caller out; A's decision cache hears it through the revocation cache's pub/sub."""
+    routes = [{"name": "api", "prefix": "/api", "upstream": upstream, "headers": {"X-User-Id": "sub"}}]
+    config = make_config(decision={"front": "nginx", "max_age": "60s"}, routes=routes,
+                         store={"backend": "redis", "url": redis_url, "prefix": "decide-two:", "revocation_cache": "60s"})
+    a, b = await aiohttp_client(create_app(config)), await aiohttp_client(create_app(config))
+    cache = _cache(a)
+    await _until_subscribed(cache)
+    pair = await login(b)
+    headers = asked("GET", "/api/x", **bearer(pair["access"]))
+    assert (await decide(a, headers)).status == 200
+    assert (await decide(a, headers)).status == 200 and cache.hits == 1  # cached, for up to 60 s
+    resp = await b.post("/auth/logout", json={"refresh": pair["refresh"]}, headers=bearer(pair["access"]))
+    assert resp.status == 200
+    deadline = time.monotonic() + 10  # pub/sub delivery: milliseconds; the bound only keeps the test finite
+    while (status := (await decide(a, headers)).status) == 200:
+        assert time.monotonic() < deadline, "the other instance's revocation never ended the cached decision"
+        await asyncio.sleep(0.05)
+    assert status == 401
+
+
+async def test_the_cache_key_is_what_authenticates(aiohttp_client, make_config, redis_url):
+    """Two callers sharing an Authorization header of another scheme are told apart by their access cookies."""
+    config = make_config(decision=NGINX, cookies={"enabled": True, "secure": False},
+                         store={"backend": "redis", "url": redis_url, "prefix": "decide-key:", "revocation_cache": "30s"})
+    client = await aiohttp_client(create_app(config))
+    await _until_subscribed(_cache(client))
+    cookies = {}
+    for user in ("alice", "bob"):
+        assert (await client.post("/auth/token", json={"username": user, "password": f"{user}-password"})).status == 200
+        cookies[user] = "; ".join(f"{c.key}={c.value}" for c in client.session.cookie_jar)
+        client.session.cookie_jar.clear()
+    for user in ("alice", "bob", "alice"):
+        resp = await decide(client, asked("GET", "/api/x", Authorization="Basic c2hhcmVkOnNoYXJlZA==", Cookie=cookies[user]))
+        assert resp.status == 200 and resp.headers["X-User-Id"] == user
+    assert _cache(client).hits == 1

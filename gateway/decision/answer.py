@@ -31,9 +31,7 @@ from gateway.auth.cookies import SAFE_METHODS, CookieMode
 from gateway.auth.credentials import bearer_token
 from gateway.config import GatewayConfig, Route
 
-__all__ = ["CREDENTIAL_HEADERS", "allow", "credential", "deny", "lifetime"]
-
-CREDENTIAL_HEADERS = ("Authorization", "Cookie")  # what a front proxy's cache key must hold besides method, host, URI
+__all__ = ["allow", "credential", "deny", "lifetime"]
 
 
 def credential(request: web.Request, cookies: CookieMode | None) -> str | None:

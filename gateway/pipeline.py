@@ -166,7 +166,7 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
         return answer.deny(style.access_error(exc))
     cacheable = answer.credential(original.request, runtime.cookies) is not None
     seconds = answer.lifetime(runtime.config, admission.route, admission.claims, cacheable)
-    return answer.allow(admission.route, admission.headers, seconds)
+    return answer.allow(admission.route, admission.headers, seconds, front.padding)
 
 
 async def _credentials(

@@ -101,7 +101,8 @@ class Runtime:
             errors=error_style(config.compat.errors),
             cookies=cookies,
             cors=_cors(config),
-            decision=Front(config.decision) if config.decision is not None else None,
+            decision=Front(config.decision, [h for r in config.routes for h in r.headers] + sorted(signed_headers))
+            if config.decision is not None else None,
         )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from aiohttp import web
 
@@ -72,12 +72,15 @@ def _cache_headers(seconds: int) -> dict[str, str]:
     return {"Cache-Control": f"private, max-age={seconds}", "X-Accel-Expires": str(seconds)}
 
 
-def allow(route: Route, headers: Mapping[str, str], seconds: int) -> web.Response:
-    """The 200 of an allowed decision: the gateway-injected identity headers taken from ``headers`` (the admission's)."""
+def allow(route: Route, headers: Mapping[str, str], seconds: int, padding: Iterable[str] = ()) -> web.Response:
+    """The 200 of an allowed decision: the gateway-injected identity headers taken from ``headers`` (the admission's);
+    each name in ``padding`` it lacks is sent empty (``front.Front.padding``)."""
     names = list(route.headers)
     if route.identity_jwt is not None:
         names.append(route.identity_jwt.header)
     answer = {name: headers[name] for name in names if name in headers}
+    injected = {name.lower() for name in answer}
+    answer.update({name: "" for name in padding if name.lower() not in injected})
     return web.Response(status=200, headers={**answer, **_cache_headers(seconds)})
 
 

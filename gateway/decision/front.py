@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Iterable
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -52,8 +53,12 @@ class Original:
 class Front:
     """``decision`` settings made usable: which path answers, who may ask, where the original request is read."""
 
-    def __init__(self, settings: Decision) -> None:
+    def __init__(self, settings: Decision, identity_headers: Iterable[str] = ()) -> None:
         self.settings = settings
+        # Caddy 2.6 (Debian's) sets a header its copy_headers lists but the decision lacks to the literal
+        # text "{http.reverse_proxy.header.<name>}": for caddy every allowed answer names every identity
+        # header the gateway injects anywhere, empty where this route injects nothing.
+        self.padding = tuple(dict.fromkeys(identity_headers)) if settings.front == "caddy" else ()
         self.path = settings.path
         self.networks = tuple(ipaddress.ip_network(n) for n in settings.allow_from)
         self.method_header, self.target_header, self.host_header = _SOURCES[settings.front]

@@ -269,3 +269,18 @@ async def test_the_cache_key_is_what_authenticates(aiohttp_client, make_config, 
         resp = await decide(client, asked("GET", "/api/x", Authorization="Basic c2hhcmVkOnNoYXJlZA==", Cookie=cookies[user]))
         assert resp.status == 200 and resp.headers["X-User-Id"] == user
     assert _cache(client).hits == 1
+
+
+async def test_caddy_answers_name_every_identity_header(make_gateway):
+    """Caddy 2.6 would set a copied header the answer lacks to its placeholder's text: for caddy, empty instead."""
+    caddy = await make_gateway(decision={"front": "caddy"})
+    described = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/public/x", "X-Forwarded-Host": "app.example"}
+    resp = await decide(caddy, described)
+    assert resp.status == 200
+    assert {h: resp.headers.get(h) for h in ("X-User-Id", "X-Auth-Tenant", "X-Gateway-Identity")} == \
+        {"X-User-Id": "", "X-Auth-Tenant": "", "X-Gateway-Identity": ""}
+    bob = (await login(caddy, "bob"))["access"]
+    resp = await decide(caddy, {**described, "X-Forwarded-Uri": "/admin/x", **bearer((await login(caddy))["access"])})
+    assert resp.headers["X-User-Id"] == "alice" and resp.headers["X-User-Email"] == ""  # admin injects no email
+    nginx = await make_gateway(decision=NGINX)
+    assert "X-User-Id" not in (await decide(nginx, asked("GET", "/public/x", **bearer(bob)))).headers

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Callable, Iterator
 
 import jwt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import PASSWORDS
 from tests.support.fronts import caddy_front, echo_upstream, nginx_front
@@ -209,3 +212,33 @@ def test_revocation_is_honoured_within_the_stated_lifetime(stack: Stack):
             break
         assert reply.status == 200 and time.monotonic() < deadline, "revocation not honoured within max-age"
         time.sleep(0.2)
+
+
+SEGMENTS = ["admin", "ADMIN", "Admin", "%61dmin", "%2561dmin", "..", ".", "%2e%2e", "%2E", "api", "x", "x;y=1",
+            "admin;", "%2f", "%5c", "", "%00", "%ef%bc%8e%ef%bc%8e", "admin.", "admin%20", "a%2fb", "%C4%B0"]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(SEGMENTS), min_size=1, max_size=4), st.sampled_from(["", "?a=1", "?_METHOD=x"]))
+def test_generated_paths_never_reach_the_admin_handler_as_bob(stack: Stack, segments: list[str], query: str):
+    """Whatever the spelling, the app either never gets the request or gets exactly what the gateway decided on:
+    bob (role user) never reaches an /admin path, and the identity the app sees is bob's or none."""
+    target = "/" + "/".join(segments) + query
+    reply = stack.send("GET", target, bearer(BOB_TOKENS[stack.front]))
+    if reply.status != 200:
+        assert 400 <= reply.status < 500, (target, reply.status, reply.body[:200])
+        return
+    seen = reply.json()
+    decoded = urllib.parse.unquote(seen["path"]).lower()
+    assert not decoded.startswith("/admin"), (target, seen["path"])
+    assert seen["headers"].get("X-User-Id") in (None, "", "bob"), (target, seen["headers"])
+
+
+BOB_TOKENS: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _bob(stack: Stack) -> None:
+    if stack.front not in BOB_TOKENS:
+        BOB_TOKENS[stack.front] = stack.login("bob")["access"]

@@ -15,6 +15,7 @@ import gateway.rate_limit as rate_limit
 from gateway.auth.oidc import HTTP as oidc_http
 from gateway.config import GatewayConfig
 from gateway.context import REQUEST_ID
+from gateway.decision.cache import DecisionCache, revocation_cache_of
 from gateway.lifecycle import LIFECYCLE
 from gateway.middleware import errors_and_access_log
 from gateway.observe.metrics import METRICS, Metrics
@@ -62,6 +63,9 @@ def create_app(
     sockets = SocketSessions()
     store = watched_revocations(store, sockets)  # open websockets end when their token is revoked
     gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, Upstream(config.limits), metrics)
+    revocations = revocation_cache_of(store)
+    if config.decision is not None and config.decision.cache_size > 0 and revocations is not None:
+        gateway.decisions = DecisionCache(revocations, config.decision.cache_size)
     app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log, limits.admission])
     app[GATEWAY] = gateway
     guard = limits.install(app, config.limits, lambda: gateway.runtime.config.trust_forwarded_headers)

@@ -19,7 +19,10 @@ from gateway.auth.tokens import Claims
 from gateway.config import Route
 from gateway.context import REQUEST_ID, ROUTE_NAME, SUBJECT
 from gateway.cors import same_origin
-from gateway.dialects import error_style
+from gateway.decision import answer
+from gateway.decision.cache import DecisionCache
+from gateway.decision.front import Front
+from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.oidc import login_answer
 from gateway.endpoints.table import Endpoint
 from gateway.errors import GatewayError
@@ -51,6 +54,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     runtime = gateway.runtime  # one snapshot for the whole request, even across a reload
     _check_framing(request)
+    if runtime.decision is not None and runtime.decision.serves(request.raw_path):
+        return await _decide(request, gateway, runtime, runtime.decision)
     host = request_host(request)
     path = parse_target(request.raw_path, runtime.config.paths)
     endpoint_path = path.decoded.rstrip("/") or "/"
@@ -78,18 +83,20 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
                                              runtime.config.tokens.leeway)
         return await gateway.upstream.forward(request, admission.route, admission.path, admission.headers)
     except GatewayError as exc:
-        # a matched route's errors in its own style (routes[].errors), the rest in the main dialect (compat.errors)
-        style = runtime.errors if route is None or route.errors is None else error_style(route.errors)
-        refusal = style.access_error(exc)
+        refusal = _style(runtime, route).access_error(exc)
         if exc.status == 401 and route is not None and route.login is not None:
             return login_answer(request, runtime.config, route.login, refusal)  # navigation: 302; fetch: login_url
         return refusal
 
 
 async def admit(
-    request: web.Request, gateway: Gateway, runtime: Runtime, host: Host, path: RequestPath, route: Route | None
+    request: web.Request, gateway: Gateway, runtime: Runtime, host: Host, path: RequestPath, route: Route | None,
+    decisions: DecisionCache | None = None,
 ) -> Admission:
-    """Credentials, policy and header rewrite of the matched ``route``: the one decision for HTTP and websocket alike."""
+    """Credentials, policy and header rewrite of the matched ``route``: the one decision for HTTP and websocket alike.
+
+    ``decisions``: decision mode's cache of verified callers (``_caller``); proxy mode passes none.
+    """
     if route is None:
         raise GatewayError(404, "not_found", "No route matches this request")
     request[ROUTE_NAME] = route.name
@@ -99,10 +106,7 @@ async def admit(
             raise GatewayError.bad_request("This route does not carry websocket upgrades")
         websocket.check_handshake(request)
         handshake = websocket.read_handshake(request, route, path.query)
-    claims = await _credentials(request, gateway, runtime, route, handshake)
-    if claims is not None:
-        request[SUBJECT] = str(claims.get("sub"))
-        check_requirements(route, claims)
+    claims = await _caller(request, gateway, runtime, route, handshake, decisions)
     if route.rate_limit is not None:
         await rate_limit.enforce(request, route, claims, gateway.store, runtime.config)
     origin = client_origin(request, runtime.config.trust_forwarded_headers, host)
@@ -116,6 +120,59 @@ async def admit(
     if claims is not None and route.identity_jwt is not None:
         headers[route.identity_jwt.header] = runtime.signer.token_for(route, claims)
     return Admission(route, path, headers, claims, handshake)
+
+
+async def _caller(
+    request: web.Request, gateway: Gateway, runtime: Runtime, route: Route, handshake: Handshake | None,
+    decisions: DecisionCache | None,
+) -> Claims | None:
+    """The verified caller who meets the route's claim requirements; with ``decisions``, remembered per
+    (credential, route, method) for the decision's lifetime (gateway/decision/cache.py)."""
+    key = None
+    if decisions is not None and handshake is None and route.auth != "none":
+        credential = answer.credential(request, runtime.cookies)
+        key = (credential, route.name, request.method) if credential else None
+    claims = decisions.get(key, route) if decisions is not None and key is not None else None
+    if claims is not None:
+        request[SUBJECT] = str(claims.get("sub"))
+        return claims
+    claims = await _credentials(request, gateway, runtime, route, handshake)
+    if claims is not None:
+        request[SUBJECT] = str(claims.get("sub"))
+        check_requirements(route, claims)
+        if decisions is not None and key is not None:
+            decisions.put(key, claims, route, answer.lifetime(runtime.config, route, claims, cacheable=True))
+    return claims
+
+
+async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, front: Front) -> web.StreamResponse:
+    """Decision mode: ``admit`` for the original request the front proxy describes, answered instead of forwarded.
+
+    200 with the identity headers, or the refusal proxy mode would send (the
+    route's error style); 404 for peers outside ``decision.allow_from``.
+    """
+    if not front.allowed(request):
+        raise GatewayError(404, "not_found", "No route matches this request")
+    route = None
+    try:
+        original = front.original(request)
+        try:
+            host = request_host(original.request)
+            path = parse_target(original.target, runtime.config.paths)
+            route = runtime.router.match(original.request.method, host.name, path)
+            admission = await admit(original.request, gateway, runtime, host, path, route, gateway.decisions)
+        finally:
+            request.update(original.request)  # route, subject, rate-limit headers: for the answer, the log and metrics
+    except GatewayError as exc:
+        return answer.deny(_style(runtime, route).access_error(exc))
+    cacheable = answer.credential(original.request, runtime.cookies) is not None
+    seconds = answer.lifetime(runtime.config, admission.route, admission.claims, cacheable)
+    return answer.allow(admission.route, admission.headers, seconds, front.padding)
+
+
+def _style(runtime: Runtime, route: Route | None) -> ErrorStyle:
+    """A matched route's errors in its own style (routes[].errors), the rest in the main dialect (compat.errors)."""
+    return runtime.errors if route is None or route.errors is None else error_style(route.errors)
 
 
 async def _credentials(

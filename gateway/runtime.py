@@ -19,6 +19,8 @@ from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import TokenService
 from gateway.config import GatewayConfig
 from gateway.cors import CorsPolicy
+from gateway.decision.cache import DecisionCache
+from gateway.decision.front import Front
 from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.oidc import oidc_endpoints
 from gateway.endpoints.signin import signin_endpoints
@@ -58,6 +60,7 @@ class Runtime:
     cookies: CookieMode | None = None  # cookie mode (cookies.enabled)
     cors: CorsPolicy | None = None  # cross-origin policy (cors.allow_origins)
     oidc: SignInFlow | None = None  # sign-in through OpenID Providers (oidc.providers)
+    decision: Front | None = None  # decision mode (decision)
 
     @classmethod
     def build(
@@ -106,6 +109,8 @@ class Runtime:
             cookies=cookies,
             cors=_cors(config),
             oidc=oidc,
+            decision=Front(config.decision, [h for r in config.routes for h in r.headers] + sorted(signed_headers))
+            if config.decision is not None else None,
         )
 
 
@@ -154,11 +159,14 @@ class Gateway:
         self.upstream = upstream
         self.metrics = metrics if metrics is not None else Metrics()
         self.lifecycle = lifecycle if lifecycle is not None else Lifecycle()
+        self.decisions: DecisionCache | None = None  # decision mode's own cache (set by app.create_app)
         self.swap(runtime)
 
     def swap(self, runtime: Runtime) -> None:
         """Put a new runtime in force; requests already running keep the one they started with."""
         self.runtime = runtime
+        if self.decisions is not None:
+            self.decisions.clear()  # its entries name routes of the old configuration
         self.lifecycle.store_required = runtime.config.store.failure_mode == "fail_closed"
 
 

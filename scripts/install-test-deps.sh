@@ -21,6 +21,8 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v ldapadd >/dev/null || missing+=(ldap-utils)
 command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || missing+=(mariadb-server)
+# Caddy in front of the gateway in decision mode (tests/ops/test_decision_fronts.py; nginx serves there too)
+command -v caddy >/dev/null || missing+=(caddy)
 # PHP-FPM behind nginx: the CGI-style recipe of docs/recipes.md (tests/ops/test_recipes.py)
 command -v php-fpm >/dev/null || compgen -G "/usr/sbin/php-fpm*" >/dev/null || missing+=(php-fpm)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -33,6 +35,12 @@ fi
 # (tests/browser/harness.py re-runs `npm ci` by itself when the lock file changes.)
 if [ -f tests/browser/package-lock.json ] && [ ! -d tests/browser/node_modules ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# Traefik's middleware schema (generated from its Go types), pinned by package-lock.json: the Traefik config
+# of deploy/decision/ is checked against it (tests/unit/test_decision_configs.py); no Traefik binary here.
+if [ ! -d tests/unit/traefik_schema/node_modules ]; then
+  (cd tests/unit/traefik_schema && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Express 4 + jose, the Express recipe of docs/recipes.md (tests/ops/test_recipes.py), pinned by its package-lock.json.

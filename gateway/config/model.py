@@ -9,6 +9,7 @@ from yarl import URL
 
 from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from gateway.config.browser import Compat, Cookies, Cors
+from gateway.config.decision import Decision
 from gateway.config.issuers import ExternalIssuer
 from gateway.config.limits import Limits
 from gateway.config.oidc import Oidc
@@ -69,6 +70,8 @@ class GatewayConfig(Model):
     """Connection, request-head, body and upstream-pool bounds of one process; read at start, restart to change."""
     oidc: Oidc = Oidc()
     """Sign-in through OpenID Providers (authorization code + PKCE), turned into the gateway's own session."""
+    decision: Decision | None = None
+    """Decision mode: a front proxy (nginx, Traefik, Caddy, Envoy) asks, per request, what proxy mode would do; off while absent."""
 
     @field_validator("server_header")
     @classmethod
@@ -159,6 +162,8 @@ def _endpoint_collisions(config: GatewayConfig) -> list[str]:
         places += [(f"endpoints.oidc ({what})", f"{config.endpoints.oidc}/{what}") for what in OIDC_SHARED]
     if config.metrics.enabled and config.admin is None:  # /metrics is one of the main listener's endpoints then
         places.append(("metrics.path", config.metrics.path))
+    if config.decision is not None:
+        places.append(("decision.path", config.decision.path))
     for where, path in places:
         if path in owners:
             problems.append(f"{where}: {path} is already served as {owners[path]}")

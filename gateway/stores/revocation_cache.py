@@ -176,6 +176,20 @@ class RevocationCache(StoreWrapper):
             self._negative.add(key, time.monotonic())
         return revoked
 
+    def settled(self, family: str, jti: str) -> bool:
+        """Whether ``is_revoked`` would answer "not revoked" from this cache right now, without asking Redis.
+
+        The decision cache (gateway/decision/cache.py) keeps an entry only while this holds, so
+        every revocation this cache learns of ends it too.
+        """
+        now = time.monotonic()
+        if not (self._subscribed and now < self._alive_until):
+            return False
+        key = (family, jti)
+        if self._families.holds(family, now) or self._tokens.holds(key, now):
+            return False
+        return self._negative.holds(key, now)
+
     @property
     def healthy(self) -> bool:
         """Whether the subscription is confirmed and was heard from recently enough to trust the cache."""

@@ -1,0 +1,44 @@
+"""``decision``: decision mode, where a front proxy (nginx, Traefik, Caddy, Envoy) proxies and the gateway decides.
+
+Off while the section is absent. Which headers describe the original request
+follows from ``front`` alone, never from anything the caller says; only peers
+in ``allow_from`` are answered.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from gateway.config.types import AbsPath, Duration, Model
+
+__all__ = ["FRONTS", "Decision"]
+
+FRONTS = ("nginx", "traefik", "caddy", "envoy")
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+class Decision(Model):
+    """Decision mode: the front proxy asks, the gateway answers 200 with identity headers or the route's 401/403."""
+
+    front: Literal["nginx", "traefik", "caddy", "envoy"]
+    """Which proxy asks, and so where the original request is read: `nginx` X-Original-Method, X-Original-URI and Host; `traefik` and `caddy` X-Forwarded-Method, -Uri and -Host; `envoy` the method, the path after `path` and Host of the ext_authz request."""
+    path: AbsPath = "/auth/decide"
+    """Where decisions are answered; with `envoy`, the ext_authz `path_prefix` (the original path follows it)."""
+    allow_from: tuple[str, ...] = LOOPBACK
+    """Networks (CIDR) of the peers that may ask, compared with the connection's own address, never a forwarded one; others get 404."""
+    max_age: Duration = Field(5.0, le=3600)
+    """Longest lifetime of an allowed decision, for the front proxy's cache and the gateway's own; also bounded by `store.revocation_cache` (0 there: never cached), the token's `exp` and half the identity token's lifetime. Routes with a `rate_limit` are never cached."""
+    cache_size: int = Field(10_000, ge=0, le=1_000_000)
+    """Entries of the gateway's own decision cache, per (credential, route, method), used with `store.revocation_cache` only; 0 turns it off. Read at start."""
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=True)
+            except ValueError:
+                raise ValueError(f"{network!r} is not a network in CIDR form (host bits zero), e.g. 10.0.0.0/8") from None
+        return value

@@ -1,0 +1,8 @@
+"""Decision mode: a front proxy (nginx, Traefik, Caddy, Envoy) proxies, the gateway decides.
+
+``front`` reads the original request the proxy describes (only from the
+headers its configured ``front`` sends, only from allowed peers); ``answer``
+turns an admission into the 200 the proxy copies identity headers from, with a
+cache lifetime; ``cache`` is the gateway's own decision cache. The decision
+itself is ``pipeline.admit``, the same step proxy mode runs.
+"""

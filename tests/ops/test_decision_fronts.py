@@ -1,0 +1,244 @@
+"""Decision mode end to end: Debian's nginx and Caddy, each running its shipped config from deploy/decision/,
+in front of a real ``gateway run`` (Redis, revocation cache) and an upstream that echoes what reached it.
+
+Every request goes to the front proxy, byte for byte (tests.support.processes.raw_request): login through
+it, the identity the app receives, client spoofs stripped, the gateway's own refusals passed through,
+revocation honoured within the stated lifetime, and the path and host tricks of the trust-boundary tests.
+"""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import jwt
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import PASSWORDS
+from tests.support.fronts import caddy_front, echo_upstream, nginx_front
+from tests.support.jwt_tools import make_key
+from tests.support.processes import GatewayProcesses, RawReply, ServerProcess, raw_request
+
+MAX_AGE = 2  # decision.max_age and store.revocation_cache: the stated lifetime of an allowed decision
+IDS = {"X-User-Id": "sub", "X-User-Roles": "roles", "X-User-Email": "email"}
+LAUNCHERS: dict[str, Callable[[Path, int, int], ServerProcess]] = {"nginx": nginx_front, "caddy": caddy_front}
+
+
+@dataclass
+class Stack:
+    front: str
+    port: int  # the front proxy's
+    gateway: GatewayProcesses
+    gateway_port: int
+    app: str  # the echo upstream's URL
+
+    def send(self, method: str, target: str, headers: list[tuple[str, str]] | None = None,
+             host: str = "app.example") -> RawReply:
+        return raw_request(self.port, method, target, headers or [], host)
+
+    def seen(self, method: str, target: str, headers: list[tuple[str, str]] | None = None,
+             host: str = "app.example") -> dict:
+        """What the app received; fails unless the app answered."""
+        reply = self.send(method, target, headers, host)
+        assert reply.status == 200, (method, target, reply.status, reply.body[:300])
+        seen = reply.json()
+        assert seen.get("upstream") == "example", seen
+        return seen
+
+    def post(self, path: str, body: dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", json.dumps(body).encode(),
+                                         {"Content-Type": "application/json", **(headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=15) as resp:
+                return resp.status, json.load(resp)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+
+    def login(self, user: str) -> dict:
+        """A token pair from the gateway's /auth/token, through the front proxy."""
+        status, body = self.post("/auth/token", {"username": user, "password": PASSWORDS[user]})
+        assert status == 200, body
+        return body
+
+    def decisions(self) -> int:
+        """Decisions the gateway answered so far (its access log)."""
+        return self.gateway.log(self.gateway_port).count('"/auth/decide')
+
+
+@pytest.fixture(scope="module", params=sorted(LAUNCHERS))
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, users_file: Path,
+          redis_server) -> Iterator[Stack]:
+    front = request.param
+    tmp = tmp_path_factory.mktemp(f"decision-{front}")
+    app = echo_upstream(tmp)
+    key = make_key(tmp, "ES256", "gw-es")
+    processes = GatewayProcesses(tmp)
+    proxy = None
+    try:
+        gateway_port = processes({
+            "tokens": {"keys": [key.spec(active=True)], "issuer": "test-gw", "audience": "test-clients"},
+            "users_file": str(users_file),
+            "store": {"backend": "redis", "url": redis_server.url, "prefix": f"decision-{front}:",
+                      "revocation_cache": f"{MAX_AGE}s"},
+            "trust_forwarded_headers": True,
+            "decision": {"front": front, "max_age": f"{MAX_AGE}s"},
+            "routes": [
+                {"name": "admin-site", "host": "admin.example.com", "prefix": "/", "upstream": app.url,
+                 "require": {"roles_any": ["admin"]}, "headers": IDS},
+                {"name": "admin", "prefix": "/admin", "upstream": app.url, "require": {"roles_any": ["admin"]},
+                 "headers": IDS},
+                {"name": "api", "prefix": "/api", "upstream": app.url, "headers": IDS, "identity_jwt": {}},
+                {"name": "limited", "prefix": "/limited", "upstream": app.url, "headers": IDS,
+                 "rate_limit": {"requests": 2, "per": "1h"}},
+                {"name": "public", "prefix": "/", "upstream": app.url, "auth": "none"},
+            ],
+        })
+        proxy = LAUNCHERS[front](tmp, gateway_port, app.port)
+        yield Stack(front, proxy.port, processes, gateway_port, app.url)
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        processes.stop_all()
+        app.stop()
+
+
+def bearer(token: str) -> list[tuple[str, str]]:
+    return [("Authorization", f"Bearer {token}")]
+
+
+def refusal(reply: RawReply, status: int, code: str | None = None) -> dict:
+    """The gateway's own refusal, passed through the front proxy: its status, JSON body and challenge."""
+    assert reply.status == status, (reply.status, reply.body[:300])
+    body = reply.json()
+    assert {"detail", "code"} <= set(body) and "upstream" not in body, body
+    if code is not None:
+        assert body["code"] == code, body
+    if status == 401:
+        assert reply.headers["WWW-Authenticate"].startswith("Bearer realm="), dict(reply.headers)
+    return body
+
+
+def test_login_identity_and_signed_identity_through_the_front(stack: Stack):
+    tokens = stack.login("alice")
+    seen = stack.seen("GET", "/api/things?x=1", bearer(tokens["access"]))
+    headers = seen["headers"]
+    assert (seen["path"], seen["query"]) == ("/api/things", "x=1")
+    assert headers["X-User-Id"] == "alice" and headers["X-User-Roles"] == "admin,user"
+    assert headers["X-User-Email"] == "alice@example.com" and "Authorization" not in headers
+    identity = jwt.decode(headers["X-Gateway-Identity"], options={"verify_signature": False})
+    assert identity["sub"] == "alice" and identity["token_type"] == "identity"
+    assert stack.seen("GET", "/admin/x", bearer(tokens["access"]))["headers"]["X-User-Id"] == "alice"
+    assert stack.seen("GET", "/", host="admin.example.com", headers=bearer(tokens["access"]))["path"] == "/"
+    assert stack.seen("POST", "/public/x")["method"] == "POST"
+
+
+def test_spoofed_identity_headers_are_stripped(stack: Stack):
+    bob = stack.login("bob")["access"]
+    spoofs = [("X-User-Id", "root"), ("X-User-Roles", "admin"), ("X-Gateway-Identity", "forged"),
+              ("X_User_Id", "root"), ("x-user-email", "root@evil")]
+    for target, auth in (("/api/x", bearer(bob)), ("/public/x", [])):
+        headers = stack.seen("GET", target, spoofs + auth)["headers"]
+        values = {k.lower().replace("_", "-"): v for k, v in headers.items()}
+        assert not {"root", "admin", "forged", "root@evil"} & set(values.values()), (target, headers)
+    assert stack.seen("GET", "/api/x", spoofs + bearer(bob))["headers"]["X-User-Id"] == "bob"
+
+
+def test_refusals_pass_through_as_the_gateway_wrote_them(stack: Stack):
+    bob = stack.login("bob")["access"]
+    refusal(stack.send("GET", "/api/x"), 401, "authentication_required")
+    refusal(stack.send("GET", "/api/x", bearer("not.a.token")), 401, "token_not_valid")
+    refusal(stack.send("GET", "/admin/x", bearer(bob)), 403, "permission_denied")
+    refusal(stack.send("GET", "/", host="admin.example.com", headers=bearer(bob)), 403, "permission_denied")
+    limited = [stack.send("GET", "/limited/x", bearer(bob)) for _ in range(3)]
+    assert [r.status for r in limited[:2]] == [200, 200]
+    refusal(limited[2], 429, "rate_limited")  # a rate-limited route is never cached: each request decided
+
+
+def test_the_decision_endpoint_is_not_reachable_through_the_front(stack: Stack):
+    alice = stack.login("alice")["access"]
+    for target in ("/auth/decide", "/auth/decide/", "/auth/decide?x=1", "/auth//decide"):
+        reply = stack.send("GET", target, [("X-Original-URI", "/api/x"), ("X-Original-Method", "GET"),
+                                           ("X-Forwarded-Uri", "/api/x"), ("X-Forwarded-Method", "GET"), *bearer(alice)])
+        assert reply.status in (400, 404) and "X-User-Id" not in reply.headers, (target, reply.status)
+
+
+PATH_TRICKS = ["/api/..%2fadmin/x", "/api/%2e%2e/admin/x", "/api;x=1/x", "/api/x;jsessionid=1", "/api/%252e%252e/admin",
+               "/api/x%00", "/api/x?_method=DELETE", "/api/%EF%BC%8F", "/api/x%2fy", "/ap%69/x%5c"]
+
+
+def test_path_tricks_are_refused_and_never_reach_the_app_with_identity(stack: Stack):
+    bob = stack.login("bob")["access"]
+    for target in PATH_TRICKS:
+        reply = stack.send("GET", target, bearer(bob))
+        assert reply.status == 400, (target, reply.status, reply.body[:200])
+        if not reply.body.startswith(b"<html>"):  # else the front proxy refused it itself (nginx: %00)
+            refusal(reply, 400, "bad_request")
+    # case folding: /ADMIN is the admin route to the gateway, whatever the app does with it
+    refusal(stack.send("GET", "/ADMIN/x", bearer(bob)), 403)
+
+
+def test_hosts_are_validated_like_proxy_mode(stack: Stack):
+    bob = stack.login("bob")["access"]
+    refusal(stack.send("GET", "/", host="ADMIN.Example.COM.", headers=bearer(bob)), 403)  # the admin route, folded
+    for bad in ("admin.example.com:99999", "admin example", "a..b"):
+        reply = stack.send("GET", "/", host=bad, headers=bearer(bob))
+        assert 400 <= reply.status < 500, (bad, reply.status)
+
+
+def test_revocation_is_honoured_within_the_stated_lifetime(stack: Stack):
+    tokens = stack.login("alice")
+    auth = bearer(tokens["access"])
+    assert stack.seen("GET", "/api/revoke-me", auth)["headers"]["X-User-Id"] == "alice"
+    before = stack.decisions()
+    for _ in range(5):
+        stack.seen("GET", "/api/revoke-me", auth)
+    cached = stack.decisions() - before
+    if stack.front == "nginx":
+        assert cached < 5, "nginx's decision cache answered none of the repeats"
+    status, body = stack.post("/auth/logout", {"refresh": tokens["refresh"]}, dict(auth))
+    assert status == 200, body
+    deadline = time.monotonic() + MAX_AGE + 8  # the stated lifetime plus a margin for slow machines
+    while True:
+        reply = stack.send("GET", "/api/revoke-me", auth)
+        if reply.status == 401:
+            refusal(reply, 401, "token_revoked")
+            break
+        assert reply.status == 200 and time.monotonic() < deadline, "revocation not honoured within max-age"
+        time.sleep(0.2)
+
+
+SEGMENTS = ["admin", "ADMIN", "Admin", "%61dmin", "%2561dmin", "..", ".", "%2e%2e", "%2E", "api", "x", "x;y=1",
+            "admin;", "%2f", "%5c", "", "%00", "%ef%bc%8e%ef%bc%8e", "admin.", "admin%20", "a%2fb", "%C4%B0"]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(SEGMENTS), min_size=1, max_size=4), st.sampled_from(["", "?a=1", "?_METHOD=x"]))
+def test_generated_paths_never_reach_the_admin_handler_as_bob(stack: Stack, segments: list[str], query: str):
+    """Whatever the spelling, the app either never gets the request or gets exactly what the gateway decided on:
+    bob (role user) never reaches an /admin path, and the identity the app sees is bob's or none."""
+    target = "/" + "/".join(segments) + query
+    reply = stack.send("GET", target, bearer(BOB_TOKENS[stack.front]))
+    if reply.status != 200:
+        assert 400 <= reply.status < 500, (target, reply.status, reply.body[:200])
+        return
+    seen = reply.json()
+    decoded = urllib.parse.unquote(seen["path"]).lower()
+    assert not decoded.startswith("/admin"), (target, seen["path"])
+    assert seen["headers"].get("X-User-Id") in (None, "", "bob"), (target, seen["headers"])
+
+
+BOB_TOKENS: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _bob(stack: Stack) -> None:
+    if stack.front not in BOB_TOKENS:
+        BOB_TOKENS[stack.front] = stack.login("bob")["access"]

@@ -1,0 +1,198 @@
+"""deploy/decision/ for the two front proxies that cannot run here: Envoy and Traefik.
+
+Neither is a Debian package and their binaries' own registries are out of reach, so these configs are
+checked, not run (nginx and Caddy run in tests/ops/test_decision_fronts.py):
+
+- Envoy: every key and every ``@type`` of envoy.yaml parsed strictly by Envoy's own protobuf definitions
+  (PyPI ``envoy-data-plane``: an unknown field or enum value anywhere, also inside typed_config, fails);
+- Traefik: the middlewares validated by Traefik's own schema (npm ``@kubernetes-models/traefik``,
+  generated from Traefik's Go types: the validator checks types, its declarations name the fields);
+  routers and services field by field against the documented file-provider fields, written here by hand;
+- for both, and nginx and Caddy too: what decision mode relies on (the gateway's decision path, the
+  identity headers copied and stripped, the decision endpoint unreachable from outside).
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import re
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from tests.support.fronts import DEPLOY
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using `@model_validator`")  # envoy-data-plane on pydantic 2.12+
+
+IDENTITY = ["X-User-Id", "X-User-Roles", "X-User-Email", "X-Gateway-Identity"]  # the shipped routes' headers
+TRAEFIK_SCHEMA = Path(__file__).parent / "traefik_schema"
+# The file provider's documented router and service fields (doc.traefik.io, routing/routers and services).
+ROUTER_FIELDS = {"entryPoints", "rule", "ruleSyntax", "priority", "middlewares", "service", "tls", "observability"}
+SERVICE_KINDS = {"loadBalancer", "weighted", "mirroring", "failover"}
+LOAD_BALANCER_FIELDS = {"servers", "sticky", "healthCheck", "passHostHeader", "responseForwarding",
+                        "serversTransport", "strategy"}
+SERVER_FIELDS = {"url", "weight", "preservePath"}
+
+
+# -- Envoy ------------------------------------------------------------------------------------------
+
+def _types(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from [value] if key == "@type" else _types(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _types(value)
+
+
+def envoy_bootstrap(raw: dict[str, Any]) -> Any:
+    """``raw`` parsed as Envoy's Bootstrap message; every typed_config's message imported first."""
+    from envoy_data_plane.envoy.config.bootstrap.v3 import Bootstrap
+
+    for type_url in set(_types(raw)):
+        module, _, name = type_url.removeprefix("type.googleapis.com/").rpartition(".")
+        assert hasattr(importlib.import_module(f"envoy_data_plane.{module}"), name), type_url
+    return Bootstrap.from_dict(raw)
+
+
+@pytest.fixture(scope="module")
+def envoy() -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / "envoy.yaml").read_text())
+
+
+def _filters(envoy: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    hcm = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return hcm, {f["name"]: f["typed_config"] for f in hcm["http_filters"]}
+
+
+def test_envoy_config_parses_against_envoys_protobuf_definitions(envoy):
+    envoy_bootstrap({})  # imports the definitions (and their own import-time warnings) first
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bootstrap = envoy_bootstrap(envoy)
+    deprecated = [str(w.message) for w in caught if re.match(r"^\w+\.\w+ is deprecated", str(w.message))]
+    assert not deprecated, deprecated  # no deprecated Envoy field either (envoy-data-plane warns of each use)
+    assert [c.name for c in bootstrap.static_resources.clusters] == ["gateway", "app"]
+
+
+@pytest.mark.parametrize("break_it", ["top", "inside_typed_config", "enum"])
+def test_envoy_check_is_strict(envoy, break_it):
+    """Negative controls: the parse above would notice a misspelt key or value anywhere."""
+    broken = copy.deepcopy(envoy)
+    hcm, filters = _filters(broken)
+    if break_it == "top":
+        broken["static_resources"]["clusters"][0]["conect_timeout"] = "1s"
+    elif break_it == "inside_typed_config":
+        filters["envoy.filters.http.ext_authz"]["http_service"]["authorisation_response"] = {}
+    else:
+        hcm["path_with_escaped_slashes_action"] = "KEEP_AS_IS"
+    with pytest.raises((KeyError, ValueError, TypeError)):
+        envoy_bootstrap(broken)
+
+
+def test_envoy_config_does_what_decision_mode_needs(envoy):
+    hcm, filters = _filters(envoy)
+    assert list(filters) == ["envoy.filters.http.header_mutation", "envoy.filters.http.ext_authz",
+                             "envoy.filters.http.router"]  # client spoofs removed before the decision
+    service = filters["envoy.filters.http.ext_authz"]["http_service"]
+    assert service["path_prefix"] == "/auth/decide" and service["server_uri"]["cluster"] == "gateway"
+    assert filters["envoy.filters.http.ext_authz"]["failure_mode_allow"] is False
+    copied = [p["exact"] for p in service["authorization_response"]["allowed_upstream_headers"]["patterns"]]
+    removed = [m["remove"] for m in filters["envoy.filters.http.header_mutation"]["mutations"]["request_mutations"]]
+    assert copied == removed == [h.lower() for h in IDENTITY]
+    assert hcm["common_http_protocol_options"]["headers_with_underscores_action"] == "DROP_HEADER"
+    assert (hcm["normalize_path"], hcm["merge_slashes"]) == (False, False)
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    decide = routes[0]
+    assert decide["match"] == {"prefix": "/auth/decide"} and decide["direct_response"] == {"status": 404}
+    assert routes[-1]["request_headers_to_remove"] == ["authorization"]
+
+
+# -- Traefik ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def traefik() -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / "traefik-dynamic.yml").read_text())["http"]
+
+
+def _declared(relative: str) -> set[str]:
+    """The fields a type of @kubernetes-models/traefik declares (its .d.ts interface)."""
+    path = TRAEFIK_SCHEMA / "node_modules" / "@kubernetes-models" / "traefik" / relative
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run scripts/install-test-deps.sh (npm ci in tests/unit/traefik_schema)")
+    interface = re.search(r"export interface I\w+ \{(.*?)\n\}", path.read_text(), re.S)
+    assert interface, path
+    return set(re.findall(r'^\s+"(\w+)"\??:', interface.group(1), re.M))
+
+
+def traefik_middleware_errors(middlewares: dict[str, Any]) -> dict[str, list[str]]:
+    """Each middleware against Traefik's schema: unknown fields, then the generated validator's type errors."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed: run scripts/install-test-deps.sh")
+    errors: dict[str, list[str]] = {}
+    kinds = {"forwardAuth": "traefik.io/v1alpha1/ForwardAuth.d.ts",
+             "headers": "github.com/traefik/traefik/v3/pkg/config/dynamic/Headers.d.ts"}
+    spec_fields = _declared("traefik.io/v1alpha1/MiddlewareSpec.d.ts")
+    for name, spec in middlewares.items():
+        errors[name] = [f"unknown middleware {kind}" for kind in spec if kind not in spec_fields]
+        errors[name] += [f"{kind}.{field}: unknown field" for kind, body in spec.items() if kind in kinds
+                         for field in body if field not in _declared(kinds[kind])]
+    run = subprocess.run([node, "check.mjs"], input=json.dumps(middlewares), capture_output=True, text=True,
+                         cwd=TRAEFIK_SCHEMA, timeout=60)
+    assert run.returncode == 0, run.stderr
+    for name, problems in json.loads(run.stdout).items():
+        errors[name] += problems
+    return errors
+
+
+def test_traefik_middlewares_are_valid_by_traefiks_schema(traefik):
+    assert traefik_middleware_errors(traefik["middlewares"]) == {"gateway-decision": [], "no-token": []}
+
+
+def test_traefik_check_is_strict(traefik):
+    broken = copy.deepcopy(traefik["middlewares"])
+    broken["gateway-decision"]["forwardAuth"]["authResponseHeader"] = ["X-User-Id"]
+    broken["no-token"]["headers"]["customRequestHeaders"] = "Authorization"
+    errors = traefik_middleware_errors(broken)
+    assert any("authResponseHeader:" in e for e in errors["gateway-decision"])
+    assert any("customRequestHeaders" in e for e in errors["no-token"])
+
+
+def test_traefik_routers_and_services_use_documented_fields(traefik):
+    assert set(traefik) == {"routers", "middlewares", "services"}
+    for name, router in traefik["routers"].items():
+        assert set(router) <= ROUTER_FIELDS, name
+        assert router["service"] in traefik["services"], name
+        assert all(m in traefik["middlewares"] for m in router.get("middlewares", [])), name
+    for name, service in traefik["services"].items():
+        (kind, body), = service.items()
+        assert kind == "loadBalancer" and set(body) <= LOAD_BALANCER_FIELDS, name
+        assert all(set(server) <= SERVER_FIELDS and server["url"].startswith("http://") for server in body["servers"])
+
+
+def test_traefik_config_does_what_decision_mode_needs(traefik):
+    auth = traefik["middlewares"]["gateway-decision"]["forwardAuth"]
+    assert auth["address"] == "http://127.0.0.1:8080/auth/decide" and auth["trustForwardHeader"] is False
+    assert auth["authResponseHeaders"] == IDENTITY
+    regex = re.compile(auth["authResponseHeadersRegex"].replace("(?i)", ""), re.I)
+    assert all(regex.match(h) for h in IDENTITY + ["X_User_Id", "x-user-admin"]) and not regex.match("X-Request-Id")
+    assert traefik["routers"]["app"]["middlewares"] == ["gateway-decision", "no-token"]  # token dropped after deciding
+    assert "!PathPrefix(`/auth/decide`)" in traefik["routers"]["gateway-endpoints"]["rule"]
+
+
+# -- all four: one list of identity headers ---------------------------------------------------------
+
+def test_every_front_copies_and_strips_the_same_identity_headers():
+    nginx = (DEPLOY / "nginx.conf").read_text()
+    assert re.findall(r"proxy_set_header (X-[\w-]+) \$gw_", nginx) == IDENTITY
+    assert re.findall(r"proxy_hide_header (X-[\w-]+);", nginx) == IDENTITY
+    caddy = (DEPLOY / "Caddyfile").read_text()
+    assert re.search(r"^\s+copy_headers (.*)", caddy, re.M).group(1).split() == IDENTITY  # type: ignore[union-attr]
+    assert "request_header -X-User-*" in caddy and "request_header -X-Gateway-Identity" in caddy

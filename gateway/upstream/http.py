@@ -16,7 +16,7 @@ from yarl import URL
 
 from gateway.config import Route
 from gateway.config.limits import Limits
-from gateway.context import RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS
+from gateway.context import ANSWER_HEADERS, RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS
 from gateway.errors import GatewayError
 from gateway.lifecycle import LIFECYCLE
 from gateway.target import RequestPath
@@ -108,6 +108,9 @@ async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.
     lifecycle = request.app.get(LIFECYCLE)
     if lifecycle is not None and lifecycle.draining:
         response.force_close()  # shutting down: the client's next request goes to a live instance
+    answer = request.app.get(ANSWER_HEADERS)
+    if answer is not None:  # X-Request-Id, Server, CORS, RateLimit: set once, here, not by a prepare hook
+        answer(request, response)
     await response.prepare(request)
     request[RESPONSE_BYTES] = 0
     reading = True  # False while writing: a failure then is the client's, not the upstream's

@@ -83,6 +83,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self._routes: dict[str, RouteMetrics] = {}
+        self._store_timers: dict[str, Histogram] = {}  # pre-bound children of store_seconds, by operation
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -203,7 +204,10 @@ class Metrics:
     # -- store (gateway.stores.instrumented.StoreObserver) ----------------------------------
 
     def store_call(self, operation: str, seconds: float, failed: bool) -> None:
-        self.store_seconds.labels(operation).observe(seconds)
+        timer = self._store_timers.get(operation)  # operations are the store interface's method names: bounded
+        if timer is None:
+            timer = self._store_timers[operation] = self.store_seconds.labels(operation)
+        timer.observe(seconds)
         if failed:
             self.store_errors.labels(operation).inc()
 

@@ -36,6 +36,8 @@ CATEGORIES: dict[str, str] = {
     "response relay (_relay, StreamResponse)": r"^_relay |^_response_headers |\(aiohttp/web_response",
     "aiohttp server (parsing, dispatch, writing)": r"\(aiohttp/",
     "gateway's other per-request code (middleware, pipeline, credentials, limits)": r"\(gateway/",
+    "prototype server (bench/protocol_prototype.py: parsing callbacks, answer assembly, writes)":
+        r"\(bench/protocol_prototype\.py",
     "socket I/O (asyncio transports)": r"\(asyncio/selector_events\.py",
     "event loop (asyncio, selectors)": r"\(asyncio/|\(selectors\.py",
 }

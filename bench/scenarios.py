@@ -134,7 +134,7 @@ def _warm_up(b: Bench, names: list[str]) -> None:
 
 # -- headline: the figures ------------------------------------------------------
 
-GATEWAY_VARIANTS = ("gateway-memory", "gateway-cached", "gateway")
+GATEWAY_VARIANTS = ("gateway-memory", "gateway-cached", "gateway", "prototype")  # prototype: bench/protocol_prototype.py
 REFERENCES = ("direct", "nginx", "haproxy", "naive", "nginx-authreq")
 
 

@@ -136,6 +136,23 @@ class Stack:
         also = [gateway.proc] if gateway.proc else []
         return Target("nginx-authreq", base, proc, startup_s=t, also_weighed=also)
 
+    def prototype(self, upstream: Target) -> Target:
+        """``bench/protocol_prototype.py`` (NOT the gateway) on gateway-memory's configuration: the ceiling
+        of the gateway's checks without aiohttp's server."""
+        port = free_port()
+        pdir = self.tmp / "prototype"
+        pdir.mkdir(exist_ok=True)
+        users = self.tmp / "users.yaml"
+        if not users.exists():
+            configs.write_users(users)
+        shutil.copy(users, pdir / "users.yaml")
+        path = configs.write_gateway_config(pdir / "gateway.yaml", configs.gateway_config(port, upstream.base, None, 20))
+        proc = self._start("prototype", [PY, "-m", "bench.protocol_prototype", "--config", str(path), "--port", str(port)],
+                           env={"GATEWAY_SECRET": self.secret})
+        base = f"http://127.0.0.1:{port}"
+        t = self._ready(proc, base + "/ready")
+        return Target("prototype", base, proc, injects_identity=True, startup_s=t)
+
     def naive(self, upstream: Target) -> Target:
         port = free_port()
         proc = self._start("naive", [PY, "-m", "bench.naive_proxy", "--port", str(port),

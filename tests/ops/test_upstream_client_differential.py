@@ -335,3 +335,14 @@ async def _both_read(answer: bytes) -> tuple[Answer, Answer]:
 def test_random_well_framed_answers_read_alike(answer):
     new, before = asyncio.run(_both_read(answer))
     assert new.comparable() == before.comparable()
+
+
+@pytest.mark.parametrize("interim", [
+    b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+])
+async def test_interim_answers_are_consumed_alike(interim):
+    new, before = await _both_read(interim + b"HTTP/1.1 201 Created\r\nX-Final: yes\r\nContent-Length: 4\r\n\r\ndone")
+    assert new.comparable() == before.comparable()
+    assert (new.status, new.body, new.headers) == (201, b"done", [("X-Final", "yes"), ("Content-Length", "4")])

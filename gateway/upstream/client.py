@@ -35,7 +35,7 @@ from multidict import CIMultiDict
 
 from gateway.errors import GatewayError
 from gateway.upstream.bodies import IDEMPOTENT, BodyFailed
-from gateway.upstream.connection import UpstreamConnection, UpstreamError
+from gateway.upstream.connection import UpstreamConnection, UpstreamError, UpstreamTimeout
 from gateway.upstream.pool import Origin, Pool
 
 __all__ = ["UpstreamResponse", "request_head", "send"]
@@ -142,10 +142,15 @@ async def send(
                 sender.cancel()
             conn.finish()
             pool.release(conn, False)
-            if isinstance(exc, UpstreamError) and exc.early and reused and retry:  # the keep-alive race
+            if _dead_on_reuse(exc) and reused and retry:  # the keep-alive race
                 retry, fresh = False, True
                 continue
             raise
+
+
+def _dead_on_reuse(exc: BaseException) -> bool:
+    """Broken before one byte of the answer, and not by the timeout (a slow upstream is never asked twice)."""
+    return isinstance(exc, UpstreamError) and exc.early and not isinstance(exc, UpstreamTimeout)
 
 
 def _streamed(body: Body) -> bool:

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from gateway.example_upstream import create_upstream
 from gateway.runtime import GATEWAY
+from gateway.upstream import pool
 from tests.support.tls import certificates
 
 pytestmark = pytest.mark.slow
@@ -84,6 +85,7 @@ class RawUpstream:
         self.tasks: set[asyncio.Task[None]] = set()
         self.writers: set[asyncio.StreamWriter] = set()
         self.stopping = asyncio.Event()
+        self.closed_by_peer = 0  # connections the gateway closed (EOF or reset seen here)
 
     async def start(self) -> str:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -118,7 +120,8 @@ class RawUpstream:
                                  b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
                     await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
+            if not self.stopping.is_set():
+                self.closed_by_peer += 1
         finally:
             writer.close()
 
@@ -227,9 +230,11 @@ async def test_body_on_head_is_never_read_as_the_next_answer(gw, raw, target):
     await _then_served(gw, upstream, target)
 
 
-async def test_silent_upstream_is_504(gw, raw):
+async def test_silent_upstream_is_504_and_asked_once(gw, raw):
     upstream, _ = raw
+    await gw.get("/r/ok/warm")  # on a reused connection a timeout is still not the keep-alive race: no retry
     assert await _outcome(gw, "GET", "/r/slow/never") == 504
+    assert sum(paths.count("/r/slow/never") for paths in upstream.connections) == 1
     await _then_served(gw, upstream, "/r/slow/never")
 
 
@@ -256,6 +261,26 @@ async def test_answer_before_the_body_was_read(gw, raw):
     outcome = await _outcome(gw, "POST", "/r/ok/before-body", data=body())
     assert outcome in {413, 502}, outcome  # 502 when the upstream's reset outran its answer
     await _then_served(gw, upstream, "/r/ok/before-body")
+
+
+async def test_idle_connections_close_after_the_idle_time_and_at_shutdown(gw, raw, monkeypatch):
+    upstream, _ = raw
+    monkeypatch.setattr(pool, "IDLE_TIMEOUT", 0.3)
+    assert await _outcome(gw, "GET", "/r/ok/idle") == 200
+    await _eventually(lambda: upstream.closed_by_peer == 1)  # closed by the gateway once idle
+    assert await _outcome(gw, "GET", "/r/ok/again") == 200  # on a new connection
+    assert len(upstream.connections) == 2
+    await _eventually(lambda: upstream.closed_by_peer == 2)
+    monkeypatch.setattr(pool, "IDLE_TIMEOUT", 60.0)
+    assert await _outcome(gw, "GET", "/r/ok/kept") == 200
+    await gw.app[GATEWAY].upstream.close()  # what the app's cleanup does at shutdown
+    await _eventually(lambda: upstream.closed_by_peer == 3)
+
+
+async def _eventually(check) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(BOUND):
+        while not check():
+            await asyncio.sleep(0.05)
 
 
 # -- https upstreams: asyncio's TLS, verification on ----------------------------------------------------

@@ -205,7 +205,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()  # a second message behind the first (HEAD or no body): never reused
 
     def eof_received(self) -> bool:
-        if self.active and self.final and self._until_close and not self.complete:
+        if not self.active:
+            self.closed = True  # idle and closed by the upstream: never taken from the pool again
+        elif self.final and self._until_close and not self.complete:
             self.complete = True
             self._wake()
         return False

@@ -95,6 +95,9 @@ def gateway_config(port: int, upstream: str, redis_url: str | None, n_routes: in
         "store": store,
         "users_file": "users.yaml",
         "identity_header_prefixes": ["X-User-", "X-Auth-"],
+        # every wrk connection comes from 127.0.0.1: the default per-address cap (128 requests in
+        # progress) would answer 429 at 256 connections
+        "limits": {"max_requests_per_client": 4096},
         "routes": routes,
     }
 

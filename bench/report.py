@@ -326,11 +326,11 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def plot(res: dict[str, Any], path: Path) -> None:
-    """RPS and p99 against concurrency, one line per target, plus the gateway's RPS ratios.
+    """RPS, p99 and CPU time per request against concurrency, one line per target.
 
-    Log scales: the targets differ by an order of magnitude, and the ratio
-    panel is what the issue's targets are about.  Hollow markers flag runs
-    that got non-2xx answers.
+    Log scales: the targets differ by an order of magnitude. Hollow markers
+    flag runs that got non-2xx answers. The headline ratios are in the
+    Markdown report (``_headline``).
     """
     steady = res["scenarios"].get("steady")
     if not steady or "summary" not in steady:
@@ -356,14 +356,10 @@ def plot(res: dict[str, Any], path: Path) -> None:
         if bad:
             ax1.scatter(*zip(*bad), s=140, facecolors="none", edgecolors="black", zorder=5,
                         label=f"{name}: non-2xx")
-    for ref, rs in steady.get("ratios", {}).items():
-        cs = [int(c) for c in rs]
-        ax3.plot(cs, [v["median"] for v in rs.values()], marker="o", label=ref)
-    for y, label in ((0.5, "0.5x direct target"), (1.3, "1.3x naive target")):
-        ax3.axhline(y, linestyle="--", linewidth=0.8, color="grey")
-        ax3.text(cs_all[0] if cs_all else 1, y * 1.05, label, fontsize=8, color="grey")
+        cpu = [v["cpu_us"]["median"] if v.get("cpu_us", {}).get("n") else float("nan") for v in rps]
+        ax3.plot(cs, cpu, marker="o", color=color, label=name)
     titles = (("Throughput", "requests/s (median, min–max)"), ("p99 latency (closed loop)", "ms"),
-              ("Gateway RPS ratios (same round)", "ratio"))
+              ("CPU time per request (process tree, /proc)", "µs (median)"))
     for ax, (title, ylabel) in zip(axes, titles):
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -18,7 +18,7 @@ import yaml
 from argon2 import PasswordHasher
 
 __all__ = ["USERNAME", "PASSWORD", "API_PATH", "UPLOAD_PATH", "PUBLIC_PATH", "INJECTED",
-           "write_users", "gateway_config", "write_gateway_config", "write_nginx_conf"]
+           "write_users", "gateway_config", "write_gateway_config", "write_nginx_conf", "write_haproxy_conf"]
 
 USERNAME = "alice"
 PASSWORD = "correct horse battery staple"
@@ -88,10 +88,16 @@ def gateway_config(port: int, upstream: str, redis_url: str | None, n_routes: in
         "tokens": {"algorithm": "HS256", "secret": "${GATEWAY_SECRET}", "issuer": "gateway",
                    "audience": "gateway-clients", "access_lifetime": "2h",
                    "refresh_lifetime": "14d", "leeway": "30s", "refresh_grace": "10s",
-                   "rotate_refresh": True},
+                   "rotate_refresh": True,
+                   # the refresh scenarios log one user in hundreds of times: the default cap (25) would
+                   # revoke the oldest sessions, the benchmark's own access token among them
+                   "max_sessions_per_user": 100_000},
         "store": store,
         "users_file": "users.yaml",
         "identity_header_prefixes": ["X-User-", "X-Auth-"],
+        # every wrk connection comes from 127.0.0.1: the default per-address cap (128 requests in
+        # progress) would answer 429 at 256 connections
+        "limits": {"max_requests_per_client": 4096},
         "routes": routes,
     }
 
@@ -101,16 +107,33 @@ def write_gateway_config(path: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-def write_nginx_conf(tmp: Path, port: int, upstream_port: int) -> Path:
+def write_nginx_conf(tmp: Path, port: int, upstream_port: int, auth_port: int | None = None) -> Path:
     """A plain nginx reverse proxy, one worker (the gateway targets are per worker too).
 
     It writes an access log (buffered, Debian's default format) because the
     gateway writes one per request too; comparing a logging gateway with a
     silent nginx would overstate the gateway's own cost.
+
+    With ``auth_port``, every request first asks the gateway on that port
+    (``auth_request`` to ``/auth/me``, over keep-alive connections, no caching):
+    the way one puts the gateway behind nginx today, before a decision mode.
     """
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp / sub).mkdir(exist_ok=True)
     user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
+    auth_upstream = auth_request = auth_location = ""
+    if auth_port is not None:
+        auth_upstream = f"upstream benchauth {{ server 127.0.0.1:{auth_port}; keepalive 128; }}"
+        auth_request = "auth_request /_gateway_auth;"
+        auth_location = """location = /_gateway_auth {
+            internal;
+            proxy_pass http://benchauth/auth/me;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+        }"""
     conf = f"""
 {user}
 worker_processes 1;
@@ -125,18 +148,70 @@ http {{
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
     upstream benchup {{ server 127.0.0.1:{upstream_port}; keepalive 128; }}
+    {auth_upstream}
     server {{
         listen 127.0.0.1:{port} reuseport;
         client_max_body_size 0;
         location / {{
+            {auth_request}
             proxy_pass http://benchup;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_request_buffering off;
         }}
+        {auth_location}
     }}
 }}
 """
     path = tmp / "nginx.conf"
+    path.write_text(conf)
+    return path
+
+
+def write_haproxy_conf(tmp: Path, port: int, upstream_port: int, secret: str) -> Path:
+    """HAProxy 2.6 verifying the gateway's HS256 token itself (``jwt_verify``), one thread, one process.
+
+    Per request: bearer token present, ``alg`` HS256, signature valid, ``exp`` in
+    the future, ``iss`` and ``aud`` the gateway's; else 401. Then the identity
+    headers are set from the claims (replacing any the client sent) and the
+    request goes to the same upstream over kept-alive connections. It logs every
+    request (``option httplog`` to stdout), as nginx and the gateway do.
+    """
+    deny = "http-request return status 401 content-type application/json string '{\"code\":\"token_not_valid\"}'"
+    conf = f"""
+global
+    nbthread 1
+    maxconn 4096
+    log stdout format raw local0 info
+defaults
+    mode http
+    log global
+    option httplog
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+frontend bench
+    bind 127.0.0.1:{port}
+    http-request del-header X-User-Roles
+    http-request set-var(txn.bearer) http_auth_bearer
+    {deny} unless {{ var(txn.bearer) -m found }}
+    http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
+    {deny} unless {{ var(txn.alg) -m str HS256 }}
+    {deny} unless {{ var(txn.bearer),jwt_verify(txn.alg,"{secret}") -m int 1 }}
+    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
+    http-request set-var(txn.now) date()
+    {deny} unless {{ var(txn.exp),sub(txn.now) -m int gt 0 }}
+    {deny} unless {{ var(txn.bearer),jwt_payload_query('$.iss') -m str gateway }}
+    {deny} unless {{ var(txn.bearer),jwt_payload_query('$.aud') -m str gateway-clients }}
+    http-request set-header X-User-Id %[var(txn.bearer),jwt_payload_query('$.sub')]
+    http-request set-header X-User-Email %[var(txn.bearer),jwt_payload_query('$.email')]
+    default_backend upstream
+backend upstream
+    server up 127.0.0.1:{upstream_port} maxconn 256
+"""
+    path = tmp / "haproxy.cfg"
     path.write_text(conf)
     return path

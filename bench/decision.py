@@ -4,7 +4,7 @@ Targets, all in front of the benchmark upstream, hit by wrk (64 connections, the
 ``configs.API_PATH``), interleaved round by round:
 
 * ``nginx``: nginx proxying without auth (bench/configs.py), the ceiling;
-* ``haproxy-jwt``: HAProxy 2.6 verifying the same HS256 token natively (bench/haproxy.py);
+* ``haproxy-jwt``: HAProxy 2.6 verifying the same HS256 token natively (``Stack.haproxy``, the same target as the proxy-mode bench);
 * ``gateway-proxy``: the gateway proxying (proxy mode), the reference for the CPU target;
 * ``decision+cache``: nginx running deploy/decision/nginx.conf, the gateway deciding, nginx caching decisions;
 * ``decision``: the same without nginx's cache (``proxy_cache off``): every request decided;
@@ -34,7 +34,6 @@ if __package__ in (None, ""):
 
 from bench import configs  # noqa: E402
 from bench.client import login  # noqa: E402
-from bench.haproxy import haproxy_argv, write_haproxy_conf  # noqa: E402
 from bench.procs import Proc, free_port, tree_pids  # noqa: E402
 from bench.stack import ROOT, Stack, Target, _gateway_argv  # noqa: E402
 from bench.wrk import run_wrk  # noqa: E402
@@ -123,16 +122,6 @@ http {{
                                "-g", "daemon off;"])
     base = f"http://127.0.0.1:{port}"
     return Target(name, base, proc, injects_identity=True, startup_s=stack._ready(proc, base + "/healthz"))
-
-
-def start_haproxy(stack: Stack, upstream: Target) -> Target:
-    port = free_port()
-    directory = stack.tmp / "haproxy"
-    directory.mkdir(exist_ok=True)
-    config = write_haproxy_conf(directory, port, int(upstream.base.rsplit(":", 1)[1]), stack.secret, "gateway-clients")
-    proc = stack._start("haproxy", haproxy_argv(config))
-    base = f"http://127.0.0.1:{port}"
-    return Target("haproxy-jwt", base, proc, injects_identity=True, startup_s=stack._ready(proc, base + "/ready"))
 
 
 @dataclass
@@ -230,7 +219,7 @@ def main() -> None:
         gateway = start_gateway(stack, "gateway", upstream, redis_url, cache_size=10_000)
         uncached_gateway = start_gateway(stack, "gateway-no-cache", upstream, redis_url, cache_size=0)
         nginx = stack.nginx(upstream)
-        haproxy = start_haproxy(stack, upstream)
+        haproxy = stack.haproxy(upstream)  # the proxy-mode bench's target (configs.write_haproxy_conf)
         with_cache = start_decision_nginx(stack, "nginx-decision-cache", gateway, upstream, cached=True)
         without = start_decision_nginx(stack, "nginx-decision", gateway, upstream, cached=False)
         without_gw = start_decision_nginx(stack, "nginx-decision-no-gw", uncached_gateway, upstream, cached=False)

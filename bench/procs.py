@@ -3,7 +3,9 @@
 Every process is started in its own session so that it (and any workers it
 forks) can be stopped by process group without touching anything we did not
 start.  Peak memory comes from /proc (VmHWM) summed over the process tree,
-because a multi-worker gateway keeps most of its memory in the children.
+because a multi-worker gateway keeps most of its memory in the children; CPU
+time likewise (utime + stime of every process in the tree, from
+/proc/<pid>/stat), which is what "CPU per request" is made of.
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Proc", "free_port", "start", "wait_http", "tree_pids", "peak_rss_kib", "rss_kib"]
+__all__ = ["Proc", "free_port", "start", "wait_http", "tree_pids", "peak_rss_kib", "rss_kib", "cpu_seconds"]
+
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -157,3 +161,18 @@ def peak_rss_kib(root: int) -> int:
 def rss_kib(root: int) -> int:
     """Sum of current VmRSS over the process tree, in KiB (sampled during the stream test)."""
     return sum(_status_kib(pid, "VmRSS") for pid in tree_pids(root))
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat.rsplit(")", 1)[1].split()  # fields after the command name, starting with the state (field 3)
+    return int(fields[11]) + int(fields[12])  # utime (14) + stime (15)
+
+
+def cpu_seconds(roots: list[int]) -> float:
+    """User + system CPU seconds used so far by the process trees under ``roots`` (live processes only)."""
+    pids = {pid for root in roots for pid in tree_pids(root)}
+    return sum(_cpu_ticks(pid) for pid in pids) / _TICKS

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-__all__ = ["record", "summarize", "CATEGORIES"]
+__all__ = ["record", "summarize", "CATEGORIES", "INCLUSIVE"]
 
 # Activity -> regex over a frame "function (module/path.py:line)".  A sample goes to the
 # activity of its innermost matching frame (walking from the leaf outwards), so the
@@ -26,14 +26,33 @@ __all__ = ["record", "summarize", "CATEGORIES"]
 CATEGORIES: dict[str, str] = {
     "JWT verification (PyJWT, gateway/auth/tokens.py)": r"\(jwt/|\(gateway/auth/tokens\.py",
     "revocation check (redis-py, gateway/stores)": r"\(redis/|\(gateway/stores/",
-    "access log (logging, json)": r"_log_access|\(logging/",
+    "access log (logging, gateway/observe/access_log.py)": r"\(gateway/observe/access_log\.py|\(logging/",
+    "metrics (prometheus_client, gateway/observe/metrics.py)": r"\(prometheus_client/|\(gateway/observe/metrics\.py",
     "route matching (gateway/routing.py, target.py)": r"\(gateway/routing\.py|\(gateway/target\.py",
     "header rewrite (gateway/upstream/headers.py)": r"\(gateway/upstream/headers\.py|^request_id ",
-    "upstream request (aiohttp client)": r"\(aiohttp/client|\(aiohttp/connector|^Upstream\.forward ",
+    "upstream client (gateway/upstream/client, pool, connection; aiohttp client)":
+        r"\(gateway/upstream/(client|pool|connection)\.py|\(httptools/|\(aiohttp/client|\(aiohttp/connector"
+        r"|^Upstream\.forward ",
     "response relay (_relay, StreamResponse)": r"^_relay |^_response_headers |\(aiohttp/web_response",
-    "aiohttp server (parsing, dispatch, middleware)": r"\(aiohttp/|\(gateway/",
+    "aiohttp server (parsing, dispatch, writing)": r"\(aiohttp/",
+    "gateway's other per-request code (middleware, pipeline, credentials, limits)": r"\(gateway/",
+    "prototype server (bench/protocol_prototype.py: parsing callbacks, answer assembly, writes)":
+        r"\(bench/protocol_prototype\.py",
     "socket I/O (asyncio transports)": r"\(asyncio/selector_events\.py",
     "event loop (asyncio, selectors)": r"\(asyncio/|\(selectors\.py",
+}
+# Inclusive shares (a sample counts for every matching frame on its stack): the figures the
+# issue quotes as "counted inclusively".
+INCLUSIVE: dict[str, str] = {
+    "aiohttp request handling (RequestHandler._handle_request)": r"^RequestHandler\._handle_request ",
+    "middleware: errors, metrics, access log (errors_and_access_log)": r"^errors_and_access_log ",
+    "metrics + access log (_observe)": r"^_observe \(gateway/middleware",
+    "answer headers (answer_headers)": r"^answer_headers ",
+    "dispatch (routing, admission, forwarding)": r"^dispatch \(gateway/pipeline",
+    "admission: credentials, policy, header rewrite (admit)": r"^admit \(gateway/pipeline",
+    "upstream forward (Upstream.forward)": r"^Upstream\.forward ",
+    "response relay (_relay)": r"^_relay ",
+    "prepare hooks (on_response_prepare)": r"^Request\._prepare_hook ",
 }
 _LINE = re.compile(r":\d+\)$")
 
@@ -74,8 +93,10 @@ def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
     """Self-time leaders and per-activity shares of the busy samples in a collapsed-stack file."""
     self_time: Counter[str] = Counter()
     cats: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
     total = 0
     patterns = {name: re.compile(rx) for name, rx in CATEGORIES.items()}
+    spans = {name: re.compile(rx) for name, rx in INCLUSIVE.items()}
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
@@ -84,7 +105,11 @@ def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
         total += n
         self_time[frames[-1] if frames else "(no Python frame)"] += n
         cats[_activity(frames, patterns)] += n
+        for name, rx in spans.items():
+            if any(rx.search(f) for f in frames):
+                inclusive[name] += n
     pct = (lambda n: 100.0 * n / total) if total else (lambda n: 0.0)
     return {"samples": total,
             "self_top": [{"function": f, "pct": pct(n)} for f, n in self_time.most_common(top)],
-            "activities": {name: pct(n) for name, n in cats.most_common()}}
+            "activities": {name: pct(n) for name, n in cats.most_common()},
+            "inclusive": {name: pct(inclusive[name]) for name in INCLUSIVE}}

@@ -41,6 +41,12 @@ def _ratio(s: dict[str, float] | None) -> str:
     return f"{s['median']:.2f}x" + (f" ({s['min']:.2f}–{s['max']:.2f})" if s["n"] > 1 else "")
 
 
+def _cpu(v: dict[str, Any]) -> str:
+    """Median CPU time per request (µs) of a summary, if measured."""
+    cpu = v.get("cpu_us")
+    return _med(cpu) if cpu and cpu.get("n") else "–"
+
+
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|",
             *("| " + " | ".join(r) + " |" for r in rows), ""]
@@ -54,9 +60,9 @@ def _steady(s: dict[str, Any]) -> list[str]:
     for name, byc in s["summary"].items():
         for c, v in byc.items():
             rows.append([str(c), name, _med(v["rps"]), _range(v["rps"]), _med(v["p50_ms"], 2),
-                         _med(v["p99_ms"], 2), "" if v["valid"] else "**non-2xx!**"])
+                         _med(v["p99_ms"], 2), _cpu(v), "" if v["valid"] else "**non-2xx!**"])
     rows.sort(key=lambda r: int(r[0]))
-    out += _table(["conns", "target", "RPS", "RPS range", "p50 ms", "p99 ms", ""], rows)
+    out += _table(["conns", "target", "RPS", "RPS range", "p50 ms", "p99 ms", "CPU µs/req", ""], rows)
     if s.get("ratios"):
         refs = list(s["ratios"])
         cs = list(next(iter(s["ratios"].values())))
@@ -89,8 +95,8 @@ def _latency(s: dict[str, Any]) -> list[str]:
     for n, v in s["summary"].items():
         add = s["added"].get(f"{n}-direct")
         rows.append([n, _med(v["rps"]), _med(v["p50_ms"], 2), _med(v["p99_ms"], 2),
-                     _med(add["p50_ms"], 2) if add else "–", _med(add["p99_ms"], 2) if add else "–"])
-    return out + _table(["target", "RPS", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms"], rows)
+                     _med(add["p50_ms"], 2) if add else "–", _med(add["p99_ms"], 2) if add else "–", _cpu(v)])
+    return out + _table(["target", "RPS", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms", "CPU µs/req"], rows)
 
 
 def _refresh(s: dict[str, Any]) -> list[str]:
@@ -186,16 +192,43 @@ def _revcache(s: dict[str, Any]) -> list[str]:
                     "Same Redis, same token, alternated; ratio = cached / uncached.", s["by_c"], extra)
 
 
+def _headline(s: dict[str, Any]) -> list[str]:
+    out = [f"## Headline: every target at {s['connections']} connections, {s['rounds']} interleaved rounds", "",
+           "Each round runs every target once (order rotated); ratios are taken within a round, then the median "
+           "(range over rounds in brackets). CPU µs/req = utime + stime of the target's process trees (from /proc) "
+           "over the run / requests answered; `nginx-authreq` counts nginx and the gateway it asks. CPU capacity "
+           "= 1 / CPU per request.", ""]
+    rows = [[n, _med(v["rps"]), _range(v["rps"]), _med(v["p99_ms"], 2), _cpu(v), _range(v["cpu_us"]) if v.get("cpu_us") else "–",
+             "" if v["valid"] else "**non-2xx!**"] for n, v in s["summary"].items()]
+    out += _table(["target", "RPS", "RPS range", "p99 ms", "CPU µs/req", "CPU range", ""], rows)
+    for gw, ratios in s["ratios"].items():
+        refs = [k.split("/", 1)[1] for k in ratios if k.startswith("rps/")]
+        out += [f"**{gw}** against each reference (same round):", ""]
+        out += _table(["reference", "RPS ratio", "CPU per request ratio", "CPU capacity ratio"],
+                      [[r, _ratio(ratios[f"rps/{r}"]), _ratio(ratios[f"cpu/{r}"]), _ratio(ratios[f"capacity/{r}"])]
+                       for r in refs])
+    return out
+
+
 def _profile(s: dict[str, Any]) -> list[str]:
+    if "by_target" not in s:  # a results.json from before the per-variant profiles
+        return _profile_one("gateway", s)
+    return [line for name, one in s["by_target"].items() for line in _profile_one(name, one)]
+
+
+def _profile_one(name: str, s: dict[str, Any]) -> list[str]:
     acts = sorted(s["activities"].items(), key=lambda kv: -kv[1])
-    return [f"## Profile: where the gateway's time goes ({s['connections']} connections, py-spy)", "",
-            f"{s['samples']:,} busy samples over {s['seconds']:.0f}s while serving {s['rps_while_sampling']:,.0f} rps "
-            f"(sampling steals CPU: compare shares, not RPS). Collapsed stacks: `{s['raw_file']}` "
-            "(open in speedscope or flamegraph.pl). Each sample is attributed to the innermost "
-            "frame that belongs to an activity, so the shares add up to 100%.", "",
-            *_table(["activity", "% of busy samples"], [[k, f"{v:.1f}"] for k, v in acts]),
-            *_table(["function (self time)", "%"], [[f"`{r['function']}`", f"{r['pct']:.1f}"]
-                                                    for r in s["self_top"]])]
+    out = [f"## Profile of {name}: where its time goes ({s['connections']} connections, py-spy)", "",
+           f"{s['samples']:,} busy samples over {s['seconds']:.0f}s while serving {s['rps_while_sampling']:,.0f} rps "
+           f"(sampling steals CPU: compare shares, not RPS). Collapsed stacks: `{s['raw_file']}` "
+           "(open in speedscope or flamegraph.pl). Each sample is attributed to the innermost "
+           "frame that belongs to an activity, so the shares add up to 100%.", "",
+           *_table(["activity", "% of busy samples"], [[k, f"{v:.1f}"] for k, v in acts])]
+    if s.get("inclusive"):
+        out += ["Counted inclusively (a sample counts for every listed frame on its stack):", "",
+                *_table(["span", "% of busy samples"], [[k, f"{v:.1f}"] for k, v in s["inclusive"].items()])]
+    return out + _table(["function (self time)", "%"], [[f"`{r['function']}`", f"{r['pct']:.1f}"]
+                                                        for r in s["self_top"]])
 
 
 def verdicts(res: dict[str, Any]) -> list[list[str]]:
@@ -207,7 +240,24 @@ def verdicts(res: dict[str, Any]) -> list[list[str]]:
         shown = "–" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
         rows.append([what, shown, "–" if ok is None else ("met" if ok else "**not met**")])
 
-    st = sc.get("steady", {})
+    head = sc.get("headline", {})
+    lat_added = sc.get("latency", {}).get("added", {})
+    for gw, ratios in head.get("ratios", {}).items():
+        def med(key: str) -> float | None:
+            r = ratios.get(key)
+            return r["median"] if r and r.get("n") else None
+        for what, key, goal, better in (
+                ("CPU capacity {gw}/naive ≥ 3", "capacity/naive", 3.0, "ge"),
+                ("RPS {gw}/direct at {c} conns ≥ 0.5", "rps/direct", 0.5, "ge"),
+                ("CPU per request {gw}/haproxy jwt_verify ≤ 2", "cpu/haproxy", 2.0, "le")):
+            v = med(key)
+            if v is not None:
+                add(what.format(gw=gw, c=head["connections"]), v, v >= goal if better == "ge" else v <= goal)
+        lat = lat_added.get(f"{gw}-direct")
+        if lat:
+            v = lat["p99_ms"]["median"]
+            add(f"added p99 {gw} at 64 conns, ~400 req/s < 2 ms", v, v < 2, "{:.2f} ms")
+    st = sc.get("steady", {}) if not head.get("ratios") else {}  # the headline judges these when it ran
     for ref, goal, op in (("direct", 0.5, "≥"), ("naive", 1.3, "≥")):
         for c in (64, 256):
             try:
@@ -215,12 +265,12 @@ def verdicts(res: dict[str, Any]) -> list[list[str]]:
             except (KeyError, TypeError):
                 continue
             add(f"RPS gateway/{ref} at {c} conns {op} {goal}", v, v >= goal)
-    lat = sc.get("latency", {}).get("added", {}).get("gateway-direct")
+    lat = lat_added.get("gateway-direct") if not head.get("ratios") else None
     if lat:
         v = lat["p99_ms"]["median"]
         add("added p99 at 64 conns, below saturation < 2 ms", v, v < 2, "{:.2f} ms")
     try:
-        v = _get(st["added_latency"], 64)["p99_ms"]["median"]
+        v = _get(sc["steady"]["added_latency"], 64)["p99_ms"]["median"]
         add("added p99 at 64 conns, saturated (closed loop; informative)", v, None, "{:.2f} ms")
     except (KeyError, TypeError):
         pass
@@ -260,7 +310,7 @@ def markdown(res: dict[str, Any]) -> str:
     rows = verdicts(res)
     if rows:  # noqa: SIM102
         out += ["## Issue targets (one gateway worker)", "", *_table(["target", "measured", "verdict"], rows)]
-    render = {"steady": _steady, "latency": _latency, "refresh": _refresh, "routes": _routes,
+    render = {"headline": _headline, "steady": _steady, "latency": _latency, "refresh": _refresh, "routes": _routes,
               "families": _families, "stream": _stream, "flood": _flood, "workers": _workers,
               "profile": _profile, "revcache": _revcache}
     for name, data in res["scenarios"].items():
@@ -276,11 +326,11 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def plot(res: dict[str, Any], path: Path) -> None:
-    """RPS and p99 against concurrency, one line per target, plus the gateway's RPS ratios.
+    """RPS, p99 and CPU time per request against concurrency, one line per target.
 
-    Log scales: the targets differ by an order of magnitude, and the ratio
-    panel is what the issue's targets are about.  Hollow markers flag runs
-    that got non-2xx answers.
+    Log scales: the targets differ by an order of magnitude. Hollow markers
+    flag runs that got non-2xx answers. The headline ratios are in the
+    Markdown report (``_headline``).
     """
     steady = res["scenarios"].get("steady")
     if not steady or "summary" not in steady:
@@ -306,14 +356,10 @@ def plot(res: dict[str, Any], path: Path) -> None:
         if bad:
             ax1.scatter(*zip(*bad), s=140, facecolors="none", edgecolors="black", zorder=5,
                         label=f"{name}: non-2xx")
-    for ref, rs in steady.get("ratios", {}).items():
-        cs = [int(c) for c in rs]
-        ax3.plot(cs, [v["median"] for v in rs.values()], marker="o", label=ref)
-    for y, label in ((0.5, "0.5x direct target"), (1.3, "1.3x naive target")):
-        ax3.axhline(y, linestyle="--", linewidth=0.8, color="grey")
-        ax3.text(cs_all[0] if cs_all else 1, y * 1.05, label, fontsize=8, color="grey")
+        cpu = [v["cpu_us"]["median"] if v.get("cpu_us", {}).get("n") else float("nan") for v in rps]
+        ax3.plot(cs, cpu, marker="o", color=color, label=name)
     titles = (("Throughput", "requests/s (median, min–max)"), ("p99 latency (closed loop)", "ms"),
-              ("Gateway RPS ratios (same round)", "ratio"))
+              ("CPU time per request (process tree, /proc)", "µs (median)"))
     for ax, (title, ylabel) in zip(axes, titles):
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -28,13 +28,18 @@ from bench.scenarios import Bench, Options  # noqa: E402
 from bench.stack import ROOT, Stack, Target  # noqa: E402
 
 SCENARIOS: dict[str, Callable[[Bench], dict[str, Any]]] = {
-    "steady": scenarios.steady, "latency": scenarios.latency, "refresh": scenarios.refresh_storm,
+    "headline": scenarios.headline, "steady": scenarios.steady, "latency": scenarios.latency, "refresh": scenarios.refresh_storm,
     "routes": scenarios.routes, "families": scenarios.families, "stream": scenarios.stream,
     "flood": scenarios.flood, "workers": scenarios.workers, "profile": scenarios.profile,
     "revcache": scenarios.revocation_cache,
 }
-NEEDS_GATEWAY = {"refresh", "routes", "families", "flood", "workers", "profile", "revcache"}
-TARGETS = ["direct", "nginx", "naive", "gateway"]
+NEEDS_GATEWAY = {"refresh", "routes", "families", "flood", "workers", "revcache"}
+# gateway: Redis store, every revocation check asks Redis (the reference of the scenarios below it);
+# gateway-memory and gateway-cached (Redis with store.revocation_cache) are the issue's two configurations.
+TARGETS = ["direct", "nginx", "haproxy", "naive", "gateway", "gateway-memory", "gateway-cached", "nginx-authreq"]
+# Not measured unless named in --targets: bench/protocol_prototype.py, NOT the gateway (issue 12's ceiling).
+OPT_IN = ["prototype"]
+GATEWAYS = ("gateway-cached", "gateway-memory", "gateway")  # nginx-authreq asks the first of these that runs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="repeats of each comparison (default 3, quick 1)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS),
                    help=f"comma list out of {','.join(SCENARIOS)} (default: all)")
-    p.add_argument("--targets", default=",".join(TARGETS), help="comma list out of " + ",".join(TARGETS))
+    p.add_argument("--targets", default=",".join(TARGETS), help="comma list out of " + ",".join(TARGETS + OPT_IN))
     p.add_argument("--threads", type=int, help="wrk threads (default 1: the machine has 2 cores)")
     p.add_argument("--families", type=int, help="live refresh families for the Redis scenario (default 1e6)")
     p.add_argument("--stream-mb", type=int, help="MiB streamed through the proxies (default 1024)")
@@ -62,8 +67,8 @@ def make_options(a: argparse.Namespace) -> Options:
     """Defaults, shrunk by --quick, overridden by explicit flags."""
     o = Options()
     if a.quick:
-        o = Options(duration=2, concurrency=[1, 16, 64, 256], rounds=1, paced_rps=400, refresh_clients=16,
-                    refresh_rounds=1, families=50_000, stream_mb=128, big_routes=10_000)
+        o = Options(duration=2, concurrency=[64], rounds=1, warm_up=1, paced_rps=400, refresh_clients=16,
+                    refresh_rounds=1, families=50_000, stream_mb=128, big_routes=10_000, headline_rounds=3)
     for name in ("duration", "rounds", "threads", "families", "stream_mb", "refresh_clients", "workers",
                  "revocation_cache"):
         if getattr(a, name) is not None:
@@ -91,27 +96,43 @@ def environment() -> dict[str, Any]:
             "loadavg": list(os.getloadavg())}
 
 
-def start_targets(stack: Stack, names: list[str], redis_port: int | None) -> tuple[Target, dict[str, Target]]:
+def start_targets(stack: Stack, names: list[str], redis_port: int | None,
+                  revocation_cache: float) -> tuple[Target, dict[str, Target]]:
     """Upstream first, then each selected target in front of it; ``direct`` is the upstream itself."""
     up = stack.upstream()
     targets: dict[str, Target] = {}
-    for name in names:
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    for name in sorted(names, key=lambda n: n == "nginx-authreq"):  # nginx-authreq needs a gateway first
         if name == "direct":
             targets[name] = up
         elif name == "nginx":
             targets[name] = stack.nginx(up)
+        elif name == "haproxy":
+            targets[name] = stack.haproxy(up)
         elif name == "naive":
             targets[name] = stack.naive(up)
+        elif name == "prototype":
+            targets[name] = stack.prototype(up)
         elif name == "gateway":
-            url = f"redis://127.0.0.1:{redis_port}/0"
             targets[name] = stack.gateway("gateway", up, url)
-    return up, targets
+        elif name == "gateway-memory":
+            targets[name] = stack.gateway(name, up, None)
+        elif name == "gateway-cached":
+            targets[name] = stack.gateway(name, up, url, store_extra={"revocation_cache": f"{revocation_cache:g}s"})
+            scenarios.wait_subscribed(targets[name])
+        elif name == "nginx-authreq":
+            behind = next((targets[g] for g in GATEWAYS if g in targets), None)
+            if behind is None:
+                raise SystemExit("nginx-authreq needs one of the gateway targets: " + ", ".join(GATEWAYS))
+            targets[name] = stack.nginx_auth_request(up, behind)
+    return up, {n: targets[n] for n in names}
 
 
 def get_token(stack: Stack, targets: dict[str, Target]) -> str:
-    """A real access token from the gateway's login, or a look-alike when benching without it."""
-    if "gateway" in targets:
-        return str(client.login(targets["gateway"].base)["access"])
+    """A real access token from a gateway's login, or a look-alike when benching without one."""
+    for name in ("gateway", *GATEWAYS):
+        if name in targets:
+            return str(client.login(targets[name].base)["access"])
     return client.local_token(stack.secret)
 
 
@@ -125,20 +146,22 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     opts = make_options(a)
     chosen = [s.strip() for s in a.scenarios.split(",") if s.strip()]
     names = [t.strip() for t in a.targets.split(",") if t.strip()]
-    unknown = (set(chosen) - set(SCENARIOS)) | (set(names) - set(TARGETS))
+    unknown = (set(chosen) - set(SCENARIOS)) | (set(names) - set(TARGETS) - set(OPT_IN))
     if unknown:
         raise SystemExit(f"unknown scenario/target: {sorted(unknown)}")
     if "gateway" not in names:
         chosen = [s for s in chosen if s not in NEEDS_GATEWAY]
-    for tool in ("wrk", "nginx", "redis-server", "redis-cli"):
+    if "profile" in chosen and not any(n.startswith("gateway") for n in names):
+        chosen.remove("profile")
+    for tool in ("wrk", "nginx", "redis-server", "redis-cli") + (("haproxy",) if "haproxy" in names else ()):
         if not shutil.which(tool):
-            raise SystemExit(f"{tool} not found: apt-get install -y wrk nginx-light redis-server")
+            raise SystemExit(f"{tool} not found: bash scripts/install-bench-deps.sh")
     results: dict[str, Any] = {"environment": environment(), "options": opts.__dict__, "scenarios": {}}
     stack = Stack(keep_tmp=a.keep_tmp)
     t0 = time.monotonic()
     try:
-        redis_port = stack.redis() if "gateway" in names else None
-        up, targets = start_targets(stack, names, redis_port)
+        redis_port = stack.redis() if {"gateway", "gateway-cached"} & set(names) else None
+        up, targets = start_targets(stack, names, redis_port, opts.revocation_cache)
         token = get_token(stack, targets)
         for t in targets.values():
             client.check_identity(t.api_url, token, t.injects_identity)

@@ -20,12 +20,12 @@ import aiohttp
 
 from . import client, configs
 from . import profile as pyspy
-from .procs import peak_rss_kib, rss_kib
+from .procs import cpu_seconds, peak_rss_kib, rss_kib
 from .stack import Stack, Target
 from .stats import paired_delta, paired_ratio, summary
 from .wrk import WrkResult, run_wrk
 
-__all__ = ["Options", "Bench", "steady", "latency", "refresh_storm", "routes", "families", "stream",
+__all__ = ["Options", "Bench", "headline", "steady", "wait_subscribed", "latency", "refresh_storm", "routes", "families", "stream",
            "flood", "workers", "profile", "revocation_cache"]
 
 Runs = dict[str, list[dict[str, Any]]]
@@ -47,7 +47,10 @@ class Options:
     stream_mb: int = 1024
     big_routes: int = 10_000
     workers: int = 2
-    revocation_cache: float = 5.0  # seconds: the TTL compared with 0s in the revcache scenario
+    revocation_cache: float = 5.0  # seconds: the TTL compared with 0s in the revcache scenario (and gateway-cached's)
+    headline_rounds: int = 5  # the issue's method: every target once per round, order rotated, 5 rounds
+    headline_connections: int = 64
+    warm_up: float = 2.0  # seconds of 16-connection load per target before the headline and steady runs
 
 
 @dataclass
@@ -75,7 +78,8 @@ def _rotate(names: list[str], k: int) -> list[str]:
 
 def _fmt(res: WrkResult) -> str:
     bad = f"  non-2xx {res.non_2xx} sockerr {res.socket_errors}" if not res.ok else ""
-    return f"{res.rps:9.0f} rps  p50 {res.p50_ms:7.2f} ms  p99 {res.p99_ms:7.2f} ms{bad}"
+    cpu = f"  cpu {res.cpu_us:6.0f} µs/req" if res.cpu_us is not None else ""
+    return f"{res.rps:9.0f} rps  p50 {res.p50_ms:7.2f} ms  p99 {res.p99_ms:7.2f} ms{cpu}{bad}"
 
 
 def _record(b: Bench, tag: str, name: str, res: WrkResult, rnd: int, expect_ok: bool = True) -> dict[str, Any]:
@@ -103,14 +107,62 @@ def _alternate(b: Bench, tag: str, variants: Mapping[str, Callable[[], WrkResult
 def _summaries(runs: Runs) -> dict[str, dict[str, Any]]:
     return {n: {"rps": summary(r["rps"] for r in rs), "ok_rps": summary(r["ok_rps"] for r in rs),
                 "p50_ms": summary(r["p50_ms"] for r in rs),
-                "p99_ms": summary(r["p99_ms"] for r in rs), "valid": all(r["valid"] for r in rs)}
+                "p99_ms": summary(r["p99_ms"] for r in rs),
+                "cpu_us": summary(r["cpu_us"] for r in rs if r.get("cpu_us") is not None),
+                "valid": all(r["valid"] for r in rs)}
             for n, rs in runs.items()}
 
 
 def _api(b: Bench, t: Target, c: int, token: str | None = None, script: str | None = "bearer.lua",
          path: str = configs.API_PATH, env: dict[str, str] | None = None) -> WrkResult:
-    return run_wrk(t.base + path, c, b.opts.duration, script,
-                   env={"BENCH_TOKEN": token or b.token, **(env or {})}, threads=b.opts.threads)
+    """One wrk run against ``t``, with the CPU time its process trees spent per request meanwhile."""
+    pids = t.cpu_pids
+    before = cpu_seconds(pids)
+    res = run_wrk(t.base + path, c, b.opts.duration, script,
+                  env={"BENCH_TOKEN": token or b.token, **(env or {})}, threads=b.opts.threads)
+    if pids and res.requests:
+        res.cpu_us = (cpu_seconds(pids) - before) / res.requests * 1e6
+    return res
+
+
+def _warm_up(b: Bench, names: list[str]) -> None:
+    """Fills connection pools, caches and the allocator before measuring."""
+    for name in names:
+        run_wrk(b.targets[name].api_url, 16, min(b.opts.warm_up, b.opts.duration), "bearer.lua",
+                env={"BENCH_TOKEN": b.token}, threads=b.opts.threads)
+
+
+# -- headline: the issue's figures ------------------------------------------------------
+
+GATEWAY_VARIANTS = ("gateway-memory", "gateway-cached", "gateway", "prototype")  # prototype: bench/protocol_prototype.py
+REFERENCES = ("direct", "nginx", "haproxy", "naive", "nginx-authreq")
+
+
+def headline(b: Bench) -> dict[str, Any]:
+    """Every target at 64 connections, once per round, order rotated, ``headline_rounds`` rounds.
+
+    The issue's method: RPS ratios and CPU per request (utime + stime of each
+    target's process trees from /proc over the run, divided by its requests),
+    each ratio taken within a round, then the median over rounds. CPU capacity
+    = requests one CPU-second serves = 1 / CPU per request, so "capacity
+    gateway/naive" is cpu(naive) / cpu(gateway).
+    """
+    names = list(b.targets)
+    _warm_up(b, names)
+    c = b.opts.headline_connections
+    runs: Runs = {n: [] for n in names}
+    for rnd in range(b.opts.headline_rounds):
+        for name in _rotate(names, rnd):
+            runs[name].append(_record(b, f"headline c={c}", name, _api(b, b.targets[name], c), rnd))
+    ratios: dict[str, dict[str, dict[str, float]]] = {}
+    for gw in (g for g in GATEWAY_VARIANTS if g in runs):
+        ratios[gw] = {}
+        for ref in (r for r in REFERENCES if r in runs):
+            ratios[gw][f"rps/{ref}"] = paired_ratio(runs[gw], runs[ref])
+            ratios[gw][f"cpu/{ref}"] = paired_ratio(runs[gw], runs[ref], "cpu_us")
+            ratios[gw][f"capacity/{ref}"] = paired_ratio(runs[ref], runs[gw], "cpu_us")
+    return {"connections": c, "rounds": b.opts.headline_rounds, "runs": runs, "summary": _summaries(runs),
+            "ratios": ratios}
 
 
 # -- steady state -------------------------------------------------------------------
@@ -119,9 +171,7 @@ def _api(b: Bench, t: Target, c: int, token: str | None = None, script: str | No
 def steady(b: Bench) -> dict[str, Any]:
     """RPS and latency of every target at every concurrency, targets alternated per round."""
     names = list(b.targets)
-    for name in names:  # warm-up: fills connection pools, caches and the allocator before measuring
-        run_wrk(b.targets[name].api_url, 16, min(2.0, b.opts.duration), "bearer.lua",
-                env={"BENCH_TOKEN": b.token}, threads=b.opts.threads)
+    _warm_up(b, names)
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {n: {c: [] for c in b.opts.concurrency} for n in names}
     for rnd in range(b.opts.rounds):
         for i, c in enumerate(b.opts.concurrency):
@@ -467,6 +517,15 @@ def _metric_lines(t: Target, prefix: str) -> dict[str, float]:
             if line.startswith(prefix)}
 
 
+def wait_subscribed(t: Target, timeout: float = 10.0) -> None:
+    """Until a gateway with ``store.revocation_cache`` is subscribed (before that every check bypasses the cache)."""
+    deadline = time.monotonic() + timeout
+    while _metric_lines(t, "gateway_revocation_cache_subscribed").get("gateway_revocation_cache_subscribed") != 1.0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{t.name} did not subscribe to revocation events")
+        time.sleep(0.1)
+
+
 def revocation_cache(b: Bench) -> dict[str, Any]:
     """The same gateway with ``store.revocation_cache: 0s`` (every check asks Redis) and with a TTL.
 
@@ -480,12 +539,7 @@ def revocation_cache(b: Bench) -> dict[str, Any]:
                              store_extra={"revocation_cache": f"{ttl:g}s"})
     try:
         client.check_identity(cached.api_url, b.token, True)
-        deadline = time.monotonic() + 10
-        while _metric_lines(cached, "gateway_revocation_cache_subscribed").get(
-                "gateway_revocation_cache_subscribed") != 1.0:  # else every check bypasses the cache
-            if time.monotonic() > deadline:
-                raise RuntimeError("the cached gateway did not subscribe to revocation events")
-            time.sleep(0.1)
+        wait_subscribed(cached)
         run_wrk(cached.api_url, 16, min(2.0, b.opts.duration), "bearer.lua",  # warm-up, as steady does
                 env={"BENCH_TOKEN": b.token}, threads=b.opts.threads)
         names = {"revocation_cache 0s": b.gateway, f"revocation_cache {ttl:g}s": cached}
@@ -517,14 +571,18 @@ def revocation_cache(b: Bench) -> dict[str, Any]:
 
 
 def profile(b: Bench, connections: int = 64) -> dict[str, Any]:
-    """py-spy samples of the gateway under wrk at 64 connections (valid tokens).
+    """py-spy samples of each gateway variant under wrk at 64 connections (valid tokens).
 
     The sampler costs some CPU on the shared cores, so this run's RPS is not
     comparable with the others; only the shares matter.
     """
-    gw = b.gateway
-    assert gw is not None and gw.proc is not None
-    raw = b.out_dir / "profile.txt"
+    names = [n for n in GATEWAY_VARIANTS if n in b.targets]
+    return {"by_target": {n: _profile_one(b, b.targets[n], connections) for n in names}}
+
+
+def _profile_one(b: Bench, gw: Target, connections: int) -> dict[str, Any]:
+    assert gw.proc is not None
+    raw = b.out_dir / f"profile-{gw.name}.txt"
     seconds = max(5.0, b.opts.duration * 2)
     sampler = pyspy.record(gw.proc.pid, seconds, raw)
     try:
@@ -535,7 +593,7 @@ def profile(b: Bench, connections: int = 64) -> dict[str, Any]:
     if sampler.returncode != 0 or not raw.exists():
         raise RuntimeError(f"py-spy failed ({sampler.returncode}): {err.decode(errors='replace')[-500:]}")
     summ = pyspy.summarize(raw)
-    b.log(f"[profile] {summ['samples']} samples while serving {res.rps:.0f} rps; "
+    b.log(f"[profile {gw.name}] {summ['samples']} samples while serving {res.rps:.0f} rps; "
           + ", ".join(f"{k} {v:.0f}%" for k, v in summ["activities"].items()))
     return {"connections": connections, "seconds": seconds, "rps_while_sampling": res.rps,
             "raw_file": raw.name, **summ}

@@ -24,17 +24,27 @@ PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sy
 
 @dataclass
 class Target:
-    """Something wrk can hit: a base URL, and the process tree to weigh for memory."""
+    """Something wrk can hit: a base URL, and the process tree to weigh for memory.
+
+    ``also_weighed``: further processes whose CPU a request to this target costs
+    (nginx ``auth_request`` asks a gateway on every request: both count).
+    """
 
     name: str
     base: str
     proc: Proc | None = None
     injects_identity: bool = False
     startup_s: float = 0.0
+    also_weighed: list[Proc] = field(default_factory=list)
 
     @property
     def api_url(self) -> str:
         return self.base + configs.API_PATH
+
+    @property
+    def cpu_pids(self) -> list[int]:
+        """Roots of the process trees whose CPU time a request to this target costs."""
+        return [p.pid for p in ([self.proc] if self.proc else []) + self.also_weighed]
 
 
 @dataclass
@@ -100,6 +110,48 @@ class Stack:
         base = f"http://127.0.0.1:{port}"
         t = self._ready(proc, base + "/ready")
         return Target("nginx", base, proc, startup_s=t)
+
+    def haproxy(self, upstream: Target) -> Target:
+        """HAProxy verifying the same HS256 token natively (``jwt_verify``), one thread."""
+        port = free_port()
+        hdir = self.tmp / "haproxy"
+        hdir.mkdir(exist_ok=True)
+        conf = configs.write_haproxy_conf(hdir, port, int(upstream.base.rsplit(":", 1)[1]), self.secret)
+        proc = self._start("haproxy", ["haproxy", "-db", "-f", str(conf)])
+        base = f"http://127.0.0.1:{port}"
+        t = self._ready(proc, base + "/ready")
+        return Target("haproxy", base, proc, injects_identity=True, startup_s=t)
+
+    def nginx_auth_request(self, upstream: Target, gateway: Target) -> Target:
+        """nginx proxying to the upstream after asking ``gateway``'s ``/auth/me`` (``auth_request``) each time."""
+        port = free_port()
+        ngx = self.tmp / "nginx-authreq"
+        ngx.mkdir(exist_ok=True)
+        conf = configs.write_nginx_conf(ngx, port, int(upstream.base.rsplit(":", 1)[1]),
+                                        auth_port=int(gateway.base.rsplit(":", 1)[1]))
+        proc = self._start("nginx-authreq", ["nginx", "-p", str(ngx), "-e", str(ngx / "nginx-error.log"),
+                                             "-c", str(conf), "-g", "daemon off;"])
+        base = f"http://127.0.0.1:{port}"
+        t = self._ready(proc, base + "/ready")
+        also = [gateway.proc] if gateway.proc else []
+        return Target("nginx-authreq", base, proc, startup_s=t, also_weighed=also)
+
+    def prototype(self, upstream: Target) -> Target:
+        """``bench/protocol_prototype.py`` (NOT the gateway) on gateway-memory's configuration: the ceiling
+        of the gateway's checks without aiohttp's server."""
+        port = free_port()
+        pdir = self.tmp / "prototype"
+        pdir.mkdir(exist_ok=True)
+        users = self.tmp / "users.yaml"
+        if not users.exists():
+            configs.write_users(users)
+        shutil.copy(users, pdir / "users.yaml")
+        path = configs.write_gateway_config(pdir / "gateway.yaml", configs.gateway_config(port, upstream.base, None, 20))
+        proc = self._start("prototype", [PY, "-m", "bench.protocol_prototype", "--config", str(path), "--port", str(port)],
+                           env={"GATEWAY_SECRET": self.secret})
+        base = f"http://127.0.0.1:{port}"
+        t = self._ready(proc, base + "/ready")
+        return Target("prototype", base, proc, injects_identity=True, startup_s=t)
 
     def naive(self, upstream: Target) -> Target:
         port = free_port()

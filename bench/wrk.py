@@ -35,6 +35,7 @@ class WrkResult:
     non_2xx: int
     socket_errors: int
     codes: dict[str, int] = field(default_factory=dict)  # from scripts that count answers
+    cpu_us: float | None = None  # CPU time of the target's process trees during the run, per request (µs)
 
     @property
     def ok(self) -> bool:

@@ -8,16 +8,14 @@ from __future__ import annotations
 from typing import AsyncIterator
 
 from aiohttp import web
-from aiohttp.http import SERVER_SOFTWARE
 
 import gateway.limits as limits
-import gateway.rate_limit as rate_limit
 from gateway.auth.oidc import HTTP as oidc_http
 from gateway.config import GatewayConfig
-from gateway.context import REQUEST_ID
+from gateway.context import ANSWER_HEADERS
 from gateway.decision.cache import DecisionCache, revocation_cache_of
 from gateway.lifecycle import LIFECYCLE
-from gateway.middleware import errors_and_access_log
+from gateway.middleware import answer_headers, errors_and_access_log
 from gateway.observe.metrics import METRICS, Metrics
 from gateway.pipeline import dispatch
 from gateway.runtime import GATEWAY, Gateway, Runtime
@@ -33,22 +31,6 @@ from gateway.upstream.websocket_sessions import SocketSessions, watched_revocati
 __all__ = ["create_app"]
 
 AUTH_BODY_LIMIT = 64 * 1024
-
-
-async def _echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """Every answer, proxied or the gateway's own, names the request id the upstream saw;
-    and a ``Server`` header without versions unless the upstream sent its own."""
-    rid = request.get(REQUEST_ID)
-    if rid:
-        response.headers["X-Request-Id"] = rid
-    if response.headers.get("Server", SERVER_SOFTWARE) == SERVER_SOFTWARE:  # aiohttp's default names versions
-        response.headers["Server"] = request.app[GATEWAY].runtime.config.server_header
-
-
-async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    cors = request.app[GATEWAY].runtime.cors
-    if cors is not None:
-        cors.decorate(request, response)
 
 
 def create_app(
@@ -91,8 +73,6 @@ def create_app(
         await gateway.store.close()
 
     app.cleanup_ctx.append(lifecycle)
-    app.on_response_prepare.append(_echo_request_id)
-    rate_limit.install(app)
-    app.on_response_prepare.append(_cors_headers)
+    app[ANSWER_HEADERS] = answer_headers  # no on_response_prepare hook: see context.ANSWER_HEADERS
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

@@ -5,10 +5,12 @@ the metrics, mostly), so data flows down the pipeline only.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from aiohttp import web
 
 __all__ = [
-    "BODY_ERROR", "ERROR_CODE", "REQUEST_ID", "RESPONSE_BYTES", "REVOCATION_SKIPPED", "ROUTE_NAME", "SUBJECT",
+    "ANSWER_HEADERS", "BODY_ERROR", "ERROR_CODE", "REQUEST_ID", "RESPONSE_BYTES", "REVOCATION_SKIPPED", "ROUTE_NAME", "SUBJECT",
     "UPSTREAM_ERROR", "UPSTREAM_SECONDS",
 ]
 
@@ -21,3 +23,9 @@ UPSTREAM_ERROR = web.RequestKey("upstream_error", str)  # upstream.http: unavail
 RESPONSE_BYTES = web.RequestKey("response_bytes", int)  # upstream.http: body bytes relayed to the client
 BODY_ERROR = web.RequestKey("body_error", str)  # upstream.bodies: "timeout" or "client_closed"
 ERROR_CODE = web.ResponseKey("error_code", str)  # errors: the gateway's code on every error answer, any dialect
+
+# create_app: the one function that adds the headers every answer carries (X-Request-Id, Server, CORS,
+# RateLimit). The middleware calls it on answers it returns unprepared; code that prepares a streamed
+# answer itself (the proxy relay, the websocket handshake) calls it just before ``prepare``. No
+# on_response_prepare hook: a hook costs every answer a signal dispatch and a coroutine per receiver.
+ANSWER_HEADERS = web.AppKey[Callable[[web.Request, web.StreamResponse], None]]("answer_headers")

@@ -1,7 +1,10 @@
-"""The outermost middleware: every failure becomes a JSON answer, every request is counted and logged once."""
+"""The outermost middleware: every failure becomes a JSON answer, every request is counted and logged once.
+
+``answer_headers`` is the one place that adds the headers every answer carries;
+see ``context.ANSWER_HEADERS`` for who calls it.
+"""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -9,13 +12,15 @@ import time
 from typing import Awaitable, Callable, Mapping
 
 from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE
 
 from gateway.context import ERROR_CODE, REQUEST_ID, REVOCATION_SKIPPED, ROUTE_NAME, UPSTREAM_ERROR, UPSTREAM_SECONDS
 from gateway.errors import GatewayError, error_response
-from gateway.observe.access_log import access_record
+from gateway.observe.access_log import access_line
+from gateway.rate_limit import add_headers as rate_limit_headers
 from gateway.runtime import GATEWAY, Gateway
 
-__all__ = ["CLIENT_CLOSED", "errors_and_access_log"]
+__all__ = ["CLIENT_CLOSED", "answer_headers", "errors_and_access_log"]
 
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
@@ -31,6 +36,25 @@ def request_id(headers: Mapping[str, str]) -> str:
     """The client's X-Request-Id if it is sane, else a new one."""
     given = headers.get("X-Request-Id", "")
     return given if _REQUEST_ID.match(given) else os.urandom(16).hex()
+
+
+def answer_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """What every answer, proxied or the gateway's own, carries; called once per answer, before it is prepared.
+
+    The request id the upstream saw; a ``Server`` header without versions unless the
+    upstream sent its own (aiohttp's default names Python's and its own version); a
+    rate-limited route's ``RateLimit`` headers; the CORS policy's headers.
+    """
+    headers = response.headers
+    rid = request.get(REQUEST_ID)
+    if rid:
+        headers["X-Request-Id"] = rid
+    runtime = request.app[GATEWAY].runtime
+    if headers.get("Server", SERVER_SOFTWARE) == SERVER_SOFTWARE:
+        headers["Server"] = runtime.config.server_header
+    rate_limit_headers(request, response)
+    if runtime.cors is not None:
+        runtime.cors.decorate(request, response)
 
 
 @web.middleware
@@ -56,22 +80,27 @@ async def errors_and_access_log(request: web.Request, handler: Handler) -> web.S
     finally:
         gateway.lifecycle.in_flight -= 1
         gateway.metrics.in_flight.dec()
-    if gateway.lifecycle.draining and not response.prepared:
-        response.force_close()  # the client's next request opens a connection to a live instance
+    if not response.prepared:  # the proxy relay and websockets prepared theirs, having called answer_headers
+        answer_headers(request, response)
+        if gateway.lifecycle.draining:
+            response.force_close()  # the client's next request opens a connection to a live instance
     _observe(request, response, time.perf_counter() - started, gateway)
     return response
 
 
 def _observe(request: web.Request, response: web.StreamResponse, duration: float, gateway: Gateway) -> None:
-    route = request.get(ROUTE_NAME) or "unmatched"
-    metrics = gateway.metrics
-    metrics.request(route, request.method, response.status, duration)
-    metrics.upstream(route, request.get(UPSTREAM_SECONDS), request.get(UPSTREAM_ERROR))
-    code = response.get(ERROR_CODE)
-    if code is not None:
-        metrics.refused(response.status, code)
-    if request.get(REVOCATION_SKIPPED):
-        metrics.fail_open.inc()
+    # One copy of the request's context: a missing key then costs a dict miss, not a KeyError raised and
+    # caught inside Mapping.get.
+    state = dict(request.items())
+    route = state.get(ROUTE_NAME) or "unmatched"
+    bound = gateway.metrics.route(route)
+    bound.request(request.method, response.status, duration)
+    bound.upstream(state.get(UPSTREAM_SECONDS), state.get(UPSTREAM_ERROR))
+    if len(response):
+        code = response.get(ERROR_CODE)
+        if code is not None:
+            gateway.metrics.refused(response.status, code)
+    if state.get(REVOCATION_SKIPPED):
+        gateway.metrics.fail_open.inc()
     if access_log.isEnabledFor(logging.INFO):
-        trust = gateway.runtime.config.trust_forwarded_headers
-        access_log.info(json.dumps(access_record(request, response, duration, trust)))
+        access_log.info(access_line(state, request, response, duration, gateway.runtime.config.trust_forwarded_headers))

@@ -5,6 +5,7 @@ path alike, so a host or address is compared the same way everywhere.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ def is_loopback(name: str | None) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=4096)  # once per client address, not per request; bounded against address floods
 def ip_bucket(address: str) -> str:
     """IPv4 per address; IPv6 per /64, the block one subscriber usually gets."""
     try:

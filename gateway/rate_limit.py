@@ -22,7 +22,7 @@ from gateway.errors import GatewayError
 from gateway.forwarded import client_ip
 from gateway.stores import Store, StoreUnavailable
 
-__all__ = ["enforce", "install"]
+__all__ = ["add_headers", "enforce"]
 
 _HEADERS = web.RequestKey("rate_limit_headers", dict)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
@@ -67,12 +67,9 @@ async def enforce(request: web.Request, route: Route, claims: Mapping[str, Any] 
         raise GatewayError(429, "rate_limited", "Too many requests; slow down", headers={**headers, "Retry-After": retry})
 
 
-async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
+def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The limited route's ``RateLimit``/``RateLimit-Policy`` on any answer (``middleware.answer_headers``)."""
     headers = request.get(_HEADERS)
     if headers:
         for key, value in headers.items():
             response.headers.setdefault(key, value)
-
-
-def install(app: web.Application) -> None:
-    app.on_response_prepare.append(_add_headers)

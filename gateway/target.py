@@ -46,6 +46,9 @@ _STILL_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
 _FORBIDDEN_DECODED = re.compile(rb"[/\\;\x00-\x1f\x7f]")
 # What a compatibility form may not turn into: characters that give a path structure.
 _STRUCTURAL = frozenset("./\\;%?# ")
+# A segment of only these (RFC 3986 unreserved and sub-delims but ``;``) decodes to itself, and
+# none of them is one _FORBIDDEN_DECODED refuses: the percent-decoding steps can be skipped.
+_PLAIN = re.compile(r"[A-Za-z0-9._~!$&'()*+,=:@-]*\Z")
 _OVERRIDE_PARAMS = frozenset({"_method"})
 
 DEFAULT_PATH_RULES = Paths()
@@ -95,6 +98,9 @@ def _check_text(text: str) -> None:
 
 
 def _decode_segment(raw: str) -> str:
+    if _PLAIN.match(raw):  # nothing encoded, nothing structural: decoding is the identity, the text checks remain
+        _check_text(raw)
+        return raw
     if _PCT.search(raw):
         raise _bad("Malformed percent-encoding in the path")
     data = unquote_to_bytes(raw)

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # What the benchmark needs beyond Python packages, installed only when missing:
-# Debian's wrk (load generator), nginx-light (the comparison proxy), redis-server.
+# Debian's wrk (load generator), nginx-light (the comparison proxy, also in front of the gateway
+# with auth_request), haproxy (2.6: the comparison proxy verifying the JWT itself), redis-server.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)  # jwt_verify target of bench/decision.py
 if [ ${#missing[@]} -gt 0 ]; then

@@ -57,6 +57,13 @@ class MalformedRequestFilter(logging.Filter):
 
 
 def configure_logging(level: str, fmt: str = "text") -> None:
+    # Facts of a record that no formatter here prints, gathered for every record otherwise (the access log
+    # writes one per request): the caller's file and line (a stack walk), thread, process and process name.
+    # The Python logging HOWTO's "Optimization" section names exactly these switches.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

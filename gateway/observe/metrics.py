@@ -9,6 +9,11 @@ workers (prometheus-client's multiprocess mode).
 Label values are bounded by the configuration: route names and endpoint paths
 come from the config file, methods outside the standard set count as ``other``,
 statuses as classes (``2xx``), and codes are the gateway's own error codes.
+
+The per-request metrics are pre-bound: ``Metrics.route(name)`` resolves a
+route's (or endpoint's) children once and keeps them, so a request costs a
+dict lookup and the increments, not a ``labels(...)`` call per metric (which
+validates and joins the label values and takes a lock every time).
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["METRICS", "Metrics", "metrics_handler", "multiprocess_dir"]
+__all__ = ["METRICS", "Metrics", "RouteMetrics", "metrics_handler", "multiprocess_dir"]
 
 # Seconds: from a cache-hit 1 ms to the default 30 s route timeout.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -35,10 +40,50 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
+class RouteMetrics:
+    """One route's (or own endpoint's) children of the per-request metrics, bound on first use."""
+
+    __slots__ = ("_metrics", "_name", "_requests", "_duration", "_upstream_duration", "_upstream_errors")
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self._metrics = metrics
+        self._name = name
+        self._requests: dict[tuple[str, int], Counter] = {}  # (method, status // 100): standard methods only
+        self._duration = metrics.request_seconds.labels(name)
+        self._upstream_duration: Histogram | None = None  # only routes that reach an upstream get the series
+        self._upstream_errors: dict[str, Counter] = {}
+
+    def request(self, method: str, status: int, seconds: float) -> None:
+        """A request answered: counted by method and status class, its duration observed."""
+        key = (method, status // 100)
+        child = self._requests.get(key)
+        if child is None:
+            child = self._metrics.requests.labels(self._name, method if method in METHODS else "other",
+                                                  f"{status // 100}xx")
+            if method in METHODS:  # other methods share the "other" child but are not cached by their name
+                self._requests[key] = child
+        child.inc()
+        self._duration.observe(seconds)
+
+    def upstream(self, seconds: float | None, error: str | None) -> None:
+        """Time until the upstream's headers, and the kind of failure if there was one."""
+        if seconds is not None:
+            if self._upstream_duration is None:
+                self._upstream_duration = self._metrics.upstream_seconds.labels(self._name)
+            self._upstream_duration.observe(seconds)
+        if error is not None:
+            child = self._upstream_errors.get(error)
+            if child is None:
+                child = self._upstream_errors[error] = self._metrics.upstream_errors.labels(self._name, error)
+            child.inc()
+
+
 class Metrics:
     """Every metric the gateway exports; methods name the events that move them."""
 
     def __init__(self) -> None:
+        self._routes: dict[str, RouteMetrics] = {}
+        self._store_timers: dict[str, Histogram] = {}  # pre-bound children of store_seconds, by operation
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -118,20 +163,26 @@ class Metrics:
 
     # -- requests -------------------------------------------------------------------
 
+    def route(self, name: str) -> RouteMetrics:
+        """The pre-bound children of route (or ``@<endpoint>``, ``unmatched``) ``name``.
+
+        Names come from the configuration, so the cache is bounded by the routes and
+        endpoints of the configurations this process has run (reloads add, never remove).
+        """
+        bound = self._routes.get(name)
+        if bound is None:
+            bound = self._routes[name] = RouteMetrics(self, name)
+        return bound
+
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        method = method if method in METHODS else "other"
-        self.requests.labels(route, method, f"{status // 100}xx").inc()
-        self.request_seconds.labels(route).observe(seconds)
+        self.route(route).request(method, status, seconds)
 
     def upstream(self, route: str, seconds: float | None, error: str | None) -> None:
-        if seconds is not None:
-            self.upstream_seconds.labels(route).observe(seconds)
-        if error is not None:
-            self.upstream_errors.labels(route, error).inc()
+        self.route(route).upstream(seconds, error)
 
     def refused(self, status: int, code: str) -> None:
         if status in (401, 403, 429):
-            self.auth_failures.labels(code).inc()
+            self.auth_failures.labels(code).inc()  # refusals only: not the hot path
 
     # -- sessions (gateway.auth.AuthEvents) -------------------------------------------------
 
@@ -159,7 +210,10 @@ class Metrics:
     # -- store (gateway.stores.instrumented.StoreObserver) ----------------------------------
 
     def store_call(self, operation: str, seconds: float, failed: bool) -> None:
-        self.store_seconds.labels(operation).observe(seconds)
+        timer = self._store_timers.get(operation)  # operations are the store interface's method names: bounded
+        if timer is None:
+            timer = self._store_timers[operation] = self.store_seconds.labels(operation)
+        timer.observe(seconds)
         if failed:
             self.store_errors.labels(operation).inc()
 

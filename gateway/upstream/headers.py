@@ -20,6 +20,7 @@ id, the validated ``Host`` for ``preserve_host`` routes, and the claims.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -61,6 +62,9 @@ def encode_claim(value: Any) -> str:
         value = "true" if value else "false"
     elif not isinstance(value, str):
         value = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    text: str = value
+    if text.isascii() and text.isprintable() and "%" not in text and "," not in text:
+        return text  # only characters quote() keeps (printable ASCII but % and ,): the common case, no work
     try:
         data = value.encode("utf-8")
     except UnicodeEncodeError:
@@ -74,6 +78,7 @@ def connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
     return {t.strip().lower() for t in listed.split(",") if t.strip()}
 
 
+@functools.lru_cache(maxsize=4096)  # once per peer address, not per request; bounded
 def _forwarded_node(peer: str | None) -> str:
     """An RFC 7239 node: IPv6 in quotes and brackets, ``unknown`` without a peer address."""
     if not peer:

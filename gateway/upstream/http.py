@@ -2,7 +2,9 @@
 
 Bodies are never read whole: the request body is handed to the upstream client
 as a stream and the response is copied chunk by chunk, so a 1 GB transfer
-passes in constant memory.
+passes in constant memory. Plain HTTP goes through the gateway's own client
+(``client``, ``pool``, ``connection``: HTTP/1.1 on asyncio Protocols, responses
+parsed by httptools); websockets through one aiohttp session (``session``).
 """
 from __future__ import annotations
 
@@ -12,37 +14,40 @@ import time
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
 
 from gateway.config import Route
 from gateway.config.limits import Limits
-from gateway.context import RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS
+from gateway.context import ANSWER_HEADERS, RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS
 from gateway.errors import GatewayError
 from gateway.lifecycle import LIFECYCLE
 from gateway.target import RequestPath
 from gateway.upstream.bodies import BodyFailed, body_failure, upstream_body
+from gateway.upstream.client import UpstreamResponse, request_head, send
+from gateway.upstream.connection import UpstreamError, UpstreamTimeout
 from gateway.upstream.headers import HOP_BY_HOP, connection_tokens
+from gateway.upstream.pool import Origin, Pool
 from gateway.upstream.slots import UpstreamSlots
 
 __all__ = ["Upstream"]
 
 
-CHUNK = 64 * 1024
-
-
-def _response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    drop = HOP_BY_HOP | connection_tokens(upstream)
-    return CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in drop)
+def _response_headers(upstream: list[tuple[str, str]]) -> CIMultiDict[str]:
+    received = CIMultiDict(upstream)
+    drop = HOP_BY_HOP | connection_tokens(CIMultiDictProxy(received))
+    return CIMultiDict((k, v) for k, v in upstream if k.lower() not in drop)
 
 
 class Upstream:
-    """One pooled client session per process, shared by every route."""
+    """The lean HTTP/1.1 client's pool for proxied requests, and one aiohttp session for websockets."""
 
     def __init__(self, limits: Limits | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
         self.limits = limits if limits is not None else Limits()
         # per upstream origin; websockets are bounded by limits.max_websockets instead
         self.slots = UpstreamSlots(self.limits.upstream_connections, self.limits.upstream_queue_timeout)
+        # an upstream's response head is bounded like a client's request head
+        self.pool = Pool(self.limits.max_head_size)
+        self._origins: dict[str, Origin] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60, enable_cleanup_closed=True)
@@ -54,36 +59,46 @@ class Upstream:
         )
 
     async def close(self) -> None:
+        self.pool.close()
         if self._session:
             await self._session.close()
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """The websocket client (``upstream.websocket``); plain requests use ``pool``."""
         assert self._session is not None, "Upstream.start() was not called"
         return self._session
 
+    def origin(self, upstream: str) -> Origin:
+        origin = self._origins.get(upstream)
+        if origin is None:
+            origin = self._origins[upstream] = Origin.parse(upstream)
+        return origin
+
     async def forward(self, request: web.Request, route: Route, path: RequestPath, headers: CIMultiDict[str]) -> web.StreamResponse:
-        url = route.upstream + path.forward_path(_strip_count(route) if route.strip_prefix else 0)
+        origin = self.origin(route.upstream)
+        target = (route.upstream + path.forward_path(_strip_count(route) if route.strip_prefix else 0))[origin.prefix_length:]
+        target = target or "/"
         if path.query:
-            url += "?" + path.query
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=route.timeout, sock_read=route.timeout)
+            target += "?" + path.query
         try:  # a small idempotent body is read before a pooled connection is taken
             body = await upstream_body(request, self.limits.body_idle_timeout)
         except BodyFailed as exc:
             raise _failure(request, exc) from None
+        head = request_head(request.method, target, origin, headers, body)
+        chunked = body is not None and not isinstance(body, bytes) and "Content-Length" not in headers
         async with self.slots.hold(route.upstream):
             started = time.perf_counter()
             try:
-                upstream = await self.session.request(
-                    request.method, URL(url, encoded=True), headers=headers, data=body,
-                    allow_redirects=False, timeout=timeout,
-                )
-            except (asyncio.TimeoutError, aiohttp.ClientError, OSError, BodyFailed) as exc:
+                upstream = await send(self.pool, origin, request.method, head, body, route.timeout, chunked=chunked)
+            except (asyncio.TimeoutError, UpstreamError, OSError, BodyFailed) as exc:
                 raise _failure(request, exc) from None
             finally:
                 request[UPSTREAM_SECONDS] = time.perf_counter() - started
-            async with upstream:
+            try:
                 return await _relay(request, upstream)
+            finally:
+                upstream.close()
 
 
 def _failure(request: web.Request, exc: BaseException) -> GatewayError:
@@ -91,7 +106,7 @@ def _failure(request: web.Request, exc: BaseException) -> GatewayError:
     failed_body = body_failure(request)
     if failed_body is not None:
         return failed_body
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+    if isinstance(exc, (asyncio.TimeoutError, UpstreamTimeout)):
         request[UPSTREAM_ERROR] = "timeout"
         return GatewayError(504, "upstream_timeout", "The upstream service did not answer in time")
     request[UPSTREAM_ERROR] = "unavailable"
@@ -102,22 +117,26 @@ def _strip_count(route: Route) -> int:
     return len([s for s in route.prefix.split("/") if s])
 
 
-async def _relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+async def _relay(request: web.Request, upstream: UpstreamResponse) -> web.StreamResponse:
     """Copy status, headers and body; once headers are sent, a failure can only abort."""
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=_response_headers(upstream.headers))
     lifecycle = request.app.get(LIFECYCLE)
     if lifecycle is not None and lifecycle.draining:
         response.force_close()  # shutting down: the client's next request goes to a live instance
+    answer = request.app.get(ANSWER_HEADERS)
+    if answer is not None:  # X-Request-Id, Server, CORS, RateLimit: set once, here, not by a prepare hook
+        answer(request, response)
     await response.prepare(request)
     request[RESPONSE_BYTES] = 0
     reading = True  # False while writing: a failure then is the client's, not the upstream's
     try:
-        async for chunk in upstream.content.iter_any():
+        while chunk := await upstream.read():
             reading = False
-            await response.write(chunk)
+            with upstream.waiting_on_client():
+                await response.write(chunk)
             request[RESPONSE_BYTES] += len(chunk)
             reading = True
-    except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
+    except (asyncio.TimeoutError, UpstreamError, BodyFailed, OSError):
         # Headers are gone already: the only honest signal left is a cut connection.
         if reading:
             request[UPSTREAM_ERROR] = "aborted"

@@ -32,7 +32,7 @@ from yarl import URL
 from gateway.auth.credentials import bearer_token
 from gateway.auth.tokens import Claims
 from gateway.config import Route
-from gateway.context import REQUEST_ID
+from gateway.context import ANSWER_HEADERS
 from gateway.errors import GatewayError
 from gateway.target import RequestPath
 from gateway.upstream.websocket_sessions import SOCKET_SESSIONS, SocketSession, SocketSessions
@@ -193,7 +193,9 @@ async def _open_and_relay(
         protocols=(chosen,) if chosen else (), autoping=False, autoclose=False,
         timeout=CLOSE_TIMEOUT, max_msg_size=MAX_MESSAGE,
     )
-    client.headers["X-Request-Id"] = request[REQUEST_ID]
+    answer = request.app.get(ANSWER_HEADERS)
+    if answer is not None:  # X-Request-Id, Server, CORS: set once, before the handshake answer is prepared
+        answer(request, client)
     sessions = request.app[SOCKET_SESSIONS]
     limits = route.websocket_session
     lifetime = sessions.open(dict(claims) if claims is not None else None, leeway, limits.max_lifetime, limits.idle_timeout)

@@ -1,0 +1,91 @@
+"""A/B of gateway source trees: CPU per request of each, interleaved, behind one upstream.
+
+``.venv/bin/python -m bench.ab base=/tmp/a,new=/tmp/b [--rounds 5] [--duration 4] [--connections 64]
+[--store memory|redis|cached]`` where each tree is a checkout of the project (``git archive <commit> |
+tar -x -C /tmp/a``). Every tree's gateway runs from its own sources (``PYTHONPATH``) on the bench's
+gateway config; every round runs each once (order rotated); the figure is the median over rounds of
+each tree's CPU per request divided by the first tree's in the same round. This is how the levers in
+docs/performance.md were measured.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "bench"
+
+from . import client, configs  # noqa: E402
+from .procs import cpu_seconds, free_port  # noqa: E402
+from .scenarios import wait_subscribed  # noqa: E402
+from .stack import Stack, Target, _gateway_argv  # noqa: E402
+from .wrk import run_wrk  # noqa: E402
+
+
+def _start(stack: Stack, name: str, tree: str, upstream: Target, redis_url: str | None, cached: bool) -> Target:
+    port = free_port()
+    gdir = stack.tmp / name
+    gdir.mkdir()
+    users = stack.tmp / "users.yaml"
+    if not users.exists():
+        configs.write_users(users)
+    shutil.copy(users, gdir / "users.yaml")
+    extra = {"revocation_cache": "5s"} if cached else None
+    cfg = configs.write_gateway_config(gdir / "gateway.yaml",
+                                       configs.gateway_config(port, upstream.base, redis_url, 20, store_extra=extra))
+    proc = stack._start(name, _gateway_argv() + ["run", "--config", str(cfg), "--workers", "1"],
+                        env={"GATEWAY_SECRET": stack.secret, "PYTHONPATH": tree})
+    base = f"http://127.0.0.1:{port}"
+    stack._ready(proc, base + "/healthz", 120)
+    target = Target(name, base, proc, injects_identity=True)
+    if cached:
+        wait_subscribed(target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("trees", help="name=path,name=path,...: the first is the reference")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--duration", type=float, default=4.0)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--store", choices=("memory", "redis", "cached"), default="memory")
+    a = p.parse_args(argv)
+    trees = dict(item.split("=", 1) for item in a.trees.split(","))
+    stack = Stack()
+    try:
+        upstream = stack.upstream()
+        redis_url = f"redis://127.0.0.1:{stack.redis()}/0" if a.store != "memory" else None
+        targets = {n: _start(stack, n, t, upstream, redis_url, a.store == "cached") for n, t in trees.items()}
+        token = str(client.login(next(iter(targets.values())).base)["access"])
+        for t in targets.values():
+            client.check_identity(t.api_url, token, True)
+            run_wrk(t.api_url, 16, 2, "bearer.lua", env={"BENCH_TOKEN": token})  # warm-up
+        names = list(targets)
+        cpu: dict[str, list[float]] = {n: [] for n in names}
+        for rnd in range(a.rounds):
+            k = rnd % len(names)
+            for name in names[k:] + names[:k]:
+                t = targets[name]
+                assert t.proc is not None
+                before = cpu_seconds([t.proc.pid])
+                res = run_wrk(t.api_url, a.connections, a.duration, "bearer.lua", env={"BENCH_TOKEN": token})
+                cpu[name].append((cpu_seconds([t.proc.pid]) - before) / max(res.requests, 1) * 1e6)
+                print(f"r{rnd + 1} {name:<12} {res.rps:8.0f} rps {cpu[name][-1]:7.1f} µs/req"
+                      + ("" if res.ok else "  NON-2xx"), flush=True)
+        ref = names[0]
+        for name in names:
+            ratios = [x / y for x, y in zip(cpu[name], cpu[ref])]
+            print(f"{name:<12} CPU µs/req median {statistics.median(cpu[name]):7.1f}   vs {ref}: "
+                  f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
+    finally:
+        stack.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -35,7 +35,7 @@ if __package__ in (None, ""):
 from bench import configs  # noqa: E402
 from bench.client import login  # noqa: E402
 from bench.procs import Proc, free_port, tree_pids  # noqa: E402
-from bench.stack import ROOT, Stack, Target, _gateway_argv  # noqa: E402
+from bench.stack import ROOT, Stack, Target  # noqa: E402
 from bench.wrk import run_wrk  # noqa: E402
 
 CONNECTIONS = 64
@@ -62,21 +62,9 @@ def _proc(target: Target) -> Proc:
 
 
 def start_gateway(stack: Stack, name: str, upstream: Target, redis_url: str, cache_size: int) -> Target:
-    port = free_port()
-    directory = stack.tmp / name
-    directory.mkdir(exist_ok=True)
-    users = stack.tmp / "users.yaml"
-    if not users.exists():
-        configs.write_users(users)
-    (directory / "users.yaml").write_bytes(users.read_bytes())
-    config = configs.gateway_config(port, upstream.base, redis_url, 20, prefix=f"{name}:",
-                                    store_extra={"revocation_cache": "5s"})
-    config.update(trust_forwarded_headers=True, decision={"front": "nginx", "max_age": "5s", "cache_size": cache_size})
-    path = configs.write_gateway_config(directory / "gateway.yaml", config)
-    proc = stack._start(name, _gateway_argv() + ["run", "--config", str(path), "--workers", "1"],
-                        env={"GATEWAY_SECRET": stack.secret})
-    base = f"http://127.0.0.1:{port}"
-    return Target(name, base, proc, injects_identity=True, startup_s=stack._ready(proc, base + "/healthz", 120))
+    decision = {"front": "nginx", "max_age": "5s", "cache_size": cache_size}
+    return stack.gateway(name, upstream, redis_url, store_extra={"revocation_cache": "5s"}, prefix=f"{name}:",
+                         extra={"trust_forwarded_headers": True, "decision": decision})
 
 
 def start_decision_nginx(stack: Stack, name: str, gateway: Target, upstream: Target, cached: bool) -> Target:

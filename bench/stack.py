@@ -162,8 +162,9 @@ class Stack:
         return Target("naive", base, proc, injects_identity=True, startup_s=t)
 
     def gateway(self, name: str, upstream: Target, redis_url: str | None, n_routes: int = 20,
-                workers: int = 1, store_extra: dict[str, object] | None = None) -> Target:
-        """Write a config with ``n_routes`` routes and start ``gateway run`` on it."""
+                workers: int = 1, store_extra: dict[str, object] | None = None,
+                extra: dict[str, object] | None = None, prefix: str = "gwbench:") -> Target:
+        """Write a config with ``n_routes`` routes (and the top-level keys of ``extra``) and start ``gateway run`` on it."""
         port = free_port()
         gdir = self.tmp / name
         gdir.mkdir(exist_ok=True)
@@ -171,7 +172,8 @@ class Stack:
         if not users.exists():
             configs.write_users(users)
         shutil.copy(users, gdir / "users.yaml")
-        cfg = configs.gateway_config(port, upstream.base, redis_url, n_routes, store_extra=store_extra)
+        cfg = configs.gateway_config(port, upstream.base, redis_url, n_routes, prefix=prefix, store_extra=store_extra)
+        cfg.update(extra or {})
         path = configs.write_gateway_config(gdir / "gateway.yaml", cfg)
         # Always explicit: `gateway run` defaults to one worker per core.
         argv = _gateway_argv() + ["run", "--config", str(path), "--workers", str(workers)]

@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 from pydantic import field_validator, model_validator
-from yarl import URL
 
 from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from gateway.config.browser import Compat, Cookies, Cors
@@ -17,7 +16,7 @@ from gateway.config.ops import Admin, Endpoints, Listen, LoginThrottle, Metrics,
 from gateway.config.routes import Route
 from gateway.config.sources import SourceSpec
 from gateway.config.tokens import NAME, OWN_ISSUER, Tokens
-from gateway.config.types import Model
+from gateway.config.types import Model, base_url
 from gateway.net import is_loopback
 
 
@@ -108,10 +107,7 @@ class GatewayConfig(Model):
     def _public_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        url = URL(value)
-        if url.scheme not in {"http", "https"} or not url.host or url.query_string or url.fragment:
-            raise ValueError("not an absolute http(s) URL without query or fragment")
-        return value.rstrip("/")
+        return base_url(value).rstrip("/")
 
     @model_validator(mode="after")
     def _one_user_source(self) -> "GatewayConfig":

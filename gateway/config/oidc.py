@@ -9,7 +9,7 @@ from pydantic import SecretStr, field_validator, model_validator
 from yarl import URL
 
 from gateway.config.tokens import EXTERNAL_ALGORITHMS, TOKEN_CLAIMS, check_hs256_secret
-from gateway.config.types import Duration, Model, one_of
+from gateway.config.types import Duration, Model, base_url, one_of
 
 PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Parameters of the authorization request the gateway sets itself; `extra_params` may not override them.
@@ -88,10 +88,7 @@ class OidcProvider(Model):
     @field_validator("issuer")
     @classmethod
     def _issuer(cls, value: str) -> str:
-        url = URL(value)
-        if url.scheme not in {"http", "https"} or not url.host or url.query_string or url.fragment:
-            raise ValueError("not an absolute http(s) URL without query or fragment")
-        return value
+        return base_url(value)
 
     @field_validator("scopes")
     @classmethod

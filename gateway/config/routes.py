@@ -4,12 +4,11 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import field_validator, model_validator
-from yarl import URL
 
 from gateway.config.browser import ErrorStyleName
 from gateway.config.limits import RateLimit, WebsocketSession
 from gateway.config.tokens import OWN_ISSUER
-from gateway.config.types import HEADER_NAME, QUERY_NAME, AbsPath, Duration, Model, check_header_name
+from gateway.config.types import HEADER_NAME, QUERY_NAME, AbsPath, Duration, Model, base_url, check_header_name
 from gateway.net import parse_host
 
 
@@ -141,10 +140,7 @@ class Route(Model):
     @field_validator("upstream")
     @classmethod
     def _upstream(cls, value: str) -> str:
-        url = URL(value)
-        if url.scheme not in {"http", "https"} or not url.host or url.query_string or url.fragment:
-            raise ValueError("not an absolute http(s) URL without query or fragment")
-        return value.rstrip("/")
+        return base_url(value).rstrip("/")
 
     @field_validator("headers")
     @classmethod

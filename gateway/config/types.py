@@ -8,6 +8,7 @@ import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
+from yarl import URL
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -73,6 +74,15 @@ def abs_path(value: str) -> str:
 
 
 AbsPath = Annotated[str, BeforeValidator(abs_path)]
+
+
+def base_url(value: str) -> str:
+    """An absolute http(s) URL without query or fragment (an upstream, an issuer, the public URL); returned as given."""
+    url = URL(value)
+    if url.scheme not in {"http", "https"} or not url.host or url.query_string or url.fragment:
+        raise ValueError("not an absolute http(s) URL without query or fragment")
+    return value
+
 
 def check_header_name(name: str) -> str:
     if not HEADER_NAME.match(name) or name.lower() in RESERVED_HEADERS:

@@ -169,7 +169,7 @@ def report(all_series: list[Series], rounds: int, seconds: float) -> str:
         "# Decision mode: nginx + gateway decisions against nginx, HAProxy jwt_verify and proxy mode",
         "",
         f"`.venv/bin/python -m bench.decision --rounds {rounds} --seconds {seconds:g}` on this project's 2-core "
-        f"machine (shared: other work ran meanwhile); wrk, {CONNECTIONS} connections, 2 threads, the same bearer "
+        f"machine; wrk, {CONNECTIONS} connections, 2 threads, the same bearer "
         f"token; targets interleaved over {rounds} rounds of {seconds:g} s; medians. CPU per request: utime + stime "
         "of each process tree from /proc over each run / requests completed. The gateway: one worker, Redis with "
         "`store.revocation_cache: 5s`, `decision.max_age: 5s`, 20 routes, access log on; nginx: one worker, access "

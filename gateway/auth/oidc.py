@@ -27,6 +27,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
+from urllib.parse import quote
 
 import aiohttp
 import jwt
@@ -247,8 +248,6 @@ class ProviderClient:
         if s.auth_method == "client_secret_post":
             return {}, {"client_id": s.client_id, "client_secret": secret}
         # RFC 6749 §2.3.1: both parts form-urlencoded before Basic encoding.
-        from urllib.parse import quote
-
         pair = f"{quote(s.client_id, safe='')}:{quote(secret, safe='')}".encode()
         return {"Authorization": "Basic " + base64.b64encode(pair).decode()}, {}
 

@@ -22,10 +22,14 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # README.m[d]: copied when present (setuptools reads it as the long description).
 COPY pyproject.toml README.m[d] ./
+COPY locks/pip.txt locks/run.txt ./locks/
 COPY gateway ./gateway
 RUN --mount=type=secret,id=cacert,required=false \
     if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi \
- && python3 -m venv /opt/venv && /opt/venv/bin/pip install '.[fast]'
+ && python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes --no-deps -r locks/pip.txt \
+ && /opt/venv/bin/pip install --require-hashes --no-deps -r locks/run.txt \
+ && /opt/venv/bin/pip install --no-deps --no-build-isolation .
 
 FROM ${BASE_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \

@@ -3,14 +3,18 @@
 #                config/example.yaml, config/users.yaml, example upstream on :9001)
 #   make test  - install what the tests need (redis-server, chromium, node packages)
 #                and run the whole test suite
-# and: make bench (BENCH_ARGS=--quick for a 2-minute run) - the benchmark suite
+# Python packages come from the committed locks in locks/ (exact versions with hashes, pip and
+# setuptools included), so a fresh machine installs what the last green run tested; pyproject.toml
+# keeps the ranges for people who install the package.
+# and: make upgrade - refresh the locks to the newest releases within pyproject.toml's ranges, then run the suite
+#      make bench (BENCH_ARGS=--quick for a 2-minute run) - the benchmark suite
 #      make test-container - build the image (podman + runc, local debootstrap base) and check it
 #                            running; not part of `make test` (slow, needs root for podman)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test test-container check bench clean
+.PHONY: run test test-container check bench upgrade locks clean
 
 run: $(VENV)/.installed
 	$(VENV)/bin/gateway run --config config/example.yaml --example-upstream
@@ -27,20 +31,50 @@ test-container: $(VENV)/.installed
 check: $(VENV)/.installed
 	$(VENV)/bin/gateway check config/example.yaml
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-bench
 	bash scripts/install-bench-deps.sh
-	$(PY) -m pip install -q -e '.[fast,test,bench]'
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-$(VENV)/.installed: pyproject.toml
+# Every install: the locked pip and setuptools first, then the lock's exact files (--require-hashes),
+# then the project itself without resolving anything (--no-deps, built with the locked setuptools).
+LOCKED = $(PY) -m pip install -q --require-hashes --no-deps -r
+SELF   = $(PY) -m pip install -q --no-deps --no-build-isolation -e .
+
+$(VENV)/.installed: locks/pip.txt locks/run.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[fast]'
+	$(LOCKED) locks/pip.txt
+	$(LOCKED) locks/run.txt
+	$(SELF)
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install -q -e '.[fast,test]'
+$(VENV)/.installed-test: $(VENV)/.installed locks/test.txt
+	$(LOCKED) locks/test.txt
+	$(SELF)
 	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed-test locks/bench.txt
+	$(LOCKED) locks/bench.txt
+	$(SELF)
+	touch $@
+
+# The locks, compiled by pip-tools (in a virtualenv of its own, so it never enters the project's) from
+# pyproject.toml's ranges and locks/pip.in, with every file's hash. `make locks` re-resolves only what
+# pyproject.toml changed; `make upgrade` takes the newest releases and runs the whole suite on them.
+COMPILE = $(VENV)-tools/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+          --no-emit-index-url --no-emit-find-links $(COMPILE_ARGS)
+locks:
+	test -x $(VENV)-tools/bin/pip-compile || ($(PYTHON) -m venv $(VENV)-tools && \
+	  $(VENV)-tools/bin/pip install -q --require-hashes -r locks/pip.txt && \
+	  $(VENV)-tools/bin/pip install -q --require-hashes -r locks/tools.txt)
+	$(COMPILE) -o locks/pip.txt locks/pip.in
+	$(COMPILE) -o locks/tools.txt locks/tools.in
+	$(COMPILE) --extra fast -o locks/run.txt pyproject.toml
+	$(COMPILE) --extra fast --extra test -o locks/test.txt pyproject.toml
+	$(COMPILE) --extra fast --extra test --extra bench -o locks/bench.txt pyproject.toml
+
+upgrade:
+	$(MAKE) locks COMPILE_ARGS=--upgrade
+	$(MAKE) test
 
 clean:
-	rm -rf $(VENV) tests/browser/node_modules
+	rm -rf $(VENV) $(VENV)-tools tests/browser/node_modules

@@ -3,16 +3,11 @@
 # Debian's wrk (load generator), nginx-light (the comparison proxy, also in front of the gateway
 # with auth_request), haproxy (2.6: the comparison proxy verifying the JWT itself), redis-server.
 set -euo pipefail
-SUDO=""
-if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v redis-server >/dev/null || missing+=(redis-server)
-command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)  # jwt_verify target of bench/decision.py
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  bash "$(dirname "$0")/apt-install.sh" "${missing[@]}"
 fi

@@ -4,14 +4,10 @@
 # is needed). Debian/Ubuntu packages.
 set -euo pipefail
 
-SUDO=""
-if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 missing=()
 command -v podman >/dev/null || missing+=(podman)
 command -v runc >/dev/null || missing+=(runc)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+  bash "$(dirname "$0")/apt-install.sh" "${missing[@]}"
 fi

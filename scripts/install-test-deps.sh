@@ -9,8 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SUDO=""
-if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -28,9 +26,7 @@ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 # PHP-FPM behind nginx: the CGI-style recipe of docs/recipes.md (tests/ops/test_recipes.py)
 command -v php-fpm >/dev/null || compgen -G "/usr/sbin/php-fpm*" >/dev/null || missing+=(php-fpm)
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${missing[@]}"
+  bash "$(dirname "$0")/apt-install.sh" "${missing[@]}"
 fi
 
 # Node packages of the browser tests (playwright-core, axios), pinned by package-lock.json.

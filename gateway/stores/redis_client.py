@@ -101,7 +101,7 @@ def _sentinel_master(target: RedisTarget, common: dict[str, Any]) -> aioredis.Re
         sentinel_kwargs["username"] = extra["sentinel_username"]
     if "sentinel_password" in extra:
         sentinel_kwargs["password"] = extra["sentinel_password"]
-    sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)
     assert target.service is not None  # guaranteed by parse_redis_url
     # master_for has no return annotation in redis-py; it returns its redis_class, aioredis.Redis by default
     master: aioredis.Redis = sentinel.master_for(target.service, retry_on_timeout=False, **common, **options)

@@ -303,7 +303,14 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decision_config(args: argparse.Namespace) -> int:
+    from gateway.decision.configs import command
+
+    return command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from gateway.config.decision import FRONTS
     from gateway.config.tokens import SIGNING_ALGORITHMS
 
     parser = argparse.ArgumentParser(prog="gateway", description="JWT authentication gateway")
@@ -338,6 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", required=True, help="directory for the key files")
     generate.add_argument("--kid", help="key id (default: the RFC 7638 thumbprint)")
     generate.set_defaults(func=cmd_keys_generate)
+    front = sub.add_parser("decision-config", help="print a front proxy's decision-mode config for this gateway config")
+    front.add_argument("front", choices=FRONTS, help="the front proxy")
+    front.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML configuration (default {DEFAULT_CONFIG})")
+    front.add_argument("--listen", help="host:port the front proxy listens on (default 0.0.0.0:80)")
+    front.add_argument("--gateway", help="host:port of the gateway (default 127.0.0.1:8080)")
+    front.add_argument("--app", help="host:port of the app (default 127.0.0.1:8000)")
+    front.add_argument("--state-dir", help="nginx: the decision cache's directory (default /run/nginx-gateway-decisions)")
+    front.add_argument("--front-cache", action="store_true",
+                       help="nginx: also cache decisions in nginx (what that gives up: docs/decision-mode.md)")
+    front.add_argument("--out", help="write the files into this directory (default: print them)")
+    front.set_defaults(func=cmd_decision_config)
     return parser
 
 

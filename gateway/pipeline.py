@@ -160,12 +160,20 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
             host = request_host(original.request)
             path = parse_target(original.target, runtime.config.paths)
             route = runtime.router.match(original.request.method, host.name, path)
+            unstripped = front.unstripped(original.request)
+            if unstripped is not None:  # the app would get what proxy mode never passes: the front cannot remove it
+                raise GatewayError(400, "header_not_allowed",
+                                   f"The {unstripped} header is not accepted (the front proxy would pass it on)")
             admission = await admit(original.request, gateway, runtime, host, path, route, gateway.decisions)
+            if admission.handshake is not None and (admission.handshake.token_protocol is not None
+                                                    or admission.handshake.query != path.query):
+                raise GatewayError.bad_request(  # the front would hand the app the token where it came
+                    "Behind a front proxy, a websocket sends its token in the Authorization header or the access cookie")
         finally:
             request.update(original.request)  # route, subject, rate-limit headers: for the answer, the log and metrics
     except GatewayError as exc:
         return answer.deny(_style(runtime, route).access_error(exc))
-    cacheable = answer.credential(original.request, runtime.cookies) is not None
+    cacheable = admission.handshake is None and answer.credential(original.request, runtime.cookies) is not None
     seconds = answer.lifetime(runtime.config, admission.route, admission.claims, cacheable)
     return answer.allow(admission.route, admission.headers, seconds, front.padding)
 

@@ -36,9 +36,9 @@ from gateway.sources.chain import SourceEvents, UserChain
 from gateway.sources.registry import build_chain
 from gateway.sources.users import UserDirectory
 from gateway.stores import Store
-from gateway.upstream.headers import HeaderRewrite
+from gateway.upstream.headers import HeaderRewrite, client_boundary
 from gateway.upstream.http import Upstream
-from gateway.upstream.signed_identity import DEFAULT_HEADER, IdentitySigner
+from gateway.upstream.signed_identity import IdentitySigner
 
 __all__ = ["GATEWAY", "Gateway", "Runtime"]
 
@@ -80,7 +80,7 @@ class Runtime:
         throttle = None
         if config.login_throttle.enabled:
             throttle = LoginThrottle(config.login_throttle, store, trust_forwarded=config.trust_forwarded_headers)
-        signed_headers = {DEFAULT_HEADER} | {r.identity_jwt.header for r in config.routes if r.identity_jwt}
+        boundary = client_boundary(config)
         cookies = None
         if config.cookies.enabled:
             cookies = CookieMode(config.cookies, config.cookies.csrf_key(config.tokens), config.tokens.refresh_lifetime)
@@ -91,10 +91,7 @@ class Runtime:
             tokens=tokens,
             auth=AuthService(config.tokens, tokens, users, store, throttle, events=events),
             router=Router(config.routes, case_sensitive=config.paths.case_sensitive),
-            rewrite=HeaderRewrite(
-                config.routes, config.identity_header_prefixes, config.client_headers,
-                trust_forwarded=config.trust_forwarded_headers, extra=signed_headers,
-            ),
+            rewrite=HeaderRewrite(boundary, trust_forwarded=config.trust_forwarded_headers),
             endpoints={
                 **default_endpoints(config.endpoints),
                 **wellknown_endpoints(config, keys),
@@ -109,8 +106,7 @@ class Runtime:
             cookies=cookies,
             cors=_cors(config),
             oidc=oidc,
-            decision=Front(config.decision, [h for r in config.routes for h in r.headers] + sorted(signed_headers))
-            if config.decision is not None else None,
+            decision=Front(config.decision, boundary) if config.decision is not None else None,
         )
 
 

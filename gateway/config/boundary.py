@@ -7,11 +7,13 @@ behaviour itself lives where it is applied: paths in ``target``, headers in
 from __future__ import annotations
 
 import re
-from typing import Literal
+from dataclasses import dataclass
+from typing import Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-__all__ = ["AUTHORITATIVE_HEADERS", "EXAMPLE_SECRETS", "ClientHeaders", "Paths", "fold_header"]
+__all__ = ["AUTHORITATIVE_HEADERS", "EXAMPLE_SECRETS", "FORWARDING_HEADERS", "ClientBoundary", "ClientHeaders", "Paths",
+           "fold_header"]
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
@@ -27,6 +29,10 @@ AUTHORITATIVE_HEADERS = (
     "X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username", "X-Forwarded-Groups",
     "X-Forwarded-Access-Token", "X-WEBAUTH-USER",
 )
+
+# Set by whatever proxies to the upstream (the gateway in proxy mode, the front proxy in decision mode), never
+# passed on from the client.
+FORWARDING_HEADERS = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id")
 
 # Secrets that appear in this project's docs and example files: anyone can mint tokens with them.
 EXAMPLE_SECRETS = frozenset({
@@ -86,3 +92,41 @@ class Paths(_Model):
     """`reject`: a `;` in a segment is a 400; `strip`: `;params` are removed, then the path is matched and forwarded."""
     case_sensitive: bool = False
     """False: prefixes match ignoring case (/API/Admin takes the /api/admin route)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientBoundary:
+    """Which client headers never reach an upstream: the one rule of proxy mode's header rewrite and of every
+    front proxy's generated config in decision mode (``gateway decision-config``).
+
+    A name is covered when it contains ``_`` (unless ``client_headers.allow_underscores``), when its folded
+    form is one of ``names``, or when it starts with one of ``prefixes``; and every ``X-Forwarded-*`` of the
+    client is, unless the gateway trusts the peer's forwarding headers (``covers(name, trust_forwarded=True)``;
+    the gateway then extends the trusted ``X-Forwarded-For`` chain itself).
+    """
+
+    names: tuple[str, ...]  # as spelled in the configuration and the built-in lists, for the front configs
+    prefixes: tuple[str, ...]  # identity header families (identity_header_prefixes), as spelled
+    identity: tuple[str, ...]  # the headers the gateway itself injects: routes[].headers and signed identity headers
+    underscores: bool  # every name with "_" is covered
+    folded: frozenset[str]  # names, folded (fold_header)
+    folded_prefixes: tuple[str, ...]
+
+    @classmethod
+    def build(cls, identity: Iterable[str], prefixes: Iterable[str], settings: ClientHeaders) -> ClientBoundary:
+        own = tuple(dict.fromkeys(identity))
+        keep = {fold_header(n) for n in settings.keep}
+        listed = [n for n in (*AUTHORITATIVE_HEADERS, *settings.strip) if fold_header(n) not in keep]
+        names = tuple({fold_header(n): n for n in (*own, *listed, *FORWARDING_HEADERS)}.values())
+        families = tuple(dict.fromkeys(prefixes))
+        return cls(names, families, own, not settings.allow_underscores, frozenset(fold_header(n) for n in names),
+                   tuple(fold_header(p) for p in families))
+
+    def covers(self, name: str, *, trust_forwarded: bool = False) -> bool:
+        """Whether a client header of this name is removed before the upstream (compared as CGI-style servers do)."""
+        if self.underscores and "_" in name:
+            return True
+        folded = fold_header(name)
+        if folded in self.folded or folded.startswith(self.folded_prefixes):
+            return True
+        return folded.startswith("x-forwarded-") and not trust_forwarded

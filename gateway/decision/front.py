@@ -10,34 +10,36 @@ A header that is missing or given twice is a 400: a decision is never about
 the decision request itself. The peer must be in ``decision.allow_from``
 (its own address, never a forwarded one), else 404, as if nothing were here.
 The original request is then a clone of the decision request with the
-original method and Host, without the describing headers and without
-``Upgrade`` (decisions are HTTP decisions: a websocket handshake is decided
-like a GET, its token by header or cookie only).
+original method and Host, without the describing headers.
+
+A websocket handshake is recognised by ``Sec-WebSocket-Key`` or
+``Sec-WebSocket-Version`` even where the front drops ``Upgrade`` and
+``Connection`` (hop-by-hop to it): the clone says ``Upgrade: websocket`` again,
+so the handshake passes the same checks as in proxy mode (the origin of a
+cookie-authenticated handshake included) and is never cached.
+
+The front removes what proxy mode would not pass (its generated config,
+``gateway decision-config``); ``unstripped`` names what the front would let
+through nonetheless, and the decision is refused.
 """
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Iterable
 
 from aiohttp import web
 from multidict import CIMultiDict
 
+from gateway.config.boundary import ClientBoundary
 from gateway.config.decision import Decision
+from gateway.decision.fronts import FRONTS
 from gateway.errors import GatewayError
 
 __all__ = ["Front", "Original"]
 
 _METHOD = re.compile(r"^[A-Z][A-Z-]{0,31}$")  # what llhttp accepts on a request line, in proxy mode too
 _TARGET = re.compile(r"^/[\x21-\x7e]*$")  # origin-form, printable ASCII, no space: target.parse_target checks the rest
-# front -> (method header, target header, host header); None: the decision request's own
-_SOURCES: dict[str, tuple[str | None, str | None, str]] = {
-    "nginx": ("X-Original-Method", "X-Original-URI", "Host"),
-    "traefik": ("X-Forwarded-Method", "X-Forwarded-Uri", "X-Forwarded-Host"),
-    "caddy": ("X-Forwarded-Method", "X-Forwarded-Uri", "X-Forwarded-Host"),
-    "envoy": (None, None, "Host"),
-}
 _PEERS = 1024  # remembered peer addresses, forgotten all at once when full
 _NOT_COPIED = frozenset({"upgrade", "connection", "content-length", "transfer-encoding"})
 
@@ -53,15 +55,18 @@ class Original:
 class Front:
     """``decision`` settings made usable: which path answers, who may ask, where the original request is read."""
 
-    def __init__(self, settings: Decision, identity_headers: Iterable[str] = ()) -> None:
+    def __init__(self, settings: Decision, boundary: ClientBoundary) -> None:
         self.settings = settings
+        self.kind = FRONTS[settings.front]
+        self.boundary = boundary
         # Caddy 2.6 (Debian's) sets a header its copy_headers lists but the decision lacks to the literal
         # text "{http.reverse_proxy.header.<name>}": for caddy every allowed answer names every identity
         # header the gateway injects anywhere, empty where this route injects nothing.
-        self.padding = tuple(dict.fromkeys(identity_headers)) if settings.front == "caddy" else ()
+        self.padding = boundary.identity if settings.front == "caddy" else ()
         self.path = settings.path
         self.networks = tuple(ipaddress.ip_network(n) for n in settings.allow_from)
-        self.method_header, self.target_header, self.host_header = _SOURCES[settings.front]
+        self.method_header, self.target_header, self.host_header = (
+            self.kind.method_header, self.kind.target_header, self.kind.host_header)
         self._peers: dict[str, bool] = {}
 
     def serves(self, raw_path: str) -> bool:
@@ -108,7 +113,18 @@ class Front:
             if name.lower() not in skipped:
                 headers.add(name, value)
         headers["Host"] = host
+        if "Sec-WebSocket-Key" in headers or "Sec-WebSocket-Version" in headers:
+            headers["Upgrade"] = "websocket"  # the front drops it (hop-by-hop): the handshake is checked as one
+            headers["Connection"] = "Upgrade"
         return Original(request.clone(method=method, headers=headers), target)
+
+    def unstripped(self, original: web.Request) -> str | None:
+        """The first header of the original request that proxy mode would not pass and this front does not
+        remove before the app (its generated config); None when the app can only get what proxy mode passes."""
+        for name in original.headers:
+            if self.boundary.covers(name) and not self.kind.removes(self.boundary, name):
+                return name
+        return None
 
 
 def _one(request: web.Request, name: str) -> str:

@@ -109,7 +109,7 @@ class Metrics:
         self.revocations = Counter(
             "gateway_revocations", "Sessions revoked, by reason (logout, reuse, user_removed, session_limit)", ["reason"], registry=r)
         self.auth_failures = Counter(
-            "gateway_auth_failures", "Requests refused with 401, 403 or 429, by error code", ["code"], registry=r)
+            "gateway_auth_failures", "Requests refused with 401, 403 or 429, and decisions refused for a header the front proxy would pass on (header_not_allowed), by error code", ["code"], registry=r)
         self.store_seconds = Histogram(
             "gateway_store_operation_duration_seconds", "Store operation latency by operation",
             ["operation"], buckets=STORE_BUCKETS, registry=r)
@@ -181,7 +181,7 @@ class Metrics:
         self.route(route).upstream(seconds, error)
 
     def refused(self, status: int, code: str) -> None:
-        if status in (401, 403, 429):
+        if status in (401, 403, 429) or code == "header_not_allowed":
             self.auth_failures.labels(code).inc()  # refusals only: not the hot path
 
     # -- sessions (gateway.auth.AuthEvents) -------------------------------------------------

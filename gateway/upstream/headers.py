@@ -6,13 +6,14 @@ compared the way the laxest upstream compares names (case and ``_``/``-``
 folded, as CGI-style servers do):
 
 - hop-by-hop headers and those named in ``Connection`` (RFC 9110 §7.6.1);
-- identity headers: every header a route injects, the signed-identity header,
-  and names starting with ``identity_header_prefixes``;
-- every name containing ``_`` (unless ``client_headers.allow_underscores``);
-- ``boundary.AUTHORITATIVE_HEADERS`` plus ``client_headers.strip``, less
-  ``client_headers.keep``;
-- ``X-Forwarded-*`` unless ``trust_forwarded_headers``, and ``Authorization``
-  unless the route forwards it.
+- every name ``config.boundary.ClientBoundary`` covers: identity headers (every
+  header a route injects, the signed-identity header, names starting with
+  ``identity_header_prefixes``), names containing ``_`` (unless
+  ``client_headers.allow_underscores``), ``AUTHORITATIVE_HEADERS`` plus
+  ``client_headers.strip`` less ``client_headers.keep``, the forwarding headers
+  the gateway sets itself, and ``X-Forwarded-*`` unless ``trust_forwarded_headers``
+  (front proxies in decision mode remove the same, by ``gateway decision-config``);
+- ``Authorization`` unless the route forwards it.
 
 Then the gateway's own: ``X-Forwarded-For``/``-Proto``/``-Host`` and
 ``Forwarded`` (RFC 7239) from the peer and the validated origin, the request
@@ -24,25 +25,24 @@ import functools
 import ipaddress
 import json
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 from urllib.parse import quote
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.config import Route
-from gateway.config.boundary import ClientHeaders, fold_header
+from gateway.config import GatewayConfig, Route
+from gateway.config.boundary import ClientBoundary
 from gateway.net import Host
+from gateway.upstream.signed_identity import DEFAULT_HEADER
 
-__all__ = ["HOP_BY_HOP", "HeaderRewrite", "connection_tokens", "encode_claim"]
+__all__ = ["HOP_BY_HOP", "HeaderRewrite", "client_boundary", "connection_tokens", "encode_claim"]
 
 # RFC 9110 §7.6.1: connection-specific headers are not forwarded.
 HOP_BY_HOP = frozenset(
     "connection keep-alive proxy-connection proxy-authenticate proxy-authorization te trailer "
     "transfer-encoding upgrade".split()
 )
-# Set by the gateway itself on every request.
-_OWN = frozenset({"host", "x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})
 # Printable ASCII except "%" and ",": what a claim may keep verbatim in a header.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%,")
@@ -78,6 +78,14 @@ def connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
     return {t.strip().lower() for t in listed.split(",") if t.strip()}
 
 
+def client_boundary(config: GatewayConfig) -> ClientBoundary:
+    """The client headers no upstream gets under ``config``: the identity headers of every route, the signed
+    identity headers (the default one always), the families, the built-in and configured lists."""
+    signed = {DEFAULT_HEADER} | {r.identity_jwt.header for r in config.routes if r.identity_jwt}
+    identity = [h for r in config.routes for h in r.headers] + sorted(signed)
+    return ClientBoundary.build(identity, config.identity_header_prefixes, config.client_headers)
+
+
 @functools.lru_cache(maxsize=4096)  # once per peer address, not per request; bounded
 def _forwarded_node(peer: str | None) -> str:
     """An RFC 7239 node: IPv6 in quotes and brackets, ``unknown`` without a peer address."""
@@ -94,29 +102,13 @@ def _forwarded_node(peer: str | None) -> str:
 class HeaderRewrite:
     """Which client headers are dropped, and the headers the gateway adds; one per configuration."""
 
-    def __init__(
-        self,
-        routes: Iterable[Route],
-        prefixes: Iterable[str],
-        settings: ClientHeaders,
-        *,
-        trust_forwarded: bool,
-        extra: Iterable[str] = (),
-    ) -> None:
-        self.identity = frozenset({fold_header(h) for r in routes for h in r.headers} | {fold_header(h) for h in extra})
-        self.prefixes = tuple(fold_header(p) for p in prefixes)
-        self.stripped = settings.stripped() | _OWN
-        self.allow_underscores = settings.allow_underscores
+    def __init__(self, boundary: ClientBoundary, *, trust_forwarded: bool) -> None:
+        self.boundary = boundary
         self.trust_forwarded = trust_forwarded
 
     def dropped(self, name: str) -> bool:
         """Whether a client header of this name never reaches an upstream (route-independent part)."""
-        if "_" in name and not self.allow_underscores:
-            return True
-        folded = fold_header(name)
-        if folded in self.stripped or folded in self.identity or folded.startswith(self.prefixes):
-            return True
-        return folded.startswith("x-forwarded-") and not self.trust_forwarded
+        return name.lower() == "host" or self.boundary.covers(name, trust_forwarded=self.trust_forwarded)
 
     def headers(
         self,

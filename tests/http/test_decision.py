@@ -284,3 +284,53 @@ async def test_caddy_answers_name_every_identity_header(make_gateway):
     assert resp.headers["X-User-Id"] == "alice" and resp.headers["X-User-Email"] == ""  # admin injects no email
     nginx = await make_gateway(decision=NGINX)
     assert "X-User-Id" not in (await decide(nginx, asked("GET", "/public/x", **bearer(bob)))).headers
+
+
+async def test_headers_a_front_cannot_remove_are_refused_and_counted(make_gateway):
+    """The gateway as backstop: nginx can only clear headers by exact name, so a family member or an unknown
+    X-Forwarded-* in the original request is refused (the app would get it); Caddy's config removes both itself."""
+    nginx = await make_gateway(decision=NGINX)
+    token = (await login(nginx, "bob"))["access"]
+    for name in ("X-User-Other", "X-Auth-Role", "X-Forwarded-Foo", "x-user-admin"):
+        resp = await decide(nginx, asked("GET", "/api/x", **bearer(token), **{name: "1"}))
+        assert resp.status == 400 and (await resp.json())["code"] == "header_not_allowed", name
+        assert name.lower() in (await resp.json())["detail"].lower() and resp.headers["Cache-Control"] == "no-store"
+        anonymous = await decide(nginx, asked("GET", "/public/x", **{name: "1"}))
+        assert anonymous.status == 400, name
+    # what nginx does clear (by name, in the generated config) passes: the app never gets it anyway
+    for name in ("X-HTTP-Method-Override", "X-Original-URL", "Remote-User", "Forwarded", "X-Forwarded-Host",
+                 "X-Forwarded-Prefix", "X-User-Id", "X-Request-Id"):
+        resp = await decide(nginx, asked("GET", "/api/x", **bearer(token), **{name: "evil"}))
+        assert resp.status == 200, (name, await resp.text())
+    metrics = await (await nginx.get("/metrics")).text()
+    assert 'gateway_auth_failures_total{code="header_not_allowed"} 8.0' in metrics
+    caddy = await make_gateway(decision={"front": "caddy"})
+    headers = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/x", "X-Forwarded-Host": "app.example",
+               "X-User-Other": "1", "X-Forwarded-Foo": "1", **bearer((await login(caddy, "bob"))["access"])}
+    assert (await decide(caddy, headers)).status == 200
+
+
+async def test_websocket_handshakes_are_recognised_without_upgrade_and_checked_like_proxy_mode(make_gateway, upstream):
+    """Fronts drop Upgrade and Connection (hop-by-hop) from the decision request: the handshake is still one,
+    a cookie-authenticated one from another origin is refused as in proxy mode, and its decision is never cached."""
+    routes = [{"name": "ws", "prefix": "/ws", "upstream": upstream, "websocket": True, "headers": {"X-User-Id": "sub"},
+               "websocket_token": {"query_param": "access_token"}}]
+    client = await make_gateway(decision=NGINX, routes=routes, cookies={"enabled": True, "secure": False})
+    resp = await client.post("/auth/token", json={"username": "alice", "password": "alice-password"})
+    assert resp.status == 200
+    cookie = "; ".join(f"{c.key}={c.value}" for c in client.session.cookie_jar)
+    client.session.cookie_jar.clear()
+    key = {"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}
+    evil = await decide(client, asked("GET", "/ws/chat", Cookie=cookie, Origin="https://evil.example", **key))
+    assert evil.status == 403 and (await evil.json())["code"] == "origin_not_allowed"
+    own = await decide(client, asked("GET", "/ws/chat", Cookie=cookie, Origin="http://app.example", **key))
+    assert own.status == 200 and own.headers["X-User-Id"] == "alice"
+    assert own.headers["Cache-Control"] == "no-store" and own.headers["X-Accel-Expires"] == "0"
+    bad = await decide(client, asked("GET", "/ws/chat", Cookie=cookie, **{**key, "Sec-WebSocket-Version": "8"}))
+    assert bad.status == 426
+    # the front would hand the app the token in the query: refused
+    bearers = await make_gateway(decision=NGINX, routes=routes)
+    token = (await login(bearers, "bob"))["access"]
+    query = await decide(bearers, asked("GET", f"/ws/chat?access_token={token}", **key))
+    assert query.status == 400 and "Authorization header" in (await query.json())["detail"]
+    assert (await decide(bearers, asked("GET", "/ws/chat", **bearer(token), **key))).status == 200

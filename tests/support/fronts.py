@@ -1,29 +1,17 @@
-"""Front proxies in decision mode, run from the very files in deploy/decision/ (only the marked lines changed).
-
-Each marked line of a shipped config ends in a comment ``@NAME@``; ``shipped``
-replaces such lines, nothing else, so the tests run what operators copy.
+"""Front proxies in decision mode, run from the configs ``gateway decision-config`` generates for the test's own
+gateway configuration (deploy/decision/ holds the same generator's output for config/example.yaml).
 """
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 from pathlib import Path
 
-from tests.support.processes import ROOT, ServerProcess, _require
+from gateway.config import GatewayConfig
+from gateway.decision.configs import render
+from tests.support.processes import ServerProcess, _require
 
-__all__ = ["DEPLOY", "caddy_front", "echo_upstream", "nginx_front", "shipped"]
-
-DEPLOY = ROOT / "deploy" / "decision"
-
-
-def shipped(name: str, replacements: dict[str, str]) -> str:
-    """``deploy/decision/<name>`` with each line marked ``@KEY@`` replaced by ``replacements[KEY]``."""
-    text = (DEPLOY / name).read_text()
-    for key, line in replacements.items():
-        text, count = re.subn(rf"^[^\n]*@{key}@[^\n]*$", lambda _: line, text, flags=re.M)
-        assert count >= 1, f"deploy/decision/{name} lost its @{key}@ line"
-    return text
+__all__ = ["caddy_front", "echo_upstream", "nginx_front"]
 
 
 def echo_upstream(tmp: Path) -> ServerProcess:
@@ -32,44 +20,36 @@ def echo_upstream(tmp: Path) -> ServerProcess:
                          tmp).start()
 
 
-def nginx_front(tmp: Path, gateway_port: int, app_port: int) -> ServerProcess:
-    """Debian's nginx with deploy/decision/nginx.conf included in a minimal main file, everything under ``tmp``."""
+def nginx_front(tmp: Path, config: GatewayConfig, gateway_port: int, app_port: int, front_cache: bool = False) -> ServerProcess:
+    """Debian's nginx running the generated site config, included in a minimal main file, everything under ``tmp``
+    (``front_cache``: with nginx's own decision cache, `decision-config nginx --front-cache`)."""
     binary = _require(shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin"), "nginx (Debian's package)")
 
     def command(port: int, tmp: Path) -> list[str]:
-        site = shipped("nginx.conf", {
-            "CACHE": f"proxy_cache_path {tmp}/decisions levels=1:2 keys_zone=gateway_decisions:1m inactive=60s "
-                     "use_temp_path=off;",
-            "GATEWAY": f"upstream gateway {{ server 127.0.0.1:{gateway_port}; keepalive 8; }}",
-            "APP": f"upstream app {{ server 127.0.0.1:{app_port}; keepalive 8; }}",
-            "LISTEN": f"listen 127.0.0.1:{port};",
-        })
-        (tmp / "gateway-decision.conf").write_text(site)
-        shutil.copy(DEPLOY / "gateway-proxy-headers.conf", tmp / "gateway-proxy-headers.conf")
-        main = tmp / "nginx.conf"
+        files = render("nginx", config, front_cache, listen=f"127.0.0.1:{port}", gateway=f"127.0.0.1:{gateway_port}",
+                       app=f"127.0.0.1:{app_port}", state_dir=str(tmp / "decisions"))
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+        main = tmp / "main.conf"
         main.write_text(
             f"daemon off;\nmaster_process off;\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log warn;\n"
             "events { worker_connections 256; }\n"
             f"http {{\n access_log off;\n client_body_temp_path {tmp}/body;\n proxy_temp_path {tmp}/proxy;\n"
             f" fastcgi_temp_path {tmp}/fastcgi;\n uwsgi_temp_path {tmp}/uwsgi;\n scgi_temp_path {tmp}/scgi;\n"
-            f" include {tmp}/gateway-decision.conf;\n}}\n")
+            f" include {tmp}/nginx.conf;\n}}\n")
         return [binary, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(main)]
 
     return ServerProcess("nginx", command, tmp).start()
 
 
-def caddy_front(tmp: Path, gateway_port: int, app_port: int) -> ServerProcess:
-    """Debian's caddy running deploy/decision/Caddyfile (admin API off, no automatic HTTPS), state under ``tmp``."""
+def caddy_front(tmp: Path, config: GatewayConfig, gateway_port: int, app_port: int) -> ServerProcess:
+    """Debian's caddy running the generated Caddyfile (admin API off, no automatic HTTPS), state under ``tmp``."""
     binary = _require(shutil.which("caddy"), "caddy (Debian's package)")
 
     def command(port: int, tmp: Path) -> list[str]:
         caddyfile = tmp / "Caddyfile"
-        caddyfile.write_text(shipped("Caddyfile", {
-            "LISTEN": f"http://:{port} {{\n\tbind 127.0.0.1",
-            "GATEWAY": f"\t\treverse_proxy 127.0.0.1:{gateway_port}",
-            "AUTH": f"\t\t\tforward_auth 127.0.0.1:{gateway_port} {{",
-            "APP": f"\t\t\treverse_proxy 127.0.0.1:{app_port}",
-        }))
+        caddyfile.write_text(render("caddy", config, listen=f"127.0.0.1:{port}", gateway=f"127.0.0.1:{gateway_port}",
+                                    app=f"127.0.0.1:{app_port}")["Caddyfile"])
         return [binary, "run", "--config", str(caddyfile), "--adapter", "caddyfile"]
 
     process = ServerProcess("caddy", command, tmp)

@@ -1,7 +1,9 @@
-"""deploy/decision/ for the two front proxies that cannot run here: Envoy and Traefik.
+"""deploy/decision/: the generated front configs (`gateway decision-config`), and Envoy and Traefik's schemas.
 
-Neither is a Debian package and their binaries' own registries are out of reach, so these configs are
-checked, not run (nginx and Caddy run in tests/ops/test_decision_fronts.py):
+The shipped files are the generator's output for config/example.yaml (a test fails when they differ), and
+each front's removal rule is checked against a table written here. Envoy cannot run here (no binary
+reachable), so its config is checked, not run (nginx, Caddy, Traefik and HAProxy run in
+tests/ops/test_decision_fronts.py):
 
 - Envoy: every key and every ``@type`` of envoy.yaml parsed strictly by Envoy's own protobuf definitions
   (PyPI ``envoy-data-plane``: an unknown field or enum value anywhere, also inside typed_config, fails);
@@ -26,11 +28,25 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from tests.support.fronts import DEPLOY
+from gateway.config import load_config
+from gateway.config.boundary import ClientBoundary, ClientHeaders
+from gateway.config.decision import FRONTS as CONFIG_FRONTS
+from gateway.decision.configs import render
+from gateway.decision.fronts import FRONTS
+from gateway.decision.fronts.base import go_canonical, spellings
+from tests.support.processes import ROOT
+
+DEPLOY = ROOT / "deploy" / "decision"
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `@model_validator`")  # envoy-data-plane on pydantic 2.12+
 
-IDENTITY = ["X-User-Id", "X-User-Roles", "X-User-Email", "X-Gateway-Identity"]  # the shipped routes' headers
+# config/example.yaml's identity headers, and the signed identity header every config strips
+IDENTITY = ["X-User-Id", "X-User-Roles", "X-User-Email", "X-User-Tenant", "X-Gateway-Identity"]
+# Client headers no app may get, whatever the front (written here, not taken from the gateway's lists)
+HOSTILE = ["X-User-Id", "x-user_id", "X_User-Id", "X_USER_ID", "X-User-Admin", "x-auth-user", "X-Gateway_Identity",
+           "X-HTTP-Method-Override", "x_http_method_override", "X-Original-URL", "X-Rewrite-URL", "Remote-User",
+           "X-Forwarded-User", "X-WEBAUTH-USER", "Forwarded", "True-Client-IP", "X-Original-Host", "X-Forwarded-Prefix"]
+HARMLESS = ["Content-Type", "Accept", "Cookie", "User-Agent", "X-Csrf-Token", "X-Userid", "X-Requested-With"]
 TRAEFIK_SCHEMA = Path(__file__).parent / "traefik_schema"
 # The file provider's documented router and service fields (doc.traefik.io, routing/routers and services).
 ROUTER_FIELDS = {"entryPoints", "rule", "ruleSyntax", "priority", "middlewares", "service", "tls", "observability"}
@@ -98,14 +114,17 @@ def test_envoy_check_is_strict(envoy, break_it):
 
 def test_envoy_config_does_what_decision_mode_needs(envoy):
     hcm, filters = _filters(envoy)
-    assert list(filters) == ["envoy.filters.http.header_mutation", "envoy.filters.http.ext_authz",
-                             "envoy.filters.http.router"]  # client spoofs removed before the decision
+    assert list(filters) == ["envoy.filters.http.ext_authz", "envoy.filters.http.router"]
     service = filters["envoy.filters.http.ext_authz"]["http_service"]
     assert service["path_prefix"] == "/auth/decide" and service["server_uri"]["cluster"] == "gateway"
     assert filters["envoy.filters.http.ext_authz"]["failure_mode_allow"] is False
     copied = [p["exact"] for p in service["authorization_response"]["allowed_upstream_headers"]["patterns"]]
-    removed = [m["remove"] for m in filters["envoy.filters.http.header_mutation"]["mutations"]["request_mutations"]]
-    assert copied == removed == [h.lower() for h in IDENTITY]
+    assert copied == [h.lower() for h in IDENTITY]
+    # client spoofs removed before routing and the decision, in any case and spelling (Envoy lower-cases keys)
+    (mutation,) = hcm["early_header_mutation_extensions"][0]["typed_config"]["mutations"]
+    regex = re.compile(mutation["remove_on_match"]["key_matcher"]["safe_regex"]["regex"].replace("(?i)", ""), re.I)
+    assert all(regex.match(h.lower()) for h in HOSTILE if "_" not in h)  # names with "_": DROP_HEADER below
+    assert not any(regex.match(h.lower()) for h in HARMLESS)
     assert hcm["common_http_protocol_options"]["headers_with_underscores_action"] == "DROP_HEADER"
     assert (hcm["normalize_path"], hcm["merge_slashes"]) == (False, False)
     routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
@@ -182,17 +201,48 @@ def test_traefik_config_does_what_decision_mode_needs(traefik):
     assert auth["address"] == "http://127.0.0.1:8080/auth/decide" and auth["trustForwardHeader"] is False
     assert auth["authResponseHeaders"] == IDENTITY
     regex = re.compile(auth["authResponseHeadersRegex"].replace("(?i)", ""), re.I)
-    assert all(regex.match(h) for h in IDENTITY + ["X_User_Id", "x-user-admin"]) and not regex.match("X-Request-Id")
+    assert all(regex.match(h) for h in HOSTILE if h != "X-Forwarded-Prefix")  # Traefik replaces that one itself
+    assert not any(regex.match(h) for h in HARMLESS + ["X-Forwarded-For", "X-Real-Ip"])  # Traefik sets those
     assert traefik["routers"]["app"]["middlewares"] == ["gateway-decision", "no-token"]  # token dropped after deciding
     assert "!PathPrefix(`/auth/decide`)" in traefik["routers"]["gateway-endpoints"]["rule"]
 
 
-# -- all four: one list of identity headers ---------------------------------------------------------
+# -- every front: generated, and what each removes ----------------------------------------------------
 
-def test_every_front_copies_and_strips_the_same_identity_headers():
-    nginx = (DEPLOY / "nginx.conf").read_text()
-    assert re.findall(r"proxy_set_header (X-[\w-]+) \$gw_", nginx) == IDENTITY
-    assert re.findall(r"proxy_hide_header (X-[\w-]+);", nginx) == IDENTITY
-    caddy = (DEPLOY / "Caddyfile").read_text()
-    assert re.search(r"^\s+copy_headers (.*)", caddy, re.M).group(1).split() == IDENTITY  # type: ignore[union-attr]
-    assert "request_header -X-User-*" in caddy and "request_header -X-Gateway-Identity" in caddy
+def test_the_shipped_configs_are_the_generators_output():
+    """deploy/decision/ is `gateway decision-config FRONT --config config/example.yaml` with the default addresses:
+    nothing there is listed by hand, so nothing can drift from the boundary rule."""
+    config = load_config(ROOT / "config" / "example.yaml")
+    for front in FRONTS:
+        for name, text in render(front, config).items():
+            assert (DEPLOY / name).read_text() == text, (
+                f"deploy/decision/{name} differs from `gateway decision-config {front} --out deploy/decision`")
+
+
+def test_the_registry_is_the_configs_list():
+    assert sorted(FRONTS) == sorted(CONFIG_FRONTS)
+
+
+def test_go_canonical_keys_are_gos():
+    # net/textproto.CanonicalMIMEHeaderKey's outputs for these inputs (Go 1.21)
+    cases = {"x-user-id": "X-User-Id", "x_user-id": "X_user-Id", "X-USER_ID": "X-User_id", "x_user_id": "X_user_id",
+             "content-type": "Content-Type", "X-ProxyUser-Ip": "X-Proxyuser-Ip"}
+    assert {k: go_canonical(k) for k in cases} == cases
+
+
+def test_spellings():
+    assert spellings("X-User-") == ["X-User-", "X-User_", "X_User-", "X_User_"]
+    assert spellings("Forwarded") == ["Forwarded"]
+
+
+BOUNDARY = ClientBoundary.build(IDENTITY, ("X-User-", "X-Auth-"), ClientHeaders())
+# front -> hostile names its config can NOT remove (the gateway refuses them instead)
+CANNOT_REMOVE = {"nginx": {"X-User-Admin", "x-auth-user"}, "caddy": set(), "traefik": set(), "envoy": set()}
+
+
+@pytest.mark.parametrize("front", sorted(CANNOT_REMOVE))
+def test_what_each_front_removes(front):
+    kind = FRONTS[front]
+    assert all(BOUNDARY.covers(h) for h in HOSTILE) and not any(BOUNDARY.covers(h) for h in HARMLESS)
+    assert {h for h in HOSTILE if not kind.removes(BOUNDARY, h)} == CANNOT_REMOVE[front]
+    assert not any(kind.removes(BOUNDARY, h) and not BOUNDARY.covers(h) for h in HARMLESS)

@@ -107,13 +107,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     config, users = loaded
     for warning in shadowed_routes(config.routes) + host_fallthrough(config.routes) + confusable_users(users):
         print(f"warning: {warning}", file=sys.stderr)
-    sources = "" if config.users is None else f", {len(users.sources)} user sources"
-    print(f"{args.config}: OK ({len(config.routes)} routes, {len(users)} users{sources}, store {config.store.backend})")
+    sources = "" if config.users is None else f", {_count(len(users.sources), 'user source')}"
+    print(f"{args.config}: OK ({_count(len(config.routes), 'route')}, {_count(len(users), 'user')}{sources}, "
+          f"store {config.store.backend})")
     if args.probe:
         from gateway.server.listeners import run
 
         return run(_probe(users))
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 async def _probe(users: UserChain) -> int:
@@ -309,18 +314,36 @@ def cmd_decision_config(args: argparse.Namespace) -> int:
     return command(args)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version, looked up only when asked (not on every start)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("jwt-gateway")
+        except PackageNotFoundError:  # a source tree that was never installed
+            found = "unknown (not installed)"
+        print(f"gateway {found}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from gateway.config.decision import FRONTS
-    from gateway.config.tokens import SIGNING_ALGORITHMS
+    from gateway.algorithms import SIGNING_ALGORITHMS
 
     parser = argparse.ArgumentParser(prog="gateway", description="JWT authentication gateway")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the gateway")
     run.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML configuration (default {DEFAULT_CONFIG})")
     run.add_argument("--example-upstream", action="store_true", help="also serve the example upstream on 127.0.0.1")
     run.add_argument("--example-upstream-port", type=int, default=EXAMPLE_UPSTREAM_PORT,
                      help=f"its port (default {EXAMPLE_UPSTREAM_PORT}, the one config/example.yaml routes to)")
-    run.add_argument("--log-level", default="INFO")
+    run.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                     help="DEBUG, INFO (default), WARNING, ERROR or CRITICAL")
     run.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("GATEWAY_LOG_FORMAT", "text"),
                      help="json: every log line a JSON object (access lines always are); default $GATEWAY_LOG_FORMAT or text")
     run.add_argument("--workers", type=int, default=None,
@@ -346,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--kid", help="key id (default: the RFC 7638 thumbprint)")
     generate.set_defaults(func=cmd_keys_generate)
     front = sub.add_parser("decision-config", help="print a front proxy's decision-mode config for this gateway config")
-    front.add_argument("front", choices=FRONTS, help="the front proxy")
+    front.add_argument("front", help="the front proxy: nginx, caddy, traefik, haproxy or envoy")
     front.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML configuration (default {DEFAULT_CONFIG})")
     front.add_argument("--listen", help="host:port the front proxy listens on (default 0.0.0.0:80)")
     front.add_argument("--gateway", help="host:port of the gateway (default 127.0.0.1:8080)")

@@ -52,8 +52,10 @@ class ConnectionGuard:
     def set_fd_limit(self, nofile: int) -> None:
         self.fd_capacity = max(1, (nofile - FD_RESERVE) // FDS_PER_CONNECTION)
         if self.fd_capacity < self.limits.max_connections:
-            log.warning(
-                "open files limit %d holds only %d client connections: limits.max_connections %d lowered to that",
+            # a warning only when the operator asked for more: lowering the default is routine
+            level = logging.WARNING if "max_connections" in self.limits.model_fields_set else logging.INFO
+            log.log(
+                level, "open files limit %d holds only %d client connections: limits.max_connections %d lowered to that",
                 nofile, self.fd_capacity, self.limits.max_connections,
             )
 

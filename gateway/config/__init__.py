@@ -12,13 +12,14 @@ throttle), ``boundary`` (client headers, paths), ``limits``, then ``model``
 """
 from __future__ import annotations
 
+from gateway.algorithms import SIGNING_ALGORITHMS
 from gateway.config.browser import Compat, CompatProfile, Cookies, Cors
 from gateway.config.issuers import ExternalIssuer
 from gateway.config.loading import load_config, parse_config, read_yaml
 from gateway.config.model import GatewayConfig
 from gateway.config.ops import Endpoints, LoginThrottle, Store
 from gateway.config.routes import IdentityJwt, Requirements, Route, WebsocketToken
-from gateway.config.tokens import MIN_HS256_SECRET, OWN_ISSUER, SIGNING_ALGORITHMS, KeySpec, Tokens
+from gateway.config.tokens import MIN_HS256_SECRET, OWN_ISSUER, KeySpec, Tokens
 from gateway.config.types import ConfigError, parse_duration
 
 __all__ = [

@@ -9,7 +9,6 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from gateway.config.types import Duration, Model, one_of
 
-SIGNING_ALGORITHMS = ("HS256", "RS256", "ES256", "EdDSA")
 # What an external issuer may sign with: asymmetric only, so a public JWKS can never be an HMAC secret.
 EXTERNAL_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 OWN_ISSUER = "gateway"  # the name a route's ``issuers`` uses for the gateway's own tokens

@@ -78,6 +78,8 @@ AbsPath = Annotated[str, BeforeValidator(abs_path)]
 
 def base_url(value: str) -> str:
     """An absolute http(s) URL without query or fragment (an upstream, an issuer, the public URL); returned as given."""
+    if isinstance(value, str) and "://" not in value:
+        raise ValueError(f"not an absolute URL: add the scheme, e.g. http://{value}")
     url = URL(value)
     if url.scheme not in {"http", "https"} or not url.host or url.query_string or url.fragment:
         raise ValueError("not an absolute http(s) URL without query or fragment")

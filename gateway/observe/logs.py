@@ -10,8 +10,6 @@ import logging
 import sys
 import time
 
-from aiohttp.http_exceptions import HttpProcessingError
-
 __all__ = ["JsonFormatter", "MalformedRequestFilter", "TextFormatter", "configure_logging"]
 
 ACCESS_LOGGER = "gateway.access"
@@ -48,7 +46,8 @@ class MalformedRequestFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, HttpProcessingError):
+        exceptions = sys.modules.get("aiohttp.http_exceptions")  # not imported: no such error (and `--help` loads no aiohttp)
+        if exceptions is not None and isinstance(error, exceptions.HttpProcessingError):
             peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
             record.msg, record.args = "rejected a malformed HTTP request from %s (%s)", (peer, type(error).__name__)
             record.exc_info, record.exc_text = None, None

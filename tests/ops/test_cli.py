@@ -30,7 +30,7 @@ def test_check_prints_every_problem_and_fails(tmp_path):
     result = gateway("check", str(path))
     assert result.returncode == 1
     assert "tokens.secret: HS256 needs a secret of at least 32 bytes" in result.stderr
-    assert "routes[2].upstream: not an absolute http(s) URL" in result.stderr
+    assert "routes[2].upstream: not an absolute URL: add the scheme, e.g. http://not a url (got 'not a url')" in result.stderr
 
 
 def test_check_warns_about_shadowed_routes(tmp_path, users_file):
@@ -56,3 +56,10 @@ def test_hash_password_from_stdin():
     assert result.returncode == 0 and digest.startswith("$argon2id$")
     assert PasswordHasher().verify(digest, "s3cret")
     assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_version_log_level_and_counts():
+    version = gateway("--version")
+    assert version.returncode == 0 and version.stdout.startswith("gateway 0.")
+    bad = gateway("run", "--log-level", "verbose")
+    assert bad.returncode == 2 and "invalid choice: 'VERBOSE'" in bad.stderr and "Traceback" not in bad.stderr

@@ -79,7 +79,7 @@ class Runtime:
         tokens = TokenService(config.tokens, keys)
         throttle = None
         if config.login_throttle.enabled:
-            throttle = LoginThrottle(config.login_throttle, store, trust_forwarded=config.trust_forwarded_headers)
+            throttle = LoginThrottle(config.login_throttle, store, trust_forwarded=config.proxies)
         signed_headers = {DEFAULT_HEADER} | {r.identity_jwt.header for r in config.routes if r.identity_jwt}
         cookies = None
         if config.cookies.enabled:
@@ -93,7 +93,7 @@ class Runtime:
             router=Router(config.routes, case_sensitive=config.paths.case_sensitive),
             rewrite=HeaderRewrite(
                 config.routes, config.identity_header_prefixes, config.client_headers,
-                trust_forwarded=config.trust_forwarded_headers, extra=signed_headers,
+                trust_forwarded=config.proxies, extra=signed_headers,
             ),
             endpoints={
                 **default_endpoints(config.endpoints),
@@ -118,7 +118,7 @@ def _cors(config: GatewayConfig) -> CorsPolicy | None:
     if not config.cors.enabled:
         return None
     csrf = (config.cookies.csrf_header,) if config.cookies.enabled else ()
-    return CorsPolicy(config.cors, trust_forwarded=config.trust_forwarded_headers, extra_headers=csrf)
+    return CorsPolicy(config.cors, trust_forwarded=config.proxies, extra_headers=csrf)
 
 
 def ops_endpoints(config: GatewayConfig) -> dict[str, Endpoint]:

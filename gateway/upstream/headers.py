@@ -11,8 +11,11 @@ folded, as CGI-style servers do):
 - every name containing ``_`` (unless ``client_headers.allow_underscores``);
 - ``boundary.AUTHORITATIVE_HEADERS`` plus ``client_headers.strip``, less
   ``client_headers.keep``;
-- ``X-Forwarded-*`` unless ``trust_forwarded_headers``, and ``Authorization``
-  unless the route forwards it.
+- ``X-Forwarded-*`` unless the peer is a trusted proxy (``forwarded``), and
+  ``Authorization`` unless the route forwards it.
+
+A trusted proxy's ``X-Forwarded-For`` and ``Forwarded`` chains are kept and the
+peer is appended; anyone else's are replaced by the peer alone.
 
 Then the gateway's own: ``X-Forwarded-For``/``-Proto``/``-Host`` and
 ``Forwarded`` (RFC 7239) from the peer and the validated origin, the request
@@ -32,7 +35,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config import Route
 from gateway.config.boundary import ClientHeaders, fold_header
-from gateway.net import Host
+from gateway.forwarded import forwarded_by_proxy
+from gateway.net import Host, TrustedProxies
 
 __all__ = ["HOP_BY_HOP", "HeaderRewrite", "connection_tokens", "encode_claim"]
 
@@ -100,7 +104,7 @@ class HeaderRewrite:
         prefixes: Iterable[str],
         settings: ClientHeaders,
         *,
-        trust_forwarded: bool,
+        trust_forwarded: TrustedProxies,
         extra: Iterable[str] = (),
     ) -> None:
         self.identity = frozenset({fold_header(h) for r in routes for h in r.headers} | {fold_header(h) for h in extra})
@@ -109,14 +113,17 @@ class HeaderRewrite:
         self.allow_underscores = settings.allow_underscores
         self.trust_forwarded = trust_forwarded
 
-    def dropped(self, name: str) -> bool:
-        """Whether a client header of this name never reaches an upstream (route-independent part)."""
+    def dropped(self, name: str, from_proxy: bool = False) -> bool:
+        """Whether a client header of this name never reaches an upstream (route-independent part).
+
+        ``from_proxy``: the peer is a trusted proxy, whose other ``X-Forwarded-*`` pass.
+        """
         if "_" in name and not self.allow_underscores:
             return True
         folded = fold_header(name)
         if folded in self.stripped or folded in self.identity or folded.startswith(self.prefixes):
             return True
-        return folded.startswith("x-forwarded-") and not self.trust_forwarded
+        return folded.startswith("x-forwarded-") and not from_proxy
 
     def headers(
         self,
@@ -134,20 +141,21 @@ class HeaderRewrite:
         """
         drop = HOP_BY_HOP | connection_tokens(request.headers)
         out: CIMultiDict[str] = CIMultiDict()
+        from_proxy = forwarded_by_proxy(request, self.trust_forwarded)
         for name, value in request.headers.items():
-            if name.lower() in drop or self.dropped(name):
+            if name.lower() in drop or self.dropped(name, from_proxy):
                 continue
             if name.lower() == "authorization" and not route.forward_authorization:
                 continue
             out.add(name, value)
         scheme, origin_host = origin
         peer = request.remote or ""
-        prior = ",".join(request.headers.getall("X-Forwarded-For", [])) if self.trust_forwarded else ""
+        prior = ",".join(request.headers.getall("X-Forwarded-For", [])) if from_proxy else ""
         out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
         out["X-Forwarded-Proto"] = scheme
         out["X-Forwarded-Host"] = str(origin_host)
         node = f'for={_forwarded_node(peer)};host="{origin_host}";proto={scheme}'
-        prior_forwarded = ",".join(request.headers.getall("Forwarded", [])) if self.trust_forwarded else ""
+        prior_forwarded = ",".join(request.headers.getall("Forwarded", [])) if from_proxy else ""
         out["Forwarded"] = f"{prior_forwarded}, {node}" if prior_forwarded else node
         out["X-Request-Id"] = req_id
         if route.preserve_host:

@@ -254,6 +254,32 @@ async def test_a_huge_head_is_cut_before_it_is_complete(gateway_process, upstrea
         assert status == 200
 
 
+async def test_a_trusted_proxy_has_no_per_address_connection_cap(gateway_process, upstream, users_file):
+    raw = limited(upstream, users_file, max_connections=20, max_connections_per_client=3, head_timeout="30s")
+    raw["trusted_proxies"] = [VISITOR]  # the load balancer
+    port = gateway_process(raw)
+    held = []
+    try:
+        # the load balancer's keep-alive connections carry many clients: more than 3 are all served
+        for i in range(6):
+            reader, writer = await connect(port, VISITOR)
+            held.append((reader, writer))
+            writer.write(f"GET /public/x HTTP/1.1\r\nHost: gw\r\nX-Forwarded-For: 203.0.113.{i}\r\n\r\n".encode())
+            status, _, _ = await read_answer(reader)
+            assert status == 200, i
+        # any other address keeps its cap
+        for _ in range(3):
+            held.append(await connect(port, THIRD))
+        reader, writer = await connect(port, THIRD)
+        held.append((reader, writer))
+        writer.write(b"GET /public/x HTTP/1.1\r\nHost: gw\r\n\r\n")
+        status, _, body = await read_answer(reader)
+        assert (status, json.loads(body)["code"]) == (429, "too_many_client_connections")
+    finally:
+        for _, writer in held:
+            writer.close()
+
+
 @pytest.mark.parametrize("limits,expected", [
     ({"head_timeout": "0s"}, "limits: head_timeout: must be positive"),
     ({"max_connections": 10, "max_connections_per_client": 20}, "cannot exceed max_connections"),

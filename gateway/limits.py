@@ -14,6 +14,7 @@ from typing import Awaitable, Callable, Iterator
 from aiohttp import web
 
 from gateway.config.limits import Limits
+from gateway.context import CLIENT
 from gateway.errors import GatewayError, error_response
 from gateway.forwarded import client_ip
 from gateway.net import TrustedProxies, ip_bucket
@@ -159,7 +160,7 @@ async def admission(request: web.Request, handler: Handler) -> web.StreamRespons
         return _refuse(431, "headers_too_large", "The request head is too large")
     if request.app[_UNCAPPED](request):  # refresh and logout: never lost to a crowd sharing the address
         return await handler(request)
-    client = ip_bucket(client_ip(request, request.app[_TRUST_FORWARDED]()))  # IPv6: per /64
+    request[CLIENT] = client = ip_bucket(client_ip(request, request.app[_TRUST_FORWARDED]()))  # IPv6: per /64
     requests: ClientRequests = request.app[_CLIENT_REQUESTS]
     if not requests.enter(client, limits.max_requests_per_client):
         raise GatewayError(429, "too_many_requests", "Too many requests in progress from this address",

@@ -5,6 +5,7 @@ The request path itself is ``pipeline.dispatch``; what it runs on is
 """
 from __future__ import annotations
 
+import functools
 from typing import AsyncIterator
 
 from aiohttp import web
@@ -33,6 +34,12 @@ __all__ = ["create_app"]
 AUTH_BODY_LIMIT = 64 * 1024
 
 
+def _uncapped(gateway: Gateway, request: web.Request) -> bool:
+    """A refresh or logout (any dialect): not counted per address (``Endpoint.uncapped``)."""
+    endpoint = gateway.runtime.endpoints.get(request.path.rstrip("/") or "/")
+    return endpoint is not None and endpoint.uncapped and request.method in endpoint.methods
+
+
 def create_app(
     config: GatewayConfig, *, users: UserDirectory | UserChain | None = None, store: Store | None = None
 ) -> web.Application:
@@ -50,7 +57,7 @@ def create_app(
         gateway.decisions = DecisionCache(revocations, config.decision.cache_size)
     app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log, limits.admission])
     app[GATEWAY] = gateway
-    guard = limits.install(app, config.limits, lambda: gateway.runtime.config.trust_forwarded_headers)
+    guard = limits.install(app, config.limits, lambda: gateway.runtime.config.proxies, functools.partial(_uncapped, gateway))
     gateway.lifecycle.saturation = lambda: limits.saturation(guard, gateway.upstream.slots)
     guard.observer = metrics.connections
     app[METRICS] = metrics

@@ -105,7 +105,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     if loaded is None:
         return 1
     config, users = loaded
-    for warning in shadowed_routes(config.routes) + host_fallthrough(config.routes) + confusable_users(users):
+    trust = []
+    if config.trust_forwarded_headers and not config.trusted_proxies:
+        trust.append(
+            "trust_forwarded_headers: every peer may set the client address, scheme and host it reports; "
+            "list your load balancers in trusted_proxies instead (docs/operations.md#behind-a-load-balancer)"
+        )
+    for warning in shadowed_routes(config.routes) + host_fallthrough(config.routes) + confusable_users(users) + trust:
         print(f"warning: {warning}", file=sys.stderr)
     sources = "" if config.users is None else f", {_count(len(users.sources), 'user source')}"
     print(f"{args.config}: OK ({_count(len(config.routes), 'route')}, {_count(len(users), 'user')}{sources}, "

@@ -11,17 +11,18 @@ from aiohttp import web
 
 __all__ = [
     "ANSWER_HEADERS", "BODY_ERROR", "ERROR_CODE", "REQUEST_ID", "RESPONSE_BYTES", "REVOCATION_SKIPPED", "ROUTE_NAME", "SUBJECT",
-    "UPSTREAM_ERROR", "UPSTREAM_SECONDS",
+    "CLIENT", "UPSTREAM_ERROR", "UPSTREAM_SECONDS",
 ]
 
 REQUEST_ID = web.RequestKey("request_id", str)  # the middleware: the client's sane X-Request-Id or a new one
 ROUTE_NAME = web.RequestKey("route", str)  # dispatch: the matched route's name, or @<path> for own endpoints
 SUBJECT = web.RequestKey("sub", str)  # credentials and the token endpoints: the verified caller
+CLIENT = web.RequestKey("client", str)  # limits.admission: the client address bucket (forwarded.client_ip, per /64)
 REVOCATION_SKIPPED = web.RequestKey("revocation_skipped", bool)  # stores.failopen: checked on the signature alone
 UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)  # upstream.http: until the upstream's headers arrived
 UPSTREAM_ERROR = web.RequestKey("upstream_error", str)  # upstream.http: unavailable, timeout or aborted
 RESPONSE_BYTES = web.RequestKey("response_bytes", int)  # upstream.http: body bytes relayed to the client
-BODY_ERROR = web.RequestKey("body_error", str)  # upstream.bodies: "timeout" or "client_closed"
+BODY_ERROR = web.RequestKey("body_error", str)  # upstream.bodies: "timeout", "too_slow" or "client_closed"
 ERROR_CODE = web.ResponseKey("error_code", str)  # errors: the gateway's code on every error answer, any dialect
 
 # create_app: the one function that adds the headers every answer carries (X-Request-Id, Server, CORS,

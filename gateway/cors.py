@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway.config import Cors
 from gateway.errors import GatewayError
 from gateway.forwarded import client_origin
+from gateway.net import NO_PROXIES, TrustedProxies
 
 __all__ = ["CorsPolicy", "is_preflight", "same_origin"]
 
@@ -31,7 +32,7 @@ def is_preflight(request: web.Request) -> bool:
     )
 
 
-def same_origin(request: web.Request, origin: str, *, trust_forwarded: bool = False) -> bool:
+def same_origin(request: web.Request, origin: str, *, trust_forwarded: TrustedProxies = NO_PROXIES) -> bool:
     """Whether ``origin`` is the gateway's own (``target.client_origin``); never for an invalid host."""
     try:
         scheme, host = client_origin(request, trust_forwarded)
@@ -47,7 +48,7 @@ def _origin_pattern(origin: str) -> re.Pattern[str]:
 
 
 class CorsPolicy:
-    def __init__(self, settings: Cors, *, trust_forwarded: bool = False, extra_headers: tuple[str, ...] = ()) -> None:
+    def __init__(self, settings: Cors, *, trust_forwarded: TrustedProxies = NO_PROXIES, extra_headers: tuple[str, ...] = ()) -> None:
         """``extra_headers`` are allowed on top of ``allow_headers`` (cookie mode's CSRF header)."""
         allow = settings.allow_headers + tuple(h for h in extra_headers if h.lower() not in {a.lower() for a in settings.allow_headers})
         self.settings = settings.model_copy(update={"allow_headers": allow})

@@ -3,42 +3,73 @@
 The one definition of the client's address (access log, login throttle,
 per-client limits, rate limits) and of the scheme and host it used (upstream
 forwarding headers, CORS same-origin, discovery). Forwarded values count only
-with ``trust_forwarded_headers: true``.
+from a trusted peer (``net.TrustedProxies``: ``trusted_proxies``, or every
+peer with ``trust_forwarded_headers: true`` and no list).
+
+The client's address behind trusted proxies is the rightmost hop of
+``X-Forwarded-For`` (without one, the ``for=`` values of ``Forwarded``) that
+is not itself a trusted proxy: each trusted proxy appends the address it saw,
+so walking left through trusted hops reaches the first address no trusted
+proxy vouches for; everything left of it is whatever the client sent. A hop
+that is not an address ends the walk at the trusted hop to its right.
 """
 from __future__ import annotations
 
 from aiohttp import web
 
 from gateway.errors import GatewayError
-from gateway.net import DEFAULT_PORTS, Host, parse_host
+from gateway.net import DEFAULT_PORTS, Host, TrustedProxies, parse_address, parse_host
 from gateway.target import request_host
 
-__all__ = ["client_ip", "client_origin"]
+__all__ = ["client_ip", "client_origin", "forwarded_by_proxy"]
+
+MAX_HOPS = 32  # hops read from the right; a longer chain is cut there (a trusted proxy still appended the last)
 
 
-def client_ip(request: web.Request, trust_forwarded: bool) -> str:
-    """The peer address; with trusted proxies, the address the nearest proxy saw.
-
-    Only the last ``X-Forwarded-For`` entry is used: it was appended by the
-    proxy in front of the gateway, every earlier entry is whatever the client sent.
-    """
-    if trust_forwarded:
-        forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
-        last = forwarded.rsplit(",", 1)[-1].strip()[:64]
-        if last:
-            return last
-    return request.remote or "unknown"
+def forwarded_by_proxy(request: web.Request, proxies: TrustedProxies) -> bool:
+    """Whether this request's peer is a trusted proxy, so its forwarding headers count."""
+    return proxies.trusts(request.remote)
 
 
-def client_origin(request: web.Request, trust_forwarded: bool, host: Host | None = None) -> tuple[str, Host]:
-    """The scheme and host the client used: the request's own, or with trusted proxies X-Forwarded-Proto/-Host.
+def _hops(request: web.Request) -> list[str]:
+    """The reported chain, nearest hop last: X-Forwarded-For, else the ``for=`` values of Forwarded."""
+    forwarded_for = request.headers.getall("X-Forwarded-For", [])
+    if forwarded_for:
+        return ",".join(forwarded_for).split(",")[-MAX_HOPS:]
+    hops = []
+    for element in ",".join(request.headers.getall("Forwarded", [])).split(",")[-MAX_HOPS:]:
+        for pair in element.split(";"):
+            name, _, value = pair.partition("=")
+            if name.strip().lower() == "for":
+                hops.append(value)
+    return hops
+
+
+def client_ip(request: web.Request, trust_forwarded: TrustedProxies) -> str:
+    """The peer address; behind trusted proxies, the nearest address none of them vouches for."""
+    peer = request.remote or "unknown"
+    if not trust_forwarded.trusts(peer):
+        return peer
+    client = peer
+    for hop in reversed(_hops(request)):
+        address = parse_address(hop)
+        if address is None:
+            break
+        client = address
+        if not trust_forwarded.is_proxy(address):
+            break
+    return client
+
+
+def client_origin(request: web.Request, trust_forwarded: TrustedProxies, host: Host | None = None) -> tuple[str, Host]:
+    """The scheme and host the client used: the request's own, or from a trusted proxy X-Forwarded-Proto/-Host.
 
     Forwarded values must be a single ``http``/``https`` and a single valid host
     (a list is a 400): they reach upstreams and discovery documents as they are.
     ``host`` is the request's own, when already parsed.
     """
     scheme = request.scheme
-    if trust_forwarded:
+    if trust_forwarded.trusts(request.remote):
         proto = request.headers.get("X-Forwarded-Proto")
         if proto is not None:
             scheme = proto.strip().lower()

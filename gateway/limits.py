@@ -14,9 +14,10 @@ from typing import Awaitable, Callable, Iterator
 from aiohttp import web
 
 from gateway.config.limits import Limits
+from gateway.context import CLIENT
 from gateway.errors import GatewayError, error_response
 from gateway.forwarded import client_ip
-from gateway.net import ip_bucket
+from gateway.net import TrustedProxies, ip_bucket
 from gateway.upstream.slots import UpstreamSlots
 
 log = logging.getLogger("gateway")
@@ -28,10 +29,15 @@ FDS_PER_CONNECTION = 2
 FD_RESERVE = 64  # listeners, Redis, logs, JWKS fetches
 
 class ConnectionGuard:
-    """Open connections of one process, in total and per client address."""
+    """Open connections of one process, in total and per client address.
+
+    A trusted proxy's connections (``trusted_proxies``) count towards the total
+    only: they carry many clients, each counted by its own address per request.
+    """
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
+        self.proxies: Callable[[], TrustedProxies] = TrustedProxies  # the current configuration's (install)
         self.open = 0
         self.per_client: Counter[str] = Counter()
         self.websockets = 0
@@ -59,11 +65,15 @@ class ConnectionGuard:
                 nofile, self.fd_capacity, self.limits.max_connections,
             )
 
-    def admit(self, client: str) -> str | None:
-        """Count a new connection in; the refusal code when it is over a cap (then it is not counted)."""
+    def admit(self, client: str, peer: str | None = None) -> str | None:
+        """Count a new connection in; the refusal code when it is over a cap (then it is not counted).
+
+        ``client`` is the peer's bucket (``net.ip_bucket``), ``peer`` its address: a trusted proxy
+        has no per-address cap.
+        """
         if self.open >= self.capacity:
             return "too_many_connections"
-        if self.per_client[client] >= self.limits.max_connections_per_client:
+        if self.per_client[client] >= self.limits.max_connections_per_client and not self.proxies().is_proxy(peer):
             return "too_many_client_connections"
         self.open += 1
         self.per_client[client] += 1
@@ -96,7 +106,8 @@ class ConnectionGuard:
 
 CONNECTION_GUARD = web.AppKey("connection_guard", ConnectionGuard)
 _CLIENT_REQUESTS = web.AppKey["ClientRequests"]("client_requests")
-_TRUST_FORWARDED = web.AppKey[Callable[[], bool]]("admission_trust_forwarded")
+_TRUST_FORWARDED = web.AppKey[Callable[[], TrustedProxies]]("admission_trust_forwarded")
+_UNCAPPED = web.AppKey[Callable[[web.Request], bool]]("admission_uncapped")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -149,7 +160,9 @@ async def admission(request: web.Request, handler: Handler) -> web.StreamRespons
         return _refuse(status, refusal, detail, **{"Retry-After": "1"})
     if head_size(request) > limits.max_head_size:
         return _refuse(431, "headers_too_large", "The request head is too large")
-    client = ip_bucket(client_ip(request, request.app[_TRUST_FORWARDED]()))  # IPv6: per /64
+    if request.app[_UNCAPPED](request):  # refresh and logout: never lost to a crowd sharing the address
+        return await handler(request)
+    request[CLIENT] = client = ip_bucket(client_ip(request, request.app[_TRUST_FORWARDED]()))  # IPv6: per /64
     requests: ClientRequests = request.app[_CLIENT_REQUESTS]
     if not requests.enter(client, limits.max_requests_per_client):
         raise GatewayError(429, "too_many_requests", "Too many requests in progress from this address",
@@ -160,15 +173,22 @@ async def admission(request: web.Request, handler: Handler) -> web.StreamRespons
         requests.leave(client)
 
 
-def install(app: web.Application, limits: Limits, trust_forwarded: Callable[[], bool]) -> ConnectionGuard:
+def install(
+    app: web.Application, limits: Limits, trust_forwarded: Callable[[], TrustedProxies],
+    uncapped: Callable[[web.Request], bool] = lambda request: False,
+) -> ConnectionGuard:
     """The guard for ``app``'s connections (GuardedRunner uses it) and the state the middleware reads.
 
+    ``trust_forwarded`` gives the current configuration's proxies (reloads change them);
+    ``uncapped`` tells the requests that ``max_requests_per_client`` does not count.
     Limits are read at start: a reload does not change them (docs/ops/limits.md).
     """
     guard = ConnectionGuard(limits)
+    guard.proxies = trust_forwarded
     app[CONNECTION_GUARD] = guard
     app[_CLIENT_REQUESTS] = ClientRequests()
     app[_TRUST_FORWARDED] = trust_forwarded
+    app[_UNCAPPED] = uncapped
     return guard
 
 

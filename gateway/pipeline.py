@@ -109,7 +109,7 @@ async def admit(
     claims = await _caller(request, gateway, runtime, route, handshake, decisions)
     if route.rate_limit is not None:
         await rate_limit.enforce(request, route, claims, gateway.store, runtime.config)
-    origin = client_origin(request, runtime.config.trust_forwarded_headers, host)
+    origin = client_origin(request, runtime.config.proxies, host)
     headers = runtime.rewrite.headers(request, route, claims, request[REQUEST_ID], host, origin)
     if runtime.cookies is not None:
         runtime.cookies.strip(headers)  # the gateway's cookies carry tokens: upstreams get identity headers instead
@@ -208,7 +208,7 @@ def _websocket_cookie(request: web.Request, runtime: Runtime) -> str | None:
     """Cookie mode: the access cookie of a handshake from an origin that may use it (browsers send it anywhere)."""
     if runtime.cookies is None:
         return None
-    trust = runtime.config.trust_forwarded_headers
+    trust = runtime.config.proxies
 
     def origin_ok(origin: str) -> bool:
         return same_origin(request, origin, trust_forwarded=trust) or (runtime.cors is not None and runtime.cors.allows(origin))

@@ -20,6 +20,7 @@ from aiohttp import web
 from gateway.config import GatewayConfig, Route
 from gateway.errors import GatewayError
 from gateway.forwarded import client_ip
+from gateway.net import TrustedProxies
 from gateway.stores import Store, StoreUnavailable
 
 __all__ = ["add_headers", "enforce"]
@@ -28,7 +29,7 @@ _HEADERS = web.RequestKey("rate_limit_headers", dict)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
-def _who(request: web.Request, route: Route, claims: Mapping[str, Any] | None, trust_forwarded: bool) -> str:
+def _who(request: web.Request, route: Route, claims: Mapping[str, Any] | None, trust_forwarded: TrustedProxies) -> str:
     assert route.rate_limit is not None
     kind, _, name = route.rate_limit.key.partition(":")
     value: Any = None
@@ -49,7 +50,7 @@ async def enforce(request: web.Request, route: Route, claims: Mapping[str, Any] 
     limit = route.rate_limit
     if limit is None:
         return
-    who = hashlib.sha256(_who(request, route, claims, config.trust_forwarded_headers).encode()).hexdigest()[:32]
+    who = hashlib.sha256(_who(request, route, claims, config.proxies).encode()).hexdigest()[:32]
     try:
         decision = await store.rate_limit(f"{route.name}:{who}", limit.per / limit.requests, limit.capacity)
     except StoreUnavailable:

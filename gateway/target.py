@@ -11,7 +11,9 @@ segments that were matched:
 - ``;`` in a segment: 400, or with ``paths.semicolons: strip`` the parameters
   are removed before matching and forwarding;
 - dot segments, a segment ending in ``.`` or a space, empty segments,
-  backslashes, encoded ``/``, ``\\``, ``;`` or control characters: 400;
+  backslashes, encoded ``/``, ``\\``, ``;``, ``?``, ``#`` or control characters
+  (either case of hex digit): 400 (a hop that decodes once would end the path
+  at an encoded ``?`` or ``#``: ``/api/admin%3F/users`` read as ``/api/admin``);
 - percent-escapes that survive one decoding (``%252e``): 400;
 - non-ASCII characters whose compatibility form (NFKC) is ``.``, ``/``,
   ``\\``, ``;``, ``%`` or a space (fullwidth ``．``/``／``): 400;
@@ -42,8 +44,8 @@ __all__ = ["DEFAULT_PATH_RULES", "RequestPath", "fold_segment", "parse_target", 
 _PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _STILL_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
 # Encoded bytes that change a path's structure when an upstream decodes them:
-# slash, backslash, semicolon, NUL and other controls.
-_FORBIDDEN_DECODED = re.compile(rb"[/\\;\x00-\x1f\x7f]")
+# slash, backslash, semicolon, query and fragment delimiters, NUL and other controls.
+_FORBIDDEN_DECODED = re.compile(rb"[/\\;?#\x00-\x1f\x7f]")
 # What a compatibility form may not turn into: characters that give a path structure.
 _STRUCTURAL = frozenset("./\\;%?# ")
 # A segment of only these (RFC 3986 unreserved and sub-delims but ``;``) decodes to itself, and
@@ -105,7 +107,7 @@ def _decode_segment(raw: str) -> str:
         raise _bad("Malformed percent-encoding in the path")
     data = unquote_to_bytes(raw)
     if _FORBIDDEN_DECODED.search(data):
-        raise _bad("Ambiguous encoding in the path (encoded slash, backslash, semicolon or control character)")
+        raise _bad("Ambiguous encoding in the path (encoded slash, backslash, semicolon, ?, # or control character)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

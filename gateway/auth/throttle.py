@@ -34,7 +34,7 @@ from aiohttp import web
 from gateway.config import LoginThrottle as ThrottleSettings
 from gateway.errors import GatewayError
 from gateway.forwarded import client_ip
-from gateway.net import ip_bucket
+from gateway.net import NO_PROXIES, TrustedProxies, ip_bucket
 from gateway.stores import Store
 
 __all__ = ["LoginThrottle"]
@@ -80,7 +80,7 @@ class _Turns:
 
 
 class LoginThrottle:
-    def __init__(self, settings: ThrottleSettings, store: Store, *, trust_forwarded: bool = False) -> None:
+    def __init__(self, settings: ThrottleSettings, store: Store, *, trust_forwarded: TrustedProxies = NO_PROXIES) -> None:
         self.settings = settings
         self.store = store
         self.trust_forwarded = trust_forwarded

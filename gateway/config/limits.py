@@ -33,6 +33,10 @@ class Limits(Model):
     """An idle keep-alive connection is closed after this."""
     body_idle_timeout: Duration = 15.0
     """Longest silence while reading a request body; then 408 body_timeout."""
+    body_min_rate: int = Field(500, ge=0)
+    """Bytes per second a proxied request body must average once `body_rate_grace` has passed (Apache's mod_reqtimeout: 500); slower: 408 body_too_slow; 0: no minimum."""
+    body_rate_grace: Duration = 20.0
+    """How long a request body may take before `body_min_rate` applies (a body of N bytes has at least max(grace, N / rate))."""
     max_head_size: int = Field(32 * 1024, ge=1024, le=1024 * 1024)
     """Bytes of request line and headers (nginx: 4 x 8 KiB); over it: 431 headers_too_large."""
     max_header_count: int = Field(100, ge=8, le=1000)
@@ -44,10 +48,14 @@ class Limits(Model):
     """Connections to one upstream origin (scheme, host, port)."""
     upstream_queue_timeout: Duration = 5.0
     """Wait for a free upstream connection; then 503 upstream_busy with Retry-After: 1."""
+    upstream_client_share: float = Field(0.25, gt=0, le=1)
+    """Fraction of one origin's `upstream_connections` that one client address (IPv6: per /64) may hold (at least 1); past it its requests wait like a full pool."""
+    upstream_reserved: float = Field(0.25, ge=0, lt=1)
+    """Fraction of one origin's `upstream_connections` kept for requests with a verified token: anonymous requests (`auth: none`, `optional` without a token) never take them."""
 
     @model_validator(mode="after")
     def _positive(self) -> "Limits":
-        for name in ("head_timeout", "keepalive_timeout", "body_idle_timeout", "upstream_queue_timeout"):
+        for name in ("head_timeout", "keepalive_timeout", "body_idle_timeout", "body_rate_grace", "upstream_queue_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be positive")
         if self.max_connections_per_client > self.max_connections:

@@ -1,6 +1,7 @@
 """The whole file: ``GatewayConfig``, its sections, and the rules that span sections."""
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from gateway.config.routes import Route
 from gateway.config.sources import SourceSpec
 from gateway.config.tokens import NAME, OWN_ISSUER, Tokens
 from gateway.config.types import Model, base_url
-from gateway.net import is_loopback
+from gateway.net import NO_PROXIES, TrustedProxies, is_loopback, parse_network
 
 
 class GatewayConfig(Model):
@@ -36,7 +37,9 @@ class GatewayConfig(Model):
     identity_header_prefixes: tuple[str, ...] = ("X-User-", "X-Auth-")
     """Client headers with these prefixes never reach an upstream (case and `_`/`-` folded)."""
     trust_forwarded_headers: bool = False
-    """Believe the peer's X-Forwarded-* and Forwarded headers: true only behind a proxy you control."""
+    """Believe every peer's X-Forwarded-* and Forwarded headers (one hop): true only when every peer is a proxy you control; prefer `trusted_proxies`."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or CIDR blocks of your load balancers and proxies: only they may report the client's address, scheme and host (X-Forwarded-*, Forwarded), and they are exempt from the per-address connection cap; narrows `trust_forwarded_headers`."""
     routes: tuple[Route, ...] = ()
     """Ordered; the first match wins. Without any, every request but the gateway's own endpoints is 404."""
     shutdown: Shutdown = Shutdown()
@@ -71,6 +74,23 @@ class GatewayConfig(Model):
     """Sign-in through OpenID Providers (authorization code + PKCE), turned into the gateway's own session."""
     decision: Decision | None = None
     """Decision mode: a front proxy (nginx, Traefik, Caddy, Envoy) asks, per request, what proxy mode would do; off while absent."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                parse_network(entry)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or CIDR block without host bits (10.0.0.0/8, 2001:db8::/32)") from None
+        return value
+
+    @functools.cached_property
+    def proxies(self) -> TrustedProxies:
+        """Whose forwarding headers count: ``trusted_proxies`` when set, else every peer or none."""
+        if self.trusted_proxies:
+            return TrustedProxies(networks=tuple(parse_network(p) for p in self.trusted_proxies))
+        return TrustedProxies(every_peer=True) if self.trust_forwarded_headers else NO_PROXIES
 
     @field_validator("server_header")
     @classmethod

@@ -36,6 +36,9 @@ Handler = Callable[[web.Request, AuthService], Awaitable[web.StreamResponse]]
 class Endpoint:
     methods: frozenset[str]
     handler: Handler
+    # Not counted in limits.max_requests_per_client: refresh and logout, so that many users behind one
+    # address (a NAT, an untrusted proxy) can always renew and end their sessions (docs/ops/limits.md).
+    uncapped: bool = False
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

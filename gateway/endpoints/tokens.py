@@ -42,7 +42,7 @@ class Dialect:
     def endpoints(self) -> dict[str, Endpoint]:
         handlers = {"login": self.login, "refresh": self.refresh, "verify": self.verify, "logout": self.logout, "me": self.me}
         return {
-            path: Endpoint(GET if role == "me" else POST, handlers[role])
+            path: Endpoint(GET if role == "me" else POST, handlers[role], uncapped=role in ("refresh", "logout"))
             for role, path in self.profile.named_paths().items()
         }
 

@@ -29,6 +29,7 @@ from gateway.context import (
     UPSTREAM_SECONDS,
 )
 from gateway.forwarded import client_ip
+from gateway.net import TrustedProxies
 
 __all__ = ["FIELDS", "access_line"]
 
@@ -58,7 +59,7 @@ def _ms(seconds: float | None) -> str:
 
 
 def access_line(state: Mapping[Any, Any], request: web.Request, response: web.StreamResponse, duration: float,
-                trust_forwarded: bool) -> str:
+                trust_forwarded: TrustedProxies) -> str:
     """The JSON line for one answered request; ``state`` is the request's context (``dict(request.items())``)."""
     code = response.get(ERROR_CODE) if len(response) else None
     line = (

@@ -5,7 +5,7 @@ for an hour, so one client with slow or idle sockets can use up the process's
 file descriptors. Here every connection of the public listener
 
 * counts towards ``limits.max_connections`` and, per client address (IPv6:
-  per /64), ``limits.max_connections_per_client``; a connection over either cap is
+  per /64; not for ``trusted_proxies``), ``limits.max_connections_per_client``; a connection over either cap is
   answered 503 ``too_many_connections`` (429 per client) and closed;
 * must deliver each request head within ``limits.head_timeout`` of its first
   byte (a new connection: of opening), else it is answered 408 and closed;
@@ -70,8 +70,9 @@ class GuardedHandler(web.RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         # IPv6 per /64 (one subscriber's block), as the login throttle counts
-        self.client = ip_bucket(str(peer[0])) if isinstance(peer, (tuple, list)) and peer else "unix"
-        self.refusal = self.guard.admit(self.client)
+        address = str(peer[0]) if isinstance(peer, (tuple, list)) and peer else None
+        self.client = ip_bucket(address) if address is not None else "unix"
+        self.refusal = self.guard.admit(self.client, address)  # a trusted proxy: no per-address cap
         self._counted = self.refusal is None
         super().connection_made(transport)
         self._start_head_timer()

@@ -11,9 +11,12 @@ folded, as CGI-style servers do):
   ``identity_header_prefixes``), names containing ``_`` (unless
   ``client_headers.allow_underscores``), ``AUTHORITATIVE_HEADERS`` plus
   ``client_headers.strip`` less ``client_headers.keep``, the forwarding headers
-  the gateway sets itself, and ``X-Forwarded-*`` unless ``trust_forwarded_headers``
+  the gateway sets itself, and ``X-Forwarded-*`` unless the peer is a trusted proxy (``forwarded``)
   (front proxies in decision mode remove the same, by ``gateway decision-config``);
 - ``Authorization`` unless the route forwards it.
+
+A trusted proxy's ``X-Forwarded-For`` and ``Forwarded`` chains are kept and the
+peer is appended; anyone else's are replaced by the peer alone.
 
 Then the gateway's own: ``X-Forwarded-For``/``-Proto``/``-Host`` and
 ``Forwarded`` (RFC 7239) from the peer and the validated origin, the request
@@ -33,7 +36,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config import GatewayConfig, Route
 from gateway.config.boundary import ClientBoundary
-from gateway.net import Host
+from gateway.forwarded import forwarded_by_proxy
+from gateway.net import Host, TrustedProxies
 from gateway.upstream.signed_identity import DEFAULT_HEADER
 
 __all__ = ["HOP_BY_HOP", "HeaderRewrite", "client_boundary", "connection_tokens", "encode_claim"]
@@ -102,13 +106,16 @@ def _forwarded_node(peer: str | None) -> str:
 class HeaderRewrite:
     """Which client headers are dropped, and the headers the gateway adds; one per configuration."""
 
-    def __init__(self, boundary: ClientBoundary, *, trust_forwarded: bool) -> None:
+    def __init__(self, boundary: ClientBoundary, *, trust_forwarded: TrustedProxies) -> None:
         self.boundary = boundary
         self.trust_forwarded = trust_forwarded
 
-    def dropped(self, name: str) -> bool:
-        """Whether a client header of this name never reaches an upstream (route-independent part)."""
-        return name.lower() == "host" or self.boundary.covers(name, trust_forwarded=self.trust_forwarded)
+    def dropped(self, name: str, from_proxy: bool = False) -> bool:
+        """Whether a client header of this name never reaches an upstream (route-independent part).
+
+        ``from_proxy``: the peer is a trusted proxy, whose other ``X-Forwarded-*`` pass.
+        """
+        return name.lower() == "host" or self.boundary.covers(name, trust_forwarded=from_proxy)
 
     def headers(
         self,
@@ -126,20 +133,21 @@ class HeaderRewrite:
         """
         drop = HOP_BY_HOP | connection_tokens(request.headers)
         out: CIMultiDict[str] = CIMultiDict()
+        from_proxy = forwarded_by_proxy(request, self.trust_forwarded)
         for name, value in request.headers.items():
-            if name.lower() in drop or self.dropped(name):
+            if name.lower() in drop or self.dropped(name, from_proxy):
                 continue
             if name.lower() == "authorization" and not route.forward_authorization:
                 continue
             out.add(name, value)
         scheme, origin_host = origin
         peer = request.remote or ""
-        prior = ",".join(request.headers.getall("X-Forwarded-For", [])) if self.trust_forwarded else ""
+        prior = ",".join(request.headers.getall("X-Forwarded-For", [])) if from_proxy else ""
         out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
         out["X-Forwarded-Proto"] = scheme
         out["X-Forwarded-Host"] = str(origin_host)
         node = f'for={_forwarded_node(peer)};host="{origin_host}";proto={scheme}'
-        prior_forwarded = ",".join(request.headers.getall("Forwarded", [])) if self.trust_forwarded else ""
+        prior_forwarded = ",".join(request.headers.getall("Forwarded", [])) if from_proxy else ""
         out["Forwarded"] = f"{prior_forwarded}, {node}" if prior_forwarded else node
         out["X-Request-Id"] = req_id
         if route.preserve_host:

@@ -17,11 +17,11 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config import Route
 from gateway.config.limits import Limits
-from gateway.context import ANSWER_HEADERS, RESPONSE_BYTES, UPSTREAM_ERROR, UPSTREAM_SECONDS
+from gateway.context import ANSWER_HEADERS, CLIENT, RESPONSE_BYTES, SUBJECT, UPSTREAM_ERROR, UPSTREAM_SECONDS
 from gateway.errors import GatewayError
 from gateway.lifecycle import LIFECYCLE
 from gateway.target import RequestPath
-from gateway.upstream.bodies import BodyFailed, body_failure, upstream_body
+from gateway.upstream.bodies import BodyFailed, BodyPace, body_failure, upstream_body
 from gateway.upstream.client import UpstreamResponse, request_head, send
 from gateway.upstream.connection import UpstreamError, UpstreamTimeout
 from gateway.upstream.headers import HOP_BY_HOP, connection_tokens
@@ -44,7 +44,9 @@ class Upstream:
         self._session: aiohttp.ClientSession | None = None
         self.limits = limits if limits is not None else Limits()
         # per upstream origin; websockets are bounded by limits.max_websockets instead
-        self.slots = UpstreamSlots(self.limits.upstream_connections, self.limits.upstream_queue_timeout)
+        self.slots = UpstreamSlots(self.limits.upstream_connections, self.limits.upstream_queue_timeout,
+                                   self.limits.upstream_client_share, self.limits.upstream_reserved)
+        self.pace = BodyPace.of(self.limits)
         # an upstream's response head is bounded like a client's request head
         self.pool = Pool(self.limits.max_head_size)
         self._origins: dict[str, Origin] = {}
@@ -82,12 +84,14 @@ class Upstream:
         if path.query:
             target += "?" + path.query
         try:  # a small idempotent body is read before a pooled connection is taken
-            body = await upstream_body(request, self.limits.body_idle_timeout)
+            body = await upstream_body(request, self.pace)
         except BodyFailed as exc:
             raise _failure(request, exc) from None
         head = request_head(request.method, target, origin, headers, body)
         chunked = body is not None and not isinstance(body, bytes) and "Content-Length" not in headers
-        async with self.slots.hold(route.upstream):
+        # one address holds at most its share; requests without a verified token leave the reserve
+        client = request.get(CLIENT) or request.remote or ""
+        async with self.slots.hold(route.upstream, client, anonymous=SUBJECT not in request):
             started = time.perf_counter()
             try:
                 upstream = await send(self.pool, origin, request.method, head, body, route.timeout, chunked=chunked)

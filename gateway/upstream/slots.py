@@ -3,7 +3,16 @@
 One shared pool without per-upstream bounds let stalled requests to one
 upstream take every connection, and the rest waited without limit. Here each
 upstream origin (scheme, host, port) has ``limits.upstream_connections`` slots;
-a request waits at most ``limits.upstream_queue_timeout`` for one.
+a request waits at most ``limits.upstream_queue_timeout`` for one. Nobody may
+take them all:
+
+- one client address (its ``ip_bucket``) holds at most
+  ``limits.upstream_client_share`` of an origin's slots (at least one);
+- anonymous requests (no verified token) never take the last
+  ``limits.upstream_reserved`` of them, so callers with a token are served
+  while ``auth: none`` routes are flooded.
+
+A request over its share waits like one in front of a full pool.
 """
 from __future__ import annotations
 
@@ -19,11 +28,49 @@ from gateway.errors import GatewayError
 __all__ = ["UpstreamSlots"]
 
 
+class _OriginSlots:
+    """One origin's slots in use, per client, and the requests waiting for a change."""
+
+    def __init__(self, size: int, per_client: int, anonymous: int) -> None:
+        self.size = size
+        self.per_client_cap = per_client
+        self.anonymous_cap = anonymous
+        self.in_use = 0
+        self.per_client: Counter[str] = Counter()
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def admits(self, client: str, anonymous: bool) -> bool:
+        if self.in_use >= (self.anonymous_cap if anonymous else self.size):
+            return False
+        return self.per_client[client] < self.per_client_cap
+
+    def take(self, client: str) -> None:
+        self.in_use += 1
+        self.per_client[client] += 1
+
+    def give_back(self, client: str) -> None:
+        self.in_use -= 1
+        self.per_client[client] -= 1
+        if self.per_client[client] <= 0:
+            del self.per_client[client]
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:  # each re-checks its own admission
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def changed(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+
 class UpstreamSlots:
-    def __init__(self, per_upstream: int, queue_timeout: float) -> None:
+    def __init__(self, per_upstream: int, queue_timeout: float, client_share: float = 1.0, reserved: float = 0.0) -> None:
         self.per_upstream = per_upstream
         self.queue_timeout = queue_timeout
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self.per_client = max(1, int(per_upstream * client_share))
+        self.anonymous = max(1, per_upstream - int(per_upstream * reserved))
+        self._slots: dict[str, _OriginSlots] = {}
         self._origins: dict[str, str] = {}
         self.in_use: Counter[str] = Counter()
         self.waiting: Counter[str] = Counter()
@@ -35,16 +82,18 @@ class UpstreamSlots:
         return origin
 
     @asynccontextmanager
-    async def hold(self, upstream: str) -> AsyncIterator[None]:
+    async def hold(self, upstream: str, client: str = "", anonymous: bool = False) -> AsyncIterator[None]:
+        """A slot of ``upstream``'s origin for ``client`` (an address bucket); ``anonymous``: no verified token."""
         origin = self.origin(upstream)
         slots = self._slots.get(origin)
         if slots is None:
-            slots = self._slots[origin] = asyncio.Semaphore(self.per_upstream)
-        if slots.locked():
+            slots = self._slots[origin] = _OriginSlots(self.per_upstream, self.per_client, self.anonymous)
+        if not slots.admits(client, anonymous):
             self.waiting[origin] += 1
             try:
                 async with asyncio.timeout(self.queue_timeout):
-                    await slots.acquire()
+                    while not slots.admits(client, anonymous):
+                        await slots.changed()
             except TimeoutError:
                 raise GatewayError(
                     503, "upstream_busy", "The upstream service has no free connection; retry shortly",
@@ -52,16 +101,19 @@ class UpstreamSlots:
                 ) from None
             finally:
                 self.waiting[origin] -= 1
-        else:
-            await slots.acquire()
+        slots.take(client)
         self.in_use[origin] += 1
         try:
             yield
         finally:
             self.in_use[origin] -= 1
-            slots.release()
+            slots.give_back(client)
 
     @property
     def saturated(self) -> bool:
-        """Whether some upstream has every connection in use and requests waiting for one."""
-        return any(n > 0 for n in self.waiting.values())
+        """Whether some upstream has every connection in use and requests waiting for one.
+
+        Requests waiting only because their address holds its share do not count: one client
+        must not take the instance out of its load balancer.
+        """
+        return any(n > 0 and self._slots[origin].in_use >= self.per_upstream for origin, n in self.waiting.items())

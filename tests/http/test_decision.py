@@ -79,7 +79,7 @@ async def test_a_routes_error_style_applies(make_gateway, upstream):
 @pytest.mark.parametrize("uri", [
     "/api/..%2fadmin", "/api/x;jsessionid=1", "/api/%252e%252e/admin", "/api/./x", "/api/../admin/x", "/api//x",
     "/api/x%00", "/api\\x", "/api/x?_method=DELETE", "/api/%EF%BC%8F", "http://app.example/api/x", "api/x", "*",
-    "/api/x y",
+    "/api/x y", "/api/admin%3F/users", "/api/admin%3f/users", "/api/admin%23/users", "/api/x%23",
 ])
 async def test_path_tricks_are_400_as_in_proxy_mode(make_gateway, uri):
     client = await make_gateway(decision=NGINX)

@@ -101,6 +101,22 @@ async def test_host_routes_match_every_spelling_of_their_host(make_gateway, upst
     assert got["Host"] == "admin.example.com"  # the upstream's vhost sees the host that was matched
 
 
+@pytest.mark.parametrize("target", [
+    "/public%3F/x", "/public%3f/x", "/public%23/x", "/public/x%23y", "/public/x%3Fy", "/admin%3F/users",
+    "/api/x%3f", "/api%23",
+])
+async def test_an_encoded_query_or_fragment_delimiter_in_the_path_is_a_400(gateway, target):
+    # A hop that decodes once would read /public%3F/x as /public (the rest a query string).
+    token = (await login(gateway, "bob"))["access"]
+    reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b'"code": "bad_request"' in answer and b"Traceback" not in answer
+
+
 async def test_only_chunked_is_accepted_as_transfer_coding(gateway):
     reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
     writer.write(b"POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")

@@ -80,8 +80,9 @@ async def test_stalled_uploads_cannot_starve_the_upstream_pool(
     gateway_process, upstream, second_upstream, users_file
 ):
     admin = free_port()
+    # no per-address share or anonymous reserve here: the pool itself fills (test_trickled_uploads_... has them)
     raw = limited(upstream, users_file, second_upstream, upstream_connections=4, upstream_queue_timeout="1500ms",
-                  body_idle_timeout="6s")
+                  body_idle_timeout="6s", upstream_client_share=1, upstream_reserved=0)
     raw["admin"] = {"host": "127.0.0.1", "port": admin}
     port = gateway_process(raw)
     base = f"http://127.0.0.1:{port}"
@@ -115,6 +116,55 @@ async def test_stalled_uploads_cannot_starve_the_upstream_pool(
             writer.close()
     log = gateway_process.log(port)
     assert '"code": "body_timeout"' in log and "Traceback" not in log
+
+
+async def test_trickled_uploads_from_two_addresses_cannot_take_an_origins_slots(gateway_process, upstream, users_file):
+    # 8 slots; an address may hold 2 (0.25), anonymous requests at most 6 (0.25 reserved for tokens)
+    raw = limited(upstream, users_file, upstream_connections=8, upstream_queue_timeout="1500ms",
+                  upstream_client_share=0.25, upstream_reserved=0.25, body_idle_timeout="6s",
+                  body_min_rate=100, body_rate_grace="8s", max_requests_per_client=50)
+    port = gateway_process(raw)
+    base = f"http://127.0.0.1:{port}"
+    attackers = []
+
+    async def trickle(writer: asyncio.StreamWriter) -> None:  # a byte every 2 s: never idle for body_idle_timeout
+        try:
+            while True:
+                await asyncio.sleep(2)
+                writer.write(b"x")
+                await writer.drain()
+        except (ConnectionError, RuntimeError):
+            return
+
+    for source in ("127.0.0.1", THIRD):
+        for _ in range(5):
+            reader, writer = await connect(port, source)
+            writer.write(b"POST /public/upload HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000000\r\n\r\nx")
+            await writer.drain()
+            attackers.append((reader, writer, asyncio.create_task(trickle(writer))))
+    started = time.monotonic()
+    try:
+        async with visitor_session() as visitor:
+            token = await token_for(visitor, base)
+            await asyncio.sleep(0.5)  # the uploads hold what they can
+            status, _, took = await timed_get(visitor, base + "/api/x", headers={"Authorization": f"Bearer {token}"})
+            assert status == 200 and took < SERVED_WITHIN
+            assert time.monotonic() - started < 8, "served before the rate limit cut anything"
+        # each upload is cut: 408 body_too_slow once it falls under body_min_rate past the grace,
+        # or 503 upstream_busy for those that never got a slot
+        codes = []
+        for reader, _, _ in attackers:
+            status, _, body = await read_answer(reader, timeout=20)
+            codes.append((status, json.loads(body)["code"]))
+        assert set(codes) <= {(408, "body_too_slow"), (503, "upstream_busy")}, codes
+        assert codes.count((408, "body_too_slow")) == 4  # two per address held slots, no more
+        assert time.monotonic() - started < 8 + SERVED_WITHIN
+    finally:
+        for _, writer, task in attackers:
+            task.cancel()
+            writer.close()
+    log = gateway_process.log(port)
+    assert '"code": "body_too_slow"' in log and "Traceback" not in log
 
 
 async def test_one_address_is_capped_in_concurrent_requests(gateway_process, upstream, users_file):
@@ -252,6 +302,32 @@ async def test_a_huge_head_is_cut_before_it_is_complete(gateway_process, upstrea
     async with visitor_session() as visitor:
         status, _, _ = await timed_get(visitor, f"http://127.0.0.1:{port}/public/x")
         assert status == 200
+
+
+async def test_a_trusted_proxy_has_no_per_address_connection_cap(gateway_process, upstream, users_file):
+    raw = limited(upstream, users_file, max_connections=20, max_connections_per_client=3, head_timeout="30s")
+    raw["trusted_proxies"] = [VISITOR]  # the load balancer
+    port = gateway_process(raw)
+    held = []
+    try:
+        # the load balancer's keep-alive connections carry many clients: more than 3 are all served
+        for i in range(6):
+            reader, writer = await connect(port, VISITOR)
+            held.append((reader, writer))
+            writer.write(f"GET /public/x HTTP/1.1\r\nHost: gw\r\nX-Forwarded-For: 203.0.113.{i}\r\n\r\n".encode())
+            status, _, _ = await read_answer(reader)
+            assert status == 200, i
+        # any other address keeps its cap
+        for _ in range(3):
+            held.append(await connect(port, THIRD))
+        reader, writer = await connect(port, THIRD)
+        held.append((reader, writer))
+        writer.write(b"GET /public/x HTTP/1.1\r\nHost: gw\r\n\r\n")
+        status, _, body = await read_answer(reader)
+        assert (status, json.loads(body)["code"]) == (429, "too_many_client_connections")
+    finally:
+        for _, writer in held:
+            writer.close()
 
 
 @pytest.mark.parametrize("limits,expected", [

@@ -88,6 +88,13 @@ def test_matching_uses_decoded_segments_and_forwarding_the_raw_ones():
         "/api/admin;x/users",
         "/api/admin;/users",
         "/api/admin%3bx/users",
+        # an encoded ? or # that a hop decoding once reads as the end of the path (/api/admin)
+        "/api/admin%3F/users",
+        "/api/admin%3f/users",
+        "/api/admin%23/users",
+        "/api/admin%23",
+        "/api/x%3Fy",
+        "/api%3f",
         "/api/admin./users",
         "/api/admin%20/users",
         "/api/admin%2e/users",

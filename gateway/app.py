@@ -21,7 +21,7 @@ from gateway.observe.metrics import METRICS, Metrics
 from gateway.pipeline import dispatch
 from gateway.runtime import GATEWAY, Gateway, Runtime
 from gateway.sources.chain import UserChain
-from gateway.sources.users import UserDirectory, dummy_hash
+from gateway.sources.users import UserDirectory
 from gateway.stores import Store, create_store
 from gateway.stores.instrumented import InstrumentedStore
 from gateway.stores.revocation_cache import cached_revocations
@@ -65,7 +65,7 @@ def create_app(
     websocket.install(app, sockets)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        dummy_hash()  # before the first login, so an unknown user's first login costs no more than a known one's
+        await gateway.runtime.users.prepare()  # the login decoy, measured before the first login (sources/decoy.py)
         await gateway.store.start()
         await gateway.upstream.start()
         await gateway.runtime.issuers.start()

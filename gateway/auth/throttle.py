@@ -14,11 +14,15 @@ push anybody else's login counter up. A correct password clears the login's
 counter and gives the client its slot back; a refused attempt (429) gives back
 every slot it took, so only wrong passwords lock anybody out.
 
-Successful logins are bounded too: ``attempts_per_ip`` counts every attempt of
-an address in the window, and at most ``concurrent_per_ip`` and
-``concurrent_per_user`` password checks run at once in one process (the rest
-wait up to ``QUEUE_WAIT`` for a turn, then get 429 ``login_busy``), so one
-client cannot take the password-hashing threads from everybody else.
+Only failures lock out. The volume of attempts is a rate limit, not a ban:
+``rate_per_ip`` attempts of an address (right or wrong) per ``rate_window``, a
+short fixed window, past which the answer is 429 with ``Retry-After`` until it
+ends; so an office behind one NAT address that logs in all morning waits
+seconds now and then, and is never locked out for succeeding. At most
+``concurrent_per_ip`` and ``concurrent_per_user`` password checks run at once in
+one process (the rest wait up to ``QUEUE_WAIT`` for a turn, then get 429
+``login_busy``), so one client cannot take the password-hashing threads from
+everybody else.
 """
 from __future__ import annotations
 
@@ -116,10 +120,14 @@ class LoginThrottle:
                 raise _rate_limited(count.resets_in)
 
     async def count_attempt(self, client: str) -> None:
-        """One login attempt of ``client`` against ``attempts_per_ip`` (a password login, or a started OIDC sign-in)."""
-        rate = await self.store.incr_counter(f"login:rate:{ip_bucket(client)}", self.settings.window)
-        if rate.count > self.settings.attempts_per_ip:
-            raise _rate_limited(rate.resets_in, "Too many login attempts from this address; try again later")
+        """One login attempt of ``client`` against ``rate_per_ip`` (a password login, or a started OIDC sign-in).
+
+        A rate limit with a short window: past it, 429 until the window ends (``Retry-After``), never longer.
+        """
+        rate = await self.store.incr_counter(f"login:rate:{ip_bucket(client)}", self.settings.rate_window)
+        if rate.count > self.settings.rate_per_ip:
+            raise _rate_limited(min(rate.resets_in, self.settings.rate_window),
+                                "Too many login attempts from this address; try again shortly")
 
     def checking(self, login: str, by: str, client: str | None) -> contextlib.AbstractAsyncContextManager[None]:
         """A turn for one password check, within ``concurrent_per_ip`` and ``concurrent_per_user``."""

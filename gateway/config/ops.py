@@ -104,7 +104,7 @@ class Admin(Model):
     """Port of the admin listener."""
 
 class LoginThrottle(Model):
-    """Failed logins allowed per username and per client IP within a window (counted in the store)."""
+    """Failed logins per username and per client IP (a lockout), and the volume of attempts per IP (a short rate limit)."""
 
     enabled: bool = True
     """Count failed logins and refuse past the limits (429)."""
@@ -113,9 +113,11 @@ class LoginThrottle(Model):
     per_ip: int = Field(50, ge=1)
     """Failed logins per client address per window (IPv6: per /64)."""
     window: Duration = 15 * 60
-    """A fixed window from the first failure, 1s..1d."""
-    attempts_per_ip: int = Field(300, ge=1)
-    """Every login attempt, right or wrong, per client address per window."""
+    """A fixed window from the first failure, 1s..1d: how long `per_user` and `per_ip` lock out."""
+    rate_per_ip: int = Field(60, ge=1)
+    """Login attempts, right or wrong, per client address per `rate_window` (IPv6: per /64); past it: 429 with Retry-After, never a lockout."""
+    rate_window: Duration = 60.0
+    """The fixed window of `rate_per_ip`, 1s..10m, from the address's first attempt in it."""
     concurrent_per_ip: int = Field(4, ge=1)
     """Password checks running at once per address (per process); the rest wait up to 5 s."""
     concurrent_per_user: int = Field(2, ge=1)
@@ -127,3 +129,21 @@ class LoginThrottle(Model):
         if not 1 <= value <= 86400:
             raise ValueError("must be between 1s and 1d: a longer window locks users out for too long")
         return value
+
+    @field_validator("rate_window")
+    @classmethod
+    def _rate_window(cls, value: float) -> float:
+        if not 1 <= value <= 600:
+            raise ValueError("must be between 1s and 10m: a rate limit's answer is a short wait, not a lockout")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: object) -> object:
+        if isinstance(data, dict) and "attempts_per_ip" in data:
+            raise ValueError(
+                "attempts_per_ip: removed; it counted successful logins too and locked an address out for `window`. "
+                "The volume of attempts is now a short rate limit, `rate_per_ip` attempts per `rate_window` "
+                "(429 with Retry-After); only failures (`per_ip`, `per_user`) lock out"
+            )
+        return data

@@ -75,6 +75,8 @@ class SqlSettings(_Common):
     """Write an argon2id hash back after a login with an older format."""
     rehash_query: str | None = None
     """`UPDATE ... SET ... = :hash WHERE ... = :login`."""
+    costliest_hash: str | None = None
+    """A hash (of any throwaway password) in the costliest format the table holds, e.g. Django's `make_password("x")`: every refused login costs at least its check; absent: the gateway's own argon2id, raised when a costlier hash is met."""
 
     @field_validator("url")
     @classmethod

@@ -58,6 +58,7 @@ class Reloader:
         async with self._lock:
             try:
                 runtime = await asyncio.to_thread(self._build)
+                await runtime.users.prepare()  # the new chain's login decoy, before it serves a login
             except ConfigError as exc:
                 self._refused(exc.problems)
                 return False

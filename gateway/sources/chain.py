@@ -2,9 +2,10 @@
 
 Every source is asked at once (``find`` never sees the password), so a login
 costs the slowest lookup plus one password check whether it exists, and where.
-An unknown login costs what the last real check cost: it is checked against
-the last hash a real login was checked against (an argon2id dummy before the
-first), or pays the last remote source's decoy (an LDAP bind as nobody). A source that cannot answer in its timeout fails the login
+Every refused login costs at least the chain's ``Decoy`` (``decoy.py``): an
+unknown login is checked against it (and pays the first remote source's decoy
+seen, an LDAP bind as nobody), and so is a refused login whose own check was
+cheaper (a never-matching hash, a fast legacy format, a remote refusal) is topped up to it. A source that cannot answer in its timeout fails the login
 with 503 ``identity_unavailable`` if it comes before the deciding source: a
 later source must never decide for a login an earlier one may own.
 """
@@ -16,8 +17,8 @@ import time
 from typing import Awaitable, Callable, Protocol, Sequence, TypeVar, runtime_checkable
 
 from gateway.sources.base import Candidate, SourceUnavailable, TtlCache, UserSource
-from gateway.sources.hashing import verify_off_loop
-from gateway.sources.users import User, dummy_hash
+from gateway.sources.decoy import Decoy
+from gateway.sources.users import User
 
 __all__ = ["NOT_REREAD", "SourceEvents", "UserChain"]
 
@@ -38,13 +39,17 @@ class _NoEvents:
 
 
 class UserChain:
-    def __init__(self, sources: Sequence[UserSource], events: SourceEvents | None = None) -> None:
+    decoy: Decoy
+
+    def __init__(
+        self, sources: Sequence[UserSource], events: SourceEvents | None = None, previous: "UserChain | None" = None
+    ) -> None:
         if not sources:
             raise ValueError("at least one source")
         self.sources = list(sources)
         self.events: SourceEvents = events if events is not None else _NoEvents()
-        self._last_hash: str | None = None  # the last hash a real login was checked against
-        self._decoy: Callable[[str], Awaitable[object]] | None = None
+        self.decoy = Decoy([h for s in self.sources for h in s.held_hashes()], previous.decoy if previous else None)
+        self._remote_decoy: Callable[[str], Awaitable[object]] | None = None  # the first one seen, kept
         self._caches = {s.name: TtlCache[User](s.cache_ttl) for s in self.sources if s.cache_ttl > 0}
 
     def __len__(self) -> int:
@@ -84,26 +89,35 @@ class UserChain:
 
     async def authenticate(self, login: str, password: str, by: str = "username") -> tuple[User, UserSource] | None:
         """The user and the deciding source if the password is right; None for a wrong password or unknown login."""
+        await self.decoy.prepare()  # once per chain: no login pays for measuring it
         found = await self._first("find", [s.find(login, by) for s in self.sources])
         if found is None:
             await self._pay_for_unknown(password)
             return None
         source, candidate = found
         assert isinstance(candidate, Candidate)
-        if candidate.stored_hash is not None:
-            self._last_hash, self._decoy = candidate.stored_hash, None
-        elif candidate.decoy is not None:
-            self._decoy = candidate.decoy
+        if candidate.decoy is not None and self._remote_decoy is None:
+            self._remote_decoy = candidate.decoy
+        started = time.perf_counter()
         user = await self._call(source, "check", candidate.check(password))
+        spent = time.perf_counter() - started
+        if candidate.stored_hash is not None:
+            self.decoy.consider(candidate.stored_hash)
+        if user is None:  # a refusal costs at least the decoy, whatever the user's hash
+            await self.decoy.top_up(candidate.stored_hash, spent, password)
         return (user, source) if user is not None else None
 
+    async def prepare(self) -> None:
+        """Fix the decoy before serving (start, reload), so that no login waits for it to be measured."""
+        await self.decoy.prepare()
+
     async def _pay_for_unknown(self, password: str) -> None:
-        """As costly as a real check: the last hash, or the last remote decoy; its outcome is irrelevant."""
-        if self._decoy is None:
-            await verify_off_loop(self._last_hash or dummy_hash(), password)
+        """What a refused login costs: the decoy, and the first remote decoy seen; the outcome is irrelevant."""
+        await self.decoy.pay(password)
+        if self._remote_decoy is None:
             return
         try:
-            await asyncio.wait_for(self._decoy(password), max(s.timeout for s in self.sources))
+            await asyncio.wait_for(self._remote_decoy(password), max(s.timeout for s in self.sources))
         except Exception:  # noqa: BLE001 - the decoy only spends time; the answer is "unknown" whatever happens
             pass
 

@@ -50,5 +50,8 @@ class FileSource:
     def names(self) -> list[str]:
         return self.directory.names()
 
+    def held_hashes(self) -> list[str]:
+        return self.directory.hashes()
+
     def __len__(self) -> int:
         return len(self.directory)

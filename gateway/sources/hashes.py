@@ -26,7 +26,7 @@ import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-__all__ = ["hash_format", "needs_rehash", "verify_password"]
+__all__ = ["cost_class", "hash_format", "needs_rehash", "verify_password"]
 
 log = logging.getLogger("gateway.sources")
 
@@ -167,6 +167,35 @@ def hash_format(encoded: str) -> str | None:
         if encoded.startswith(prefix) or (prefix.startswith("{") and encoded[: len(prefix)].upper() == prefix):
             return name
     return None
+
+
+def cost_class(encoded: str | None) -> str:
+    """The format and its cost parameters, never a salt or digest: hashes of one class cost the same to check.
+
+    ``never`` for a hash no password matches (unusable, unaccepted, empty): checking it costs nothing.
+    """
+    name = hash_format(encoded) if encoded else None
+    if name is None or not encoded:
+        return "never"
+    try:
+        if "argon2" in name:  # [argon2]$argon2id$v=19$m=65536,t=3,p=4$salt$digest
+            return encoded.rsplit("$", 2)[0]
+        if "bcrypt" in name:  # [bcrypt$]$2b$12$salt+digest
+            return encoded.rsplit("$", 1)[0]
+        if name.startswith("django-pbkdf2"):  # pbkdf2_sha256$iterations$salt$digest
+            return "$".join(encoded.split("$", 2)[:2])
+        if name == "django-scrypt":  # scrypt$n$salt$r$p$digest
+            parts = encoded.split("$")
+            return "$".join([parts[0], parts[1], parts[3], parts[4]])
+        if name.startswith("werkzeug"):  # pbkdf2:sha256:600000$salt$digest
+            return encoded.split("$", 1)[0]
+        if name.endswith("crypt"):  # [{CRYPT}]$6$[rounds=N$]salt$digest, {CRYPT}$2b$12$...
+            parts = encoded.split("$")
+            variant, cost = parts[1], parts[2]
+            return ":".join([name, variant, cost if cost.startswith("rounds=") or variant.startswith("2") else ""])
+    except IndexError:
+        return name
+    return name  # fixed-cost formats ({SSHA})
 
 
 def _describe(encoded: str) -> str:

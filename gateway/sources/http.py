@@ -144,3 +144,6 @@ class HttpSource:
 
     def names(self) -> list[str]:
         return []
+
+    def held_hashes(self) -> list[str]:
+        return []  # the password is checked remotely

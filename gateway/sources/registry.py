@@ -81,7 +81,7 @@ def build_chain(
             sources.append(same[0])
         else:
             sources.append(KINDS[spec.kind](spec, name))
-    return UserChain(sources, events)
+    return UserChain(sources, events, previous)
 
 
 def retired_sources(previous: UserChain, current: UserChain) -> list[UserSource]:

@@ -13,9 +13,10 @@ import logging
 import re
 from typing import Any
 
+from gateway.config import ConfigError
 from gateway.config.sources import SqlSettings
 from gateway.sources.base import Candidate, SourceUnavailable, user_claims
-from gateway.sources.hashes import needs_rehash
+from gateway.sources.hashes import hash_format, needs_rehash
 from gateway.sources.hashing import verify_off_loop
 from gateway.sources.sql_drivers import Driver, compile_query, open_driver
 from gateway.sources.users import _HASHING, User, hash_password
@@ -82,6 +83,8 @@ class SqlSource:
         rehash = pick("rehash_query")
         self.rehash_query = compile_query(rehash, dialect) if settings.rehash_on_login and rehash else None
         self.django_format = settings.preset == "django"
+        if settings.costliest_hash is not None and hash_format(settings.costliest_hash) is None:
+            raise ConfigError([f"users ({name}).costliest_hash: not a hash format the gateway checks"])
 
     async def _fetch(self, query: tuple[str, list[str]], params: dict[str, Any]) -> list[dict[str, Any]]:
         try:
@@ -173,3 +176,6 @@ class SqlSource:
 
     def names(self) -> list[str]:
         return []
+
+    def held_hashes(self) -> list[str]:
+        return [self.settings.costliest_hash] if self.settings.costliest_hash else []

@@ -66,6 +66,9 @@ class UserDirectory:
     def names(self) -> list[str]:
         return list(self._users)
 
+    def hashes(self) -> list[str]:
+        return [user.password_hash for user in self._users.values()]
+
     def get(self, username: str, *, with_disabled: bool = False) -> User | None:
         user = self._users.get(username)
         return None if user is None or (user.disabled and not with_disabled) else user

@@ -379,7 +379,7 @@ async def test_a_broken_token_endpoint_is_a_502_page(oidc_gateway, op):
 
 
 async def test_sign_in_starts_count_as_login_attempts_of_the_address(oidc_gateway):
-    client = await oidc_gateway(login_throttle={"attempts_per_ip": 2})
+    client = await oidc_gateway(login_throttle={"rate_per_ip": 2})
     for _ in range(2):
         await start(client)
     resp = await client.get("/auth/oidc/local/login", allow_redirects=False)

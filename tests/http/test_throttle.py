@@ -136,7 +136,9 @@ def test_ip_buckets():
 
 def test_throttle_config_errors(users_file, tmp_path):
     for bad, expected in (({"window": "0s"}, "between 1s and 1d"), ({"window": "30d"}, "between 1s and 1d"),
-                          ({"per_user": 0}, "per_user"), ({"per_ip": -1}, "per_ip"), ({"per_usr": 3}, "unknown key")):
+                          ({"per_user": 0}, "per_user"), ({"per_ip": -1}, "per_ip"), ({"per_usr": 3}, "unknown key"),
+                          ({"rate_window": "0s"}, "between 1s and 10m"), ({"rate_window": "15m"}, "between 1s and 10m"),
+                          ({"attempts_per_ip": 300}, "attempts_per_ip: removed")):
         raw = base_config("http://127.0.0.1:1", users_file, login_throttle=bad)
         with pytest.raises(ConfigError) as info:
             parse_config(copy.deepcopy(raw), tmp_path)

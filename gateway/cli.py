@@ -320,6 +320,12 @@ def cmd_decision_config(args: argparse.Namespace) -> int:
     return command(args)
 
 
+def cmd_decision_check(args: argparse.Namespace) -> int:
+    from gateway.decision.probe import command
+
+    return command(args)
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -385,6 +391,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="nginx: also cache decisions in nginx (what that gives up: docs/decision-mode.md)")
     front.add_argument("--out", help="write the files into this directory (default: print them)")
     front.set_defaults(func=cmd_decision_config)
+    probe = sub.add_parser("decision-check", help="replay hostile requests through a running front proxy and report "
+                                                  "what reached the app (exit 1 if anything did)")
+    probe.add_argument("url", help="the front proxy, e.g. http://127.0.0.1:80")
+    probe.add_argument("--route", default="/", help="send the requests under this route prefix (default /)")
+    probe.add_argument("--echo-path", help="a path of the real app that echoes what it received as JSON (default: "
+                                           "the example upstream runs where the app is and echoes every path)")
+    probe.add_argument("--token", help="a valid access token for the route (adds the credential rows)")
+    probe.add_argument("--cookie", help="a Cookie header with a valid access cookie (adds cross-site websocket rows)")
+    probe.add_argument("--identity-header", action="append", metavar="NAME",
+                       help="a header your routes inject, repeatable (default X-User-Id, X-User-Roles, X-User-Email, "
+                            "X-Gateway-Identity)")
+    probe.add_argument("--identity-prefix", action="append", metavar="PREFIX",
+                       help="an identity header family (identity_header_prefixes), repeatable (default X-User-, X-Auth-)")
+    probe.add_argument("--websocket", metavar="PATH",
+                       help="a path of a websocket route: with --cookie, the cross-site handshakes go there")
+    probe.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    probe.set_defaults(func=cmd_decision_check)
     return parser
 
 

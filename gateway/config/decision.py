@@ -1,4 +1,4 @@
-"""``decision``: decision mode, where a front proxy (nginx, Traefik, Caddy, Envoy) proxies and the gateway decides.
+"""``decision``: decision mode, where a front proxy (nginx, Traefik, Caddy, HAProxy, Envoy) proxies and the gateway decides.
 
 Off while the section is absent. Which headers describe the original request
 follows from ``front`` alone, never from anything the caller says; only peers
@@ -15,15 +15,15 @@ from gateway.config.types import AbsPath, Duration, Model
 
 __all__ = ["FRONTS", "Decision"]
 
-FRONTS = ("nginx", "traefik", "caddy", "envoy")
+FRONTS = ("nginx", "traefik", "caddy", "haproxy", "envoy")
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
 class Decision(Model):
     """Decision mode: the front proxy asks, the gateway answers 200 with identity headers or the route's 401/403."""
 
-    front: Literal["nginx", "traefik", "caddy", "envoy"]
-    """Which proxy asks, and so where the original request is read: `nginx` X-Original-Method, X-Original-URI and Host; `traefik` and `caddy` X-Forwarded-Method, -Uri and -Host; `envoy` the method, the path after `path` and Host of the ext_authz request."""
+    front: Literal["nginx", "traefik", "caddy", "haproxy", "envoy"]
+    """Which proxy asks, and so where the original request is read: `nginx` X-Original-Method, X-Original-URI and Host; `traefik`, `caddy` and `haproxy` X-Forwarded-Method, -Uri and -Host; `envoy` the method, the path after `path` and Host of the ext_authz request."""
     path: AbsPath = "/auth/decide"
     """Where decisions are answered; with `envoy`, the ext_authz `path_prefix` (the original path follows it)."""
     allow_from: tuple[str, ...] = LOOPBACK

@@ -73,7 +73,7 @@ class GatewayConfig(Model):
     oidc: Oidc = Oidc()
     """Sign-in through OpenID Providers (authorization code + PKCE), turned into the gateway's own session."""
     decision: Decision | None = None
-    """Decision mode: a front proxy (nginx, Traefik, Caddy, Envoy) asks, per request, what proxy mode would do; off while absent."""
+    """Decision mode: a front proxy (nginx, Traefik, Caddy, HAProxy, Envoy) asks, per request, what proxy mode would do; off while absent."""
 
     @field_validator("trusted_proxies")
     @classmethod

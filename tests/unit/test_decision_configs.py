@@ -10,7 +10,8 @@ tests/ops/test_decision_fronts.py):
 - Traefik: the middlewares validated by Traefik's own schema (npm ``@kubernetes-models/traefik``,
   generated from Traefik's Go types: the validator checks types, its declarations name the fields);
   routers and services field by field against the documented file-provider fields, written here by hand;
-- for both, and nginx and Caddy too: what decision mode relies on (the gateway's decision path, the
+- HAProxy: ``haproxy -c`` on the generated files (the Lua loaded, its action registered);
+- for these, and nginx and Caddy too: what decision mode relies on (the gateway's decision path, the
   identity headers copied and stripped, the decision endpoint unreachable from outside).
 """
 from __future__ import annotations
@@ -172,16 +173,16 @@ def traefik_middleware_errors(middlewares: dict[str, Any]) -> dict[str, list[str
 
 
 def test_traefik_middlewares_are_valid_by_traefiks_schema(traefik):
-    assert traefik_middleware_errors(traefik["middlewares"]) == {"gateway-decision": [], "no-token": []}
+    assert traefik_middleware_errors(traefik["middlewares"]) == {"gateway-decision": [], "after-decision": []}
 
 
 def test_traefik_check_is_strict(traefik):
     broken = copy.deepcopy(traefik["middlewares"])
     broken["gateway-decision"]["forwardAuth"]["authResponseHeader"] = ["X-User-Id"]
-    broken["no-token"]["headers"]["customRequestHeaders"] = "Authorization"
+    broken["after-decision"]["headers"]["customRequestHeaders"] = "Authorization"
     errors = traefik_middleware_errors(broken)
     assert any("authResponseHeader:" in e for e in errors["gateway-decision"])
-    assert any("customRequestHeaders" in e for e in errors["no-token"])
+    assert any("customRequestHeaders" in e for e in errors["after-decision"])
 
 
 def test_traefik_routers_and_services_use_documented_fields(traefik):
@@ -203,8 +204,43 @@ def test_traefik_config_does_what_decision_mode_needs(traefik):
     regex = re.compile(auth["authResponseHeadersRegex"].replace("(?i)", ""), re.I)
     assert all(regex.match(h) for h in HOSTILE if h != "X-Forwarded-Prefix")  # Traefik replaces that one itself
     assert not any(regex.match(h) for h in HARMLESS + ["X-Forwarded-For", "X-Real-Ip"])  # Traefik sets those
-    assert traefik["routers"]["app"]["middlewares"] == ["gateway-decision", "no-token"]  # token dropped after deciding
-    assert "!PathPrefix(`/auth/decide`)" in traefik["routers"]["gateway-endpoints"]["rule"]
+    # after deciding: the token dropped, and the decision's X-Request-Id (copied by the regex above) too
+    assert traefik["routers"]["app"]["middlewares"] == ["gateway-decision", "after-decision"]
+    assert traefik["middlewares"]["after-decision"]["headers"]["customRequestHeaders"] == {
+        "X-Request-Id": "", "Authorization": ""}
+    # no router takes the decision path: Traefik's own 404
+    assert all("!PathPrefix(`/auth/decide`)" in traefik["routers"][r]["rule"] for r in ("gateway-endpoints", "app"))
+
+
+# -- HAProxy ----------------------------------------------------------------------------------------
+
+def test_haproxy_config_does_what_decision_mode_needs():
+    cfg = (DEPLOY / "haproxy.cfg").read_text()
+    lua = (DEPLOY / "gateway-auth.lua").read_text()
+    rules = [line.strip() for line in cfg.splitlines() if line.strip().startswith("http-request")]
+    assert rules[0] == "http-request return status 404 if { path_beg /auth/decide }"
+    (strip,) = [r for r in rules if r.endswith("-m reg")]
+    regex = re.compile(strip.split("'")[1])  # HAProxy matches its lower-cased names
+    assert all(regex.match(h.lower()) for h in HOSTILE) and not any(regex.match(h.lower()) for h in HARMLESS)
+    assert not any(regex.match(h.lower()) for h in ["Authorization", "Cookie", "Host"])  # the decision needs them
+    decide = rules.index("http-request lua.gateway-decide if !gateway_endpoint")
+    assert rules.index(strip) < decide < rules.index("http-request del-header Authorization if !gateway_endpoint")
+    assert "lua-load /etc/haproxy/gateway-auth.lua" in cfg and "option forwardfor" in cfg
+    assert 'local DECIDE = "http://127.0.0.1:8080/auth/decide"' in lua
+    assert f"local IDENTITY = {{{', '.join(json.dumps(h) for h in IDENTITY)}}}" in lua
+
+
+def test_haproxy_accepts_the_generated_config(tmp_path):
+    """HAProxy's own check (``-c``: parsed, the Lua loaded and its action registered, nothing started)."""
+    binary = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
+    if binary is None:
+        pytest.fail("haproxy is not installed: run scripts/install-test-deps.sh")
+    for name, text in render("haproxy", load_config(ROOT / "config" / "example.yaml"),
+                             state_dir=str(tmp_path)).items():
+        (tmp_path / name).write_text(text)
+    run = subprocess.run([binary, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0 and "ALERT" not in run.stdout + run.stderr, run.stdout + run.stderr
 
 
 # -- every front: generated, and what each removes ----------------------------------------------------
@@ -237,7 +273,8 @@ def test_spellings():
 
 BOUNDARY = ClientBoundary.build(IDENTITY, ("X-User-", "X-Auth-"), ClientHeaders())
 # front -> hostile names its config can NOT remove (the gateway refuses them instead)
-CANNOT_REMOVE = {"nginx": {"X-User-Admin", "x-auth-user"}, "caddy": set(), "traefik": set(), "envoy": set()}
+CANNOT_REMOVE = {"nginx": {"X-User-Admin", "x-auth-user"}, "caddy": set(), "traefik": set(), "haproxy": set(),
+                 "envoy": set()}
 
 
 @pytest.mark.parametrize("front", sorted(CANNOT_REMOVE))

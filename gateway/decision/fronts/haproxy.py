@@ -99,7 +99,8 @@ local function decide(txn)
   headers["x-forwarded-method"] = {{txn.sf:method()}}
   headers["x-forwarded-uri"] = {{txn.sf:pathq()}}  -- the target as the client sent it: the gateway checks it
   headers["x-forwarded-host"] = host
-  headers["x-forwarded-proto"] = {{txn.f:ssl_fc() and "https" or "http"}}
+  local tls = txn.f:ssl_fc()  -- 0 or 1 in HAProxy 2.6, and 0 is true in Lua
+  headers["x-forwarded-proto"] = {{(tls == true or tls == 1) and "https" or "http"}}
   headers["x-forwarded-for"] = {{txn.sf:src()}}
   local ok, answer = pcall(function()
     return core.httpclient():get{{url = DECIDE, headers = headers, timeout = TIMEOUT}}

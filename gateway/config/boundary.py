@@ -13,7 +13,7 @@ from typing import Iterable, Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 __all__ = ["AUTHORITATIVE_HEADERS", "EXAMPLE_SECRETS", "FORWARDING_HEADERS", "ClientBoundary", "ClientHeaders", "Paths",
-           "fold_header"]
+           "fold_header", "odd_separator"]
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
@@ -42,8 +42,14 @@ EXAMPLE_SECRETS = frozenset({
 
 
 def fold_header(name: str) -> str:
-    """A header name as CGI-style servers see it: case and ``_``/``-`` do not matter."""
-    return name.lower().replace("_", "-")
+    """A header name as CGI-style servers see it: case does not matter, and ``_`` and ``.`` are ``-``
+    (gunicorn < 22, PHP-FPM, Puma and Rack all make HTTP_X_USER_ID of X-User-Id, X_User_Id and X.User.Id)."""
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def odd_separator(name: str) -> bool:
+    """Whether a header name separates words with something CGI-style servers fold into ``-`` (``_`` or ``.``)."""
+    return "_" in name or "." in name
 
 
 class _Model(BaseModel):
@@ -54,7 +60,7 @@ class ClientHeaders(_Model):
     """Which of the client's headers reach the upstream (``client_headers``)."""
 
     allow_underscores: bool = False
-    """Keep header names with `_`; false drops them like nginx, since CGI-style servers (gunicorn < 22, PHP-FPM, Puma) read X_User_Id as X-User-Id."""
+    """Keep header names with `_` or `.`; false drops them like nginx, since CGI-style servers (gunicorn < 22, PHP-FPM, Puma) read X_User_Id and X.User.Id as X-User-Id."""
     strip: tuple[str, ...] = ()
     """Dropped too, besides the built-in list of authoritative headers (Forwarded, X-Forwarded-*, X-Real-IP, ...)."""
     keep: tuple[str, ...] = ()
@@ -99,7 +105,7 @@ class ClientBoundary:
     """Which client headers never reach an upstream: the one rule of proxy mode's header rewrite and of every
     front proxy's generated config in decision mode (``gateway decision-config``).
 
-    A name is covered when it contains ``_`` (unless ``client_headers.allow_underscores``), when its folded
+    A name is covered when it contains ``_`` or ``.`` (unless ``client_headers.allow_underscores``), when its folded
     form is one of ``names``, or when it starts with one of ``prefixes``; and every ``X-Forwarded-*`` of the
     client is, unless the gateway trusts the peer's forwarding headers (``covers(name, trust_forwarded=True)``;
     the gateway then extends the trusted ``X-Forwarded-For`` chain itself).
@@ -108,7 +114,7 @@ class ClientBoundary:
     names: tuple[str, ...]  # as spelled in the configuration and the built-in lists, for the front configs
     prefixes: tuple[str, ...]  # identity header families (identity_header_prefixes), as spelled
     identity: tuple[str, ...]  # the headers the gateway itself injects: routes[].headers and signed identity headers
-    underscores: bool  # every name with "_" is covered
+    underscores: bool  # every name with "_" or "." is covered
     folded: frozenset[str]  # names, folded (fold_header)
     folded_prefixes: tuple[str, ...]
 
@@ -124,7 +130,7 @@ class ClientBoundary:
 
     def covers(self, name: str, *, trust_forwarded: bool = False) -> bool:
         """Whether a client header of this name is removed before the upstream (compared as CGI-style servers do)."""
-        if self.underscores and "_" in name:
+        if self.underscores and odd_separator(name):
             return True
         folded = fold_header(name)
         if folded in self.folded or folded.startswith(self.folded_prefixes):

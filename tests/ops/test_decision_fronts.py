@@ -269,6 +269,7 @@ def _bob(stack: Stack) -> None:
 # earlier hand-kept configs, in the spellings CGI-style servers merge (gunicorn, PHP-FPM read _ as -).
 HOSTILE = [
     ("X-User-Id", "root"), ("X-User_Id", "root"), ("x-user_id", "root"), ("X_User-Id", "root"), ("X_USER_ID", "root"),
+    ("X.User.Id", "root"), ("x-user.id", "root"),
     ("X-User-Roles", "admin"), ("X-User_Roles", "admin"), ("X-Gateway_Identity", "forged"), ("X_Gateway-Identity", "forged"),
     ("X-User-Admin", "true"), ("X-Auth-User", "root"), ("X-Auth_Request_User", "root"),
     ("X-HTTP-Method-Override", "DELETE"), ("X-HTTP-Method", "DELETE"), ("X-Method-Override", "DELETE"),

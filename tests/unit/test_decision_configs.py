@@ -44,7 +44,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using `@model_validator`")  # en
 # config/example.yaml's identity headers, and the signed identity header every config strips
 IDENTITY = ["X-User-Id", "X-User-Roles", "X-User-Email", "X-User-Tenant", "X-Gateway-Identity"]
 # Client headers no app may get, whatever the front (written here, not taken from the gateway's lists)
-HOSTILE = ["X-User-Id", "x-user_id", "X_User-Id", "X_USER_ID", "X-User-Admin", "x-auth-user", "X-Gateway_Identity",
+HOSTILE = ["X-User-Id", "x-user_id", "X_User-Id", "X_USER_ID", "X.User.Id", "x-user.id", "X-User-Admin", "x-auth-user", "X-Gateway_Identity",
            "X-HTTP-Method-Override", "x_http_method_override", "X-Original-URL", "X-Rewrite-URL", "Remote-User",
            "X-Forwarded-User", "X-WEBAUTH-USER", "Forwarded", "True-Client-IP", "X-Original-Host", "X-Forwarded-Prefix"]
 HARMLESS = ["Content-Type", "Accept", "Cookie", "User-Agent", "X-Csrf-Token", "X-Userid", "X-Requested-With"]
@@ -267,7 +267,8 @@ def test_go_canonical_keys_are_gos():
 
 
 def test_spellings():
-    assert spellings("X-User-") == ["X-User-", "X-User_", "X_User-", "X_User_"]
+    assert spellings("X-User-") == ["X-User-", "X-User_", "X-User.", "X_User-", "X_User_", "X_User.", "X.User-",
+                                    "X.User_", "X.User."]
     assert spellings("Forwarded") == ["Forwarded"]
 
 

@@ -13,9 +13,12 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from gateway.config.boundary import ClientBoundary, fold_header
+from gateway.config.boundary import ClientBoundary, fold_header, odd_separator
 
-__all__ = ["Deployment", "FrontKind", "go_canonical", "spellings"]
+__all__ = ["ODD", "SEPARATOR", "Deployment", "FrontKind", "go_canonical", "regex_alternatives", "spellings"]
+
+SEPARATOR = "[-_.]"  # a word separator of a header name, as a regex: CGI-style servers read all three as "-"
+ODD = ".*[_.].*"  # a name with a separator other than "-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +49,10 @@ class FrontKind:
 
 
 def spellings(name: str) -> list[str]:
-    """Every ``_``/``-`` spelling of a header name (or prefix), the given one first: CGI-style servers read
-    X_User-Id, X-User_Id and X_User_Id all as X-User-Id."""
-    parts = re.split(r"[-_]", name)
-    seps = itertools.product("-_", repeat=len(parts) - 1)
+    """Every ``-``/``_``/``.`` spelling of a header name (or prefix), the given one first: CGI-style servers read
+    X_User-Id, X-User_Id, X.User.Id and X_User_Id all as X-User-Id."""
+    parts = re.split(r"[-_.]", name)
+    seps = itertools.product("-_.", repeat=len(parts) - 1)
     out = ["".join(p + s for p, s in zip(parts, (*sep, ""))) for sep in seps]
     return list(dict.fromkeys([name, *out]))
 
@@ -66,12 +69,12 @@ def go_canonical(name: str) -> str:
 
 def regex_alternatives(boundary: ClientBoundary, skip: frozenset[str] = frozenset()) -> list[str]:
     """The boundary as regex alternatives matching any case and any ``_``/``-`` spelling (RE2 and Python alike);
-    names in ``skip`` (folded) are matched only in their spellings with ``_``."""
-    alternatives = [".*_.*"] if boundary.underscores else []
+    names in ``skip`` (folded) are matched only in their spellings with ``_`` or ``.``."""
+    alternatives = [ODD] if boundary.underscores else []
     for name in boundary.names:
         if fold_header(name) in skip:
             if not boundary.underscores:
-                alternatives += [re.escape(s.lower()) for s in spellings(name) if "_" in s]
+                alternatives += [re.escape(s.lower()) for s in spellings(name) if odd_separator(s)]
             continue
         alternatives.append(_loose(name))
     alternatives += [_loose(p) + ".*" for p in boundary.prefixes]
@@ -79,4 +82,4 @@ def regex_alternatives(boundary: ClientBoundary, skip: frozenset[str] = frozense
 
 
 def _loose(name: str) -> str:
-    return "[-_]".join(re.escape(part.lower()) for part in re.split(r"[-_]", name))
+    return SEPARATOR.join(re.escape(part.lower()) for part in re.split(r"[-_.]", name))

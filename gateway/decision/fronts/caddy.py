@@ -8,7 +8,7 @@ spelling of a prefix is written in it.
 """
 from __future__ import annotations
 
-from gateway.config.boundary import ClientBoundary, fold_header
+from gateway.config.boundary import ClientBoundary, fold_header, odd_separator
 from gateway.decision.fronts.base import Deployment, FrontKind, go_canonical, spellings
 
 __all__ = ["FRONT"]
@@ -19,17 +19,17 @@ def removes(boundary: ClientBoundary, name: str) -> bool:
 
 
 def _deletions(b: ClientBoundary) -> list[str]:
-    lines = ["-*_*"] if b.underscores else []
+    lines = ["-*_*", "-*.*"] if b.underscores else []
     families = (*b.prefixes, "X-Forwarded-")
     for name in b.names:
         if fold_header(name).startswith(tuple(fold_header(f) for f in families)):
             continue  # removed with its family below
         for spelling in spellings(name):
-            if not (b.underscores and "_" in spelling):
+            if not (b.underscores and odd_separator(spelling)):
                 lines.append(f"-{spelling}")
     for prefix in families:
         for spelling in spellings(prefix):
-            if not (b.underscores and "_" in spelling):
+            if not (b.underscores and odd_separator(spelling)):
                 lines.append(f"-{go_canonical(spelling)}*")
     return list(dict.fromkeys(lines))
 
@@ -62,7 +62,7 @@ def render(d: Deployment) -> dict[str, str]:
 http://:{port} {{
 	bind {host}
 	# Every header proxy mode would not pass from the client goes first, before the decision is asked:
-	# names with "_" (X_User_Id is X-User-Id to CGI-style servers), the identity headers, the
+	# names with "_" or "." (X_User_Id is X-User-Id to CGI-style servers), the identity headers, the
 	# authoritative ones (method override, X-Original-URL, Remote-User, ...) and the client's own
 	# X-Forwarded-* (Caddy sets its own). Prefixes are in Go's canonical form, the only one Caddy sees.
 {deletions}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from gateway.config.boundary import ClientBoundary
-from gateway.decision.fronts.base import Deployment, FrontKind, regex_alternatives
+from gateway.decision.fronts.base import SEPARATOR, Deployment, FrontKind, regex_alternatives
 
 __all__ = ["FRONT"]
 
@@ -20,8 +20,8 @@ def removes(boundary: ClientBoundary, name: str) -> bool:
 
 
 def _regex(b: ClientBoundary) -> str:
-    alternatives = [a for a in regex_alternatives(b) if a != ".*_.*"]  # those never pass: DROP_HEADER
-    return "(?i)^(?:" + "|".join([*alternatives, "x[-_]forwarded[-_].*"]) + ")$"
+    alternatives = regex_alternatives(b)  # "_" names never even pass (DROP_HEADER), "." names do
+    return "(?i)^(?:" + "|".join([*alternatives, f"x{SEPARATOR}forwarded{SEPARATOR}.*"]) + ")$"
 
 
 def _address(address: str) -> tuple[str, int]:

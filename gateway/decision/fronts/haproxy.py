@@ -23,7 +23,7 @@ import json
 import re
 
 from gateway.config.boundary import ClientBoundary
-from gateway.decision.fronts.base import Deployment, FrontKind, regex_alternatives
+from gateway.decision.fronts.base import SEPARATOR, Deployment, FrontKind, regex_alternatives
 
 __all__ = ["FRONT"]
 
@@ -40,7 +40,7 @@ _TIMEOUT_MS = 10_000  # of one decision, connection included
 
 
 def _regex(b: ClientBoundary) -> str:
-    alternatives = [*regex_alternatives(b), "x[-_]forwarded[-_].*"]
+    alternatives = [*regex_alternatives(b), f"x{SEPARATOR}forwarded{SEPARATOR}.*"]
     # single-quoted in haproxy.cfg, where nothing is escaped: a quote in a configured name is written \x27
     return ("^(?:" + "|".join(alternatives) + ")$").replace("'", "\\x27")
 

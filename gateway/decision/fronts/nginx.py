@@ -27,8 +27,8 @@ _KNOWN_FORWARDED = ("X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Serve
 
 
 def removes(boundary: ClientBoundary, name: str) -> bool:
-    if "_" in name and boundary.underscores:
-        return True  # underscores_in_headers off: nginx passes such a header nowhere
+    if "." in name or ("_" in name and boundary.underscores):
+        return True  # ignore_invalid_headers on, underscores_in_headers off: nginx passes such a header nowhere
     folded = fold_header(name)
     return folded in boundary.folded or folded in _KNOWN_FORWARDED_FOLDED
 
@@ -50,7 +50,7 @@ def render(d: Deployment) -> dict[str, str]:
     for name in (*b.names, *(n for n in _KNOWN_FORWARDED if fold_header(n) not in listed)):
         folded = fold_header(name)
         value = _variable(name) if folded in identity else _OWN.get(folded, '""')
-        for spelling in ([name] if b.underscores else spellings(name)):
+        for spelling in ([name] if b.underscores else [s for s in spellings(name) if "." not in s]):
             sets.append(f"        proxy_set_header {spelling} {value};")
     if not d.forward_authorization:
         sets.append('        proxy_set_header Authorization "";  # the app gets identity headers, not the token')

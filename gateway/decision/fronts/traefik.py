@@ -17,8 +17,8 @@ import functools
 import json
 import re
 
-from gateway.config.boundary import ClientBoundary, fold_header
-from gateway.decision.fronts.base import Deployment, FrontKind, regex_alternatives
+from gateway.config.boundary import ClientBoundary, fold_header, odd_separator
+from gateway.decision.fronts.base import ODD, SEPARATOR, Deployment, FrontKind, regex_alternatives
 
 __all__ = ["FRONT"]
 
@@ -32,9 +32,9 @@ _MANAGED = frozenset({
 
 def _regex(b: ClientBoundary) -> str:
     alternatives = regex_alternatives(b, skip=_MANAGED)
-    alternatives.append("x[-_]forwarded[-_].*_.*" if not b.underscores else "")  # underscored X-Forwarded-*
+    alternatives.append(f"x{SEPARATOR}forwarded{SEPARATOR}{ODD}" if not b.underscores else "")  # X_Forwarded-*, X.Forwarded.*
     alternatives = [a for a in alternatives if a]
-    unknown = "x[-_]forwarded[-_](?:" + "|".join(
+    unknown = f"x{SEPARATOR}forwarded{SEPARATOR}(?:" + "|".join(
         sorted(re.escape(n[len("x-forwarded-"):]) for n in b.folded if n.startswith("x-forwarded-") and n not in _MANAGED)
     ) + ")"
     return "(?i)^(?:" + "|".join([*alternatives, unknown]) + ")$"
@@ -48,7 +48,7 @@ def _compiled(b: ClientBoundary) -> re.Pattern[str]:
 def removes(boundary: ClientBoundary, name: str) -> bool:
     if _compiled(boundary).match(name):
         return True
-    return "_" not in name and fold_header(name) in _MANAGED
+    return not odd_separator(name) and fold_header(name) in _MANAGED
 
 
 def render(d: Deployment) -> dict[str, str]:

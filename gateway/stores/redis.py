@@ -50,6 +50,7 @@ T = TypeVar("T")
 # ARGV[8] is the request's deadline on Redis's clock (ms): a rotation that
 # reaches Redis after it (a stall: the gateway has answered 503 by then) is
 # refused, so a refresh the client was told failed is never applied later.
+# ``RedisStore.rotate`` derives it from ``_NOW`` read just before (see there).
 _ROTATE = """
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[8]) then return {'late'} end
@@ -68,6 +69,12 @@ redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[5])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'reused'}
+"""
+
+# Redis's clock in ms, on the node that holds KEYS[1] (a cluster's nodes need not agree).
+_NOW = """
+local t = redis.call('TIME')
+return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 # The revoked mark outlives every token of the family: at least ARGV[1] ms,
@@ -144,7 +151,6 @@ return {n, ttl}
 # The rotation deadline: what is left of ``store.timeout`` minus this (or a quarter of it), so that
 # a rotation applied just in time still has its answer back before the gateway gives up.
 DEADLINE_MARGIN = 0.1
-CLOCK_RESYNC = 60.0  # seconds between measurements of Redis's clock
 
 
 def _ms(seconds: float) -> int:
@@ -177,8 +183,7 @@ class RedisStore(Store):
         # One server, TLS, Sentinel or Cluster, by the URL's scheme (see gateway/redis_url.py).
         self.client: aioredis.Redis = redis_client(url, timeout=timeout)  # type: ignore[assignment]
         self.timeout = timeout
-        self._offset = 0.0  # Redis's clock minus ours, for the rotation deadline
-        self._offset_at: float | None = None
+        self._now = self.client.register_script(_NOW)
         self._rotate = self.client.register_script(_ROTATE)
         self._revoke = self.client.register_script(_REVOKE)
         self._deny = self.client.register_script(_DENY)
@@ -186,17 +191,6 @@ class RedisStore(Store):
         self._track = self.client.register_script(_TRACK)
         self._gcra = self.client.register_script(_GCRA)
         self._index = self.client.register_script(_INDEX)
-
-    async def _redis_clock_offset(self) -> float:
-        """Redis's clock minus ours (seconds), measured with ``TIME`` at most every ``CLOCK_RESYNC`` seconds."""
-        now = time.monotonic()
-        if self._offset_at is not None and now - self._offset_at < CLOCK_RESYNC:
-            return self._offset
-        before = time.time()
-        seconds, micros = await self.client.time()
-        after = time.time()
-        self._offset, self._offset_at = seconds + micros / 1e6 - (before + after) / 2, now
-        return self._offset
 
     def _key(self, family: str, *rest: str) -> str:
         return f"{self.prefix}{{{family}}}:" + ":".join(rest)
@@ -227,14 +221,30 @@ class RedisStore(Store):
 
     async def rotate(self, family: str, old_jti: str, new_jti: str, successor: str, ttl: float, grace: float) -> Rotation:
         keys = [self._key(family, "fam"), self._key(family, "spent", old_jti), self._key(family, "revoked")]
-        offset = await self._call(self._redis_clock_offset)
-        deadline = _ms(time.time() + offset + self.timeout - min(DEADLINE_MARGIN, self.timeout / 4))
+        deadline = await self._rotation_deadline(keys[0])
         args: list[str | int] = [old_jti, new_jti, successor, _ms(grace), _ms(ttl), self.channel, encode_event(family), deadline]
         result = await self._call(lambda: self._rotate(keys=keys, args=args))
         if result[0] == "late":
             raise StoreUnavailable("The token store answered too late")
         outcome = RotationOutcome(result[0])
         return Rotation(outcome, result[1] if len(result) > 1 else None)
+
+    async def _rotation_deadline(self, key: str) -> int:
+        """The latest moment (Redis's clock, ms) at which a rotation may still be applied.
+
+        Redis's clock is read afresh for each rotation, on ``key``'s node, and the
+        bound can only err toward refusing: the reading R was taken at some moment
+        between sending and receiving, so R plus the budget left *after* receiving
+        is never later, on Redis's clock, than the moment the gateway gives up. A
+        reading delayed by a stall costs its own duration from the budget; no
+        offset is kept, so no earlier stall can skew a later deadline.
+        """
+        started = time.monotonic()
+        redis_now = int(await self._call(lambda: self._now(keys=[key])))
+        left = self.timeout - min(DEADLINE_MARGIN, self.timeout / 4) - (time.monotonic() - started)
+        if left <= 0:
+            raise StoreUnavailable("The token store answered too late")
+        return redis_now + int(left * 1000)
 
     async def is_current(self, family: str, jti: str) -> RotationOutcome:
         async def op() -> list[Any]:

@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from collections import Counter
 
+import redis
+
+from gateway.auth.jose import peek_claims as jose_claims
 from gateway.stores.redis import RedisStore
-from tests.conftest import bearer, login
+from tests.conftest import RedisServer, bearer, login
 
 CONCURRENT = 100
 
@@ -90,3 +96,48 @@ async def test_a_refresh_answered_503_during_a_stall_is_not_applied_later(make_g
         assert resp.status == 200
     finally:
         await link.close()
+
+
+async def _refresh_while_redis_stopped(gateway, redis_server: RedisServer, token: str, stall: float):
+    """SIGSTOP the redis-server itself, refresh at once, SIGCONT it ``stall`` seconds after the stop."""
+    assert redis_server.proc is not None
+    pid = redis_server.proc.pid
+    stopped = time.monotonic()
+    os.kill(pid, signal.SIGSTOP)
+    resume = asyncio.get_running_loop().call_later(stall, os.kill, pid, signal.SIGCONT)
+    try:
+        resp = await asyncio.wait_for(gateway.post("/auth/token/refresh", json={"refresh": token}), 10)
+        return resp.status, await resp.json()
+    finally:
+        await asyncio.sleep(max(0.0, stopped + stall + 0.3 - time.monotonic()))  # Redis ran what was queued
+        resume.cancel()
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_stall_while_redis_clock_is_read_skews_no_later_deadline(make_gateway, redis_server, redis_url):
+    """The deadline of a rotation never comes from a clock reading taken inside an earlier stall.
+
+    A first refresh meets a redis-server stopped for 1.6 s (under store.timeout 2 s): whatever
+    the gateway reads of Redis's clock then is late by up to the stall. A second refresh meets a
+    stop of 2.4 s: the client is answered 503 at 2 s, and the rotation, run by Redis when it
+    resumes, must be refused; the client's retry after refresh_grace then succeeds.
+    """
+    gateway = await make_gateway(store=RedisStore(redis_url, timeout=2.0), tokens={"refresh_grace": "1s"})
+    pair = await login(gateway)
+    status, body = await _refresh_while_redis_stopped(gateway, redis_server, pair["refresh"], 1.6)
+    token = body["refresh"] if status == 200 else pair["refresh"]
+
+    status, body = await _refresh_while_redis_stopped(gateway, redis_server, token, 2.4)
+    assert status == 503 and body["code"] == "store_unavailable", body
+    fid = jose_claims(token)["fid"]
+    admin = redis.Redis(port=redis_server.port, decode_responses=True)
+    try:
+        assert admin.hget(f"gw:{{{fid}}}:fam", "current") == jose_claims(token)["jti"], "the 503 rotation was applied"
+    finally:
+        admin.close()
+    await asyncio.sleep(1.2)  # past refresh_grace: had it been applied, the retry below would be a reuse
+    resp = await gateway.post("/auth/token/refresh", json={"refresh": token})
+    body = await resp.json()
+    assert resp.status == 200, body
+    resp = await gateway.get("/api/x", headers=bearer(body["access"]))
+    assert resp.status == 200

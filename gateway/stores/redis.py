@@ -10,8 +10,13 @@ grows without bound.
 ``<prefix>{fid}:spent:<jti>`` the successor pair of a rotated token, for the grace window
 ``<prefix>{fid}:deny:<jti>``  a denied access token
 
-The per-request revocation check is one ``EXISTS deny revoked`` (one command,
-one slot), which is why the revoked flag is a key of its own.
+The per-request revocation check is one ``EXISTS fam fam fam deny revoked``
+(one command, one slot), which is why the revoked flag is a key of its own: a
+token is live only when it counts 3, i.e. its family record exists and neither
+mark does. The family record is what tells a store that lost its data (a
+restart without persistence, a flush, an eviction, a failover to a replica that
+never got the write) from one that never revoked anything: a token whose
+family Redis no longer knows is refused, so a logout is never undone by a loss.
 ``<prefix>ctr:<key>``         a fixed-window counter (login throttling)
 ``<prefix>sessions:<hash>``   sorted set: a user's live families by expiry (``tokens.max_sessions_per_user``)
 ``<prefix>rl:<route>:<hash>`` a route rate limit's theoretical arrival time, ms (``routes[].rate_limit``)
@@ -30,11 +35,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from typing import Any, Awaitable, Callable, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from gateway.stores.base import RateDecision, Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
 from gateway.stores.redis_client import close_redis_client, redis_client
@@ -42,6 +48,7 @@ from gateway.stores.redis_client import close_redis_client, redis_client
 __all__ = ["RedisStore", "RevocationEvent", "decode_event", "encode_event"]
 
 T = TypeVar("T")
+log = logging.getLogger("gateway.store")
 
 # Atomic rotation: of two instances racing on one token, exactly one sees
 # ``current == old`` and mints; the other finds the spent record and returns
@@ -208,6 +215,35 @@ class RedisStore(Store):
     async def ping(self) -> None:
         await self._call(self.client.ping)
 
+    async def start(self) -> None:
+        """Warn (never fail) when Redis keeps nothing across a restart; nothing if it cannot be asked now."""
+        try:
+            problem = await self.persistence_problem()
+        except StoreUnavailable:
+            return
+        if problem:
+            log.warning("store: %s", problem)
+
+    async def persistence_problem(self) -> str | None:
+        """Why a restart of this Redis would lose every session, or None (persistent, or CONFIG not allowed).
+
+        A loss is never a security hole (a token whose family Redis no longer knows is refused),
+        but every user then has to log in again.
+        """
+        async def ask() -> tuple[Any, Any]:
+            try:
+                return await self.client.config_get("save"), await self.client.config_get("appendonly")
+            except ResponseError:  # CONFIG renamed away or not allowed to this user: cannot tell
+                return None, None
+
+        save, append = await self._call(ask)
+        if not (isinstance(save, dict) and isinstance(append, dict)):
+            return None
+        if str(save.get("save", "x")).strip() or str(append.get("appendonly", "yes")) != "no":
+            return None
+        return ("Redis has no persistence (save \"\" and appendonly no): after a restart every session is lost "
+                "and every user must log in again (tokens issued before it are refused); see docs/redis.md")
+
     async def start_family(self, family: str, jti: str, ttl: float) -> None:
         key = self._key(family, "fam")
 
@@ -270,8 +306,9 @@ class RedisStore(Store):
         await self._call(lambda: self._deny(keys=[self._key(family, "deny", jti)], args=args))
 
     async def is_revoked(self, family: str, jti: str) -> bool:
-        keys = (self._key(family, "deny", jti), self._key(family, "revoked"))
-        return bool(await self._call(lambda: self.client.exists(*keys)))
+        live = self._key(family, "fam")
+        keys = (live, live, live, self._key(family, "deny", jti), self._key(family, "revoked"))
+        return int(await self._call(lambda: self.client.exists(*keys))) != 3  # see the module docstring
 
     async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
         # Hashed: the store never holds user names.

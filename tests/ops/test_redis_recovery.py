@@ -1,23 +1,42 @@
-"""Redis coming back: recovery at once after a restart, and no refresh applied after its 503."""
+"""Redis coming back: recovery at once after a restart, no refresh applied after its 503, and a Redis
+that lost its data (restarted without persistence) never bringing a logged-out token back."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
+from typing import Iterator
 
+import pytest
 import redis
+import yaml
 
+from gateway.app import create_app
 from gateway.auth.jose import peek_claims as jose_claims
+from gateway.stores import MemoryStore
 from gateway.stores.redis import RedisStore
-from tests.conftest import RedisServer, bearer, login
+from tests.conftest import ROOT, RedisServer, base_config, bearer, login
 
 CONCURRENT = 100
 
 
-async def test_every_pooled_connection_recovers_on_first_use_after_a_restart(make_gateway, redis_server, redis_url):
-    gateway = await make_gateway(store=RedisStore(redis_url, timeout=1.0))
+async def test_every_pooled_connection_recovers_on_first_use_after_a_restart(make_gateway, tmp_path):
+    redis_server = RedisServer(tmp_path, "--appendonly", "yes", "--appendfsync", "always")  # the session survives
+    redis_server.start()
+    try:
+        await _recovers_on_first_use(make_gateway, redis_server)
+    finally:
+        redis_server.stop()
+
+
+async def _recovers_on_first_use(make_gateway, redis_server: RedisServer) -> None:
+    gateway = await make_gateway(store=RedisStore(redis_server.url, timeout=1.0))
     pair = await login(gateway)
 
     async def burst() -> Counter[int]:
@@ -141,3 +160,107 @@ async def test_a_stall_while_redis_clock_is_read_skews_no_later_deadline(make_ga
     assert resp.status == 200, body
     resp = await gateway.get("/api/x", headers=bearer(body["access"]))
     assert resp.status == 200
+
+
+@pytest.fixture
+def volatile_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server without persistence (the launcher's defaults: no RDB, no AOF) this test may restart."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def status_of(client, access: str) -> tuple[int, str]:
+    resp = await client.get("/api/x", headers=bearer(access))
+    body = await resp.json() if resp.content_type == "application/json" else {}
+    return resp.status, body.get("code", "")
+
+
+async def test_a_redis_restarted_without_its_data_brings_no_logged_out_token_back(make_gateway, aiohttp_client,
+                                                                                   make_config, volatile_redis):
+    """Instance A asks Redis on every request, instance B runs the revocation cache; both on one Redis."""
+    a = await make_gateway(store=RedisStore(volatile_redis.url, timeout=1.0))
+    b = await aiohttp_client(create_app(make_config(store={"backend": "redis", "url": volatile_redis.url,
+                                                           "timeout": "1s", "revocation_cache": "60s"})))
+    logged_out, live = await login(a), await login(a, "bob")
+    resp = await a.post("/auth/logout", json={"refresh": logged_out["refresh"]}, headers=bearer(logged_out["access"]))
+    assert resp.status == 200
+    for gateway in (a, b):
+        assert await status_of(gateway, logged_out["access"]) == (401, "token_revoked")
+        for _ in range(2):  # at B the second answer comes from its cache
+            assert await status_of(gateway, live["access"]) == (200, "")
+
+    await asyncio.to_thread(volatile_redis.stop)
+    await asyncio.to_thread(volatile_redis.start)  # empty: the deny list and every family are gone
+
+    for gateway in (a, b):
+        # the logout is not undone, and a token issued before the loss is refused too (its session is gone)
+        for _ in range(3):
+            assert await status_of(gateway, logged_out["access"]) == (401, "token_revoked")
+            assert await status_of(gateway, live["access"]) in {(401, "token_revoked"), (503, "store_unavailable")}
+        assert await status_of(gateway, live["access"]) == (401, "token_revoked")
+        resp = await gateway.post("/auth/token/refresh", json={"refresh": live["refresh"]})
+        assert resp.status == 401
+    fresh = await login(b, "bob")  # users log in again, and that works everywhere
+    for gateway in (a, b):
+        assert await status_of(gateway, fresh["access"]) == (200, "")
+    resp = await a.post("/auth/token/refresh", json={"refresh": fresh["refresh"]})
+    assert resp.status == 200
+
+
+async def test_a_restarted_memory_store_brings_no_logged_out_token_back(aiohttp_client, make_config):
+    config = make_config()
+    before = await aiohttp_client(create_app(config, store=MemoryStore()))
+    pair = await login(before)
+    resp = await before.post("/auth/logout", json={"refresh": pair["refresh"]}, headers=bearer(pair["access"]))
+    assert resp.status == 200
+    after = await aiohttp_client(create_app(config, store=MemoryStore()))  # the process restarted
+    assert await status_of(after, pair["access"]) == (401, "token_revoked")
+    fresh = await login(after)
+    assert await status_of(after, fresh["access"]) == (200, "")
+
+
+def check_probe(tmp_path: Path, upstream: str, users_file: Path, url: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(base_config(upstream, users_file, store={"backend": "redis", "url": url})))
+    return subprocess.run([sys.executable, "-m", "gateway", "check", str(path), "--probe"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def test_check_probe_warns_when_redis_keeps_nothing_across_a_restart(tmp_path, upstream, users_file, volatile_redis):
+    result = check_probe(tmp_path, upstream, users_file, volatile_redis.url)
+    assert result.returncode == 0, result.stderr
+    assert "probe store: OK" in result.stdout
+    assert "warning: store: Redis has no persistence" in result.stderr
+
+    durable = RedisServer(tmp_path / "aof", "--appendonly", "yes")
+    (tmp_path / "aof").mkdir()
+    durable.start()
+    try:
+        result = check_probe(tmp_path, upstream, users_file, durable.url)
+        assert result.returncode == 0 and "probe store: OK" in result.stdout
+        assert "persistence" not in result.stderr
+    finally:
+        durable.stop()
+
+    locked = RedisServer(tmp_path / "locked", "--rename-command", "CONFIG", "")  # CONFIG disabled: cannot tell
+    (tmp_path / "locked").mkdir()
+    locked.start()
+    try:
+        result = check_probe(tmp_path, upstream, users_file, locked.url)
+        assert result.returncode == 0 and "probe store: OK" in result.stdout, result.stderr
+        assert "persistence" not in result.stderr
+    finally:
+        locked.stop()
+
+    volatile_redis.stop()
+    result = check_probe(tmp_path, upstream, users_file, volatile_redis.url)
+    assert result.returncode == 1 and "probe store: FAILED" in result.stderr
+
+
+async def test_start_up_warns_when_redis_keeps_nothing_across_a_restart(aiohttp_client, make_config, volatile_redis,
+                                                                         caplog):
+    caplog.set_level(logging.WARNING, "gateway.store")
+    await aiohttp_client(create_app(make_config(store={"backend": "redis", "url": volatile_redis.url})))
+    assert any("Redis has no persistence" in r.getMessage() for r in caplog.records)

@@ -15,6 +15,7 @@ import logging
 import time
 from typing import Awaitable, Callable, Protocol, Sequence, TypeVar, runtime_checkable
 
+from gateway.observe.logs import warn_repeated
 from gateway.sources.base import Candidate, SourceUnavailable, TtlCache, UserSource
 from gateway.sources.hashing import verify_off_loop
 from gateway.sources.users import User, dummy_hash
@@ -61,7 +62,7 @@ class UserChain:
         except (SourceUnavailable, asyncio.TimeoutError, OSError) as exc:
             reason = "timeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
             self.events.source_call(source.name, operation, "error", time.perf_counter() - started)
-            log.warning("user source %s: %s failed (%s)", source.name, operation, reason)
+            warn_repeated(log, "user source %s: %s failed (%s)", source.name, operation, reason)
             raise SourceUnavailable(source.name) from None
         outcome = "found" if result is not None else "unknown"
         self.events.source_call(source.name, operation, outcome, time.perf_counter() - started)

@@ -136,11 +136,16 @@ class UserChain:
             cache.put(user.username, user)
 
     async def health(self, limit: float = 2.0) -> dict[str, str]:
-        """``up`` or ``down`` per source, each bounded by its timeout and ``limit`` (for /readyz)."""
+        """``up`` or ``down`` per source, each bounded by its timeout and ``limit`` (for /readyz).
+
+        Each source is asked what a login needs (``probe``: the user query or search, for a
+        login nobody has), not merely whether it answers: a database that answers ``SELECT 1``
+        while the users table is locked cannot log anyone in.
+        """
 
         async def one(source: UserSource) -> str:
             try:
-                await asyncio.wait_for(source.ping(), min(source.timeout, limit))
+                await asyncio.wait_for(source.probe(), min(source.timeout, limit))
             except Exception:  # noqa: BLE001 - any failure means down; the reason is logged by the source
                 return "down"
             return "up"

@@ -133,11 +133,8 @@ class HttpSource:
                           level=logging.ERROR)
         raise SourceUnavailable(self.name)
 
-    async def ping(self) -> None:
-        await self._request("GET", self.settings.url)  # any answer below 500 (even 405) means it is there
-
     async def probe(self) -> str:
-        status, _ = await self._request("GET", self.settings.url)
+        status, _ = await self._request("GET", self.settings.url)  # any answer below 500 (even 405) means it is there
         return f"login endpoint answered {status}"
 
     async def close(self) -> None:

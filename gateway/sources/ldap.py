@@ -221,11 +221,8 @@ class LdapSource:
         user = await self._run(self._with_service, read)
         return user if user is not None and user.username == username else None
 
-    async def ping(self) -> None:
-        await self._run(self._with_service, lambda conn: self._search(conn, "", "(objectClass=*)", [], ldap3.BASE))
-
     async def probe(self) -> str:
-        await self.ping()
+        await self._run(self._with_service, lambda conn: self._search(conn, "", "(objectClass=*)", [], ldap3.BASE))
         if self.settings.user_base is not None:
             await self._run(self._with_service, lambda conn: self._entry(conn, "gateway-probe"))
             return "bound and searched"

@@ -162,9 +162,6 @@ class SqlSource:
             return User(str(row["login"]), "", {}, disabled=True)  # known and inactive: the refresh is refused
         return await self._user(row)
 
-    async def ping(self) -> None:
-        await self._fetch(compile_query("SELECT 1 AS ok", self.driver.dialect), {})
-
     async def probe(self) -> str:
         """Connect and run the query once (for a login nobody has): proves the SQL and the columns."""
         await self._fetch(self.query, {"login": "\x01gateway-probe"})

@@ -286,3 +286,26 @@ async def test_an_outage_writes_a_bounded_number_of_lines_that_count_the_failure
     assert len(lines) <= 4, lines  # ...then one line per warning with the count of the held-back ones
     counts = [int(line.split("(repeated ")[1].split(" ")[0]) for line in lines if "(repeated " in line]
     assert counts and all(count == logins - 1 for count in counts), (logins, lines)
+
+
+async def test_readiness_asks_what_a_login_needs_so_a_locked_table_is_degraded(source_gateway, postgres, django_postgres):
+    """`SELECT 1` answers while auth_user is locked, but no login can: /readyz runs the user query, bounded."""
+    gw = await source_gateway({"sql": {"url": postgres.url(django_postgres), "preset": "django", "timeout": "1s"}})
+    ready = await (await gw.get("/readyz")).json()
+    assert ready["status"] == "ready" and ready["sources"] == {"sql": "up"}
+    locker = postgres.connect(django_postgres)
+    try:
+        with locker.transaction():
+            locker.execute("LOCK TABLE auth_user IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            resp = await asyncio.wait_for(gw.get("/readyz"), 10)
+            elapsed = time.monotonic() - started
+            ready = await resp.json()
+            assert resp.status == 200, ready  # user sources never take an instance out of the load balancer
+            assert ready["status"] == "degraded" and ready["code"] == "identity_unavailable"
+            assert ready["sources"] == {"sql": "down"}
+            assert elapsed < 1.0 + 1.5, elapsed  # within the source's timeout (and readiness's own 2 s bound)
+    finally:
+        locker.close()
+    ready = await (await gw.get("/readyz")).json()
+    assert ready["status"] == "ready" and ready["sources"] == {"sql": "up"}

@@ -119,7 +119,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.probe:
         from gateway.server.listeners import run
 
-        return run(_probe(users))
+        return run(_probe(config, users))
     return 0
 
 
@@ -127,11 +127,11 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-async def _probe(users: UserChain) -> int:
-    """Connect to every source and run its query or search once; 1 if any cannot."""
+async def _probe(config: GatewayConfig, users: UserChain) -> int:
+    """Connect to every source and run its query or search once, and to Redis; 1 if any cannot."""
     import asyncio
 
-    failed = 0
+    failed = 0 if config.store.backend != "redis" else await _probe_store(config)
     try:
         for source in users.sources:
             try:
@@ -144,6 +144,27 @@ async def _probe(users: UserChain) -> int:
     finally:
         await users.close()
     return 1 if failed else 0
+
+
+async def _probe_store(config: GatewayConfig) -> int:
+    """Ping Redis and warn when it keeps no data across a restart; 1 if it cannot be reached."""
+    from gateway.stores import StoreUnavailable
+    from gateway.stores.redis import RedisStore
+
+    assert config.store.url is not None  # guaranteed by config validation
+    store = RedisStore(config.store.url, prefix=config.store.prefix, timeout=config.store.timeout)
+    try:
+        await store.ping()
+        problem = await store.persistence_problem()
+    except StoreUnavailable as exc:
+        print(f"probe store: FAILED ({exc.detail})", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    if problem:
+        print(f"warning: store: {problem}", file=sys.stderr)
+    print("probe store: OK")
+    return 0
 
 
 def worker_count(args: argparse.Namespace, config: GatewayConfig) -> int:

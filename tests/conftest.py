@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import create_app
 from gateway.config import GatewayConfig, parse_config
 from gateway.example_upstream import create_upstream
+from gateway.observe import logs
 from gateway.sources.users import hash_password
 from gateway.stores import MemoryStore, Store
 from gateway.stores.redis import RedisStore
@@ -101,6 +102,12 @@ def make_config(upstream: str, users_file: Path, tmp_path: Path) -> Callable[...
 
 
 GatewayFactory = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture(autouse=True)
+def fresh_repeated_warnings() -> None:
+    """Each test sees the first line of every repeated warning: none is held back by an earlier test."""
+    logs._seen.clear()
 
 
 @pytest.fixture

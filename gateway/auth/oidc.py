@@ -37,6 +37,7 @@ from gateway.auth.issuers import JwksCache
 from gateway.config import ExternalIssuer
 from gateway.config.oidc import OidcProvider, is_loopback_url
 from gateway.errors import GatewayError
+from gateway.observe.logs import warn_repeated
 
 __all__ = ["HTTP", "Metadata", "ProviderClient", "SharedHttp", "pkce_pair", "provider_error"]
 
@@ -142,17 +143,17 @@ class ProviderClient:
             except aiohttp.ServerDisconnectedError:  # a kept-alive connection the provider had just closed: once more
                 status, body = await self._send(method, url, timeout, kwargs)
         except asyncio.TimeoutError:
-            log.warning("oidc provider %s: %s timed out after %.1fs", self.name, what, self.timeout)
+            warn_repeated(log, "oidc provider %s: %s timed out after %.1fs", self.name, what, self.timeout)
             raise provider_error(504, "provider_timeout", f"The identity provider did not answer in time ({what})") from None
         except (aiohttp.ClientError, OSError) as exc:
-            log.warning("oidc provider %s: %s failed (%s)", self.name, what, type(exc).__name__)
+            warn_repeated(log, "oidc provider %s: %s failed (%s)", self.name, what, type(exc).__name__)
             raise provider_error(502, "provider_unavailable", f"The identity provider cannot be reached ({what})") from None
         if len(body) > MAX_BODY:
             raise provider_error(502, "provider_error", f"The identity provider's answer is too large ({what})")
         try:
             return status, json.loads(body.decode("utf-8"))
         except (ValueError, UnicodeDecodeError, RecursionError):
-            log.warning("oidc provider %s: %s answered HTTP %d without JSON", self.name, what, status)
+            warn_repeated(log, "oidc provider %s: %s answered HTTP %d without JSON", self.name, what, status)
             raise provider_error(502, "provider_error", f"The identity provider answered nonsense ({what})") from None
 
     async def _send(self, method: str, url: str, timeout: aiohttp.ClientTimeout, kwargs: dict[str, Any]) -> tuple[int, bytes]:
@@ -185,10 +186,10 @@ class ProviderClient:
         url = self.settings.issuer.rstrip("/") + "/.well-known/openid-configuration"
         status, doc = await self._request("discovery", "GET", url, headers={"Accept": "application/json"})
         if status != 200 or not isinstance(doc, dict):
-            log.warning("oidc provider %s: discovery answered HTTP %d", self.name, status)
+            warn_repeated(log, "oidc provider %s: discovery answered HTTP %d", self.name, status)
             raise provider_error(502, "provider_error", "The identity provider's discovery document is unavailable")
         if doc.get("issuer") != self.settings.issuer:
-            log.warning("oidc provider %s: discovery names another issuer; refused", self.name)
+            warn_repeated(log, "oidc provider %s: discovery names another issuer; refused", self.name)
             raise provider_error(502, "provider_error", "The identity provider's discovery document names another issuer")
         for field in (*_ENDPOINTS, "userinfo_endpoint", "end_session_endpoint"):
             if (field in _ENDPOINTS or doc.get(field) is not None) and not self._allowed_url(doc.get(field)):
@@ -263,7 +264,7 @@ class ProviderClient:
             raise GatewayError.unauthorized("code_rejected", "The identity provider refused the sign-in code",
                                             token_presented=False)
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("id_token"), str):
-            log.warning("oidc provider %s: token endpoint answered HTTP %d without an ID token", self.name, status)
+            warn_repeated(log, "oidc provider %s: token endpoint answered HTTP %d without an ID token", self.name, status)
             raise provider_error(502, "provider_error", "The identity provider's token endpoint answered without an ID token")
         return body
 

@@ -126,8 +126,14 @@ class AuthService:
 
     @property
     def family_ttl(self) -> float:
-        """How long a family's records live: the refresh lifetime plus leeway."""
-        return self.settings.refresh_lifetime + self.settings.leeway
+        """How long a family's records live: until the last access token it can mint has expired.
+
+        A refresh (without rotation) up to ``refresh_lifetime + leeway`` after the last rotation
+        mints an access token accepted ``access_lifetime + leeway`` more: its family must still be
+        known then, since a token of an unknown family is refused (``Store.is_revoked``).
+        """
+        s = self.settings
+        return s.refresh_lifetime + s.access_lifetime + 2 * s.leeway
 
     async def login(
         self, login: object, password: object, *, login_claim: str = "username", client_ip: str | None = None,

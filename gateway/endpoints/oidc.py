@@ -23,7 +23,7 @@ from gateway.config import GatewayConfig
 from gateway.config.model import OIDC_PER_PROVIDER, OIDC_SHARED
 from gateway.context import SUBJECT
 from gateway.endpoints.oidc_pages import continue_page, error_page
-from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
+from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields, require_json
 from gateway.endpoints.tokens import Dialect
 from gateway.errors import GatewayError, error_response
 
@@ -138,6 +138,8 @@ class OidcEndpoints:
 
     async def exchange(self, request: web.Request, auth: AuthService) -> web.StreamResponse:
         try:
+            if self.cookies is not None:  # the answer sets the session cookies: no cross-site form
+                require_json(request, "the code")
             fields = await read_fields(request)
             issued = await self.flow.redeem(fields.get("code"), auth)
         except GatewayError as exc:

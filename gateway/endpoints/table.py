@@ -23,7 +23,7 @@ from gateway.errors import GatewayError
 from gateway.lifecycle import LIFECYCLE
 from gateway.limits import CONNECTION_GUARD
 
-__all__ = ["NO_STORE", "Endpoint", "default_endpoints", "json_response", "read_fields"]
+__all__ = ["NO_STORE", "Endpoint", "default_endpoints", "is_json", "json_response", "read_fields", "require_json"]
 
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -52,6 +52,21 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+def is_json(request: web.Request) -> bool:
+    return request.content_type == "application/json" or request.content_type.endswith("+json")
+
+
+def require_json(request: web.Request, what: str) -> None:
+    """415 unless the body is JSON: for every endpoint that sets the session cookies (cookie mode).
+
+    A form can be posted to the gateway by any site, and its answer's cookies would sign the
+    victim's browser into the sender's account (login CSRF); JSON from another site needs a
+    CORS preflight, which only `cors.allow_origins` pass.
+    """
+    if not is_json(request):
+        raise GatewayError(415, "bad_request", f"In cookie mode, send {what} as application/json")
+
+
 async def read_fields(request: web.Request) -> dict[str, Any]:
     """The body as a dict: JSON object or form; empty if there is no body.
 
@@ -70,7 +85,7 @@ async def read_fields(request: web.Request) -> dict[str, Any]:
 
 async def _read_fields(request: web.Request) -> dict[str, Any]:
     ctype = request.content_type
-    if ctype == "application/json" or ctype.endswith("+json"):
+    if is_json(request):
         raw = await request.read()
         try:
             data = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)

@@ -23,7 +23,7 @@ from gateway.auth.sessions import AuthService, Issued
 from gateway.config import CompatProfile, GatewayConfig
 from gateway.context import SUBJECT
 from gateway.dialects import ErrorStyle, error_style
-from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
+from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields, require_json
 from gateway.errors import GatewayError
 
 __all__ = ["Dialect", "compat_endpoints", "dialects"]
@@ -84,9 +84,8 @@ class Dialect:
 
     async def login(self, request: web.Request, auth: AuthService) -> web.Response:
         try:
-            if self.cookies is not None and not _is_json(request):
-                # A form can be posted by any site (login CSRF); JSON from another site needs a preflight.
-                raise GatewayError(415, "bad_request", "In cookie mode, send the login as application/json")
+            if self.cookies is not None:
+                require_json(request, "the login")
             fields = await read_fields(request)
             names = self.profile.request
             missing = [n for n in (names.username, names.password) if n not in fields]
@@ -188,10 +187,6 @@ def _user_id(value: Any, kind: str) -> Any:
     if kind == "int" and isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return value
-
-
-def _is_json(request: web.Request) -> bool:
-    return request.content_type == "application/json" or request.content_type.endswith("+json")
 
 
 def _project(claims: Mapping[str, Any], fields: Mapping[str, str] | None) -> Mapping[str, Any]:

@@ -5,12 +5,18 @@ every other record becomes JSON too, so a collector parses one format.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
+import threading
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Hashable
 
-__all__ = ["JsonFormatter", "MalformedRequestFilter", "TextFormatter", "configure_logging"]
+__all__ = ["REPEAT_INTERVAL", "JsonFormatter", "MalformedRequestFilter", "TextFormatter", "configure_logging",
+           "warn_repeated"]
 
 ACCESS_LOGGER = "gateway.access"
 
@@ -67,3 +73,72 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
+
+
+REPEAT_INTERVAL = 10.0  # seconds: at most one line per repeated warning in this time
+_MAX_KEYS = 1024  # distinct repeated warnings remembered; the oldest is forgotten beyond
+
+
+@dataclass(slots=True)
+class _Seen:
+    last: float  # when its last line was written (monotonic)
+    held: int = 0  # occurrences held back since
+    flushing: bool = False  # a line for them is scheduled
+
+
+_lock = threading.Lock()  # LDAP sources log from their threads too
+_seen: OrderedDict[Hashable, _Seen] = OrderedDict()
+
+
+def warn_repeated(logger: logging.Logger, msg: str, *args: object, key: Hashable = None,
+                  level: int = logging.WARNING, interval: float = REPEAT_INTERVAL) -> None:
+    """Log ``msg % args`` the first time, then at most once per ``interval`` for the same warning, with a count.
+
+    A warning that happens on every request (a user source down, an identity provider
+    unreachable) would otherwise write one line per request. The same warning is
+    ``key`` (default: the logger, the message and its arguments). Occurrences held
+    back are reported with the next line, ``(repeated N times in the last Ns)``, or,
+    when the warning stops, by a line of its own ``interval`` after the last one
+    written (when an event loop runs to schedule it).
+    """
+    ident = (logger.name, msg, args) if key is None else (logger.name, key)
+    now = time.monotonic()
+    with _lock:
+        seen = _seen.get(ident)
+        if seen is not None and now - seen.last < interval:
+            seen.held += 1
+            if not seen.flushing:
+                seen.flushing = _schedule(seen.last + interval - now, logger, msg, args, ident, level)
+            return
+        held = 0 if seen is None else seen.held
+        _seen[ident] = _Seen(now, 0, seen is not None and seen.flushing)
+        _seen.move_to_end(ident)
+        while len(_seen) > _MAX_KEYS:
+            _seen.popitem(last=False)
+    suffix = f" (repeated {held} times in the last {interval:g}s)" if held else ""
+    logger.log(level, msg + suffix, *args)
+
+
+def _schedule(delay: float, logger: logging.Logger, msg: str, args: tuple[object, ...], ident: Hashable,
+              level: int) -> bool:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    loop.call_later(max(0.0, delay), _flush, logger, msg, args, ident, level)
+    return True
+
+
+def _flush(logger: logging.Logger, msg: str, args: tuple[object, ...], ident: Hashable, level: int) -> None:
+    """The held-back count of a warning that stopped (or has not come again) since its last line."""
+    now = time.monotonic()
+    with _lock:
+        seen = _seen.get(ident)
+        if seen is None:
+            return
+        seen.flushing = False
+        held, since = seen.held, now - seen.last
+        if not held:
+            return
+        seen.last, seen.held = now, 0
+    logger.log(level, msg + f" (repeated {held} times in the last {since:.0f}s)", *args)

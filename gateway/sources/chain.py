@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Awaitable, Callable, Protocol, Sequence, TypeVar, runtime_checkable
 
+from gateway.observe.logs import warn_repeated
 from gateway.sources.base import Candidate, SourceUnavailable, TtlCache, UserSource
 from gateway.sources.decoy import Decoy
 from gateway.sources.users import User
@@ -66,7 +67,7 @@ class UserChain:
         except (SourceUnavailable, asyncio.TimeoutError, OSError) as exc:
             reason = "timeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
             self.events.source_call(source.name, operation, "error", time.perf_counter() - started)
-            log.warning("user source %s: %s failed (%s)", source.name, operation, reason)
+            warn_repeated(log, "user source %s: %s failed (%s)", source.name, operation, reason)
             raise SourceUnavailable(source.name) from None
         outcome = "found" if result is not None else "unknown"
         self.events.source_call(source.name, operation, outcome, time.perf_counter() - started)
@@ -149,11 +150,16 @@ class UserChain:
             cache.put(user.username, user)
 
     async def health(self, limit: float = 2.0) -> dict[str, str]:
-        """``up`` or ``down`` per source, each bounded by its timeout and ``limit`` (for /readyz)."""
+        """``up`` or ``down`` per source, each bounded by its timeout and ``limit`` (for /readyz).
+
+        Each source is asked what a login needs (``probe``: the user query or search, for a
+        login nobody has), not merely whether it answers: a database that answers ``SELECT 1``
+        while the users table is locked cannot log anyone in.
+        """
 
         async def one(source: UserSource) -> str:
             try:
-                await asyncio.wait_for(source.ping(), min(source.timeout, limit))
+                await asyncio.wait_for(source.probe(), min(source.timeout, limit))
             except Exception:  # noqa: BLE001 - any failure means down; the reason is logged by the source
                 return "down"
             return "up"

@@ -38,9 +38,6 @@ class FileSource:
     async def lookup(self, username: str) -> User | None:
         return self.directory.get(username, with_disabled=True)
 
-    async def ping(self) -> None:
-        return None
-
     async def probe(self) -> str:
         return f"{len(self.directory)} users"
 

@@ -28,6 +28,7 @@ from urllib.parse import quote
 import aiohttp
 
 from gateway.config.sources import HttpSettings
+from gateway.observe.logs import warn_repeated
 from gateway.sources.base import Candidate, SourceUnavailable, user_claims
 from gateway.sources.users import User
 
@@ -77,7 +78,8 @@ class HttpSource:
     def _user(self, login: str, answer: Any) -> User | None:
         subject = dotted(answer, self.settings.subject) if self.settings.subject else login
         if not isinstance(subject, (str, int)) or subject == "":
-            log.warning("user source %s: the answer has no usable subject at %r", self.name, self.settings.subject)
+            warn_repeated(log, "user source %s: the answer has no usable subject at %r", self.name,
+                          self.settings.subject)
             return None
         values = {claim: dotted(answer, path) for claim, path in self.settings.claims.items()}
         return User(str(subject), "", user_claims(values))
@@ -88,10 +90,10 @@ class HttpSource:
                 body = await response.content.read(MAX_ANSWER)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("user source %s: %s failed (%s)", self.name, method, type(exc).__name__)
+            warn_repeated(log, "user source %s: %s failed (%s)", self.name, method, type(exc).__name__)
             raise SourceUnavailable(self.name) from None
         if status >= 500:
-            log.warning("user source %s: the service answered %d", self.name, status)
+            warn_repeated(log, "user source %s: the service answered %d", self.name, status)
             raise SourceUnavailable(self.name)
         try:
             document = json.loads(body) if body else None
@@ -127,14 +129,12 @@ class HttpSource:
             return user if user is not None and user.username == username else None
         if status in (404, 410):
             return None
-        log.error("user source %s: user_url answered %d (check the service key)", self.name, status)
+        warn_repeated(log, "user source %s: user_url answered %d (check the service key)", self.name, status,
+                          level=logging.ERROR)
         raise SourceUnavailable(self.name)
 
-    async def ping(self) -> None:
-        await self._request("GET", self.settings.url)  # any answer below 500 (even 405) means it is there
-
     async def probe(self) -> str:
-        status, _ = await self._request("GET", self.settings.url)
+        status, _ = await self._request("GET", self.settings.url)  # any answer below 500 (even 405) means it is there
         return f"login endpoint answered {status}"
 
     async def close(self) -> None:

@@ -32,6 +32,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
 from gateway.config.sources import LdapSettings
+from gateway.observe.logs import warn_repeated
 from gateway.sources.base import Candidate, SourceUnavailable, user_claims
 from gateway.sources.users import User
 
@@ -182,10 +183,10 @@ class LdapSource:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._threads, work, *args)
         except SourceUnavailable as exc:
-            log.warning("user source %s: %s", self.name, exc)
+            warn_repeated(log, "user source %s: %s", self.name, str(exc))
             raise
         except (LDAPException, OSError, ValueError, struct.error) as exc:
-            log.warning("user source %s: %s", self.name, type(exc).__name__)
+            warn_repeated(log, "user source %s: %s", self.name, type(exc).__name__)
             raise SourceUnavailable(self.name) from None
 
     async def find(self, login: str, by: str) -> Candidate | None:
@@ -220,11 +221,8 @@ class LdapSource:
         user = await self._run(self._with_service, read)
         return user if user is not None and user.username == username else None
 
-    async def ping(self) -> None:
-        await self._run(self._with_service, lambda conn: self._search(conn, "", "(objectClass=*)", [], ldap3.BASE))
-
     async def probe(self) -> str:
-        await self.ping()
+        await self._run(self._with_service, lambda conn: self._search(conn, "", "(objectClass=*)", [], ldap3.BASE))
         if self.settings.user_base is not None:
             await self._run(self._with_service, lambda conn: self._entry(conn, "gateway-probe"))
             return "bound and searched"

@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.config import ConfigError
 from gateway.config.sources import SqlSettings
+from gateway.observe.logs import warn_repeated
 from gateway.sources.base import Candidate, SourceUnavailable, user_claims
 from gateway.sources.hashes import hash_format, needs_rehash
 from gateway.sources.hashing import verify_off_loop
@@ -92,7 +93,7 @@ class SqlSource:
         except SourceUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - every driver error means "cannot answer now"
-            log.warning("user source %s: query failed (%s)", self.name, type(exc).__name__)
+            warn_repeated(log, "user source %s: query failed (%s)", self.name, type(exc).__name__)
             raise SourceUnavailable(self.name) from None
 
     async def _row(self, login: str, by: str) -> dict[str, Any] | None:
@@ -102,11 +103,12 @@ class SqlSource:
         rows = await self._fetch(query, {"login": login})
         if len(rows) != 1:
             if len(rows) > 1:
-                log.warning("user source %s: a login matched %d rows; refused as unknown", self.name, len(rows))
+                warn_repeated(log, "user source %s: a login matched %d rows; refused as unknown", self.name, len(rows))
             return None
         row = rows[0]
         if "login" not in row or "password_hash" not in row:
-            log.error("user source %s: the query must return the columns login and password_hash", self.name)
+            warn_repeated(log, "user source %s: the query must return the columns login and password_hash", self.name,
+                          level=logging.ERROR)
             raise SourceUnavailable(self.name)
         return row
 
@@ -153,7 +155,7 @@ class SqlSource:
         try:
             await self.driver.execute(self.rehash_query[0], self.rehash_query[1], {"hash": new_hash, "login": username})
         except Exception as exc:  # noqa: BLE001
-            log.warning("user source %s: rehash failed (%s)", self.name, type(exc).__name__)
+            warn_repeated(log, "user source %s: rehash failed (%s)", self.name, type(exc).__name__)
 
     async def lookup(self, username: str) -> User | None:
         row = await self._row(username, "username")
@@ -162,9 +164,6 @@ class SqlSource:
         if not self._active(row):
             return User(str(row["login"]), "", {}, disabled=True)  # known and inactive: the refresh is refused
         return await self._user(row)
-
-    async def ping(self) -> None:
-        await self._fetch(compile_query("SELECT 1 AS ok", self.driver.dialect), {})
 
     async def probe(self) -> str:
         """Connect and run the query once (for a login nobody has): proves the SQL and the columns."""

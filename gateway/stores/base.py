@@ -84,7 +84,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def is_revoked(self, family: str, jti: str) -> bool:
-        """True if the access token is denied or its family revoked."""
+        """True if the access token is denied, its family revoked, or its family unknown.
+
+        Every family lives (``start_family``) as long as any token it can mint, so an
+        unknown family means a store that lost its data: its tokens are refused rather
+        than their revocations forgotten.
+        """
 
     @abc.abstractmethod
     async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:

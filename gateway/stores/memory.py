@@ -1,8 +1,9 @@
 """The embedded store: plain dicts in one process, each entry with its own deadline.
 
-Single-threaded asyncio makes every method atomic. State is lost on restart
-(every refresh token then answers ``token_not_valid``); use Redis for more than
-one process.
+Single-threaded asyncio makes every method atomic. State is lost on restart:
+every refresh token then answers ``token_not_valid`` and every access token is
+refused as revoked (its family is unknown), so no logout is undone by a restart;
+use Redis for more than one process.
 """
 from __future__ import annotations
 
@@ -148,7 +149,7 @@ class MemoryStore(Store):
         if deadline is not None and deadline > time.monotonic():
             return True
         record = self._family(family)
-        return bool(record and record.revoked)
+        return record is None or record.revoked  # an unknown family: lost, or never started here
 
     def _counter(self, key: str) -> tuple[int, float] | None:
         entry = self._counters.get(key)

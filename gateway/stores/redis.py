@@ -10,8 +10,13 @@ grows without bound.
 ``<prefix>{fid}:spent:<jti>`` the successor pair of a rotated token, for the grace window
 ``<prefix>{fid}:deny:<jti>``  a denied access token
 
-The per-request revocation check is one ``EXISTS deny revoked`` (one command,
-one slot), which is why the revoked flag is a key of its own.
+The per-request revocation check is one ``EXISTS fam fam fam deny revoked``
+(one command, one slot), which is why the revoked flag is a key of its own: a
+token is live only when it counts 3, i.e. its family record exists and neither
+mark does. The family record is what tells a store that lost its data (a
+restart without persistence, a flush, an eviction, a failover to a replica that
+never got the write) from one that never revoked anything: a token whose
+family Redis no longer knows is refused, so a logout is never undone by a loss.
 ``<prefix>ctr:<key>``         a fixed-window counter (login throttling)
 ``<prefix>sessions:<hash>``   sorted set: a user's live families by expiry (``tokens.max_sessions_per_user``)
 ``<prefix>rl:<route>:<hash>`` a route rate limit's theoretical arrival time, ms (``routes[].rate_limit``)
@@ -30,11 +35,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from typing import Any, Awaitable, Callable, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from gateway.stores.base import RateDecision, Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
 from gateway.stores.redis_client import close_redis_client, redis_client
@@ -42,6 +48,7 @@ from gateway.stores.redis_client import close_redis_client, redis_client
 __all__ = ["RedisStore", "RevocationEvent", "decode_event", "encode_event"]
 
 T = TypeVar("T")
+log = logging.getLogger("gateway.store")
 
 # Atomic rotation: of two instances racing on one token, exactly one sees
 # ``current == old`` and mints; the other finds the spent record and returns
@@ -50,6 +57,7 @@ T = TypeVar("T")
 # ARGV[8] is the request's deadline on Redis's clock (ms): a rotation that
 # reaches Redis after it (a stall: the gateway has answered 503 by then) is
 # refused, so a refresh the client was told failed is never applied later.
+# ``RedisStore.rotate`` derives it from ``_NOW`` read just before (see there).
 _ROTATE = """
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[8]) then return {'late'} end
@@ -68,6 +76,12 @@ redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[5])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return {'reused'}
+"""
+
+# Redis's clock in ms, on the node that holds KEYS[1] (a cluster's nodes need not agree).
+_NOW = """
+local t = redis.call('TIME')
+return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 # The revoked mark outlives every token of the family: at least ARGV[1] ms,
@@ -144,7 +158,6 @@ return {n, ttl}
 # The rotation deadline: what is left of ``store.timeout`` minus this (or a quarter of it), so that
 # a rotation applied just in time still has its answer back before the gateway gives up.
 DEADLINE_MARGIN = 0.1
-CLOCK_RESYNC = 60.0  # seconds between measurements of Redis's clock
 
 
 def _ms(seconds: float) -> int:
@@ -177,8 +190,7 @@ class RedisStore(Store):
         # One server, TLS, Sentinel or Cluster, by the URL's scheme (see gateway/redis_url.py).
         self.client: aioredis.Redis = redis_client(url, timeout=timeout)  # type: ignore[assignment]
         self.timeout = timeout
-        self._offset = 0.0  # Redis's clock minus ours, for the rotation deadline
-        self._offset_at: float | None = None
+        self._now = self.client.register_script(_NOW)
         self._rotate = self.client.register_script(_ROTATE)
         self._revoke = self.client.register_script(_REVOKE)
         self._deny = self.client.register_script(_DENY)
@@ -186,17 +198,6 @@ class RedisStore(Store):
         self._track = self.client.register_script(_TRACK)
         self._gcra = self.client.register_script(_GCRA)
         self._index = self.client.register_script(_INDEX)
-
-    async def _redis_clock_offset(self) -> float:
-        """Redis's clock minus ours (seconds), measured with ``TIME`` at most every ``CLOCK_RESYNC`` seconds."""
-        now = time.monotonic()
-        if self._offset_at is not None and now - self._offset_at < CLOCK_RESYNC:
-            return self._offset
-        before = time.time()
-        seconds, micros = await self.client.time()
-        after = time.time()
-        self._offset, self._offset_at = seconds + micros / 1e6 - (before + after) / 2, now
-        return self._offset
 
     def _key(self, family: str, *rest: str) -> str:
         return f"{self.prefix}{{{family}}}:" + ":".join(rest)
@@ -214,6 +215,35 @@ class RedisStore(Store):
     async def ping(self) -> None:
         await self._call(self.client.ping)
 
+    async def start(self) -> None:
+        """Warn (never fail) when Redis keeps nothing across a restart; nothing if it cannot be asked now."""
+        try:
+            problem = await self.persistence_problem()
+        except StoreUnavailable:
+            return
+        if problem:
+            log.warning("store: %s", problem)
+
+    async def persistence_problem(self) -> str | None:
+        """Why a restart of this Redis would lose every session, or None (persistent, or CONFIG not allowed).
+
+        A loss is never a security hole (a token whose family Redis no longer knows is refused),
+        but every user then has to log in again.
+        """
+        async def ask() -> tuple[Any, Any]:
+            try:
+                return await self.client.config_get("save"), await self.client.config_get("appendonly")
+            except ResponseError:  # CONFIG renamed away or not allowed to this user: cannot tell
+                return None, None
+
+        save, append = await self._call(ask)
+        if not (isinstance(save, dict) and isinstance(append, dict)):
+            return None
+        if str(save.get("save", "x")).strip() or str(append.get("appendonly", "yes")) != "no":
+            return None
+        return ("Redis has no persistence (save \"\" and appendonly no): after a restart every session is lost "
+                "and every user must log in again (tokens issued before it are refused); see docs/redis.md")
+
     async def start_family(self, family: str, jti: str, ttl: float) -> None:
         key = self._key(family, "fam")
 
@@ -227,14 +257,30 @@ class RedisStore(Store):
 
     async def rotate(self, family: str, old_jti: str, new_jti: str, successor: str, ttl: float, grace: float) -> Rotation:
         keys = [self._key(family, "fam"), self._key(family, "spent", old_jti), self._key(family, "revoked")]
-        offset = await self._call(self._redis_clock_offset)
-        deadline = _ms(time.time() + offset + self.timeout - min(DEADLINE_MARGIN, self.timeout / 4))
+        deadline = await self._rotation_deadline(keys[0])
         args: list[str | int] = [old_jti, new_jti, successor, _ms(grace), _ms(ttl), self.channel, encode_event(family), deadline]
         result = await self._call(lambda: self._rotate(keys=keys, args=args))
         if result[0] == "late":
             raise StoreUnavailable("The token store answered too late")
         outcome = RotationOutcome(result[0])
         return Rotation(outcome, result[1] if len(result) > 1 else None)
+
+    async def _rotation_deadline(self, key: str) -> int:
+        """The latest moment (Redis's clock, ms) at which a rotation may still be applied.
+
+        Redis's clock is read afresh for each rotation, on ``key``'s node, and the
+        bound can only err toward refusing: the reading R was taken at some moment
+        between sending and receiving, so R plus the budget left *after* receiving
+        is never later, on Redis's clock, than the moment the gateway gives up. A
+        reading delayed by a stall costs its own duration from the budget; no
+        offset is kept, so no earlier stall can skew a later deadline.
+        """
+        started = time.monotonic()
+        redis_now = int(await self._call(lambda: self._now(keys=[key])))
+        left = self.timeout - min(DEADLINE_MARGIN, self.timeout / 4) - (time.monotonic() - started)
+        if left <= 0:
+            raise StoreUnavailable("The token store answered too late")
+        return redis_now + int(left * 1000)
 
     async def is_current(self, family: str, jti: str) -> RotationOutcome:
         async def op() -> list[Any]:
@@ -260,8 +306,9 @@ class RedisStore(Store):
         await self._call(lambda: self._deny(keys=[self._key(family, "deny", jti)], args=args))
 
     async def is_revoked(self, family: str, jti: str) -> bool:
-        keys = (self._key(family, "deny", jti), self._key(family, "revoked"))
-        return bool(await self._call(lambda: self.client.exists(*keys)))
+        live = self._key(family, "fam")
+        keys = (live, live, live, self._key(family, "deny", jti), self._key(family, "revoked"))
+        return int(await self._call(lambda: self.client.exists(*keys))) != 3  # see the module docstring
 
     async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
         # Hashed: the store never holds user names.

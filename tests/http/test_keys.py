@@ -144,13 +144,13 @@ async def test_private_key_from_environment(make_gateway, tmp_path, monkeypatch,
     assert jwt.get_unverified_header(body["access"])["kid"] == "env-key"
 
 
-async def test_verify_only_public_key(make_gateway, tmp_path):
-    """An old instance's key known by its public half only still verifies what it signed."""
+async def test_verify_only_public_key(make_gateway, tmp_path, redis_url):
+    """An old instance's key known by its public half only still verifies what it signed (one shared store)."""
     retired, current = make_key(tmp_path, "RS256", "retired"), make_key(tmp_path, "ES256", "current")
-    first = await make_gateway(**keys_config(retired.spec(active=True)))
+    first = await make_gateway(store=RedisStore(redis_url), **keys_config(retired.spec(active=True)))
     body = await login(first)
     public_only = {"kid": "retired", "algorithm": "RS256", "public_key_file": str(retired.public_path)}
-    second = await make_gateway(**keys_config(public_only, current.spec(active=True)))
+    second = await make_gateway(store=RedisStore(redis_url), **keys_config(public_only, current.spec(active=True)))
     assert (await second.get("/api/x", headers=bearer(body["access"]))).status == 200
 
 

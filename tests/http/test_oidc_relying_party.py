@@ -129,6 +129,24 @@ async def test_code_delivery_exchange_is_single_use_and_tokens_never_in_a_url(oi
     assert (await client.get("/app/x", headers=bearer(body["access"]))).status == 200
 
 
+async def test_cookie_mode_exchange_takes_no_cross_site_form(oidc_gateway):
+    """Login CSRF: the attacker's own code, posted by a form on the attacker's site from the victim's
+    browser, would set the attacker's session cookies there. In cookie mode the exchange takes JSON only."""
+    client = await oidc_gateway()  # cookie mode
+    resp = await sign_in(client, deliver="code")  # the attacker signs in and keeps the code
+    code = URL(resp.headers["Location"]).fragment.removeprefix("gateway_code=")
+    client.session.cookie_jar.clear()  # the victim's browser
+    for form in ({"data": {"code": code}}, {"data": f"code={code}", "headers": {"Content-Type": "text/plain"}}):
+        refused = await client.post("/auth/oidc/exchange", **form)
+        assert refused.status == 415 and (await refused.json())["code"] == "bad_request"
+        assert "application/json" in (await refused.json())["detail"]
+        assert not {"gw_access", "gw_refresh", "gw_csrf"} & {c.key for c in client.session.cookie_jar}
+        assert "Set-Cookie" not in refused.headers
+    accepted = await client.post("/auth/oidc/exchange", json={"code": code})  # the gateway's own page: JSON
+    assert accepted.status == 200, await accepted.text()
+    assert {"gw_access", "gw_refresh", "gw_csrf"} <= {c.key for c in client.session.cookie_jar}
+
+
 async def test_refresh_rotation_and_reuse_detection_after_an_oidc_sign_in(oidc_gateway):
     client = await oidc_gateway(tokens={"refresh_grace": "0s"}, cookies={"enabled": False})
     tokens = await code_session(client)

@@ -244,7 +244,7 @@ async def test_unreachable_upstream_is_a_502_before_the_upgrade(ws_gateway, toke
     assert resp.status == 502 and (await resp.json())["code"] == "upstream_unavailable"
 
 
-async def test_silent_upstream_is_a_504_within_the_route_timeout(aiohttp_client, users_file, tmp_path, token):
+async def test_silent_upstream_is_a_504_within_the_route_timeout(aiohttp_client, users_file, tmp_path):
     stalled: list[asyncio.StreamWriter] = []
 
     async def accept_and_stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -254,6 +254,7 @@ async def test_silent_upstream_is_a_504_within_the_route_timeout(aiohttp_client,
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     route = {"name": "slow", "prefix": "/slow", "upstream": url, "websocket": True, "timeout": "1s"}
     client = await aiohttp_client(create_app(parse_config(base_config(url, users_file, routes=[route]), tmp_path)))
+    token = (await login(client, "alice"))["access"]  # this gateway's own session (its store knows the family)
     try:
         resp = await asyncio.wait_for(client.get("/slow", headers=handshake_headers(**bearer(token))), TIMEOUT)
         assert resp.status == 504 and (await resp.json())["code"] == "upstream_timeout"

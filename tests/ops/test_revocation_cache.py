@@ -25,6 +25,9 @@ from tests.conftest import PASSWORDS, RedisServer, base_config, bearer, login
 from tests.support.processes import eventually
 
 PREFIX = "rc:"
+# The families the checks here name, started (live) by every cache the fixture hands out: a token of a
+# family the store does not know counts as revoked (a store that lost its data), see Store.is_revoked.
+FAMILIES = ("f1", "f2", "f3")
 WAIT = 10.0  # seconds: the longest any poll here waits (deliveries take milliseconds)
 
 
@@ -87,6 +90,8 @@ async def caches() -> AsyncIterator[CacheFactory]:
         store = inner or RedisStore(url, prefix=PREFIX, timeout=0.5)
         kwargs.setdefault("observer", Events())
         cache = RevocationCache(store, store.client, store.channel, ttl=ttl, revoked_ttl=60.0, **kwargs)  # type: ignore[arg-type]
+        for family in FAMILIES:
+            await store.start_family(family, "r0", 600)
         await cache.start()
         started.append(cache)
         await healthy(cache)

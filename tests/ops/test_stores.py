@@ -49,7 +49,7 @@ async def test_concurrent_rotations_mint_one_successor(store: Store):
 async def test_unknown_family(store: Store):
     assert (await store.rotate("nope", "j1", "j2", "p", ttl=60, grace=1)).outcome is RotationOutcome.UNKNOWN
     assert await store.is_current("nope", "j1") is RotationOutcome.UNKNOWN
-    assert not await store.is_revoked("nope", "j1")
+    assert await store.is_revoked("nope", "j1")  # a family the store does not know: lost data, never trusted
 
 
 async def test_families_are_independent(store: Store):
@@ -74,6 +74,7 @@ async def test_deny_list(store: Store):
 
 async def test_records_expire_on_their_own(store: Store):
     await store.start_family("f1", "r1", ttl=0.1)
+    await store.start_family("f2", "r1", ttl=60)
     await store.deny("f2", "a1", ttl=0.1)
     await asyncio.sleep(0.25)
     assert await store.is_current("f1", "r1") is RotationOutcome.UNKNOWN
@@ -173,6 +174,7 @@ async def test_redis_pool_queues_bursts_instead_of_failing(redis_url: str):
     from gateway.stores.redis_client import POOL_SIZE
 
     store = RedisStore(redis_url)
+    await store.start_family("f", "r", ttl=60)
     results = await asyncio.gather(*[store.is_revoked("f", f"j{i}") for i in range(POOL_SIZE * 3)])
     assert results == [False] * (POOL_SIZE * 3)
     await store.close()

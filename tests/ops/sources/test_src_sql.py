@@ -310,3 +310,52 @@ async def test_an_inactive_user_is_refused_by_the_source_that_knows_it(source_ga
         assert (await gw.post("/auth/token/refresh", json={"refresh": pair["refresh"]})).status == 401
     finally:
         postgres.run(django_postgres, "UPDATE auth_user SET is_active = TRUE WHERE username = 'bob'")
+
+
+async def test_an_outage_writes_a_bounded_number_of_lines_that_count_the_failures(source_gateway, caplog):
+    """PostgreSQL on a closed port: many logins, two warnings each without a limit; now the first, then the count."""
+    from gateway.observe.logs import REPEAT_INTERVAL
+    from tests.support.sources import free_port
+
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"  # nothing listens there
+    gw = await source_gateway({"sql": {"url": url, "preset": "django", "timeout": "1s"}})
+    logins = attempts = 0
+    caplog.set_level(logging.WARNING, logger="gateway")
+    started = time.monotonic()
+    while time.monotonic() - started < 3.0 and logins < 2000:
+        answers = await asyncio.gather(*(login(gw, f"user{attempts + i}") for i in range(10)))
+        statuses = [resp.status for resp in answers]
+        assert set(statuses) <= {503, 429}  # 429: concurrent checks from one address are bounded
+        attempts += 10
+        logins += statuses.count(503)  # each one reached the source
+    assert logins >= 40, "too few logins to tell a flood"
+    during = [r.getMessage() for r in caplog.records if r.name.startswith("gateway") and r.levelno >= logging.WARNING]
+    assert len(during) <= 2, during  # the first occurrence of each warning (the source's, the chain's)
+    await asyncio.sleep(REPEAT_INTERVAL - (time.monotonic() - started) + 1.0)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("gateway") and r.levelno >= logging.WARNING]
+    assert len(lines) <= 4, lines  # ...then one line per warning with the count of the held-back ones
+    counts = [int(line.split("(repeated ")[1].split(" ")[0]) for line in lines if "(repeated " in line]
+    assert counts and all(count == logins - 1 for count in counts), (logins, lines)
+
+
+async def test_readiness_asks_what_a_login_needs_so_a_locked_table_is_degraded(source_gateway, postgres, django_postgres):
+    """`SELECT 1` answers while auth_user is locked, but no login can: /readyz runs the user query, bounded."""
+    gw = await source_gateway({"sql": {"url": postgres.url(django_postgres), "preset": "django", "timeout": "1s"}})
+    ready = await (await gw.get("/readyz")).json()
+    assert ready["status"] == "ready" and ready["sources"] == {"sql": "up"}
+    locker = postgres.connect(django_postgres)
+    try:
+        with locker.transaction():
+            locker.execute("LOCK TABLE auth_user IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            resp = await asyncio.wait_for(gw.get("/readyz"), 10)
+            elapsed = time.monotonic() - started
+            ready = await resp.json()
+            assert resp.status == 200, ready  # user sources never take an instance out of the load balancer
+            assert ready["status"] == "degraded" and ready["code"] == "identity_unavailable"
+            assert ready["sources"] == {"sql": "down"}
+            assert elapsed < 1.0 + 1.5, elapsed  # within the source's timeout (and readiness's own 2 s bound)
+    finally:
+        locker.close()
+    ready = await (await gw.get("/readyz")).json()
+    assert ready["status"] == "ready" and ready["sources"] == {"sql": "up"}

@@ -14,7 +14,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 import gateway.rate_limit as rate_limit
-from gateway.auth.credentials import authenticate, verify_for_route
+from gateway.auth.credentials import OriginRule, authenticate
 from gateway.auth.tokens import Claims
 from gateway.config import Route
 from gateway.context import REQUEST_ID, ROUTE_NAME, SUBJECT
@@ -186,34 +186,24 @@ def _style(runtime: Runtime, route: Route | None) -> ErrorStyle:
 async def _credentials(
     request: web.Request, gateway: Gateway, runtime: Runtime, route: Route, handshake: Handshake | None
 ) -> Claims | None:
-    """The verified caller: bearer header or access cookie; for a handshake also its query or subprotocol token."""
+    """The verified caller (``auth.credentials.authenticate``, for HTTP and websocket alike), None on ``auth: none``."""
     if route.auth == "none":
         return None
     store = revocation_store(gateway.store, request, runtime.config.store.failure_mode)
-    trust = runtime.issuers.for_route(route)
-    required = route.auth == "required"
-    if handshake is None:
-        return await authenticate(request, runtime.tokens, store, required=required, trust=trust, cookies=runtime.cookies)
-    token = handshake.token if handshake.token is not None else _websocket_cookie(request, runtime)
-    if token is None:
-        if required:
-            raise GatewayError.unauthorized(
-                "authentication_required", "Authentication credentials were not provided", token_presented=False
-            )
-        return None
-    return await verify_for_route(token, runtime.tokens, store, trust)
+    return await authenticate(
+        request, runtime.tokens, store, required=route.auth == "required", trust=runtime.issuers.for_route(route),
+        cookies=runtime.cookies, handshake=(handshake.token, _origin_rule(request, runtime)) if handshake else None,
+    )
 
 
-def _websocket_cookie(request: web.Request, runtime: Runtime) -> str | None:
-    """Cookie mode: the access cookie of a handshake from an origin that may use it (browsers send it anywhere)."""
-    if runtime.cookies is None:
-        return None
+def _origin_rule(request: web.Request, runtime: Runtime) -> OriginRule:
+    """Origins whose pages may use the access cookie on a websocket: the gateway's own, and CORS's allowed ones."""
     trust = runtime.config.proxies
 
     def origin_ok(origin: str) -> bool:
         return same_origin(request, origin, trust_forwarded=trust) or (runtime.cors is not None and runtime.cors.allows(origin))
 
-    return runtime.cookies.websocket_token(request, origin_ok)
+    return origin_ok
 
 
 def _check_framing(request: web.Request) -> None:

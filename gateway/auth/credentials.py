@@ -5,7 +5,7 @@ gateway's own endpoints use it too.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Callable, Literal, overload
 
 from aiohttp import web
 
@@ -18,7 +18,7 @@ from gateway.stores import Store
 if TYPE_CHECKING:
     from gateway.auth.cookies import CookieMode
 
-__all__ = ["authenticate", "bearer_token"]
+__all__ = ["OriginRule", "authenticate", "bearer_token"]
 
 
 
@@ -64,15 +64,18 @@ async def verify_trusted(token: str, trust: RouteTrust, tokens: TokenService, st
     return await verifier.verify(token)
 
 
+OriginRule = Callable[[str], bool]
+
+
 @overload
 async def authenticate(
     request: web.Request, tokens: TokenService, store: Store, *, required: Literal[True],
-    trust: RouteTrust | None = None, cookies: "CookieMode | None" = None,
+    trust: RouteTrust | None = None, cookies: "CookieMode | None" = None, handshake: tuple[str | None, OriginRule] | None = None,
 ) -> Claims: ...
 @overload
 async def authenticate(
     request: web.Request, tokens: TokenService, store: Store, *, required: bool,
-    trust: RouteTrust | None = None, cookies: "CookieMode | None" = None,
+    trust: RouteTrust | None = None, cookies: "CookieMode | None" = None, handshake: tuple[str | None, OriginRule] | None = None,
 ) -> Claims | None: ...
 async def authenticate(
     request: web.Request,
@@ -82,23 +85,28 @@ async def authenticate(
     required: bool,
     trust: RouteTrust | None = None,
     cookies: "CookieMode | None" = None,
+    handshake: tuple[str | None, OriginRule] | None = None,
 ) -> Claims | None:
-    """The verified claims of the caller; None only when no token was sent and none is required.
+    """The verified claims of the caller, for HTTP requests and websocket handshakes alike; None only when no
+    token was sent and none is required.
 
-    The bearer header comes first. ``trust`` names the issuers a route accepts;
-    without it only the gateway's own access tokens pass. In cookie mode the
-    access cookie is the fallback: it only ever holds the gateway's own token,
-    and since a browser sends it on its own, a state-changing request it
-    authenticates must also pass the CSRF check.
+    The bearer header comes first; for a websocket ``handshake`` it is the token the handshake carried
+    (header, query or subprotocol, taken out by ``upstream.websocket.read_handshake``) with the rule for the
+    origins whose pages may use the access cookie. ``trust`` names the issuers a route accepts; without it
+    only the gateway's own access tokens pass. In cookie mode the access cookie is the fallback: it only
+    ever holds the gateway's own token, and since a browser sends it on its own, a state-changing request
+    it authenticates must also pass the CSRF check, and a handshake (a GET that cannot carry the CSRF
+    header) must come from an allowed origin.
     """
-    token = bearer_token(request)
+    token = handshake[0] if handshake is not None else bearer_token(request)
     if token is not None:
         return await verify_for_route(token, tokens, store, trust)
     if cookies is not None and (trust is None or trust.own):
-        cookie = cookies.access_token(request)
+        cookie = cookies.access_token(request) if handshake is None else cookies.websocket_token(request, handshake[1])
         if cookie is not None:
             claims = await verify_access(cookie, tokens, store)
-            cookies.check_csrf(request, claims["fid"])
+            if handshake is None:
+                cookies.check_csrf(request, claims["fid"])
             return claims
     if required:
         raise GatewayError.unauthorized(

@@ -39,6 +39,8 @@ from gateway.net import Host, parse_host
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from gateway.config import Route
+
 __all__ = ["DEFAULT_PATH_RULES", "RequestPath", "fold_segment", "parse_target", "request_host"]
 
 _PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -66,6 +68,11 @@ class RequestPath:
     @property
     def decoded(self) -> str:
         return "/" + "/".join(self.segments) + ("/" if self.trailing_slash and self.segments else "")
+
+    def upstream_url(self, route: Route, query: str) -> str:
+        """The upstream URL of this path on ``route`` (HTTP and websocket alike): its upstream, the raw path less
+        the route's stripped segments, and ``query`` (the request's, less what the gateway took out of it)."""
+        return route.upstream + self.forward_path(route.strip_segments) + (f"?{query}" if query else "")
 
     def forward_path(self, strip: int = 0) -> str:
         """The raw path to send upstream, without the first ``strip`` segments."""

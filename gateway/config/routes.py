@@ -1,6 +1,7 @@
 """``routes``: which requests go where, and what each route requires and injects."""
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from pydantic import field_validator, model_validator
@@ -172,4 +173,10 @@ class Route(Model):
             raise ValueError("websocket_session: needs websocket: true")
         if self.websocket_token.enabled and self.auth == "none":
             raise ValueError("websocket_token: a route with auth: none takes no token")
+        _ = self.strip_segments  # computed once, at load
         return self
+
+    @functools.cached_property
+    def strip_segments(self) -> int:
+        """Path segments removed before the upstream: those of ``prefix`` with ``strip_prefix``, else none."""
+        return len([s for s in self.prefix.split("/") if s]) if self.strip_prefix else 0

@@ -79,10 +79,7 @@ class Upstream:
 
     async def forward(self, request: web.Request, route: Route, path: RequestPath, headers: CIMultiDict[str]) -> web.StreamResponse:
         origin = self.origin(route.upstream)
-        target = (route.upstream + path.forward_path(_strip_count(route) if route.strip_prefix else 0))[origin.prefix_length:]
-        target = target or "/"
-        if path.query:
-            target += "?" + path.query
+        target = path.upstream_url(route, path.query)[origin.prefix_length:]  # origin-form: forward_path starts with "/"
         try:  # a small idempotent body is read before a pooled connection is taken
             body = await upstream_body(request, self.pace)
         except BodyFailed as exc:
@@ -115,10 +112,6 @@ def _failure(request: web.Request, exc: BaseException) -> GatewayError:
         return GatewayError(504, "upstream_timeout", "The upstream service did not answer in time")
     request[UPSTREAM_ERROR] = "unavailable"
     return GatewayError(502, "upstream_unavailable", "The upstream service is unavailable")
-
-
-def _strip_count(route: Route) -> int:
-    return len([s for s in route.prefix.split("/") if s])
 
 
 async def _relay(request: web.Request, upstream: UpstreamResponse) -> web.StreamResponse:

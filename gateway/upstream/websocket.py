@@ -143,9 +143,7 @@ def read_handshake(request: web.Request, route: Route, query: str) -> Handshake:
 
 
 def _upstream_url(route: Route, path: RequestPath, query: str) -> URL:
-    strip = len([s for s in route.prefix.split("/") if s]) if route.strip_prefix else 0
-    url = route.upstream + path.forward_path(strip) + (f"?{query}" if query else "")
-    return URL(url, encoded=True)
+    return URL(path.upstream_url(route, query), encoded=True)
 
 
 def without_handshake_headers(headers: CIMultiDict[str]) -> CIMultiDict[str]:

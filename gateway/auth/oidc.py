@@ -23,6 +23,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ from gateway.config import ExternalIssuer
 from gateway.config.oidc import OidcProvider, is_loopback_url
 from gateway.errors import GatewayError
 
-__all__ = ["HTTP", "Metadata", "ProviderClient", "SharedHttp", "pkce_pair", "provider_error"]
+__all__ = ["CLIENT_ERRORS", "HTTP", "Metadata", "OAuthError", "ProviderClient", "SharedHttp", "oauth_error", "pkce_pair",
+           "provider_error"]
 
 log = logging.getLogger("gateway.auth.oidc")
 
@@ -83,6 +85,41 @@ HTTP = SharedHttp()
 
 def provider_error(status: int, code: str, detail: str) -> GatewayError:
     return GatewayError(status, code, detail)
+
+
+# Token-endpoint errors (RFC 6749 §5.2) that say the gateway's client registration is wrong, not the user's sign-in.
+CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
+_ERROR_CODE = re.compile(r"[^A-Za-z0-9_.-]")
+_JWS = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")  # a token someone echoed back
+MAX_DESCRIPTION = 200
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthError:
+    """A provider's OAuth error, fit for a log line and a page: printable ASCII, bounded, nothing secret."""
+
+    code: str
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.description}" if self.description else self.code
+
+
+def oauth_error(error: str, description: object, hidden: list[str]) -> OAuthError:
+    """``error`` and ``error_description`` as the provider sent them, made harmless: only the characters RFC 6749
+    allows (printable ASCII), bounded, with every value in ``hidden`` (the code, verifier, secret, client
+    assertion) and anything shaped like a JWT cut out, in case a provider echoes what it was sent."""
+    code = _ERROR_CODE.sub("", error)[:64] or "unknown_error"
+    text = description if isinstance(description, str) else ""
+    text = "".join(c if 0x20 <= ord(c) < 0x7F else " " for c in text[:4 * MAX_DESCRIPTION])
+    for value in sorted(hidden, key=len, reverse=True):
+        if len(value) >= 4:
+            text = text.replace(value, "[redacted]")
+    text = _JWS.sub("[redacted]", text)
+    text = " ".join(text.split())
+    if len(text) > MAX_DESCRIPTION:
+        text = text[:MAX_DESCRIPTION - 3].rstrip() + "..."
+    return OAuthError(code, text)
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -252,15 +289,25 @@ class ProviderClient:
         return {"Authorization": "Basic " + base64.b64encode(pair).decode()}, {}
 
     async def exchange(self, code: str, verifier: str, redirect_uri: str, secret: str | None) -> Mapping[str, Any]:
-        """The token endpoint's answer for ``code``; 401 ``code_rejected`` when the provider refuses it."""
+        """The token endpoint's answer for ``code``. A refusal names the provider's OAuth error (RFC 6749 §5.2):
+        502 ``provider_misconfigured`` when the gateway's client registration is at fault (``invalid_client``,
+        ``unauthorized_client``, ``unsupported_grant_type``), else 401 ``code_rejected``."""
         metadata = await self.metadata()
         headers, form = self._client_auth(metadata.token_endpoint, secret)
         form.update(grant_type="authorization_code", code=code, redirect_uri=redirect_uri, code_verifier=verifier)
         status, body = await self._request("token", "POST", metadata.token_endpoint, data=form,
                                            headers={**headers, "Accept": "application/json"})
         if status in (400, 401) and isinstance(body, dict) and isinstance(body.get("error"), str):
-            log.info("oidc provider %s: token endpoint refused the code (%s)", self.name, body["error"][:64])
-            raise GatewayError.unauthorized("code_rejected", "The identity provider refused the sign-in code",
+            hidden = [v for v in (code, verifier, secret, *form.values(), *headers.values()) if v]
+            error = oauth_error(body["error"], body.get("error_description"), hidden)
+            if error.code in CLIENT_ERRORS:
+                log.warning("oidc provider %s: token endpoint refused the gateway's client: %s; check client_id, "
+                            "client_auth and the client secret or key registered at the provider", self.name, error)
+                raise provider_error(502, "provider_misconfigured",
+                                     f"The identity provider refused this gateway's client ({error}); check client_id, "
+                                     "client_auth and client_secret (or the private key) against the provider's registration")
+            log.info("oidc provider %s: token endpoint refused the code: %s", self.name, error)
+            raise GatewayError.unauthorized("code_rejected", f"The identity provider refused the sign-in code ({error})",
                                             token_presented=False)
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("id_token"), str):
             log.warning("oidc provider %s: token endpoint answered HTTP %d without an ID token", self.name, status)

@@ -235,3 +235,25 @@ async def test_no_code_token_or_state_in_the_gateways_log(setup: Setup):
     for secret in (callback.query["code"], callback.query["state"], access, CLIENT_SECRET):
         assert secret not in log
 
+
+
+# -- messages an operator can act on ----------------------------------------------------------------------
+
+WRONG_SECRET = "not-the-registered-secret-0123456789"
+
+
+async def test_a_wrong_client_secret_says_invalid_client_on_the_page_and_in_the_log(setup: Setup):
+    setup.start_gateway(client_secret=WRONG_SECRET)
+    async with client_session() as browser:
+        callback = await sign_in(browser, f"{setup.gw}/auth/oidc/corp/login?next=/app/home", "alice", "alice-pw")
+        resp = await browser.get(callback, allow_redirects=False)
+        page = await resp.text()
+    # the provider's own OAuth error (RFC 6749 §5.2) and description, and what to check
+    assert resp.status == 502 and "provider_misconfigured" in page, page
+    assert "invalid_client" in page and "client authentication failed" in page and "client_secret" in page
+    log = setup.processes.log(setup.port)
+    line = next(line for line in log.splitlines() if "invalid_client" in line)
+    assert "corp" in line and "client authentication failed" in line
+    for secret in (WRONG_SECRET, CLIENT_SECRET, callback.query["code"], callback.query["state"]):
+        assert secret not in log and secret not in page
+

@@ -1,0 +1,26 @@
+"""What the OIDC sign-in tells an operator: the provider's OAuth errors made harmless for a log line and a page."""
+from __future__ import annotations
+
+from gateway.auth.oidc import MAX_DESCRIPTION, oauth_error
+
+CODE = "SplxlOBeZQQYbYS6WxSbIA"
+SECRET = "client-secret-0123456789abcdef"
+
+
+def test_the_providers_error_and_description_are_kept():
+    error = oauth_error("invalid_client", "client authentication failed", [CODE, SECRET])
+    assert (error.code, error.description) == ("invalid_client", "client authentication failed")
+    assert str(error) == "invalid_client: client authentication failed"
+    assert str(oauth_error("invalid_grant", None, [])) == "invalid_grant"
+
+
+def test_nothing_secret_nothing_unbounded_nothing_unprintable():
+    jws = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl"
+    error = oauth_error("invalid_grant\r\n<b>", f"code {CODE} with secret {SECRET} and {jws}\n\x1b[31m<script>",
+                        [CODE, SECRET])
+    text = str(error)
+    assert CODE not in text and SECRET not in text and jws not in text and "[redacted]" in text
+    assert error.code == "invalid_grantb" and all(0x20 <= ord(c) < 0x7F for c in text)
+    long = oauth_error("x" * 500, "y" * 10_000, [])
+    assert len(long.code) == 64 and len(long.description) == MAX_DESCRIPTION
+    assert oauth_error("", "", []).code == "unknown_error"

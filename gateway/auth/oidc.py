@@ -105,6 +105,12 @@ class OAuthError:
         return f"{self.code}: {self.description}" if self.description else self.code
 
 
+def printable(text: str, limit: int = MAX_DESCRIPTION) -> str:
+    """``text`` from a provider, bounded and in printable ASCII (other characters become ``?``)."""
+    cleaned = "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in text[:limit + 1])
+    return cleaned if len(cleaned) <= limit else cleaned[:limit - 3] + "..."
+
+
 def oauth_error(error: str, description: object, hidden: list[str]) -> OAuthError:
     """``error`` and ``error_description`` as the provider sent them, made harmless: only the characters RFC 6749
     allows (printable ASCII), bounded, with every value in ``hidden`` (the code, verifier, secret, client
@@ -225,8 +231,7 @@ class ProviderClient:
             log.warning("oidc provider %s: discovery answered HTTP %d", self.name, status)
             raise provider_error(502, "provider_error", "The identity provider's discovery document is unavailable")
         if doc.get("issuer") != self.settings.issuer:
-            log.warning("oidc provider %s: discovery names another issuer; refused", self.name)
-            raise provider_error(502, "provider_error", "The identity provider's discovery document names another issuer")
+            raise self._issuer_mismatch(url, doc.get("issuer"))
         for field in (*_ENDPOINTS, "userinfo_endpoint", "end_session_endpoint"):
             if (field in _ENDPOINTS or doc.get(field) is not None) and not self._allowed_url(doc.get(field)):
                 raise provider_error(502, "provider_error", f"The identity provider's {field} is not a usable URL")
@@ -243,6 +248,21 @@ class ProviderClient:
             self.jwks = JwksCache(f"oidc:{self.name}", self._jwks_settings(metadata))
         self._metadata, self._fetched_at = metadata, time.monotonic()
         return metadata
+
+    def _issuer_mismatch(self, url: str, discovered: object) -> GatewayError:
+        """Configured and discovered issuer side by side (log and page): the fix is one of them, and only the
+        operator knows which. Nothing else of the document is trusted (OIDC Discovery §4.3, the mix-up defence)."""
+        configured = self.settings.issuer
+        found = printable(discovered) if isinstance(discovered, str) else f"no issuer ({type(discovered).__name__})"
+        hint = ""
+        if isinstance(discovered, str) and discovered.rstrip("/") == configured.rstrip("/"):
+            hint = " (they differ only by the trailing slash: write it exactly as discovered)"
+        log.warning("oidc provider %s: issuer mismatch: configured issuer %s, but its discovery document (%s) names %s%s; "
+                    "set oidc.providers.%s.issuer to the provider's issuer, or point it at the right provider",
+                    self.name, configured, printable(url), found, hint, self.name)
+        return provider_error(502, "provider_misconfigured",
+                              f"Issuer mismatch: this gateway is configured with the issuer {configured}, but the identity "
+                              f"provider's discovery document names {found}{hint}")
 
     def _jwks_settings(self, metadata: Metadata) -> ExternalIssuer:
         s = self.settings

@@ -257,3 +257,16 @@ async def test_a_wrong_client_secret_says_invalid_client_on_the_page_and_in_the_
     for secret in (WRONG_SECRET, CLIENT_SECRET, callback.query["code"], callback.query["state"]):
         assert secret not in log and secret not in page
 
+
+async def test_an_issuer_mismatch_names_both_issuers_and_a_misconfigured_provider(setup: Setup):
+    configured = f"http://localhost:{setup.op.port}"  # the same provider's discovery, under another name
+    setup.start_gateway(issuer=configured)
+    async with aiohttp.ClientSession() as browser:
+        resp = await browser.get(f"{setup.gw}/auth/oidc/corp/login", allow_redirects=False)
+        page = await resp.text()
+    assert resp.status == 502 and "provider_misconfigured" in page, page
+    assert "misconfigured" in page.split("</h1>")[0] and "unavailable" not in page
+    assert configured in page and setup.op.issuer in page
+    line = next(line for line in setup.processes.log(setup.port).splitlines() if "issuer" in line and "corp" in line)
+    assert configured in line and setup.op.issuer in line
+

@@ -1,7 +1,8 @@
 """What the OIDC sign-in tells an operator: the provider's OAuth errors made harmless for a log line and a page."""
 from __future__ import annotations
 
-from gateway.auth.oidc import MAX_DESCRIPTION, oauth_error
+from gateway.auth.oidc import MAX_DESCRIPTION, ProviderClient, oauth_error
+from gateway.config.oidc import OidcProvider
 
 CODE = "SplxlOBeZQQYbYS6WxSbIA"
 SECRET = "client-secret-0123456789abcdef"
@@ -24,3 +25,15 @@ def test_nothing_secret_nothing_unbounded_nothing_unprintable():
     long = oauth_error("x" * 500, "y" * 10_000, [])
     assert len(long.code) == 64 and len(long.description) == MAX_DESCRIPTION
     assert oauth_error("", "", []).code == "unknown_error"
+
+
+def test_an_issuer_mismatch_shows_both_issuers_and_spots_a_trailing_slash():
+    settings = OidcProvider(issuer="https://idp.example.com/realms/main", client_id="gw", client_secret=SECRET)
+    client = ProviderClient("corp", settings, 5, 300)
+    url = "https://idp.example.com/realms/main/.well-known/openid-configuration"
+    slash = client._issuer_mismatch(url, "https://idp.example.com/realms/main/")
+    assert (slash.status, slash.code) == (502, "provider_misconfigured")
+    assert "https://idp.example.com/realms/main," in slash.detail and "trailing slash" in slash.detail
+    other = client._issuer_mismatch(url, "https://evil.example\n" + "x" * 1000)
+    assert "https://evil.example?" in other.detail and "trailing slash" not in other.detail and len(other.detail) < 400
+    assert "no issuer (NoneType)" in client._issuer_mismatch(url, None).detail

@@ -270,3 +270,19 @@ async def test_an_issuer_mismatch_names_both_issuers_and_a_misconfigured_provide
     line = next(line for line in setup.processes.log(setup.port).splitlines() if "issuer" in line and "corp" in line)
     assert configured in line and setup.op.issuer in line
 
+
+async def test_mapped_claims_the_provider_does_not_release_are_logged_once_with_the_userinfo_hint(setup: Setup):
+    # oidc-provider's default (conformIdTokenClaims): profile and email claims only at userinfo
+    setup.op.conform_id_token_claims = True
+    await asyncio.to_thread(setup.op.restart)
+    setup.start_gateway(claims={"email": "email", "name": "name", "groups": "groups", "roles": "realm_access.roles"})
+    async with client_session() as browser:
+        for _ in range(2):
+            assert (await setup.sign_in(browser)).status == 302
+            home = await (await browser.get(f"{setup.gw}/app/home")).json()
+            assert home["headers"]["X-User-Id"] == "corp:alice" and "X-User-Email" not in home["headers"]
+    lines = [line for line in setup.processes.log(setup.port).splitlines() if "not released" in line]
+    assert len(lines) == 1, lines  # once per provider, not per login
+    for claim in ("email", "name", "groups", "roles", "corp", "userinfo: true"):
+        assert claim in lines[0], lines[0]
+

@@ -286,3 +286,17 @@ async def test_mapped_claims_the_provider_does_not_release_are_logged_once_with_
     for claim in ("email", "name", "groups", "roles", "corp", "userinfo: true"):
         assert claim in lines[0], lines[0]
 
+
+async def test_an_hs256_id_token_is_refused_with_the_reason(setup: Setup):
+    setup.op.clients.append(OidcClient("gateway-hs", [f"{setup.gw}/auth/oidc/corp/callback"], client_secret=CLIENT_SECRET,
+                                       metadata={"id_token_signed_response_alg": "HS256"}))
+    setup.op.id_token_signing_algs = ["RS256", "PS256", "ES256", "EdDSA", "HS256"]
+    await asyncio.to_thread(setup.op.restart)
+    setup.start_gateway(client_id="gateway-hs")
+    async with client_session() as browser:
+        resp = await setup.sign_in(browser)
+        page = await resp.text()
+    assert resp.status == 401 and "id_token_invalid" in page, page
+    assert "HS256" in page and "asymmetric" in page and "JWKS" in page
+    line = next(line for line in setup.processes.log(setup.port).splitlines() if "HS256" in line)
+    assert "corp" in line and CLIENT_SECRET not in line

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from gateway.auth.oidc import MAX_DESCRIPTION, ProviderClient, oauth_error
+from gateway.auth.oidc_tokens import _algorithm_refusal
 from gateway.config.oidc import OidcProvider
 
 CODE = "SplxlOBeZQQYbYS6WxSbIA"
@@ -37,3 +38,13 @@ def test_an_issuer_mismatch_shows_both_issuers_and_spots_a_trailing_slash():
     other = client._issuer_mismatch(url, "https://evil.example\n" + "x" * 1000)
     assert "https://evil.example?" in other.detail and "trailing slash" not in other.detail and len(other.detail) < 400
     assert "no issuer (NoneType)" in client._issuer_mismatch(url, None).detail
+
+
+def test_a_refused_algorithm_says_why_and_what_to_change():
+    settings = OidcProvider(issuer="https://idp.example.com", client_id="gw", client_secret=SECRET)
+    client = ProviderClient("corp", settings, 5, 300)
+    hs = _algorithm_refusal("ID token", "HS256", client)
+    assert hs.startswith("ID token signed with HS256;") and "asymmetric algorithm (RS256/PS256/ES256) from its JWKS" in hs
+    assert "not signed (alg none)" in _algorithm_refusal("Logout token", "nOnE", client)
+    assert "oidc.providers.corp.algorithms" in _algorithm_refusal("ID token", "ES384", client)
+    assert "\n" not in _algorithm_refusal("ID token", "RS1\n" + "x" * 100, client)

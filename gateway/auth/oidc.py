@@ -318,7 +318,8 @@ class ProviderClient:
         status, body = await self._request("token", "POST", metadata.token_endpoint, data=form,
                                            headers={**headers, "Accept": "application/json"})
         if status in (400, 401) and isinstance(body, dict) and isinstance(body.get("error"), str):
-            hidden = [v for v in (code, verifier, secret, *form.values(), *headers.values()) if v]
+            sent = (code, verifier, secret, form.get("client_assertion"), headers.get("Authorization", "").removeprefix("Basic "))
+            hidden = [v for v in sent if v]  # what the gateway sent that must not come back in a log or a page
             error = oauth_error(body["error"], body.get("error_description"), hidden)
             if error.code in CLIENT_ERRORS:
                 log.warning("oidc provider %s: token endpoint refused the gateway's client: %s; check client_id, "

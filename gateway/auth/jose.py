@@ -52,14 +52,15 @@ def _segments(token: object) -> list[str]:
     return token.split(".")
 
 
-def read_header(token: object) -> dict[str, Any]:
-    """The JOSE header of a well-shaped token, refused if it asks for anything the gateway won't do."""
+def read_header(token: object, *, require_kid: bool = True) -> dict[str, Any]:
+    """The JOSE header of a well-shaped token, refused if it asks for anything the gateway won't do.
+    ``require_kid=False`` leaves the ``kid`` check to the caller (to name a refused ``alg`` first)."""
     header = _segment(_segments(token)[0], "header")
     if FORBIDDEN_HEADERS & header.keys():
         raise ValueError("Token header uses a parameter the gateway does not accept")
     if str(header.get("cty", "")).upper() == "JWT":
         raise ValueError("Nested tokens are not accepted")
-    if not isinstance(header.get("alg"), str) or not isinstance(header.get("kid"), str):
+    if not isinstance(header.get("alg"), str) or (require_kid and not isinstance(header.get("kid"), str)):
         raise ValueError("Token header needs alg and kid")
     return header
 

@@ -23,6 +23,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ from gateway.config.oidc import OidcProvider, is_loopback_url
 from gateway.errors import GatewayError
 from gateway.observe.logs import warn_repeated
 
-__all__ = ["HTTP", "Metadata", "ProviderClient", "SharedHttp", "pkce_pair", "provider_error"]
+__all__ = ["CLIENT_ERRORS", "HTTP", "Metadata", "OAuthError", "ProviderClient", "SharedHttp", "oauth_error", "pkce_pair",
+           "provider_error"]
 
 log = logging.getLogger("gateway.auth.oidc")
 
@@ -84,6 +86,47 @@ HTTP = SharedHttp()
 
 def provider_error(status: int, code: str, detail: str) -> GatewayError:
     return GatewayError(status, code, detail)
+
+
+# Token-endpoint errors (RFC 6749 §5.2) that say the gateway's client registration is wrong, not the user's sign-in.
+CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
+_ERROR_CODE = re.compile(r"[^A-Za-z0-9_.-]")
+_JWS = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")  # a token someone echoed back
+MAX_DESCRIPTION = 200
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthError:
+    """A provider's OAuth error, fit for a log line and a page: printable ASCII, bounded, nothing secret."""
+
+    code: str
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.description}" if self.description else self.code
+
+
+def printable(text: str, limit: int = MAX_DESCRIPTION) -> str:
+    """``text`` from a provider, bounded and in printable ASCII (other characters become ``?``)."""
+    cleaned = "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in text[:limit + 1])
+    return cleaned if len(cleaned) <= limit else cleaned[:limit - 3] + "..."
+
+
+def oauth_error(error: str, description: object, hidden: list[str]) -> OAuthError:
+    """``error`` and ``error_description`` as the provider sent them, made harmless: only the characters RFC 6749
+    allows (printable ASCII), bounded, with every value in ``hidden`` (the code, verifier, secret, client
+    assertion) and anything shaped like a JWT cut out, in case a provider echoes what it was sent."""
+    code = _ERROR_CODE.sub("", error)[:64] or "unknown_error"
+    text = description if isinstance(description, str) else ""
+    text = "".join(c if 0x20 <= ord(c) < 0x7F else " " for c in text[:4 * MAX_DESCRIPTION])
+    for value in sorted(hidden, key=len, reverse=True):
+        if len(value) >= 4:
+            text = text.replace(value, "[redacted]")
+    text = _JWS.sub("[redacted]", text)
+    text = " ".join(text.split())
+    if len(text) > MAX_DESCRIPTION:
+        text = text[:MAX_DESCRIPTION - 3].rstrip() + "..."
+    return OAuthError(code, text)
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -189,8 +232,7 @@ class ProviderClient:
             warn_repeated(log, "oidc provider %s: discovery answered HTTP %d", self.name, status)
             raise provider_error(502, "provider_error", "The identity provider's discovery document is unavailable")
         if doc.get("issuer") != self.settings.issuer:
-            warn_repeated(log, "oidc provider %s: discovery names another issuer; refused", self.name)
-            raise provider_error(502, "provider_error", "The identity provider's discovery document names another issuer")
+            raise self._issuer_mismatch(url, doc.get("issuer"))
         for field in (*_ENDPOINTS, "userinfo_endpoint", "end_session_endpoint"):
             if (field in _ENDPOINTS or doc.get(field) is not None) and not self._allowed_url(doc.get(field)):
                 raise provider_error(502, "provider_error", f"The identity provider's {field} is not a usable URL")
@@ -207,6 +249,21 @@ class ProviderClient:
             self.jwks = JwksCache(f"oidc:{self.name}", self._jwks_settings(metadata))
         self._metadata, self._fetched_at = metadata, time.monotonic()
         return metadata
+
+    def _issuer_mismatch(self, url: str, discovered: object) -> GatewayError:
+        """Configured and discovered issuer side by side (log and page): the fix is one of them, and only the
+        operator knows which. Nothing else of the document is trusted (OIDC Discovery §4.3, the mix-up defence)."""
+        configured = self.settings.issuer
+        found = printable(discovered) if isinstance(discovered, str) else f"no issuer ({type(discovered).__name__})"
+        hint = ""
+        if isinstance(discovered, str) and discovered.rstrip("/") == configured.rstrip("/"):
+            hint = " (they differ only by the trailing slash: write it exactly as discovered)"
+        warn_repeated(log, "oidc provider %s: issuer mismatch: configured issuer %s, but its discovery document (%s) names %s%s; "
+                    "set oidc.providers.%s.issuer to the provider's issuer, or point it at the right provider",
+                    self.name, configured, printable(url), found, hint, self.name)
+        return provider_error(502, "provider_misconfigured",
+                              f"Issuer mismatch: this gateway is configured with the issuer {configured}, but the identity "
+                              f"provider's discovery document names {found}{hint}")
 
     def _jwks_settings(self, metadata: Metadata) -> ExternalIssuer:
         s = self.settings
@@ -253,15 +310,26 @@ class ProviderClient:
         return {"Authorization": "Basic " + base64.b64encode(pair).decode()}, {}
 
     async def exchange(self, code: str, verifier: str, redirect_uri: str, secret: str | None) -> Mapping[str, Any]:
-        """The token endpoint's answer for ``code``; 401 ``code_rejected`` when the provider refuses it."""
+        """The token endpoint's answer for ``code``. A refusal names the provider's OAuth error (RFC 6749 §5.2):
+        502 ``provider_misconfigured`` when the gateway's client registration is at fault (``invalid_client``,
+        ``unauthorized_client``, ``unsupported_grant_type``), else 401 ``code_rejected``."""
         metadata = await self.metadata()
         headers, form = self._client_auth(metadata.token_endpoint, secret)
         form.update(grant_type="authorization_code", code=code, redirect_uri=redirect_uri, code_verifier=verifier)
         status, body = await self._request("token", "POST", metadata.token_endpoint, data=form,
                                            headers={**headers, "Accept": "application/json"})
         if status in (400, 401) and isinstance(body, dict) and isinstance(body.get("error"), str):
-            log.info("oidc provider %s: token endpoint refused the code (%s)", self.name, body["error"][:64])
-            raise GatewayError.unauthorized("code_rejected", "The identity provider refused the sign-in code",
+            sent = (code, verifier, secret, form.get("client_assertion"), headers.get("Authorization", "").removeprefix("Basic "))
+            hidden = [v for v in sent if v]  # what the gateway sent that must not come back in a log or a page
+            error = oauth_error(body["error"], body.get("error_description"), hidden)
+            if error.code in CLIENT_ERRORS:
+                warn_repeated(log, "oidc provider %s: token endpoint refused the gateway's client: %s; check client_id, "
+                            "client_auth and the client secret or key registered at the provider", self.name, error)
+                raise provider_error(502, "provider_misconfigured",
+                                     f"The identity provider refused this gateway's client ({error}); check client_id, "
+                                     "client_auth and client_secret (or the private key) against the provider's registration")
+            log.info("oidc provider %s: token endpoint refused the code: %s", self.name, error)
+            raise GatewayError.unauthorized("code_rejected", f"The identity provider refused the sign-in code ({error})",
                                             token_presented=False)
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("id_token"), str):
             warn_repeated(log, "oidc provider %s: token endpoint answered HTTP %d without an ID token", self.name, status)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, runtime_checkable
 
 from gateway.auth.oidc import ProviderClient, pkce_pair
-from gateway.auth.oidc_identity import resolve_identity
+from gateway.auth.oidc_identity import missing_claims, resolve_identity
 from gateway.auth.oidc_tokens import LOGOUT_TOKEN_MAX_AGE, validate_id_token, validate_logout_token
 from gateway.auth.sessions import AuthService, Issued
 from gateway.config import ConfigError, GatewayConfig
@@ -97,6 +97,7 @@ class SignInFlow:
         self._key = hmac.new(key, b"gateway oidc state binding", hashlib.sha256).digest()
         self.clients: dict[str, ProviderClient] = {}
         self._secrets: dict[str, str | None] = {}
+        self._reported: dict[str, set[str]] = {}  # mapped claims already logged as not released, per provider
         problems: list[str] = []
         for name, spec in self.settings.providers.items():
             client = ProviderClient(name, spec, self.settings.timeout, self.settings.discovery_ttl)
@@ -195,6 +196,7 @@ class SignInFlow:
             userinfo = await client.userinfo(tokens["access_token"])
             if userinfo.get("sub") != claims["sub"]:  # OIDC Core §5.3.2: else it is someone else's answer
                 raise GatewayError(401, "id_token_invalid", "The userinfo answer is about another user")
+        self._report_missing(provider, missing_claims(client.settings, claims, userinfo))
         identity = await resolve_identity(provider, client.settings, claims, userinfo, auth.users)
         issued = await auth.start_session(identity.subject, identity.claims, refresh_extra=identity.refresh_extra,
                                           grant="oidc")
@@ -203,6 +205,26 @@ class SignInFlow:
         indexes = [_sub_index(provider, claims["sub"])] + ([_sid_index(provider, sid)] if sid else [])
         await auth.store.link_session(issued.family, link.as_json(), indexes, auth.family_ttl)
         return Completed(issued, record["next"], record["d"])
+
+    def _report_missing(self, provider: str, missing: list[str]) -> None:
+        """Mapped claims the provider did not release, logged once per provider (and claim), not per sign-in:
+        sessions silently without email, name or roles are the usual sign of claims kept to userinfo."""
+        reported = self._reported.setdefault(provider, set())
+        new = [claim for claim in missing if claim not in reported]
+        if not new:
+            return
+        reported.update(new)
+        settings = self.settings.providers[provider]
+        listed = ", ".join(f"{claim} ({settings.claims[claim]})" for claim in new)
+        if settings.userinfo:
+            hint = (f"check the scopes requested ({' '.join(settings.scopes)}) and the provider's claim mappers "
+                    "or release settings for this client")
+        else:
+            hint = (f"many providers release profile and email claims at userinfo only: set userinfo: true "
+                    f"(oidc.providers.{provider}.userinfo), or have the provider put them in the ID token")
+        where = "the ID token or userinfo" if settings.userinfo else "the ID token (userinfo is off)"
+        log.warning("oidc provider %s: mapped claims not released by the provider, absent from %s: %s; sessions "
+                    "go without them; %s (logged once per provider)", provider, where, listed, hint)
 
     # -- the SPA's one-time code ----------------------------------------------------------
 

@@ -23,7 +23,7 @@ from gateway.sources.base import SourceUnavailable
 from gateway.sources.chain import UserChain
 from gateway.sources.users import User
 
-__all__ = ["Identity", "map_claims", "resolve_identity"]
+__all__ = ["Identity", "map_claims", "missing_claims", "resolve_identity"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,12 @@ def map_claims(settings: OidcProvider, id_claims: Mapping[str, Any], userinfo: M
     if "email" in out and not (_verified_email(settings, sources) or settings.allow_unverified_email):
         del out["email"]
     return out
+
+
+def missing_claims(settings: OidcProvider, id_claims: Mapping[str, Any], userinfo: Mapping[str, Any] | None) -> list[str]:
+    """The mapped claims (gateway names) found in neither the ID token nor userinfo: the provider does not release them."""
+    sources = [id_claims] + ([userinfo] if userinfo is not None else [])
+    return [target for target, path in settings.claims.items() if all(claim_at(s, path) is None for s in sources)]
 
 
 def _check_allow_lists(settings: OidcProvider, claims: Mapping[str, Any]) -> None:

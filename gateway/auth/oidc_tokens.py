@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import jwt
 
 import gateway.auth.jose as jose
-from gateway.auth.oidc import ProviderClient
+from gateway.auth.oidc import ProviderClient, printable
 from gateway.auth.tokens import Claims, jwt_errors
 from gateway.errors import GatewayError
 
@@ -31,16 +31,33 @@ def _refused(detail: str) -> GatewayError:
     return GatewayError.unauthorized("id_token_invalid", detail, token_presented=False)
 
 
-async def _verified(client: ProviderClient, token: object, required: list[str]) -> tuple[dict[str, Any], Claims]:
+def _algorithm_refusal(kind: str, alg: str, client: ProviderClient) -> str:
+    """Why ``alg`` is refused, and what to change: an HS* token is signed with the client secret (the provider
+    was told to, per client), which anyone holding that secret could forge, so it is never accepted."""
+    shown, allowed = printable(alg, 32), "/".join(client.settings.algorithms)
+    if alg.upper().startswith("HS"):
+        return (f"{kind} signed with {shown}; this provider's tokens must use an asymmetric algorithm ({allowed}) "
+                "from its JWKS: set the client's ID token signature algorithm (id_token_signed_response_alg) "
+                "at the provider to RS256")
+    if alg.lower() == "none":
+        return f"{kind} is not signed (alg none); this provider's tokens must be signed with {allowed} from its JWKS"
+    return (f"{kind} signed with {shown}, which is not among this provider's algorithms ({allowed}); add it to "
+            f"oidc.providers.{client.name}.algorithms if the provider really signs with it")
+
+
+async def _verified(client: ProviderClient, token: object, required: list[str],
+                    kind: str = "ID token") -> tuple[dict[str, Any], Claims]:
     """Header and claims of a provider JWT whose signature, ``iss``, ``aud`` and dates hold."""
     try:
-        header = jose.read_header(token)  # shape, forbidden jku/x5u/jwk/crit/b64, nested tokens, alg and kid present
+        header = jose.read_header(token, require_kid=False)  # shape, forbidden jku/x5u/jwk/crit/b64, nested tokens, alg
     except ValueError as exc:
         raise _refused(str(exc)) from None
     assert isinstance(token, str)
     alg = header["alg"]
     if alg not in client.settings.algorithms:  # before any key: `none`, HS256 and friends end here
-        raise _refused("The token's algorithm is not accepted for this provider")
+        raise _refused(_algorithm_refusal(kind, alg, client))
+    if not isinstance(header.get("kid"), str):  # checked after alg: an HS256 token has no kid, and alg is the reason
+        raise _refused("Token header needs alg and kid")
     key = await client.key(header["kid"], alg)  # an unknown kid re-fetches the JWKS once (rotation)
     metadata = await client.metadata()
     with jwt_errors():
@@ -85,7 +102,7 @@ async def validate_id_token(client: ProviderClient, token: object, nonce: str) -
 
 async def validate_logout_token(client: ProviderClient, token: object) -> Claims:
     """A logout token's claims (Back-Channel Logout 1.0 §2.6); replay of its ``jti`` is the caller's check."""
-    header, claims = await _verified(client, token, ["iss", "aud", "iat", "jti"])
+    header, claims = await _verified(client, token, ["iss", "aud", "iat", "jti"], "Logout token")
     typ = str(header.get("typ", "logout+jwt")).lower().removeprefix("application/")
     if typ != "logout+jwt":
         raise _refused("A logout token's typ is logout+jwt")

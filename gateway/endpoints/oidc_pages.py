@@ -30,6 +30,9 @@ _TITLES = {
     503: "Sign-in is unavailable right now",
     504: "The identity provider did not answer in time",
 }
+_CODE_TITLES = {  # where the status alone would mislead: the provider answers, but gateway and provider disagree
+    "provider_misconfigured": "This identity provider is misconfigured",
+}
 
 
 def _page(title: str, body: str) -> str:
@@ -42,7 +45,7 @@ def _page(title: str, body: str) -> str:
 
 def error_page(error: GatewayError, retry_url: str | None = None) -> web.Response:
     """``error`` as a page with the same status and code (the access log and metrics see the code)."""
-    title = _TITLES.get(error.status, "Sign-in failed")
+    title = _CODE_TITLES.get(error.code) or _TITLES.get(error.status, "Sign-in failed")
     retry = f'<p><a href="{html.escape(retry_url)}">Try again</a></p>' if retry_url else ""
     body = f"<h1>{html.escape(title)}</h1>\n<p>{html.escape(error.detail)}</p>\n<p>Code: <code>{html.escape(error.code)}</code></p>{retry}"
     headers = {**PAGE_HEADERS, **{k: v for k, v in error.headers.items() if k == "Retry-After"}}

@@ -348,6 +348,17 @@ async def test_userinfo_fills_claims_and_must_be_about_the_same_user(oidc_gatewa
     assert jwt.decode(tokens["access"], options={"verify_signature": False})["groups"] == ["staff"]
 
 
+async def test_a_mapped_claim_nobody_releases_is_logged_once_without_the_userinfo_hint(oidc_gateway, op, caplog):
+    caplog.set_level(logging.INFO, "gateway.auth.oidc")
+    client = await oidc_gateway({"userinfo": True, "claims": {"email": "email", "roles": "realm_access.roles"}},
+                                cookies={"enabled": False})
+    for _ in range(3):
+        await code_session(client)
+    lines = [r.getMessage() for r in caplog.records if "not released" in r.getMessage()]
+    assert len(lines) == 1 and "roles (realm_access.roles)" in lines[0] and "email" not in lines[0].split(";")[0]
+    assert "userinfo: true" not in lines[0] and "scopes requested (openid email profile)" in lines[0]
+
+
 async def test_private_key_jwt_client_authentication(oidc_gateway, op, tmp_path):
     client_key = make_key(tmp_path / "client", "RS256", kid="gw-client", material="client")
     op.public_jwk = client_key.public_jwk()

@@ -235,3 +235,68 @@ async def test_no_code_token_or_state_in_the_gateways_log(setup: Setup):
     for secret in (callback.query["code"], callback.query["state"], access, CLIENT_SECRET):
         assert secret not in log
 
+
+
+# -- messages an operator can act on ----------------------------------------------------------------------
+
+WRONG_SECRET = "not-the-registered-secret-0123456789"
+
+
+async def test_a_wrong_client_secret_says_invalid_client_on_the_page_and_in_the_log(setup: Setup):
+    setup.start_gateway(client_secret=WRONG_SECRET)
+    async with client_session() as browser:
+        callback = await sign_in(browser, f"{setup.gw}/auth/oidc/corp/login?next=/app/home", "alice", "alice-pw")
+        resp = await browser.get(callback, allow_redirects=False)
+        page = await resp.text()
+    # the provider's own OAuth error (RFC 6749 §5.2) and description, and what to check
+    assert resp.status == 502 and "provider_misconfigured" in page, page
+    assert "invalid_client" in page and "client authentication failed" in page and "client_secret" in page
+    log = setup.processes.log(setup.port)
+    line = next(line for line in log.splitlines() if "invalid_client" in line)
+    assert "corp" in line and "client authentication failed" in line
+    for secret in (WRONG_SECRET, CLIENT_SECRET, callback.query["code"], callback.query["state"]):
+        assert secret not in log and secret not in page
+
+
+async def test_an_issuer_mismatch_names_both_issuers_and_a_misconfigured_provider(setup: Setup):
+    configured = f"http://localhost:{setup.op.port}"  # the same provider's discovery, under another name
+    setup.start_gateway(issuer=configured)
+    async with aiohttp.ClientSession() as browser:
+        resp = await browser.get(f"{setup.gw}/auth/oidc/corp/login", allow_redirects=False)
+        page = await resp.text()
+    assert resp.status == 502 and "provider_misconfigured" in page, page
+    assert "misconfigured" in page.split("</h1>")[0] and "unavailable" not in page
+    assert configured in page and setup.op.issuer in page
+    line = next(line for line in setup.processes.log(setup.port).splitlines() if "issuer" in line and "corp" in line)
+    assert configured in line and setup.op.issuer in line
+
+
+async def test_mapped_claims_the_provider_does_not_release_are_logged_once_with_the_userinfo_hint(setup: Setup):
+    # oidc-provider's default (conformIdTokenClaims): profile and email claims only at userinfo
+    setup.op.conform_id_token_claims = True
+    await asyncio.to_thread(setup.op.restart)
+    setup.start_gateway(claims={"email": "email", "name": "name", "groups": "groups", "roles": "realm_access.roles"})
+    async with client_session() as browser:
+        for _ in range(2):
+            assert (await setup.sign_in(browser)).status == 302
+            home = await (await browser.get(f"{setup.gw}/app/home")).json()
+            assert home["headers"]["X-User-Id"] == "corp:alice" and "X-User-Email" not in home["headers"]
+    lines = [line for line in setup.processes.log(setup.port).splitlines() if "not released" in line]
+    assert len(lines) == 1, lines  # once per provider, not per login
+    for claim in ("email", "name", "groups", "roles", "corp", "userinfo: true"):
+        assert claim in lines[0], lines[0]
+
+
+async def test_an_hs256_id_token_is_refused_with_the_reason(setup: Setup):
+    setup.op.clients.append(OidcClient("gateway-hs", [f"{setup.gw}/auth/oidc/corp/callback"], client_secret=CLIENT_SECRET,
+                                       metadata={"id_token_signed_response_alg": "HS256"}))
+    setup.op.id_token_signing_algs = ["RS256", "PS256", "ES256", "EdDSA", "HS256"]
+    await asyncio.to_thread(setup.op.restart)
+    setup.start_gateway(client_id="gateway-hs")
+    async with client_session() as browser:
+        resp = await setup.sign_in(browser)
+        page = await resp.text()
+    assert resp.status == 401 and "id_token_invalid" in page, page
+    assert "HS256" in page and "asymmetric" in page and "JWKS" in page
+    line = next(line for line in setup.processes.log(setup.port).splitlines() if "HS256" in line)
+    assert "corp" in line and CLIENT_SECRET not in line

@@ -13,7 +13,9 @@ tests/support/oidc_provider/package-lock.json) on a free loopback port, plus hel
   code-flow web clients), PKCE S256 required, client auth client_secret_basic / client_secret_post /
   private_key_jwt, RP-initiated logout and back-channel logout on, its own login (password checked) and
   consent pages, claims of the ``profile`` scope (name, groups, each user's extra claims) in the ID token as
-  well as at userinfo (``conform_id_token_claims=True`` keeps them to userinfo only). Cookie names are
+  well as at userinfo (``conform_id_token_claims=True`` keeps them to userinfo only, oidc-provider's default).
+  ``id_token_signing_algs`` replaces the ID-token algorithms it supports (``["RS256", "HS256"]`` lets a client
+  registered with ``id_token_signed_response_alg: HS256`` get HS256 ID tokens). Cookie names are
   ``op_*`` because the gateway under test shares the host 127.0.0.1 and cookies ignore ports.
 - Key rotation: ``rotate_keys()`` restarts the provider on the same port with a new RS256 signing key
   (``keep_old=True`` still publishes the old one). A restart loses the provider's own sessions, grants and
@@ -136,11 +138,12 @@ class OidcProvider:
     be changed before ``start()`` or before a ``restart()``."""
 
     def __init__(self, tmp: Path, clients: Sequence[OidcClient] = (), users: Sequence[OidcUser] = (), *,
-                 conform_id_token_claims: bool = False, port: int = 0) -> None:
+                 conform_id_token_claims: bool = False, id_token_signing_algs: Sequence[str] = (), port: int = 0) -> None:
         self.tmp = tmp
         self.clients = list(clients)
         self.users = list(users)
         self.conform_id_token_claims = conform_id_token_claims
+        self.id_token_signing_algs = list(id_token_signing_algs)  # empty: oidc-provider's default list
         self.keys = [rsa_key("op-key-1")]  # the first signs; every one is published in the JWKS
         self._generation = 1
         node = shutil.which("node")
@@ -163,7 +166,8 @@ class OidcProvider:
     def _command(self, port: int, tmp: Path) -> list[str]:
         config = {"port": port, "issuer": self.issuer, "jwks": {"keys": [k.private_jwk for k in self.keys]},
                   "clients": [c.registration() for c in self.clients], "users": [u.spec() for u in self.users],
-                  "conform_id_token_claims": self.conform_id_token_claims}
+                  "conform_id_token_claims": self.conform_id_token_claims,
+                  "id_token_signing_algs": self.id_token_signing_algs or None}
         path = tmp / f"oidc-provider-{port}.json"
         path.write_text(json.dumps(config))
         path.chmod(0o600)

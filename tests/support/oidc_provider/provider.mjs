@@ -24,6 +24,9 @@
 //   browser tests with Chromium.
 // - claims of the `profile` scope go into the ID token too (conformIdTokenClaims: false), as
 //   Keycloak, Okta and Entra do with their default client settings; the launcher can turn this off.
+// - ID-token signature algorithms: oidc-provider's default list (RS256, PS256, ES256, EdDSA) unless the
+//   launcher gives one (`id_token_signing_algs`, e.g. with HS256 for a client whose
+//   id_token_signed_response_alg is HS256, a misconfiguration the gateway must name).
 // - cookie names prefixed `op_`: the gateway runs on the same host (127.0.0.1), and cookies do
 //   not isolate by port.
 // - a test-only admin surface under /__harness/ (loopback tests only): a delay before answering
@@ -84,6 +87,7 @@ const provider = new Provider(config.issuer, {
     profile: ['name', 'groups', ...extraClaims],
   },
   conformIdTokenClaims: config.conform_id_token_claims,
+  enabledJWA: { idTokenSigningAlgValues: config.id_token_signing_algs || undefined },
   pkce: { required: () => true },
   clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
   cookies: {

@@ -45,7 +45,7 @@ from gateway.observe.metrics import Metrics
 from gateway.policy import check_requirements
 from gateway.runtime import Runtime
 from gateway.stores import create_store
-from gateway.stores.revocation_cache import cached_revocations
+from gateway.stores.revocation_cache import cached_revocations, revocation_feed
 from gateway.target import parse_target
 from gateway.upstream.client import request_head, send
 from gateway.upstream.headers import HOP_BY_HOP, connection_tokens
@@ -81,7 +81,8 @@ class Prototype:
         self.metrics = Metrics()
         store = create_store(config.store)
         ttl = config.tokens.access_lifetime + config.tokens.leeway
-        self.store = cached_revocations(store, config.store.revocation_cache, ttl, self.metrics)
+        self.store = cached_revocations(store, revocation_feed(store, self.metrics), config.store.revocation_cache, ttl,
+                                        self.metrics)
         self.runtime = Runtime.build(config, self.store, None, events=self.metrics)
         self.pool = Pool(config.limits.max_head_size)
         self.origins: dict[str, Origin] = {}

@@ -14,7 +14,7 @@ import gateway.limits as limits
 from gateway.auth.oidc import HTTP as oidc_http
 from gateway.config import GatewayConfig
 from gateway.context import ANSWER_HEADERS
-from gateway.decision.cache import DecisionCache, revocation_cache_of
+from gateway.decision.cache import DecisionCache
 from gateway.lifecycle import LIFECYCLE
 from gateway.middleware import answer_headers, errors_and_access_log
 from gateway.observe.metrics import METRICS, Metrics
@@ -24,7 +24,7 @@ from gateway.sources.chain import UserChain
 from gateway.sources.users import UserDirectory
 from gateway.stores import Store, create_store
 from gateway.stores.instrumented import InstrumentedStore
-from gateway.stores.revocation_cache import cached_revocations
+from gateway.stores.revocation_cache import RevocationCache, cached_revocations, revocation_feed
 from gateway.upstream import websocket
 from gateway.upstream.http import Upstream
 from gateway.upstream.websocket_sessions import SocketSessions, watched_revocations
@@ -46,13 +46,14 @@ def create_app(
     """A ready-to-run gateway; ``users`` and ``store`` may be injected (tests), else built from config."""
     metrics = Metrics()
     store = store if store is not None else create_store(config.store)
+    feed = revocation_feed(store, metrics)  # the process's one subscription to revocations (Redis only)
     store = InstrumentedStore(store, metrics)
     revoked_ttl = config.tokens.access_lifetime + config.tokens.leeway
-    store = cached_revocations(store, config.store.revocation_cache, revoked_ttl, metrics)
+    store = cached_revocations(store, feed, config.store.revocation_cache, revoked_ttl, metrics)
+    revocations = store if isinstance(store, RevocationCache) else None
     sockets = SocketSessions()
-    store = watched_revocations(store, sockets)  # open websockets end when their token is revoked
+    store = watched_revocations(store, sockets, feed)  # open websockets end when their token is revoked
     gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, Upstream(config.limits), metrics)
-    revocations = revocation_cache_of(store)
     if config.decision is not None and config.decision.cache_size > 0 and revocations is not None:
         gateway.decisions = DecisionCache(revocations, config.decision.cache_size)
     app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log, limits.admission])

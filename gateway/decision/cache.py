@@ -20,27 +20,14 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any
 
 from gateway.auth.tokens import Claims
 from gateway.config import Route
-from gateway.stores import Store
-from gateway.stores.base import StoreWrapper
 from gateway.stores.revocation_cache import RevocationCache
 
-__all__ = ["DecisionCache", "revocation_cache_of"]
+__all__ = ["DecisionCache"]
 
 Key = tuple[str, str, str]  # credential, route name, method
-
-
-def revocation_cache_of(store: Store) -> RevocationCache | None:
-    """The revocation cache somewhere in ``store``'s chain of wrappers, if there is one."""
-    current: Any = store
-    while current is not None:
-        if isinstance(current, RevocationCache):
-            return current
-        current = current.inner if isinstance(current, StoreWrapper) else None
-    return None
 
 
 class DecisionCache:

@@ -1,17 +1,14 @@
 """A store wrapper that times every operation and counts the ones that fail.
 
 Every operation of the ``Store`` interface is timed by a typed method of its
-own; whatever else the wrapped store offers (an operation the interface does
-not name yet, or a backend's own attributes such as the Redis store's
-``channel`` and ``client``) is forwarded too, coroutine methods timed the same
-way, so no backend has to know about metrics and no new operation goes unmeasured.
+own, so no backend has to know about metrics; nothing else is forwarded (what
+needs the Redis store itself, the revocation feed, is given it where the app is
+built).
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import time
-from typing import Any, Awaitable, Protocol, TypeVar
+from typing import Awaitable, Protocol, TypeVar
 
 from gateway.stores.base import RateDecision, Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
 
@@ -95,29 +92,3 @@ class InstrumentedStore(Store):
 
     async def linked_families(self, index: str) -> list[str]:
         return await self._time("linked_families", self.inner.linked_families(index))
-
-    def __getattr__(self, name: str) -> Any:
-        """What the ``Store`` interface does not name: forwarded, coroutine methods timed."""
-        attr = getattr(self.inner, name)
-        if name.startswith("_") or not inspect.iscoroutinefunction(attr):
-            return attr
-        timed = _timed(attr, name, self._observer)
-        setattr(self, name, timed)  # found directly from now on
-        return timed
-
-
-def _timed(method: Any, name: str, observer: StoreObserver) -> Any:
-    @functools.wraps(method)
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        failed = False
-        try:
-            return await method(*args, **kwargs)
-        except StoreUnavailable:
-            failed = True
-            raise
-        finally:
-            observer.store_call(name, time.perf_counter() - started, failed)
-
-    return call
-

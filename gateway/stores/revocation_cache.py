@@ -22,10 +22,11 @@ Staleness, i.e. how long a revocation made elsewhere can go unseen here:
 * subscription not confirmed (starting, connection lost, reconnecting with
   backoff): none, every check asks Redis; on each (re)subscription the
   negative entries are dropped, since messages sent meanwhile are lost;
-* a connection that dies silently (a partition: no FIN, no RST): the listener
-  PINGs every ``ping_interval`` and gives up when nothing arrived for
-  ``liveness`` (redis-py's own ``health_check_interval`` swallows a missing
-  PONG, so it cannot notice this); the request path checks the same deadline.
+* a connection that dies silently (a partition: no FIN, no RST): the feed
+  (``revocation_feed``, the process's one subscription) PINGs every
+  ``ping_interval`` and gives up when nothing arrived for ``liveness``
+  (redis-py's own ``health_check_interval`` swallows a missing PONG, so it
+  cannot notice this); the request path checks the same deadline.
   At most ``min(ttl, liveness)``;
 * in any case never more than ``ttl`` (e.g. a subscriber still answered by a
   server that no longer receives the writes): a negative entry dies then.
@@ -35,40 +36,31 @@ not cached: a generation counter, bumped on each, tells.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
 from collections import OrderedDict
-from typing import Any, Generic, Hashable, Protocol, TypeVar
+from typing import Generic, Hashable, Protocol, TypeVar
 
 from gateway.stores.base import Rotation, RotationOutcome, Store, StoreWrapper
-from gateway.stores.redis import RevocationEvent, decode_event
+from gateway.stores.redis import RedisStore, RevocationEvent
+from gateway.stores.revocation_feed import FeedObserver, RevocationFeed
 
-__all__ = ["CacheObserver", "RevocationCache", "cached_revocations"]
+__all__ = ["CacheObserver", "RevocationCache", "cached_revocations", "revocation_feed"]
 
 log = logging.getLogger("gateway.store")
 K = TypeVar("K", bound=Hashable)
 
 MAX_ENTRIES = 100_000  # per table; a full (fid, jti) table holds ~33 MB
-PING_INTERVAL = 1.0
-LIVENESS = 3.0  # seconds without any message (PONGs included) before the subscription counts as dead
-BACKOFF = (0.1, 5.0)  # first and longest pause between reconnection attempts
-_PING = "gateway-revocation-cache"
 
 
 class CacheObserver(Protocol):
     """What the cache reports for metrics (gateway.metrics.Metrics implements it)."""
 
     def revocation_lookup(self, result: str) -> None: ...  # hit, miss, bypass
-    def revocation_event(self) -> None: ...
-    def revocation_subscription(self, healthy: bool) -> None: ...
 
 
 class _NoObserver:
     def revocation_lookup(self, result: str) -> None: ...
-    def revocation_event(self) -> None: ...
-    def revocation_subscription(self, healthy: bool) -> None: ...
 
 
 class _Expiring(Generic[K]):
@@ -114,50 +106,33 @@ class _Expiring(Generic[K]):
         self._items.clear()
 
 
-class _Lost(Exception):
-    """The subscription stopped being trustworthy (silence, unsubscribe, reconnect)."""
-
-
 class RevocationCache(StoreWrapper):
-    """The Redis store, with ``is_revoked`` answered from a local cache while pub/sub is healthy.
-
-    ``client`` is the Redis store's client (its pool lends the subscription its
-    own connection) and ``channel`` the one the store publishes revocations on.
-    """
+    """The Redis store, with ``is_revoked`` answered from a local cache while the revocation feed is alive."""
 
     def __init__(
         self,
         inner: Store,
-        client: Any,
-        channel: str,
+        feed: RevocationFeed,
         *,
         ttl: float,
         revoked_ttl: float,
         max_entries: int = MAX_ENTRIES,
         observer: CacheObserver | None = None,
-        ping_interval: float = PING_INTERVAL,
-        liveness: float = LIVENESS,
     ) -> None:
         super().__init__(inner)
-        self.client = client
-        self.channel = channel
+        self.feed = feed
+        feed.listen(self)
         self._observer: CacheObserver = observer if observer is not None else _NoObserver()
         self._negative: _Expiring[tuple[str, str]] = _Expiring(ttl, max_entries)
         self._families: _Expiring[str] = _Expiring(max(revoked_ttl, ttl), max_entries)
         self._tokens: _Expiring[tuple[str, str]] = _Expiring(max(revoked_ttl, ttl), max_entries)
-        self._ping_interval = ping_interval
-        self._liveness = liveness
         self._generation = 0
-        self._subscribed = False
-        self._alive_until = 0.0  # monotonic deadline for the next sign of life from the subscription
-        self.subscriptions = 0  # confirmed (re)subscriptions so far
-        self._task: asyncio.Task[None] | None = None
 
     # -- the request path -----------------------------------------------------------------
 
     async def is_revoked(self, family: str, jti: str) -> bool:
         now = time.monotonic()
-        if not (self._subscribed and now < self._alive_until):
+        if not self.feed.alive(now):
             self._observer.revocation_lookup("bypass")
             return await self.inner.is_revoked(family, jti)
         key = (family, jti)
@@ -183,7 +158,7 @@ class RevocationCache(StoreWrapper):
         every revocation this cache learns of ends it too.
         """
         now = time.monotonic()
-        if not (self._subscribed and now < self._alive_until):
+        if not self.feed.alive(now):
             return False
         key = (family, jti)
         if self._families.holds(family, now) or self._tokens.holds(key, now):
@@ -192,26 +167,37 @@ class RevocationCache(StoreWrapper):
 
     @property
     def healthy(self) -> bool:
-        """Whether the subscription is confirmed and was heard from recently enough to trust the cache."""
-        return self._subscribed and time.monotonic() < self._alive_until
+        """Whether the feed is confirmed and was heard from recently enough to trust the cache."""
+        return self.feed.healthy
+
+    @property
+    def subscriptions(self) -> int:
+        return self.feed.subscriptions
 
     # -- revocations: the store's own, then noted here at once ----------------------------------
 
     async def deny(self, family: str, jti: str, ttl: float) -> None:
         await self.inner.deny(family, jti, ttl)
-        self._apply((family, jti))
+        self.revocation_event((family, jti))
 
     async def revoke_family(self, family: str, ttl: float) -> None:
         await self.inner.revoke_family(family, ttl)
-        self._apply((family, None))
+        self.revocation_event((family, None))
 
     async def rotate(self, family: str, old_jti: str, new_jti: str, successor: str, ttl: float, grace: float) -> Rotation:
         rotation = await self.inner.rotate(family, old_jti, new_jti, successor, ttl, grace)
         if rotation.outcome in (RotationOutcome.REUSED, RotationOutcome.REVOKED):
-            self._apply((family, None))
+            self.revocation_event((family, None))
         return rotation
 
-    def _apply(self, event: RevocationEvent) -> None:
+    def _mark_token(self, key: tuple[str, str]) -> None:
+        if not self._tokens.add(key, time.monotonic()):
+            self._generation += 1
+            self._negative.clear()
+
+    # -- the feed (revocation_feed.FeedListener) ----------------------------------------------------
+
+    def revocation_event(self, event: RevocationEvent) -> None:
         self._generation += 1
         family, jti = event
         if jti is None:
@@ -222,138 +208,44 @@ class RevocationCache(StoreWrapper):
         if not kept:
             self._negative.clear()  # a revoked fact left early; it may have shadowed a negative entry
 
-    def _mark_token(self, key: tuple[str, str]) -> None:
-        if not self._tokens.add(key, time.monotonic()):
-            self._generation += 1
-            self._negative.clear()
-
-    # -- the subscription -------------------------------------------------------------------
-
-    async def start(self) -> None:
-        await self.inner.start()
-        self._task = asyncio.create_task(self._follow_forever(), name="revocation-cache")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        self._lost()
-        await self.inner.close()
-
-    async def _follow_forever(self) -> None:
-        """Subscribe, follow, and on any trouble fall back to direct checks and retry with backoff."""
-        delay = BACKOFF[0]
-        while True:
-            confirmed_before = self.subscriptions
-            try:
-                await self._follow()
-            except Exception as exc:  # whatever happened, the cache must not be trusted until resubscribed
-                worked = self.subscriptions > confirmed_before
-                if worked or delay == BACKOFF[0]:  # once per outage, not once per attempt
-                    log.warning("revocation cache: subscription to %s lost (%s); checking Redis on every request "
-                                "until it is back", self.channel, type(exc).__name__)
-                if worked:
-                    delay = BACKOFF[0]
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, BACKOFF[1])
-
-    async def _follow(self) -> None:
-        """Hold one subscription until it fails; every message (PONGs included) is a sign of life."""
-        await self.client.initialize()  # a cluster client learns its nodes here; others do nothing
-        pubsub = self.client.pubsub()
-        connection = None
-        try:
-            await pubsub.subscribe(self.channel)
-            # redis-py reconnects and resubscribes on its own, and messages sent meanwhile are lost: a loss for us
-            connection = pubsub.connection
-            connection.register_connect_callback(self._reconnected)
-            deadline = time.monotonic() + self._liveness  # for the confirmation of the SUBSCRIBE
-            next_ping = 0.0
-            while True:
-                now = time.monotonic()
-                if self._subscribed:
-                    deadline = self._alive_until
-                if now >= deadline:
-                    raise _Lost("no sign of life")
-                if now >= next_ping:
-                    await pubsub.ping(_PING)
-                    next_ping = now + self._ping_interval
-                    self._purge(now)
-                # raw replies: redis-py's get_message cannot parse a PONG under RESP3 with decoded responses
-                reply = await pubsub.parse_response(block=False, timeout=max(0.01, min(next_ping, deadline) - now))
-                if reply is not None:
-                    self._receive(reply)
-        finally:
-            self._lost()
-            if connection is not None:
-                connection.deregister_connect_callback(self._reconnected)
-            await pubsub.aclose()
-
-    def _receive(self, reply: Any) -> None:
-        """One reply on the subscription: a confirmation, a message, or the answer to our PING."""
-        now = time.monotonic()
-        if self._subscribed and now >= self._alive_until:
-            raise _Lost("silent")  # too late: events may be missing
-        kind = _text(reply[0]) if isinstance(reply, list) and reply else "pong"  # RESP3 answers PING plainly
-        if kind == "subscribe":
-            self._confirmed(now)
-        elif kind == "message" and len(reply) == 3:
-            self._observer.revocation_event()
-            try:
-                self._apply(decode_event(_text(reply[2])))
-            except ValueError:
-                log.warning("revocation cache: a message on %s is no revocation event; dropping every cached answer",
-                            self.channel)
-                self._generation += 1
-                self._negative.clear()
-        elif kind != "pong":
-            raise _Lost(kind)
-        if self._subscribed:
-            self._alive_until = now + self._liveness
-
-    def _confirmed(self, now: float) -> None:
+    def feed_confirmed(self) -> None:
         self._generation += 1
-        self._negative.clear()  # whatever was published while we were away is unknown
-        self._subscribed = True
-        self._alive_until = now + self._liveness
-        self.subscriptions += 1
-        self._observer.revocation_subscription(True)
-        if self.subscriptions > 1:
-            log.info("revocation cache: subscribed again to %s", self.channel)
+        self._negative.clear()  # whatever was published while the feed was away is unknown
 
-    def _reconnected(self, connection: Any) -> None:
-        self._lost()
-
-    def _lost(self) -> None:
+    def feed_lost(self) -> None:
         self._generation += 1
-        if self._subscribed:
-            self._observer.revocation_subscription(False)
-        self._subscribed = False
         self._negative.clear()
 
-    def _purge(self, now: float) -> None:
+    def feed_tick(self, now: float) -> None:
         for table in (self._negative, self._families, self._tokens):
             table.purge(now)
 
+    async def start(self) -> None:
+        await self.inner.start()
+        await self.feed.start()
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    async def close(self) -> None:
+        await self.feed.close()
+        await self.inner.close()
 
 
-def cached_revocations(store: Store, ttl: float, revoked_ttl: float, observer: CacheObserver | None = None) -> Store:
-    """``store`` behind a revocation cache when ``ttl`` > 0 and it is a Redis store, else ``store`` itself.
+def cached_revocations(store: Store, feed: RevocationFeed | None, ttl: float, revoked_ttl: float,
+                       observer: CacheObserver | None = None) -> Store:
+    """``store`` behind a revocation cache when ``ttl`` > 0 and there is a feed (the store is Redis), else ``store``.
 
-    ``store`` may be a wrapper that forwards attributes (InstrumentedStore): the
-    cache calls the wrapper, so store metrics count only the checks that reached Redis.
+    ``store`` may be the instrumented wrapper of the Redis store: the cache calls the wrapper, so store
+    metrics count only the checks that reached Redis.
     """
-    channel, client = getattr(store, "channel", None), getattr(store, "client", None)
-    if ttl <= 0 or channel is None:
+    if ttl <= 0 or feed is None:
         return store
-    if not hasattr(client, "pubsub"):  # redis-py too old for pub/sub on a cluster
-        log.warning("store.revocation_cache: this redis-py has no pub/sub for this client; the cache stays off")
-        return store
-    return RevocationCache(store, client, channel, ttl=ttl, revoked_ttl=revoked_ttl, observer=observer)
+    return RevocationCache(store, feed, ttl=ttl, revoked_ttl=revoked_ttl, observer=observer)
+
+
+def revocation_feed(store: Store, observer: FeedObserver | None = None) -> RevocationFeed | None:
+    """The process's one revocation feed: for a Redis store (given as built, before any wrapper), else None."""
+    if not isinstance(store, RedisStore):
+        return None
+    if not hasattr(store.client, "pubsub"):  # redis-py too old for pub/sub on a cluster
+        log.warning("this redis-py has no pub/sub for this client: revocations are checked in Redis every time")
+        return None
+    return RevocationFeed(store, observer=observer)

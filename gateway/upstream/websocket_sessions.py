@@ -14,15 +14,16 @@ must sign in again on 4004.
 
 Revocations reach open sockets two ways: this instance's own (the store is
 wrapped by ``watched_revocations``) at once, and other instances' through the
-Redis channel the store publishes every revocation on. While that subscription
-is down, events are lost, so each (re)subscription and every ``RECHECK``
-seconds every open socket's token is checked against the store directly.
+process's revocation feed (the one subscription to the Redis channel the store
+publishes every revocation on). While the feed is down, events are lost, so on
+each (re)subscription, every ``RECHECK`` seconds, and every ``BACKOFF[1]``
+seconds during an outage, every open socket's token is checked against the
+store directly.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import defaultdict
 from typing import Any
@@ -31,7 +32,8 @@ from aiohttp import web
 
 from gateway.stores import Store
 from gateway.stores.base import Rotation, RotationOutcome, StoreWrapper
-from gateway.stores.redis import decode_event
+from gateway.stores.redis import RevocationEvent
+from gateway.stores.revocation_feed import RevocationFeed
 
 __all__ = [
     "CLOSE_IDLE", "CLOSE_MAX_LIFETIME", "CLOSE_REVOKED", "CLOSE_TOKEN_EXPIRED", "SOCKET_SESSIONS",
@@ -152,13 +154,17 @@ class SocketSessions:
 
 
 class _Watched(StoreWrapper):
-    """A store whose revocations end this process's sockets at once, and which follows other instances'."""
+    """A store whose revocations end this process's sockets at once, and which follows other instances' through
+    the process's revocation feed (``stores.revocation_feed``; none for the one-process memory store)."""
 
-    def __init__(self, inner: Store, sessions: SocketSessions) -> None:
+    def __init__(self, inner: Store, sessions: SocketSessions, feed: RevocationFeed | None) -> None:
         super().__init__(inner)
         self.sessions = sessions
+        self.feed = feed
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
+        self._wake: asyncio.Event | None = None
+        if feed is not None:
+            feed.listen(self)
 
     async def deny(self, family: str, jti: str, ttl: float) -> None:
         await self.inner.deny(family, jti, ttl)
@@ -174,59 +180,55 @@ class _Watched(StoreWrapper):
             self.sessions.revoked(family, None)
         return rotation
 
+    # -- the feed (stores.revocation_feed.FeedListener) ------------------------------------------
+
+    def revocation_event(self, event: RevocationEvent) -> None:
+        self.sessions.revoked(*event)
+
+    def feed_confirmed(self) -> None:
+        if self._wake is not None:
+            self._wake.set()  # events sent while the feed was away are lost: ask about every socket
+
+    def feed_lost(self) -> None:
+        pass  # rechecked on the next confirmation, and every BACKOFF[1] seconds meanwhile
+
+    def feed_tick(self, now: float) -> None:
+        pass
+
     async def start(self) -> None:
         await self.inner.start()
-        self._task = asyncio.create_task(self._follow_forever(), name="websocket-revocations")
+        if self.feed is not None:
+            await self.feed.start()
+            self._wake = asyncio.Event()
+            self._task = asyncio.create_task(self._recheck_forever(), name="websocket-revocations")
 
     async def close(self) -> None:
-        self._closing = True
         if self._task is not None:
-            self._task.cancel()  # redis-py may turn a cancelled connect into an error: the loop checks _closing too
+            self._task.cancel()
             await asyncio.wait([self._task], timeout=CLOSE_WAIT)
             self._task = None
+        if self.feed is not None:
+            await self.feed.close()
         await self.inner.close()
 
-    async def _follow_forever(self) -> None:
-        channel, client = getattr(self.inner, "channel", None), getattr(self.inner, "client", None)
-        if channel is None or not hasattr(client, "pubsub"):  # one process (memory store): local events suffice
-            return
-        delay = BACKOFF[0]
-        while not self._closing:
+    async def _recheck_forever(self) -> None:
+        """Every open socket's token asked about directly: on each (re)subscription, every ``RECHECK`` seconds
+        while the feed is healthy, every ``BACKOFF[1]`` while it is not (events are being lost)."""
+        assert self._wake is not None and self.feed is not None
+        while True:
             try:
-                await self._follow(client, channel)
-            except Exception as exc:  # noqa: BLE001 - any failure: resubscribe, and recheck meanwhile
-                log.debug("websocket revocations: subscription lost (%s)", type(exc).__name__)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, BACKOFF[1])
+                await asyncio.wait_for(self._wake.wait(), RECHECK if self.feed.healthy else BACKOFF[1])
+            except TimeoutError:
+                pass
+            self._wake.clear()
             try:
                 await self.sessions.recheck(self)
             except Exception:  # noqa: BLE001 - the store is down too: the next round tries again
                 pass
 
-    async def _follow(self, client: Any, channel: str) -> None:
-        pubsub = client.pubsub()
-        try:
-            await pubsub.subscribe(channel)
-            await self.sessions.recheck(self)  # what was missed before
-            loop = asyncio.get_running_loop()
-            next_check = loop.time() + RECHECK
-            while not self._closing:  # not only cancellation: redis-py may swallow it while it waits
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None and message.get("type") == "message":
-                    data = message["data"]
-                    try:
-                        self.sessions.revoked(*decode_event(data.decode() if isinstance(data, bytes) else str(data)))
-                    except ValueError:
-                        pass
-                if loop.time() >= next_check:
-                    next_check = loop.time() + RECHECK
-                    await self.sessions.recheck(self)
-        finally:
-            await pubsub.aclose()
 
-
-def watched_revocations(store: Store, sessions: SocketSessions) -> Store:
-    return _Watched(store, sessions)
+def watched_revocations(store: Store, sessions: SocketSessions, feed: RevocationFeed | None) -> Store:
+    return _Watched(store, sessions, feed)
 
 
 SOCKET_SESSIONS = web.AppKey("socket_sessions", SocketSessions)

@@ -21,6 +21,7 @@ from gateway.server.reload import restart_only_changes
 from gateway.stores import RotationOutcome, StoreUnavailable
 from gateway.stores.redis import RedisStore
 from gateway.stores.revocation_cache import RevocationCache
+from gateway.stores.revocation_feed import RevocationFeed
 from tests.conftest import PASSWORDS, RedisServer, base_config, bearer, login
 from tests.support.processes import eventually
 
@@ -89,7 +90,10 @@ async def caches() -> AsyncIterator[CacheFactory]:
     async def make(url: str, *, inner: RedisStore | None = None, ttl: float = 60.0, **kwargs: object) -> RevocationCache:
         store = inner or RedisStore(url, prefix=PREFIX, timeout=0.5)
         kwargs.setdefault("observer", Events())
-        cache = RevocationCache(store, store.client, store.channel, ttl=ttl, revoked_ttl=60.0, **kwargs)  # type: ignore[arg-type]
+        observer = kwargs.pop("observer")
+        timing = {k: kwargs.pop(k) for k in ("ping_interval", "liveness") if k in kwargs}
+        feed = RevocationFeed(store, observer=observer, **timing)  # type: ignore[arg-type]
+        cache = RevocationCache(store, feed, ttl=ttl, revoked_ttl=60.0, observer=observer, **kwargs)  # type: ignore[arg-type]
         for family in FAMILIES:
             await store.start_family(family, "r0", 600)
         await cache.start()
@@ -204,7 +208,7 @@ async def test_a_message_that_is_no_event_drops_the_negative_answers(caches, red
     cache = await caches(redis_url)
     assert not await cache.is_revoked("f1", "a1")
     revoke_silently(redis_server, "f1")  # no event for this one...
-    redis_server.client().publish(cache.channel, "{not json")  # ...but something unreadable came
+    redis_server.client().publish(cache.feed.channel, "{not json")  # ...but something unreadable came
 
     async def dropped() -> bool:
         return await cache.is_revoked("f1", "a1")

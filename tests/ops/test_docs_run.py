@@ -130,7 +130,7 @@ def config_of(block: Block) -> tuple[str, str]:
     return "gateway.yaml", yaml.safe_dump(whole, sort_keys=False)
 
 
-def check_yaml(block: Block, tmp: Path, page_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+def check_yaml(block: Block, tmp: Path, monkeypatch: pytest.MonkeyPatch,
                capsys: pytest.CaptureFixture[str]) -> str | None:
     if block.kind == "file":
         (tmp / block.marker.split()[1]).write_text(block.text)
@@ -141,7 +141,7 @@ def check_yaml(block: Block, tmp: Path, page_env: dict[str, str], monkeypatch: p
         (tmp / "users.yaml").write_text(text)
         text = yaml.safe_dump(MINIMAL)
     config.write_text(text)
-    env = {"GATEWAY_SECRET": PLACEHOLDER, **needed_vars(block.text), **page_env}
+    env = {"GATEWAY_SECRET": PLACEHOLDER, **needed_vars(block.text)}
     code, out = gateway_check(config, env, monkeypatch, capsys)
     if name == "users.yaml":
         shutil.copy(ROOT / "config" / "users.yaml", tmp / "users.yaml")
@@ -349,7 +349,7 @@ def run_page(page: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pyt
                     problems += container_checks(call, shell, tmp, monkeypatch, capsys)
             continue
         if is_yaml(block) or (block.kind == "file" and not is_shell(block)):
-            problem = check_yaml(block, tmp, {}, monkeypatch, capsys)
+            problem = check_yaml(block, tmp, monkeypatch, capsys)
         elif is_shell(block):
             gateway = Gateway(tmp, block.marker.split()[1]) if block.kind == "gateway" else None
             try:

@@ -141,6 +141,14 @@ class LdapSettings(_Common):
             raise ValueError("must start with ldap:// or ldaps://")
         return value
 
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        # read by ldap3 when the source is built: a missing file would end `gateway check` in a traceback
+        if value is not None and not value.is_file():
+            raise ValueError("no such file")
+        return value
+
     @model_validator(mode="after")
     def _mode(self) -> "LdapSettings":
         if (self.user_base is None) == (self.user_dn is None):

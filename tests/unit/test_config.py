@@ -183,3 +183,14 @@ def test_users_file_problems(tmp_path):
         load_users(path)
     text = "\n".join(info.value.problems)
     assert "users.eve.password_hash: not an argon2 hash" in text and "users.eve.claims: ['sub']" in text
+
+
+def test_a_missing_ldap_ca_file_is_a_problem_not_a_traceback(tmp_path):
+    """ldap3 reads the CA file when the source is built; `gateway check` reports it like any other key."""
+    raw = {"tokens": {"secret": SECRET},
+           "users": [{"ldap": {"url": "ldaps://ldap.example.com", "ca_file": "certs/ldap-ca.pem",
+                               "user_base": "ou=people,dc=example,dc=com"}}]}
+    assert any("users[0].ldap.ca_file: no such file" in p for p in problems_of(raw, tmp_path))
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ldap-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    parse_config(raw, tmp_path)  # relative to the config file's folder

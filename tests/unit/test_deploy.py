@@ -193,7 +193,7 @@ def running_gateway(config_file: Path, argv: list[str], env: dict[str, str]) -> 
     log = open(config_file.parent / "gateway.log", "wb")
     proc = subprocess.Popen([*gateway_command(), *args], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(port)
+        wait_for_port(port, timeout=60)  # two workers each import the whole gateway: slow on a loaded machine
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()

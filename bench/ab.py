@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                       + ("" if res.ok else "  NON-2xx"), flush=True)
         ref = names[0]
         for name in names:
-            ratios = [x / y for x, y in zip(cpu[name], cpu[ref])]
+            ratios = [x / y for x, y in zip(cpu[name], cpu[ref], strict=False)]
             print(f"{name:<12} CPU µs/req median {statistics.median(cpu[name]):7.1f}   vs {ref}: "
                   f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
     finally:

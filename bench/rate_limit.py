@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -85,7 +85,7 @@ async def through_gateway(tmp: Path, store: dict[str, Any], upstream: str) -> di
                 latencies: list[float] = []
                 queue = iter(range(REQUESTS))
 
-                async def worker() -> None:
+                async def worker(queue: Iterator[int] = queue, path: str = path, latencies: list[float] = latencies) -> None:
                     for _ in queue:
                         started = time.perf_counter()
                         async with session.get(base + path, headers=headers) as resp:

@@ -243,7 +243,7 @@ def verdicts(res: dict[str, Any]) -> list[list[str]]:
     head = sc.get("headline", {})
     lat_added = sc.get("latency", {}).get("added", {})
     for gw, ratios in head.get("ratios", {}).items():
-        def med(key: str) -> float | None:
+        def med(key: str, ratios: dict = ratios) -> float | None:
             r = ratios.get(key)
             return r["median"] if r and r.get("n") else None
         for what, key, goal, better in (
@@ -348,19 +348,19 @@ def plot(res: dict[str, Any], path: Path) -> None:
         cs_all = sorted(set(cs_all) | set(cs))
         rps = list(byc.values())
         med = [v["rps"]["median"] for v in rps]
-        err = [[m - v["rps"]["min"] for m, v in zip(med, rps)], [v["rps"]["max"] - m for m, v in zip(med, rps)]]
+        err = [[m - v["rps"]["min"] for m, v in zip(med, rps, strict=False)], [v["rps"]["max"] - m for m, v in zip(med, rps, strict=False)]]
         line = ax1.errorbar(cs, med, yerr=err, marker="o", capsize=3, label=name)
         color = line[0].get_color()
         ax2.plot(cs, [v["p99_ms"]["median"] for v in rps], marker="o", color=color, label=name)
-        bad = [(c, m) for c, m, v in zip(cs, med, rps) if not v["valid"]]
+        bad = [(c, m) for c, m, v in zip(cs, med, rps, strict=False) if not v["valid"]]
         if bad:
-            ax1.scatter(*zip(*bad), s=140, facecolors="none", edgecolors="black", zorder=5,
+            ax1.scatter(*zip(*bad, strict=False), s=140, facecolors="none", edgecolors="black", zorder=5,
                         label=f"{name}: non-2xx")
         cpu = [v["cpu_us"]["median"] if v.get("cpu_us", {}).get("n") else float("nan") for v in rps]
         ax3.plot(cs, cpu, marker="o", color=color, label=name)
     titles = (("Throughput", "requests/s (median, min–max)"), ("p99 latency (closed loop)", "ms"),
               ("CPU time per request (process tree, /proc)", "µs (median)"))
-    for ax, (title, ylabel) in zip(axes, titles):
+    for ax, (title, ylabel) in zip(axes, titles, strict=False):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_major_locator(FixedLocator(cs_all))

@@ -123,7 +123,8 @@ class OidcProvider(Model):
         return tuple(d.lower().lstrip("@") for d in value)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "OidcProvider":
+    def _client(self) -> "OidcProvider":
+        """The issuer and how this client authenticates to it."""
         url = URL(self.issuer)
         if url.scheme == "http" and not (self.allow_http or is_loopback_url(url)):
             raise ValueError("issuer: must be https (or set allow_http: true for a trusted network)")
@@ -137,6 +138,11 @@ class OidcProvider(Model):
             raise ValueError("client_auth: a client secret method needs client_secret or client_secret_file")
         if self.client_secret is not None and not self.client_secret.get_secret_value():
             raise ValueError("client_secret: empty")
+        return self
+
+    @model_validator(mode="after")
+    def _acceptance(self) -> "OidcProvider":
+        """What of the provider's tokens and claims is accepted, and how long a fetch may take."""
         if not self.algorithms:
             raise ValueError("algorithms: list at least one")
         if self.allowed_email_domains and self.allow_unverified_email:

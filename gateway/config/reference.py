@@ -66,7 +66,7 @@ def docstrings(model: type[BaseModel]) -> dict[str, str]:
     for cls in reversed(model.__mro__[: model.__mro__.index(BaseModel)]):
         body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
         assert isinstance(body, ast.ClassDef)
-        for field, doc in zip(body.body, body.body[1:]):
+        for field, doc in zip(body.body, body.body[1:], strict=False):
             if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name) and isinstance(doc, ast.Expr) \
                     and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str):
                 found[field.target.id] = " ".join(doc.value.value.split())

@@ -67,9 +67,16 @@ def rows(route: str, echo: str, identity: tuple[str, ...] = DEFAULT_IDENTITY, to
          cookie: str | None = None, websocket: str | None = None,
          families: tuple[str, ...] = DEFAULT_FAMILIES) -> list[Row]:
     """The table, for requests under ``route`` and an echo at ``echo`` (cross-site handshakes: at ``websocket``)."""
-    def mark(label: str) -> str:
-        return f"{_MARK}-{label}"
+    return [*_header_rows(echo, identity, families), *_request_rows(route, echo, token, cookie, websocket)]
 
+
+def _mark(label: str) -> str:
+    return f"{_MARK}-{label}"
+
+
+def _header_rows(echo: str, identity: tuple[str, ...], families: tuple[str, ...]) -> list[Row]:
+    """One row per hostile header, each to the echo with a query of its own (never a cached decision)."""
+    mark = _mark
     out: list[Row] = []
     q = "?" if "?" not in echo else "&"
     n = 0
@@ -106,7 +113,13 @@ def rows(route: str, echo: str, identity: tuple[str, ...] = DEFAULT_IDENTITY, to
     header("X-Forwarded-Proto", mark("proto"))
     header("X-Forwarded-Prefix", f"/{mark('prefix')}")
     header("X-Forwarded-Uri", f"/admin/{mark('uri')}")
+    return out
 
+
+def _request_rows(route: str, echo: str, token: str | None, cookie: str | None, websocket: str | None) -> list[Row]:
+    """Path and host forms, credentials the front must refuse, cross-site websocket handshakes with the cookie."""
+    mark = _mark
+    out: list[Row] = []
     base = route.rstrip("/")
     for tail in ("..%2fadmin", "%2e%2e/admin", ".%2e/admin", "%252e%252e/admin", "x%2fy", "x;jsessionid=1",
                  "x/./y", "x/../y", "x//y", "x%00", "%ef%bc%8fx", "x?_method=DELETE"):

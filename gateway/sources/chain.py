@@ -75,9 +75,9 @@ class UserChain:
 
     async def _first(self, operation: str, calls: list[Awaitable[T | None]]) -> tuple[UserSource, T] | None:
         """The first source (in order) with an answer; unavailable before it raises SourceUnavailable."""
-        tasks = [asyncio.ensure_future(self._call(s, operation, c)) for s, c in zip(self.sources, calls)]
+        tasks = [asyncio.ensure_future(self._call(s, operation, c)) for s, c in zip(self.sources, calls, strict=True)]
         try:
-            for source, task in zip(self.sources, tasks):
+            for source, task in zip(self.sources, tasks, strict=True):
                 result = await task  # SourceUnavailable propagates: this source might have owned the login
                 if result is not None:
                     return source, result
@@ -165,7 +165,7 @@ class UserChain:
             return "up"
 
         states = await asyncio.gather(*(one(s) for s in self.sources))
-        return dict(zip((s.name for s in self.sources), states))
+        return dict(zip((s.name for s in self.sources), states, strict=True))
 
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self.sources), return_exceptions=True)

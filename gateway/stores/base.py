@@ -52,10 +52,10 @@ class RateDecision:
 class Store(abc.ABC):
     """Families are keyed by the ``fid`` claim; every record expires on its own."""
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - an optional hook: most backends have nothing to open
         """Open connections or background tasks; called once before serving."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - an optional hook: most backends have nothing to release
         """Release connections; called once at shutdown."""
 
     @abc.abstractmethod

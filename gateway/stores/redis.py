@@ -33,6 +33,7 @@ with the cache off still informs those with it on.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -350,10 +351,9 @@ class RedisStore(Store):
     async def link_session(self, family: str, data: str, indexes: list[str], ttl: float) -> None:
         link = self._key(family, "link")
         await self._call(lambda: self.client.set(link, data, px=_ms(ttl)))
-        for index in indexes:
-            name = self._hashed("idx", index)
-            args: list[str | int] = [family, _ms(ttl)]
-            await self._call(lambda: self._index(keys=[name], args=args))
+        args: list[str | int] = [family, _ms(ttl)]
+        for name in [self._hashed("idx", index) for index in indexes]:
+            await self._call(functools.partial(self._index, keys=[name], args=args))
 
     async def session_link(self, family: str) -> str | None:
         value = await self._call(lambda: self.client.get(self._key(family, "link")))

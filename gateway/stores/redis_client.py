@@ -40,7 +40,7 @@ def _retry_once() -> Retry:
     (the grace record).
     """
     return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-_SENTINEL_AUTH = {"sentinel_username", "sentinel_password"}
+_SENTINEL_AUTH = frozenset({"sentinel_username", "sentinel_password"})
 
 
 def redis_client(url: str, *, timeout: float) -> RedisClient:
@@ -73,7 +73,7 @@ async def close_redis_client(client: RedisClient) -> None:
             await sentinel.aclose()
 
 
-def _options(target: RedisTarget, *, skip: set[str] = set()) -> dict[str, Any]:
+def _options(target: RedisTarget, *, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Query options typed by redis-py's own URL parser, plus credentials and TLS."""
     scheme = "rediss" if target.tls else "redis"
     query = urlencode([(k, v) for k, v in target.options if k not in skip])

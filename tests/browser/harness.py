@@ -164,7 +164,7 @@ async def run_page_async(url: str, timeout: float = 30.0) -> Any:
     except asyncio.TimeoutError:
         proc.kill()
         out, err = await proc.communicate()
-        raise BrowserRunError(-1, out.decode(errors="replace"), err.decode(errors="replace"), url)
+        raise BrowserRunError(-1, out.decode(errors="replace"), err.decode(errors="replace"), url) from None
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     if proc.returncode != 0:
         raise BrowserRunError(proc.returncode, stdout, stderr, url)

@@ -212,7 +212,7 @@ async def test_duplicate_json_members_are_refused(gateway):
         "header alg twice": '{"alg": "none", "alg": "HS256", "kid": "%s"}' % HS_KID,
         "header kid twice": '{"alg": "HS256", "kid": "other", "kid": "%s"}' % HS_KID,
     }
-    for name, header in cases.items():
+    for header in cases.values():
         await assert_refused(await gateway.get("/api/x", headers=bearer(hs256(header, json.dumps(claims)))))
     payloads = {
         "sub twice": body + ', "sub": "alice"}',

@@ -97,7 +97,7 @@ async def test_invalid_or_restart_only_changes_are_refused_and_the_old_config_st
                 write(config_path, content, port)
             proc.send_signal(signal.SIGHUP)
 
-            async def refused() -> bool:
+            async def refused(before: int = before) -> bool:
                 return refusals() > before
             await eventually(refused, f"the reload to be refused ({expected})")
             assert expected in gateway_process.log(port)

@@ -303,7 +303,7 @@ def answers(draw: st.DrawFn) -> bytes:
     if draw(st.booleans()):
         return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=5)))
-    pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)]) if b > a]
+    pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=False) if b > a]
     return (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + b"".join(
         b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
 

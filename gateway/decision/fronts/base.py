@@ -53,7 +53,7 @@ def spellings(name: str) -> list[str]:
     X_User-Id, X-User_Id, X.User.Id and X_User_Id all as X-User-Id."""
     parts = re.split(r"[-_.]", name)
     seps = itertools.product("-_.", repeat=len(parts) - 1)
-    out = ["".join(p + s for p, s in zip(parts, (*sep, ""))) for sep in seps]
+    out = ["".join(p + s for p, s in zip(parts, (*sep, ""), strict=True)) for sep in seps]
     return list(dict.fromkeys([name, *out]))
 
 

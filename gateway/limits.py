@@ -181,7 +181,7 @@ def install(
 
     ``trust_forwarded`` gives the current configuration's proxies (reloads change them);
     ``uncapped`` tells the requests that ``max_requests_per_client`` does not count.
-    Limits are read at start: a reload does not change them (docs/ops/limits.md).
+    Limits are read at start: a reload does not change them (docs/limits.md).
     """
     guard = ConnectionGuard(limits)
     guard.proxies = trust_forwarded

@@ -1,6 +1,6 @@
 """The ``limits`` section: how much any one client, and all clients together, may hold.
 
-Every limit has a default meant for production; docs/ops/limits.md explains
+Every limit has a default meant for production; docs/limits.md explains
 each key and what a client sees when it hits one. Imported by ``config``.
 """
 from __future__ import annotations

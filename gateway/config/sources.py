@@ -7,7 +7,7 @@
       - http: {url: "http://legacy:8000/api/login"}
 
 Each key is described once, in the docstring under its field; docs/configuration.md's reference is
-generated from these (``python -m gateway.config.reference --write``), docs/ops/user-sources.md explains them.
+generated from these (``python -m gateway.config.reference --write``), docs/user-sources.md explains them.
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ class Endpoint:
     methods: frozenset[str]
     handler: Handler
     # Not counted in limits.max_requests_per_client: refresh and logout, so that many users behind one
-    # address (a NAT, an untrusted proxy) can always renew and end their sessions (docs/ops/limits.md).
+    # address (a NAT, an untrusted proxy) can always renew and end their sessions (docs/limits.md).
     uncapped: bool = False
 
 

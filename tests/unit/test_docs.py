@@ -108,3 +108,12 @@ def test_slugs_follow_github():
     assert slug("Decisions where the requirements were silent") == "decisions-where-the-requirements-were-silent"
     assert slug("`store.revocation_cache`: a local answer") == "storerevocation_cache-a-local-answer"
     assert slug("Docker and Kubernetes") == "docker-and-kubernetes"
+
+
+def test_every_test_module_says_what_it_shows():
+    """CONTRIBUTING.md's list of what each test file shows is `python -m tests.support.catalog`, read from these."""
+    from tests.support.catalog import catalog
+
+    rows = catalog()
+    assert len(rows) > 50 and {layer for layer, _, _ in rows} >= {"unit", "http", "ops", "browser"}
+    assert [file for _, file, summary in rows if len(summary) < 20] == []

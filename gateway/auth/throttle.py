@@ -35,7 +35,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from gateway.config import LoginThrottle as ThrottleSettings
+from gateway.config import LoginThrottleSettings
 from gateway.errors import GatewayError
 from gateway.forwarded import client_ip
 from gateway.net import NO_PROXIES, TrustedProxies, ip_bucket
@@ -84,7 +84,7 @@ class _Turns:
 
 
 class LoginThrottle:
-    def __init__(self, settings: ThrottleSettings, store: Store, *, trust_forwarded: TrustedProxies = NO_PROXIES) -> None:
+    def __init__(self, settings: LoginThrottleSettings, store: Store, *, trust_forwarded: TrustedProxies = NO_PROXIES) -> None:
         self.settings = settings
         self.store = store
         self.trust_forwarded = trust_forwarded

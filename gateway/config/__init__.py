@@ -17,13 +17,13 @@ from gateway.config.browser import Compat, CompatProfile, Cookies, Cors
 from gateway.config.issuers import ExternalIssuer
 from gateway.config.loading import load_config, parse_config, read_yaml
 from gateway.config.model import GatewayConfig
-from gateway.config.ops import Endpoints, LoginThrottle, Store
+from gateway.config.ops import Endpoints, LoginThrottleSettings, MetricsSettings, StoreSettings
 from gateway.config.routes import IdentityJwt, Requirements, Route, WebsocketToken
 from gateway.config.tokens import MIN_HS256_SECRET, OWN_ISSUER, KeySpec, Tokens
 from gateway.config.types import ConfigError, parse_duration
 
 __all__ = [
     "MIN_HS256_SECRET", "OWN_ISSUER", "SIGNING_ALGORITHMS", "Compat", "CompatProfile", "ConfigError", "Cookies", "Cors",
-    "Endpoints", "ExternalIssuer", "GatewayConfig", "IdentityJwt", "KeySpec", "LoginThrottle", "Requirements", "Route",
-    "Store", "Tokens", "WebsocketToken", "load_config", "parse_config", "parse_duration", "read_yaml",
+    "Endpoints", "ExternalIssuer", "GatewayConfig", "IdentityJwt", "KeySpec", "LoginThrottleSettings", "MetricsSettings", "Requirements", "Route",
+    "StoreSettings", "Tokens", "WebsocketToken", "load_config", "parse_config", "parse_duration", "read_yaml",
 ]

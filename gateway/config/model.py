@@ -13,7 +13,7 @@ from gateway.config.decision import Decision
 from gateway.config.issuers import ExternalIssuer
 from gateway.config.limits import Limits
 from gateway.config.oidc import Oidc
-from gateway.config.ops import Admin, Endpoints, Listen, LoginThrottle, Metrics, Shutdown, Store
+from gateway.config.ops import Admin, Endpoints, Listen, LoginThrottleSettings, MetricsSettings, Shutdown, StoreSettings
 from gateway.config.routes import Route
 from gateway.config.sources import SourceSpec
 from gateway.config.tokens import NAME, OWN_ISSUER, Tokens
@@ -26,7 +26,7 @@ class GatewayConfig(Model):
     """The main listener: where clients connect."""
     tokens: Tokens
     """How the gateway signs and checks its own tokens: the short form (one HS256 `secret`) or a `keys` ring."""
-    store: Store = Store()
+    store: StoreSettings = StoreSettings()
     """Where sessions, revocations and counters live: in memory (one process) or in Redis (shared)."""
     users_file: Path | None = None
     """The users file (see below); the same as `users: [{file: ...}]`. Required unless `users` lists sources."""
@@ -44,7 +44,7 @@ class GatewayConfig(Model):
     """Ordered; the first match wins. Without any, every request but the gateway's own endpoints is 404."""
     shutdown: Shutdown = Shutdown()
     """SIGTERM and SIGINT: stop accepting, then let in-flight requests finish."""
-    metrics: Metrics = Metrics()
+    metrics: MetricsSettings = MetricsSettings()
     """Prometheus metrics."""
     admin: Admin | None = None
     """A second listener for /metrics, /healthz and /readyz; absent: /metrics is served on the main listener."""
@@ -56,7 +56,7 @@ class GatewayConfig(Model):
     """Cross-origin access; off while `allow_origins` is empty."""
     external_issuers: dict[str, ExternalIssuer] = {}
     """Identity providers whose tokens routes may accept, by the name routes use in `issuers` (`gateway` is reserved)."""
-    login_throttle: LoginThrottle = LoginThrottle()
+    login_throttle: LoginThrottleSettings = LoginThrottleSettings()
     """Failed-login throttling, counted in the store."""
     public_url: str | None = None
     """The gateway's external base URL, for the discovery document; absent: the document is served to loopback hosts only."""

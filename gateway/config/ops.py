@@ -15,7 +15,7 @@ class Listen(Model):
     port: int = Field(8080, ge=0, le=65535)
     """Port of the main listener."""
 
-class Store(Model):
+class StoreSettings(Model):
     backend: Literal["memory", "redis"] = "memory"
     """`memory`: one process only; `redis`: shared by every instance."""
     url: str | None = None
@@ -30,7 +30,7 @@ class Store(Model):
     """Redis only: answer revocation checks from a local cache kept current by pub/sub, trusting "not revoked" for at most this long; 0: ask Redis on every request. Restart to change."""
 
     @model_validator(mode="after")
-    def _redis_needs_url(self) -> "Store":
+    def _redis_needs_url(self) -> "StoreSettings":
         if self.backend == "redis":
             if not self.url:
                 raise ValueError("url: required when backend is redis")
@@ -86,7 +86,7 @@ class Shutdown(Model):
     """/readyz answers 503 this long before the listener closes, so a load balancer stops sending first (Kubernetes: a little over the probe period)."""
 
 
-class Metrics(Model):
+class MetricsSettings(Model):
     enabled: bool = True
     """Serve Prometheus metrics."""
     path: AbsPath = "/metrics"
@@ -103,7 +103,7 @@ class Admin(Model):
     port: int = Field(9090, ge=0, le=65535)
     """Port of the admin listener."""
 
-class LoginThrottle(Model):
+class LoginThrottleSettings(Model):
     """Failed logins per username and per client IP (a lockout), and the volume of attempts per IP (a short rate limit)."""
 
     enabled: bool = True

@@ -5,7 +5,7 @@ process and ``RedisStore`` so that many gateway instances act as one.
 """
 from __future__ import annotations
 
-from gateway.config import Store as StoreSettings
+from gateway.config import StoreSettings
 from gateway.stores.base import Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
 from gateway.stores.memory import MemoryStore
 

@@ -11,7 +11,7 @@ import inspect
 import re
 
 from gateway.auth.throttle import LoginThrottle
-from gateway.config.ops import LoginThrottle as ThrottleSettings
+from gateway.config.ops import LoginThrottleSettings
 from gateway.stores.base import Store
 from gateway.stores.redis import RedisStore
 from tests.conftest import ROOT
@@ -65,7 +65,7 @@ async def test_every_key_is_documented(redis_url):
         await store.revoke_family("f2", ttl=60)
         await store.track_session("alice", "f1", ttl=60, cap=5)
         await store.rate_limit("api:0123456789abcdef0123456789abcdef", interval=0.1, capacity=5)
-        throttle = LoginThrottle(ThrottleSettings(), store)
+        throttle = LoginThrottle(LoginThrottleSettings(), store)
         await throttle.attempt("alice", "username", "2001:db8::1")  # ctr:login:rate, ctr:login:user, ctr:login:ip
         await store.incr_counter("login:user:gone", 60)
         await store.reset_counter("login:user:gone")

@@ -15,7 +15,7 @@ from gateway.auth.oidc import HTTP as oidc_http
 from gateway.config import GatewayConfig
 from gateway.context import ANSWER_HEADERS
 from gateway.decision.cache import DecisionCache
-from gateway.lifecycle import LIFECYCLE
+from gateway.lifecycle import LIFECYCLE, Lifecycle
 from gateway.middleware import answer_headers, errors_and_access_log
 from gateway.observe.metrics import METRICS, Metrics
 from gateway.pipeline import dispatch
@@ -53,14 +53,16 @@ def create_app(
     revocations = store if isinstance(store, RevocationCache) else None
     sockets = SocketSessions()
     store = watched_revocations(store, sockets, feed)  # open websockets end when their token is revoked
-    gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, Upstream(config.limits), metrics)
+    decisions = None
     if config.decision is not None and config.decision.cache_size > 0 and revocations is not None:
-        gateway.decisions = DecisionCache(revocations, config.decision.cache_size)
+        decisions = DecisionCache(revocations, config.decision.cache_size)
+    upstream = Upstream(config.limits)
+    guard = limits.ConnectionGuard(config.limits, lambda: gateway.runtime.config.proxies, metrics.connections)
+    phases = Lifecycle(saturation=lambda: limits.saturation(guard, upstream.slots))
+    gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, upstream, metrics, phases, decisions)
     app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log, limits.admission])
     app[GATEWAY] = gateway
-    guard = limits.install(app, config.limits, lambda: gateway.runtime.config.proxies, functools.partial(_uncapped, gateway))
-    gateway.lifecycle.saturation = lambda: limits.saturation(guard, gateway.upstream.slots)
-    guard.observer = metrics.connections
+    limits.install(app, guard, functools.partial(_uncapped, gateway))
     app[METRICS] = metrics
     app[LIFECYCLE] = gateway.lifecycle
     websocket.install(app, sockets)

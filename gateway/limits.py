@@ -35,14 +35,15 @@ class ConnectionGuard:
     only: they carry many clients, each counted by its own address per request.
     """
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, proxies: Callable[[], TrustedProxies] = TrustedProxies,
+                 observer: Callable[[int, int], None] | None = None) -> None:
         self.limits = limits
-        self.proxies: Callable[[], TrustedProxies] = TrustedProxies  # the current configuration's (install)
+        self.proxies = proxies  # the current configuration's trusted proxies (a reload changes them)
         self.open = 0
         self.per_client: Counter[str] = Counter()
         self.websockets = 0
         self.fd_capacity: int | None = None  # set from RLIMIT_NOFILE by the server
-        self.observer: Callable[[int, int], None] | None = None  # (open connections, open websockets), for metrics
+        self.observer = observer  # (open connections, open websockets), for metrics
 
     def _report(self) -> None:
         if self.observer is not None:
@@ -106,7 +107,6 @@ class ConnectionGuard:
 
 CONNECTION_GUARD = web.AppKey("connection_guard", ConnectionGuard)
 _CLIENT_REQUESTS = web.AppKey["ClientRequests"]("client_requests")
-_TRUST_FORWARDED = web.AppKey[Callable[[], TrustedProxies]]("admission_trust_forwarded")
 _UNCAPPED = web.AppKey[Callable[[web.Request], bool]]("admission_uncapped")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -162,7 +162,7 @@ async def admission(request: web.Request, handler: Handler) -> web.StreamRespons
         return _refuse(431, "headers_too_large", "The request head is too large")
     if request.app[_UNCAPPED](request):  # refresh and logout: never lost to a crowd sharing the address
         return await handler(request)
-    request[CLIENT] = client = ip_bucket(client_ip(request, request.app[_TRUST_FORWARDED]()))  # IPv6: per /64
+    request[CLIENT] = client = ip_bucket(client_ip(request, request.app[CONNECTION_GUARD].proxies()))  # IPv6: per /64
     requests: ClientRequests = request.app[_CLIENT_REQUESTS]
     if not requests.enter(client, limits.max_requests_per_client):
         raise GatewayError(429, "too_many_requests", "Too many requests in progress from this address",
@@ -173,23 +173,15 @@ async def admission(request: web.Request, handler: Handler) -> web.StreamRespons
         requests.leave(client)
 
 
-def install(
-    app: web.Application, limits: Limits, trust_forwarded: Callable[[], TrustedProxies],
-    uncapped: Callable[[web.Request], bool] = lambda request: False,
-) -> ConnectionGuard:
-    """The guard for ``app``'s connections (GuardedRunner uses it) and the state the middleware reads.
+def install(app: web.Application, guard: ConnectionGuard, uncapped: Callable[[web.Request], bool] = lambda request: False) -> None:
+    """``guard`` for ``app``'s connections (GuardedRunner uses it) and the state the middleware reads.
 
-    ``trust_forwarded`` gives the current configuration's proxies (reloads change them);
     ``uncapped`` tells the requests that ``max_requests_per_client`` does not count.
     Limits are read at start: a reload does not change them (docs/limits.md).
     """
-    guard = ConnectionGuard(limits)
-    guard.proxies = trust_forwarded
     app[CONNECTION_GUARD] = guard
     app[_CLIENT_REQUESTS] = ClientRequests()
-    app[_TRUST_FORWARDED] = trust_forwarded
     app[_UNCAPPED] = uncapped
-    return guard
 
 
 def saturation(guard: ConnectionGuard, slots: UpstreamSlots) -> str | None:

@@ -149,13 +149,14 @@ class Gateway:
         upstream: Upstream,
         metrics: Metrics | None = None,
         lifecycle: Lifecycle | None = None,
+        decisions: DecisionCache | None = None,
     ) -> None:
         self.runtime = runtime
         self.store = store
         self.upstream = upstream
         self.metrics = metrics if metrics is not None else Metrics()
         self.lifecycle = lifecycle if lifecycle is not None else Lifecycle()
-        self.decisions: DecisionCache | None = None  # decision mode's own cache (set by app.create_app)
+        self.decisions = decisions  # decision mode's own cache of verified callers
         self.swap(runtime)
 
     def swap(self, runtime: Runtime) -> None:

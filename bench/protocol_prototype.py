@@ -109,7 +109,7 @@ class Prototype:
             state[RESPONSE_BYTES] = len(body)
             state[REQUEST_ID] = rid
             request = _Request(method, path_text, headers, peer)
-            access_log.info(access_line(state, request, _Response(status), duration, False))  # type: ignore[arg-type]
+            access_log.info(access_line(state, request, _Response(status), duration))  # type: ignore[arg-type]
         return out
 
     async def _proxy(self, method: str, target: str, headers: CIMultiDictProxy[str], peer: str | None, rid: str,

@@ -5,19 +5,31 @@ the metrics, mostly), so data flows down the pipeline only.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from aiohttp import web
 
 __all__ = [
     "ANSWER_HEADERS", "BODY_ERROR", "ERROR_CODE", "REQUEST_ID", "RESPONSE_BYTES", "REVOCATION_SKIPPED", "ROUTE_NAME", "SUBJECT",
-    "CLIENT", "UPSTREAM_ERROR", "UPSTREAM_SECONDS",
+    "CLIENT", "UPSTREAM_ERROR", "UPSTREAM_SECONDS", "Client",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who sent a request, computed once per request from the trusted-forwarding rule (``forwarded.identify``, in
+    the admission middleware); every later step reads it here and none applies the rule on its own."""
+
+    address: str  # the peer's, or behind trusted proxies the nearest address none of them vouches for
+    bucket: str  # ``net.ip_bucket(address)``: what per-client counts count (IPv6 per /64)
+    from_proxy: bool  # the peer is a trusted proxy: its X-Forwarded-Proto/-Host and forwarding chains count
+
 
 REQUEST_ID = web.RequestKey("request_id", str)  # the middleware: the client's sane X-Request-Id or a new one
 ROUTE_NAME = web.RequestKey("route", str)  # dispatch: the matched route's name, or @<path> for own endpoints
 SUBJECT = web.RequestKey("sub", str)  # credentials and the token endpoints: the verified caller
-CLIENT = web.RequestKey("client", str)  # limits.admission: the client address bucket (forwarded.client_ip, per /64)
+CLIENT = web.RequestKey("client", Client)  # limits.admission: who sent the request (forwarded.identify)
 REVOCATION_SKIPPED = web.RequestKey("revocation_skipped", bool)  # stores.failopen: checked on the signature alone
 UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)  # upstream.http: until the upstream's headers arrived
 UPSTREAM_ERROR = web.RequestKey("upstream_error", str)  # upstream.http: unavailable, timeout or aborted

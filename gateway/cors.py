@@ -16,7 +16,6 @@ from aiohttp import web
 from gateway.config import Cors
 from gateway.errors import GatewayError
 from gateway.forwarded import client_origin
-from gateway.net import NO_PROXIES, TrustedProxies
 
 __all__ = ["CorsPolicy", "is_preflight", "same_origin"]
 
@@ -32,10 +31,10 @@ def is_preflight(request: web.Request) -> bool:
     )
 
 
-def same_origin(request: web.Request, origin: str, *, trust_forwarded: TrustedProxies = NO_PROXIES) -> bool:
+def same_origin(request: web.Request, origin: str) -> bool:
     """Whether ``origin`` is the gateway's own (``target.client_origin``); never for an invalid host."""
     try:
-        scheme, host = client_origin(request, trust_forwarded)
+        scheme, host = client_origin(request)
     except GatewayError:
         return False
     return origin.lower() == f"{scheme}://{host}"
@@ -48,11 +47,10 @@ def _origin_pattern(origin: str) -> re.Pattern[str]:
 
 
 class CorsPolicy:
-    def __init__(self, settings: Cors, *, trust_forwarded: TrustedProxies = NO_PROXIES, extra_headers: tuple[str, ...] = ()) -> None:
+    def __init__(self, settings: Cors, *, extra_headers: tuple[str, ...] = ()) -> None:
         """``extra_headers`` are allowed on top of ``allow_headers`` (cookie mode's CSRF header)."""
         allow = settings.allow_headers + tuple(h for h in extra_headers if h.lower() not in {a.lower() for a in settings.allow_headers})
         self.settings = settings.model_copy(update={"allow_headers": allow})
-        self.trust_forwarded = trust_forwarded
         self._any = "*" in settings.allow_origins
         self._exact = frozenset(o for o in settings.allow_origins if "*" not in o)
         self._patterns = tuple(_origin_pattern(o) for o in settings.allow_origins if o.startswith(("http://*.", "https://*.")))
@@ -66,7 +64,7 @@ class CorsPolicy:
     def screen(self, request: web.Request, accepts: Callable[[str], bool]) -> web.Response | None:
         """Before dispatch: the preflight answer, a refusal (raised), or None to carry on."""
         origin = request.headers.get("Origin")
-        if origin is None or same_origin(request, origin, trust_forwarded=self.trust_forwarded):
+        if origin is None or same_origin(request, origin):
             return None
         if not self.allows(origin):
             request[_REFUSED] = True

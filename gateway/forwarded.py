@@ -17,13 +17,29 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.context import CLIENT, Client
 from gateway.errors import GatewayError
-from gateway.net import DEFAULT_PORTS, Host, TrustedProxies, parse_address, parse_host
+from gateway.net import DEFAULT_PORTS, Host, TrustedProxies, ip_bucket, parse_address, parse_host
 from gateway.target import request_host
 
-__all__ = ["client_ip", "client_origin", "forwarded_by_proxy"]
+__all__ = ["client", "client_ip", "client_origin", "forwarded_by_proxy", "identify"]
 
 MAX_HOPS = 32  # hops read from the right; a longer chain is cut there (a trusted proxy still appended the last)
+
+
+def identify(request: web.Request, proxies: TrustedProxies) -> Client:
+    """The request's ``Client``: the one application of the trusted-forwarding rule to a request."""
+    address = client_ip(request, proxies)
+    return Client(address, ip_bucket(address), forwarded_by_proxy(request, proxies))
+
+
+def client(request: web.Request) -> Client:
+    """The request's client, as the admission middleware identified it (the peer alone, for a request that did not
+    pass it: nothing forwarded is believed then)."""
+    if CLIENT in request:
+        return request[CLIENT]
+    peer = request.remote or "unknown"
+    return Client(peer, ip_bucket(peer), False)
 
 
 def forwarded_by_proxy(request: web.Request, proxies: TrustedProxies) -> bool:
@@ -61,7 +77,7 @@ def client_ip(request: web.Request, trust_forwarded: TrustedProxies) -> str:
     return client
 
 
-def client_origin(request: web.Request, trust_forwarded: TrustedProxies, host: Host | None = None) -> tuple[str, Host]:
+def client_origin(request: web.Request, host: Host | None = None) -> tuple[str, Host]:
     """The scheme and host the client used: the request's own, or from a trusted proxy X-Forwarded-Proto/-Host.
 
     Forwarded values must be a single ``http``/``https`` and a single valid host
@@ -69,7 +85,7 @@ def client_origin(request: web.Request, trust_forwarded: TrustedProxies, host: H
     ``host`` is the request's own, when already parsed.
     """
     scheme = request.scheme
-    if trust_forwarded.trusts(request.remote):
+    if client(request).from_proxy:
         proto = request.headers.get("X-Forwarded-Proto")
         if proto is not None:
             scheme = proto.strip().lower()

@@ -16,8 +16,8 @@ from aiohttp import web
 from gateway.config.limits import Limits
 from gateway.context import CLIENT
 from gateway.errors import GatewayError, error_response
-from gateway.forwarded import client_ip
-from gateway.net import TrustedProxies, ip_bucket
+from gateway.forwarded import identify
+from gateway.net import TrustedProxies
 from gateway.upstream.slots import UpstreamSlots
 
 log = logging.getLogger("gateway")
@@ -154,6 +154,7 @@ _CONNECTION_REFUSALS = {
 async def admission(request: web.Request, handler: Handler) -> web.StreamResponse:
     guard = request.app[CONNECTION_GUARD]
     limits: Limits = guard.limits
+    request[CLIENT] = client = identify(request, guard.proxies())  # who sent it: the one place the rule is applied
     refusal = getattr(request.protocol, "refusal", None)
     if refusal is not None:
         status, detail = _CONNECTION_REFUSALS[refusal]
@@ -162,15 +163,14 @@ async def admission(request: web.Request, handler: Handler) -> web.StreamRespons
         return _refuse(431, "headers_too_large", "The request head is too large")
     if request.app[_UNCAPPED](request):  # refresh and logout: never lost to a crowd sharing the address
         return await handler(request)
-    request[CLIENT] = client = ip_bucket(client_ip(request, request.app[CONNECTION_GUARD].proxies()))  # IPv6: per /64
     requests: ClientRequests = request.app[_CLIENT_REQUESTS]
-    if not requests.enter(client, limits.max_requests_per_client):
+    if not requests.enter(client.bucket, limits.max_requests_per_client):
         raise GatewayError(429, "too_many_requests", "Too many requests in progress from this address",
                            headers={"Retry-After": "1"})
     try:
         return await handler(request)
     finally:
-        requests.leave(client)
+        requests.leave(client.bucket)
 
 
 def install(app: web.Application, guard: ConnectionGuard, uncapped: Callable[[web.Request], bool] = lambda request: False) -> None:

@@ -103,4 +103,4 @@ def _observe(request: web.Request, response: web.StreamResponse, duration: float
     if state.get(REVOCATION_SKIPPED):
         gateway.metrics.fail_open.inc()
     if access_log.isEnabledFor(logging.INFO):
-        access_log.info(access_line(state, request, response, duration, gateway.runtime.config.proxies))
+        access_log.info(access_line(state, request, response, duration))

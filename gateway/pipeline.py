@@ -109,7 +109,7 @@ async def admit(
     claims = await _caller(request, gateway, runtime, route, handshake, decisions)
     if route.rate_limit is not None:
         await rate_limit.enforce(request, route, claims, gateway.store, runtime.config)
-    origin = client_origin(request, runtime.config.proxies, host)
+    origin = client_origin(request, host)
     headers = runtime.rewrite.headers(request, route, claims, request[REQUEST_ID], host, origin)
     if runtime.cookies is not None:
         runtime.cookies.strip(headers)  # the gateway's cookies carry tokens: upstreams get identity headers instead
@@ -198,10 +198,9 @@ async def _credentials(
 
 def _origin_rule(request: web.Request, runtime: Runtime) -> OriginRule:
     """Origins whose pages may use the access cookie on a websocket: the gateway's own, and CORS's allowed ones."""
-    trust = runtime.config.proxies
 
     def origin_ok(origin: str) -> bool:
-        return same_origin(request, origin, trust_forwarded=trust) or (runtime.cors is not None and runtime.cors.allows(origin))
+        return same_origin(request, origin) or (runtime.cors is not None and runtime.cors.allows(origin))
 
     return origin_ok
 

@@ -19,8 +19,7 @@ from aiohttp import web
 
 from gateway.config import GatewayConfig, Route
 from gateway.errors import GatewayError
-from gateway.forwarded import client_ip
-from gateway.net import TrustedProxies
+from gateway.forwarded import client
 from gateway.stores import Store, StoreUnavailable
 
 __all__ = ["add_headers", "enforce"]
@@ -29,7 +28,7 @@ _HEADERS = web.RequestKey("rate_limit_headers", dict)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
-def _who(request: web.Request, route: Route, claims: Mapping[str, Any] | None, trust_forwarded: TrustedProxies) -> str:
+def _who(request: web.Request, route: Route, claims: Mapping[str, Any] | None) -> str:
     assert route.rate_limit is not None
     kind, _, name = route.rate_limit.key.partition(":")
     value: Any = None
@@ -40,7 +39,7 @@ def _who(request: web.Request, route: Route, claims: Mapping[str, Any] | None, t
     elif kind == "header":
         value = request.headers.get(name)
     if value is None or value == "":
-        return "ip:" + client_ip(request, trust_forwarded)  # no such identity: the client address
+        return "ip:" + client(request).address  # no such identity: the client address
     return f"{kind}:{value}"
 
 
@@ -50,7 +49,7 @@ async def enforce(request: web.Request, route: Route, claims: Mapping[str, Any] 
     limit = route.rate_limit
     if limit is None:
         return
-    who = hashlib.sha256(_who(request, route, claims, config.proxies).encode()).hexdigest()[:32]
+    who = hashlib.sha256(_who(request, route, claims).encode()).hexdigest()[:32]
     try:
         decision = await store.rate_limit(f"{route.name}:{who}", limit.per / limit.requests, limit.capacity)
     except StoreUnavailable:

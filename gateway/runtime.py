@@ -79,7 +79,7 @@ class Runtime:
         tokens = TokenService(config.tokens, keys)
         throttle = None
         if config.login_throttle.enabled:
-            throttle = LoginThrottle(config.login_throttle, store, trust_forwarded=config.proxies)
+            throttle = LoginThrottle(config.login_throttle, store)
         boundary = client_boundary(config)
         cookies = None
         if config.cookies.enabled:
@@ -91,7 +91,7 @@ class Runtime:
             tokens=tokens,
             auth=AuthService(config.tokens, tokens, users, store, throttle, events=events),
             router=Router(config.routes, case_sensitive=config.paths.case_sensitive),
-            rewrite=HeaderRewrite(boundary, trust_forwarded=config.proxies),
+            rewrite=HeaderRewrite(boundary),
             endpoints={
                 **default_endpoints(config.endpoints),
                 **wellknown_endpoints(config, keys),
@@ -114,7 +114,7 @@ def _cors(config: GatewayConfig) -> CorsPolicy | None:
     if not config.cors.enabled:
         return None
     csrf = (config.cookies.csrf_header,) if config.cookies.enabled else ()
-    return CorsPolicy(config.cors, trust_forwarded=config.proxies, extra_headers=csrf)
+    return CorsPolicy(config.cors, extra_headers=csrf)
 
 
 def ops_endpoints(config: GatewayConfig) -> dict[str, Endpoint]:

@@ -37,8 +37,8 @@ from aiohttp import web
 
 from gateway.config import LoginThrottleSettings
 from gateway.errors import GatewayError
-from gateway.forwarded import client_ip
-from gateway.net import NO_PROXIES, TrustedProxies, ip_bucket
+from gateway.forwarded import client
+from gateway.net import ip_bucket
 from gateway.stores import Store
 
 __all__ = ["LoginThrottle"]
@@ -84,14 +84,13 @@ class _Turns:
 
 
 class LoginThrottle:
-    def __init__(self, settings: LoginThrottleSettings, store: Store, *, trust_forwarded: TrustedProxies = NO_PROXIES) -> None:
+    def __init__(self, settings: LoginThrottleSettings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.trust_forwarded = trust_forwarded
         self.turns = _Turns()
 
     def client_of(self, request: web.Request) -> str:
-        return client_ip(request, self.trust_forwarded)
+        return client(request).address
 
     def _keys(self, login: str, by: str, client: str | None) -> list[tuple[str, int]]:
         # Hashed: the store never holds login names, and odd bytes never reach a Redis key. Folded: a

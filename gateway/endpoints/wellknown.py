@@ -42,7 +42,7 @@ def _base_url(request: web.Request, config: GatewayConfig) -> str:
     """
     if config.public_url:
         return config.public_url
-    scheme, host = client_origin(request, config.proxies)
+    scheme, host = client_origin(request)
     if not is_loopback(host.name):
         raise GatewayError(404, "not_configured", "Set public_url to publish the discovery document")
     return f"{scheme}://{host}"

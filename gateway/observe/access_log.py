@@ -28,8 +28,7 @@ from gateway.context import (
     UPSTREAM_ERROR,
     UPSTREAM_SECONDS,
 )
-from gateway.forwarded import client_ip
-from gateway.net import TrustedProxies
+from gateway.forwarded import client
 
 __all__ = ["FIELDS", "access_line"]
 
@@ -58,8 +57,7 @@ def _ms(seconds: float | None) -> str:
     return "null" if seconds is None else repr(round(seconds * 1000, 2))
 
 
-def access_line(state: Mapping[Any, Any], request: web.Request, response: web.StreamResponse, duration: float,
-                trust_forwarded: TrustedProxies) -> str:
+def access_line(state: Mapping[Any, Any], request: web.Request, response: web.StreamResponse, duration: float) -> str:
     """The JSON line for one answered request; ``state`` is the request's context (``dict(request.items())``)."""
     code = response.get(ERROR_CODE) if len(response) else None
     line = (
@@ -67,7 +65,7 @@ def access_line(state: Mapping[Any, Any], request: web.Request, response: web.St
         f'"method": {_text(request.method)}, "path": {_text(request.path[:MAX_LOGGED_PATH])}, '
         f'"route": {_text(state.get(ROUTE_NAME))}, "status": {response.status}, '
         f'"duration_ms": {_ms(duration)}, "upstream_ms": {_ms(state.get(UPSTREAM_SECONDS))}, '
-        f'"sub": {_text(state.get(SUBJECT))}, "client": {_text(client_ip(request, trust_forwarded))}, '
+        f'"sub": {_text(state.get(SUBJECT))}, "client": {_text(client(request).address)}, '
         f'"bytes": {_body_bytes(state, response)}, "pid": {_Process.pid}'
     )
     if code is not None:

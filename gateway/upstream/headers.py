@@ -36,8 +36,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config import GatewayConfig, Route
 from gateway.config.boundary import ClientBoundary
-from gateway.forwarded import forwarded_by_proxy
-from gateway.net import Host, TrustedProxies
+from gateway.forwarded import client
+from gateway.net import Host
 from gateway.upstream.signed_identity import DEFAULT_HEADER
 
 __all__ = ["HOP_BY_HOP", "HeaderRewrite", "client_boundary", "connection_tokens", "encode_claim"]
@@ -106,9 +106,8 @@ def _forwarded_node(peer: str | None) -> str:
 class HeaderRewrite:
     """Which client headers are dropped, and the headers the gateway adds; one per configuration."""
 
-    def __init__(self, boundary: ClientBoundary, *, trust_forwarded: TrustedProxies) -> None:
+    def __init__(self, boundary: ClientBoundary) -> None:
         self.boundary = boundary
-        self.trust_forwarded = trust_forwarded
 
     def dropped(self, name: str, from_proxy: bool = False) -> bool:
         """Whether a client header of this name never reaches an upstream (route-independent part).
@@ -133,7 +132,7 @@ class HeaderRewrite:
         """
         drop = HOP_BY_HOP | connection_tokens(request.headers)
         out: CIMultiDict[str] = CIMultiDict()
-        from_proxy = forwarded_by_proxy(request, self.trust_forwarded)
+        from_proxy = client(request).from_proxy
         for name, value in request.headers.items():
             if name.lower() in drop or self.dropped(name, from_proxy):
                 continue

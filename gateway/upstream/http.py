@@ -17,8 +17,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config import Route
 from gateway.config.limits import Limits
-from gateway.context import ANSWER_HEADERS, CLIENT, RESPONSE_BYTES, SUBJECT, UPSTREAM_ERROR, UPSTREAM_SECONDS
+from gateway.context import ANSWER_HEADERS, RESPONSE_BYTES, SUBJECT, UPSTREAM_ERROR, UPSTREAM_SECONDS
 from gateway.errors import GatewayError
+from gateway.forwarded import client as identified
 from gateway.lifecycle import LIFECYCLE
 from gateway.target import RequestPath
 from gateway.upstream.bodies import BodyFailed, BodyPace, body_failure, upstream_body
@@ -87,7 +88,7 @@ class Upstream:
         head = request_head(request.method, target, origin, headers, body)
         chunked = body is not None and not isinstance(body, bytes) and "Content-Length" not in headers
         # one address holds at most its share; requests without a verified token leave the reserve
-        client = request.get(CLIENT) or request.remote or ""
+        client = identified(request).bucket
         async with self.slots.hold(route.upstream, client, anonymous=SUBJECT not in request):
             started = time.perf_counter()
             try:

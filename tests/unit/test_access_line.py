@@ -26,7 +26,6 @@ from gateway.context import (
     UPSTREAM_ERROR,
     UPSTREAM_SECONDS,
 )
-from gateway.net import NO_PROXIES
 from gateway.observe.access_log import FIELDS, MAX_LOGGED_PATH, access_line
 
 TIME = re.compile(r'^\{"time": "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", ')
@@ -59,7 +58,7 @@ def test_the_line_is_exactly_json_dumps_of_the_record(sub, route, segment, code,
     response = web.Response(status=status, body=b"0123456789")
     if code is not None:
         response[ERROR_CODE] = code
-    line = access_line(state, request, response, duration, trust_forwarded=NO_PROXIES)
+    line = access_line(state, request, response, duration)
     record: dict[str, Any] = {
         "time": None, "request_id": "rid-1", "method": "PATCH", "path": request.path[:MAX_LOGGED_PATH],
         "route": route, "status": status, "duration_ms": round(duration * 1000, 2),
@@ -80,5 +79,5 @@ def test_the_line_is_exactly_json_dumps_of_the_record(sub, route, segment, code,
 
 def test_long_paths_are_cut():
     request = make_mocked_request("GET", "/" + "a" * 5000)
-    line = access_line({REQUEST_ID: "r"}, request, web.Response(), 0.001, trust_forwarded=NO_PROXIES)
+    line = access_line({REQUEST_ID: "r"}, request, web.Response(), 0.001)
     assert len(json.loads(line)["path"]) == MAX_LOGGED_PATH

@@ -55,7 +55,7 @@ def render(d: Deployment) -> dict[str, str]:
 # regenerate it from your own gateway config rather than editing the header lists by hand. The
 # gateway's config needs
 #   decision: {{front: envoy, path: {prefix}}}   # path: the ext_authz path_prefix below
-#   trust_forwarded_headers: true                   # per-client rate limits see Envoy's X-Forwarded-For
+#   trusted_proxies: [127.0.0.1]                # the front's address: its X-Forwarded-For is the client's
 # and listens where the `gateway` cluster points (loopback: decision.allow_from's default).
 static_resources:
   listeners:

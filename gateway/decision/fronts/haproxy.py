@@ -148,7 +148,7 @@ def render(d: Deployment) -> dict[str, str]:
 # `gateway decision-config haproxy` (with gateway-auth.lua, to be kept where lua-load says): regenerate
 # both from your own gateway config rather than editing the header lists by hand. The gateway's config needs
 #   decision: {{front: haproxy}}
-#   trust_forwarded_headers: true      # per-client rate limits see HAProxy's X-Forwarded-For
+#   trusted_proxies: [127.0.0.1]   # the front's address: its X-Forwarded-For is the client's
 # and listens where `backend gateway` and gateway-auth.lua point (loopback: decision.allow_from's default).
 global
     lua-load {script}

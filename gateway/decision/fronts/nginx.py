@@ -85,7 +85,7 @@ proxy_cache_path {cache_dir} levels=1:2 keys_zone=gateway_decisions:10m max_size
 # gateway config rather than editing the header lists by hand. Include this file inside `http {{ }}`,
 # with gateway-proxy-headers.conf next to it. The gateway's config needs
 #   decision: {{front: nginx}}
-#   trust_forwarded_headers: true      # the client's address and host as nginx sets them below
+#   trusted_proxies: [127.0.0.1]   # the front's address: its X-Forwarded-For is the client's
 # and listens where `upstream gateway` points (loopback: decision.allow_from's default).
 {cache_zone}
 upstream gateway {{ server {gateway}; keepalive 32; }}

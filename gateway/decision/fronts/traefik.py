@@ -71,7 +71,7 @@ def render(d: Deployment) -> dict[str, str]:
 #     path, and the gateway cannot refuse them (the app gets the path exactly as the gateway checked it).
 # The gateway's config needs
 #   decision: {{front: traefik}}
-#   trust_forwarded_headers: true      # per-client rate limits see Traefik's X-Forwarded-For
+#   trusted_proxies: [127.0.0.1]   # the front's address: its X-Forwarded-For is the client's
 # and listens where the `gateway` service points (loopback: decision.allow_from's default).
 http:
   routers:

@@ -201,6 +201,7 @@ def costs_alike(medians: dict[str, float]) -> bool:
     return min(medians.values()) >= 0.5 * max(medians.values())
 
 
+@pytest.mark.serial  # compares login timings: alone on the machine
 async def test_every_refused_login_costs_the_same(source_gateway, postgres, django_postgres):
     """Unknown, unusable, never-accepted, fast and costly hashes: one price, the decoy's (costliest_hash: bcrypt 12)."""
     costliest = "bcrypt_sha256$" + bcrypt.hashpw(b"any throwaway password", bcrypt.gensalt(12)).decode()
@@ -209,6 +210,7 @@ async def test_every_refused_login_costs_the_same(source_gateway, postgres, djan
     assert costs_alike(medians), {kind: f"{m * 1000:.0f} ms" for kind, m in medians.items()}
 
 
+@pytest.mark.serial  # compares login timings: alone on the machine
 async def test_a_costlier_hash_than_the_decoy_becomes_the_decoy(source_gateway, postgres, django_postgres, caplog):
     """Without costliest_hash the decoy is the gateway's argon2id; the first bcrypt-12 check raises it, and says so."""
     gw = await source_gateway(django(postgres, django_postgres), login_throttle=NO_LIMITS)

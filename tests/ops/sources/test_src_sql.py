@@ -24,7 +24,9 @@ def sub_of(token: str) -> str:
 
 
 def django(db: Database, name: str, **extra: object) -> dict:
-    return {"sql": {"url": db.url(name), "preset": "django", **extra}}
+    # 10 s, not the default 3 s: a login with a rehash takes seconds on 2 loaded cores running tests in parallel;
+    # the tests of timeouts set their own
+    return {"sql": {"url": db.url(name), "preset": "django", "timeout": "10s", **extra}}
 
 
 async def login(gw, user: str, password: str | None = None):

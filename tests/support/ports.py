@@ -19,6 +19,7 @@ a server started on one of them never meets another test's server on the same po
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -56,7 +57,8 @@ class _Ports:
     def _claim_block(self) -> int | None:
         if not LOCK_DIR.is_dir():
             LOCK_DIR.mkdir(exist_ok=True)
-            os.chmod(LOCK_DIR, 0o1777)  # shared by every user's test sessions, like /tmp
+            with contextlib.suppress(OSError):  # another user's session made it first
+                os.chmod(LOCK_DIR, 0o1777)  # shared by every user's test sessions, like /tmp
         count = (_high() - LOW) // BLOCK
         # start where this xdist worker's blocks would be if every session used one, so workers rarely contend
         worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")

@@ -86,7 +86,7 @@ async def test_invalid_or_restart_only_changes_are_refused_and_the_old_config_st
     other_store = {**raw, "store": {"backend": "memory", "prefix": "other:"}}
     async with aiohttp.ClientSession() as s:
         for expected, content in [
-            ("  routes[1].upstream: not an absolute http(s) URL", bad),
+            (": routes[1].upstream: not an absolute http(s) URL", bad),  # after the file:line of the problem
             ("invalid YAML", broken_yaml),
             ("store: changing backend, url, prefix or timeout needs a restart", other_store),
         ]:

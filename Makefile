@@ -1,8 +1,9 @@
 # Two commands for a fresh machine:
 #   make run   - install and run the gateway on the embedded default (memory store,
 #                config/example.yaml, config/users.yaml, example upstream on :9001)
-#   make test  - install what the tests need (redis-server, chromium, node packages)
-#                and run the whole test suite
+#   make test  - install what the tests need (Debian packages, node packages, the test extra)
+#                and run the whole test suite: in parallel (pytest-xdist, TEST_WORKERS per core),
+#                then the tests marked serial alone (scripts/run-tests.sh)
 # Python packages come from the committed locks in locks/ (exact versions with hashes, pip and
 # setuptools included), so a fresh machine installs what the last green run tested; pyproject.toml
 # keeps the ranges for people who install the package.
@@ -13,6 +14,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+TEST_WORKERS ?= auto
 
 .PHONY: run test test-container check bench upgrade locks clean
 
@@ -23,7 +25,7 @@ test: $(VENV)/.installed-test
 	bash scripts/install-test-deps.sh
 	$(VENV)/bin/ruff check gateway tests bench
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	PY=$(PY) TEST_WORKERS=$(TEST_WORKERS) bash scripts/run-tests.sh $(PYTEST_ARGS)
 
 test-container: $(VENV)/.installed
 	bash scripts/container-test.sh

@@ -117,8 +117,8 @@ def _hash_costs() -> dict[str, float]:
 
 
 async def main(logins: int, concurrency: int) -> dict[str, Any]:
-    from tests.sources import conftest as fx
-    from tests.sources_support import start_mariadb, start_postgres
+    from tests.ops.sources import conftest as fx
+    from tests.support.sources import start_mariadb, start_postgres
 
     class Request:  # what make_case asks of pytest's request: the session's fixtures, made once here
         def __init__(self, made: dict[str, Any]) -> None:
@@ -128,7 +128,7 @@ async def main(logins: int, concurrency: int) -> dict[str, Any]:
             return self.made[name]
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-sources-"))
-    postgres, mariadb = start_postgres(tmp), start_mariadb(tmp)
+    postgres, mariadb = start_postgres(), start_mariadb()
     made: dict[str, Any] = {"postgres": postgres, "mariadb": mariadb}
     made["django_postgres"] = fx.django_database(postgres)
     made["django_mariadb"] = fx.django_database(mariadb)
@@ -161,8 +161,6 @@ async def main(logins: int, concurrency: int) -> dict[str, Any]:
                 print(f"{name:20s} {results[name]}", flush=True)
     finally:
         slapd.stop()
-        postgres.drop_all()
-        mariadb.drop_all()
         postgres.stop()
         mariadb.stop()
     return {"logins": logins, "concurrency": concurrency, "sources": results, "hash_ms": _hash_costs()}

@@ -19,16 +19,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.ports import free_port  # the tests' one allocator: no two processes get one port
+
 __all__ = ["Proc", "free_port", "start", "wait_http", "tree_pids", "peak_rss_kib", "rss_kib", "cpu_seconds"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (the kernel picks it, so no guessing)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

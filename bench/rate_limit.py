@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,17 +35,12 @@ from gateway.server.listeners import run  # noqa: E402
 from gateway.sources.users import hash_password  # noqa: E402
 from gateway.stores import MemoryStore, Store  # noqa: E402
 from gateway.stores.redis import RedisStore  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DECISIONS = 5000
 REQUESTS = 3000
 CONCURRENCY = 16
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def decisions(store: Store) -> dict[str, float]:

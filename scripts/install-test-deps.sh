@@ -4,8 +4,9 @@
 # chromium, node and npm (browser tests), Debian's nginx (an upstream of
 # tests/test_upstream_trust.py, started by the tests as their own process),
 # then the pinned node packages; PHP-FPM (the nginx + PHP recipe); for the identity sources: slapd and ldap-utils
-# (a throwaway directory per run), and PostgreSQL and MariaDB servers (used on
-# 5432/3306 when running, else started by the tests).
+# (a throwaway directory per run), and PostgreSQL and MariaDB servers (the tests
+# initdb / mariadb-install-db their own in temporary directories; the machine's are never used).
+# Services are installed through scripts/apt-install.sh, whose policy-rc.d keeps Debian from starting them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -167,11 +167,24 @@ async def gated(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> AsyncIt
     upstream.release.set()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The layers: tests/unit and tests/http are quick; tests/ops and tests/browser are marked slow."""
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--serial", choices=("include", "exclude", "only"), default="include",
+                     help="tests marked serial (they measure time, memory or CPU and must not share the machine): "
+                          "run them with the rest (include, the default), leave them out (exclude: the parallel pass "
+                          "of make test) or run only them (only: its serial pass)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The layers: tests/unit and tests/http are quick; tests/ops and tests/browser are marked slow. --serial."""
     for item in items:
         if {"ops", "browser"} & set(item.path.relative_to(ROOT / "tests").parts[:1]):
             item.add_marker(pytest.mark.slow)
+    mode = config.getoption("serial")
+    if mode != "include":
+        keep = [item for item in items if (item.get_closest_marker("serial") is not None) == (mode == "only")]
+        if len(keep) < len(items):
+            config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+            items[:] = keep
 
 
 # Fixtures that several layers use, defined beside their helpers in tests/support.

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from tests.support.ports import free_port  # noqa: F401 (the tests' one allocator, re-exported for the browser tests)
 
 BROWSER_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BROWSER_DIR.parent.parent
@@ -179,12 +180,6 @@ def run_node(script: str | Path, *args: str, timeout: float = 60.0, env: dict | 
     if proc.returncode != 0:
         raise BrowserRunError(proc.returncode, proc.stdout, proc.stderr, str(script))
     return _last_json_line(proc.stdout)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:

@@ -18,8 +18,9 @@ from bench import client
 from bench.procs import cpu_seconds
 from bench.stack import Stack, Target
 
-pytestmark = pytest.mark.skipif(not (shutil.which("haproxy") and shutil.which("nginx")),
-                                reason="haproxy and nginx come from scripts/install-test-deps.sh")
+pytestmark = [pytest.mark.skipif(not (shutil.which("haproxy") and shutil.which("nginx")),
+                                 reason="haproxy and nginx come from scripts/install-test-deps.sh"),
+              pytest.mark.serial]  # weighs CPU seconds per request: alone on the machine
 
 
 @pytest.fixture(scope="module")

@@ -97,8 +97,8 @@ async def test_invalid_or_restart_only_changes_are_refused_and_the_old_config_st
                 write(config_path, content, port)
             proc.send_signal(signal.SIGHUP)
 
-            async def refused(before: int = before) -> bool:
-                return refusals() > before
+            async def refused(before: int = before, expected: str = expected) -> bool:
+                return refusals() > before and expected in gateway_process.log(port)  # the problem lines follow the refusal
             await eventually(refused, f"the reload to be refused ({expected})")
             assert expected in gateway_process.log(port)
             async with s.get(base + "/public/x") as resp:  # the running config still serves

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from tests.conftest import base_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # peak memory of a 1 GiB transfer: alone on the machine
 
 GIB = 1024 ** 3
 CHUNK = 1024 * 1024

@@ -101,6 +101,7 @@ def test_worker_count_defaults(users_file, monkeypatch):
         worker_count(Namespace(workers=None), memory)
 
 
+@pytest.mark.serial  # "at once" is QUICK_EXIT (5 s): on a machine loaded by parallel tests a worker takes longer to die
 async def test_supervisor_gives_up_when_workers_cannot_start(tmp_path, users_file, redis_url):
     """A port taken by another program: workers die at once, and the supervisor exits 1 instead of looping."""
     with socket.socket() as taken:
@@ -114,5 +115,10 @@ async def test_supervisor_gives_up_when_workers_cannot_start(tmp_path, users_fil
             *gateway_command(), "run", "--config", str(path), "--workers", "2",
             stderr=asyncio.subprocess.PIPE, cwd=ROOT,
         )
-        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+        finally:
+            if proc.returncode is None:  # it kept looping: stop it (and its workers) before the port is free again
+                proc.terminate()
+                await proc.wait()
     assert proc.returncode == 1 and b"giving up" in err

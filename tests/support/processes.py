@@ -24,6 +24,8 @@ import yaml
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.ports import free_port  # the one allocator; tests import it from here or tests.conftest
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 BOUND = 20.0  # seconds: no wait in these tests is longer
 START_BOUND = 45.0  # seconds a server may take to start: many start at once on 2 loaded cores
@@ -64,12 +66,6 @@ UPSTREAMS = Path(__file__).resolve().parent.parent / "upstreams"
 INSTALL_HINT = "run the README's test command (make test), which installs it via scripts/install-test-deps.sh"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -99,8 +95,8 @@ class ServerProcess:
 
     def start(self, attempts: int = 3) -> "ServerProcess":
         preset = self.port
-        for _ in range(1 if preset else attempts):  # a free port can be taken by someone else before the server binds it
-            self.port = preset or _free_port()
+        for _ in range(1 if preset else attempts):  # a server that fails to start may just be slow: another try
+            self.port = preset or free_port()
             with open(self.log_path, "wb") as log:
                 self.proc = subprocess.Popen(self.command(self.port, self.tmp), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                              stdin=subprocess.DEVNULL, env={**os.environ, **self.env})
@@ -317,13 +313,7 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 # -- the gateway's own launchers (re-exported by tests/conftest.py) ------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
+def wait_for_port(port: int, timeout: float = START_BOUND) -> None:  # a loaded machine starts servers slowly
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as s:
@@ -420,7 +410,3 @@ class GatewayProcesses:
                 proc.kill()
                 proc.wait(5)
 
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0

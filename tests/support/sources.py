@@ -1,10 +1,10 @@
 """Real servers for the identity-source tests: PostgreSQL, MariaDB, slapd, a relay that can fail.
 
-PostgreSQL (127.0.0.1:5432, trust, user postgres) and MariaDB (127.0.0.1:3306,
-root without a password) are used when they run; otherwise the tests start
-throwaway ones on free ports, as they do redis-server. Each test session makes
-its own databases (``gw_test_<random>``) and drops them at the end. With
-GATEWAY_TEST_OWN_DATABASES=1 the throwaway servers are used in any case.
+PostgreSQL and MariaDB are always the tests' own, like redis-server and slapd: a throwaway cluster
+(``initdb``) and a throwaway MariaDB (``mariadb-install-db``) in temporary directories, each on a
+free port with its unix socket in its directory, started once per test session (per pytest-xdist
+worker) when a test first asks for one, stopped and removed at the end. The machine's own servers,
+if any run, are never used nor touched. Each source fixture makes its own databases (``gw_test_<random>``).
 """
 from __future__ import annotations
 
@@ -19,20 +19,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
+from tests.support.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent.parent
-OWN_DATABASES = "GATEWAY_TEST_OWN_DATABASES"  # set: start throwaway servers even when the machine's are running
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+START_BOUND = 60.0  # seconds a database may take to accept connections (2 loaded cores)
 
 
 def listening(port: int, host: str = "127.0.0.1") -> bool:
@@ -62,14 +58,14 @@ def _binary(name: str, patterns: tuple[str, ...] = ()) -> str | None:
 
 @dataclass
 class Database:
-    """A database server the tests may create databases on."""
+    """A database server of the tests' own, in ``own_dir`` (removed at stop)."""
 
     engine: str  # postgresql | mysql
     port: int
     user: str
-    proc: subprocess.Popen[bytes] | None = None
-    made: list[str] = field(default_factory=list)
-    own_dir: Path | None = None  # removed at stop
+    proc: subprocess.Popen[bytes]
+    own_dir: Path
+    started_in: float = 0.0  # seconds from initdb/install-db to the first accepted connection
 
     def url(self, name: str) -> str:
         return f"{self.engine}://{self.user}@127.0.0.1:{self.port}/{name}"
@@ -78,16 +74,17 @@ class Database:
         if self.engine == "postgresql":
             import psycopg
 
-            return psycopg.connect(host="127.0.0.1", port=self.port, user=self.user, dbname=name or "postgres", autocommit=True)
+            return psycopg.connect(host="127.0.0.1", port=self.port, user=self.user, dbname=name or "postgres", autocommit=True,
+                                   connect_timeout=5)
         import pymysql
 
-        return pymysql.connect(host="127.0.0.1", port=self.port, user=self.user, password="", database=name, autocommit=True)
+        return pymysql.connect(host="127.0.0.1", port=self.port, user=self.user, password="", database=name, autocommit=True,
+                               connect_timeout=5)
 
     def create(self) -> str:
         name = f"gw_test_{secrets.token_hex(4)}"
         with contextlib.closing(self.connect()) as conn, contextlib.closing(conn.cursor()) as cur:
             cur.execute(f"CREATE DATABASE {name}")  # a name the tests made, never input
-        self.made.append(name)
         return name
 
     def run(self, name: str, *statements: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -99,20 +96,32 @@ class Database:
                     rows = list(cur.fetchall())
         return rows
 
-    def drop_all(self) -> None:
-        with contextlib.closing(self.connect()) as conn, contextlib.closing(conn.cursor()) as cur:
-            for name in self.made:
-                force = " WITH (FORCE)" if self.engine == "postgresql" else ""
-                cur.execute(f"DROP DATABASE IF EXISTS {name}{force}")
-        self.made.clear()
+    def wait_ready(self, started: float) -> "Database":
+        """Until the server accepts a connection (listening is not enough: PostgreSQL answers "starting up" first)."""
+        deadline = time.monotonic() + START_BOUND
+        while True:
+            try:
+                self.connect().close()
+                break
+            except Exception:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    log = self.own_dir / f"{self.engine}.log"
+                    text = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+                    self.stop()
+                    raise RuntimeError(f"{self.engine} did not start on 127.0.0.1:{self.port}:\n{text}") from None
+                time.sleep(0.05)
+        self.started_in = time.monotonic() - started
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None:
+        if self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(30)
-            self.proc = None
-        if self.own_dir is not None:
-            shutil.rmtree(self.own_dir, ignore_errors=True)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        shutil.rmtree(self.own_dir, ignore_errors=True)
 
 
 def _unprivileged(tmp: Path) -> dict[str, Any]:
@@ -128,46 +137,68 @@ def _unprivileged(tmp: Path) -> dict[str, Any]:
             continue
         for path in [tmp, *tmp.rglob("*")]:
             os.chown(path, entry.pw_uid, entry.pw_gid)
-        return {"user": entry.pw_uid, "group": entry.pw_gid}
-    return {}
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    pytest.fail("the tests run as root and there is neither a postgres nor a nobody user to run PostgreSQL as")
 
 
-def start_postgres(tmp: Path) -> Database:
-    """The machine's PostgreSQL, or a throwaway cluster (initdb, trust) on a free port."""
-    if listening(5432) and not os.environ.get(OWN_DATABASES):
-        return Database("postgresql", 5432, "postgres")
+def _run(args: list[str], what: str, **kwargs: Any) -> None:
+    result = subprocess.run(args, capture_output=True, stdin=subprocess.DEVNULL, timeout=120, **kwargs)
+    if result.returncode != 0:
+        raise RuntimeError(f"{what} failed ({result.returncode}):\n{(result.stdout + result.stderr).decode(errors='replace')[-3000:]}")
+
+
+def start_postgres() -> Database:
+    """A throwaway PostgreSQL cluster: ``initdb`` (trust, user postgres) into a new temporary directory, the
+    server on a free loopback port with its unix socket in that directory; as an ordinary user when the tests
+    run as root (PostgreSQL refuses root). Durability is off: nothing here has to survive a crash."""
     initdb = _binary("initdb", ("/usr/lib/postgresql/*/bin/initdb",))
     if initdb is None:
-        pytest.fail("PostgreSQL is neither running nor installed: run the README's test command (make test)")
-    if os.getuid() == 0:  # PostgreSQL refuses to run as root: a directory an ordinary user can reach
-        tmp = Path(tempfile.mkdtemp(prefix="gw-test-pg-"))
-        os.chmod(tmp, 0o755)
-    data, port = tmp / "pgdata", free_port()
+        pytest.fail("PostgreSQL is not installed: run the README's test command (make test)")
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="gw-test-pg-"))  # not under pytest's 0700 base: the server's user must reach it
+    os.chmod(tmp, 0o755)
+    data, port = tmp / "data", free_port()
     owner = _unprivileged(tmp)
-    subprocess.run([initdb, "-D", str(data), "-U", "postgres", "-A", "trust"], check=True, capture_output=True, **owner)
+    try:
+        _run([initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "--no-instructions", "-E", "UTF8",
+              "--locale=C"], "initdb", **owner)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     postgres = str(Path(initdb).with_name("postgres"))
-    proc = subprocess.Popen([postgres, "-D", str(data), "-p", str(port), "-k", str(tmp), "-h", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **owner)
-    wait_listening(port, proc)
-    return Database("postgresql", port, "postgres", proc, own_dir=tmp)
+    with open(tmp / "postgresql.log", "wb") as log:
+        proc = subprocess.Popen([postgres, "-D", str(data), "-p", str(port), "-k", str(tmp), "-h", "127.0.0.1",
+                                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **owner)
+    return Database("postgresql", port, "postgres", proc, tmp).wait_ready(started)
 
 
-def start_mariadb(tmp: Path) -> Database:
-    """The machine's MariaDB, or a throwaway one (mariadb-install-db) on a free port."""
-    if listening(3306) and not os.environ.get(OWN_DATABASES):
-        return Database("mysql", 3306, "root")
+def start_mariadb() -> Database:
+    """A throwaway MariaDB: ``mariadb-install-db`` (root without a password) into a new temporary directory,
+    ``mariadbd`` on a free loopback port with its socket and pid file there; ``--no-defaults``, so nothing
+    of the machine's /etc/mysql applies. Durability is off as for PostgreSQL."""
     install, server = _binary("mariadb-install-db"), _binary("mariadbd", ("/usr/sbin/mariadbd",))
     if install is None or server is None:
-        pytest.fail("MariaDB is neither running nor installed: run the README's test command (make test)")
-    data, port = tmp / "mariadb", free_port()
-    user = [f"--user={'root' if os.getuid() == 0 else os.environ.get('USER', 'nobody')}"]
-    subprocess.run([install, "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal",
-                    "--skip-test-db", *user], check=True, capture_output=True)
-    proc = subprocess.Popen([server, "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
-                             f"--socket={tmp / 'mariadb.sock'}", *user],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_listening(port, proc)
-    return Database("mysql", port, "root", proc)
+        pytest.fail("MariaDB is not installed: run the README's test command (make test)")
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="gw-test-mariadb-"))
+    data, port = tmp / "data", free_port()
+    import pwd
+
+    user = f"--user={pwd.getpwuid(os.getuid()).pw_name}"  # as root mariadbd needs to be told that root is meant
+    try:
+        _run([install, "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal", "--skip-test-db",
+              "--skip-name-resolve", user], "mariadb-install-db")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    with open(tmp / "mysql.log", "wb") as log:
+        proc = subprocess.Popen([server, "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
+                                 f"--socket={tmp / 'mariadb.sock'}", f"--pid-file={tmp / 'mariadb.pid'}", user,
+                                 "--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=32M",
+                                 "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0"],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return Database("mysql", port, "root", proc, tmp).wait_ready(started)
 
 
 def run_django_fixture(engine: str, *args: str) -> None:

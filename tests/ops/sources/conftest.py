@@ -41,18 +41,18 @@ SERVICE_KEY = "legacy-service-key-0123456789"
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    db = start_postgres(tmp_path_factory.mktemp("postgres"))
+def postgres() -> Iterator[Database]:
+    """The session's own PostgreSQL (tests/support/sources.py), started when a test first needs it."""
+    db = start_postgres()
     yield db
-    db.drop_all()
     db.stop()
 
 
 @pytest.fixture(scope="session")
-def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    db = start_mariadb(tmp_path_factory.mktemp("mariadb"))
+def mariadb() -> Iterator[Database]:
+    """The session's own MariaDB, started when a test first needs it."""
+    db = start_mariadb()
     yield db
-    db.drop_all()
     db.stop()
 
 

@@ -23,7 +23,7 @@ async def login(gw, user: str, password: str | None = None, path: str = "/auth/t
 
 def http_entry(app_url: str, **extra: object) -> dict:
     return {"http": {"url": f"{app_url}/api/login", "subject": "user.username",
-                     "claims": {"email": "user.email", "roles": "user.groups"}, "timeout": "2s", **extra}}
+                     "claims": {"email": "user.email", "roles": "user.groups"}, "timeout": "10s", **extra}}
 
 
 # -- http ---------------------------------------------------------------------------------

@@ -24,7 +24,9 @@ def sub_of(token: str) -> str:
 
 
 def django(db: Database, name: str, **extra: object) -> dict:
-    return {"sql": {"url": db.url(name), "preset": "django", **extra}}
+    # 10 s, not the default 3 s: a login with a rehash takes seconds on 2 loaded cores running tests in parallel;
+    # the tests of timeouts set their own
+    return {"sql": {"url": db.url(name), "preset": "django", "timeout": "10s", **extra}}
 
 
 async def login(gw, user: str, password: str | None = None):
@@ -201,6 +203,7 @@ def costs_alike(medians: dict[str, float]) -> bool:
     return min(medians.values()) >= 0.5 * max(medians.values())
 
 
+@pytest.mark.serial  # compares login timings: alone on the machine
 async def test_every_refused_login_costs_the_same(source_gateway, postgres, django_postgres):
     """Unknown, unusable, never-accepted, fast and costly hashes: one price, the decoy's (costliest_hash: bcrypt 12)."""
     costliest = "bcrypt_sha256$" + bcrypt.hashpw(b"any throwaway password", bcrypt.gensalt(12)).decode()
@@ -209,6 +212,7 @@ async def test_every_refused_login_costs_the_same(source_gateway, postgres, djan
     assert costs_alike(medians), {kind: f"{m * 1000:.0f} ms" for kind, m in medians.items()}
 
 
+@pytest.mark.serial  # compares login timings: alone on the machine
 async def test_a_costlier_hash_than_the_decoy_becomes_the_decoy(source_gateway, postgres, django_postgres, caplog):
     """Without costliest_hash the decoy is the gateway's argon2id; the first bcrypt-12 check raises it, and says so."""
     gw = await source_gateway(django(postgres, django_postgres), login_throttle=NO_LIMITS)

@@ -123,8 +123,10 @@ async def exercise(store: RedisStore) -> None:
         time.sleep(0.01)
         assert (await store.rotate("fam1", "r1", "r3", "pair3", 60, 0.001)).outcome is RotationOutcome.REUSED
         assert await store.is_revoked("fam1", "any-access")
+        await store.start_family("fam2", "r1", 60)  # a family the store knows (one it does not is all revoked)
         await store.deny("fam2", "a1", 60)
         assert await store.is_revoked("fam2", "a1") and not await store.is_revoked("fam2", "a2")
+        assert await store.is_revoked("fam3", "a1")  # never started here, or lost with the store's data
     finally:
         await store.close()
 

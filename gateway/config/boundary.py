@@ -30,8 +30,9 @@ AUTHORITATIVE_HEADERS = (
     "X-Forwarded-Access-Token", "X-WEBAUTH-USER",
 )
 
-# Set by whatever proxies to the upstream (the gateway in proxy mode, the front proxy in decision mode), never
-# passed on from the client.
+# Written by whatever proxies to the upstream (the gateway in proxy mode, the front proxy in decision mode), never
+# copied from the client as sent (proxy mode's X-Request-Id is the request's id, which reuses a well-formed one of
+# the client's; a front sets its own).
 FORWARDING_HEADERS = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id")
 
 # Secrets that appear in this project's docs and example files: anyone can mint tokens with them.

@@ -260,6 +260,8 @@ def test_shadowed_routes_name_the_route_and_its_shadow():
     by_method = (route("/api", "reads", methods=("GET", "HEAD")), route("/api", "get", methods=("GET",)),
                  route("/api", "post", methods=("POST",)), route("/api", "all"))
     assert shadowed_routes(by_method) == ["routes[1] (get): shadowed by earlier route reads (/api)"]
+    same_methods = (route("/api", "first", methods=("GET",)), route("/api/x", "second", methods=("GET",)))
+    assert shadowed_routes(same_methods) == ["routes[1] (second): shadowed by earlier route first (/api)"]
     by_host = (route("/api", "h", host="a.example"), route("/api", "same", host="a.example"),
                route("/api", "other", host="b.example"), route("/api", "none"))
     assert shadowed_routes(by_host) == ["routes[1] (same): shadowed by earlier route h (/api)"]

@@ -151,3 +151,9 @@ def test_the_boundary_of_a_configuration(tmp_path: Path):
     for name in ("X-User-Email", "x-auth-tenant", "X-Gateway-Identity", "X-Id-Anything", "X-Tenant", "X-Real-IP"):
         assert boundary.covers(name), name
     assert not boundary.covers("X-User-Other")  # no longer a family here: prefixes replaced
+
+
+def test_dropped_assumes_an_untrusted_peer_unless_told():
+    assert rewrite().dropped("X-Forwarded-Port") and rewrite().dropped("X-Forwarded-Port", from_proxy=False)
+    assert not rewrite().dropped("X-Forwarded-Port", from_proxy=True)
+    assert rewrite().dropped("X-Forwarded-For", from_proxy=True) and not rewrite().dropped("Accept")

@@ -114,3 +114,12 @@ def test_the_request_host():
         with pytest.raises(GatewayError) as info:
             host_of(headers)
         assert (info.value.status, info.value.detail) == (400, reason)
+
+
+def test_the_default_port_is_the_requests_own_scheme():
+    def host(value: str, scheme: str) -> Host:
+        return request_host(make_mocked_request("GET", "/", headers={"Host": value}).clone(scheme=scheme))
+
+    assert host("app.example:443", "https") == Host("app.example")
+    assert host("app.example:80", "https") == Host("app.example", 80)
+    assert host("app.example:443", "http") == Host("app.example", 443)

@@ -123,3 +123,8 @@ def test_the_default_port_is_the_requests_own_scheme():
     assert host("app.example:443", "https") == Host("app.example")
     assert host("app.example:80", "https") == Host("app.example", 80)
     assert host("app.example:443", "http") == Host("app.example", 443)
+
+
+def test_every_parameter_of_a_segment_is_stripped():
+    path = parse_target("/api/admin;a=1;b=2/x;y", Paths(semicolons="strip"))
+    assert path.raw_segments == ("api", "admin", "x") and path.forward_path() == "/api/admin/x"

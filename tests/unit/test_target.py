@@ -128,3 +128,9 @@ def test_the_default_port_is_the_requests_own_scheme():
 def test_every_parameter_of_a_segment_is_stripped():
     path = parse_target("/api/admin;a=1;b=2/x;y", Paths(semicolons="strip"))
     assert path.raw_segments == ("api", "admin", "x") and path.forward_path() == "/api/admin/x"
+
+
+def test_query_names_that_are_not_utf8_and_fragments():
+    assert parse_target("/x?%FF%FE=1&a=%FF").query == "%FF%FE=1&a=%FF"  # not UTF-8: replaced, never an error
+    assert refused("/x?%FF&_method=PUT") == "Method override parameters are not accepted"
+    assert parse_target("/a#x#y").segments == ("a",) and parse_target("/a#x#y").forward_path() == "/a"

@@ -134,3 +134,7 @@ def test_query_names_that_are_not_utf8_and_fragments():
     assert parse_target("/x?%FF%FE=1&a=%FF").query == "%FF%FE=1&a=%FF"  # not UTF-8: replaced, never an error
     assert refused("/x?%FF&_method=PUT") == "Method override parameters are not accepted"
     assert parse_target("/a#x#y").segments == ("a",) and parse_target("/a#x#y").forward_path() == "/a"
+
+
+def test_segments_starting_or_ending_with_x_are_kept_whole():
+    assert parse_target("/Xray/boX/").raw_segments == ("Xray", "boX")

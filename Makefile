@@ -9,6 +9,8 @@
 # keeps the ranges for people who install the package.
 # and: make upgrade - refresh the locks to the newest releases within pyproject.toml's ranges, then run the suite
 #      make bench (BENCH_ARGS=--quick for a 2-minute run) - the benchmark suite
+#      make mutation - mutation testing of the security-critical modules with the quick test layers
+#                      (docs/mutation.md); fails below 90% of the mutants killed
 #      make test-container - build the image (podman + runc, local debootstrap base) and check it
 #                            running; not part of `make test` (slow, needs root for podman)
 PYTHON ?= python3
@@ -16,7 +18,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TEST_WORKERS ?= auto
 
-.PHONY: run test test-container check bench upgrade locks clean
+.PHONY: run test test-container check bench mutation upgrade locks clean
 
 run: $(VENV)/.installed
 	$(VENV)/bin/gateway run --config config/example.yaml --example-upstream
@@ -37,6 +39,15 @@ bench: $(VENV)/.installed-bench
 	bash scripts/install-bench-deps.sh
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+# mutmut copies gateway/, tests/ and what [tool.mutmut] also_copy names into mutants/ and mutates there; for each
+# mutant it runs only the selected tests (pyproject.toml's [tool.mutmut]) that reach the mutated function.
+# A fresh mutants/ each time: results of an older tree never count. MUTMUT_ARGS='--max-children 3' for more workers.
+mutation: $(VENV)/.installed-mutation
+	bash scripts/install-test-deps.sh
+	rm -rf mutants
+	$(VENV)/bin/mutmut run $(MUTMUT_ARGS) > mutation.log 2>&1 || (tail -c 3000 mutation.log; exit 1)
+	$(PY) scripts/mutation_score.py --min 90
+
 # Every install: the locked pip and setuptools first, then the lock's exact files (--require-hashes),
 # then the project itself without resolving anything (--no-deps, built with the locked setuptools).
 LOCKED = $(PY) -m pip install -q --require-hashes --no-deps -r
@@ -51,6 +62,11 @@ $(VENV)/.installed: locks/pip.txt locks/run.txt pyproject.toml
 
 $(VENV)/.installed-test: $(VENV)/.installed locks/test.txt
 	$(LOCKED) locks/test.txt
+	$(SELF)
+	touch $@
+
+$(VENV)/.installed-mutation: $(VENV)/.installed-test locks/mutation.txt
+	$(LOCKED) locks/mutation.txt
 	$(SELF)
 	touch $@
 
@@ -73,10 +89,11 @@ locks:
 	$(COMPILE) --extra fast -o locks/run.txt pyproject.toml
 	$(COMPILE) --extra fast --extra test -o locks/test.txt pyproject.toml
 	$(COMPILE) --extra fast --extra test --extra bench -o locks/bench.txt pyproject.toml
+	$(COMPILE) --extra fast --extra test --extra mutation -o locks/mutation.txt pyproject.toml
 
 upgrade:
 	$(MAKE) locks COMPILE_ARGS=--upgrade
 	$(MAKE) test
 
 clean:
-	rm -rf $(VENV) $(VENV)-tools tests/browser/node_modules
+	rm -rf $(VENV) $(VENV)-tools tests/browser/node_modules mutants mutation.log

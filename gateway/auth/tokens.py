@@ -100,7 +100,7 @@ class TokenService:
             if cached is not None:
                 return cached
             claims = self._verify(token, token_type, check_expiry)
-            self._verified.put(str(token), claims, claims["exp"] + self.settings.leeway)
+            self._verified.put(str(token), claims, int(claims["exp"]) + self.settings.leeway)  # PyJWT compares int(exp)
             return claims
         return self._verify(token, token_type, check_expiry)
 
@@ -174,7 +174,7 @@ class VerifiedCache:
         entry = self._entries.get(token)
         if entry is None:
             return None
-        if entry[1] < time.time():
+        if entry[1] <= time.time():  # PyJWT: expired once now >= exp + leeway
             del self._entries[token]
             return None
         return entry[0]

@@ -408,12 +408,12 @@ def token_service(tmp_path_factory) -> TokenService:
     return TokenService(config.tokens, KeyRing.from_config(config.tokens))
 
 
-def _verify_never_crashes(service: TokenService, token: object) -> None:
+def _refused_everywhere(service: TokenService, token: object) -> None:
+    """Nothing signed by the gateway's keys: every kind of verification refuses it (a 401), none crashes."""
     for token_type in ("access", "refresh", None):
-        try:
+        with pytest.raises(GatewayError) as info:
             service.verify(token, token_type)
-        except GatewayError as exc:
-            assert exc.status == 401 and exc.code in {"token_not_valid", "token_expired"}
+        assert info.value.status == 401 and info.value.code in {"token_not_valid", "token_expired"}
 
 
 @HYPOTHESIS
@@ -421,13 +421,74 @@ def _verify_never_crashes(service: TokenService, token: object) -> None:
                        st.tuples(segments, segments, segments).map(".".join),
                        st.lists(segments, max_size=6).map(".".join), json_values))
 def test_random_input_to_token_parsing(token_service, token):
-    _verify_never_crashes(token_service, token)
+    _refused_everywhere(token_service, token)
 
 
 @HYPOTHESIS
 @given(header=header_objects, payload=json_values, signature=st.binary(max_size=80))
 def test_random_structures_to_token_parsing(token_service, header, payload, signature):
-    _verify_never_crashes(token_service, raw_token(header, payload, signature))
+    _refused_everywhere(token_service, raw_token(header, payload, signature))
+
+
+UNDECIDED = object()  # a date within a few seconds of a limit: the clock decides, so only "no crash" is asserted
+
+
+def _date(value: Any) -> bool:
+    return type(value) in (int, float) and value == value and value not in (float("inf"), float("-inf"))
+
+
+def _near(value: float, limit: float) -> bool:
+    return abs(value - limit) <= 3
+
+
+def gateway_rule_broken(claims: Any, token_type: str | None, now: float) -> Any:
+    """Which rule of a gateway token ``claims`` break (a reason), None if none, or UNDECIDED.
+
+    Written from the documented rules (docs/tokens), independently of gateway.auth: issuer test-gw, audience
+    test-clients, every registered claim present, dates finite numbers, not expired, not before iat/nbf (leeway 0),
+    the right type, a family, a lifetime no longer than the type's (15 min, 14 days).
+    """
+    if not isinstance(claims, dict):
+        return "not an object"
+    for name in ("exp", "iat", "nbf", "iss", "aud", "sub", "jti"):
+        if claims.get(name) is None:
+            return f"no {name}"
+    if claims["iss"] != "test-gw":
+        return "issuer"
+    aud = claims["aud"]
+    if aud != "test-clients" and not (isinstance(aud, list) and all(isinstance(a, str) for a in aud) and "test-clients" in aud):
+        return "audience"
+    if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
+        return "sub or jti not text"
+    if not all(_date(claims[name]) for name in ("exp", "iat", "nbf")):
+        return "a date that is not a number"
+    accepted = ("access", "refresh") if token_type is None else (token_type,)
+    if claims.get("token_type") not in accepted:
+        return "type"
+    if not isinstance(claims.get("fid"), str):
+        return "family"
+    exp, iat, nbf = (int(claims[name]) for name in ("exp", "iat", "nbf"))
+    if claims["exp"] - claims["iat"] > {"access": 15 * 60, "refresh": 14 * 86400}[claims["token_type"]]:
+        return "lifetime"
+    if _near(exp, now) or _near(iat, now) or _near(nbf, now):
+        return UNDECIDED
+    if exp <= now:
+        return "expired"
+    if iat > now or nbf > now:
+        return "not yet valid"
+    return None
+
+
+def _judged(verify, expected: Any) -> None:
+    """``verify()`` accepts exactly what breaks no rule; a refusal is a 401, never a crash."""
+    try:
+        claims = verify()
+    except GatewayError as exc:
+        assert exc.status == 401 and exc.code in {"token_not_valid", "token_expired"}
+        assert expected is not None, f"refused ({exc.detail}) though no rule is broken"
+        return
+    assert expected is None or expected is UNDECIDED, f"accepted though it breaks: {expected}"
+    assert isinstance(claims, dict)
 
 
 @HYPOTHESIS
@@ -435,13 +496,16 @@ def test_random_structures_to_token_parsing(token_service, header, payload, sign
     st.sampled_from(["iss", "aud", "sub", "exp", "iat", "nbf", "jti", "token_type", "fid", "roles"]),
     json_values | st.integers(min_value=0, max_value=2**40), max_size=10))
 def test_random_payloads_with_valid_signatures(token_service, payload):
-    """Signed by the real key: everything after the signature check must still hold up."""
+    """Signed by the real key: whatever the claims, exactly those that break no rule pass."""
     now = int(time.time())
-    base = {"iss": "test-gw", "aud": "test-clients", "sub": "alice", "iat": now, "nbf": now, "exp": now + 60,
+    base = {"iss": "test-gw", "aud": "test-clients", "sub": "alice", "iat": now - 10, "nbf": now - 10, "exp": now + 60,
             "jti": "j", "fid": "f", "token_type": "access"}
     merged = {**base, **payload} if isinstance(payload, dict) else payload
     header = {"alg": "HS256", "kid": HS_KID, "typ": "JWT"}
-    _verify_never_crashes(token_service, hs256(header, json.dumps(merged)))
+    token = hs256(header, json.dumps(merged))
+    for token_type in ("access", "refresh", None):
+        _judged(lambda token_type=token_type: token_service.verify(token, token_type),
+                gateway_rule_broken(merged, token_type, time.time()))
 
 
 @pytest.fixture(scope="module")
@@ -462,14 +526,47 @@ def external_trust(tmp_path_factory):
     return key, RouteTrust(True, MappingProxyType({"https://idp.test": verifier}))
 
 
-def _trusted_never_crashes(service: TokenService, trust, token: str) -> None:
+def _verify_trusted(service: TokenService, trust, token: str):
     from gateway.auth.credentials import verify_trusted
     from gateway.stores import MemoryStore
 
-    try:
-        asyncio.run(verify_trusted(token, trust, service, MemoryStore()))
-    except GatewayError as exc:
-        assert exc.status == 401 and exc.code in {"token_not_valid", "token_expired"}
+    return lambda: asyncio.run(verify_trusted(token, trust, service, MemoryStore()))
+
+
+def idp_rule_broken(claims: Any, now: float) -> Any:
+    """The IdP's rules as configured in ``external_trust`` (leeway 30 s, tokens of at most a day), written out here."""
+    if not isinstance(claims, dict):
+        return "not an object"
+    for name in ("exp", "iss", "aud", "sub"):
+        if claims.get(name) is None:
+            return f"no {name}"
+    if claims["iss"] != "https://idp.test":
+        return "issuer"
+    aud = claims["aud"]
+    if aud != "gw" and not (isinstance(aud, list) and all(isinstance(a, str) for a in aud) and "gw" in aud):
+        return "audience"
+    if not isinstance(claims["sub"], str) or not claims["sub"]:
+        return "subject"
+    if "jti" in claims and not isinstance(claims["jti"], str):
+        return "jti"
+    dates = [name for name in ("exp", "iat", "nbf") if name in claims]
+    if not all(_date(claims[name]) for name in dates if claims[name] is not None):
+        return "a date that is not a number"
+    if any(claims[name] is None for name in dates):
+        return UNDECIDED  # an explicit null iat/nbf: PyJWT's business, only "no crash" is asserted
+    start = claims.get("iat", now)
+    if "iat" not in claims and _near(claims["exp"] - start, 86400 + 30):
+        return UNDECIDED
+    if claims["exp"] - start > 86400 + 30:
+        return "lifetime"
+    exp = int(claims["exp"])
+    if _near(exp, now - 30) or any(_near(int(claims[n]), now + 30) for n in ("iat", "nbf") if n in claims):
+        return UNDECIDED
+    if exp <= now - 30:
+        return "expired"
+    if any(int(claims[n]) > now + 30 for n in ("iat", "nbf") if n in claims):
+        return "not yet valid"
+    return None
 
 
 @HYPOTHESIS
@@ -477,6 +574,7 @@ def _trusted_never_crashes(service: TokenService, trust, token: str) -> None:
     st.sampled_from(["iss", "aud", "sub", "exp", "iat", "realm", "kid"]), json_values, max_size=6),
        signed=st.booleans())
 def test_random_tokens_on_a_route_with_an_external_issuer(token_service, external_trust, header, payload, signed):
+    """Signed by the IdP's key: exactly the tokens that break none of its rules pass; unsigned ones never."""
     key, trust = external_trust
     if signed:
         now = int(time.time())
@@ -484,11 +582,31 @@ def test_random_tokens_on_a_route_with_an_external_issuer(token_service, externa
         merged = {**base, **payload} if isinstance(payload, dict) else payload
         token = jwt.api_jws.encode(json.dumps(merged).encode(), key.private_key, algorithm="ES256",
                                    headers={"kid": "idp-es"})
+        _judged(_verify_trusted(token_service, trust, token), idp_rule_broken(merged, time.time()))
     else:
         if isinstance(payload, dict):
             payload = {"iss": "https://idp.test", **payload}
         token = raw_token(header, payload, b"sig")
-    _trusted_never_crashes(token_service, trust, token)
+        _judged(_verify_trusted(token_service, trust, token), "not signed by the IdP")
+
+
+def test_tokens_without_kid_or_alg_from_an_external_issuer_are_401(token_service, external_trust):
+    key, trust = external_trust
+    now = int(time.time())
+    payload = {"iss": "https://idp.test", "aud": "gw", "sub": "u", "iat": now, "exp": now + 60}
+    claims = json.dumps(payload).encode()
+    no_kid = jwt.api_jws.encode(claims, key.private_key, algorithm="ES256")  # signed by the IdP's key, no kid
+    odd_kids = [raw_token({"alg": "ES256", "kid": kid}, payload, b"sig") for kid in (None, 7, ["idp-es"])]
+    for token in (no_kid, *odd_kids):
+        with pytest.raises(GatewayError) as info:
+            _verify_trusted(token_service, trust, token)()
+        assert (info.value.status, info.value.detail) == (401, "Token header needs alg and kid")
+    no_alg = f"{b64(json.dumps({'kid': 'idp-es', 'typ': 'JWT'}))}.{b64(claims)}.c2ln"
+    with pytest.raises(GatewayError) as info:
+        _verify_trusted(token_service, trust, no_alg)()
+    assert (info.value.status, info.value.detail) == (401, "Token header needs alg and kid")
+    good = jwt.api_jws.encode(claims, key.private_key, algorithm="ES256", headers={"kid": "idp-es"})
+    assert _verify_trusted(token_service, trust, good)()["sub"] == "idp:u"
 
 
 class ThreadedGateway:
@@ -561,10 +679,13 @@ header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0
 @HYPOTHESIS
 @given(path=st.sampled_from(sorted(ENDPOINT_FIELDS)), data=st.data())
 def test_random_json_fields_at_the_token_endpoints(live_gateway, path, data):
+    """No random value is a password, a refresh token or a token: every answer is a clean 4xx."""
     fields = data.draw(st.fixed_dictionaries({name: json_values for name in ENDPOINT_FIELDS[path]}))
     extra = data.draw(st.dictionaries(st.text(max_size=8), json_values, max_size=3))
     body = json.dumps({**extra, **fields}).encode()
-    _assert_clean(*live_gateway.request("POST", path, body, {"Content-Type": "application/json"}))
+    status, answer = live_gateway.request("POST", path, body, {"Content-Type": "application/json"})
+    _assert_clean(status, answer)
+    assert 400 <= status < 500, (path, status, answer[:300])
 
 
 @HYPOTHESIS
@@ -579,7 +700,12 @@ def test_random_bytes_at_the_endpoints(live_gateway, path, method, body, content
     headers = {"Content-Type": content_type} if content_type else {}
     if authorization is not None:
         headers["Authorization"] = authorization
-    _assert_clean(*live_gateway.request(method, path, body, headers))
+    status, answer = live_gateway.request(method, path, body, headers)
+    _assert_clean(status, answer)
+    if path == "/.well-known/jwks.json" and method == "GET":
+        assert status == 200  # public: the only thing here a random request may get
+    else:
+        assert 400 <= status < 500, (method, path, status, answer[:300])  # nothing random authenticates
 
 
 @settings(max_examples=100, deadline=None)
@@ -590,7 +716,7 @@ def test_random_bytes_as_a_whole_request(live_gateway, data):
     answer = _raw_request(live_gateway.port, request)
     if answer:
         status = answer.split(b"\r\n", 1)[0].split(b" ")
-        assert len(status) > 1 and not status[1].startswith(b"5"), answer[:300]
+        assert len(status) > 1 and status[1].startswith(b"4"), answer[:300]  # no credentials: refused, never served
     assert b"Traceback" not in answer
 
 

@@ -109,6 +109,43 @@ async def test_hop_by_hop_headers_are_dropped(gateway):
     assert not lowered & {"x-secret-hop", "keep-alive", "te", "proxy-authorization"}
 
 
+async def test_upgrade_on_a_plain_request_is_not_forwarded(gateway):
+    seen = (await echo(gateway, "/public/x", headers={"Connection": "Upgrade, HTTP2-Settings", "Upgrade": "h2c",
+                                                       "HTTP2-Settings": "AAMAAABkAAQCAAAAAAIAAAAA"}))["headers"]
+    assert not {k.lower() for k in seen} & {"upgrade", "http2-settings"}
+    assert seen.get("Connection", "").lower() != "upgrade"
+
+
+async def test_the_clients_host_never_reaches_the_upstream(gateway, upstream):
+    upstream_host = upstream.split("//", 1)[1]
+    for path in ("/public/x", "/maybe/x"):
+        seen = (await echo(gateway, path, headers={"Host": "evil.example"}))["headers"]
+        assert seen.getall("Host") == [upstream_host], path
+
+
+async def test_two_authorization_headers_are_a_400(gateway):
+    token = (await login(gateway))["access"]
+    for second in (f"Bearer {token}", "Basic YTpi", f"bearer {token}"):
+        headers = CIMultiDict([("Authorization", f"Bearer {token}"), ("Authorization", second)])
+        for path in ("/api/x", "/maybe/x", "/auth/me"):
+            resp = await gateway.get(path, headers=headers)
+            assert resp.status == 400, (path, second, resp.status)
+            assert (await resp.json()) == {"detail": "More than one Authorization header", "code": "bad_request"}
+
+
+async def test_bearer_scheme_and_token_are_read_as_documented(gateway):
+    token = (await login(gateway))["access"]
+    for value in (f"Bearer {token}", f"bearer {token}", f"BEARER   {token}  ", f"  Bearer {token}"):
+        assert (await gateway.get("/api/x", headers={"Authorization": value})).status == 200, value
+    for value in ("Bearer", "Bearer    ", "Bearer \t"):
+        resp = await gateway.get("/api/x", headers={"Authorization": value})
+        assert resp.status == 401 and (await resp.json()) == {"detail": "The bearer token is empty", "code": "token_not_valid"}
+    for value in (f"Basic {token}", f"Bearer{token}", f"Token {token}"):  # not a bearer token: as if none was sent
+        resp = await gateway.get("/api/x", headers={"Authorization": value})
+        assert resp.status == 401 and (await resp.json())["code"] == "authentication_required", value
+        assert "X-User-Id" not in (await echo(gateway, "/maybe/x", headers={"Authorization": value}))["headers"]
+
+
 async def test_client_forwarded_headers_are_not_trusted_by_default(gateway):
     seen = (await echo(gateway, "/public/x", headers={"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil"}))["headers"]
     assert seen["X-Forwarded-For"] == "127.0.0.1" and seen["X-Forwarded-Host"] != "evil"

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.stores import RotationOutcome, Store
 from gateway.stores.redis import RedisStore
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, free_port
 
 
 async def test_rotation_spends_the_old_token(store: Store):
@@ -82,7 +82,18 @@ async def test_records_expire_on_their_own(store: Store):
 
 
 async def test_ping(store: Store):
-    await store.ping()
+    """Answers (None) while the store is up; a Redis store nothing listens for says so (503), see also
+    test_redis_down_is_store_unavailable."""
+    assert await store.ping() is None
+    if isinstance(store, RedisStore):
+        from gateway.stores import StoreUnavailable
+
+        nowhere = RedisStore(f"redis://127.0.0.1:{free_port()}", timeout=0.5)
+        try:
+            with pytest.raises(StoreUnavailable):
+                await nowhere.ping()
+        finally:
+            await nowhere.close()
 
 
 async def test_every_redis_key_has_a_ttl(redis_server: RedisServer, redis_url: str):

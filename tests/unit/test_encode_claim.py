@@ -28,3 +28,14 @@ def test_examples() -> None:
     for value in ("alice", "alice@example.com", "a b", "a,b", "100%", "é", "line\r\nX-Evil: 1", "\x7f", ""):
         assert encode_claim(value) == _quoted(value), value
     assert "\r" not in encode_claim("a\r\nb") and "," not in encode_claim("a,b")
+
+
+def test_values_that_are_not_text() -> None:
+    """Written out: booleans as JSON spells them, numbers and objects as compact sorted JSON, lists item by item."""
+    assert encode_claim(True) == "true" and encode_claim(False) == "false"
+    assert encode_claim(7) == "7" and encode_claim(1.5) == "1.5" and encode_claim(None) == "null"
+    assert encode_claim({"b": 1, "a": [1, 2]}) == '{"a":[1%2C2]%2C"b":1}'
+    assert encode_claim(["x", True, 3, ("y", "z")]) == "x,true,3,y,z"
+    assert encode_claim(("a,b", "c")) == "a%2Cb,c"
+    assert encode_claim("\ud800x") == "%EF%BF%BDx"  # a lone surrogate becomes U+FFFD
+    assert encode_claim("é\ud800") == "%C3%A9%EF%BF%BD"

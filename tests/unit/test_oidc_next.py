@@ -89,6 +89,70 @@ def test_absent_next_is_the_root() -> None:
     assert safe_next(None, PUBLIC) == "/"
 
 
+def refused_because(value: object, public: str | None = PUBLIC, allowed: tuple[str, ...] = ALLOWED) -> str:
+    with pytest.raises(ValueError) as info:
+        safe_next(value, public, allowed)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ("/.//evil.example", "next: dot segments are not accepted"),
+    ("/./x", "next: dot segments are not accepted"),
+    ("/x/.", "next: dot segments are not accepted"),
+    ("/x/..?a", "next: dot segments are not accepted"),
+    ("/x/..#a", "next: dot segments are not accepted"),
+    ("/%2E%2E/x", "next: dot segments are not accepted"),
+    ("/%252E%252E/x", "next: dot segments are not accepted"),
+    ("//evil.example", "next: a path must not start with //"),
+    ("/%2Fevil.example", "next: a path must not start with //"),
+    ("/%25252F/evil.example", "next: a path must not start with //"),
+    ("/x\\y", "next: contains a backslash, whitespace or a control character"),
+    ("/x%20y", "next: contains a backslash, whitespace or a control character"),
+    ("/x%7F", "next: contains a backslash, whitespace or a control character"),
+    ("/x%C2%A0y", "next: contains a backslash, whitespace or a control character"),
+    ("/x%E2%80%8By", "next: contains a backslash, whitespace or a control character"),
+    ("/x%FF", "next: percent-encoding that is not UTF-8"),
+    ("/caf\u00e9", "next: not a usable URL (percent-encode anything beyond ASCII)"),
+    ("/" + "a" * 2048, "next: not a usable URL (percent-encode anything beyond ASCII)"),
+    ("evil.example", "next: a relative path starting with / or an absolute URL of an allowed origin"),
+    ("ftp://gw.example.com/", "next: a relative path starting with / or an absolute URL of an allowed origin"),
+    ("https://gw.example.com@evil.example/", "next: not a usable URL"),
+    ("https://gw.example.com%2Eevil.example/", "next: not a usable URL"),
+    ("https://gw.example.com/a b", "next: not a usable URL"),
+    ("https://gw.example.com:99999/", "next: not a usable URL"),
+    ("https://evil.example/", "next: this origin is not in oidc.allowed_redirect_origins"),
+    ("https://gw.example.com/.//evil.example", "next: dot segments are not accepted"),
+    ("https://gw.example.com//evil.example", "next: a path must not start with //"),
+])
+def test_each_refusal_names_its_rule(bad: str, reason: str) -> None:
+    assert refused_because(bad) == reason
+
+
+def test_non_text_is_refused() -> None:
+    assert refused_because(42) == "next: not a usable URL (percent-encode anything beyond ASCII)"
+    assert refused_because(["/x"]) == "next: not a usable URL (percent-encode anything beyond ASCII)"
+
+
+def test_length_limit_is_2048() -> None:
+    longest = "/" + "a" * 2047
+    assert safe_next(longest, PUBLIC) == longest
+
+
+def test_four_decodings_at_most() -> None:
+    assert safe_next("/%252525252E%252525252E/x", PUBLIC) == "/%252525252E%252525252E/x"  # still %2E after four decodings
+    assert refused_because("/%2525252E%2525252E/x") == "next: dot segments are not accepted"  # .. after the fourth
+
+
+def test_origins_come_from_public_url_and_the_allow_list() -> None:
+    assert safe_next("https://GW.example.com:443/x", PUBLIC) == "https://GW.example.com:443/x"
+    assert safe_next("https://gw.example.com", PUBLIC) == "https://gw.example.com"
+    assert safe_next("https://spa.example.com/x", None, ALLOWED) == "https://spa.example.com/x"
+    assert refused_because("https://gw.example.com/x", None, ALLOWED) == "next: this origin is not in oidc.allowed_redirect_origins"
+    assert refused_because("https://spa.example.com/x", PUBLIC, ()) == "next: this origin is not in oidc.allowed_redirect_origins"
+    assert safe_next("/x", None) == "/x"
+    assert safe_next("", None) == "/"
+
+
 # -- configuration ---------------------------------------------------------------------------
 
 def _config(tmp_path: Path, oidc: dict[str, Any], **extra: Any) -> Any:

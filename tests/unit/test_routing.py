@@ -215,3 +215,79 @@ def test_claim_equality_is_strict():
     assert denied(r, {"tenant": "acme", "verified": 1})
     assert denied(r, {"tenant": "other", "verified": True})
     assert denied(r, {"verified": True})
+
+
+# -- what the mutation run (docs/mutation.md) found untested
+
+def test_wildcard_hosts_match_subdomains_only():
+    router = Router([route("/", "wild", host="*.example.com"), route("/", "rest")])
+    for host in ("a.example.com", "a.b.example.com", "A.EXAMPLE.COM:8443"):
+        assert match(router, "/x", host=host) == "wild", host
+    for host in ("evilexample.com", "example.com", "example.com.evil", "aexample.com", "example.co"):
+        assert match(router, "/x", host=host) == "rest", host
+
+
+def test_a_later_route_can_win_where_an_earlier_one_does_not_fit():
+    router = Router([route("/api", "posts", methods=("POST",)), route("/api", "host", host="h.example"),
+                     route("/api/x", "deep"), route("/api", "any")])
+    assert match(router, "/api/x/y", "POST") == "posts"
+    assert match(router, "/api/x/y", "GET", "h.example") == "host"
+    assert match(router, "/api/x/y", "GET") == "deep"
+    assert match(router, "/api/y", "GET") == "any"
+    assert match(router, "/api", "GET") == "any"
+    assert match(router, "/", "GET") is None
+
+
+def test_earliest_route_wins_across_depths():
+    router = Router([route("/a/b/c", "deepest"), route("/a", "shallow", methods=("GET",)), route("/a/b", "middle")])
+    assert match(router, "/a/b/c/d", "GET") == "deepest"
+    assert match(router, "/a/b/x", "GET") == "shallow"
+    assert match(router, "/a/b/x", "POST") == "middle"
+    assert match(router, "/a/x", "POST") is None
+
+
+def test_case_sensitive_routers_match_exactly():
+    router = Router([route("/API/Admin", "admin")], case_sensitive=True)
+    assert match(router, "/API/Admin/x") == "admin"
+    assert match(router, "/api/admin/x") is None
+    folded = Router([route("/API/Admin", "admin")])
+    assert match(folded, "/api/ADMIN/x") == "admin"
+
+
+def test_shadowed_routes_name_the_route_and_its_shadow():
+    routes = (route("/api", "api"), route("/api/admin", "admin"), route("/other", "other"))
+    assert shadowed_routes(routes) == ["routes[1] (admin): shadowed by earlier route api (/api)"]
+    by_method = (route("/api", "reads", methods=("GET", "HEAD")), route("/api", "get", methods=("GET",)),
+                 route("/api", "post", methods=("POST",)), route("/api", "all"))
+    assert shadowed_routes(by_method) == ["routes[1] (get): shadowed by earlier route reads (/api)"]
+    same_methods = (route("/api", "first", methods=("GET",)), route("/api/x", "second", methods=("GET",)))
+    assert shadowed_routes(same_methods) == ["routes[1] (second): shadowed by earlier route first (/api)"]
+    by_host = (route("/api", "h", host="a.example"), route("/api", "same", host="a.example"),
+               route("/api", "other", host="b.example"), route("/api", "none"))
+    assert shadowed_routes(by_host) == ["routes[1] (same): shadowed by earlier route h (/api)"]
+    hostless_first = (route("/", "root"), route("/api", "h", host="a.example"), route("/x", "x", methods=("GET",)))
+    assert shadowed_routes(hostless_first) == ["routes[1] (h): shadowed by earlier route root (/)",
+                                               "routes[2] (x): shadowed by earlier route root (/)"]
+    assert shadowed_routes((route("/api/admin", "admin"), route("/api", "api"))) == []
+
+
+def test_host_fallthrough_names_both_routes():
+    routes = (route("/api", "admin", host="admin.example.com"), route("/", "public"))
+    assert host_fallthrough(routes) == [
+        "routes[1] (public): serves /api for every host but admin.example.com, with other rules than routes[0] (admin); "
+        "make sure its upstream cannot serve admin.example.com (nginx: a default_server that refuses unknown names)"
+    ]
+    assert host_fallthrough((route("/api", "admin", host="a.example"), route("/api/x", "deeper"))) == []
+    assert host_fallthrough((route("/api", "admin", host="a.example"), route("/api", "other", host="b.example"))) == []
+    disjoint = (route("/api", "admin", host="a.example", methods=("POST",)), route("/", "reads", methods=("GET",)))
+    assert host_fallthrough(disjoint) == []
+    overlapping = (route("/api", "admin", host="a.example", methods=("POST", "GET")), route("/", "reads", methods=("GET",)))
+    assert len(host_fallthrough(overlapping)) == 1
+    either_any = (route("/api", "admin", host="a.example"), route("/", "reads", methods=("GET",)))
+    assert len(host_fallthrough(either_any)) == 1
+    any_later = (route("/api", "admin", host="a.example", methods=("GET",)), route("/", "all"))
+    assert len(host_fallthrough(any_later)) == 1
+    twice = (route("/api", "admin", host="a.example"), route("/", "first"), route("/api", "second"))
+    assert [w.split(" ")[0] for w in host_fallthrough(twice)] == ["routes[1]"]
+    two_hosts = (route("/a", "ha", host="a.example"), route("/b", "hb", host="b.example"), route("/", "all"))
+    assert [w.split(" ")[0] for w in host_fallthrough(two_hosts)] == ["routes[2]", "routes[2]"]

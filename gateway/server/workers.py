@@ -32,7 +32,8 @@ __all__ = ["Supervisor", "available_cpus"]
 
 log = logging.getLogger("gateway")
 
-QUICK_EXIT = 5.0  # a worker dying sooner than this after its start counts toward a crash loop
+QUICK_EXIT = 30.0  # a worker dying sooner than this after its start counts toward a crash loop (a worker prepares
+# its login decoy and store before it binds, seconds on a busy machine; a healthy one runs for hours)
 MAX_QUICK_EXITS = 5
 
 

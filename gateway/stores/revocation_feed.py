@@ -33,6 +33,7 @@ log = logging.getLogger("gateway.store")
 PING_INTERVAL = 1.0
 LIVENESS = 3.0  # seconds without any message (PONGs included) before the subscription counts as dead
 BACKOFF = (0.1, 5.0)  # first and longest pause between reconnection attempts
+CLOSE_WAIT = 1.0  # seconds the subscription may take to stop at shutdown
 _PING = "gateway-revocation-feed"
 
 
@@ -72,6 +73,7 @@ class RevocationFeed:
         self._alive_until = 0.0  # monotonic deadline for the next sign of life
         self.subscriptions = 0  # confirmed (re)subscriptions so far
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def listen(self, listener: FeedListener) -> None:
         self._listeners.append(listener)
@@ -90,19 +92,17 @@ class RevocationFeed:
             self._task = asyncio.create_task(self._follow_forever(), name="revocation-feed")
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
             task, self._task = self._task, None
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            task.cancel()  # redis-py may turn a cancelled connect into an error: the loop checks _closing too
+            await asyncio.wait([task], timeout=CLOSE_WAIT)
         self._lost()
 
     async def _follow_forever(self) -> None:
         """Subscribe, follow, and on any trouble tell the listeners and retry with backoff."""
         delay = BACKOFF[0]
-        while True:
+        while not self._closing:
             confirmed_before = self.subscriptions
             try:
                 await self._follow()

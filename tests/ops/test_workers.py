@@ -101,7 +101,7 @@ def test_worker_count_defaults(users_file, monkeypatch):
         worker_count(Namespace(workers=None), memory)
 
 
-@pytest.mark.serial  # "at once" is QUICK_EXIT (5 s): on a machine loaded by parallel tests a worker takes longer to die
+@pytest.mark.serial  # "at once" is QUICK_EXIT (30 s): on a machine loaded by parallel tests a worker takes longer to die
 async def test_supervisor_gives_up_when_workers_cannot_start(tmp_path, users_file, redis_url):
     """A port taken by another program: workers die at once, and the supervisor exits 1 instead of looping."""
     with socket.socket() as taken:

@@ -60,6 +60,13 @@ class _Lost(Exception):
     """The subscription stopped being trustworthy (silence, unsubscribe, reconnect)."""
 
 
+def _stop_if_cancelled() -> None:
+    """Raise the cancellation of the current task if one is pending (redis-py catches some while it reconnects)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class RevocationFeed:
     def __init__(self, redis: RedisStore, *, observer: FeedObserver | None = None,
                  ping_interval: float = PING_INTERVAL, liveness: float = LIVENESS) -> None:
@@ -107,6 +114,7 @@ class RevocationFeed:
             try:
                 await self._follow()
             except Exception as exc:  # whatever happened, nothing the feed did not say may be trusted until back
+                _stop_if_cancelled()  # a cancellation redis-py turned into an error
                 worked = self.subscriptions > confirmed_before
                 if worked or delay == BACKOFF[0]:  # once per outage, not once per attempt
                     log.warning("revocation feed: subscription to %s lost (%s); revocations are checked in Redis "
@@ -128,7 +136,8 @@ class RevocationFeed:
             connection.register_connect_callback(self._reconnected)
             deadline = time.monotonic() + self._liveness  # for the confirmation of the SUBSCRIBE
             next_ping = 0.0
-            while True:
+            while not self._closing:
+                _stop_if_cancelled()  # redis-py's reconnection may swallow a cancellation: it is not lost here
                 now = time.monotonic()
                 if self._subscribed:
                     deadline = self._alive_until

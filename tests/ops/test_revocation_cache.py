@@ -499,3 +499,22 @@ async def test_two_gateway_processes_logout_at_a_is_refused_at_b(gateway_process
         # WAIT is far below the 60 s a cached answer may live: the event did it, not the expiry
         await eventually(refused_at_b, "the logout at a to be honoured at b", WAIT)
         assert await metric_at(b, "gateway_revocation_cache_events_total") >= 1
+
+
+@pytest.mark.parametrize("delay_ms", [0, 0.5, 1, 2, 5, 10])
+async def test_the_feed_stops_when_cancelled_while_redis_py_reconnects(redis_url, delay_ms):
+    """A process's last step cancels every task; redis-py, reconnecting after its pool was closed, catches some
+    cancellations. The feed still stops (before, a worker that could not bind its port never exited)."""
+    for _ in range(8):
+        store = RedisStore(redis_url, prefix=PREFIX, timeout=0.5)
+        feed = RevocationFeed(store, ping_interval=0.05)
+        await feed.start()
+        await eventually(lambda f=feed: asyncio.sleep(0, f.healthy), "the subscription", WAIT)
+        task = feed._task
+        assert task is not None
+        await store.close()  # what a failed start does first: the pub/sub connection breaks, redis-py reconnects
+        await asyncio.sleep(delay_ms / 1000)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=5)
+        assert done, "the feed went on after its cancellation"
+        await feed.close()

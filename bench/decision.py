@@ -8,7 +8,7 @@ Targets, all in front of the benchmark upstream, hit by wrk (64 connections, the
 * ``gateway-proxy``: the gateway proxying (proxy mode), the reference for the CPU target;
 * ``decision+cache``: nginx running deploy/decision/nginx.conf, the gateway deciding, nginx caching decisions;
 * ``decision``: the same without nginx's cache (``proxy_cache off``): every request decided;
-* ``decision-no-gw-cache``: as ``decision``, the gateway's own decision cache off (``decision.cache_size: 0``),
+* ``decision-no-gw-cache``: as ``decision``, the gateway's own decision cache off (``limits.admission_cache: 0``),
   to see what that cache pays;
 * ``gateway-healthz``: the gateway's ``/healthz``, the floor of any answer it gives (server, middleware, log).
 
@@ -62,9 +62,10 @@ def _proc(target: Target) -> Proc:
 
 
 def start_gateway(stack: Stack, name: str, upstream: Target, redis_url: str, cache_size: int) -> Target:
-    decision = {"front": "nginx", "max_age": "5s", "cache_size": cache_size}
+    decision = {"front": "nginx", "max_age": "5s"}
     return stack.gateway(name, upstream, redis_url, store_extra={"revocation_cache": "5s"}, prefix=f"{name}:",
-                         extra={"trust_forwarded_headers": True, "decision": decision})
+                         extra={"trust_forwarded_headers": True, "decision": decision,
+                                "limits": {"max_requests_per_client": 4096, "admission_cache": cache_size}})
 
 
 def start_decision_nginx(stack: Stack, name: str, gateway: Target, upstream: Target, cached: bool) -> Target:

@@ -11,10 +11,10 @@ from typing import AsyncIterator
 from aiohttp import web
 
 import gateway.limits as limits
+from gateway.auth.admission_cache import AdmissionCache, Revocations
 from gateway.auth.oidc import HTTP as oidc_http
 from gateway.config import GatewayConfig
 from gateway.context import ANSWER_HEADERS
-from gateway.decision.cache import DecisionCache
 from gateway.lifecycle import LIFECYCLE, Lifecycle
 from gateway.middleware import answer_headers, errors_and_access_log
 from gateway.observe.metrics import METRICS, Metrics
@@ -24,6 +24,7 @@ from gateway.sources.chain import UserChain
 from gateway.sources.users import UserDirectory
 from gateway.stores import Store, create_store
 from gateway.stores.instrumented import InstrumentedStore
+from gateway.stores.memory import MemoryStore
 from gateway.stores.revocation_cache import RevocationCache, cached_revocations, revocation_feed
 from gateway.upstream import websocket
 from gateway.upstream.http import Upstream
@@ -40,12 +41,17 @@ def _uncapped(gateway: Gateway, request: web.Request) -> bool:
     return endpoint is not None and endpoint.uncapped and request.method in endpoint.methods
 
 
+def _synchronous(store: Store) -> Revocations | None:
+    """A store that answers "not revoked" at once, in process (the memory store), or None."""
+    return store if isinstance(store, MemoryStore) else None
+
+
 def create_app(
     config: GatewayConfig, *, users: UserDirectory | UserChain | None = None, store: Store | None = None
 ) -> web.Application:
     """A ready-to-run gateway; ``users`` and ``store`` may be injected (tests), else built from config."""
     metrics = Metrics()
-    store = store if store is not None else create_store(config.store)
+    store = raw = store if store is not None else create_store(config.store)
     feed = revocation_feed(store, metrics)  # the process's one subscription to revocations (Redis only)
     store = InstrumentedStore(store, metrics)
     revoked_ttl = config.tokens.access_lifetime + config.tokens.leeway
@@ -53,13 +59,12 @@ def create_app(
     revocations = store if isinstance(store, RevocationCache) else None
     sockets = SocketSessions()
     store = watched_revocations(store, sockets, feed)  # open websockets end when their token is revoked
-    decisions = None
-    if config.decision is not None and config.decision.cache_size > 0 and revocations is not None:
-        decisions = DecisionCache(revocations, config.decision.cache_size)
+    settles: Revocations | None = revocations if revocations is not None else _synchronous(raw)
+    admissions = AdmissionCache(settles, config.limits.admission_cache) if settles is not None else None
     upstream = Upstream(config.limits)
     guard = limits.ConnectionGuard(config.limits, lambda: gateway.runtime.config.proxies, metrics.connections)
     phases = Lifecycle(saturation=lambda: limits.saturation(guard, upstream.slots))
-    gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, upstream, metrics, phases, decisions)
+    gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, upstream, metrics, phases, admissions)
     app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log, limits.admission])
     app[GATEWAY] = gateway
     limits.install(app, guard, functools.partial(_uncapped, gateway))

@@ -14,13 +14,13 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 import gateway.rate_limit as rate_limit
+from gateway.auth.admission_cache import cache_key
 from gateway.auth.credentials import OriginRule, authenticate
 from gateway.auth.tokens import Claims
 from gateway.config import Route
 from gateway.context import REQUEST_ID, ROUTE_NAME, SUBJECT
 from gateway.cors import same_origin
 from gateway.decision import answer
-from gateway.decision.cache import DecisionCache
 from gateway.decision.front import Front
 from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.oidc import login_answer
@@ -47,6 +47,7 @@ class Admission:
     path: RequestPath  # forwarded exactly as matched
     headers: CIMultiDict[str]  # the upstream's headers: the client's cleaned, the gateway's added
     claims: Claims | None  # the verified caller, None on auth: none or when optional and absent
+    subject: str | None  # the caller's ``sub``, as the log, metrics and rate limits name it
     handshake: Handshake | None = None  # a websocket handshake, its token taken out of where it came
 
 
@@ -91,12 +92,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 async def admit(
     request: web.Request, gateway: Gateway, runtime: Runtime, host: Host, path: RequestPath, route: Route | None,
-    decisions: DecisionCache | None = None,
 ) -> Admission:
-    """Credentials, policy and header rewrite of the matched ``route``: the one decision for HTTP and websocket alike.
-
-    ``decisions``: decision mode's cache of verified callers (``_caller``); proxy mode passes none.
-    """
+    """Credentials, policy and header rewrite of the matched ``route``: the one decision for HTTP and websocket alike."""
     if route is None:
         raise GatewayError(404, "not_found", "No route matches this request")
     request[ROUTE_NAME] = route.name
@@ -106,7 +103,10 @@ async def admit(
             raise GatewayError.bad_request("This route does not carry websocket upgrades")
         websocket.check_handshake(request)
         handshake = websocket.read_handshake(request, route, path.query)
-    claims = await _caller(request, gateway, runtime, route, handshake, decisions)
+    claims = await _caller(request, gateway, runtime, route, handshake)
+    subject = None if claims is None else str(claims.get("sub"))
+    if subject is not None:
+        request[SUBJECT] = subject
     if route.rate_limit is not None:
         await rate_limit.enforce(request, route, claims, gateway.store, runtime.config)
     origin = client_origin(request, host)
@@ -119,30 +119,24 @@ async def admit(
             headers["Authorization"] = f"Bearer {handshake.token}"
     if claims is not None and route.identity_jwt is not None:
         headers[route.identity_jwt.header] = runtime.signer.token_for(route, claims)
-    return Admission(route, path, headers, claims, handshake)
+    return Admission(route, path, headers, claims, subject, handshake)
 
 
 async def _caller(
-    request: web.Request, gateway: Gateway, runtime: Runtime, route: Route, handshake: Handshake | None,
-    decisions: DecisionCache | None,
+    request: web.Request, gateway: Gateway, runtime: Runtime, route: Route, handshake: Handshake | None
 ) -> Claims | None:
-    """The verified caller who meets the route's claim requirements; with ``decisions``, remembered per
-    (credential, route, method) for the decision's lifetime (gateway/decision/cache.py)."""
-    key = None
-    if decisions is not None and handshake is None and route.auth != "none":
-        credential = answer.credential(request, runtime.cookies)
-        key = (credential, route.name, request.method) if credential else None
-    claims = decisions.get(key, route) if decisions is not None and key is not None else None
-    if claims is not None:
-        request[SUBJECT] = str(claims.get("sub"))
+    """The verified caller who meets the route's requirements; remembered per (credential, route) by the admission
+    cache where there is one (gateway/auth/admission_cache.py). Websocket handshakes are always checked afresh."""
+
+    async def check() -> Claims | None:
+        claims = await _credentials(request, gateway, runtime, route, handshake)
+        if claims is not None:
+            check_requirements(route, claims)
         return claims
-    claims = await _credentials(request, gateway, runtime, route, handshake)
-    if claims is not None:
-        request[SUBJECT] = str(claims.get("sub"))
-        check_requirements(route, claims)
-        if decisions is not None and key is not None:
-            decisions.put(key, claims, route, answer.lifetime(runtime.config, route, claims, cacheable=True))
-    return claims
+
+    if gateway.admissions is None or handshake is not None or route.auth == "none":
+        return await check()
+    return await gateway.admissions.admitted(cache_key(request, runtime.cookies), route, check)
 
 
 async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, front: Front) -> web.StreamResponse:
@@ -164,7 +158,7 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
             if unstripped is not None:  # the app would get what proxy mode never passes: the front cannot remove it
                 raise GatewayError(400, "header_not_allowed",
                                    f"The {unstripped} header is not accepted (the front proxy would pass it on)")
-            admission = await admit(original.request, gateway, runtime, host, path, route, gateway.decisions)
+            admission = await admit(original.request, gateway, runtime, host, path, route)
             if admission.handshake is not None and (admission.handshake.token_protocol is not None
                                                     or admission.handshake.query != path.query):
                 raise GatewayError.bad_request(  # the front would hand the app the token where it came
@@ -173,7 +167,7 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
             request.update(original.request)  # route, subject, rate-limit headers: for the answer, the log and metrics
     except GatewayError as exc:
         return answer.deny(_style(runtime, route).access_error(exc))
-    cacheable = admission.handshake is None and answer.credential(original.request, runtime.cookies) is not None
+    cacheable = admission.handshake is None and cache_key(original.request, runtime.cookies) is not None
     seconds = answer.lifetime(runtime.config, admission.route, admission.claims, cacheable)
     return answer.allow(admission.route, admission.headers, seconds, front.padding)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from gateway.auth.admission_cache import AdmissionCache
 from gateway.auth.cookies import CookieMode
 from gateway.auth.issuers import Issuers
 from gateway.auth.keys import KeyRing
@@ -19,7 +20,6 @@ from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import TokenService
 from gateway.config import GatewayConfig
 from gateway.cors import CorsPolicy
-from gateway.decision.cache import DecisionCache
 from gateway.decision.front import Front
 from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.oidc import oidc_endpoints
@@ -149,21 +149,21 @@ class Gateway:
         upstream: Upstream,
         metrics: Metrics | None = None,
         lifecycle: Lifecycle | None = None,
-        decisions: DecisionCache | None = None,
+        admissions: AdmissionCache | None = None,
     ) -> None:
         self.runtime = runtime
         self.store = store
         self.upstream = upstream
         self.metrics = metrics if metrics is not None else Metrics()
         self.lifecycle = lifecycle if lifecycle is not None else Lifecycle()
-        self.decisions = decisions  # decision mode's own cache of verified callers
+        self.admissions = admissions  # admitted callers per (credential, route), for proxy and decision mode
         self.swap(runtime)
 
     def swap(self, runtime: Runtime) -> None:
         """Put a new runtime in force; requests already running keep the one they started with."""
         self.runtime = runtime
-        if self.decisions is not None:
-            self.decisions.clear()  # its entries name routes of the old configuration
+        if self.admissions is not None:
+            self.admissions.clear()  # its entries name routes of the old configuration
         self.lifecycle.store_required = runtime.config.store.failure_mode == "fail_closed"
 
 

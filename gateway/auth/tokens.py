@@ -18,6 +18,7 @@ import gateway.auth.jose as jose
 from gateway.auth.keys import KeyRing, SigningKey
 from gateway.config import Tokens
 from gateway.errors import GatewayError
+from gateway.ttl import TTLMap
 
 __all__ = ["Claims", "TokenPair", "TokenService", "jwt_errors"]
 
@@ -160,29 +161,20 @@ class VerifiedCache:
     A hit skips parsing and the signature check (a fifth of a proxied request's
     cost); nothing else changes: the same string was fully verified before, the
     deadline is its own ``exp`` plus leeway, and a reload builds a new cache, so
-    a retired key's tokens are checked again. Bounded: when full it is emptied,
-    which costs one re-verification per live token.
+    a retired key's tokens are checked again. Bounded: when full, the oldest entry
+    goes (``gateway.ttl``), which costs that token one more verification.
     """
 
     def __init__(self, max_entries: int = 10_000) -> None:
-        self._entries: dict[str, tuple[Claims, float]] = {}
-        self._max = max_entries
+        self._entries: TTLMap[str, Claims] = TTLMap(max_entries)
 
     def get(self, token: object) -> Claims | None:
         if not isinstance(token, str):
             return None
-        entry = self._entries.get(token)
-        if entry is None:
-            return None
-        if entry[1] <= time.time():  # PyJWT: expired once now >= exp + leeway
-            del self._entries[token]
-            return None
-        return entry[0]
+        return self._entries.get(token, time.time())  # PyJWT: expired once now >= exp + leeway
 
     def put(self, token: str, claims: Claims, deadline: float) -> None:
-        if len(self._entries) >= self._max:
-            self._entries.clear()
-        self._entries[token] = (claims, deadline)
+        self._entries.put(token, claims, deadline)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.config.types import AbsPath, Duration, Model
 
@@ -30,8 +30,14 @@ class Decision(Model):
     """Networks (CIDR) of the peers that may ask, compared with the connection's own address, never a forwarded one; others get 404."""
     max_age: Duration = Field(5.0, le=3600)
     """Longest lifetime of an allowed decision, for the front proxy's cache and the gateway's own; also bounded by `store.revocation_cache` (0 there: never cached), the token's `exp` and half the identity token's lifetime. Routes with a `rate_limit` are never cached."""
-    cache_size: int = Field(10_000, ge=0, le=1_000_000)
-    """Entries of the gateway's own decision cache, per (credential, route, method), used with `store.revocation_cache` only; 0 turns it off. Read at start."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: object) -> object:
+        if isinstance(data, dict) and "cache_size" in data:
+            raise ValueError("cache_size: moved to limits.admission_cache (one cache of admitted callers for proxy "
+                             "and decision mode)")
+        return data
 
     @field_validator("allow_from")
     @classmethod

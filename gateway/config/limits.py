@@ -43,6 +43,8 @@ class Limits(Model):
     """Header lines; over it: 431 headers_too_large."""
     max_header_line: int = Field(8190, ge=256, le=65536)
     """Bytes of one header line; over it: 431 (414 uri_too_long for the request target)."""
+    admission_cache: int = Field(10_000, ge=0, le=1_000_000)
+    """Entries of the cache of admitted callers per (credential, route), for proxy and decision mode: a hit skips the token's verification, revocation check and the route's requirements, never a revocation (gateway/auth/admission_cache.py). On with the memory store and with `store.revocation_cache`; 0 turns it off. Read at start."""
     # the upstream pool
     upstream_connections: int = Field(256, ge=1)
     """Connections to one upstream origin (scheme, host, port)."""

@@ -27,27 +27,9 @@ from typing import Any, Iterable, Mapping
 
 from aiohttp import web
 
-from gateway.auth.cookies import SAFE_METHODS, CookieMode
-from gateway.auth.credentials import bearer_token
 from gateway.config import GatewayConfig, Route
 
-__all__ = ["allow", "credential", "deny", "lifetime"]
-
-
-def credential(request: web.Request, cookies: CookieMode | None) -> str | None:
-    """What authenticates ``request``, as a cache key part ("" for nothing); None when a cache may not hold it.
-
-    The order is ``authenticate``'s: the bearer token, then (cookie mode) the
-    access cookie, which is cacheable only on safe methods (CSRF). Another
-    Authorization scheme authenticates nobody, so it is no part of the key.
-    """
-    token = bearer_token(request)
-    if token is not None:
-        return "bearer\x00" + token
-    cookie = cookies.access_token(request) if cookies is not None else None
-    if cookie is None:
-        return ""
-    return "cookie\x00" + cookie if request.method in SAFE_METHODS else None
+__all__ = ["allow", "deny", "lifetime"]
 
 
 def lifetime(config: GatewayConfig, route: Route, claims: Mapping[str, Any] | None, cacheable: bool,

@@ -145,11 +145,15 @@ class MemoryStore(Store):
         self._denied[(family, jti)] = time.monotonic() + ttl
 
     async def is_revoked(self, family: str, jti: str) -> bool:
+        return not self.settled(family, jti)
+
+    def settled(self, family: str, jti: str) -> bool:
+        """Not revoked, answered synchronously (the admission cache's revocation check, auth/admission_cache.py)."""
         deadline = self._denied.get((family, jti))
         if deadline is not None and deadline > time.monotonic():
-            return True
+            return False
         record = self._family(family)
-        return record is None or record.revoked  # an unknown family: lost, or never started here
+        return record is not None and not record.revoked  # an unknown family: lost, or never started here
 
     def _counter(self, key: str) -> tuple[int, float] | None:
         entry = self._counters.get(key)

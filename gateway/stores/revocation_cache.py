@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from typing import Generic, Hashable, Protocol, TypeVar
 
 from gateway.stores.base import Rotation, RotationOutcome, Store, StoreWrapper
 from gateway.stores.redis import RedisStore, RevocationEvent
 from gateway.stores.revocation_feed import FeedObserver, RevocationFeed
+from gateway.ttl import TTLMap
 
 __all__ = ["CacheObserver", "RevocationCache", "cached_revocations", "revocation_feed"]
 
@@ -64,46 +64,33 @@ class _NoObserver:
 
 
 class _Expiring(Generic[K]):
-    """Keys with a deadline, oldest first. One lifetime per table, so insertion order is expiry order."""
+    """Keys that expire ``lifetime`` after they were added: one lifetime per table, so ``purge`` clears the old end."""
 
-    __slots__ = ("lifetime", "limit", "_items")
+    __slots__ = ("lifetime", "_keys")
 
     def __init__(self, lifetime: float, limit: int) -> None:
         self.lifetime = lifetime
-        self.limit = limit
-        self._items: OrderedDict[K, float] = OrderedDict()
+        self._keys: TTLMap[K, bool] = TTLMap(limit)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._keys)
 
     def holds(self, key: K, now: float) -> bool:
-        deadline = self._items.get(key)
-        if deadline is None:
-            return False
-        if deadline > now:
-            return True
-        del self._items[key]
-        return False
+        return self._keys.holds(key, now)
 
     def add(self, key: K, now: float) -> bool:
         """Add ``key``; False if an entry still alive had to be dropped to make room."""
-        items = self._items
-        items.pop(key, None)
-        items[key] = now + self.lifetime
-        if len(items) <= self.limit:
-            return True
-        return items.popitem(last=False)[1] <= now
+        dropped = self._keys.put(key, True, now + self.lifetime)
+        return dropped is None or dropped <= now
 
     def discard(self, key: K) -> None:
-        self._items.pop(key, None)
+        self._keys.pop(key)
 
     def purge(self, now: float) -> None:
-        items = self._items
-        while items and next(iter(items.values())) <= now:
-            items.popitem(last=False)
+        self._keys.purge(now)
 
     def clear(self) -> None:
-        self._items.clear()
+        self._keys.clear()
 
 
 class RevocationCache(StoreWrapper):

@@ -21,6 +21,7 @@ import jwt
 from gateway.auth.keys import KeyRing
 from gateway.config import Route
 from gateway.config.tokens import TOKEN_CLAIMS
+from gateway.ttl import TTLMap
 
 __all__ = ["DEFAULT_HEADER", "IdentitySigner", "TOKEN_TYPE"]
 
@@ -34,7 +35,7 @@ class IdentitySigner:
     def __init__(self, keys: KeyRing, issuer: str) -> None:
         self.keys = keys
         self.issuer = issuer
-        self._cache: dict[tuple[Any, ...], tuple[str, float, float]] = {}
+        self._cache: TTLMap[tuple[Any, ...], str] = TTLMap(CACHE_SIZE)  # reused until half its life is gone
 
     def token_for(self, route: Route, claims: Mapping[str, Any]) -> str:
         """The identity JWT for ``route``'s upstream, minted or reused."""
@@ -42,14 +43,12 @@ class IdentitySigner:
         assert settings is not None
         now = time.time()
         cache_key = (route.name, claims.get("iss"), claims.get("jti"), claims.get("sub"), claims.get("exp"))
-        cached = self._cache.get(cache_key) if claims.get("jti") is not None else None
-        if cached and cached[2] - now > (cached[2] - cached[1]) / 2:
-            return cached[0]
+        cached = self._cache.get(cache_key, now) if claims.get("jti") is not None else None
+        if cached is not None:
+            return cached
         token, exp = self._mint(route, claims, now)
         if claims.get("jti") is not None:
-            if len(self._cache) >= CACHE_SIZE:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[cache_key] = (token, now, exp)
+            self._cache.put(cache_key, token, (now + exp) / 2)
         return token
 
     def _mint(self, route: Route, claims: Mapping[str, Any], now: float) -> tuple[str, float]:

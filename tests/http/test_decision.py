@@ -13,8 +13,8 @@ import jwt
 import pytest
 
 from gateway.app import create_app
+from gateway.auth.admission_cache import AdmissionCache
 from gateway.config import ConfigError
-from gateway.decision.cache import DecisionCache
 from gateway.runtime import GATEWAY
 from tests.conftest import bearer, login
 from tests.support.jwt_tools import make_key
@@ -177,13 +177,13 @@ async def test_cookie_mode_decisions_check_csrf_and_are_never_cached_on_writes(m
     assert write.status == 403 and (await write.json())["code"] == "csrf_failed"
 
 
-def _cache(client) -> DecisionCache:
-    cache = client.server.app[GATEWAY].decisions
+def _cache(client) -> AdmissionCache:
+    cache = client.server.app[GATEWAY].admissions
     assert cache is not None
     return cache
 
 
-async def _until_subscribed(cache: DecisionCache) -> None:
+async def _until_subscribed(cache: AdmissionCache) -> None:
     deadline = time.monotonic() + 10
     while not cache.revocations.healthy:
         assert time.monotonic() < deadline, "revocation cache never subscribed"
@@ -211,7 +211,7 @@ async def test_with_the_revocation_cache_decisions_are_cached_and_revocation_end
     assert second.status == 200 and second.headers["X-User-Id"] == "alice" and cache.hits == 1
     assert first.headers["X-Request-Id"] != second.headers["X-Request-Id"]  # per request, never cached
     assert (await decide(client, asked("POST", "/api/x", **bearer(pair["access"])))).status == 200
-    assert len(cache) == 2  # per method: GET and POST are two entries
+    assert len(cache) == 1 and cache.hits == 2  # per (credential, route): the method is checked per request
     resp = await client.post("/auth/logout", json={"refresh": pair["refresh"]}, headers=bearer(pair["access"]))
     assert resp.status in (200, 204), await resp.text()
     revoked = await decide(client, headers)

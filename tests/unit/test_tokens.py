@@ -273,9 +273,9 @@ def test_the_verified_cache_is_bounded():
     for i in range(4):
         cache.put(f"t{i}", {"n": i}, deadline)
         assert len(cache._entries) <= 3
-    assert cache.get("t3") == {"n": 3}
+    assert cache.get("t3") == {"n": 3} and cache.get("t0") is None  # the oldest went to make room
     default = VerifiedCache()
     for i in range(10_001):
         default.put(f"t{i}", {}, deadline)
-    assert len(default._entries) == 1  # 10 000 held, the next one emptied it
+    assert len(default._entries) == 10_000 and default.get("t0") is None and default.get("t1") == {}
     assert [cache.get(x) for x in (None, 42, "unknown")] == [None, None, None]

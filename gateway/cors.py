@@ -14,7 +14,7 @@ from typing import Callable
 from aiohttp import web
 
 from gateway.config import Cors
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client_origin
 
 __all__ = ["CorsPolicy", "is_preflight", "same_origin"]
@@ -68,7 +68,7 @@ class CorsPolicy:
             return None
         if not self.allows(origin):
             request[_REFUSED] = True
-            raise GatewayError(403, "origin_not_allowed", "This origin may not call the gateway (CORS)")
+            raise GatewayError(403, ErrorCode.ORIGIN_NOT_ALLOWED, "This origin may not call the gateway (CORS)")
         if not is_preflight(request):
             return None
         return self._preflight(request, origin, accepts)
@@ -79,10 +79,10 @@ class CorsPolicy:
         any_header = "*" in self._headers
         if not ((method in self._methods or "*" in self._methods) and accepts(method)):
             request[_REFUSED] = True
-            raise GatewayError(403, "cors_refused", f"{method} is not allowed here from another origin")
+            raise GatewayError(403, ErrorCode.CORS_REFUSED, f"{method} is not allowed here from another origin")
         if not any_header and not set(asked) <= self._headers:
             request[_REFUSED] = True
-            raise GatewayError(403, "cors_refused", "A requested header is not allowed from another origin")
+            raise GatewayError(403, ErrorCode.CORS_REFUSED, "A requested header is not allowed from another origin")
         request[_PREFLIGHT] = True
         s = self.settings
         headers = {

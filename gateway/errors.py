@@ -6,14 +6,77 @@ token was presented, ``error="invalid_token"`` with a description when one was.
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["GatewayError", "error_response"]
+__all__ = ["ErrorCode", "GatewayError", "error_response"]
 
 REALM = "gateway"
+
+
+class ErrorCode(StrEnum):
+    """Every ``code`` the gateway answers with (docs/endpoints.md#errors lists them, a test keeps the two equal)."""
+
+    # the request
+    BAD_REQUEST = "bad_request"
+    HEADER_NOT_ALLOWED = "header_not_allowed"  # decision mode: a header the front proxy would pass on
+    # credentials and policy
+    AUTHENTICATION_REQUIRED = "authentication_required"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    TOKEN_EXPIRED = "token_expired"
+    TOKEN_NOT_VALID = "token_not_valid"
+    TOKEN_REVOKED = "token_revoked"
+    TOKEN_REUSED = "token_reused"
+    PERMISSION_DENIED = "permission_denied"
+    CSRF_FAILED = "csrf_failed"
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    CORS_REFUSED = "cors_refused"
+    # sign-in through an identity provider (docs/sign-in.md)
+    INVALID_NEXT = "invalid_next"
+    NEXT_NOT_ALLOWED = "next_not_allowed"
+    STATE_INVALID = "state_invalid"
+    INVALID_CODE = "invalid_code"
+    CODE_REJECTED = "code_rejected"
+    ID_TOKEN_INVALID = "id_token_invalid"
+    PROVIDER_DENIED = "provider_denied"
+    ISSUER_MISMATCH = "issuer_mismatch"
+    EMAIL_DOMAIN_NOT_ALLOWED = "email_domain_not_allowed"
+    GROUP_NOT_ALLOWED = "group_not_allowed"
+    USER_NOT_FOUND = "user_not_found"
+    # routing
+    NOT_FOUND = "not_found"
+    NOT_CONFIGURED = "not_configured"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    # limits
+    BODY_TIMEOUT = "body_timeout"
+    BODY_TOO_SLOW = "body_too_slow"
+    REQUEST_TIMEOUT = "request_timeout"
+    URI_TOO_LONG = "uri_too_long"
+    HEADERS_TOO_LARGE = "headers_too_large"
+    TOO_MANY_REQUESTS = "too_many_requests"
+    TOO_MANY_CLIENT_CONNECTIONS = "too_many_client_connections"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    TOO_MANY_WEBSOCKETS = "too_many_websockets"
+    UPSTREAM_BUSY = "upstream_busy"
+    RATE_LIMITED = "rate_limited"
+    LOGIN_BUSY = "login_busy"
+    # the upstream and the gateway's own dependencies
+    UPSTREAM_REFUSED = "upstream_refused"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    PROVIDER_ERROR = "provider_error"
+    PROVIDER_MISCONFIGURED = "provider_misconfigured"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    PROVIDER_TIMEOUT = "provider_timeout"
+    STORE_UNAVAILABLE = "store_unavailable"
+    ISSUER_UNAVAILABLE = "issuer_unavailable"
+    IDENTITY_UNAVAILABLE = "identity_unavailable"
+    DRAINING = "draining"
+    INTERNAL_ERROR = "internal_error"
+    CLIENT_CLOSED = "client_closed"  # 499 in the log and metrics only: nothing is sent
 
 
 class GatewayError(Exception):
@@ -22,7 +85,7 @@ class GatewayError(Exception):
     def __init__(
         self,
         status: int,
-        code: str,
+        code: ErrorCode,
         detail: str,
         *,
         headers: Mapping[str, str] | None = None,
@@ -36,12 +99,12 @@ class GatewayError(Exception):
         self.token_presented = token_presented
 
     @classmethod
-    def unauthorized(cls, code: str, detail: str, *, token_presented: bool = True) -> "GatewayError":
+    def unauthorized(cls, code: ErrorCode, detail: str, *, token_presented: bool = True) -> "GatewayError":
         return cls(401, code, detail, token_presented=token_presented)
 
     @classmethod
     def bad_request(cls, detail: str) -> "GatewayError":
-        return cls(400, "bad_request", detail)
+        return cls(400, ErrorCode.BAD_REQUEST, detail)
 
 
 def _quote(text: str) -> str:
@@ -65,7 +128,7 @@ def error_response(error: GatewayError, body: Mapping[str, object] | None = None
     from gateway.context import ERROR_CODE
 
     headers = dict(error.headers)
-    if error.status == 401 or (error.status == 403 and error.code == "permission_denied"):
+    if error.status == 401 or (error.status == 403 and error.code == ErrorCode.PERMISSION_DENIED):
         headers.setdefault("WWW-Authenticate", challenge(error))
     payload = body if body is not None else {"detail": error.detail, "code": error.code}
     response = web.Response(

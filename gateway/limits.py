@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway.config.limits import Limits
 from gateway.context import CLIENT
-from gateway.errors import GatewayError, error_response
+from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.forwarded import identify
 from gateway.net import TrustedProxies
 from gateway.upstream.slots import UpstreamSlots
@@ -66,16 +66,16 @@ class ConnectionGuard:
                 nofile, self.fd_capacity, self.limits.max_connections,
             )
 
-    def admit(self, client: str, peer: str | None = None) -> str | None:
+    def admit(self, client: str, peer: str | None = None) -> ErrorCode | None:
         """Count a new connection in; the refusal code when it is over a cap (then it is not counted).
 
         ``client`` is the peer's bucket (``net.ip_bucket``), ``peer`` its address: a trusted proxy
         has no per-address cap.
         """
         if self.open >= self.capacity:
-            return "too_many_connections"
+            return ErrorCode.TOO_MANY_CONNECTIONS
         if self.per_client[client] >= self.limits.max_connections_per_client and not self.proxies().is_proxy(peer):
-            return "too_many_client_connections"
+            return ErrorCode.TOO_MANY_CLIENT_CONNECTIONS
         self.open += 1
         self.per_client[client] += 1
         self._report()
@@ -138,15 +138,15 @@ def head_size(request: web.Request) -> int:
     return size + 2
 
 
-def _refuse(status: int, code: str, detail: str, **headers: str) -> web.StreamResponse:
+def _refuse(status: int, code: ErrorCode, detail: str, **headers: str) -> web.StreamResponse:
     response = error_response(GatewayError(status, code, detail, headers=headers))
     response.force_close()
     return response
 
 
 _CONNECTION_REFUSALS = {
-    "too_many_connections": (503, "The gateway has too many open connections; retry shortly"),
-    "too_many_client_connections": (429, "Too many open connections from this address"),
+    ErrorCode.TOO_MANY_CONNECTIONS: (503, "The gateway has too many open connections; retry shortly"),
+    ErrorCode.TOO_MANY_CLIENT_CONNECTIONS: (429, "Too many open connections from this address"),
 }
 
 
@@ -160,12 +160,12 @@ async def admission(request: web.Request, handler: Handler) -> web.StreamRespons
         status, detail = _CONNECTION_REFUSALS[refusal]
         return _refuse(status, refusal, detail, **{"Retry-After": "1"})
     if head_size(request) > limits.max_head_size:
-        return _refuse(431, "headers_too_large", "The request head is too large")
+        return _refuse(431, ErrorCode.HEADERS_TOO_LARGE, "The request head is too large")
     if request.app[_UNCAPPED](request):  # refresh and logout: never lost to a crowd sharing the address
         return await handler(request)
     requests: ClientRequests = request.app[_CLIENT_REQUESTS]
     if not requests.enter(client.bucket, limits.max_requests_per_client):
-        raise GatewayError(429, "too_many_requests", "Too many requests in progress from this address",
+        raise GatewayError(429, ErrorCode.TOO_MANY_REQUESTS, "Too many requests in progress from this address",
                            headers={"Retry-After": "1"})
     try:
         return await handler(request)
@@ -198,7 +198,7 @@ def websocket_slot(request: web.Request) -> Iterator[None]:
     """One of ``limits.max_websockets`` for the life of a socket; 503 ``too_many_websockets`` when none is free."""
     guard = request.app.get(CONNECTION_GUARD)
     if guard is not None and not guard.admit_websocket():
-        raise GatewayError(503, "too_many_websockets", "The gateway holds too many websockets; retry shortly",
+        raise GatewayError(503, ErrorCode.TOO_MANY_WEBSOCKETS, "The gateway holds too many websockets; retry shortly",
                            headers={"Retry-After": "1"})
     try:
         yield

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 
 from gateway.context import ERROR_CODE, REQUEST_ID, REVOCATION_SKIPPED, ROUTE_NAME, UPSTREAM_ERROR, UPSTREAM_SECONDS
-from gateway.errors import GatewayError, error_response
+from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.observe.access_log import access_line
 from gateway.rate_limit import add_headers as rate_limit_headers
 from gateway.runtime import GATEWAY, Gateway
@@ -70,13 +70,13 @@ async def errors_and_access_log(request: web.Request, handler: Handler) -> web.S
     except GatewayError as exc:
         response = error_response(exc)
     except web.HTTPException as exc:  # raised by aiohttp itself, e.g. 413 for an oversized body
-        code = "bad_request" if exc.status < 500 else "internal_error"
+        code = ErrorCode.BAD_REQUEST if exc.status < 500 else ErrorCode.INTERNAL_ERROR
         response = error_response(GatewayError(exc.status, code, exc.reason))
     except ConnectionResetError:  # the client left before its answer could be written
-        response = error_response(GatewayError(CLIENT_CLOSED, "client_closed", "The client closed the connection"))
+        response = error_response(GatewayError(CLIENT_CLOSED, ErrorCode.CLIENT_CLOSED, "The client closed the connection"))
     except Exception:
         log.exception("unhandled error (request id %s)", rid)
-        response = error_response(GatewayError(500, "internal_error", "Internal error; see the gateway log"))
+        response = error_response(GatewayError(500, ErrorCode.INTERNAL_ERROR, "Internal error; see the gateway log"))
     finally:
         gateway.lifecycle.in_flight -= 1
         gateway.metrics.in_flight.dec()

@@ -25,7 +25,7 @@ from gateway.decision.front import Front
 from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.oidc import login_answer
 from gateway.endpoints.table import Endpoint
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client_origin
 from gateway.limits import websocket_slot
 from gateway.net import Host
@@ -74,7 +74,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if endpoint is not None and route is None:
         request[ROUTE_NAME] = "@" + endpoint_path
         allow = ", ".join(sorted(endpoint.methods))
-        raise GatewayError(405, "method_not_allowed", f"Use {allow} here", headers={"Allow": allow})
+        raise GatewayError(405, ErrorCode.METHOD_NOT_ALLOWED, f"Use {allow} here", headers={"Allow": allow})
     try:
         admission = await admit(request, gateway, runtime, host, path, route)
         if admission.handshake is not None:
@@ -95,7 +95,7 @@ async def admit(
 ) -> Admission:
     """Credentials, policy and header rewrite of the matched ``route``: the one decision for HTTP and websocket alike."""
     if route is None:
-        raise GatewayError(404, "not_found", "No route matches this request")
+        raise GatewayError(404, ErrorCode.NOT_FOUND, "No route matches this request")
     request[ROUTE_NAME] = route.name
     handshake = None
     if websocket.is_websocket(request):  # the token may also come in the query or a subprotocol
@@ -146,7 +146,7 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
     route's error style); 404 for peers outside ``decision.allow_from``.
     """
     if not front.allowed(request):
-        raise GatewayError(404, "not_found", "No route matches this request")
+        raise GatewayError(404, ErrorCode.NOT_FOUND, "No route matches this request")
     route = None
     try:
         original = front.original(request)
@@ -156,7 +156,7 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
             route = runtime.router.match(original.request.method, host.name, path)
             unstripped = front.unstripped(original.request)
             if unstripped is not None:  # the app would get what proxy mode never passes: the front cannot remove it
-                raise GatewayError(400, "header_not_allowed",
+                raise GatewayError(400, ErrorCode.HEADER_NOT_ALLOWED,
                                    f"The {unstripped} header is not accepted (the front proxy would pass it on)")
             admission = await admit(original.request, gateway, runtime, host, path, route)
             if admission.handshake is not None and (admission.handshake.token_protocol is not None
@@ -203,7 +203,7 @@ def _check_framing(request: web.Request) -> None:
     """Only ``chunked`` as a transfer coding: a body forwarded with any other is misread by the upstream."""
     codings = ",".join(request.headers.getall("Transfer-Encoding", []))
     if codings and [c.strip().lower() for c in codings.split(",")] != ["chunked"]:
-        raise GatewayError(400, "bad_request", "Only Transfer-Encoding: chunked is accepted")
+        raise GatewayError(400, ErrorCode.BAD_REQUEST, "Only Transfer-Encoding: chunked is accepted")
 
 
 def _accepts(runtime: Runtime, endpoint: Endpoint | None, host: Host, path: RequestPath, method: str) -> bool:

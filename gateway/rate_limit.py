@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from gateway.config import GatewayConfig, Route
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client
 from gateway.stores import Store, StoreUnavailable
 
@@ -64,7 +64,7 @@ async def enforce(request: web.Request, route: Route, claims: Mapping[str, Any] 
     request[_HEADERS] = headers
     if not decision.allowed:
         retry = str(max(1, math.ceil(decision.retry_after)))
-        raise GatewayError(429, "rate_limited", "Too many requests; slow down", headers={**headers, "Retry-After": retry})
+        raise GatewayError(429, ErrorCode.RATE_LIMITED, "Too many requests; slow down", headers={**headers, "Retry-After": retry})
 
 
 def add_headers(request: web.Request, response: web.StreamResponse) -> None:

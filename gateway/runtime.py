@@ -27,7 +27,7 @@ from gateway.endpoints.signin import signin_endpoints
 from gateway.endpoints.table import Endpoint, default_endpoints
 from gateway.endpoints.tokens import compat_endpoints, dialects
 from gateway.endpoints.wellknown import wellknown_endpoints
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.lifecycle import Lifecycle
 from gateway.net import is_loopback
 from gateway.observe.metrics import Metrics, metrics_handler
@@ -126,7 +126,7 @@ def ops_endpoints(config: GatewayConfig) -> dict[str, Endpoint]:
 
     async def local_metrics(request: web.Request, auth: AuthService) -> web.StreamResponse:
         if not _direct_loopback(request):
-            raise GatewayError(404, "not_found", "No route matches this request")
+            raise GatewayError(404, ErrorCode.NOT_FOUND, "No route matches this request")
         return await metrics_handler(request, auth)
 
     return {config.metrics.path: Endpoint(frozenset({"GET", "HEAD"}), local_metrics)}

@@ -19,7 +19,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.config import Cookies
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 
 __all__ = ["SAFE_METHODS", "CookieMode"]
 
@@ -56,7 +56,7 @@ class CookieMode:
             and hmac.compare_digest(header, cookie)
             and hmac.compare_digest(signature, self._sign(family, nonce))
         ):
-            raise GatewayError(403, "csrf_failed", f"Send the {self.settings.csrf_name} cookie's value in the {self.settings.csrf_header} header")
+            raise GatewayError(403, ErrorCode.CSRF_FAILED, f"Send the {self.settings.csrf_name} cookie's value in the {self.settings.csrf_header} header")
 
     # -- reading --------------------------------------------------------------------
 
@@ -76,7 +76,7 @@ class CookieMode:
         token = self.access_token(request)
         origin = request.headers.get("Origin")
         if token is not None and origin is not None and not origin_ok(origin):
-            raise GatewayError(403, "origin_not_allowed", "A websocket authenticated by a cookie must come from an allowed origin")
+            raise GatewayError(403, ErrorCode.ORIGIN_NOT_ALLOWED, "A websocket authenticated by a cookie must come from an allowed origin")
         return token
 
     # -- writing --------------------------------------------------------------------

@@ -12,7 +12,7 @@ from aiohttp import web
 import gateway.auth.jose as jose
 from gateway.auth.issuers import RouteTrust
 from gateway.auth.tokens import Claims, TokenService
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.stores import Store
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def bearer_token(request: web.Request) -> str | None:
         return None
     token = token.strip()
     if not token:
-        raise GatewayError.unauthorized("token_not_valid", "The bearer token is empty")
+        raise GatewayError.unauthorized(ErrorCode.TOKEN_NOT_VALID, "The bearer token is empty")
     return token
 
 
@@ -42,7 +42,7 @@ async def verify_access(token: str, tokens: TokenService, store: Store) -> Claim
     """Claims of a valid, unrevoked access token."""
     claims = tokens.verify(token, "access")
     if await store.is_revoked(claims["fid"], claims["jti"]):
-        raise GatewayError.unauthorized("token_revoked", "Token has been revoked")
+        raise GatewayError.unauthorized(ErrorCode.TOKEN_REVOKED, "Token has been revoked")
     return claims
 
 
@@ -55,12 +55,12 @@ async def verify_trusted(token: str, trust: RouteTrust, tokens: TokenService, st
     try:
         issuer = jose.peek_claims(token).get("iss")
     except ValueError as exc:
-        raise GatewayError.unauthorized("token_not_valid", str(exc)) from None
+        raise GatewayError.unauthorized(ErrorCode.TOKEN_NOT_VALID, str(exc)) from None
     if trust.own and issuer == tokens.settings.issuer:
         return await verify_access(token, tokens, store)
     verifier = trust.external.get(issuer) if isinstance(issuer, str) else None
     if verifier is None:
-        raise GatewayError.unauthorized("token_not_valid", "Tokens of this issuer are not accepted here")
+        raise GatewayError.unauthorized(ErrorCode.TOKEN_NOT_VALID, "Tokens of this issuer are not accepted here")
     return await verifier.verify(token)
 
 
@@ -110,7 +110,7 @@ async def authenticate(
             return claims
     if required:
         raise GatewayError.unauthorized(
-            "authentication_required", "Authentication credentials were not provided", token_presented=False
+            ErrorCode.AUTHENTICATION_REQUIRED, "Authentication credentials were not provided", token_presented=False
         )
     return None
 

@@ -40,7 +40,7 @@ import gateway.auth.jose as jose
 from gateway.auth.keys import MIN_RSA_BITS
 from gateway.auth.tokens import Claims, jwt_errors
 from gateway.config import OWN_ISSUER, ExternalIssuer, GatewayConfig, Route
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 
 __all__ = ["ExternalVerifier", "Issuers", "JwksCache", "RouteTrust", "claim_at", "parse_jwks"]
 
@@ -61,7 +61,7 @@ _REGISTERED = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti")
 
 
 def _unauthorized(detail: str) -> GatewayError:
-    return GatewayError.unauthorized("token_not_valid", detail)
+    return GatewayError.unauthorized(ErrorCode.TOKEN_NOT_VALID, detail)
 
 
 def parse_jwks(body: bytes, algorithms: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -130,7 +130,7 @@ class JwksCache:
                 await self.refresh()
         if not self.keys:
             raise GatewayError(
-                503, "issuer_unavailable", f"The keys of issuer {self.name} could not be fetched",
+                503, ErrorCode.ISSUER_UNAVAILABLE, f"The keys of issuer {self.name} could not be fetched",
                 headers={"Retry-After": str(max(1, int(self.settings.kid_refetch_interval)))},
             )
         by_alg = self.keys.get(kid)

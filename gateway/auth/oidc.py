@@ -37,7 +37,7 @@ from yarl import URL
 from gateway.auth.issuers import JwksCache
 from gateway.config import ExternalIssuer
 from gateway.config.oidc import OidcProvider, is_loopback_url
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.observe.logs import warn_repeated
 
 __all__ = ["CLIENT_ERRORS", "HTTP", "Metadata", "OAuthError", "ProviderClient", "SharedHttp", "oauth_error", "pkce_pair",
@@ -84,7 +84,7 @@ class SharedHttp:
 HTTP = SharedHttp()
 
 
-def provider_error(status: int, code: str, detail: str) -> GatewayError:
+def provider_error(status: int, code: ErrorCode, detail: str) -> GatewayError:
     return GatewayError(status, code, detail)
 
 
@@ -187,17 +187,17 @@ class ProviderClient:
                 status, body = await self._send(method, url, timeout, kwargs)
         except asyncio.TimeoutError:
             warn_repeated(log, "oidc provider %s: %s timed out after %.1fs", self.name, what, self.timeout)
-            raise provider_error(504, "provider_timeout", f"The identity provider did not answer in time ({what})") from None
+            raise provider_error(504, ErrorCode.PROVIDER_TIMEOUT, f"The identity provider did not answer in time ({what})") from None
         except (aiohttp.ClientError, OSError) as exc:
             warn_repeated(log, "oidc provider %s: %s failed (%s)", self.name, what, type(exc).__name__)
-            raise provider_error(502, "provider_unavailable", f"The identity provider cannot be reached ({what})") from None
+            raise provider_error(502, ErrorCode.PROVIDER_UNAVAILABLE, f"The identity provider cannot be reached ({what})") from None
         if len(body) > MAX_BODY:
-            raise provider_error(502, "provider_error", f"The identity provider's answer is too large ({what})")
+            raise provider_error(502, ErrorCode.PROVIDER_ERROR, f"The identity provider's answer is too large ({what})")
         try:
             return status, json.loads(body.decode("utf-8"))
         except (ValueError, UnicodeDecodeError, RecursionError):
             warn_repeated(log, "oidc provider %s: %s answered HTTP %d without JSON", self.name, what, status)
-            raise provider_error(502, "provider_error", f"The identity provider answered nonsense ({what})") from None
+            raise provider_error(502, ErrorCode.PROVIDER_ERROR, f"The identity provider answered nonsense ({what})") from None
 
     async def _send(self, method: str, url: str, timeout: aiohttp.ClientTimeout, kwargs: dict[str, Any]) -> tuple[int, bytes]:
         async with HTTP.session().request(method, url, allow_redirects=False, timeout=timeout, **kwargs) as resp:
@@ -230,15 +230,15 @@ class ProviderClient:
         status, doc = await self._request("discovery", "GET", url, headers={"Accept": "application/json"})
         if status != 200 or not isinstance(doc, dict):
             warn_repeated(log, "oidc provider %s: discovery answered HTTP %d", self.name, status)
-            raise provider_error(502, "provider_error", "The identity provider's discovery document is unavailable")
+            raise provider_error(502, ErrorCode.PROVIDER_ERROR, "The identity provider's discovery document is unavailable")
         if doc.get("issuer") != self.settings.issuer:
             raise self._issuer_mismatch(url, doc.get("issuer"))
         for field in (*_ENDPOINTS, "userinfo_endpoint", "end_session_endpoint"):
             if (field in _ENDPOINTS or doc.get(field) is not None) and not self._allowed_url(doc.get(field)):
-                raise provider_error(502, "provider_error", f"The identity provider's {field} is not a usable URL")
+                raise provider_error(502, ErrorCode.PROVIDER_ERROR, f"The identity provider's {field} is not a usable URL")
         methods = doc.get("code_challenge_methods_supported")
         if isinstance(methods, list) and "S256" not in methods:
-            raise provider_error(502, "provider_error", "The identity provider does not support PKCE S256")
+            raise provider_error(502, ErrorCode.PROVIDER_ERROR, "The identity provider does not support PKCE S256")
         metadata = Metadata(
             issuer=doc["issuer"], authorization_endpoint=doc["authorization_endpoint"], token_endpoint=doc["token_endpoint"],
             jwks_uri=doc["jwks_uri"], userinfo_endpoint=doc.get("userinfo_endpoint"),
@@ -261,7 +261,7 @@ class ProviderClient:
         warn_repeated(log, "oidc provider %s: issuer mismatch: configured issuer %s, but its discovery document (%s) names %s%s; "
                     "set oidc.providers.%s.issuer to the provider's issuer, or point it at the right provider",
                     self.name, configured, printable(url), found, hint, self.name)
-        return provider_error(502, "provider_misconfigured",
+        return provider_error(502, ErrorCode.PROVIDER_MISCONFIGURED,
                               f"Issuer mismatch: this gateway is configured with the issuer {configured}, but the identity "
                               f"provider's discovery document names {found}{hint}")
 
@@ -325,25 +325,25 @@ class ProviderClient:
             if error.code in CLIENT_ERRORS:
                 warn_repeated(log, "oidc provider %s: token endpoint refused the gateway's client: %s; check client_id, "
                             "client_auth and the client secret or key registered at the provider", self.name, error)
-                raise provider_error(502, "provider_misconfigured",
+                raise provider_error(502, ErrorCode.PROVIDER_MISCONFIGURED,
                                      f"The identity provider refused this gateway's client ({error}); check client_id, "
                                      "client_auth and client_secret (or the private key) against the provider's registration")
             log.info("oidc provider %s: token endpoint refused the code: %s", self.name, error)
-            raise GatewayError.unauthorized("code_rejected", f"The identity provider refused the sign-in code ({error})",
+            raise GatewayError.unauthorized(ErrorCode.CODE_REJECTED, f"The identity provider refused the sign-in code ({error})",
                                             token_presented=False)
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("id_token"), str):
             warn_repeated(log, "oidc provider %s: token endpoint answered HTTP %d without an ID token", self.name, status)
-            raise provider_error(502, "provider_error", "The identity provider's token endpoint answered without an ID token")
+            raise provider_error(502, ErrorCode.PROVIDER_ERROR, "The identity provider's token endpoint answered without an ID token")
         return body
 
     async def userinfo(self, access_token: str) -> Mapping[str, Any]:
         metadata = await self.metadata()
         if metadata.userinfo_endpoint is None:
-            raise provider_error(502, "provider_error", "The identity provider has no userinfo endpoint")
+            raise provider_error(502, ErrorCode.PROVIDER_ERROR, "The identity provider has no userinfo endpoint")
         status, body = await self._request("userinfo", "GET", metadata.userinfo_endpoint,
                                            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"})
         if status != 200 or not isinstance(body, dict):
-            raise provider_error(502, "provider_error", "The identity provider's userinfo endpoint failed")
+            raise provider_error(502, ErrorCode.PROVIDER_ERROR, "The identity provider's userinfo endpoint failed")
         return body
 
     async def end_session_url(self, id_token: str | None, post_logout_redirect_uri: str | None) -> str | None:

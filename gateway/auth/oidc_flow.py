@@ -25,7 +25,7 @@ from gateway.auth.oidc_tokens import LOGOUT_TOKEN_MAX_AGE, validate_id_token, va
 from gateway.auth.sessions import AuthService, Issued
 from gateway.config import ConfigError, GatewayConfig
 from gateway.config.model import oidc_state_key
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 
 __all__ = ["Completed", "OidcEvents", "SessionLink", "SignInFlow"]
 
@@ -50,7 +50,7 @@ def _digest(value: str) -> str:
 
 
 def _bad_state(detail: str) -> GatewayError:
-    return GatewayError(400, "state_invalid", detail)
+    return GatewayError(400, ErrorCode.STATE_INVALID, detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +181,13 @@ class SignInFlow:
         metadata = await client.metadata()
         iss = query.get("iss")  # RFC 9207: which provider answered, against mix-up attacks
         if (iss is not None and iss != metadata.issuer) or (iss is None and metadata.iss_parameter):
-            raise GatewayError(400, "issuer_mismatch", "The sign-in answer comes from another identity provider")
+            raise GatewayError(400, ErrorCode.ISSUER_MISMATCH, "The sign-in answer comes from another identity provider")
         if "error" in query:
             error = query["error"][:64]
-            raise GatewayError(401, "provider_denied", f"The identity provider did not sign you in ({error})")
+            raise GatewayError(401, ErrorCode.PROVIDER_DENIED, f"The identity provider did not sign you in ({error})")
         code = query.get("code")
         if not code or len(code) > MAX_PARAM:
-            raise GatewayError(400, "bad_request", "The sign-in answer carries no code")
+            raise GatewayError(400, ErrorCode.BAD_REQUEST, "The sign-in answer carries no code")
         tokens = await client.exchange(code, record["v"], self.redirect_uri(provider), self._secrets[provider])
         id_token = tokens["id_token"]
         claims = await validate_id_token(client, id_token, record["n"])
@@ -195,7 +195,7 @@ class SignInFlow:
         if client.settings.userinfo and isinstance(tokens.get("access_token"), str):
             userinfo = await client.userinfo(tokens["access_token"])
             if userinfo.get("sub") != claims["sub"]:  # OIDC Core §5.3.2: else it is someone else's answer
-                raise GatewayError(401, "id_token_invalid", "The userinfo answer is about another user")
+                raise GatewayError(401, ErrorCode.ID_TOKEN_INVALID, "The userinfo answer is about another user")
         self._report_missing(provider, missing_claims(client.settings, claims, userinfo))
         identity = await resolve_identity(provider, client.settings, claims, userinfo, auth.users)
         issued = await auth.start_session(identity.subject, identity.claims, refresh_extra=identity.refresh_extra,
@@ -236,10 +236,10 @@ class SignInFlow:
     async def redeem(self, code: object, auth: AuthService) -> Issued:
         """The session a one-time code stands for; the code is spent whether or not it was valid."""
         if not isinstance(code, str) or not code or len(code) > MAX_PARAM:
-            raise GatewayError(400, "invalid_code", "Send the code from the sign-in redirect")
+            raise GatewayError(400, ErrorCode.INVALID_CODE, "Send the code from the sign-in redirect")
         raw = await auth.store.take(f"oidc:code:{_digest(code)}")
         if raw is None:
-            raise GatewayError(400, "invalid_code", "This code is unknown, expired or already used")
+            raise GatewayError(400, ErrorCode.INVALID_CODE, "This code is unknown, expired or already used")
         return Issued.from_json(raw)
 
     # -- logout ------------------------------------------------------------------------
@@ -253,7 +253,7 @@ class SignInFlow:
         client = self.clients[provider]
         claims = await validate_logout_token(client, token)
         if not await auth.store.put_once(f"oidc:bcl:{provider}:{claims['jti']}", "1", 2 * LOGOUT_TOKEN_MAX_AGE):
-            raise GatewayError.unauthorized("id_token_invalid", "This logout token was already used", token_presented=False)
+            raise GatewayError.unauthorized(ErrorCode.ID_TOKEN_INVALID, "This logout token was already used", token_presented=False)
         sid, sub = claims.get("sid"), claims.get("sub")
         index = _sid_index(provider, sid) if isinstance(sid, str) and sid else _sub_index(provider, str(sub))
         families = await auth.store.linked_families(index)

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from gateway.auth.issuers import claim_at
 from gateway.auth.sessions import PROVIDER_SESSION, SESSION_CLAIMS, identity_unavailable
 from gateway.config.oidc import OidcProvider
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.sources.base import SourceUnavailable
 from gateway.sources.chain import UserChain
 from gateway.sources.users import User
@@ -35,7 +35,7 @@ class Identity:
     refresh_extra: Mapping[str, Any] | None
 
 
-def _forbidden(code: str, detail: str) -> GatewayError:
+def _forbidden(code: ErrorCode, detail: str) -> GatewayError:
     return GatewayError(403, code, detail)
 
 
@@ -72,12 +72,12 @@ def _check_allow_lists(settings: OidcProvider, claims: Mapping[str, Any]) -> Non
         email = claims.get("email")
         domain = email.rsplit("@", 1)[1].lower() if isinstance(email, str) and "@" in email else None
         if domain not in settings.allowed_email_domains:
-            raise _forbidden("email_domain_not_allowed", "Your email address is not in a domain allowed here")
+            raise _forbidden(ErrorCode.EMAIL_DOMAIN_NOT_ALLOWED, "Your email address is not in a domain allowed here")
     if settings.allowed_groups:
         groups = claims.get("groups")
         listed = [groups] if isinstance(groups, str) else groups if isinstance(groups, list) else []
         if not set(settings.allowed_groups) & {g for g in listed if isinstance(g, str)}:
-            raise _forbidden("group_not_allowed", "You are not in a group allowed here")
+            raise _forbidden(ErrorCode.GROUP_NOT_ALLOWED, "You are not in a group allowed here")
 
 
 async def resolve_identity(
@@ -95,11 +95,11 @@ async def resolve_identity(
     if path == "email" and not (_verified_email(settings, [id_claims]) or settings.allow_unverified_email):
         username = None  # an address the provider has not verified names nobody here
     if not isinstance(username, str) or not username:
-        raise _forbidden("user_not_found", "The identity provider did not name a user known here")
+        raise _forbidden(ErrorCode.USER_NOT_FOUND, "The identity provider did not name a user known here")
     try:
         found = await users.lookup(username)
     except SourceUnavailable:
         raise identity_unavailable() from None
     if not isinstance(found, User):  # unknown, disabled, or in a source that cannot say: refused alike
-        raise _forbidden("user_not_found", "You have no active account here")
+        raise _forbidden(ErrorCode.USER_NOT_FOUND, "You have no active account here")
     return Identity(found.username, {**found.claims, PROVIDER_SESSION: provider}, None)

@@ -19,7 +19,7 @@ import jwt
 import gateway.auth.jose as jose
 from gateway.auth.oidc import ProviderClient, printable
 from gateway.auth.tokens import Claims, jwt_errors
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 
 __all__ = ["BACKCHANNEL_EVENT", "validate_id_token", "validate_logout_token"]
 
@@ -28,7 +28,7 @@ LOGOUT_TOKEN_MAX_AGE = 300  # seconds: a logout token older than this is stale (
 
 
 def _refused(detail: str) -> GatewayError:
-    return GatewayError.unauthorized("id_token_invalid", detail, token_presented=False)
+    return GatewayError.unauthorized(ErrorCode.ID_TOKEN_INVALID, detail, token_presented=False)
 
 
 def _algorithm_refusal(kind: str, alg: str, client: ProviderClient) -> str:

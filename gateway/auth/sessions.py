@@ -16,7 +16,7 @@ from gateway.auth import jose
 from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import Claims, TokenPair, TokenService
 from gateway.config import Tokens
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.sources.base import SourceUnavailable, UserSource
 from gateway.sources.chain import NOT_REREAD, UserChain
 from gateway.sources.users import User
@@ -59,9 +59,9 @@ class Issued:
 
 
 _REFUSALS = {
-    RotationOutcome.REUSED: ("token_reused", "Token was already used; every token of this session is now revoked"),
-    RotationOutcome.REVOKED: ("token_revoked", "Token has been revoked"),
-    RotationOutcome.UNKNOWN: ("token_not_valid", "Token belongs to no active session"),
+    RotationOutcome.REUSED: (ErrorCode.TOKEN_REUSED, "Token was already used; every token of this session is now revoked"),
+    RotationOutcome.REVOKED: (ErrorCode.TOKEN_REVOKED, "Token has been revoked"),
+    RotationOutcome.UNKNOWN: (ErrorCode.TOKEN_NOT_VALID, "Token belongs to no active session"),
 }
 
 
@@ -83,7 +83,7 @@ def _shaped(claims: Mapping[str, Any], shape: ClaimShape | None) -> Mapping[str,
 
 def identity_unavailable() -> GatewayError:
     return GatewayError(
-        503, "identity_unavailable", "The user directory cannot answer right now; try again shortly",
+        503, ErrorCode.IDENTITY_UNAVAILABLE, "The user directory cannot answer right now; try again shortly",
         headers={"Retry-After": UNAVAILABLE_RETRY},
     )
 
@@ -160,7 +160,7 @@ class AuthService:
             found = await self._authenticate(login, password, login_claim, client_ip)
         if found is None:
             raise GatewayError.unauthorized(
-                "invalid_credentials", "No active account found with the given credentials", token_presented=False
+                ErrorCode.INVALID_CREDENTIALS, "No active account found with the given credentials", token_presented=False
             )
         user, source = found
         if self.throttle:
@@ -213,7 +213,7 @@ class AuthService:
         if user is None:
             await self.store.revoke_family(family, self.family_ttl)
             self.events.revoked("user_removed")
-            raise GatewayError.unauthorized("token_not_valid", "The user of this token no longer exists")
+            raise GatewayError.unauthorized(ErrorCode.TOKEN_NOT_VALID, "The user of this token no longer exists")
         if not rotate:
             outcome = await self.store.is_current(family, jti)
             self.events.refreshed("renewed" if outcome is RotationOutcome.ROTATED else outcome.value)
@@ -260,14 +260,14 @@ class AuthService:
         claims = self.tokens.verify(token, None)
         if claims["token_type"] == "access":
             if await self.store.is_revoked(claims["fid"], claims["jti"]):
-                raise GatewayError.unauthorized("token_revoked", "Token has been revoked")
+                raise GatewayError.unauthorized(ErrorCode.TOKEN_REVOKED, "Token has been revoked")
         else:
             outcome = await self.store.is_current(claims["fid"], claims["jti"])
             if outcome is RotationOutcome.REUSED:
                 outcome = await self._spent_token_seen(claims["fid"], claims["jti"])
             if outcome is not RotationOutcome.ROTATED:
                 raise _refuse(outcome) if outcome is RotationOutcome.REUSED else GatewayError.unauthorized(
-                    "token_not_valid", "Token is no longer valid"
+                    ErrorCode.TOKEN_NOT_VALID, "Token is no longer valid"
                 )
         return claims
 
@@ -288,7 +288,7 @@ class AuthService:
         """End the session: revoke the family, and deny the presented access token until it expires."""
         if refresh is None and access is None:
             raise GatewayError.unauthorized(
-                "authentication_required", "Send the refresh token or an access token to log out", token_presented=False
+                ErrorCode.AUTHENTICATION_REQUIRED, "Send the refresh token or an access token to log out", token_presented=False
             )
         if refresh is not None:
             claims = self.tokens.verify(refresh, "refresh", check_expiry=False)

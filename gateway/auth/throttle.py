@@ -36,7 +36,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from gateway.config import LoginThrottleSettings
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client
 from gateway.net import ip_bucket
 from gateway.stores import Store
@@ -49,7 +49,7 @@ QUEUE_WAIT = 5.0  # seconds an attempt may wait for a password-check turn
 
 def _rate_limited(resets_in: float, detail: str = "Too many failed logins; try again later") -> GatewayError:
     retry = str(max(1, math.ceil(resets_in)))
-    return GatewayError(429, "rate_limited", detail, headers={"Retry-After": retry})
+    return GatewayError(429, ErrorCode.RATE_LIMITED, detail, headers={"Retry-After": retry})
 
 
 class _Turns:
@@ -68,7 +68,7 @@ class _Turns:
             try:
                 await asyncio.wait_for(self.changed.wait_for(lambda: self._free(keys)), QUEUE_WAIT)
             except TimeoutError:
-                raise GatewayError(429, "login_busy", "Too many logins in progress; try again shortly",
+                raise GatewayError(429, ErrorCode.LOGIN_BUSY, "Too many logins in progress; try again shortly",
                                    headers={"Retry-After": "1"}) from None
             for key, _ in keys:
                 self.active[key] = self.active.get(key, 0) + 1

@@ -17,7 +17,7 @@ import jwt
 import gateway.auth.jose as jose
 from gateway.auth.keys import KeyRing, SigningKey
 from gateway.config import Tokens
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.ttl import TTLMap
 
 __all__ = ["Claims", "TokenPair", "TokenService", "jwt_errors"]
@@ -41,7 +41,7 @@ class TokenPair:
 
 
 def _invalid(detail: str) -> GatewayError:
-    return GatewayError.unauthorized("token_not_valid", detail)
+    return GatewayError.unauthorized(ErrorCode.TOKEN_NOT_VALID, detail)
 
 
 class TokenService:
@@ -183,7 +183,7 @@ def jwt_errors() -> Iterator[None]:
     try:
         yield
     except jwt.ExpiredSignatureError:
-        raise GatewayError.unauthorized("token_expired", "Token has expired") from None
+        raise GatewayError.unauthorized(ErrorCode.TOKEN_EXPIRED, "Token has expired") from None
     except jwt.ImmatureSignatureError:
         raise _invalid("Token is not yet valid") from None
     except jwt.InvalidAudienceError:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import field_validator, model_validator
 
@@ -22,6 +22,27 @@ class Requirements(Model):
     """`scope` (space-separated) or `scopes` (a list) contains all of these."""
     claims: dict[str, str | int | bool] = {}
     """Claims that must be equal to these values, type included."""
+
+    def refusal(self, claims: Mapping[str, Any]) -> str | None:
+        """Why ``claims`` do not meet these requirements (the 403's message), or None when they do."""
+        if self.roles_any and not _as_set(claims.get("roles")) & set(self.roles_any):
+            return "You do not have a role this route requires"
+        if self.scopes_all:
+            granted = _as_set(claims.get("scope"), split=True) | _as_set(claims.get("scopes"))
+            if not set(self.scopes_all) <= granted:
+                return "You do not have every scope this route requires"
+        for name, expected in self.claims.items():
+            if name not in claims or claims[name] != expected or type(claims[name]) is not type(expected):
+                return f"The {name} claim does not allow this route"
+        return None
+
+
+def _as_set(value: Any, *, split: bool = False) -> set[str]:
+    if isinstance(value, str):
+        return set(value.split()) if split else {value}
+    if isinstance(value, (list, tuple)):
+        return {str(v) for v in value}
+    return set()
 
 class IdentityJwt(Model):
     """A short-lived JWT for the upstream, signed by the gateway's active asymmetric key."""

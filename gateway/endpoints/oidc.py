@@ -25,7 +25,7 @@ from gateway.context import SUBJECT
 from gateway.endpoints.oidc_pages import continue_page, error_page
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields, require_json
 from gateway.endpoints.tokens import Dialect
-from gateway.errors import GatewayError, error_response
+from gateway.errors import ErrorCode, GatewayError, error_response
 
 __all__ = ["BINDING_COOKIE", "OidcEndpoints", "login_answer", "login_url", "oidc_endpoints", "provider_links", "wants_page"]
 
@@ -94,7 +94,7 @@ class OidcEndpoints:
         try:
             return safe_next(value, self.config.public_url, self.config.oidc.allowed_redirect_origins)
         except ValueError as exc:
-            raise GatewayError(400, "next_not_allowed", str(exc)) from None
+            raise GatewayError(400, ErrorCode.NEXT_NOT_ALLOWED, str(exc)) from None
 
     def _secure(self) -> bool:
         return self.config.cookies.secure
@@ -199,7 +199,7 @@ class OidcEndpoints:
             response = json_response({"end_session_url": url}, headers=NO_STORE)
         except GatewayError as exc:
             response = error_response(exc)
-            if exc.code == "csrf_failed":
+            if exc.code == ErrorCode.CSRF_FAILED:
                 return response
         if self.cookies is not None:
             self.cookies.clear(response, self.config.endpoints.refresh)
@@ -211,7 +211,7 @@ class OidcEndpoints:
         """OIDC Back-Channel Logout 1.0 §2.8: 200 when done, 400 with an OAuth error body when not."""
         try:
             if request.content_type != "application/x-www-form-urlencoded":
-                raise GatewayError(400, "bad_request", "Send the logout_token as a form")
+                raise GatewayError(400, ErrorCode.BAD_REQUEST, "Send the logout_token as a form")
             fields = await read_fields(request)
             await self.flow.backchannel_logout(provider, fields.get("logout_token"), auth)
         except GatewayError as exc:

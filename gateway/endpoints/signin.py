@@ -39,7 +39,7 @@ from gateway.endpoints.oidc import login_url
 from gateway.endpoints.oidc_pages import error_page
 from gateway.endpoints.table import Endpoint
 from gateway.endpoints.tokens import dialects
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 
 __all__ = ["SCRIPT", "STYLE", "SignInPage", "signin_endpoints"]
 
@@ -121,7 +121,7 @@ class SignInPage:
                 raise ValueError("next: given more than once")
             target = safe_next(values[0] if values else None, self.config.public_url, self.config.oidc.allowed_redirect_origins)
         except ValueError as exc:
-            return error_page(GatewayError(400, "invalid_next", str(exc)))
+            return error_page(GatewayError(400, ErrorCode.INVALID_NEXT, str(exc)))
         return web.Response(text=self.render(target), content_type="text/html", headers=HEADERS)
 
     def render(self, target: str) -> str:

@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.auth.sessions import AuthService
 from gateway.config import Endpoints
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.lifecycle import LIFECYCLE
 from gateway.limits import CONNECTION_GUARD
 
@@ -64,7 +64,7 @@ def require_json(request: web.Request, what: str) -> None:
     CORS preflight, which only `cors.allow_origins` pass.
     """
     if not is_json(request):
-        raise GatewayError(415, "bad_request", f"In cookie mode, send {what} as application/json")
+        raise GatewayError(415, ErrorCode.BAD_REQUEST, f"In cookie mode, send {what} as application/json")
 
 
 async def read_fields(request: web.Request) -> dict[str, Any]:
@@ -80,7 +80,7 @@ async def read_fields(request: web.Request) -> dict[str, Any]:
         async with asyncio.timeout(limit):
             return await _read_fields(request)
     except TimeoutError:
-        raise GatewayError(408, "body_timeout", "The request body stopped arriving") from None
+        raise GatewayError(408, ErrorCode.BODY_TIMEOUT, "The request body stopped arriving") from None
 
 
 async def _read_fields(request: web.Request) -> dict[str, Any]:
@@ -100,7 +100,7 @@ async def _read_fields(request: web.Request) -> dict[str, Any]:
         except (ValueError, LookupError, AssertionError, TypeError, HttpProcessingError):  # bad charset, broken multipart
             raise GatewayError.bad_request("The body is not a valid form") from None
         return {k: v for k, v in form.items() if isinstance(v, str)}
-    raise GatewayError(415, "bad_request", "Send the body as application/json or a form")
+    raise GatewayError(415, ErrorCode.BAD_REQUEST, "Send the body as application/json or a form")
 
 
 async def healthz(request: web.Request, auth: AuthService) -> web.Response:
@@ -110,7 +110,7 @@ async def healthz(request: web.Request, auth: AuthService) -> web.Response:
 async def readyz(request: web.Request, auth: AuthService) -> web.Response:
     lifecycle = request.app.get(LIFECYCLE)
     if lifecycle is not None and lifecycle.draining:
-        return json_response({"status": "draining", "code": "draining"}, status=503)
+        return json_response({"status": "draining", "code": ErrorCode.DRAINING}, status=503)
     saturated = lifecycle.saturation() if lifecycle is not None else None
     if saturated is not None:
         return json_response({"status": "saturated", "code": saturated}, status=503)
@@ -120,10 +120,10 @@ async def readyz(request: web.Request, auth: AuthService) -> web.Response:
         await asyncio.wait_for(auth.store.ping(), READY_TIMEOUT)
     except (GatewayError, asyncio.TimeoutError):
         if lifecycle is not None and not lifecycle.store_required:  # fail_open: still able to serve
-            return json_response({"status": "degraded", "code": "store_unavailable", **extra})
-        return json_response({"status": "unavailable", "code": "store_unavailable", **extra}, status=503)
+            return json_response({"status": "degraded", "code": ErrorCode.STORE_UNAVAILABLE, **extra})
+        return json_response({"status": "unavailable", "code": ErrorCode.STORE_UNAVAILABLE, **extra}, status=503)
     if "down" in sources.values():
-        return json_response({"status": "degraded", "code": "identity_unavailable", **extra})
+        return json_response({"status": "degraded", "code": ErrorCode.IDENTITY_UNAVAILABLE, **extra})
     return json_response({"status": "ready", **extra})
 
 

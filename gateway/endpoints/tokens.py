@@ -24,7 +24,7 @@ from gateway.config import CompatProfile, GatewayConfig
 from gateway.context import SUBJECT
 from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields, require_json
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 
 __all__ = ["Dialect", "compat_endpoints", "dialects"]
 
@@ -127,7 +127,7 @@ class Dialect:
     def _no_refresh_token(self) -> web.Response:
         if self.profile.refresh_from == "bearer":
             return self.errors.endpoint_error(GatewayError.unauthorized(
-                "authentication_required", "Send the refresh token as the bearer token", token_presented=False))
+                ErrorCode.AUTHENTICATION_REQUIRED, "Send the refresh token as the bearer token", token_presented=False))
         return self.errors.missing_fields([self.profile.request.refresh])
 
     async def verify(self, request: web.Request, auth: AuthService) -> web.Response:
@@ -148,7 +148,7 @@ class Dialect:
             response = json_response({}, headers=NO_STORE)
         except GatewayError as exc:
             response = self.errors.endpoint_error(exc)
-            if exc.code == "csrf_failed":
+            if exc.code == ErrorCode.CSRF_FAILED:
                 return response
         if self.cookies is not None:
             self.cookies.clear(response, self._refresh_path)

@@ -15,7 +15,7 @@ from gateway.auth.keys import KeyRing
 from gateway.auth.sessions import AuthService
 from gateway.config import GatewayConfig
 from gateway.endpoints.table import Endpoint, etag, not_modified
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client_origin
 from gateway.net import is_loopback
 
@@ -44,7 +44,7 @@ def _base_url(request: web.Request, config: GatewayConfig) -> str:
         return config.public_url
     scheme, host = client_origin(request)
     if not is_loopback(host.name):
-        raise GatewayError(404, "not_configured", "Set public_url to publish the discovery document")
+        raise GatewayError(404, ErrorCode.NOT_CONFIGURED, "Set public_url to publish the discovery document")
     return f"{scheme}://{host}"
 
 

@@ -24,6 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from gateway.errors import ErrorCode
+
 __all__ = ["METRICS", "Metrics", "RouteMetrics", "metrics_handler", "multiprocess_dir"]
 
 # Seconds: from a cache-hit 1 ms to the default 30 s route timeout.
@@ -181,7 +183,7 @@ class Metrics:
         self.route(route).upstream(seconds, error)
 
     def refused(self, status: int, code: str) -> None:
-        if status in (401, 403, 429) or code == "header_not_allowed":
+        if status in (401, 403, 429) or code == ErrorCode.HEADER_NOT_ALLOWED:
             self.auth_failures.labels(code).inc()  # refusals only: not the hot path
 
     # -- sessions (gateway.auth.AuthEvents) -------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.endpoints.table import healthz, readyz
-from gateway.errors import GatewayError, error_response
+from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.lifecycle import LIFECYCLE
 from gateway.observe.metrics import METRICS, metrics_handler
 from gateway.runtime import Gateway
@@ -23,12 +23,12 @@ def create_admin_app(gateway: Gateway) -> web.Application:
         config = runtime.config
         path = request.path.rstrip("/") or "/"
         if path not in {config.metrics.path, config.endpoints.healthz, config.endpoints.readyz}:
-            return error_response(GatewayError(404, "not_found", "Not an admin endpoint"))
+            return error_response(GatewayError(404, ErrorCode.NOT_FOUND, "Not an admin endpoint"))
         if request.method not in {"GET", "HEAD"}:
-            return error_response(GatewayError(405, "method_not_allowed", "Use GET here", headers={"Allow": "GET, HEAD"}))
+            return error_response(GatewayError(405, ErrorCode.METHOD_NOT_ALLOWED, "Use GET here", headers={"Allow": "GET, HEAD"}))
         if path == config.metrics.path:
             if not config.metrics.enabled:
-                return error_response(GatewayError(404, "not_found", "Metrics are disabled"))
+                return error_response(GatewayError(404, ErrorCode.NOT_FOUND, "Metrics are disabled"))
             return await metrics_handler(request)
         if path == config.endpoints.healthz:
             return await healthz(request, runtime.auth)

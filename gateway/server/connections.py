@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, LineTooLong
 
+from gateway.errors import ErrorCode
 from gateway.limits import ConnectionGuard
 from gateway.net import ip_bucket
 
@@ -58,7 +59,7 @@ class GuardedHandler(web.RequestHandler):
         self.guard = guard
         self.server_header = server_header  # aiohttp's default names Python's and its own version
         self.client = ""
-        self.refusal: str | None = None
+        self.refusal: ErrorCode | None = None
         self._counted = False
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0  # bytes of the request head being read (0: between requests)
@@ -106,7 +107,7 @@ class GuardedHandler(web.RequestHandler):
             return
         self._head_bytes += len(data)
         if self._head_bytes > self.guard.limits.max_head_size:
-            self._answer_and_close(431, "Request Header Fields Too Large", "headers_too_large",
+            self._answer_and_close(431, "Request Header Fields Too Large", ErrorCode.HEADERS_TOO_LARGE,
                                    "The request head is too large")
             return
         if self._head_timer is None:
@@ -130,11 +131,11 @@ class GuardedHandler(web.RequestHandler):
             self._start_head_timer()
             return
         if self._head_bytes:
-            self._answer_and_close(408, "Request Timeout", "request_timeout", "The request head did not arrive in time")
+            self._answer_and_close(408, "Request Timeout", ErrorCode.REQUEST_TIMEOUT, "The request head did not arrive in time")
         else:
             self.force_close()  # a connection that never sent anything gets no answer
 
-    def _answer_and_close(self, status: int, reason: str, code: str, detail: str) -> None:
+    def _answer_and_close(self, status: int, reason: str, code: ErrorCode, detail: str) -> None:
         """Answer, then read and drop what the client still sends for a moment before closing.
 
         Closing with unread bytes in the socket would reset the connection, and the
@@ -162,11 +163,11 @@ class GuardedHandler(web.RequestHandler):
         if isinstance(exc, LineTooLong):
             line = bytes(exc.args[0]) if isinstance(exc.args[0], (bytes, bytearray)) else str(exc.args[0]).encode()
             if line.startswith((b"/", b"http:", b"https:", b"*")):  # the request target
-                status, code, detail = 414, "uri_too_long", "The request target is too long"
+                status, code, detail = 414, ErrorCode.URI_TOO_LONG, "The request target is too long"
             else:
-                status, code, detail = 431, "headers_too_large", "A request header line is too long"
+                status, code, detail = 431, ErrorCode.HEADERS_TOO_LARGE, "A request header line is too long"
         elif isinstance(exc, BadHttpMessage) and "Too many headers" in str(exc):
-            status, code, detail = 431, "headers_too_large", "The request has too many header lines"
+            status, code, detail = 431, ErrorCode.HEADERS_TOO_LARGE, "The request has too many header lines"
         elif status >= 500:
             code, detail = "internal_error", "Internal error; see the gateway log"
         # aiohttp's own log line; logs.MalformedRequestFilter keeps the peer and drops the raw bytes.

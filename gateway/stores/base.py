@@ -5,7 +5,7 @@ import abc
 import enum
 from dataclasses import dataclass
 
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 
 __all__ = ["RateDecision", "Rotation", "RotationOutcome", "Store", "StoreUnavailable", "StoreWrapper", "WindowCount"]
 
@@ -14,7 +14,7 @@ class StoreUnavailable(GatewayError):
     """The store did not answer; the gateway fails closed with a 503, never a 500."""
 
     def __init__(self, detail: str = "The token store is unavailable") -> None:
-        super().__init__(503, "store_unavailable", detail, headers={"Retry-After": "1"})
+        super().__init__(503, ErrorCode.STORE_UNAVAILABLE, detail, headers={"Retry-After": "1"})
 
 
 class RotationOutcome(enum.Enum):

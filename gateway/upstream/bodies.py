@@ -20,7 +20,7 @@ from aiohttp import web
 
 from gateway.config.limits import Limits
 from gateway.context import BODY_ERROR
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 
 __all__ = ["BodyFailed", "BodyPace", "body_failure", "guarded_body", "upstream_body"]
 
@@ -93,9 +93,9 @@ def body_failure(request: web.Request) -> GatewayError | None:
     """The answer for a request whose body failed, or None when the body was not at fault."""
     reason = request.get(BODY_ERROR)
     if reason == "timeout":
-        return GatewayError(408, "body_timeout", "The request body stopped arriving", headers={"Connection": "close"})
+        return GatewayError(408, ErrorCode.BODY_TIMEOUT, "The request body stopped arriving", headers={"Connection": "close"})
     if reason == "too_slow":
-        return GatewayError(408, "body_too_slow", "The request body arrives too slowly", headers={"Connection": "close"})
+        return GatewayError(408, ErrorCode.BODY_TOO_SLOW, "The request body arrives too slowly", headers={"Connection": "close"})
     if reason == "client_closed":
-        return GatewayError(499, "client_closed", "The client closed the connection")
+        return GatewayError(499, ErrorCode.CLIENT_CLOSED, "The client closed the connection")
     return None

@@ -18,7 +18,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.config import Route
 from gateway.config.limits import Limits
 from gateway.context import ANSWER_HEADERS, RESPONSE_BYTES, SUBJECT, UPSTREAM_ERROR, UPSTREAM_SECONDS
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client as identified
 from gateway.lifecycle import LIFECYCLE
 from gateway.target import RequestPath
@@ -110,9 +110,9 @@ def _failure(request: web.Request, exc: BaseException) -> GatewayError:
         return failed_body
     if isinstance(exc, (asyncio.TimeoutError, UpstreamTimeout)):
         request[UPSTREAM_ERROR] = "timeout"
-        return GatewayError(504, "upstream_timeout", "The upstream service did not answer in time")
+        return GatewayError(504, ErrorCode.UPSTREAM_TIMEOUT, "The upstream service did not answer in time")
     request[UPSTREAM_ERROR] = "unavailable"
-    return GatewayError(502, "upstream_unavailable", "The upstream service is unavailable")
+    return GatewayError(502, ErrorCode.UPSTREAM_UNAVAILABLE, "The upstream service is unavailable")
 
 
 async def _relay(request: web.Request, upstream: UpstreamResponse) -> web.StreamResponse:

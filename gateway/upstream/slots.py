@@ -23,7 +23,7 @@ from typing import AsyncIterator
 
 from yarl import URL
 
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 
 __all__ = ["UpstreamSlots"]
 
@@ -96,7 +96,7 @@ class UpstreamSlots:
                         await slots.changed()
             except TimeoutError:
                 raise GatewayError(
-                    503, "upstream_busy", "The upstream service has no free connection; retry shortly",
+                    503, ErrorCode.UPSTREAM_BUSY, "The upstream service has no free connection; retry shortly",
                     headers={"Retry-After": "1"},
                 ) from None
             finally:

@@ -33,7 +33,7 @@ from gateway.auth.credentials import bearer_token
 from gateway.auth.tokens import Claims
 from gateway.config import Route
 from gateway.context import ANSWER_HEADERS
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 from gateway.target import RequestPath
 from gateway.upstream.websocket_sessions import SOCKET_SESSIONS, SocketSession, SocketSessions
 
@@ -65,11 +65,11 @@ def is_websocket(request: web.Request) -> bool:
 def check_handshake(request: web.Request) -> None:
     """Refuse what RFC 6455 §4.2.1 does not call a handshake, before any token is looked at."""
     if request.method != "GET":
-        raise GatewayError(405, "method_not_allowed", "A websocket handshake is a GET", headers={"Allow": "GET"})
+        raise GatewayError(405, ErrorCode.METHOD_NOT_ALLOWED, "A websocket handshake is a GET", headers={"Allow": "GET"})
     if "upgrade" not in _tokens(request, "Connection"):
         raise _bad("A websocket handshake needs Connection: Upgrade")
     if request.headers.get("Sec-WebSocket-Version", "").strip() != "13":
-        raise GatewayError(426, "bad_request", "Only websocket version 13 is supported", headers={"Sec-WebSocket-Version": "13"})
+        raise GatewayError(426, ErrorCode.BAD_REQUEST, "Only websocket version 13 is supported", headers={"Sec-WebSocket-Version": "13"})
     try:
         key = base64.b64decode(request.headers.get("Sec-WebSocket-Key", ""), validate=True)
     except (binascii.Error, ValueError):
@@ -138,7 +138,7 @@ def read_handshake(request: web.Request, route: Route, query: str) -> Handshake:
     if len(found) > 1:
         raise _bad("Send the token one way only: Authorization header, query parameter or subprotocol")
     if found and not found[0]:
-        raise GatewayError.unauthorized("token_not_valid", "The token is empty")
+        raise GatewayError.unauthorized(ErrorCode.TOKEN_NOT_VALID, "The token is empty")
     return Handshake(found[0] if found else None, query, tuple(protocols), token_protocol)
 
 
@@ -163,12 +163,12 @@ async def _connect(
     except aiohttp.WSServerHandshakeError as exc:
         if 400 <= exc.status < 500:
             detail = f"The upstream service refused the websocket (HTTP {exc.status})"
-            raise GatewayError(exc.status, "upstream_refused", detail) from None
-        raise GatewayError(502, "upstream_unavailable", "The upstream service did not accept the websocket") from None
+            raise GatewayError(exc.status, ErrorCode.UPSTREAM_REFUSED, detail) from None
+        raise GatewayError(502, ErrorCode.UPSTREAM_UNAVAILABLE, "The upstream service did not accept the websocket") from None
     except TimeoutError:
-        raise GatewayError(504, "upstream_timeout", "The upstream service did not answer in time") from None
+        raise GatewayError(504, ErrorCode.UPSTREAM_TIMEOUT, "The upstream service did not answer in time") from None
     except (aiohttp.ClientError, OSError):
-        raise GatewayError(502, "upstream_unavailable", "The upstream service is unavailable") from None
+        raise GatewayError(502, ErrorCode.UPSTREAM_UNAVAILABLE, "The upstream service is unavailable") from None
 
 
 async def serve(

@@ -117,3 +117,15 @@ def test_every_test_module_says_what_it_shows():
     rows = catalog()
     assert len(rows) > 50 and {layer for layer, _, _ in rows} >= {"unit", "http", "ops", "browser"}
     assert [file for _, file, summary in rows if len(summary) < 20] == []
+
+
+def test_the_error_table_lists_exactly_the_error_codes():
+    """docs/endpoints.md#errors names every code of gateway.errors.ErrorCode, and no other."""
+    from gateway.errors import ErrorCode
+
+    text = (ROOT / "docs" / "endpoints.md").read_text()
+    section = text.split("## Errors", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|") for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    documented = {code for row in rows for code in re.findall(r"`([a-z_]+)`", row[2])}
+    documented |= set(re.findall(r"\(`([a-z_]+)`\)", section))  # client_closed, told in the prose
+    assert documented == {code.value for code in ErrorCode}

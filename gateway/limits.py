@@ -44,6 +44,8 @@ class ConnectionGuard:
         self.websockets = 0
         self.fd_capacity: int | None = None  # set from RLIMIT_NOFILE by the server
         self.observer = observer  # (open connections, open websockets), for metrics
+        self.requests = ClientRequests()  # requests in progress per client address (the admission middleware)
+        self.uncapped: Callable[[web.Request], bool] = lambda request: False  # what max_requests_per_client skips
 
     def _report(self) -> None:
         if self.observer is not None:
@@ -106,8 +108,6 @@ class ConnectionGuard:
 
 
 CONNECTION_GUARD = web.AppKey("connection_guard", ConnectionGuard)
-_CLIENT_REQUESTS = web.AppKey["ClientRequests"]("client_requests")
-_UNCAPPED = web.AppKey[Callable[[web.Request], bool]]("admission_uncapped")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -161,9 +161,9 @@ async def admission(request: web.Request, handler: Handler) -> web.StreamRespons
         return _refuse(status, refusal, detail, **{"Retry-After": "1"})
     if head_size(request) > limits.max_head_size:
         return _refuse(431, ErrorCode.HEADERS_TOO_LARGE, "The request head is too large")
-    if request.app[_UNCAPPED](request):  # refresh and logout: never lost to a crowd sharing the address
+    if guard.uncapped(request):  # refresh and logout: never lost to a crowd sharing the address
         return await handler(request)
-    requests: ClientRequests = request.app[_CLIENT_REQUESTS]
+    requests = guard.requests
     if not requests.enter(client.bucket, limits.max_requests_per_client):
         raise GatewayError(429, ErrorCode.TOO_MANY_REQUESTS, "Too many requests in progress from this address",
                            headers={"Retry-After": "1"})
@@ -179,17 +179,16 @@ def install(app: web.Application, guard: ConnectionGuard, uncapped: Callable[[we
     ``uncapped`` tells the requests that ``max_requests_per_client`` does not count.
     Limits are read at start: a reload does not change them (docs/limits.md).
     """
+    guard.uncapped = uncapped
     app[CONNECTION_GUARD] = guard
-    app[_CLIENT_REQUESTS] = ClientRequests()
-    app[_UNCAPPED] = uncapped
 
 
-def saturation(guard: ConnectionGuard, slots: UpstreamSlots) -> str | None:
+def saturation(guard: ConnectionGuard, slots: UpstreamSlots) -> ErrorCode | None:
     """What /readyz reports while the process is full: its connections, or an upstream pool with a queue."""
     if guard.saturated:
-        return "too_many_connections"
+        return ErrorCode.TOO_MANY_CONNECTIONS
     if slots.saturated:
-        return "upstream_busy"
+        return ErrorCode.UPSTREAM_BUSY
     return None
 
 

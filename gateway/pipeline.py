@@ -67,7 +67,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             return preflight
     if endpoint is not None and request.method in endpoint.methods:
         request[ROUTE_NAME] = "@" + endpoint_path  # metrics and logs label own endpoints @<path>
-        return await endpoint.handler(request, runtime.auth)
+        return await endpoint.handler(request)
     # Methods an endpoint does not take fall through to the routes (djoser: GET users/me answered here,
     # PATCH users/me proxied); only when no route takes them either is it the endpoint's 405.
     route = runtime.router.match(request.method, host.name, path)

@@ -85,20 +85,21 @@ class Runtime:
         if config.cookies.enabled:
             cookies = CookieMode(config.cookies, config.cookies.csrf_key(config.tokens), config.tokens.refresh_lifetime)
         oidc = SignInFlow(config, events) if config.oidc.enabled else None
+        auth = AuthService(config.tokens, tokens, users, store, throttle, events=events)
         return cls(
             config=config,
             users=users,
             tokens=tokens,
-            auth=AuthService(config.tokens, tokens, users, store, throttle, events=events),
+            auth=auth,
             router=Router(config.routes, case_sensitive=config.paths.case_sensitive),
             rewrite=HeaderRewrite(boundary),
             endpoints={
-                **default_endpoints(config.endpoints),
+                **default_endpoints(config.endpoints, auth),
                 **wellknown_endpoints(config, keys),
-                **compat_endpoints(config, cookies),
+                **compat_endpoints(config, cookies, auth),
                 **ops_endpoints(config),
                 **signin_endpoints(config, cookies),
-                **(oidc_endpoints(config, oidc, cookies, dialects(config, cookies)[0]) if oidc is not None else {}),
+                **(oidc_endpoints(config, oidc, cookies, dialects(config, cookies, auth)[0]) if oidc is not None else {}),
             },
             issuers=Issuers(config),
             signer=IdentitySigner(keys, config.tokens.issuer),
@@ -124,10 +125,10 @@ def ops_endpoints(config: GatewayConfig) -> dict[str, Endpoint]:
     if config.metrics.public:
         return {config.metrics.path: Endpoint(frozenset({"GET", "HEAD"}), metrics_handler)}
 
-    async def local_metrics(request: web.Request, auth: AuthService) -> web.StreamResponse:
+    async def local_metrics(request: web.Request) -> web.StreamResponse:
         if not _direct_loopback(request):
             raise GatewayError(404, ErrorCode.NOT_FOUND, "No route matches this request")
-        return await metrics_handler(request, auth)
+        return await metrics_handler(request)
 
     return {config.metrics.path: Endpoint(frozenset({"GET", "HEAD"}), local_metrics)}
 

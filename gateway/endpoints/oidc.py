@@ -18,7 +18,6 @@ from gateway.auth.cookies import CookieMode
 from gateway.auth.credentials import bearer_token
 from gateway.auth.oidc_flow import SignInFlow
 from gateway.auth.redirects import safe_next
-from gateway.auth.sessions import AuthService
 from gateway.config import GatewayConfig
 from gateway.config.model import OIDC_PER_PROVIDER, OIDC_SHARED
 from gateway.context import SUBJECT
@@ -88,6 +87,7 @@ class OidcEndpoints:
         self.flow = flow
         self.cookies = cookies
         self.dialect = dialect  # the gateway dialect: the exchange answers exactly like its login
+        self.auth = dialect.auth
         self.prefix = config.endpoints.oidc
 
     def _next(self, value: Any) -> str:
@@ -101,14 +101,14 @@ class OidcEndpoints:
 
     # -- login and callback ---------------------------------------------------------------
 
-    async def login(self, request: web.Request, auth: AuthService, provider: str) -> web.StreamResponse:
+    async def login(self, request: web.Request, provider: str) -> web.StreamResponse:
         try:
             next_url = self._next(request.query.get("next"))
-            if auth.throttle is not None:  # each start holds a state record: bounded per address like logins
-                await auth.throttle.count_attempt(auth.throttle.client_of(request))
+            if self.auth.throttle is not None:  # each start holds a state record: bounded per address like logins
+                await self.auth.throttle.count_attempt(self.auth.throttle.client_of(request))
             deliver = "code" if request.query.get("deliver") == "code" or self.cookies is None else "cookie"
             binding, cookie = self.flow.binding_cookie(request.cookies.get(BINDING_COOKIE))
-            url = await self.flow.begin(provider, next_url, deliver, binding, auth)
+            url = await self.flow.begin(provider, next_url, deliver, binding, self.auth)
         except GatewayError as exc:
             return error_page(exc)
         response = redirect(url, **{"Referrer-Policy": "no-referrer"})
@@ -116,15 +116,15 @@ class OidcEndpoints:
                             secure=self._secure(), httponly=True, samesite="Lax")
         return response
 
-    async def callback(self, request: web.Request, auth: AuthService, provider: str) -> web.StreamResponse:
+    async def callback(self, request: web.Request, provider: str) -> web.StreamResponse:
         binding = self.flow.binding_of(request.cookies.get(BINDING_COOKIE))
         try:
-            done = await self.flow.complete(provider, request.query, binding, auth)
+            done = await self.flow.complete(provider, request.query, binding, self.auth)
         except GatewayError as exc:
             return error_page(exc, retry_url=login_url(self.config, provider))
         request[SUBJECT] = done.issued.subject
         if done.deliver == "code":
-            code = await self.flow.code_for(done.issued, auth)
+            code = await self.flow.code_for(done.issued, self.auth)
             target = str(URL(done.next).with_fragment(None)) + f"#gateway_code={code}"
             return redirect(target, **{"Referrer-Policy": "no-referrer"})
         assert self.cookies is not None
@@ -136,25 +136,25 @@ class OidcEndpoints:
 
     # -- exchange ------------------------------------------------------------------------
 
-    async def exchange(self, request: web.Request, auth: AuthService) -> web.StreamResponse:
+    async def exchange(self, request: web.Request) -> web.StreamResponse:
         try:
             if self.cookies is not None:  # the answer sets the session cookies: no cross-site form
                 require_json(request, "the code")
             fields = await read_fields(request)
-            issued = await self.flow.redeem(fields.get("code"), auth)
+            issued = await self.flow.redeem(fields.get("code"), self.auth)
         except GatewayError as exc:
             return error_response(exc)
         request[SUBJECT] = issued.subject
-        return self.dialect.issued_response(auth, issued)
+        return self.dialect.issued_response(issued)
 
     # -- logout --------------------------------------------------------------------------
 
-    async def _end(self, auth: AuthService, refresh: Any, access: str | None, next_url: str | None) -> str | None:
+    async def _end(self, refresh: Any, access: str | None, next_url: str | None) -> str | None:
         """End the session; the provider's end-session URL when its session asks for one."""
         token = refresh if isinstance(refresh, str) else access
-        family = auth.tokens.verify(token, None, check_expiry=False)["fid"] if token else None
-        await auth.logout(refresh, access)
-        link = await self.flow.link_of(family, auth) if family else None
+        family = self.auth.tokens.verify(token, None, check_expiry=False)["fid"] if token else None
+        await self.auth.logout(refresh, access)
+        link = await self.flow.link_of(family, self.auth) if family else None
         if link is None or link.provider not in self.flow.clients or not self.config.oidc.providers[link.provider].end_session:
             return None
         return await self.flow.clients[link.provider].end_session_url(link.id_token, self._post_logout_uri(next_url))
@@ -167,7 +167,7 @@ class OidcEndpoints:
                 return absolute
         return allowed[0] if allowed else None
 
-    async def logout_page(self, request: web.Request, auth: AuthService) -> web.StreamResponse:
+    async def logout_page(self, request: web.Request) -> web.StreamResponse:
         """GET: a navigation; ends the cookie session (logout CSRF can only log a user out)."""
         try:
             next_url = self._next(request.query.get("next"))
@@ -177,7 +177,7 @@ class OidcEndpoints:
         target: str | None = None
         try:
             if access is not None:
-                target = await self._end(auth, None, access, next_url)
+                target = await self._end(None, access, next_url)
         except GatewayError:
             pass  # a dead or foreign cookie: nothing to end, the cookies go anyway
         response = redirect(target or next_url)
@@ -185,7 +185,7 @@ class OidcEndpoints:
             self.cookies.clear(response, self.config.endpoints.refresh)
         return response
 
-    async def logout(self, request: web.Request, auth: AuthService) -> web.StreamResponse:
+    async def logout(self, request: web.Request) -> web.StreamResponse:
         """POST: a bearer client's (or a cookie client's, with CSRF) logout; the end-session URL in JSON."""
         try:
             fields = await read_fields(request)
@@ -194,8 +194,8 @@ class OidcEndpoints:
             if refresh is None and access is None and self.cookies is not None:
                 access = self.cookies.access_token(request)
                 if access is not None:
-                    self.cookies.check_csrf(request, auth.tokens.verify(access, None, check_expiry=False)["fid"])
-            url = await self._end(auth, refresh, access, next_url)
+                    self.cookies.check_csrf(request, self.auth.tokens.verify(access, None, check_expiry=False)["fid"])
+            url = await self._end(refresh, access, next_url)
             response = json_response({"end_session_url": url}, headers=NO_STORE)
         except GatewayError as exc:
             response = error_response(exc)
@@ -207,13 +207,13 @@ class OidcEndpoints:
 
     # -- back-channel logout and the providers list -----------------------------------------
 
-    async def backchannel(self, request: web.Request, auth: AuthService, provider: str) -> web.StreamResponse:
+    async def backchannel(self, request: web.Request, provider: str) -> web.StreamResponse:
         """OIDC Back-Channel Logout 1.0 §2.8: 200 when done, 400 with an OAuth error body when not."""
         try:
             if request.content_type != "application/x-www-form-urlencoded":
                 raise GatewayError(400, ErrorCode.BAD_REQUEST, "Send the logout_token as a form")
             fields = await read_fields(request)
-            await self.flow.backchannel_logout(provider, fields.get("logout_token"), auth)
+            await self.flow.backchannel_logout(provider, fields.get("logout_token"), self.auth)
         except GatewayError as exc:
             if exc.status in (502, 503, 504):  # the provider's keys could not be had: let it retry
                 return error_response(exc)
@@ -221,13 +221,13 @@ class OidcEndpoints:
             return json_response(body, status=400, headers=NO_STORE)
         return web.Response(status=200, headers=NO_STORE)
 
-    async def providers(self, request: web.Request, auth: AuthService) -> web.StreamResponse:
+    async def providers(self, request: web.Request) -> web.StreamResponse:
         return json_response(provider_links(self.config), headers={"Cache-Control": "no-cache"})
 
 
 def _bind(handler: Any, provider: str) -> Any:
-    async def call(request: web.Request, auth: AuthService) -> web.StreamResponse:
-        return await handler(request, auth, provider)  # type: ignore[no-any-return]
+    async def call(request: web.Request) -> web.StreamResponse:
+        return await handler(request, provider)  # type: ignore[no-any-return]
 
     return call
 
@@ -244,8 +244,8 @@ def oidc_endpoints(config: GatewayConfig, flow: SignInFlow, cookies: CookieMode 
         for name in config.oidc.providers for what, (methods, handler) in per_provider.items()
     }
 
-    async def logout(request: web.Request, auth: AuthService) -> web.StreamResponse:
-        return await (e.logout(request, auth) if request.method == "POST" else e.logout_page(request, auth))
+    async def logout(request: web.Request) -> web.StreamResponse:
+        return await (e.logout(request) if request.method == "POST" else e.logout_page(request))
 
     shared = {"exchange": Endpoint(POST, e.exchange), "logout": Endpoint(GET | POST, logout),
               "providers": Endpoint(GET, e.providers)}

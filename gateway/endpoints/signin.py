@@ -33,12 +33,11 @@ from aiohttp import web
 
 from gateway.auth.cookies import CookieMode
 from gateway.auth.redirects import safe_next
-from gateway.auth.sessions import AuthService
 from gateway.config import GatewayConfig
 from gateway.endpoints.oidc import login_url
 from gateway.endpoints.oidc_pages import error_page
 from gateway.endpoints.table import Endpoint
-from gateway.endpoints.tokens import dialects
+from gateway.endpoints.tokens import own_profile
 from gateway.errors import ErrorCode, GatewayError
 
 __all__ = ["SCRIPT", "STYLE", "SignInPage", "signin_endpoints"]
@@ -109,12 +108,12 @@ class SignInPage:
     def __init__(self, config: GatewayConfig, cookies: CookieMode | None) -> None:
         self.config = config
         self.providers = [(name, spec.display_name or name) for name, spec in config.oidc.providers.items()]
-        own = dialects(config, cookies)[0]
-        self.password = own.cookies is not None  # cookie mode: the session is in the gateway's cookies
+        own = own_profile(config)
+        self.password = config.cookies.enabled and cookies is not None  # cookie mode: the session is in the cookies
         self.token_path = config.endpoints.token
-        self.fields = (own.profile.request.username, own.profile.request.password)
+        self.fields = (own.request.username, own.request.password)
 
-    async def handle(self, request: web.Request, auth: AuthService) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
         values = request.query.getall("next", [])
         try:
             if len(values) > 1:

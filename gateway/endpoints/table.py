@@ -8,6 +8,7 @@ them at 64 KiB), and anything malformed is a 4xx with a JSON reason.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 READY_TIMEOUT = 2.0
 
-Handler = Callable[[web.Request, AuthService], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +104,12 @@ async def _read_fields(request: web.Request) -> dict[str, Any]:
     raise GatewayError(415, ErrorCode.BAD_REQUEST, "Send the body as application/json or a form")
 
 
-async def healthz(request: web.Request, auth: AuthService) -> web.Response:
+async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request, auth: AuthService) -> web.Response:
+    """``/readyz``, bound to the configuration's sources and store by ``default_endpoints``."""
     lifecycle = request.app.get(LIFECYCLE)
     if lifecycle is not None and lifecycle.draining:
         return json_response({"status": "draining", "code": ErrorCode.DRAINING}, status=503)
@@ -143,7 +145,7 @@ _CLIENT_JS = resources.files("gateway").joinpath("static/client.js").read_bytes(
 _CLIENT_JS_ETAG = etag(_CLIENT_JS)
 
 
-async def client_js(request: web.Request, auth: AuthService) -> web.Response:
+async def client_js(request: web.Request) -> web.Response:
     """The browser client (an ES module); revalidated on every load so fixes reach browsers at once."""
     headers = {"ETag": _CLIENT_JS_ETAG, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
     if not_modified(request, _CLIENT_JS_ETAG):
@@ -151,7 +153,7 @@ async def client_js(request: web.Request, auth: AuthService) -> web.Response:
     return web.Response(body=_CLIENT_JS, headers={**headers, "Content-Type": "text/javascript; charset=utf-8"})
 
 
-def default_endpoints(paths: Endpoints) -> dict[str, Endpoint]:
+def default_endpoints(paths: Endpoints, auth: AuthService) -> dict[str, Endpoint]:
     """The endpoint table keyed by path (no trailing slash), from ``config.endpoints``.
 
     The token endpoints come from ``compat.compat_endpoints`` (the gateway dialect).
@@ -159,6 +161,6 @@ def default_endpoints(paths: Endpoints) -> dict[str, Endpoint]:
     get = frozenset({"GET", "HEAD"})
     return {
         paths.healthz: Endpoint(get, healthz),
-        paths.readyz: Endpoint(get, readyz),
+        paths.readyz: Endpoint(get, functools.partial(readyz, auth=auth)),
         paths.client_js: Endpoint(get, client_js),
     }

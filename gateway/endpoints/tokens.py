@@ -38,6 +38,7 @@ class Dialect:
     rotate: bool
     errors: ErrorStyle
     cookies: CookieMode | None  # set when this dialect runs in cookie mode
+    auth: AuthService  # logins, refreshes, logouts: the configuration's own
 
     def endpoints(self) -> dict[str, Endpoint]:
         handlers = {"login": self.login, "refresh": self.refresh, "verify": self.verify, "logout": self.logout, "me": self.me}
@@ -61,7 +62,7 @@ class Dialect:
 
     # -- answers --------------------------------------------------------------------
 
-    def issued_response(self, auth: AuthService, issued: Issued) -> web.Response:
+    def issued_response(self, issued: Issued) -> web.Response:
         """The dialect's token answer; in cookie mode the tokens go into cookies instead of the body."""
         names = self.profile.response
         body: dict[str, Any] = {names.access: issued.access}
@@ -82,7 +83,7 @@ class Dialect:
 
     # -- endpoints ------------------------------------------------------------------
 
-    async def login(self, request: web.Request, auth: AuthService) -> web.Response:
+    async def login(self, request: web.Request) -> web.Response:
         try:
             if self.cookies is not None:
                 require_json(request, "the login")
@@ -91,28 +92,28 @@ class Dialect:
             missing = [n for n in (names.username, names.password) if n not in fields]
             if missing:
                 return self.errors.missing_fields(missing)
-            client_ip = auth.throttle.client_of(request) if auth.throttle else None
-            issued = await auth.login(
+            client_ip = self.auth.throttle.client_of(request) if self.auth.throttle else None
+            issued = await self.auth.login(
                 fields[names.username], fields[names.password], login_claim=self.profile.login_claim, client_ip=client_ip,
                 shape=self._shape,
             )
             request[SUBJECT] = issued.subject  # for the access log
-            return self.issued_response(auth, issued)
+            return self.issued_response(issued)
         except GatewayError as exc:
             return self.errors.endpoint_error(exc)
 
-    async def refresh(self, request: web.Request, auth: AuthService) -> web.Response:
+    async def refresh(self, request: web.Request) -> web.Response:
         from_cookie: CookieMode | None = None  # the cookie jar the token came from, if any
         try:
             token = await self._presented_refresh(request)
             if token is None and self.cookies is not None and (token := self.cookies.refresh_token(request)):
                 from_cookie = self.cookies
-                from_cookie.check_csrf(request, auth.tokens.verify(token, "refresh")["fid"])
+                from_cookie.check_csrf(request, self.auth.tokens.verify(token, "refresh")["fid"])
             if token is None:
                 return self._no_refresh_token()
-            issued = await auth.refresh(token, rotate=self.rotate, shape=self._shape)
+            issued = await self.auth.refresh(token, rotate=self.rotate, shape=self._shape)
             request[SUBJECT] = issued.subject
-            return self.issued_response(auth, issued)
+            return self.issued_response(issued)
         except GatewayError as exc:
             response = self.errors.endpoint_error(exc)
             if from_cookie is not None and exc.status == 401:  # the cookie is dead: let the browser forget it
@@ -130,21 +131,21 @@ class Dialect:
                 ErrorCode.AUTHENTICATION_REQUIRED, "Send the refresh token as the bearer token", token_presented=False))
         return self.errors.missing_fields([self.profile.request.refresh])
 
-    async def verify(self, request: web.Request, auth: AuthService) -> web.Response:
+    async def verify(self, request: web.Request) -> web.Response:
         try:
             fields = await read_fields(request)
             name = self.profile.request.token
             if name not in fields:
                 return self.errors.missing_fields([name])
-            await auth.verify(fields[name])
+            await self.auth.verify(fields[name])
             return json_response({})
         except GatewayError as exc:
             return self.errors.endpoint_error(exc)
 
-    async def logout(self, request: web.Request, auth: AuthService) -> web.Response:
+    async def logout(self, request: web.Request) -> web.Response:
         try:
-            refresh, access = await self._logout_tokens(request, auth)
-            await auth.logout(refresh, access)
+            refresh, access = await self._logout_tokens(request)
+            await self.auth.logout(refresh, access)
             response = json_response({}, headers=NO_STORE)
         except GatewayError as exc:
             response = self.errors.endpoint_error(exc)
@@ -154,11 +155,11 @@ class Dialect:
             self.cookies.clear(response, self._refresh_path)
         return response
 
-    async def _logout_tokens(self, request: web.Request, auth: AuthService) -> tuple[Any, str | None]:
+    async def _logout_tokens(self, request: web.Request) -> tuple[Any, str | None]:
         """The refresh and access token to end the session with; cookies count only with a CSRF header."""
         if self.profile.refresh_from == "bearer":  # flask style: the bearer is either token
             refresh, access = None, bearer_token(request)
-            if access is not None and auth.tokens.verify(access, None, check_expiry=False)["token_type"] == "refresh":
+            if access is not None and self.auth.tokens.verify(access, None, check_expiry=False)["token_type"] == "refresh":
                 refresh, access = access, None
         else:
             refresh, access = (await read_fields(request)).get(self.profile.request.refresh), bearer_token(request)
@@ -168,12 +169,12 @@ class Dialect:
         cookie_access = self.cookies.access_token(request) if access is None else None
         from_cookie = cookie_refresh or cookie_access
         if from_cookie:
-            self.cookies.check_csrf(request, auth.tokens.verify(from_cookie, None, check_expiry=False)["fid"])
+            self.cookies.check_csrf(request, self.auth.tokens.verify(from_cookie, None, check_expiry=False)["fid"])
         return refresh or cookie_refresh, access or cookie_access
 
-    async def me(self, request: web.Request, auth: AuthService) -> web.Response:
+    async def me(self, request: web.Request) -> web.Response:
         try:
-            claims = await authenticate(request, auth.tokens, auth.store, required=True, cookies=self.cookies)
+            claims = await authenticate(request, self.auth.tokens, self.auth.store, required=True, cookies=self.cookies)
         except GatewayError as exc:
             return self.errors.access_error(exc)
         request[SUBJECT] = str(claims.get("sub"))
@@ -202,22 +203,26 @@ def _project(claims: Mapping[str, Any], fields: Mapping[str, str] | None) -> Map
     return out
 
 
-def dialects(config: GatewayConfig, cookies: CookieMode | None) -> list[Dialect]:
-    """The gateway's own dialect (from ``config.endpoints``) first, then every compat profile."""
+def own_profile(config: GatewayConfig) -> CompatProfile:
+    """The gateway dialect's profile: its paths from ``config.endpoints``."""
     e = config.endpoints
-    own = CompatProfile.model_validate(
+    return CompatProfile.model_validate(
         {"profile": "gateway", "paths": {"login": e.token, "refresh": e.refresh, "verify": e.verify, "logout": e.logout, "me": e.me}}
     )
-    out = [Dialect(own, config.tokens.rotate_refresh, error_style("gateway"), cookies if config.cookies.enabled else None)]
+
+
+def dialects(config: GatewayConfig, cookies: CookieMode | None, auth: AuthService) -> list[Dialect]:
+    """The gateway's own dialect (from ``config.endpoints``) first, then every compat profile."""
+    out = [Dialect(own_profile(config), config.tokens.rotate_refresh, error_style("gateway"), cookies if config.cookies.enabled else None, auth)]
     for profile in config.compat.profiles:
         rotate = config.tokens.rotate_refresh if profile.rotate_refresh is None else profile.rotate_refresh
-        out.append(Dialect(profile, rotate, error_style(profile.errors), cookies if profile.cookies else None))
+        out.append(Dialect(profile, rotate, error_style(profile.errors), cookies if profile.cookies else None, auth))
     return out
 
 
-def compat_endpoints(config: GatewayConfig, cookies: CookieMode | None) -> dict[str, Endpoint]:
+def compat_endpoints(config: GatewayConfig, cookies: CookieMode | None, auth: AuthService) -> dict[str, Endpoint]:
     """Endpoint-table entries of every dialect (paths are unique: config validation checks it)."""
     table: dict[str, Endpoint] = {}
-    for dialect in dialects(config, cookies):
+    for dialect in dialects(config, cookies, auth):
         table.update(dialect.endpoints())
     return table

@@ -12,7 +12,6 @@ from typing import Any
 from aiohttp import web
 
 from gateway.auth.keys import KeyRing
-from gateway.auth.sessions import AuthService
 from gateway.config import GatewayConfig
 from gateway.endpoints.table import Endpoint, etag, not_modified
 from gateway.errors import ErrorCode, GatewayError
@@ -75,10 +74,10 @@ def wellknown_endpoints(config: GatewayConfig, keys: KeyRing) -> dict[str, Endpo
     jwks_body = json.dumps(keys.jwks(), separators=(",", ":")).encode()
     vary = None if config.public_url else "Host, X-Forwarded-Host, X-Forwarded-Proto"
 
-    async def jwks(request: web.Request, auth: AuthService) -> web.Response:
+    async def jwks(request: web.Request) -> web.Response:
         return _cached_json(jwks_body, max_age, request)
 
-    async def openid_configuration(request: web.Request, auth: AuthService) -> web.Response:
+    async def openid_configuration(request: web.Request) -> web.Response:
         body = json.dumps(discovery_document(config, keys, _base_url(request, config))).encode()
         return _cached_json(body, max_age, request, vary)
 

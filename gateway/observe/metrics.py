@@ -246,7 +246,7 @@ class Metrics:
 METRICS = web.AppKey("metrics", Metrics)
 
 
-async def metrics_handler(request: web.Request, *_: object) -> web.Response:
+async def metrics_handler(request: web.Request) -> web.Response:
     """``GET /metrics``; usable as an aiohttp handler and as a gateway endpoint handler."""
     body, content_type = request.app[METRICS].render(request.headers.get("Accept"))
     response = web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})

@@ -31,7 +31,7 @@ def create_admin_app(gateway: Gateway) -> web.Application:
                 return error_response(GatewayError(404, ErrorCode.NOT_FOUND, "Metrics are disabled"))
             return await metrics_handler(request)
         if path == config.endpoints.healthz:
-            return await healthz(request, runtime.auth)
+            return await healthz(request)
         return await readyz(request, runtime.auth)
 
     async def server_header(request: web.Request, response: web.StreamResponse) -> None:

@@ -20,7 +20,7 @@ from aiohttp import web
 from gateway.config import GatewayConfig, Route
 from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client
-from gateway.stores import Store, StoreUnavailable
+from gateway.stores import LimitStore, StoreUnavailable
 
 __all__ = ["add_headers", "enforce"]
 
@@ -43,7 +43,7 @@ def _who(request: web.Request, route: Route, claims: Mapping[str, Any] | None) -
     return f"{kind}:{value}"
 
 
-async def enforce(request: web.Request, route: Route, claims: Mapping[str, Any] | None, store: Store,
+async def enforce(request: web.Request, route: Route, claims: Mapping[str, Any] | None, store: LimitStore,
                   config: GatewayConfig) -> None:
     """Count this request against the route's limit; raise 429 past it."""
     limit = route.rate_limit

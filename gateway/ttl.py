@@ -25,7 +25,8 @@ V = TypeVar("V")
 class TTLMap(Generic[K, V]):
     __slots__ = ("limit", "_items")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int | None) -> None:
+        """``limit``: entries held at most; None for no bound (a store whose records must not be dropped)."""
         self.limit = limit
         self._items: OrderedDict[K, tuple[V, float]] = OrderedDict()
 
@@ -56,10 +57,10 @@ class TTLMap(Generic[K, V]):
         """Set ``key`` (as the newest entry); the deadline of the entry dropped to make room, if one was."""
         items = self._items
         items.pop(key, None)
-        if self.limit <= 0:
+        if self.limit is not None and self.limit <= 0:
             return None
         items[key] = (value, deadline)
-        if len(items) <= self.limit:
+        if self.limit is None or len(items) <= self.limit:
             return None
         return items.popitem(last=False)[1][1]
 
@@ -77,6 +78,10 @@ class TTLMap(Generic[K, V]):
         """Drop every expired entry, wherever it is (maps whose entries have different lifetimes)."""
         for key in [k for k, (_, deadline) in self._items.items() if deadline <= now]:
             del self._items[key]
+
+    def alive(self, now: float) -> list[K]:
+        """The keys whose deadline is ahead, oldest first."""
+        return [k for k, (_, deadline) in self._items.items() if now < deadline]
 
     def clear(self) -> None:
         self._items.clear()

@@ -18,8 +18,9 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.example_upstream import create_upstream
 from gateway.observe import logs
 from gateway.sources.users import hash_password
-from gateway.stores import MemoryStore, Store
+from gateway.stores import Store
 from gateway.stores.redis import RedisStore
+from tests.support.clock import memory_store
 from tests.support.processes import (  # noqa: F401 (re-exported: tests import them from here)
     ROOT,
     GatedUpstream,
@@ -141,7 +142,7 @@ def bearer(token: str) -> dict[str, str]:
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     """Each store implementation, started; the contract suite runs against both."""
     if request.param == "memory":
-        instance: Store = MemoryStore()
+        instance: Store = memory_store()  # on a clock the test moves (tests/support/clock.py: elapse)
     else:
         instance = RedisStore(request.getfixturevalue("redis_url"), prefix="test:")
     await instance.start()

@@ -13,7 +13,7 @@ import gateway.auth.jose as jose
 from gateway.auth.issuers import RouteTrust
 from gateway.auth.tokens import Claims, TokenService
 from gateway.errors import ErrorCode, GatewayError
-from gateway.stores import Store
+from gateway.stores import RevocationStore
 
 if TYPE_CHECKING:
     from gateway.auth.cookies import CookieMode
@@ -38,7 +38,7 @@ def bearer_token(request: web.Request) -> str | None:
     return token
 
 
-async def verify_access(token: str, tokens: TokenService, store: Store) -> Claims:
+async def verify_access(token: str, tokens: TokenService, store: RevocationStore) -> Claims:
     """Claims of a valid, unrevoked access token."""
     claims = tokens.verify(token, "access")
     if await store.is_revoked(claims["fid"], claims["jti"]):
@@ -46,7 +46,7 @@ async def verify_access(token: str, tokens: TokenService, store: Store) -> Claim
     return claims
 
 
-async def verify_trusted(token: str, trust: RouteTrust, tokens: TokenService, store: Store) -> Claims:
+async def verify_trusted(token: str, trust: RouteTrust, tokens: TokenService, store: RevocationStore) -> Claims:
     """Claims of a token from an issuer the route trusts, chosen by its (not yet verified) ``iss``.
 
     The ``iss`` only picks whose keys to try; those keys, that issuer's
@@ -69,18 +69,18 @@ OriginRule = Callable[[str], bool]
 
 @overload
 async def authenticate(
-    request: web.Request, tokens: TokenService, store: Store, *, required: Literal[True],
+    request: web.Request, tokens: TokenService, store: RevocationStore, *, required: Literal[True],
     trust: RouteTrust | None = None, cookies: "CookieMode | None" = None, handshake: tuple[str | None, OriginRule] | None = None,
 ) -> Claims: ...
 @overload
 async def authenticate(
-    request: web.Request, tokens: TokenService, store: Store, *, required: bool,
+    request: web.Request, tokens: TokenService, store: RevocationStore, *, required: bool,
     trust: RouteTrust | None = None, cookies: "CookieMode | None" = None, handshake: tuple[str | None, OriginRule] | None = None,
 ) -> Claims | None: ...
 async def authenticate(
     request: web.Request,
     tokens: TokenService,
-    store: Store,
+    store: RevocationStore,
     *,
     required: bool,
     trust: RouteTrust | None = None,
@@ -115,7 +115,7 @@ async def authenticate(
     return None
 
 
-async def verify_for_route(token: str, tokens: TokenService, store: Store, trust: RouteTrust | None) -> Claims:
+async def verify_for_route(token: str, tokens: TokenService, store: RevocationStore, trust: RouteTrust | None) -> Claims:
     """Claims of a bearer token on a route: the gateway's own access token, or one of the route's issuers'."""
     if trust is not None and (trust.external or not trust.own):
         return await verify_trusted(token, trust, tokens, store)

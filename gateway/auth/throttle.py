@@ -39,7 +39,7 @@ from gateway.config import LoginThrottleSettings
 from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client
 from gateway.net import ip_bucket
-from gateway.stores import Store
+from gateway.stores import LimitStore
 
 __all__ = ["LoginThrottle"]
 
@@ -84,7 +84,7 @@ class _Turns:
 
 
 class LoginThrottle:
-    def __init__(self, settings: LoginThrottleSettings, store: Store) -> None:
+    def __init__(self, settings: LoginThrottleSettings, store: LimitStore) -> None:
         self.settings = settings
         self.store = store
         self.turns = _Turns()

@@ -6,10 +6,23 @@ process and ``RedisStore`` so that many gateway instances act as one.
 from __future__ import annotations
 
 from gateway.config import StoreSettings
-from gateway.stores.base import Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
+from gateway.stores.base import (
+    LimitStore,
+    RevocationStore,
+    Rotation,
+    RotationOutcome,
+    SessionStore,
+    StateStore,
+    Store,
+    StoreUnavailable,
+    WindowCount,
+)
 from gateway.stores.memory import MemoryStore
 
-__all__ = ["MemoryStore", "Rotation", "RotationOutcome", "Store", "StoreUnavailable", "WindowCount", "create_store"]
+__all__ = [
+    "LimitStore", "MemoryStore", "RevocationStore", "Rotation", "RotationOutcome", "SessionStore", "StateStore", "Store",
+    "StoreUnavailable", "WindowCount", "create_store",
+]
 
 
 def create_store(settings: StoreSettings) -> Store:

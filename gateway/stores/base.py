@@ -1,4 +1,5 @@
-"""The store contract every backend fulfils, checked by one shared test suite."""
+"""The store contract every backend fulfils, by role (sessions, revocations, limits, sign-in state), checked by one
+shared test suite (tests/ops/test_stores.py)."""
 from __future__ import annotations
 
 import abc
@@ -7,7 +8,10 @@ from dataclasses import dataclass
 
 from gateway.errors import ErrorCode, GatewayError
 
-__all__ = ["RateDecision", "Rotation", "RotationOutcome", "Store", "StoreUnavailable", "StoreWrapper", "WindowCount"]
+__all__ = [
+    "LimitStore", "RateDecision", "RevocationStore", "Rotation", "RotationOutcome", "SessionStore", "StateStore", "Store",
+    "StoreUnavailable", "StoreWrapper", "WindowCount",
+]
 
 
 class StoreUnavailable(GatewayError):
@@ -49,18 +53,8 @@ class RateDecision:
     reset_after: float  # seconds until the limit is fully replenished
 
 
-class Store(abc.ABC):
-    """Families are keyed by the ``fid`` claim; every record expires on its own."""
-
-    async def start(self) -> None:  # noqa: B027 - an optional hook: most backends have nothing to open
-        """Open connections or background tasks; called once before serving."""
-
-    async def close(self) -> None:  # noqa: B027 - an optional hook: most backends have nothing to release
-        """Release connections; called once at shutdown."""
-
-    @abc.abstractmethod
-    async def ping(self) -> None:
-        """Return if the store answers, raise StoreUnavailable if not."""
+class SessionStore(abc.ABC):
+    """Login sessions (families, keyed by the ``fid`` claim) and their refresh-token rotation."""
 
     @abc.abstractmethod
     async def start_family(self, family: str, jti: str, ttl: float) -> None:
@@ -79,6 +73,15 @@ class Store(abc.ABC):
         """Revoke every token of the family; the mark lives at least ``ttl`` seconds."""
 
     @abc.abstractmethod
+    async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
+        """Note a new family of ``user`` (live ``ttl`` seconds); the families beyond the newest ``cap``,
+        oldest first, are dropped from the record and returned for the caller to revoke."""
+
+
+class RevocationStore(abc.ABC):
+    """What every proxied request asks: is this access token revoked?"""
+
+    @abc.abstractmethod
     async def deny(self, family: str, jti: str, ttl: float) -> None:
         """Deny one access token until it would have expired anyway."""
 
@@ -91,16 +94,13 @@ class Store(abc.ABC):
         than their revocations forgotten.
         """
 
-    @abc.abstractmethod
-    async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
-        """Note a new family of ``user`` (live ``ttl`` seconds); the families beyond the newest ``cap``,
-        oldest first, are dropped from the record and returned for the caller to revoke."""
+
+class LimitStore(abc.ABC):
+    """Rate limits of routes and the counters of the login throttle, shared by every instance."""
 
     @abc.abstractmethod
     async def rate_limit(self, key: str, interval: float, capacity: int) -> RateDecision:
         """One request against a GCRA limit: one request per ``interval`` seconds, bursts up to ``capacity``."""
-
-    # -- counters (login throttling) ------------------------------------------------
 
     @abc.abstractmethod
     async def incr_counter(self, key: str, window: float, amount: int = 1) -> WindowCount:
@@ -113,7 +113,9 @@ class Store(abc.ABC):
     async def reset_counter(self, key: str) -> None:
         """Drop the counter."""
 
-    # -- one-time values and session links (OIDC sign-in) ---------------------------
+
+class StateStore(abc.ABC):
+    """Short-lived state of the OIDC sign-in: one-time values and the links of sessions to the provider's."""
 
     @abc.abstractmethod
     async def put_once(self, key: str, value: str, ttl: float) -> bool:
@@ -134,6 +136,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def linked_families(self, index: str) -> list[str]:
         """Every family listed under ``index`` (expired ones may be included: revoking them is harmless)."""
+
+
+class Store(SessionStore, RevocationStore, LimitStore, StateStore):
+    """A backend fulfils every role; each consumer is typed by the role it uses. Every record expires on its own."""
+
+    async def start(self) -> None:  # noqa: B027 - an optional hook: most backends have nothing to open
+        """Open connections or background tasks; called once before serving."""
+
+    async def close(self) -> None:  # noqa: B027 - an optional hook: most backends have nothing to release
+        """Release connections; called once at shutdown."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Return if the store answers, raise StoreUnavailable if not."""
 
 
 class StoreWrapper(Store):

@@ -1,4 +1,4 @@
-"""The embedded store: plain dicts in one process, each entry with its own deadline.
+"""The embedded store: deadline maps (``gateway.ttl``) in one process, each entry with its own deadline.
 
 Single-threaded asyncio makes every method atomic. State is lost on restart:
 every refresh token then answers ``token_not_valid`` and every access token is
@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from gateway.stores.base import RateDecision, Rotation, RotationOutcome, Store, WindowCount
 from gateway.stores.gcra import gcra
+from gateway.ttl import TTLMap
 
 __all__ = ["MemoryStore"]
 
@@ -24,20 +26,23 @@ SWEEP_INTERVAL = 60.0
 class _Family:
     current: str | None
     revoked: bool
-    deadline: float
 
 
 class MemoryStore(Store):
-    def __init__(self) -> None:
-        self._families: dict[str, _Family] = {}
-        self._spent: dict[tuple[str, str], tuple[str, float]] = {}
-        self._denied: dict[tuple[str, str], float] = {}
-        self._counters: dict[str, tuple[int, float]] = {}
-        self._rates: dict[str, float] = {}  # key -> theoretical arrival time (monotonic)
-        self._sessions: dict[str, dict[str, float]] = {}  # user -> family -> deadline, oldest first
-        self._once: dict[str, tuple[str, float]] = {}  # key -> (value, deadline)
-        self._links: dict[str, tuple[str, float]] = {}  # family -> (data, deadline)
-        self._indexes: dict[str, dict[str, float]] = {}  # index -> family -> deadline
+    """Every record in a ``gateway.ttl.TTLMap`` (unbounded: a record is never dropped before its deadline), on
+    ``clock`` (monotonic seconds; a test passes its own and moves it instead of sleeping)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._families: TTLMap[str, _Family] = TTLMap(None)
+        self._spent: TTLMap[tuple[str, str], str] = TTLMap(None)  # (family, spent jti) -> the successor pair
+        self._denied: TTLMap[tuple[str, str], bool] = TTLMap(None)
+        self._counters: TTLMap[str, int] = TTLMap(None)
+        self._rates: TTLMap[str, float] = TTLMap(None)  # key -> theoretical arrival time, until it is reached
+        self._sessions: dict[str, TTLMap[str, bool]] = {}  # user -> its families, oldest first
+        self._once: TTLMap[str, str] = TTLMap(None)
+        self._links: TTLMap[str, str] = TTLMap(None)  # family -> data
+        self._indexes: dict[str, TTLMap[str, bool]] = {}  # index -> its families
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -59,73 +64,56 @@ class MemoryStore(Store):
 
     def sweep(self) -> None:
         """Drop expired entries so memory stays bounded by live tokens."""
-        now = time.monotonic()
-        self._families = {k: v for k, v in self._families.items() if v.deadline > now}
-        self._spent = {k: v for k, v in self._spent.items() if v[1] > now}
-        self._denied = {k: v for k, v in self._denied.items() if v > now}
-        self._counters = {k: v for k, v in self._counters.items() if v[1] > now}
-        self._rates = {k: v for k, v in self._rates.items() if v > now}
-        self._once = {k: v for k, v in self._once.items() if v[1] > now}
-        self._links = {k: v for k, v in self._links.items() if v[1] > now}
-        for index in list(self._indexes):
-            alive = {f: d for f, d in self._indexes[index].items() if d > now}
-            if alive:
-                self._indexes[index] = alive
-            else:
-                del self._indexes[index]
-        for user in list(self._sessions):
-            live = {f: d for f, d in self._sessions[user].items() if d > now}
-            if live:
-                self._sessions[user] = live
-            else:
-                del self._sessions[user]
-
-    def _family(self, family: str) -> _Family | None:
-        record = self._families.get(family)
-        if record and record.deadline <= time.monotonic():
-            del self._families[family]
-            return None
-        return record
+        now = self.clock()
+        for table in (self._families, self._spent, self._denied, self._counters, self._rates, self._once, self._links):
+            table.sweep(now)
+        for grouped in (self._sessions, self._indexes):
+            for name in list(grouped):
+                grouped[name].sweep(now)
+                if not grouped[name]:
+                    del grouped[name]
 
     async def rate_limit(self, key: str, interval: float, capacity: int) -> RateDecision:
-        now = time.monotonic()
-        tat, decision = gcra(self._rates.get(key, now), now, interval, capacity)
+        now = self.clock()
+        held = self._rates.get(key, now)
+        tat, decision = gcra(now if held is None else held, now, interval, capacity)
         if decision.allowed:
-            self._rates[key] = tat
+            self._rates.put(key, tat, tat)
         return decision
 
     async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
-        now = time.monotonic()
-        families = {f: d for f, d in self._sessions.get(user, {}).items() if d > now}
-        families[family] = now + ttl
-        evicted = list(families)[: max(0, len(families) - cap)]
+        now = self.clock()
+        families = self._sessions.setdefault(user, TTLMap(None))
+        families.sweep(now)
+        families.put(family, True, now + ttl)
+        evicted = families.alive(now)[: max(0, len(families) - cap)]
         for old in evicted:
-            del families[old]
-        self._sessions[user] = families
+            families.pop(old)
         return evicted
 
     async def start_family(self, family: str, jti: str, ttl: float) -> None:
-        self._families[family] = _Family(jti, False, time.monotonic() + ttl)
+        self._families.put(family, _Family(jti, False), self.clock() + ttl)
 
     async def rotate(self, family: str, old_jti: str, new_jti: str, successor: str, ttl: float, grace: float) -> Rotation:
-        record = self._family(family)
-        now = time.monotonic()
+        now = self.clock()
+        record = self._families.get(family, now)
         if record is None:
             return Rotation(RotationOutcome.UNKNOWN)
         if record.revoked:
             return Rotation(RotationOutcome.REVOKED)
         if record.current == old_jti:
-            record.current, record.deadline = new_jti, now + ttl
-            self._spent[(family, old_jti)] = (successor, now + grace)
+            record.current = new_jti
+            self._families.put(family, record, now + ttl)
+            self._spent.put((family, old_jti), successor, now + grace)
             return Rotation(RotationOutcome.ROTATED)
-        prior = self._spent.get((family, old_jti))
-        if prior and prior[1] > now:
-            return Rotation(RotationOutcome.GRACE, prior[0])
+        prior = self._spent.get((family, old_jti), now)
+        if prior is not None:
+            return Rotation(RotationOutcome.GRACE, prior)
         record.current, record.revoked = None, True
         return Rotation(RotationOutcome.REUSED)
 
     async def is_current(self, family: str, jti: str) -> RotationOutcome:
-        record = self._family(family)
+        record = self._families.get(family, self.clock())
         if record is None:
             return RotationOutcome.UNKNOWN
         if record.revoked:
@@ -133,68 +121,60 @@ class MemoryStore(Store):
         return RotationOutcome.ROTATED if record.current == jti else RotationOutcome.REUSED
 
     async def revoke_family(self, family: str, ttl: float) -> None:
-        deadline = time.monotonic() + ttl
-        record = self._family(family)
-        if record is None:
-            self._families[family] = _Family(None, True, deadline)
-        else:
-            record.current, record.revoked = None, True
-            record.deadline = max(record.deadline, deadline)
+        now = self.clock()
+        deadline = now + ttl
+        if self._families.get(family, now) is not None:
+            deadline = max(deadline, self._families.deadline(family) or deadline)
+        self._families.put(family, _Family(None, True), deadline)
 
     async def deny(self, family: str, jti: str, ttl: float) -> None:
-        self._denied[(family, jti)] = time.monotonic() + ttl
+        self._denied.put((family, jti), True, self.clock() + ttl)
 
     async def is_revoked(self, family: str, jti: str) -> bool:
         return not self.settled(family, jti)
 
     def settled(self, family: str, jti: str) -> bool:
         """Not revoked, answered synchronously (the admission cache's revocation check, auth/admission_cache.py)."""
-        deadline = self._denied.get((family, jti))
-        if deadline is not None and deadline > time.monotonic():
+        now = self.clock()
+        if self._denied.holds((family, jti), now):
             return False
-        record = self._family(family)
+        record = self._families.get(family, now)
         return record is not None and not record.revoked  # an unknown family: lost, or never started here
 
-    def _counter(self, key: str) -> tuple[int, float] | None:
-        entry = self._counters.get(key)
-        if entry and entry[1] <= time.monotonic():
-            del self._counters[key]
-            return None
-        return entry
-
     async def incr_counter(self, key: str, window: float, amount: int = 1) -> WindowCount:
-        entry = self._counter(key)
-        if entry is None and amount < 0:
+        now = self.clock()
+        count = self._counters.get(key, now)
+        if count is None and amount < 0:
             return WindowCount(0, 0.0)
-        count, deadline = entry or (0, time.monotonic() + window)
-        self._counters[key] = (count + amount, deadline)
-        return WindowCount(count + amount, deadline - time.monotonic())
+        deadline = now + window if count is None else self._counters.deadline(key) or now + window
+        total = (count or 0) + amount
+        self._counters.put(key, total, deadline)
+        return WindowCount(total, deadline - now)
 
     async def reset_counter(self, key: str) -> None:
-        self._counters.pop(key, None)
+        self._counters.pop(key)
 
     async def put_once(self, key: str, value: str, ttl: float) -> bool:
-        now = time.monotonic()
-        entry = self._once.get(key)
-        if entry is not None and entry[1] > now:
+        now = self.clock()
+        if self._once.holds(key, now):
             return False
-        self._once[key] = (value, now + ttl)
+        self._once.put(key, value, now + ttl)
         return True
 
     async def take(self, key: str) -> str | None:
-        entry = self._once.pop(key, None)
-        return entry[0] if entry is not None and entry[1] > time.monotonic() else None
+        value = self._once.get(key, self.clock())
+        self._once.pop(key)
+        return value
 
     async def link_session(self, family: str, data: str, indexes: list[str], ttl: float) -> None:
-        deadline = time.monotonic() + ttl
-        self._links[family] = (data, deadline)
+        deadline = self.clock() + ttl
+        self._links.put(family, data, deadline)
         for index in indexes:
-            self._indexes.setdefault(index, {})[family] = deadline
+            self._indexes.setdefault(index, TTLMap(None)).put(family, True, deadline)
 
     async def session_link(self, family: str) -> str | None:
-        entry = self._links.get(family)
-        return entry[0] if entry is not None and entry[1] > time.monotonic() else None
+        return self._links.get(family, self.clock())
 
     async def linked_families(self, index: str) -> list[str]:
-        now = time.monotonic()
-        return [f for f, deadline in self._indexes.get(index, {}).items() if deadline > now]
+        families = self._indexes.get(index)
+        return [] if families is None else families.alive(self.clock())

@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.stores import Store
+from gateway.stores import RevocationStore, Store
 from gateway.stores.base import Rotation, RotationOutcome, StoreWrapper
 from gateway.stores.redis import RevocationEvent
 from gateway.stores.revocation_feed import RevocationFeed
@@ -142,7 +142,7 @@ class SocketSessions:
             if jti is None or session.jti == jti:
                 session.end(CLOSE_REVOKED, _REASONS[CLOSE_REVOKED])
 
-    async def recheck(self, store: Store) -> None:
+    async def recheck(self, store: RevocationStore) -> None:
         """Ask the store about every open socket's token (events may have been lost)."""
         for family, members in list(self._by_family.items()):
             for session in list(members):

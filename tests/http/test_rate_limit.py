@@ -1,7 +1,6 @@
 """routes[].rate_limit: GCRA per key, shared across instances through Redis, IETF RateLimit headers."""
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -10,6 +9,7 @@ from gateway.app import create_app
 from gateway.config import ConfigError, parse_config
 from gateway.stores.redis import RedisStore
 from tests.conftest import base_config, bearer, login
+from tests.support.clock import elapse, memory_store
 
 
 def limited_routes(upstream: str, **limit: Any) -> list[dict[str, Any]]:
@@ -27,7 +27,8 @@ async def statuses(client, path: str, n: int, **kwargs: Any) -> list[int]:
 
 
 async def test_limit_per_subject_with_headers(make_gateway, upstream):
-    gateway = await make_gateway(routes=limited_routes(upstream))
+    store = memory_store()
+    gateway = await make_gateway(store=store, routes=limited_routes(upstream))
     alice, bob = (await login(gateway, "alice"))["access"], (await login(gateway, "bob"))["access"]
     first = await gateway.get("/api/x", headers=bearer(alice))
     assert first.status == 200
@@ -39,7 +40,7 @@ async def test_limit_per_subject_with_headers(make_gateway, upstream):
     assert await refused.json() == {"detail": "Too many requests; slow down", "code": "rate_limited"}
     assert refused.headers["RateLimit"].startswith('"api";r=0;')
     assert await statuses(gateway, "/api/x", 3, headers=bearer(bob)) == [200] * 3  # bob has his own
-    await asyncio.sleep(1.2)  # one interval (1 s) later, one more passes
+    await elapse(store, 1.2)  # one interval (1 s) later, one more passes
     assert await statuses(gateway, "/api/x", 2, headers=bearer(alice)) == [200, 429]
     assert await statuses(gateway, "/free/x", 5) == [200] * 5  # routes without a limit are untouched
 

@@ -10,6 +10,7 @@ from gateway.config import ConfigError, parse_config
 from gateway.net import ip_bucket as _ip_bucket
 from gateway.stores.redis import RedisStore
 from tests.conftest import PASSWORDS, base_config
+from tests.support.clock import elapse, memory_store
 
 # -- store contract ----------------------------------------------------------------
 
@@ -23,12 +24,12 @@ async def test_counter_counts_within_its_window(store):
 
 
 async def test_counter_window_is_fixed_from_the_first_hit(store):
-    """Margins for a loaded machine: a 3 s window, checked 1 s in and again after it ended."""
+    """A 3 s window, checked 1 s in and again after it ended (Redis: margins for a loaded machine)."""
     first = await store.incr_counter("fixed", 3)
-    await asyncio.sleep(1)
+    await elapse(store, 1)
     later = await store.incr_counter("fixed", 3)  # hitting again does not extend the window
     assert later.count == 2 and later.resets_in <= first.resets_in - 0.9
-    await asyncio.sleep(later.resets_in + 0.2)
+    await elapse(store, later.resets_in + 0.2)
     assert (await store.incr_counter("fixed", 3)).count == 1  # decayed: a new window
 
 
@@ -51,7 +52,8 @@ def attempt(client, user: str, password: str | None = None, **headers: str):
 
 
 async def test_per_user_limit_then_decay(make_gateway):
-    gateway = await make_gateway(login_throttle={"per_user": 3, "per_ip": 100, "window": "5s"})
+    store = memory_store()
+    gateway = await make_gateway(store=store, login_throttle={"per_user": 3, "per_ip": 100, "window": "5s"})
     for _ in range(3):
         assert (await attempt(gateway, "alice")).status == 401
     resp = await attempt(gateway, "alice", PASSWORDS["alice"])  # even the right password waits
@@ -60,7 +62,7 @@ async def test_per_user_limit_then_decay(make_gateway):
     retry_after = int(resp.headers["Retry-After"])
     assert 1 <= retry_after <= 5
     assert (await attempt(gateway, "bob", PASSWORDS["bob"])).status == 200  # other users are untouched
-    await asyncio.sleep(retry_after + 0.2)  # as long as the answer said, however slow the attempts above were
+    await elapse(store, retry_after + 0.2)  # as long as the answer said
     assert (await attempt(gateway, "alice", PASSWORDS["alice"])).status == 200
 
 

@@ -412,16 +412,20 @@ def test_config(make_config, redis_url):
 # -- the gateway ---------------------------------------------------------------------------------------------
 
 
+NO_ADMISSION_CACHE = {"admission_cache": 0}
+
+
 def cache_store(url: str, **extra: object) -> dict[str, object]:
     return {"backend": "redis", "url": url, "prefix": PREFIX, "timeout": "0.5s", "revocation_cache": "60s", **extra}
 
 
 @pytest.fixture
 def cached_gateway(aiohttp_client, make_config):
-    """A gateway whose store (built from its config, as in production) runs the revocation cache."""
+    """A gateway whose store (built from its config, as in production) runs the revocation cache; the admission
+    cache above it is off, so that every request reaches the revocation cache (tests/http/test_admission_cache.py)."""
 
     async def make(url: str, **store: object):
-        return await aiohttp_client(create_app(make_config(store=cache_store(url, **store))))
+        return await aiohttp_client(create_app(make_config(store=cache_store(url, **store), limits=NO_ADMISSION_CACHE)))
 
     return make
 
@@ -470,7 +474,7 @@ async def test_gateway_logout_is_refused_at_once_on_the_same_instance(cached_gat
 
 
 async def test_two_gateway_processes_logout_at_a_is_refused_at_b(gateway_process, upstream, users_file, redis_url):
-    raw = base_config(upstream, users_file, store=cache_store(redis_url))
+    raw = base_config(upstream, users_file, store=cache_store(redis_url), limits=NO_ADMISSION_CACHE)
     a, b = (f"http://127.0.0.1:{gateway_process(raw)}" for _ in range(2))
     async with aiohttp.ClientSession() as s:
         async def metric_at(base: str, name: str) -> float:

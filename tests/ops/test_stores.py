@@ -8,6 +8,7 @@ import pytest
 from gateway.stores import RotationOutcome, Store
 from gateway.stores.redis import RedisStore
 from tests.conftest import RedisServer, free_port
+from tests.support.clock import elapse
 
 
 async def test_rotation_spends_the_old_token(store: Store):
@@ -29,7 +30,7 @@ async def test_repeat_within_grace_returns_the_same_successor(store: Store):
 async def test_reuse_after_grace_revokes_the_family(store: Store):
     await store.start_family("f1", "j1", ttl=60)
     await store.rotate("f1", "j1", "j2", "pair-2", ttl=60, grace=0.05)
-    await asyncio.sleep(0.1)
+    await elapse(store, 0.1)
     reuse = await store.rotate("f1", "j1", "j3", "pair-3", ttl=60, grace=0.05)
     assert reuse.outcome is RotationOutcome.REUSED
     assert (await store.rotate("f1", "j2", "j4", "pair-4", ttl=60, grace=1)).outcome is RotationOutcome.REVOKED
@@ -76,7 +77,7 @@ async def test_records_expire_on_their_own(store: Store):
     await store.start_family("f1", "r1", ttl=0.1)
     await store.start_family("f2", "r1", ttl=60)
     await store.deny("f2", "a1", ttl=0.1)
-    await asyncio.sleep(0.25)
+    await elapse(store, 0.25)
     assert await store.is_current("f1", "r1") is RotationOutcome.UNKNOWN
     assert not await store.is_revoked("f2", "a1")
 
@@ -122,7 +123,7 @@ async def test_one_time_values_are_taken_exactly_once(store: Store):
 
 async def test_one_time_values_expire(store: Store):
     await store.put_once("code:x", "v", ttl=0.1)
-    await asyncio.sleep(0.25)
+    await elapse(store, 0.25)
     assert await store.take("code:x") is None
     assert await store.put_once("code:x", "v2", ttl=60)
 
@@ -135,7 +136,7 @@ async def test_session_links_and_their_indexes(store: Store):
     assert sorted(await store.linked_families("sub:u")) == ["f1", "f2"]
     assert await store.linked_families("sid:none") == []
     await store.link_session("f3", "link-3", ["sid:b"], ttl=0.1)
-    await asyncio.sleep(0.25)
+    await elapse(store, 0.25)
     assert await store.session_link("f3") is None and await store.linked_families("sid:b") == []
 
 

@@ -441,6 +441,22 @@ def _near(value: float, limit: float) -> bool:
     return abs(value - limit) <= 3
 
 
+def _basic_rule_broken(claims: Any, required: tuple[str, ...], issuer: str, audience: str) -> str | None:
+    """The rules every issuer shares: an object, the required claims present, the issuer, the audience (or a list of
+    strings holding it)."""
+    if not isinstance(claims, dict):
+        return "not an object"
+    for name in required:
+        if claims.get(name) is None:
+            return f"no {name}"
+    if claims["iss"] != issuer:
+        return "issuer"
+    aud = claims["aud"]
+    if aud != audience and not (isinstance(aud, list) and all(isinstance(a, str) for a in aud) and audience in aud):
+        return "audience"
+    return None
+
+
 def gateway_rule_broken(claims: Any, token_type: str | None, now: float) -> Any:
     """Which rule of a gateway token ``claims`` break (a reason), None if none, or UNDECIDED.
 
@@ -448,16 +464,9 @@ def gateway_rule_broken(claims: Any, token_type: str | None, now: float) -> Any:
     test-clients, every registered claim present, dates finite numbers, not expired, not before iat/nbf (leeway 0),
     the right type, a family, a lifetime no longer than the type's (15 min, 14 days).
     """
-    if not isinstance(claims, dict):
-        return "not an object"
-    for name in ("exp", "iat", "nbf", "iss", "aud", "sub", "jti"):
-        if claims.get(name) is None:
-            return f"no {name}"
-    if claims["iss"] != "test-gw":
-        return "issuer"
-    aud = claims["aud"]
-    if aud != "test-clients" and not (isinstance(aud, list) and all(isinstance(a, str) for a in aud) and "test-clients" in aud):
-        return "audience"
+    basic = _basic_rule_broken(claims, ("exp", "iat", "nbf", "iss", "aud", "sub", "jti"), "test-gw", "test-clients")
+    if basic is not None:
+        return basic
     if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
         return "sub or jti not text"
     if not all(_date(claims[name]) for name in ("exp", "iat", "nbf")):
@@ -535,16 +544,9 @@ def _verify_trusted(service: TokenService, trust, token: str):
 
 def idp_rule_broken(claims: Any, now: float) -> Any:
     """The IdP's rules as configured in ``external_trust`` (leeway 30 s, tokens of at most a day), written out here."""
-    if not isinstance(claims, dict):
-        return "not an object"
-    for name in ("exp", "iss", "aud", "sub"):
-        if claims.get(name) is None:
-            return f"no {name}"
-    if claims["iss"] != "https://idp.test":
-        return "issuer"
-    aud = claims["aud"]
-    if aud != "gw" and not (isinstance(aud, list) and all(isinstance(a, str) for a in aud) and "gw" in aud):
-        return "audience"
+    basic = _basic_rule_broken(claims, ("exp", "iss", "aud", "sub"), "https://idp.test", "gw")
+    if basic is not None:
+        return basic
     if not isinstance(claims["sub"], str) or not claims["sub"]:
         return "subject"
     if "jti" in claims and not isinstance(claims["jti"], str):

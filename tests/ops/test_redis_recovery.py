@@ -11,9 +11,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
 
-import pytest
 import redis
 import yaml
 
@@ -162,15 +160,6 @@ async def test_a_stall_while_redis_clock_is_read_skews_no_later_deadline(make_ga
     assert resp.status == 200
 
 
-@pytest.fixture
-def volatile_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server without persistence (the launcher's defaults: no RDB, no AOF) this test may restart."""
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 async def status_of(client, access: str) -> tuple[int, str]:
     resp = await client.get("/api/x", headers=bearer(access))
     body = await resp.json() if resp.content_type == "application/json" else {}
@@ -178,10 +167,10 @@ async def status_of(client, access: str) -> tuple[int, str]:
 
 
 async def test_a_redis_restarted_without_its_data_brings_no_logged_out_token_back(make_gateway, aiohttp_client,
-                                                                                   make_config, volatile_redis):
+                                                                                   make_config, own_redis):
     """Instance A asks Redis on every request, instance B runs the revocation cache; both on one Redis."""
-    a = await make_gateway(store=RedisStore(volatile_redis.url, timeout=1.0))
-    b = await aiohttp_client(create_app(make_config(store={"backend": "redis", "url": volatile_redis.url,
+    a = await make_gateway(store=RedisStore(own_redis.url, timeout=1.0))
+    b = await aiohttp_client(create_app(make_config(store={"backend": "redis", "url": own_redis.url,
                                                            "timeout": "1s", "revocation_cache": "60s"})))
     logged_out, live = await login(a), await login(a, "bob")
     resp = await a.post("/auth/logout", json={"refresh": logged_out["refresh"]}, headers=bearer(logged_out["access"]))
@@ -191,8 +180,8 @@ async def test_a_redis_restarted_without_its_data_brings_no_logged_out_token_bac
         for _ in range(2):  # at B the second answer comes from its cache
             assert await status_of(gateway, live["access"]) == (200, "")
 
-    await asyncio.to_thread(volatile_redis.stop)
-    await asyncio.to_thread(volatile_redis.start)  # empty: the deny list and every family are gone
+    await asyncio.to_thread(own_redis.stop)
+    await asyncio.to_thread(own_redis.start)  # empty: the deny list and every family are gone
 
     for gateway in (a, b):
         # the logout is not undone, and a token issued before the loss is refused too (its session is gone)
@@ -228,8 +217,8 @@ def check_probe(tmp_path: Path, upstream: str, users_file: Path, url: str) -> su
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 
-def test_check_probe_warns_when_redis_keeps_nothing_across_a_restart(tmp_path, upstream, users_file, volatile_redis):
-    result = check_probe(tmp_path, upstream, users_file, volatile_redis.url)
+def test_check_probe_warns_when_redis_keeps_nothing_across_a_restart(tmp_path, upstream, users_file, own_redis):
+    result = check_probe(tmp_path, upstream, users_file, own_redis.url)
     assert result.returncode == 0, result.stderr
     assert "probe store: OK" in result.stdout
     assert "warning: store: Redis has no persistence" in result.stderr
@@ -254,13 +243,13 @@ def test_check_probe_warns_when_redis_keeps_nothing_across_a_restart(tmp_path, u
     finally:
         locked.stop()
 
-    volatile_redis.stop()
-    result = check_probe(tmp_path, upstream, users_file, volatile_redis.url)
+    own_redis.stop()
+    result = check_probe(tmp_path, upstream, users_file, own_redis.url)
     assert result.returncode == 1 and "probe store: FAILED" in result.stderr
 
 
-async def test_start_up_warns_when_redis_keeps_nothing_across_a_restart(aiohttp_client, make_config, volatile_redis,
+async def test_start_up_warns_when_redis_keeps_nothing_across_a_restart(aiohttp_client, make_config, own_redis,
                                                                          caplog):
     caplog.set_level(logging.WARNING, "gateway.store")
-    await aiohttp_client(create_app(make_config(store={"backend": "redis", "url": volatile_redis.url})))
+    await aiohttp_client(create_app(make_config(store={"backend": "redis", "url": own_redis.url})))
     assert any("Redis has no persistence" in r.getMessage() for r in caplog.records)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Iterator
+from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -239,15 +238,6 @@ async def test_after_a_killed_subscription_no_stale_answer_survives(caches, redi
     await healthy(cache, subscriptions=2)
     assert await cache.is_revoked("f1", "a1")  # the negative answers went with the old subscription
     assert observer(cache).health[:3] == [True, False, True]
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server this test may stop and start (same port) without disturbing the others."""
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_while_redis_is_down_every_check_goes_to_redis(caches, own_redis):

@@ -61,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         upstream = stack.upstream()
         redis_url = f"redis://127.0.0.1:{stack.redis()}/0" if a.store != "memory" else None
         targets = {n: _start(stack, n, t, upstream, redis_url, a.store == "cached") for n, t in trees.items()}
-        token = str(client.login(next(iter(targets.values())).base)["access"])
-        for t in targets.values():
-            client.check_identity(t.api_url, token, True)
-            run_wrk(t.api_url, 16, 2, "bearer.lua", env={"BENCH_TOKEN": token})  # warm-up
+        # each gateway's own login: a memory store knows only the sessions it started (an unknown one is refused)
+        tokens = {n: str(client.login(t.base)["access"]) for n, t in targets.items()}
+        for n, t in targets.items():
+            client.check_identity(t.api_url, tokens[n], True)
+            run_wrk(t.api_url, 16, 2, "bearer.lua", env={"BENCH_TOKEN": tokens[n]})  # warm-up
         names = list(targets)
         cpu: dict[str, list[float]] = {n: [] for n in names}
         for rnd in range(a.rounds):
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 t = targets[name]
                 assert t.proc is not None
                 before = cpu_seconds([t.proc.pid])
-                res = run_wrk(t.api_url, a.connections, a.duration, "bearer.lua", env={"BENCH_TOKEN": token})
+                res = run_wrk(t.api_url, a.connections, a.duration, "bearer.lua", env={"BENCH_TOKEN": tokens[name]})
                 cpu[name].append((cpu_seconds([t.proc.pid]) - before) / max(res.requests, 1) * 1e6)
                 print(f"r{rnd + 1} {name:<12} {res.rps:8.0f} rps {cpu[name][-1]:7.1f} µs/req"
                       + ("" if res.ok else "  NON-2xx"), flush=True)

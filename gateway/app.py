@@ -60,7 +60,8 @@ def create_app(
     sockets = SocketSessions()
     store = watched_revocations(store, sockets, feed)  # open websockets end when their token is revoked
     settles: Revocations | None = revocations if revocations is not None else _synchronous(raw)
-    admissions = AdmissionCache(settles, config.limits.admission_cache) if settles is not None else None
+    size = config.limits.admission_cache
+    admissions = AdmissionCache(settles, size) if settles is not None and size > 0 else None
     upstream = Upstream(config.limits)
     guard = limits.ConnectionGuard(config.limits, lambda: gateway.runtime.config.proxies, metrics.connections)
     phases = Lifecycle(saturation=lambda: limits.saturation(guard, upstream.slots))

@@ -77,6 +77,14 @@ def client_ip(request: web.Request, trust_forwarded: TrustedProxies) -> str:
     return client
 
 
+def _single(request: web.Request, name: str) -> str | None:
+    """The one value of a forwarded header; two lines of it are a 400, as a list in one line is."""
+    values = request.headers.getall(name, [])
+    if len(values) > 1:
+        raise GatewayError.bad_request(f"{name} is given more than once")
+    return values[0] if values else None
+
+
 def client_origin(request: web.Request, host: Host | None = None) -> tuple[str, Host]:
     """The scheme and host the client used: the request's own, or from a trusted proxy X-Forwarded-Proto/-Host.
 
@@ -86,12 +94,12 @@ def client_origin(request: web.Request, host: Host | None = None) -> tuple[str, 
     """
     scheme = request.scheme
     if client(request).from_proxy:
-        proto = request.headers.get("X-Forwarded-Proto")
+        proto = _single(request, "X-Forwarded-Proto")
         if proto is not None:
             scheme = proto.strip().lower()
             if scheme not in DEFAULT_PORTS:
                 raise GatewayError.bad_request("X-Forwarded-Proto must be http or https")
-        forwarded_host = request.headers.get("X-Forwarded-Host")
+        forwarded_host = _single(request, "X-Forwarded-Host")
         if forwarded_host is not None:
             try:
                 return scheme, parse_host(forwarded_host, scheme)

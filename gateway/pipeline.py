@@ -163,11 +163,11 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
                                                     or admission.handshake.query != path.query):
                 raise GatewayError.bad_request(  # the front would hand the app the token where it came
                     "Behind a front proxy, a websocket sends its token in the Authorization header or the access cookie")
+            cacheable = admission.handshake is None and cache_key(original.request, runtime.cookies) is not None
         finally:
             request.update(original.request)  # route, subject, rate-limit headers: for the answer, the log and metrics
     except GatewayError as exc:
         return answer.deny(_style(runtime, route).access_error(exc))
-    cacheable = admission.handshake is None and cache_key(original.request, runtime.cookies) is not None
     seconds = answer.lifetime(runtime.config, admission.route, admission.claims, cacheable)
     return answer.allow(admission.route, admission.headers, seconds, front.padding)
 

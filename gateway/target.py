@@ -148,8 +148,9 @@ def parse_target(target: str, rules: Paths = DEFAULT_PATH_RULES) -> RequestPath:
 
     Only ``rules.semicolons`` matters here; ``rules.case_sensitive`` is the router's.
     """
+    if "#" in target:  # no client sends one (RFC 9112 §3.2); an upstream could read it as path or query
+        raise _bad("A request target cannot carry a fragment (#)")
     path, _, query = target.partition("?")
-    path = path.split("#", 1)[0]
     if not path.startswith("/"):
         raise _bad("The request target must be an absolute path")
     if "//" in path or "\\" in path:

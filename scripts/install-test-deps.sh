@@ -25,6 +25,8 @@ command -v caddy >/dev/null || missing+=(caddy)
 # HAProxy 2.6: the benchmark's comparison target (jwt_verify, tests/ops/test_bench_targets.py) and a front of
 # decision mode (Lua, tests/ops/test_decision_fronts.py)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+# wrk: the load generator of the performance guard in make test (tests/ops/test_perf_guard.py)
+command -v wrk >/dev/null || missing+=(wrk)
 # PHP-FPM behind nginx: the CGI-style recipe of docs/recipes.md (tests/ops/test_recipes.py)
 command -v php-fpm >/dev/null || compgen -G "/usr/sbin/php-fpm*" >/dev/null || missing+=(php-fpm)
 if [ ${#missing[@]} -gt 0 ]; then

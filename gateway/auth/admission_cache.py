@@ -92,8 +92,9 @@ class AdmissionCache:
         if claims is not None:
             exp = claims.get("exp")
             if isinstance(exp, (int, float)):
-                seconds = min(exp - time.time(), MAX_AGE)
-                self._entries.put(key, (claims, route), time.monotonic() + seconds)
+                seconds = min(exp - time.time(), MAX_AGE)  # within the leeway after exp: nothing to keep
+                if seconds > 0:
+                    self._entries.put(key, (claims, route), time.monotonic() + seconds)
         return claims
 
     def get(self, key: Key, route: Route) -> Claims | None:

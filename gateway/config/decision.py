@@ -29,7 +29,7 @@ class Decision(Model):
     allow_from: tuple[str, ...] = LOOPBACK
     """Networks (CIDR) of the peers that may ask, compared with the connection's own address, never a forwarded one; others get 404."""
     max_age: Duration = Field(5.0, le=3600)
-    """Longest lifetime of an allowed decision, for the front proxy's cache and the gateway's own; also bounded by `store.revocation_cache` (0 there: never cached), the token's `exp` and half the identity token's lifetime. Routes with a `rate_limit` are never cached."""
+    """Longest lifetime of an allowed decision in the front proxy's cache (the gateway's own admission cache follows revocations: `limits.admission_cache`); also bounded by `store.revocation_cache` (0 there: never cached), the token's `exp` and half the identity token's lifetime. Routes with a `rate_limit` are never cached."""
 
     @model_validator(mode="before")
     @classmethod

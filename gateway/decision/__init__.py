@@ -3,6 +3,7 @@
 ``front`` reads the original request the proxy describes (only from the
 headers its configured ``front`` sends, only from allowed peers); ``answer``
 turns an admission into the 200 the proxy copies identity headers from, with a
-cache lifetime; ``cache`` is the gateway's own decision cache. The decision
-itself is ``pipeline.admit``, the same step proxy mode runs.
+cache lifetime for the front proxy's cache. The decision itself is
+``pipeline.admit``, the same step proxy mode runs, with the same admission
+cache (gateway/auth/admission_cache.py).
 """

@@ -7,8 +7,9 @@ forwarding headers (the front proxy sets its own), never ``X-Request-Id``
 as an identity header (each request has its own; the answer's is for
 correlating logs only).
 
-Lifetime ``N`` (seconds), the same for the front proxy's cache and the
-gateway's own: ``min(decision.max_age, store.revocation_cache, exp - now,
+Lifetime ``N`` (seconds) of the front proxy's cache (the gateway's own admission
+cache follows revocations and has its own bound, gateway/auth/admission_cache.py):
+``min(decision.max_age, store.revocation_cache, exp - now,
 identity_jwt.lifetime / 2)``, rounded down, and 0 when
 
 - the route has a ``rate_limit`` (every request must be counted, so decided);

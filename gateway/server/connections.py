@@ -159,7 +159,7 @@ class GuardedHandler(web.RequestHandler):
     ) -> web.StreamResponse:
         if request.writer.output_size > 0:
             raise ConnectionError("Response is sent already, cannot send another response with the error message")
-        code, detail = "bad_request", "The request is not valid HTTP"
+        code, detail = ErrorCode.BAD_REQUEST, "The request is not valid HTTP"
         if isinstance(exc, LineTooLong):
             line = bytes(exc.args[0]) if isinstance(exc.args[0], (bytes, bytearray)) else str(exc.args[0]).encode()
             if line.startswith((b"/", b"http:", b"https:", b"*")):  # the request target
@@ -169,7 +169,7 @@ class GuardedHandler(web.RequestHandler):
         elif isinstance(exc, BadHttpMessage) and "Too many headers" in str(exc):
             status, code, detail = 431, ErrorCode.HEADERS_TOO_LARGE, "The request has too many header lines"
         elif status >= 500:
-            code, detail = "internal_error", "Internal error; see the gateway log"
+            code, detail = ErrorCode.INTERNAL_ERROR, "Internal error; see the gateway log"
         # aiohttp's own log line; logs.MalformedRequestFilter keeps the peer and drops the raw bytes.
         if isinstance(exc, BadHttpMethod) and self._request_count == 1:
             self.logger.debug("Error handling request from %s", request.remote, exc_info=exc)

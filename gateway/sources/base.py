@@ -12,11 +12,11 @@ import datetime
 import decimal
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Generic, Mapping, Protocol, TypeVar
 
 from gateway.sources.users import RESERVED_CLAIMS, User
+from gateway.ttl import TTLMap
 
 __all__ = [
     "Candidate",
@@ -94,22 +94,11 @@ class TtlCache(Generic[V]):
 
     def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
         self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
+        self._entries: TTLMap[str, V] = TTLMap(max_entries)
 
     def get(self, key: str) -> V | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry[0] < time.monotonic():
-            del self._entries[key]
-            return None
-        return entry[1]
+        return self._entries.get(key, time.monotonic())
 
     def put(self, key: str, value: V) -> None:
-        if self.ttl <= 0:
-            return
-        self._entries.pop(key, None)
-        while len(self._entries) >= self.max_entries:
-            self._entries.popitem(last=False)
-        self._entries[key] = (time.monotonic() + self.ttl, value)
+        if self.ttl > 0:
+            self._entries.put(key, value, time.monotonic() + self.ttl)

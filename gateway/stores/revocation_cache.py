@@ -141,7 +141,7 @@ class RevocationCache(StoreWrapper):
     def settled(self, family: str, jti: str) -> bool:
         """Whether ``is_revoked`` would answer "not revoked" from this cache right now, without asking Redis.
 
-        The decision cache (gateway/decision/cache.py) keeps an entry only while this holds, so
+        The admission cache (gateway/auth/admission_cache.py) keeps an entry only while this holds, so
         every revocation this cache learns of ends it too.
         """
         now = time.monotonic()

@@ -30,7 +30,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.stores import RevocationStore, Store
+from gateway.observe.logs import warn_repeated
+from gateway.stores import RevocationStore, Store, StoreUnavailable
 from gateway.stores.base import Rotation, RotationOutcome, StoreWrapper
 from gateway.stores.redis import RevocationEvent
 from gateway.stores.revocation_feed import RevocationFeed
@@ -223,8 +224,10 @@ class _Watched(StoreWrapper):
             self._wake.clear()
             try:
                 await self.sessions.recheck(self)
-            except Exception:  # noqa: BLE001 - the store is down too: the next round tries again
+            except StoreUnavailable:  # the store is down too: the next round tries again
                 pass
+            except Exception as exc:  # a bug: said (at most once a minute), and the next round tries again
+                warn_repeated(log, "websocket sessions: the revocation recheck failed: %r", exc, key="websocket recheck")
 
 
 def watched_revocations(store: Store, sessions: SocketSessions, feed: RevocationFeed | None) -> Store:

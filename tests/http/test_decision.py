@@ -11,6 +11,7 @@ import time
 
 import jwt
 import pytest
+from multidict import CIMultiDict
 
 from gateway.app import create_app
 from gateway.auth.admission_cache import AdmissionCache
@@ -334,3 +335,14 @@ async def test_websocket_handshakes_are_recognised_without_upgrade_and_checked_l
     query = await decide(bearers, asked("GET", f"/ws/chat?access_token={token}", **key))
     assert query.status == 400 and "Authorization header" in (await query.json())["detail"]
     assert (await decide(bearers, asked("GET", "/ws/chat", **bearer(token), **key))).status == 200
+
+
+async def test_two_authorization_headers_on_an_open_route_are_an_uncacheable_refusal(make_gateway):
+    """On auth: none nothing reads Authorization before the answer's cache key does: still the route's 400, no-store."""
+    client = await make_gateway(decision=NGINX)
+    headers = CIMultiDict(asked("GET", "/public/x"))
+    headers.add("Authorization", "Bearer a")
+    headers.add("Authorization", "Bearer b")
+    resp = await client.get("/auth/decide", headers=headers)
+    assert resp.status == 400 and (await resp.json())["code"] == "bad_request"
+    assert resp.headers["Cache-Control"] == "no-store" and resp.headers["X-Accel-Expires"] == "0"

@@ -169,3 +169,11 @@ def test_check_warns_when_every_peer_is_trusted(tmp_path, users_file, settings, 
                           timeout=30, env={**os.environ})
     assert done.returncode == 0, done.stderr
     assert ("list your load balancers in trusted_proxies" in done.stderr) is warned
+
+
+async def test_a_forwarded_proto_or_host_given_twice_is_refused(make_gateway):
+    """Two lines of X-Forwarded-Proto (or -Host) from a trusted proxy: which one it meant is unknown, so 400."""
+    gateway = await make_gateway(trusted_proxies=["127.0.0.2/32"])
+    for name, value in (("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "app.example")):
+        status, body = await call(gateway, PROXY, "GET", "/public/x", headers=CIMultiDict([(name, value), (name, value)]))
+        assert status == 400 and body["code"] == "bad_request" and "more than once" in body["detail"], (name, body)

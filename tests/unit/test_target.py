@@ -80,7 +80,7 @@ def test_segments_and_what_is_forwarded():
     assert (root.raw_segments, root.segments, root.trailing_slash, root.decoded, root.forward_path()) == ((), (), False, "/", "/")
     plain = parse_target("/a/b")
     assert plain.trailing_slash is False and plain.decoded == "/a/b" and plain.forward_path(1) == "/b"
-    assert parse_target("/a#x/../y").segments == ("a",)  # the fragment is never part of the path
+    assert refused("/a#x/../y") == "A request target cannot carry a fragment (#)"
 
 
 def test_semicolons_stripped_when_configured():
@@ -135,7 +135,8 @@ def test_every_parameter_of_a_segment_is_stripped():
 def test_query_names_that_are_not_utf8_and_fragments():
     assert parse_target("/x?%FF%FE=1&a=%FF").query == "%FF%FE=1&a=%FF"  # not UTF-8: replaced, never an error
     assert refused("/x?%FF&_method=PUT") == "Method override parameters are not accepted"
-    assert parse_target("/a#x#y").segments == ("a",) and parse_target("/a#x#y").forward_path() == "/a"
+    for target in ("/a#x#y", "/a#frag?x=1", "/a?x=1#frag", "#", "/a?#"):  # never dropped, never forwarded: refused
+        assert refused(target) == "A request target cannot carry a fragment (#)"
 
 
 def test_segments_starting_or_ending_with_x_are_kept_whole():

@@ -18,7 +18,7 @@ from gateway.context import ERROR_CODE, REQUEST_ID, REVOCATION_SKIPPED, ROUTE_NA
 from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.observe.access_log import access_line
 from gateway.rate_limit import add_headers as rate_limit_headers
-from gateway.runtime import GATEWAY, Gateway
+from gateway.runtime import GATEWAY, RUNTIME, Gateway
 
 __all__ = ["CLIENT_CLOSED", "answer_headers", "errors_and_access_log"]
 
@@ -49,7 +49,7 @@ def answer_headers(request: web.Request, response: web.StreamResponse) -> None:
     rid = request.get(REQUEST_ID)
     if rid:
         headers["X-Request-Id"] = rid
-    runtime = request.app[GATEWAY].runtime
+    runtime = request.get(RUNTIME) or request.app[GATEWAY].runtime  # the request's own snapshot (a reload may land)
     if headers.get("Server", SERVER_SOFTWARE) == SERVER_SOFTWARE:
         headers["Server"] = runtime.config.server_header
     rate_limit_headers(request, response)

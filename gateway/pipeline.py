@@ -30,7 +30,7 @@ from gateway.forwarded import client_origin
 from gateway.limits import websocket_slot
 from gateway.net import Host
 from gateway.policy import check_requirements
-from gateway.runtime import GATEWAY, Gateway, Runtime
+from gateway.runtime import GATEWAY, RUNTIME, Gateway, Runtime
 from gateway.stores.failopen import revocation_store
 from gateway.target import RequestPath, parse_target, request_host
 from gateway.upstream import websocket
@@ -53,7 +53,7 @@ class Admission:
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
-    runtime = gateway.runtime  # one snapshot for the whole request, even across a reload
+    request[RUNTIME] = runtime = gateway.runtime  # one snapshot for the whole request, even across a reload
     _check_framing(request)
     if runtime.decision is not None and runtime.decision.serves(request.raw_path):
         return await _decide(request, gateway, runtime, runtime.decision)

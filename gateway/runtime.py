@@ -40,7 +40,7 @@ from gateway.upstream.headers import HeaderRewrite, client_boundary
 from gateway.upstream.http import Upstream
 from gateway.upstream.signed_identity import IdentitySigner
 
-__all__ = ["GATEWAY", "Gateway", "Runtime"]
+__all__ = ["GATEWAY", "RUNTIME", "Gateway", "Runtime"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +169,4 @@ class Gateway:
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
+RUNTIME = web.RequestKey("runtime", Runtime)  # dispatch: the snapshot a request runs on, for its answer's headers too

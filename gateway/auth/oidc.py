@@ -118,7 +118,9 @@ def oauth_error(error: str, description: object, hidden: list[str]) -> OAuthErro
     assertion) and anything shaped like a JWT cut out, in case a provider echoes what it was sent."""
     code = _ERROR_CODE.sub("", error)[:64] or "unknown_error"
     text = description if isinstance(description, str) else ""
-    text = "".join(c if 0x20 <= ord(c) < 0x7F else " " for c in text[:4 * MAX_DESCRIPTION])
+    # redacted whole, then cut: a cut first could leave the start of a secret that straddles it (the answer
+    # is already bounded by the provider client's body limit)
+    text = "".join(c if 0x20 <= ord(c) < 0x7F else " " for c in text)
     for value in sorted(hidden, key=len, reverse=True):
         if len(value) >= 4:
             text = text.replace(value, "[redacted]")

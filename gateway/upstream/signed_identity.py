@@ -28,7 +28,6 @@ __all__ = ["DEFAULT_HEADER", "IdentitySigner", "TOKEN_TYPE"]
 DEFAULT_HEADER = "X-Gateway-Identity"
 TOKEN_TYPE = "identity"
 CACHE_SIZE = 10_000
-# Claims that describe the caller's own token, not the caller; replaced in the identity token.
 
 
 class IdentitySigner:

@@ -48,3 +48,10 @@ def test_a_refused_algorithm_says_why_and_what_to_change():
     assert "not signed (alg none)" in _algorithm_refusal("Logout token", "nOnE", client)
     assert "oidc.providers.corp.algorithms" in _algorithm_refusal("ID token", "ES384", client)
     assert "\n" not in _algorithm_refusal("ID token", "RS1\n" + "x" * 100, client)
+
+
+def test_a_secret_straddling_any_cut_leaves_no_prefix():
+    """Whitespace collapsing can bring a far secret under the limit: it is redacted whole, wherever it stands."""
+    for pad in range(4 * MAX_DESCRIPTION - len(SECRET), 4 * MAX_DESCRIPTION + 2):
+        text = str(oauth_error("invalid_client", " " * pad + SECRET, [SECRET]))
+        assert SECRET[:8] not in text, pad

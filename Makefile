@@ -86,10 +86,10 @@ locks:
 	  $(VENV)-tools/bin/pip install -q --require-hashes -r locks/tools.txt)
 	$(COMPILE) -o locks/pip.txt locks/pip.in
 	$(COMPILE) -o locks/tools.txt locks/tools.in
-	$(COMPILE) --extra fast -o locks/run.txt pyproject.toml
-	$(COMPILE) --extra fast --extra test -o locks/test.txt pyproject.toml
-	$(COMPILE) --extra fast --extra test --extra bench -o locks/bench.txt pyproject.toml
-	$(COMPILE) --extra fast --extra test --extra mutation -o locks/mutation.txt pyproject.toml
+	$(COMPILE) --extra fast --extra otel -o locks/run.txt pyproject.toml
+	$(COMPILE) --extra fast --extra otel --extra test -o locks/test.txt pyproject.toml
+	$(COMPILE) --extra fast --extra otel --extra test --extra bench -o locks/bench.txt pyproject.toml
+	$(COMPILE) --extra fast --extra otel --extra test --extra mutation -o locks/mutation.txt pyproject.toml
 
 upgrade:
 	$(MAKE) locks COMPILE_ARGS=--upgrade

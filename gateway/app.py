@@ -18,6 +18,7 @@ from gateway.context import ANSWER_HEADERS
 from gateway.lifecycle import LIFECYCLE, Lifecycle
 from gateway.middleware import answer_headers, errors_and_access_log
 from gateway.observe.metrics import METRICS, Metrics
+from gateway.observe.tracing import Tracer
 from gateway.pipeline import dispatch
 from gateway.runtime import GATEWAY, Gateway, Runtime
 from gateway.sources.chain import UserChain
@@ -65,7 +66,8 @@ def create_app(
     upstream = Upstream(config.limits)
     guard = limits.ConnectionGuard(config.limits, lambda: gateway.runtime.config.proxies, metrics.connections)
     phases = Lifecycle(saturation=lambda: limits.saturation(guard, upstream.slots))
-    gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, upstream, metrics, phases, admissions)
+    gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, upstream, metrics, phases, admissions,
+                      Tracer(config.tracing) if config.tracing.enabled else None)
     app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log, limits.admission])
     app[GATEWAY] = gateway
     limits.install(app, guard, functools.partial(_uncapped, gateway))
@@ -87,6 +89,8 @@ def create_app(
         await gateway.runtime.users.close()
         await gateway.upstream.close()
         await gateway.store.close()
+        if gateway.tracer is not None:
+            await gateway.tracer.close()
 
     app.cleanup_ctx.append(lifecycle)
     app[ANSWER_HEADERS] = answer_headers  # no on_response_prepare hook: see context.ANSWER_HEADERS

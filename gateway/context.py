@@ -35,6 +35,7 @@ UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)  # upstream.http: u
 UPSTREAM_ERROR = web.RequestKey("upstream_error", str)  # upstream.http: unavailable, timeout or aborted
 RESPONSE_BYTES = web.RequestKey("response_bytes", int)  # upstream.http: body bytes relayed to the client
 BODY_ERROR = web.RequestKey("body_error", str)  # upstream.bodies: "timeout", "too_slow" or "client_closed"
+TRACE_ID = web.RequestKey("trace_id", str)  # the middleware, with tracing on: the request's trace, for the access line
 ERROR_CODE = web.ResponseKey("error_code", str)  # errors: the gateway's code on every error answer, any dialect
 
 # create_app: the one function that adds the headers every answer carries (X-Request-Id, Server, CORS,

@@ -14,9 +14,20 @@ from typing import Awaitable, Callable, Mapping
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 
-from gateway.context import ERROR_CODE, REQUEST_ID, REVOCATION_SKIPPED, ROUTE_NAME, UPSTREAM_ERROR, UPSTREAM_SECONDS
+from gateway.context import (
+    ERROR_CODE,
+    REQUEST_ID,
+    REVOCATION_SKIPPED,
+    ROUTE_NAME,
+    SUBJECT,
+    TRACE_ID,
+    UPSTREAM_ERROR,
+    UPSTREAM_SECONDS,
+)
 from gateway.errors import ErrorCode, GatewayError, error_response
+from gateway.forwarded import client, forwarded_by_proxy
 from gateway.observe.access_log import access_line
+from gateway.observe.tracing import Tracer
 from gateway.rate_limit import add_headers as rate_limit_headers
 from gateway.runtime import GATEWAY, RUNTIME, Gateway
 
@@ -65,6 +76,28 @@ async def errors_and_access_log(request: web.Request, handler: Handler) -> web.S
     gateway = request.app[GATEWAY]
     gateway.lifecycle.in_flight += 1
     gateway.metrics.in_flight.inc()
+    if gateway.tracer is not None:
+        return await _traced(request, handler, gateway, gateway.tracer, rid, started)
+    return await _answered(request, handler, gateway, rid, started)
+
+
+async def _traced(request: web.Request, handler: Handler, gateway: Gateway, tracer: Tracer, rid: str,
+                  started: float) -> web.StreamResponse:
+    """The request inside its server span (observe/tracing.py), which learns how it ended."""
+    rule = tracer.settings.continue_from
+    continued = rule == "any" or (rule == "trusted_proxies" and forwarded_by_proxy(request, gateway.runtime.config.proxies))
+    with tracer.server(request, continued, rid) as span:
+        trace = tracer.trace_id(span)
+        if trace is not None:
+            request[TRACE_ID] = trace
+        response = await _answered(request, handler, gateway, rid, started)
+        code = response.get(ERROR_CODE) if len(response) else None
+        tracer.finish(span, request.get(ROUTE_NAME), response.status, client(request).address, request.get(SUBJECT), code)
+    return response
+
+
+async def _answered(request: web.Request, handler: Handler, gateway: Gateway, rid: str,
+                    started: float) -> web.StreamResponse:
     try:
         response = await handler(request)
     except GatewayError as exc:

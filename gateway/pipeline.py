@@ -76,18 +76,31 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         allow = ", ".join(sorted(endpoint.methods))
         raise GatewayError(405, ErrorCode.METHOD_NOT_ALLOWED, f"Use {allow} here", headers={"Allow": allow})
     try:
-        admission = await admit(request, gateway, runtime, host, path, route)
-        if admission.handshake is not None:
-            with websocket_slot(request):
-                return await websocket.serve(request, admission.route, admission.path, admission.handshake,
-                                             admission.headers, admission.claims, gateway.upstream.session,
-                                             runtime.config.tokens.leeway)
-        return await gateway.upstream.forward(request, admission.route, admission.path, admission.headers)
+        tracer = gateway.tracer
+        if tracer is None:
+            return await _send(request, gateway, runtime, await admit(request, gateway, runtime, host, path, route))
+        with tracer.stage("admission"):
+            admission = await admit(request, gateway, runtime, host, path, route)
+        with tracer.stage("upstream", upstream=True) as span:
+            tracer.inject(admission.headers)  # the upstream's parent is this span, never the client's own context
+            response = await _send(request, gateway, runtime, admission)
+            span.set_attribute("http.response.status_code", response.status)
+            return response
     except GatewayError as exc:
         refusal = _style(runtime, route).access_error(exc)
         if exc.status == 401 and route is not None and route.login is not None:
             return login_answer(request, runtime.config, route.login, refusal)  # navigation: 302; fetch: login_url
         return refusal
+
+
+async def _send(request: web.Request, gateway: Gateway, runtime: Runtime, admission: Admission) -> web.StreamResponse:
+    """The admitted request to its upstream: relayed (``upstream.http``), or a websocket (``upstream.websocket``)."""
+    if admission.handshake is not None:
+        with websocket_slot(request):
+            return await websocket.serve(request, admission.route, admission.path, admission.handshake,
+                                         admission.headers, admission.claims, gateway.upstream.session,
+                                         runtime.config.tokens.leeway)
+    return await gateway.upstream.forward(request, admission.route, admission.path, admission.headers)
 
 
 async def admit(

@@ -31,6 +31,7 @@ from gateway.errors import ErrorCode, GatewayError
 from gateway.lifecycle import Lifecycle
 from gateway.net import is_loopback
 from gateway.observe.metrics import Metrics, metrics_handler
+from gateway.observe.tracing import Tracer
 from gateway.routing import Router
 from gateway.sources.chain import SourceEvents, UserChain
 from gateway.sources.registry import build_chain
@@ -151,6 +152,7 @@ class Gateway:
         metrics: Metrics | None = None,
         lifecycle: Lifecycle | None = None,
         admissions: AdmissionCache | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.runtime = runtime
         self.store = store
@@ -158,6 +160,7 @@ class Gateway:
         self.metrics = metrics if metrics is not None else Metrics()
         self.lifecycle = lifecycle if lifecycle is not None else Lifecycle()
         self.admissions = admissions  # admitted callers per (credential, route), for proxy and decision mode
+        self.tracer = tracer  # tracing.enabled: the process's spans (read at start)
         self.swap(runtime)
 
     def swap(self, runtime: Runtime) -> None:

@@ -17,6 +17,7 @@ from gateway.config.ops import Admin, Endpoints, Listen, LoginThrottleSettings, 
 from gateway.config.routes import Route
 from gateway.config.sources import SourceSpec
 from gateway.config.tokens import NAME, OWN_ISSUER, Tokens
+from gateway.config.tracing import Tracing
 from gateway.config.types import Model, base_url
 from gateway.net import NO_PROXIES, TrustedProxies, is_loopback, parse_network
 
@@ -74,6 +75,8 @@ class GatewayConfig(Model):
     """Sign-in through OpenID Providers (authorization code + PKCE), turned into the gateway's own session."""
     decision: Decision | None = None
     """Decision mode: a front proxy (nginx, Traefik, Caddy, HAProxy, Envoy) asks, per request, what proxy mode would do; off while absent."""
+    tracing: Tracing = Tracing()
+    """OpenTelemetry traces of every request, exported over OTLP/HTTP; off by default."""
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -25,6 +25,7 @@ from gateway.context import (
     REVOCATION_SKIPPED,
     ROUTE_NAME,
     SUBJECT,
+    TRACE_ID,
     UPSTREAM_ERROR,
     UPSTREAM_SECONDS,
 )
@@ -33,7 +34,7 @@ from gateway.forwarded import client
 __all__ = ["FIELDS", "access_line"]
 
 MAX_LOGGED_PATH = 2048
-# Always present, in this order; then "code", "upstream_error" and "revocation_check" when they apply.
+# Always present, in this order; then "code", "upstream_error", "revocation_check" and "trace_id" when they apply.
 FIELDS = ("time", "request_id", "method", "path", "route", "status", "duration_ms", "upstream_ms", "sub",
           "client", "bytes", "pid")
 
@@ -75,6 +76,9 @@ def access_line(state: Mapping[Any, Any], request: web.Request, response: web.St
         line += f', "upstream_error": {_text(error)}'
     if state.get(REVOCATION_SKIPPED):
         line += ', "revocation_check": "skipped"'
+    trace = state.get(TRACE_ID)
+    if trace is not None:
+        line += f', "trace_id": "{trace}"'
     return line + "}"
 
 

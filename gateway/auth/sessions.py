@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 from gateway.auth import jose
+from gateway.auth.session_info import SessionOrigin, describe, refreshed_fields
 from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import Claims, TokenPair, TokenService
 from gateway.config import Tokens
@@ -137,7 +138,7 @@ class AuthService:
 
     async def login(
         self, login: object, password: object, *, login_claim: str = "username", client_ip: str | None = None,
-        shape: ClaimShape | None = None,
+        shape: ClaimShape | None = None, user_agent: str | None = None,
     ) -> Issued:
         """A new session; unknown user and wrong password are one answer, in one time.
 
@@ -167,20 +168,25 @@ class AuthService:
             await self.throttle.succeeded(login, login_claim, client_ip)
         self.users.remember(source, user)
         extra = None if source.rereads else {SESSION_CLAIMS: dict(user.claims)}
-        return await self.start_session(user.username, user.claims, refresh_extra=extra, shape=shape)
+        origin = SessionOrigin("password", client_ip=client_ip, user_agent=user_agent)
+        return await self.start_session(user.username, user.claims, refresh_extra=extra, shape=shape, origin=origin)
 
     async def start_session(
         self, subject: str, claims: Mapping[str, Any], *, refresh_extra: Mapping[str, Any] | None = None,
-        shape: ClaimShape | None = None, grant: str = "login",
+        shape: ClaimShape | None = None, grant: str = "login", origin: SessionOrigin | None = None,
     ) -> Issued:
         """A new family for an authenticated ``subject``: every sign-in (password, OIDC) ends here.
 
         With ``PROVIDER_SESSION`` in ``refresh_extra`` the session belongs to an identity provider's
-        user: refresh keeps ``SESSION_CLAIMS`` and never asks the user sources about the subject.
+        user: refresh keeps ``SESSION_CLAIMS`` and never asks the user sources about the subject. ``origin`` (how and
+        from where) is recorded for the admin API (gateway/auth/session_info.py).
         """
         pair = self.tokens.mint_pair(subject, _shaped(claims, shape), refresh_extra=refresh_extra)
         family = pair.refresh_claims["fid"]
         await self.store.start_family(family, pair.refresh_claims["jti"], self.family_ttl)
+        details = (origin or SessionOrigin(grant)).fields(time.time())
+        details["access_exp"] = f"{pair.access_claims['exp']:.3f}"
+        await describe(self.store, family, details, self.family_ttl)
         # At most tokens.max_sessions_per_user live sessions: the oldest go, so logins cannot fill the store.
         for oldest in await self.store.track_session(subject, family, self.family_ttl,
                                                      self.settings.max_sessions_per_user):
@@ -221,6 +227,7 @@ class AuthService:
                 raise _refuse(outcome)
             access, access_claims = self.tokens.mint_access(user.username, _shaped(user.claims, shape), family)
             self.events.issued("refresh")
+            await describe(self.store, family, refreshed_fields(access_claims["exp"]), self.family_ttl)
             return Issued(access, None, int(access_claims["exp"] - access_claims["iat"]), user.username, family)
         pair = self.tokens.mint_pair(user.username, _shaped(user.claims, shape), family, refresh_extra=extra)
         issued = Issued.from_pair(pair)
@@ -230,6 +237,7 @@ class AuthService:
         self.events.refreshed(rotation.outcome.value)
         if rotation.outcome is RotationOutcome.ROTATED:
             self.events.issued("refresh")
+            await describe(self.store, family, refreshed_fields(pair.access_claims["exp"]), self.family_ttl)
             return issued
         if rotation.outcome is RotationOutcome.GRACE and rotation.successor:
             return Issued.from_json(rotation.successor)

@@ -8,6 +8,8 @@ cache's bound.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import time
 from dataclasses import dataclass
@@ -15,9 +17,15 @@ from typing import Any, Mapping
 
 from gateway.stores import RotationOutcome, SessionStore, StoreUnavailable
 
-__all__ = ["MAX_USER_AGENT", "SessionOrigin", "SessionView", "describe", "live_sessions", "revoke_sessions"]
+__all__ = [
+    "FINGERPRINTED_SOURCES", "MAX_USER_AGENT", "SessionOrigin", "SessionView", "audit", "describe", "live_sessions",
+    "password_fingerprint", "revoke_sessions",
+]
 
 log = logging.getLogger("gateway.sessions")
+audit_log = logging.getLogger("gateway.audit")  # the audit trail's contract: the event name, its fields in "audit"
+PASSWORD_FIELD = "pwfp"  # the accepted fingerprints of the stored password hash, comma-separated
+FINGERPRINTED_SOURCES = frozenset({"file", "sql"})  # the sources whose users carry their stored hash
 MAX_USER_AGENT = 256  # characters of the User-Agent kept: enough to tell browsers apart, never a large record
 
 
@@ -30,6 +38,7 @@ class SessionOrigin:
     client_ip: str | None = None
     user_agent: str | None = None
     factors: tuple[str, ...] = ()  # second factors passed at sign-in (none yet: the second-factor issue fills it)
+    password: str | None = None  # the fingerprint of the stored password hash (password_change_ends_sessions)
 
     def fields(self, now: float) -> dict[str, str]:
         fields = {"created": f"{now:.3f}", "method": self.method, "factors": ",".join(self.factors)}
@@ -39,6 +48,8 @@ class SessionOrigin:
             fields["ip"] = self.client_ip
         if self.user_agent:
             fields["ua"] = "".join(c for c in self.user_agent[:MAX_USER_AGENT] if c.isprintable())
+        if self.password:
+            fields[PASSWORD_FIELD] = self.password
         return fields
 
 
@@ -111,3 +122,30 @@ async def revoke_sessions(store: SessionStore, families: list[str], ttl: float) 
             await store.revoke_family(family, ttl)
             ended.append(family)
     return ended
+
+
+def audit(event: str, **fields: Any) -> None:
+    """One audit event (a stable dotted name); fields never hold a secret."""
+    audit_log.info(event, extra={"audit": {"event": event, **fields}})
+
+
+def password_fingerprint(key: bytes, stored_hash: str) -> str:
+    """What a session keeps of its user's stored password hash: a keyed digest (128 bits), never the hash."""
+    return hmac.new(key, stored_hash.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
+
+
+async def accept_rehash(store: SessionStore, user: str, old: str, new: str, ttl: float) -> None:
+    """The gateway replaced ``old`` by ``new`` (fingerprints) itself (``rehash_on_login``): the user's sessions that
+    accepted ``old`` accept ``new`` too, so the upgrade never counts as a password change."""
+    for family in await store.user_sessions(user):
+        details = await store.session_details(family) or {}
+        accepted = details.get(PASSWORD_FIELD, "").split(",")
+        if old in accepted and new not in accepted:
+            await describe(store, family, {PASSWORD_FIELD: ",".join([*accepted, new][-4:])}, ttl)
+
+
+async def password_changed(store: SessionStore, family: str, current: str) -> bool:
+    """True if the session recorded fingerprints and ``current`` is none of them (sessions without one: False)."""
+    details = await store.session_details(family) or {}
+    accepted = details.get(PASSWORD_FIELD)
+    return accepted is not None and accepted != "" and current not in accepted.split(",")

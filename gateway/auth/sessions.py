@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 from gateway.auth import jose
-from gateway.auth.session_info import SessionOrigin, describe, refreshed_fields
+from gateway.auth.session_info import (
+    FINGERPRINTED_SOURCES,
+    SessionOrigin,
+    accept_rehash,
+    audit,
+    describe,
+    password_changed,
+    password_fingerprint,
+    refreshed_fields,
+)
 from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import Claims, TokenPair, TokenService
 from gateway.config import Tokens
@@ -124,6 +133,9 @@ class AuthService:
         self.store = store
         self.throttle = throttle
         self.events: AuthEvents = events if events is not None else _NoEvents()
+        # password_change_ends_sessions: keyed by the HS256 secret when there is one (docs/admin.md)
+        self._fingerprint_key = (settings.secret.get_secret_value().encode() if settings.secret is not None
+                                 else b"gateway password fingerprint")
 
     @property
     def family_ttl(self) -> float:
@@ -168,7 +180,13 @@ class AuthService:
             await self.throttle.succeeded(login, login_claim, client_ip)
         self.users.remember(source, user)
         extra = None if source.rereads else {SESSION_CLAIMS: dict(user.claims)}
-        origin = SessionOrigin("password", client_ip=client_ip, user_agent=user_agent)
+        fingerprint = None
+        if self.settings.password_change_ends_sessions and source.kind in FINGERPRINTED_SOURCES and user.password_hash:
+            fingerprint = password_fingerprint(self._fingerprint_key, user.password_hash)
+            if user.rehashed_from:  # the gateway's own rehash_on_login: not a password change
+                await accept_rehash(self.store, user.username, password_fingerprint(
+                    self._fingerprint_key, user.rehashed_from), fingerprint, self.family_ttl)
+        origin = SessionOrigin("password", client_ip=client_ip, user_agent=user_agent, password=fingerprint)
         return await self.start_session(user.username, user.claims, refresh_extra=extra, shape=shape, origin=origin)
 
     async def start_session(
@@ -220,6 +238,8 @@ class AuthService:
             await self.store.revoke_family(family, self.family_ttl)
             self.events.revoked("user_removed")
             raise GatewayError.unauthorized(ErrorCode.TOKEN_NOT_VALID, "The user of this token no longer exists")
+        if self.settings.password_change_ends_sessions and extra is None and user.password_hash:
+            await self._end_if_password_changed(family, user)
         if not rotate:
             outcome = await self.store.is_current(family, jti)
             self.events.refreshed("renewed" if outcome is RotationOutcome.ROTATED else outcome.value)
@@ -242,6 +262,15 @@ class AuthService:
         if rotation.outcome is RotationOutcome.GRACE and rotation.successor:
             return Issued.from_json(rotation.successor)
         raise _refuse(rotation.outcome)
+
+    async def _end_if_password_changed(self, family: str, user: User) -> None:
+        """The stored hash is not the one this session began with: the password changed since, the session ends."""
+        if not await password_changed(self.store, family, password_fingerprint(self._fingerprint_key, user.password_hash)):
+            return
+        await self.store.revoke_family(family, self.family_ttl)
+        self.events.revoked("password_changed")
+        audit("session.revoked", session=family, user=user.username, reason="password_changed")
+        raise GatewayError.unauthorized(ErrorCode.TOKEN_REVOKED, "The password changed since this login; log in again")
 
     async def _current_user(self, refresh_claims: Claims) -> tuple[User | None, dict[str, object] | None]:
         """The token's user as the sources know it now, or as its login knew it if its source cannot re-read.

@@ -186,3 +186,27 @@ async def test_every_action_is_an_audit_event_naming_the_key(gateways, caplog):
     text = repr(events)
     for secret in (KEY, OTHER_KEY, "not-a-key", session["access"], session["refresh"], PASSWORDS["alice"]):
         assert secret not in text
+
+
+async def test_a_revocation_reaches_another_instance_within_the_revocation_cache_bound(
+        aiohttp_client, make_config, upstream, redis_url):
+    """Two instances on one Redis, each trusting "not revoked" for up to 2 s: revoked through B's admin API, the session's
+    access token is refused by A within that bound (the revocation is published like a logout's)."""
+    bound = 2.0
+    routes = [{**r, "upstream": upstream} for r in ROUTES]
+    config = make_config(admin=ADMIN, routes=routes,
+                         store={"backend": "redis", "url": redis_url, "revocation_cache": f"{bound}s"})
+    a = await aiohttp_client(create_app(config))
+    b_app = create_app(config)
+    await aiohttp_client(b_app)
+    b_admin = await aiohttp_client(create_admin_app(b_app[GATEWAY]))
+    session = await login(a)
+    assert (await a.get("/api/x", headers=bearer(session["access"]))).status == 200  # cached as not revoked on A
+    resp = await b_admin.post("/admin/api/sessions/revoke", json={"user": "alice"}, headers=bearer(KEY))
+    assert (await resp.json())["revoked"] == [session["fid"]]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bound + 1.0  # the bound, and a margin for a loaded machine
+    while (status := (await a.get("/api/x", headers=bearer(session["access"]))).status) == 200:
+        assert loop.time() < deadline, "A still serves the revoked session past the revocation cache's bound"
+        await asyncio.sleep(0.05)
+    assert status == 401

@@ -6,8 +6,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gateway.auth.admin_keys import KEY_PREFIX, AdminKeys, generate_admin_key, key_digest
+from gateway.cli import load_all
 from gateway.config import ConfigError, load_config, parse_config
 from gateway.server.reload import restart_only_changes
 
@@ -34,8 +36,6 @@ def test_keys_from_config_and_file_are_identified_by_name(tmp_path):
     (tmp_path / "keys.txt").write_text(f"# the on-call team\n\nops-bob {digest2}   # since 2026-12\n")
     raw = config(tmp_path, {"keys": [{"name": "ops-alice", "sha256": digest1}], "keys_file": "keys.txt"})
     path = tmp_path / "gateway.yaml"
-    import yaml
-
     path.write_text(yaml.safe_dump(raw))
     keys = AdminKeys.from_config(load_config(path).admin)  # keys_file relative to the config file
     assert keys.names == ["ops-alice", "ops-bob"]
@@ -97,3 +97,17 @@ def test_a_reload_may_change_the_keys_but_not_the_listener(tmp_path):
     moved = parse_config(config(tmp_path, {"port": 9091}), tmp_path)
     assert restart_only_changes(running, keyed) == []
     assert restart_only_changes(running, moved) == ["admin: changing the admin listener needs a restart (its keys may change)"]
+
+
+def test_gateway_check_reads_the_keys_file(tmp_path):
+    (tmp_path / "keys.txt").write_text("ops-alice not-a-digest\n")
+    raw = config(tmp_path, {"keys_file": "keys.txt"})
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as exc:
+        load_all(path)
+    assert exc.value.problems == [
+        f"{tmp_path / 'keys.txt'}:1: must be the key's SHA-256 as 64 lowercase hex digits (`gateway admin-key generate "
+        "NAME` prints it) (got 'not-a-digest')"]
+    (tmp_path / "keys.txt").write_text(f"ops-alice {'e' * 64}\n")
+    assert load_all(path)[0].admin is not None

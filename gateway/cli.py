@@ -48,6 +48,12 @@ def load_all(path: str | Path) -> tuple[GatewayConfig, UserChain]:
             SignInFlow(config)  # the providers' secret and key files are read now too
         except ConfigError as exc:
             problems += exc.problems
+    try:
+        from gateway.auth.admin_keys import AdminKeys
+
+        AdminKeys.from_config(config.admin)  # admin.keys_file is read now too
+    except ConfigError as exc:
+        problems += exc.problems
     problems += subject_collisions(config, users)
     if problems:
         raise ConfigError(problems)
@@ -401,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", required=True, help="directory for the key files")
     generate.add_argument("--kid", help="key id (default: the RFC 7638 thumbprint)")
     generate.set_defaults(func=cmd_keys_generate)
+    from gateway.admin.client import add_commands  # the admin API's client: no server, no aiohttp
+
+    add_commands(sub, DEFAULT_CONFIG)
     front = sub.add_parser("decision-config", help="print a front proxy's decision-mode config for this gateway config")
     front.add_argument("front", help="the front proxy: nginx, caddy, traefik, haproxy or envoy")
     front.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML configuration (default {DEFAULT_CONFIG})")

@@ -46,6 +46,10 @@ class ErrorCode(StrEnum):
     EMAIL_DOMAIN_NOT_ALLOWED = "email_domain_not_allowed"
     GROUP_NOT_ALLOWED = "group_not_allowed"
     USER_NOT_FOUND = "user_not_found"
+    # the admin API (docs/admin.md)
+    ADMIN_KEY_REQUIRED = "admin_key_required"
+    ADMIN_KEY_INVALID = "admin_key_invalid"
+    SESSION_NOT_FOUND = "session_not_found"
     # routing
     NOT_FOUND = "not_found"
     NOT_CONFIGURED = "not_configured"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from gateway.auth.admin_keys import AdminKeys
 from gateway.auth.admission_cache import AdmissionCache
 from gateway.auth.cookies import CookieMode
 from gateway.auth.issuers import Issuers
@@ -62,6 +63,7 @@ class Runtime:
     cors: CorsPolicy | None = None  # cross-origin policy (cors.allow_origins)
     oidc: SignInFlow | None = None  # sign-in through OpenID Providers (oidc.providers)
     decision: Front | None = None  # decision mode (decision)
+    admin_keys: AdminKeys = AdminKeys()  # who may call the admin API (admin.keys, admin.keys_file); none: it is off
 
     @classmethod
     def build(
@@ -109,6 +111,7 @@ class Runtime:
             cors=_cors(config),
             oidc=oidc,
             decision=Front(config.decision, boundary) if config.decision is not None else None,
+            admin_keys=AdminKeys.from_config(config.admin),
         )
 
 

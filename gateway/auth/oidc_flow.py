@@ -16,12 +16,13 @@ import hmac
 import json
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Protocol, runtime_checkable
 
 from gateway.auth.oidc import ProviderClient, pkce_pair
 from gateway.auth.oidc_identity import missing_claims, resolve_identity
 from gateway.auth.oidc_tokens import LOGOUT_TOKEN_MAX_AGE, validate_id_token, validate_logout_token
+from gateway.auth.session_info import SessionOrigin
 from gateway.auth.sessions import AuthService, Issued
 from gateway.config import ConfigError, GatewayConfig
 from gateway.config.model import oidc_state_key
@@ -164,10 +165,14 @@ class SignInFlow:
             raise _bad_state("This sign-in was started with another provider")
         return record
 
-    async def complete(self, provider: str, query: Mapping[str, str], binding: str | None, auth: AuthService) -> Completed:
-        """Every check of the callback, then the gateway's own session; failures are counted by reason."""
+    async def complete(self, provider: str, query: Mapping[str, str], binding: str | None, auth: AuthService,
+                       origin: SessionOrigin | None = None) -> Completed:
+        """Every check of the callback, then the gateway's own session; failures are counted by reason.
+
+        ``origin`` (the browser's address and user agent) is recorded with the session for the admin API.
+        """
         try:
-            completed = await self._complete(provider, query, binding, auth)
+            completed = await self._complete(provider, query, binding, auth, origin or SessionOrigin("oidc"))
         except GatewayError as exc:
             self.events.oidc_login(provider, exc.code)
             log.info("oidc sign-in via %s refused: %s (%s)", provider, exc.code, exc.detail)
@@ -175,7 +180,8 @@ class SignInFlow:
         self.events.oidc_login(provider, "success")
         return completed
 
-    async def _complete(self, provider: str, query: Mapping[str, str], binding: str | None, auth: AuthService) -> Completed:
+    async def _complete(self, provider: str, query: Mapping[str, str], binding: str | None, auth: AuthService,
+                        origin: SessionOrigin) -> Completed:
         record = await self._take_state(provider, query, binding, auth)
         client = self.clients[provider]
         metadata = await client.metadata()
@@ -199,7 +205,7 @@ class SignInFlow:
         self._report_missing(provider, missing_claims(client.settings, claims, userinfo))
         identity = await resolve_identity(provider, client.settings, claims, userinfo, auth.users)
         issued = await auth.start_session(identity.subject, identity.claims, refresh_extra=identity.refresh_extra,
-                                          grant="oidc")
+                                          grant="oidc", origin=replace(origin, method="oidc", provider=provider))
         sid = claims.get("sid") if isinstance(claims.get("sid"), str) else None
         link = SessionLink(provider, sid, claims["sub"], id_token)
         indexes = [_sub_index(provider, claims["sub"])] + ([_sid_index(provider, sid)] if sid else [])
@@ -247,6 +253,10 @@ class SignInFlow:
     async def link_of(self, family: str, auth: AuthService) -> SessionLink | None:
         raw = await auth.store.session_link(family)
         return None if raw is None else SessionLink.from_json(raw)
+
+    async def provider_user_sessions(self, provider: str, sub: str, auth: AuthService) -> list[str]:
+        """The families signed in through ``provider`` as its user ``sub`` (the provider's own subject)."""
+        return await auth.store.linked_families(_sub_index(provider, sub))
 
     async def backchannel_logout(self, provider: str, token: object, auth: AuthService) -> int:
         """Revoke the sessions a valid logout token names (its ``sid``, else its ``sub``); how many."""

@@ -13,6 +13,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 from gateway.auth import jose
+from gateway.auth.session_info import (
+    FINGERPRINTED_SOURCES,
+    SessionOrigin,
+    accept_rehash,
+    audit,
+    describe,
+    password_changed,
+    password_fingerprint,
+    refreshed_fields,
+)
 from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import Claims, TokenPair, TokenService
 from gateway.config import Tokens
@@ -123,6 +133,9 @@ class AuthService:
         self.store = store
         self.throttle = throttle
         self.events: AuthEvents = events if events is not None else _NoEvents()
+        # password_change_ends_sessions: keyed by the HS256 secret when there is one (docs/admin.md)
+        self._fingerprint_key = (settings.secret.get_secret_value().encode() if settings.secret is not None
+                                 else b"gateway password fingerprint")
 
     @property
     def family_ttl(self) -> float:
@@ -137,7 +150,7 @@ class AuthService:
 
     async def login(
         self, login: object, password: object, *, login_claim: str = "username", client_ip: str | None = None,
-        shape: ClaimShape | None = None,
+        shape: ClaimShape | None = None, user_agent: str | None = None,
     ) -> Issued:
         """A new session; unknown user and wrong password are one answer, in one time.
 
@@ -167,20 +180,31 @@ class AuthService:
             await self.throttle.succeeded(login, login_claim, client_ip)
         self.users.remember(source, user)
         extra = None if source.rereads else {SESSION_CLAIMS: dict(user.claims)}
-        return await self.start_session(user.username, user.claims, refresh_extra=extra, shape=shape)
+        fingerprint = None
+        if self.settings.password_change_ends_sessions and source.kind in FINGERPRINTED_SOURCES and user.password_hash:
+            fingerprint = password_fingerprint(self._fingerprint_key, user.password_hash)
+            if user.rehashed_from:  # the gateway's own rehash_on_login: not a password change
+                await accept_rehash(self.store, user.username, password_fingerprint(
+                    self._fingerprint_key, user.rehashed_from), fingerprint, self.family_ttl)
+        origin = SessionOrigin("password", client_ip=client_ip, user_agent=user_agent, password=fingerprint)
+        return await self.start_session(user.username, user.claims, refresh_extra=extra, shape=shape, origin=origin)
 
     async def start_session(
         self, subject: str, claims: Mapping[str, Any], *, refresh_extra: Mapping[str, Any] | None = None,
-        shape: ClaimShape | None = None, grant: str = "login",
+        shape: ClaimShape | None = None, grant: str = "login", origin: SessionOrigin | None = None,
     ) -> Issued:
         """A new family for an authenticated ``subject``: every sign-in (password, OIDC) ends here.
 
         With ``PROVIDER_SESSION`` in ``refresh_extra`` the session belongs to an identity provider's
-        user: refresh keeps ``SESSION_CLAIMS`` and never asks the user sources about the subject.
+        user: refresh keeps ``SESSION_CLAIMS`` and never asks the user sources about the subject. ``origin`` (how and
+        from where) is recorded for the admin API (gateway/auth/session_info.py).
         """
         pair = self.tokens.mint_pair(subject, _shaped(claims, shape), refresh_extra=refresh_extra)
         family = pair.refresh_claims["fid"]
         await self.store.start_family(family, pair.refresh_claims["jti"], self.family_ttl)
+        details = (origin or SessionOrigin(grant)).fields(time.time())
+        details["access_exp"] = f"{pair.access_claims['exp']:.3f}"
+        await describe(self.store, family, details, self.family_ttl)
         # At most tokens.max_sessions_per_user live sessions: the oldest go, so logins cannot fill the store.
         for oldest in await self.store.track_session(subject, family, self.family_ttl,
                                                      self.settings.max_sessions_per_user):
@@ -214,6 +238,8 @@ class AuthService:
             await self.store.revoke_family(family, self.family_ttl)
             self.events.revoked("user_removed")
             raise GatewayError.unauthorized(ErrorCode.TOKEN_NOT_VALID, "The user of this token no longer exists")
+        if self.settings.password_change_ends_sessions and extra is None and user.password_hash:
+            await self._end_if_password_changed(family, user)
         if not rotate:
             outcome = await self.store.is_current(family, jti)
             self.events.refreshed("renewed" if outcome is RotationOutcome.ROTATED else outcome.value)
@@ -221,6 +247,7 @@ class AuthService:
                 raise _refuse(outcome)
             access, access_claims = self.tokens.mint_access(user.username, _shaped(user.claims, shape), family)
             self.events.issued("refresh")
+            await describe(self.store, family, refreshed_fields(access_claims["exp"]), self.family_ttl)
             return Issued(access, None, int(access_claims["exp"] - access_claims["iat"]), user.username, family)
         pair = self.tokens.mint_pair(user.username, _shaped(user.claims, shape), family, refresh_extra=extra)
         issued = Issued.from_pair(pair)
@@ -230,10 +257,20 @@ class AuthService:
         self.events.refreshed(rotation.outcome.value)
         if rotation.outcome is RotationOutcome.ROTATED:
             self.events.issued("refresh")
+            await describe(self.store, family, refreshed_fields(pair.access_claims["exp"]), self.family_ttl)
             return issued
         if rotation.outcome is RotationOutcome.GRACE and rotation.successor:
             return Issued.from_json(rotation.successor)
         raise _refuse(rotation.outcome)
+
+    async def _end_if_password_changed(self, family: str, user: User) -> None:
+        """The stored hash is not the one this session began with: the password changed since, the session ends."""
+        if not await password_changed(self.store, family, password_fingerprint(self._fingerprint_key, user.password_hash)):
+            return
+        await self.store.revoke_family(family, self.family_ttl)
+        self.events.revoked("password_changed")
+        audit("session.revoked", session=family, user=user.username, reason="password_changed")
+        raise GatewayError.unauthorized(ErrorCode.TOKEN_REVOKED, "The password changed since this login; log in again")
 
     async def _current_user(self, refresh_claims: Claims) -> tuple[User | None, dict[str, object] | None]:
         """The token's user as the sources know it now, or as its login knew it if its source cannot re-read.

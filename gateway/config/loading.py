@@ -226,6 +226,8 @@ def parse_config(raw: Any, base_dir: Path, origin: Path | None = None) -> Gatewa
     resolve_source_paths(raw, base_dir)
     _resolve_key_files(raw, base_dir)
     _resolve_oidc_files(raw, base_dir)
+    if isinstance(raw.get("admin"), dict) and isinstance(raw["admin"].get("keys_file"), str):
+        raw["admin"]["keys_file"] = str(base_dir / raw["admin"]["keys_file"])  # relative to the config file
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:

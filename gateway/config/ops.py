@@ -1,9 +1,11 @@
 """Operational sections: ``listen``, ``store``, ``endpoints``, ``shutdown``, ``metrics``, ``admin``, ``login_throttle``."""
 from __future__ import annotations
 
-from typing import Literal
+import re
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from gateway.config.types import AbsPath, Duration, Model
 from gateway.redis_url import parse_redis_url
@@ -95,13 +97,52 @@ class MetricsSettings(Model):
     """Without an admin listener: false answers direct loopback callers only (not through a proxy); true serves everyone."""
 
 
+ADMIN_KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def admin_key_name(value: object) -> str:
+    if not isinstance(value, str) or not ADMIN_KEY_NAME.match(value):
+        raise ValueError("must be 1-64 letters, digits, . _ @ or -, starting with a letter or digit (e.g. ops-alice) "
+                         f"(got {str(value)[:80]!r})")
+    return value
+
+
+def admin_key_digest(value: object) -> str:
+    if not isinstance(value, str) or not SHA256_HEX.match(value):
+        raise ValueError("must be the key's SHA-256 as 64 lowercase hex digits (`gateway admin-key generate NAME` "
+                         f"prints it) (got {str(value)[:80]!r})")
+    return value
+
+
+class AdminKey(Model):
+    """One named admin key, stored as its SHA-256 (the key itself is never in the configuration)."""
+
+    name: Annotated[str, BeforeValidator(admin_key_name)]
+    """Who holds the key; every admin action is logged with it (audit events `admin.*`)."""
+    sha256: Annotated[str, BeforeValidator(admin_key_digest)]
+    """SHA-256 of the key, 64 lowercase hex digits, as `gateway admin-key generate NAME` prints it."""
+
+
 class Admin(Model):
-    """A second listener for /metrics, /healthz and /readyz, kept off the public port."""
+    """A second listener for /metrics, /healthz and /readyz, kept off the public port; with admin keys also the admin API."""
 
     host: str = "127.0.0.1"
     """Address the admin listener binds."""
     port: int = Field(9090, ge=0, le=65535)
     """Port of the admin listener."""
+    keys: tuple[AdminKey, ...] = ()
+    """Named admin keys (`{name, sha256}`) that open the admin API under `/admin/api/` on this listener; none (and no `keys_file`): the API is off (docs/admin.md)."""
+    keys_file: Path | None = None
+    """A file of more admin keys, one `NAME SHA256` per line (`#` comments), read at start and reload; relative to the config file."""
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Admin":
+        names = [key.name for key in self.keys]
+        doubled = sorted({name for name in names if names.count(name) > 1})
+        if doubled:
+            raise ValueError(f"keys: each name once (audit events name the key): {', '.join(doubled)} given twice")
+        return self
 
 class LoginThrottleSettings(Model):
     """Failed logins per username and per client IP (a lockout), and the volume of attempts per IP (a short rate limit)."""

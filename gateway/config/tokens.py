@@ -105,6 +105,8 @@ class Tokens(Model):
     """A refresh returns a new refresh token and spends the old one."""
     max_sessions_per_user: int = Field(25, ge=1)
     """Live sessions (refresh families) per user; a new login revokes the oldest."""
+    password_change_ends_sessions: bool = False
+    """File and SQL user sources: a changed stored password hash ends the user's sessions begun before it, at their next refresh (not the gateway's own `rehash_on_login`; docs/admin.md)."""
 
     @field_validator("algorithm")
     @classmethod

@@ -18,6 +18,7 @@ from gateway.auth.cookies import CookieMode
 from gateway.auth.credentials import bearer_token
 from gateway.auth.oidc_flow import SignInFlow
 from gateway.auth.redirects import safe_next
+from gateway.auth.session_info import SessionOrigin
 from gateway.config import GatewayConfig
 from gateway.config.model import OIDC_PER_PROVIDER, OIDC_SHARED
 from gateway.context import SUBJECT
@@ -25,6 +26,7 @@ from gateway.endpoints.oidc_pages import continue_page, error_page
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields, require_json
 from gateway.endpoints.tokens import Dialect
 from gateway.errors import ErrorCode, GatewayError, error_response
+from gateway.forwarded import client
 
 __all__ = ["BINDING_COOKIE", "OidcEndpoints", "login_answer", "login_url", "oidc_endpoints", "provider_links", "wants_page"]
 
@@ -119,7 +121,8 @@ class OidcEndpoints:
     async def callback(self, request: web.Request, provider: str) -> web.StreamResponse:
         binding = self.flow.binding_of(request.cookies.get(BINDING_COOKIE))
         try:
-            done = await self.flow.complete(provider, request.query, binding, self.auth)
+            origin = SessionOrigin("oidc", provider, client(request).address, request.headers.get("User-Agent"))
+            done = await self.flow.complete(provider, request.query, binding, self.auth, origin)
         except GatewayError as exc:
             return error_page(exc, retry_url=login_url(self.config, provider))
         request[SUBJECT] = done.issued.subject

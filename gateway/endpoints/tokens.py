@@ -25,6 +25,7 @@ from gateway.context import SUBJECT
 from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields, require_json
 from gateway.errors import ErrorCode, GatewayError
+from gateway.forwarded import client
 
 __all__ = ["Dialect", "compat_endpoints", "dialects"]
 
@@ -92,10 +93,9 @@ class Dialect:
             missing = [n for n in (names.username, names.password) if n not in fields]
             if missing:
                 return self.errors.missing_fields(missing)
-            client_ip = self.auth.throttle.client_of(request) if self.auth.throttle else None
             issued = await self.auth.login(
-                fields[names.username], fields[names.password], login_claim=self.profile.login_claim, client_ip=client_ip,
-                shape=self._shape,
+                fields[names.username], fields[names.password], login_claim=self.profile.login_claim,
+                client_ip=client(request).address, shape=self._shape, user_agent=request.headers.get("User-Agent"),
             )
             request[SUBJECT] = issued.subject  # for the access log
             return self.issued_response(issued)

@@ -109,7 +109,7 @@ class Metrics:
         self.reuse_detected = Counter(
             "gateway_refresh_reuse_detected", "Spent refresh tokens presented again (the family is revoked)", registry=r)
         self.revocations = Counter(
-            "gateway_revocations", "Sessions revoked, by reason (logout, reuse, user_removed, session_limit)", ["reason"], registry=r)
+            "gateway_revocations", "Sessions revoked, by reason (logout, reuse, user_removed, session_limit, admin, password_changed)", ["reason"], registry=r)
         self.auth_failures = Counter(
             "gateway_auth_failures", "Requests refused with 401, 403 or 429, and decisions refused for a header the front proxy would pass on (header_not_allowed), by error code", ["code"], registry=r)
         self.store_seconds = Histogram(

@@ -1,4 +1,5 @@
-"""The admin listener: /metrics, /healthz and /readyz on a port the public never reaches.
+"""The admin listener: /metrics, /healthz and /readyz on a port the public never reaches; with admin keys configured,
+also the admin API under /admin/api/ (gateway/admin/).
 
 Paths follow the configuration in force (``metrics.path``, ``endpoints.healthz``,
 ``endpoints.readyz``), so a reload changes them here too. Admin requests are not
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.admin.api import API_PREFIX, handle_api
 from gateway.endpoints.table import healthz, readyz
 from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.lifecycle import LIFECYCLE
@@ -21,6 +23,8 @@ def create_admin_app(gateway: Gateway) -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
         runtime = gateway.runtime
         config = runtime.config
+        if request.path.startswith(API_PREFIX):
+            return await handle_api(request, gateway)
         path = request.path.rstrip("/") or "/"
         if path not in {config.metrics.path, config.endpoints.healthz, config.endpoints.readyz}:
             return error_response(GatewayError(404, ErrorCode.NOT_FOUND, "Not an admin endpoint"))

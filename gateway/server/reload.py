@@ -34,8 +34,8 @@ def restart_only_changes(running: GatewayConfig, new: GatewayConfig) -> list[str
         problems.append("listen: changing the listener needs a restart")
     if running.server_header != new.server_header:
         problems.append("server_header: changing it needs a restart")
-    if running.admin != new.admin:
-        problems.append("admin: changing the admin listener needs a restart")
+    if _admin_listener(running) != _admin_listener(new):  # its keys (admin.keys, admin.keys_file) may change
+        problems.append("admin: changing the admin listener needs a restart (its keys may change)")
     if running.store.connection_settings() != new.store.connection_settings():
         problems.append("store: changing backend, url, prefix or timeout needs a restart (failure_mode may change)")
     if running.store.revocation_cache != new.store.revocation_cache:
@@ -43,6 +43,10 @@ def restart_only_changes(running: GatewayConfig, new: GatewayConfig) -> list[str
     if running.limits != new.limits:
         problems.append("limits: changing them needs a restart (connection and pool bounds are set at start)")
     return problems
+
+
+def _admin_listener(config: GatewayConfig) -> tuple[str, int] | None:
+    return None if config.admin is None else (config.admin.host, config.admin.port)
 
 
 class Reloader:

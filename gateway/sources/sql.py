@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from dataclasses import replace
 from typing import Any
 
 from gateway.config import ConfigError
@@ -141,13 +142,15 @@ class SqlSource:
                 return None  # an inactive user costs the same hash, and is refused here, not by a later source
             user = await self._user(row)
             if self.rehash_query is not None and needs_rehash(stored):
-                await self._rehash(user.username, password)
+                new_hash = await self._rehash(user.username, password)
+                if new_hash is not None:  # the stored hash is now this one, and not by the user's doing
+                    user = replace(user, password_hash=new_hash, rehashed_from=stored)
             return user
 
         return Candidate(check, stored)
 
-    async def _rehash(self, username: str, password: str) -> None:
-        """Write an argon2id hash back; a failure costs the upgrade, never the login."""
+    async def _rehash(self, username: str, password: str) -> str | None:
+        """Write an argon2id hash back, and return it; a failure costs the upgrade (None), never the login."""
         assert self.rehash_query is not None
         new_hash = await asyncio.get_running_loop().run_in_executor(_HASHING, hash_password, password)
         if self.django_format:
@@ -156,6 +159,8 @@ class SqlSource:
             await self.driver.execute(self.rehash_query[0], self.rehash_query[1], {"hash": new_hash, "login": username})
         except Exception as exc:  # noqa: BLE001
             warn_repeated(log, "user source %s: rehash failed (%s)", self.name, type(exc).__name__)
+            return None
+        return new_hash
 
     async def lookup(self, username: str) -> User | None:
         row = await self._row(username, "username")

@@ -52,6 +52,7 @@ class User:
     password_hash: str = field(repr=False)
     claims: Mapping[str, Any]
     disabled: bool = False
+    rehashed_from: str | None = field(default=None, repr=False)  # the hash this login's rehash_on_login replaced
 
 
 class UserDirectory:

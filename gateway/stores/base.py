@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import enum
 from dataclasses import dataclass
+from typing import Mapping
 
 from gateway.errors import ErrorCode, GatewayError
 
@@ -76,6 +77,19 @@ class SessionStore(abc.ABC):
     async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
         """Note a new family of ``user`` (live ``ttl`` seconds); the families beyond the newest ``cap``,
         oldest first, are dropped from the record and returned for the caller to revoke."""
+
+    @abc.abstractmethod
+    async def user_sessions(self, user: str) -> list[str]:
+        """The families ``track_session`` lists for ``user`` and that have not expired, in no set order
+        (revoked ones may be included: the caller asks ``is_current`` to tell)."""
+
+    @abc.abstractmethod
+    async def describe_session(self, family: str, fields: Mapping[str, str], ttl: float) -> None:
+        """Merge ``fields`` into the family's description (created if absent), which then lives ``ttl`` seconds."""
+
+    @abc.abstractmethod
+    async def session_details(self, family: str) -> dict[str, str] | None:
+        """The family's description (``describe_session``), or None."""
 
 
 class RevocationStore(abc.ABC):
@@ -191,6 +205,15 @@ class StoreWrapper(Store):
 
     async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
         return await self.inner.track_session(user, family, ttl, cap)
+
+    async def user_sessions(self, user: str) -> list[str]:
+        return await self.inner.user_sessions(user)
+
+    async def describe_session(self, family: str, fields: Mapping[str, str], ttl: float) -> None:
+        await self.inner.describe_session(family, fields, ttl)
+
+    async def session_details(self, family: str) -> dict[str, str] | None:
+        return await self.inner.session_details(family)
 
     async def rate_limit(self, key: str, interval: float, capacity: int) -> RateDecision:
         return await self.inner.rate_limit(key, interval, capacity)

@@ -8,7 +8,7 @@ built).
 from __future__ import annotations
 
 import time
-from typing import Awaitable, Protocol, TypeVar
+from typing import Awaitable, Mapping, Protocol, TypeVar
 
 from gateway.stores.base import RateDecision, Rotation, RotationOutcome, Store, StoreUnavailable, WindowCount
 
@@ -68,6 +68,15 @@ class InstrumentedStore(Store):
 
     async def track_session(self, user: str, family: str, ttl: float, cap: int) -> list[str]:
         return await self._time("track_session", self.inner.track_session(user, family, ttl, cap))
+
+    async def user_sessions(self, user: str) -> list[str]:
+        return await self._time("user_sessions", self.inner.user_sessions(user))
+
+    async def describe_session(self, family: str, fields: Mapping[str, str], ttl: float) -> None:
+        await self._time("describe_session", self.inner.describe_session(family, fields, ttl))
+
+    async def session_details(self, family: str) -> dict[str, str] | None:
+        return await self._time("session_details", self.inner.session_details(family))
 
     async def rate_limit(self, key: str, interval: float, capacity: int) -> RateDecision:
         return await self._time("rate_limit", self.inner.rate_limit(key, interval, capacity))

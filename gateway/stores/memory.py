@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 from gateway.stores.base import RateDecision, Rotation, RotationOutcome, Store, WindowCount
 from gateway.stores.gcra import gcra
@@ -40,6 +40,7 @@ class MemoryStore(Store):
         self._counters: TTLMap[str, int] = TTLMap(None)
         self._rates: TTLMap[str, float] = TTLMap(None)  # key -> theoretical arrival time, until it is reached
         self._sessions: dict[str, TTLMap[str, bool]] = {}  # user -> its families, oldest first
+        self._details: TTLMap[str, dict[str, str]] = TTLMap(None)  # family -> its description
         self._once: TTLMap[str, str] = TTLMap(None)
         self._links: TTLMap[str, str] = TTLMap(None)  # family -> data
         self._indexes: dict[str, TTLMap[str, bool]] = {}  # index -> its families
@@ -65,7 +66,8 @@ class MemoryStore(Store):
     def sweep(self) -> None:
         """Drop expired entries so memory stays bounded by live tokens."""
         now = self.clock()
-        for table in (self._families, self._spent, self._denied, self._counters, self._rates, self._once, self._links):
+        for table in (self._families, self._spent, self._denied, self._counters, self._rates, self._once, self._links,
+                      self._details):
             table.sweep(now)
         for grouped in (self._sessions, self._indexes):
             for name in list(grouped):
@@ -90,6 +92,20 @@ class MemoryStore(Store):
         for old in evicted:
             families.pop(old)
         return evicted
+
+    async def user_sessions(self, user: str) -> list[str]:
+        families = self._sessions.get(user)
+        return [] if families is None else families.alive(self.clock())
+
+    async def describe_session(self, family: str, fields: Mapping[str, str], ttl: float) -> None:
+        now = self.clock()
+        details = dict(self._details.get(family, now) or {})
+        details.update(fields)
+        self._details.put(family, details, now + ttl)
+
+    async def session_details(self, family: str) -> dict[str, str] | None:
+        details = self._details.get(family, self.clock())
+        return None if details is None else dict(details)
 
     async def start_family(self, family: str, jti: str, ttl: float) -> None:
         self._families.put(family, _Family(jti, False), self.clock() + ttl)

@@ -21,6 +21,7 @@ family Redis no longer knows is refused, so a logout is never undone by a loss.
 ``<prefix>sessions:<hash>``   sorted set: a user's live families by expiry (``tokens.max_sessions_per_user``)
 ``<prefix>rl:<route>:<hash>`` a route rate limit's theoretical arrival time, ms (``routes[].rate_limit``)
 ``<prefix>once:<key>``        a one-time value (OIDC state, SPA code, logout-token jti), taken by GETDEL
+``<prefix>{fid}:info``        hash: what the admin API lists of a session (login time and address, last refresh)
 ``<prefix>{fid}:link``        what an OIDC session is linked to (provider, sid, sub, ID token for logout)
 ``<prefix>idx:<hash>``        set: the families of one provider session (``sid``) or subject, for back-channel logout
 
@@ -38,7 +39,7 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
@@ -316,6 +317,30 @@ class RedisStore(Store):
         key = f"{self.prefix}sessions:{hashlib.sha256(user.encode()).hexdigest()[:32]}"
         evicted = await self._call(lambda: self._track(keys=[key], args=[family, _ms(ttl), cap]))
         return [str(f) for f in evicted]
+
+    async def user_sessions(self, user: str) -> list[str]:
+        key = f"{self.prefix}sessions:{hashlib.sha256(user.encode()).hexdigest()[:32]}"
+
+        async def op() -> list[Any]:
+            now = int(await self._now(keys=[key]))
+            return list(await self.client.zrangebyscore(key, f"({now}", "+inf"))
+
+        return [str(f) for f in await self._call(op)]
+
+    async def describe_session(self, family: str, fields: Mapping[str, str], ttl: float) -> None:
+        key = self._key(family, "info")
+
+        async def op() -> Any:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping={str(k): v for k, v in fields.items()})
+                pipe.pexpire(key, _ms(ttl))
+                return await pipe.execute()
+
+        await self._call(op)
+
+    async def session_details(self, family: str) -> dict[str, str] | None:
+        found = await self._call(lambda: self.client.hgetall(self._key(family, "info")))
+        return {str(k): str(v) for k, v in found.items()} or None
 
     async def rate_limit(self, key: str, interval: float, capacity: int) -> RateDecision:
         args = [max(1, int(interval * 1000)), capacity]

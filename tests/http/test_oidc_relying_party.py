@@ -18,7 +18,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from gateway.app import create_app
+from gateway.auth.admin_keys import generate_admin_key
 from gateway.config import parse_config
+from gateway.runtime import GATEWAY
+from gateway.server.admin import create_admin_app
 from tests.conftest import SECRET, base_config, bearer
 from tests.support.jwt_tools import make_key
 from tests.support.local_op import LocalOp
@@ -528,3 +531,22 @@ async def test_config_problems(tmp_path, upstream, users_file, op):
         parse_config(raw, tmp_path)
     text = str(err.value)
     assert "public_url: required with oidc.providers" in text and "routes[0].login" in text
+
+
+async def test_admin_api_lists_an_oidc_session_and_revokes_the_providers_user(oidc_gateway, aiohttp_client):
+    key, digest = generate_admin_key()
+    client = await oidc_gateway(cookies={"enabled": False},
+                                admin={"host": "127.0.0.1", "port": 0, "keys": [{"name": "ops", "sha256": digest}]})
+    admin = await aiohttp_client(create_admin_app(client.server.app[GATEWAY]))
+    tokens = await code_session(client)
+    listed = await (await admin.get("/admin/api/sessions?user=local:u-1", headers=bearer(key))).json()
+    [session] = listed["sessions"]
+    assert session["method"] == "oidc" and session["provider"] == "local" and session["client_ip"] == "127.0.0.1"
+    nobody = await admin.post("/admin/api/sessions/revoke", json={"provider": "local", "user": "u-2"}, headers=bearer(key))
+    assert (await nobody.json())["revoked"] == []
+    unknown = await admin.post("/admin/api/sessions/revoke", json={"provider": "other", "user": "u-1"}, headers=bearer(key))
+    assert unknown.status == 400
+    resp = await admin.post("/admin/api/sessions/revoke", json={"provider": "local", "user": "u-1"}, headers=bearer(key))
+    assert (await resp.json())["revoked"] == [session["session"]]
+    refused = await client.get("/app/x", headers=bearer(tokens["access"]))
+    assert refused.status == 401 and (await refused.json())["code"] == "token_revoked"

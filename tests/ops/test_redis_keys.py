@@ -20,7 +20,7 @@ PREFIX = "gw:"
 EXERCISED = {
     "start", "close", "ping", "start_family", "rotate", "is_current", "revoke_family", "deny", "is_revoked",
     "track_session", "rate_limit", "incr_counter", "reset_counter", "put_once", "take", "link_session",
-    "session_link", "linked_families",
+    "session_link", "linked_families", "user_sessions", "describe_session", "session_details",
 }
 
 
@@ -64,6 +64,9 @@ async def test_every_key_is_documented(redis_url):
         await store.start_family("f2", "k1", ttl=60)
         await store.revoke_family("f2", ttl=60)
         await store.track_session("alice", "f1", ttl=60, cap=5)
+        await store.user_sessions("alice")
+        await store.describe_session("f1", {"created": "1"}, ttl=60)
+        await store.session_details("f1")
         await store.rate_limit("api:0123456789abcdef0123456789abcdef", interval=0.1, capacity=5)
         throttle = LoginThrottle(LoginThrottleSettings(), store)
         await throttle.attempt("alice", "username", "2001:db8::1")  # ctr:login:rate, ctr:login:user, ctr:login:ip

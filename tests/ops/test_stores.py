@@ -103,9 +103,10 @@ async def test_every_redis_key_has_a_ttl(redis_server: RedisServer, redis_url: s
     await store.rotate("f1", "j1", "j2", "p", ttl=60, grace=10)
     await store.deny("f1", "a1", ttl=60)
     await store.revoke_family("f2", ttl=60)
+    await store.describe_session("f1", {"created": "1"}, ttl=60)
     client = redis_server.client()
     keys = client.keys("ttl:*")
-    assert len(keys) == 4
+    assert len(keys) == 5
     assert all(0 < client.pttl(k) <= 60_000 for k in keys)
     # keys of one family share a hash tag, so the rotation script works on a cluster
     assert {k.split("}")[0] for k in keys if "{f1}" in k} == {"ttl:{f1"}
@@ -138,6 +139,22 @@ async def test_session_links_and_their_indexes(store: Store):
     await store.link_session("f3", "link-3", ["sid:b"], ttl=0.1)
     await elapse(store, 0.25)
     assert await store.session_link("f3") is None and await store.linked_families("sid:b") == []
+
+
+async def test_a_users_sessions_and_their_descriptions(store: Store):
+    await store.track_session("alice", "f2", ttl=0.1, cap=5)
+    await store.track_session("alice", "f1", ttl=60, cap=5)  # the list lives as long as its newest entry (Redis)
+    await store.track_session("bob", "f3", ttl=60, cap=5)
+    assert sorted(await store.user_sessions("alice")) == ["f1", "f2"]
+    assert await store.user_sessions("nobody") == []
+    await store.describe_session("f1", {"created": "1", "ip": "192.0.2.1"}, ttl=60)
+    await store.describe_session("f1", {"last_refresh": "2", "ip": "192.0.2.1"}, ttl=60)  # merged, not replaced
+    assert await store.session_details("f1") == {"created": "1", "ip": "192.0.2.1", "last_refresh": "2"}
+    assert await store.session_details("f9") is None
+    await store.describe_session("f2", {"created": "1"}, ttl=0.1)
+    await elapse(store, 0.25)
+    assert await store.user_sessions("alice") == ["f1"]  # f2 expired from the list and its description
+    assert await store.session_details("f2") is None
 
 
 async def test_oidc_keys_have_ttls_and_hold_no_raw_key(redis_server: RedisServer, redis_url: str):

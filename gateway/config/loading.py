@@ -226,6 +226,7 @@ def parse_config(raw: Any, base_dir: Path, origin: Path | None = None) -> Gatewa
     resolve_source_paths(raw, base_dir)
     _resolve_key_files(raw, base_dir)
     _resolve_oidc_files(raw, base_dir)
+    _resolve_audit_file(raw, base_dir)
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
@@ -267,6 +268,13 @@ def _resolve_oidc_files(raw: dict[str, Any], base_dir: Path) -> None:
         for name in ("client_secret_file", "private_key_file"):
             if isinstance(spec, dict) and isinstance(spec.get(name), str):
                 spec[name] = str(base_dir / spec[name])
+
+
+def _resolve_audit_file(raw: dict[str, Any], base_dir: Path) -> None:
+    """The audit file sink's path, like the users file, is relative to the configuration file."""
+    audit = raw.get("audit")
+    if isinstance(audit, dict) and isinstance(audit.get("path"), str):
+        audit["path"] = str(base_dir / audit["path"])
 
 
 def load_config(path: str | Path) -> GatewayConfig:

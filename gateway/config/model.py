@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import field_validator, model_validator
 
+from gateway.config.audit import Audit
 from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from gateway.config.browser import Compat, Cookies, Cors
 from gateway.config.decision import Decision
@@ -74,6 +75,8 @@ class GatewayConfig(Model):
     """Sign-in through OpenID Providers (authorization code + PKCE), turned into the gateway's own session."""
     decision: Decision | None = None
     """Decision mode: a front proxy (nginx, Traefik, Caddy, HAProxy, Envoy) asks, per request, what proxy mode would do; off while absent."""
+    audit: Audit = Audit()
+    """Audit events (docs/audit.md): logins, refusals of presented credentials, logouts, reloads; read at start, restart to change."""
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -36,6 +36,7 @@ import aiohttp
 
 from gateway.config.audit import Audit, AuditWebhook
 from gateway.observe.audit import LOGGER, AuditFormatter
+from gateway.observe.logs import warn_repeated
 from gateway.observe.metrics import Metrics
 
 __all__ = ["BATCH", "SIGNATURE_HEADER", "AuditSinks", "Webhook", "signature"]
@@ -123,8 +124,8 @@ class Webhook:
                     problem = f"HTTP {resp.status}"
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 problem = type(exc).__name__
-            log.warning("audit webhook: delivery of %d event(s) failed (%s), attempt %d of %d",
-                        len(batch), problem, attempt + 1, self.settings.max_retries + 1)
+            warn_repeated(log, "audit webhook: delivery of %d event(s) failed (%s), attempt %d of %d",
+                          len(batch), problem, attempt + 1, self.settings.max_retries + 1, key="audit-webhook")
         return False
 
     async def close(self) -> None:

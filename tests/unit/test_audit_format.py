@@ -18,6 +18,7 @@ from gateway.config import ConfigError, load_config, parse_config
 from gateway.decision.configs import render
 from gateway.observe.audit import EVENTS, LOGGER, REDACTED, RESERVED_PREFIXES, AuditFormatter
 from gateway.observe.audit_sinks import signature
+from gateway.server.reload import restart_only_changes
 from tests.conftest import ROOT
 from tests.support.audit import Verify, documented_verify
 
@@ -154,3 +155,11 @@ def test_nginx_second_ask_is_marked_and_drops_the_clients_query(tmp_path: Path):
     assert "rewrite ^ /auth/decide?reask? break;" in refusal
     first = site.split("location = /_gateway_decide", 1)[1].split("}", 1)[0]
     assert "reask" not in first
+
+
+def test_changing_audit_needs_a_restart(tmp_path: Path):
+    base = {"tokens": {"secret": "x" * 40}, "users_file": "users.yaml"}
+    running = parse_config(base, tmp_path)
+    moved = parse_config({**base, "audit": {"sink": "file", "path": "a.jsonl"}}, tmp_path)
+    assert restart_only_changes(running, moved) == ["audit: changing where audit events go needs a restart"]
+    assert restart_only_changes(running, parse_config(base, tmp_path)) == []

@@ -199,3 +199,25 @@ async def test_shutdown_gives_up_on_a_hanging_webhook_within_its_timeout(
     await client.close()
     assert time.monotonic() - started < 10  # 1 s for the queue, then cancelled (generous for a loaded machine)
     assert app[METRICS].registry.get_sample_value("gateway_audit_events_dropped_total", {"reason": "shutdown"}) == 2
+
+
+async def test_throttled_logins_and_the_session_limit_are_audited(make_gateway: GatewayFactory, tmp_path: Path):
+    path = tmp_path / "audit.jsonl"
+    client = await make_gateway(login_throttle={"per_user": 2, "per_ip": 100}, tokens={"max_sessions_per_user": 1},
+                                audit=_audit(path))
+    first = await login(client, "bob")
+    second = await login(client, "bob")  # the first session goes: at most one per user
+    for _ in range(3):
+        await client.post("/auth/token", json={"username": "alice", "password": WRONG_PASSWORD})
+    events = [(e["event"], e["subject"], e["reason"]) for e in file_events(path)]
+    assert events == [
+        ("login.succeeded", "bob", None),
+        ("session.revoked", "bob", "session_limit"),
+        ("login.succeeded", "bob", None),
+        ("login.failed", "alice", "invalid_credentials"),
+        ("login.failed", "alice", "invalid_credentials"),
+        ("login.throttled", "alice", "per_user"),
+    ]
+    revoked = file_events(path)[1]
+    assert revoked["session"] == file_events(path)[0]["session"] != file_events(path)[2]["session"]
+    assert first["access"] != second["access"]

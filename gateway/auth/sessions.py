@@ -190,7 +190,9 @@ class AuthService:
             self.events.revoked("session_limit")
             emit("session.revoked", subject=subject, reason="session_limit", session=oldest)
         self.events.issued(grant)
-        emit("login.succeeded", subject=subject, session=family, method="password" if grant == "login" else grant)
+        provider = (refresh_extra or {}).get(PROVIDER_SESSION)
+        emit("login.succeeded", subject=subject, session=family, method="password" if grant == "login" else grant,
+             provider=provider if isinstance(provider, str) else None)
         return Issued.from_pair(pair)
 
     async def _authenticate(

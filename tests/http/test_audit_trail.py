@@ -1,4 +1,4 @@
-"""Audit events from a real gateway (make_gateway) to a file sink and a real webhook receiver on a free port that
+"""Audit events from a real gateway (make_gateway, memory store and real Redis) to a file sink and a real webhook receiver on a free port that
 checks every delivery with docs/audit.md's own check: a full login, refresh, reuse, refusal and logout run with no
 token or password in any line or body; no event for anonymous or admitted requests; one event per refusal when
 nginx asks twice in decision mode; a hanging webhook never slows a request; a full queue and a dead webhook are
@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.observe.metrics import METRICS
+from gateway.stores import Store
 from tests.conftest import PASSWORDS, GatewayFactory, bearer, free_port, login
 from tests.support.audit import WEBHOOK_SECRET, Receiver, file_events
 from tests.support.processes import eventually
@@ -41,11 +42,12 @@ def _dropped(client: TestClient, reason: str) -> float:
 
 
 async def test_a_full_session_is_audited_and_no_secret_reaches_any_line(
-    make_gateway: GatewayFactory, receiver: tuple[Receiver, str], tmp_path: Path
+    make_gateway: GatewayFactory, receiver: tuple[Receiver, str], tmp_path: Path, store: Store
 ):
+    """Memory and real Redis (the ``store`` fixture): the events come from the sessions, whichever store decides."""
     got, url = receiver
     path = tmp_path / "audit.jsonl"
-    client = await make_gateway(tokens={"refresh_grace": "0s"}, audit=_audit(path, url))
+    client = await make_gateway(store=store, tokens={"refresh_grace": "0s"}, audit=_audit(path, url))
     alice = await login(client)
     resp = await client.post("/auth/token", json={"username": "alice", "password": WRONG_PASSWORD})
     assert resp.status == 401

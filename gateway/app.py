@@ -17,6 +17,7 @@ from gateway.config import GatewayConfig
 from gateway.context import ANSWER_HEADERS
 from gateway.lifecycle import LIFECYCLE, Lifecycle
 from gateway.middleware import answer_headers, errors_and_access_log
+from gateway.observe.audit_sinks import AuditSinks
 from gateway.observe.metrics import METRICS, Metrics
 from gateway.observe.tracing import Tracer
 from gateway.pipeline import dispatch
@@ -75,7 +76,10 @@ def create_app(
     app[LIFECYCLE] = gateway.lifecycle
     websocket.install(app, sockets)
 
+    audit = AuditSinks(config.audit, metrics)  # audit events' own outputs (docs/audit.md): read at start only
+
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await audit.start()
         await gateway.runtime.users.prepare()  # the login decoy, measured before the first login (sources/decoy.py)
         await gateway.store.start()
         await gateway.upstream.start()
@@ -91,6 +95,7 @@ def create_app(
         await gateway.store.close()
         if gateway.tracer is not None:
             await gateway.tracer.close()
+        await audit.close()
 
     app.cleanup_ctx.append(lifecycle)
     app[ANSWER_HEADERS] = answer_headers  # no on_response_prepare hook: see context.ANSWER_HEADERS

@@ -29,6 +29,7 @@ from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client_origin
 from gateway.limits import websocket_slot
 from gateway.net import Host
+from gateway.observe.audit import emit, refusal_reason
 from gateway.policy import check_requirements
 from gateway.runtime import GATEWAY, RUNTIME, Gateway, Runtime
 from gateway.stores.failopen import revocation_store
@@ -87,6 +88,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             span.set_attribute("http.response.status_code", response.status)
             return response
     except GatewayError as exc:
+        _audit_refusal(request, exc, route)
         refusal = _style(runtime, route).access_error(exc)
         if exc.status == 401 and route is not None and route.login is not None:
             return login_answer(request, runtime.config, route.login, refusal)  # navigation: 302; fetch: login_url
@@ -144,7 +146,11 @@ async def _caller(
     async def check() -> Claims | None:
         claims = await _credentials(request, gateway, runtime, route, handshake)
         if claims is not None:
-            check_requirements(route, claims)
+            try:
+                check_requirements(route, claims)
+            except GatewayError:
+                request[SUBJECT] = str(claims.get("sub"))  # whose credential was refused: the log and the audit event
+                raise
         return claims
 
     if gateway.admissions is None or handshake is not None or route.auth == "none":
@@ -180,9 +186,22 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
         finally:
             request.update(original.request)  # route, subject, rate-limit headers: for the answer, the log and metrics
     except GatewayError as exc:
+        if not front.repeated(request):  # nginx asks twice about a refusal: one audit event
+            _audit_refusal(request, exc, route)
         return answer.deny(_style(runtime, route).access_error(exc))
     seconds = answer.lifetime(runtime.config, admission.route, admission.claims, cacheable)
     return answer.allow(admission.route, admission.headers, seconds, front.padding)
+
+
+def _audit_refusal(request: web.Request, exc: GatewayError, route: Route | None) -> None:
+    """``credential.refused`` for a presented credential refused (401 with a token, 403): never for a request
+    without one, never for a request let through (nothing here runs per successful request)."""
+    if exc.status not in (401, 403) or (exc.status == 401 and not exc.token_presented):
+        return
+    reason = refusal_reason(exc.code)
+    if reason is not None:
+        emit("credential.refused", request, subject=request.get(SUBJECT), reason=reason, error=str(exc.code),
+             route=None if route is None else route.name)
 
 
 def _style(runtime: Runtime, route: Route | None) -> ErrorStyle:

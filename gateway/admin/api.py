@@ -11,8 +11,9 @@ import logging
 from aiohttp import web
 
 from gateway.admin import API_PREFIX, sessions
-from gateway.admin.base import AdminCall, AdminEndpoint, audit
+from gateway.admin.base import AdminCall, AdminEndpoint
 from gateway.errors import ErrorCode, GatewayError, error_response
+from gateway.observe.audit import emit
 from gateway.runtime import Gateway
 
 __all__ = ["API_PREFIX", "ENDPOINTS", "handle_api"]
@@ -42,8 +43,7 @@ async def handle_api(request: web.Request, gateway: Gateway) -> web.StreamRespon
             ErrorCode.ADMIN_KEY_REQUIRED, "Send an admin key as Authorization: Bearer <key>", token_presented=False))
     name = keys.identify(presented)
     if name is None:
-        audit("admin.refused", reason="invalid_key", client_ip=request.remote, method=request.method,
-              path=request.path[:200])
+        emit("admin.refused", request, reason="invalid_key", method=request.method, path=request.path[:200])
         return error_response(GatewayError.unauthorized(ErrorCode.ADMIN_KEY_INVALID, "This admin key is not valid"))
     path = request.path[len(API_PREFIX):].strip("/")
     endpoint = _TABLE.get((request.method, path))

@@ -3,24 +3,18 @@ declaration, JSON in and out, and the audit event every action emits."""
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from gateway.errors import GatewayError
+from gateway.observe.audit import emit
 from gateway.runtime import Gateway, Runtime
 
-__all__ = ["AUDIT", "MAX_BODY", "AdminCall", "AdminEndpoint", "AdminHandler", "audit", "json_answer"]
+__all__ = ["MAX_BODY", "AdminCall", "AdminEndpoint", "AdminHandler", "json_answer"]
 
-AUDIT = logging.getLogger("gateway.audit")  # the audit trail: one record per event, fields in ``extra["audit"]``
 MAX_BODY = 16 * 1024  # an admin request's JSON body, at most
-
-
-def audit(event: str, **fields: Any) -> None:
-    """One audit event: a stable dotted name and its fields (never a secret: no token, key, password or cookie)."""
-    AUDIT.info(event, extra={"audit": {"event": event, **fields}})
 
 
 def json_answer(body: Any, status: int = 200) -> web.Response:
@@ -41,7 +35,7 @@ class AdminCall:
 
     def audit(self, event: str, **fields: Any) -> None:
         """An audit event of this call (``admin.<area>.<verb>``): the admin key's name and the caller's address added."""
-        audit(event, admin_key=self.key, client_ip=self.request.remote, **fields)
+        emit(event, self.request, admin_key=self.key, **fields)
 
     async def json_body(self) -> dict[str, Any]:
         """The request's JSON object; 400 for anything else (not JSON, not an object, too large)."""

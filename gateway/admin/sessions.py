@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.admin.base import AdminCall, AdminEndpoint, audit, json_answer
+from gateway.admin.base import AdminCall, AdminEndpoint, json_answer
 from gateway.auth.session_info import live_sessions, revoke_sessions
 from gateway.errors import ErrorCode, GatewayError
+from gateway.observe.audit import emit
 
 __all__ = ["ENDPOINTS"]
 
@@ -54,7 +55,8 @@ async def revoke(call: AdminCall) -> web.StreamResponse:
         raise GatewayError(404, ErrorCode.SESSION_NOT_FOUND, f"The session {session!r} of {user!r} has already ended")
     for family in ended:
         auth.events.revoked("admin")
-        audit("session.revoked", session=family, user=user, provider=provider, reason="admin", admin_key=call.key)
+        emit("session.revoked", call.request, subject=user, reason="admin", session=family, provider=provider,
+             admin_key=call.key)
     call.audit("admin.sessions.revoked", user=user, provider=provider, session=session, count=len(ended))
     return json_answer({"user": user, "provider": provider, "revoked": ended})
 

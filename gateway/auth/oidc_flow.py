@@ -27,6 +27,7 @@ from gateway.auth.sessions import AuthService, Issued
 from gateway.config import ConfigError, GatewayConfig
 from gateway.config.model import oidc_state_key
 from gateway.errors import ErrorCode, GatewayError
+from gateway.observe.audit import emit
 
 __all__ = ["Completed", "OidcEvents", "SessionLink", "SignInFlow"]
 
@@ -270,6 +271,7 @@ class SignInFlow:
         for family in families:
             await auth.store.revoke_family(family, auth.family_ttl)
             auth.events.revoked("backchannel_logout")
+            emit("session.revoked", reason="backchannel_logout", session=family, provider=provider)
         log.info("oidc back-channel logout from %s: %d session(s) revoked", provider, len(families))
         return len(families)
 

@@ -18,12 +18,11 @@ from typing import Any, Mapping
 from gateway.stores import RotationOutcome, SessionStore, StoreUnavailable
 
 __all__ = [
-    "FINGERPRINTED_SOURCES", "MAX_USER_AGENT", "SessionOrigin", "SessionView", "audit", "describe", "live_sessions",
+    "FINGERPRINTED_SOURCES", "MAX_USER_AGENT", "SessionOrigin", "SessionView", "describe", "live_sessions",
     "password_fingerprint", "revoke_sessions",
 ]
 
 log = logging.getLogger("gateway.sessions")
-audit_log = logging.getLogger("gateway.audit")  # the audit trail's contract: the event name, its fields in "audit"
 PASSWORD_FIELD = "pwfp"  # the accepted fingerprints of the stored password hash, comma-separated
 FINGERPRINTED_SOURCES = frozenset({"file", "sql"})  # the sources whose users carry their stored hash
 MAX_USER_AGENT = 256  # characters of the User-Agent kept: enough to tell browsers apart, never a large record
@@ -122,11 +121,6 @@ async def revoke_sessions(store: SessionStore, families: list[str], ttl: float) 
             await store.revoke_family(family, ttl)
             ended.append(family)
     return ended
-
-
-def audit(event: str, **fields: Any) -> None:
-    """One audit event (a stable dotted name); fields never hold a secret."""
-    audit_log.info(event, extra={"audit": {"event": event, **fields}})
 
 
 def password_fingerprint(key: bytes, stored_hash: str) -> str:

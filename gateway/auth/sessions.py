@@ -17,7 +17,6 @@ from gateway.auth.session_info import (
     FINGERPRINTED_SOURCES,
     SessionOrigin,
     accept_rehash,
-    audit,
     describe,
     password_changed,
     password_fingerprint,
@@ -27,6 +26,7 @@ from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import Claims, TokenPair, TokenService
 from gateway.config import Tokens
 from gateway.errors import ErrorCode, GatewayError
+from gateway.observe.audit import emit
 from gateway.sources.base import SourceUnavailable, UserSource
 from gateway.sources.chain import NOT_REREAD, UserChain
 from gateway.sources.users import User
@@ -172,6 +172,7 @@ class AuthService:
         else:
             found = await self._authenticate(login, password, login_claim, client_ip)
         if found is None:
+            emit("login.failed", subject=login, reason="invalid_credentials", login_claim=login_claim)
             raise GatewayError.unauthorized(
                 ErrorCode.INVALID_CREDENTIALS, "No active account found with the given credentials", token_presented=False
             )
@@ -210,7 +211,11 @@ class AuthService:
                                                      self.settings.max_sessions_per_user):
             await self.store.revoke_family(oldest, self.family_ttl)
             self.events.revoked("session_limit")
+            emit("session.revoked", subject=subject, reason="session_limit", session=oldest)
         self.events.issued(grant)
+        provider = (refresh_extra or {}).get(PROVIDER_SESSION)
+        emit("login.succeeded", subject=subject, session=family, method="password" if grant == "login" else grant,
+             provider=provider if isinstance(provider, str) else None)
         return Issued.from_pair(pair)
 
     async def _authenticate(
@@ -237,6 +242,7 @@ class AuthService:
         if user is None:
             await self.store.revoke_family(family, self.family_ttl)
             self.events.revoked("user_removed")
+            emit("session.revoked", subject=str(claims["sub"]), reason="user_removed", session=family)
             raise GatewayError.unauthorized(ErrorCode.TOKEN_NOT_VALID, "The user of this token no longer exists")
         if self.settings.password_change_ends_sessions and extra is None and user.password_hash:
             await self._end_if_password_changed(family, user)
@@ -244,7 +250,7 @@ class AuthService:
             outcome = await self.store.is_current(family, jti)
             self.events.refreshed("renewed" if outcome is RotationOutcome.ROTATED else outcome.value)
             if outcome is not RotationOutcome.ROTATED:
-                raise _refuse(outcome)
+                raise self._refused_refresh(claims, outcome)
             access, access_claims = self.tokens.mint_access(user.username, _shaped(user.claims, shape), family)
             self.events.issued("refresh")
             await describe(self.store, family, refreshed_fields(access_claims["exp"]), self.family_ttl)
@@ -261,7 +267,17 @@ class AuthService:
             return issued
         if rotation.outcome is RotationOutcome.GRACE and rotation.successor:
             return Issued.from_json(rotation.successor)
-        raise _refuse(rotation.outcome)
+        raise self._refused_refresh(claims, rotation.outcome)
+
+    def _refused_refresh(self, claims: Claims, outcome: RotationOutcome) -> GatewayError:
+        """The refusal of a refresh token the store does not take, and its audit event."""
+        subject, family = str(claims["sub"]), claims["fid"]
+        if outcome is RotationOutcome.REUSED:
+            emit("refresh.reuse_detected", subject=subject, reason="reused", session=family)
+        else:
+            emit("credential.refused", subject=subject, reason="revoked" if outcome is RotationOutcome.REVOKED else "invalid",
+                 session=family, credential="refresh")
+        return _refuse(outcome)
 
     async def _end_if_password_changed(self, family: str, user: User) -> None:
         """The stored hash is not the one this session began with: the password changed since, the session ends."""
@@ -269,7 +285,7 @@ class AuthService:
             return
         await self.store.revoke_family(family, self.family_ttl)
         self.events.revoked("password_changed")
-        audit("session.revoked", session=family, user=user.username, reason="password_changed")
+        emit("session.revoked", subject=user.username, reason="password_changed", session=family)
         raise GatewayError.unauthorized(ErrorCode.TOKEN_REVOKED, "The password changed since this login; log in again")
 
     async def _current_user(self, refresh_claims: Claims) -> tuple[User | None, dict[str, object] | None]:
@@ -301,14 +317,14 @@ class AuthService:
         else:
             outcome = await self.store.is_current(claims["fid"], claims["jti"])
             if outcome is RotationOutcome.REUSED:
-                outcome = await self._spent_token_seen(claims["fid"], claims["jti"])
+                outcome = await self._spent_token_seen(claims["fid"], claims["jti"], str(claims["sub"]))
             if outcome is not RotationOutcome.ROTATED:
                 raise _refuse(outcome) if outcome is RotationOutcome.REUSED else GatewayError.unauthorized(
                     ErrorCode.TOKEN_NOT_VALID, "Token is no longer valid"
                 )
         return claims
 
-    async def _spent_token_seen(self, family: str, jti: str) -> RotationOutcome:
+    async def _spent_token_seen(self, family: str, jti: str, subject: str) -> RotationOutcome:
         """A spent refresh token shown at verify counts as reuse past the grace window, as at refresh.
 
         Otherwise a thief could test stolen refresh tokens at verify without
@@ -319,6 +335,7 @@ class AuthService:
         rotation = await self.store.rotate(family, jti, uuid.uuid4().hex, "", self.family_ttl, self.settings.refresh_grace)
         if rotation.outcome is RotationOutcome.REUSED:
             self.events.refreshed(rotation.outcome.value)
+            emit("refresh.reuse_detected", subject=subject, reason="reused", session=family, at="verify")
         return rotation.outcome
 
     async def logout(self, refresh: object | None, access: str | None) -> None:
@@ -327,9 +344,10 @@ class AuthService:
             raise GatewayError.unauthorized(
                 ErrorCode.AUTHENTICATION_REQUIRED, "Send the refresh token or an access token to log out", token_presented=False
             )
+        ended: Claims | None = None
         if refresh is not None:
-            claims = self.tokens.verify(refresh, "refresh", check_expiry=False)
-            await self.store.revoke_family(claims["fid"], self.family_ttl)
+            ended = self.tokens.verify(refresh, "refresh", check_expiry=False)
+            await self.store.revoke_family(ended["fid"], self.family_ttl)
             self.events.revoked("logout")
         if access is not None:
             claims = self.tokens.verify(access, "access", check_expiry=False)
@@ -339,3 +357,6 @@ class AuthService:
             await self.store.revoke_family(claims["fid"], self.family_ttl)
             if refresh is None:
                 self.events.revoked("logout")
+            ended = ended or claims
+        if ended is not None:
+            emit("logout", subject=str(ended["sub"]), session=ended["fid"])

@@ -31,7 +31,7 @@ import contextlib
 import hashlib
 import math
 import unicodedata
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -39,6 +39,7 @@ from gateway.config import LoginThrottleSettings
 from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client
 from gateway.net import ip_bucket
+from gateway.observe.audit import emit
 from gateway.stores import LimitStore
 
 __all__ = ["LoginThrottle"]
@@ -63,11 +64,12 @@ class _Turns:
         return all(self.active.get(key, 0) < limit for key, limit in keys)
 
     @contextlib.asynccontextmanager
-    async def take(self, keys: list[tuple[str, int]]) -> AsyncIterator[None]:
+    async def take(self, keys: list[tuple[str, int]], busy: Callable[[], None]) -> AsyncIterator[None]:
         async with self.changed:
             try:
                 await asyncio.wait_for(self.changed.wait_for(lambda: self._free(keys)), QUEUE_WAIT)
             except TimeoutError:
+                busy()
                 raise GatewayError(429, ErrorCode.LOGIN_BUSY, "Too many logins in progress; try again shortly",
                                    headers={"Retry-After": "1"}) from None
             for key, _ in keys:
@@ -108,7 +110,7 @@ class LoginThrottle:
         A refused attempt gives back what it took: a 429 never counts as a failure.
         """
         if client is not None:
-            await self.count_attempt(client)
+            await self.count_attempt(client, login)
         taken: list[str] = []
         for key, limit in reversed(self._keys(login, by, client)):
             count = await self.store.incr_counter(key, self.settings.window)
@@ -116,15 +118,17 @@ class LoginThrottle:
             if count.count > limit:
                 for back in taken:
                     await self.store.incr_counter(back, self.settings.window, -1)
+                emit("login.throttled", subject=login, reason="per_ip" if key.startswith("login:ip:") else "per_user")
                 raise _rate_limited(count.resets_in)
 
-    async def count_attempt(self, client: str) -> None:
+    async def count_attempt(self, client: str, login: str | None = None) -> None:
         """One login attempt of ``client`` against ``rate_per_ip`` (a password login, or a started OIDC sign-in).
 
         A rate limit with a short window: past it, 429 until the window ends (``Retry-After``), never longer.
         """
         rate = await self.store.incr_counter(f"login:rate:{ip_bucket(client)}", self.settings.rate_window)
         if rate.count > self.settings.rate_per_ip:
+            emit("login.throttled", subject=login, reason="rate_per_ip")
             raise _rate_limited(min(rate.resets_in, self.settings.rate_window),
                                 "Too many login attempts from this address; try again shortly")
 
@@ -133,7 +137,7 @@ class LoginThrottle:
         keys = [(f"user:{by}\0{login}", self.settings.concurrent_per_user)]
         if client is not None:
             keys.append((f"ip:{ip_bucket(client)}", self.settings.concurrent_per_ip))
-        return self.turns.take(keys)
+        return self.turns.take(keys, lambda: emit("login.throttled", subject=login, reason="busy"))
 
     async def succeeded(self, login: str, by: str, client: str | None) -> None:
         """A correct password: the login's failures are forgiven, the client's slot is returned."""

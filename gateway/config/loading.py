@@ -228,6 +228,7 @@ def parse_config(raw: Any, base_dir: Path, origin: Path | None = None) -> Gatewa
     _resolve_oidc_files(raw, base_dir)
     if isinstance(raw.get("admin"), dict) and isinstance(raw["admin"].get("keys_file"), str):
         raw["admin"]["keys_file"] = str(base_dir / raw["admin"]["keys_file"])  # relative to the config file
+    _resolve_audit_file(raw, base_dir)
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as exc:
@@ -269,6 +270,13 @@ def _resolve_oidc_files(raw: dict[str, Any], base_dir: Path) -> None:
         for name in ("client_secret_file", "private_key_file"):
             if isinstance(spec, dict) and isinstance(spec.get(name), str):
                 spec[name] = str(base_dir / spec[name])
+
+
+def _resolve_audit_file(raw: dict[str, Any], base_dir: Path) -> None:
+    """The audit file sink's path, like the users file, is relative to the configuration file."""
+    audit = raw.get("audit")
+    if isinstance(audit, dict) and isinstance(audit.get("path"), str):
+        audit["path"] = str(base_dir / audit["path"])
 
 
 def load_config(path: str | Path) -> GatewayConfig:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import field_validator, model_validator
 
+from gateway.config.audit import Audit
 from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from gateway.config.browser import Compat, Cookies, Cors
 from gateway.config.decision import Decision
@@ -77,6 +78,8 @@ class GatewayConfig(Model):
     """Decision mode: a front proxy (nginx, Traefik, Caddy, HAProxy, Envoy) asks, per request, what proxy mode would do; off while absent."""
     tracing: Tracing = Tracing()
     """OpenTelemetry traces of every request, exported over OTLP/HTTP; off by default."""
+    audit: Audit = Audit()
+    """Audit events (docs/audit.md): logins, refusals of presented credentials, logouts, reloads; read at start, restart to change."""
 
     @field_validator("trusted_proxies")
     @classmethod

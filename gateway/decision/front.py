@@ -34,6 +34,7 @@ from multidict import CIMultiDict
 from gateway.config.boundary import ClientBoundary
 from gateway.config.decision import Decision
 from gateway.decision.fronts import FRONTS
+from gateway.decision.fronts.nginx import REASK
 from gateway.errors import GatewayError
 
 __all__ = ["Front", "Original"]
@@ -117,6 +118,13 @@ class Front:
             headers["Upgrade"] = "websocket"  # the front drops it (hop-by-hop): the handshake is checked as one
             headers["Connection"] = "Upgrade"
         return Original(request.clone(method=method, headers=headers), target)
+
+    def repeated(self, request: web.Request) -> bool:
+        """nginx's second ask about a refused request (``@gateway_refusal`` in the generated config): its decision
+        request alone carries the query ``REASK``, so the refusal's audit event is written once, at the first ask.
+        nginx reads the original target from X-Original-URI: the decision request's own query is the front's, never
+        the client's (the first ask, an ``auth_request`` subrequest, has none)."""
+        return self.settings.front == "nginx" and request.query_string == REASK
 
     def unstripped(self, original: web.Request) -> str | None:
         """The first header of the original request that proxy mode would not pass and this front does not

@@ -27,6 +27,7 @@ from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fiel
 from gateway.endpoints.tokens import Dialect
 from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.forwarded import client
+from gateway.observe.audit import about
 
 __all__ = ["BINDING_COOKIE", "OidcEndpoints", "login_answer", "login_url", "oidc_endpoints", "provider_links", "wants_page"]
 
@@ -230,7 +231,8 @@ class OidcEndpoints:
 
 def _bind(handler: Any, provider: str) -> Any:
     async def call(request: web.Request) -> web.StreamResponse:
-        return await handler(request, provider)  # type: ignore[no-any-return]
+        with about(request):  # audit events of the sign-in name this request
+            return await handler(request, provider)  # type: ignore[no-any-return]
 
     return call
 
@@ -248,9 +250,14 @@ def oidc_endpoints(config: GatewayConfig, flow: SignInFlow, cookies: CookieMode 
     }
 
     async def logout(request: web.Request) -> web.StreamResponse:
-        return await (e.logout(request) if request.method == "POST" else e.logout_page(request))
+        with about(request):
+            return await (e.logout(request) if request.method == "POST" else e.logout_page(request))
 
-    shared = {"exchange": Endpoint(POST, e.exchange), "logout": Endpoint(GET | POST, logout),
+    async def exchange(request: web.Request) -> web.StreamResponse:
+        with about(request):
+            return await e.exchange(request)
+
+    shared = {"exchange": Endpoint(POST, exchange), "logout": Endpoint(GET | POST, logout),
               "providers": Endpoint(GET, e.providers)}
     assert set(shared) == set(OIDC_SHARED)
     table.update({f"{e.prefix}/{what}": endpoint for what, endpoint in shared.items()})

@@ -13,7 +13,7 @@ so cookie mode works the same on every dialect that enables it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -26,6 +26,7 @@ from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields, require_json
 from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client
+from gateway.observe.audit import about
 
 __all__ = ["Dialect", "compat_endpoints", "dialects"]
 
@@ -44,7 +45,7 @@ class Dialect:
     def endpoints(self) -> dict[str, Endpoint]:
         handlers = {"login": self.login, "refresh": self.refresh, "verify": self.verify, "logout": self.logout, "me": self.me}
         return {
-            path: Endpoint(GET if role == "me" else POST, handlers[role], uncapped=role in ("refresh", "logout"))
+            path: Endpoint(GET if role == "me" else POST, _audited(handlers[role]), uncapped=role in ("refresh", "logout"))
             for role, path in self.profile.named_paths().items()
         }
 
@@ -179,6 +180,16 @@ class Dialect:
             return self.errors.access_error(exc)
         request[SUBJECT] = str(claims.get("sub"))
         return json_response(_project(claims, self.profile.me_fields), headers=NO_STORE)
+
+
+def _audited(handler: Callable[[web.Request], Awaitable[web.Response]]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The handler, with the audit events of what it calls naming its request (client, request id)."""
+
+    async def call(request: web.Request) -> web.Response:
+        with about(request):
+            return await handler(request)
+
+    return call
 
 
 def _user_id(value: Any, kind: str) -> Any:

@@ -142,6 +142,9 @@ class Metrics:
         self.oidc_logins = Counter(
             "gateway_oidc_logins", "Sign-ins through an OpenID Provider, by provider and result (success or the refusal's code)",
             ["provider", "result"], registry=r)
+        self.audit_dropped = Counter(
+            "gateway_audit_events_dropped", "Audit events the webhook sink dropped, by reason (queue_full, "
+            "delivery_failed after every retry, shutdown)", ["reason"], registry=r)
         self.reloads = Counter(
             "gateway_config_reloads", "Configuration reloads by result (success, failure)", ["result"], registry=r)
         self.last_reload = Gauge(

@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.observe.audit import emit
 from gateway.runtime import Gateway, Runtime
 from gateway.sources.base import UserSource
 from gateway.sources.registry import build_chain, retired_sources
@@ -40,6 +41,8 @@ def restart_only_changes(running: GatewayConfig, new: GatewayConfig) -> list[str
         problems.append("store: changing backend, url, prefix or timeout needs a restart (failure_mode may change)")
     if running.store.revocation_cache != new.store.revocation_cache:
         problems.append("store.revocation_cache: changing it needs a restart")
+    if running.audit != new.audit:
+        problems.append("audit: changing where audit events go needs a restart")
     if running.limits != new.limits:
         problems.append("limits: changing them needs a restart (connection and pool bounds are set at start)")
     return problems
@@ -79,6 +82,7 @@ class Reloader:
                 "configuration reloaded from %s: %d routes, %d users",
                 self.config_path, len(runtime.config.routes), len(runtime.users),
             )
+            emit("config.reloaded", path=str(self.config_path), routes=len(runtime.config.routes))
             return True
 
     def _build(self) -> Runtime:

@@ -69,7 +69,7 @@ if not current then return {'unknown'} end
 if current == ARGV[1] then
   redis.call('HSET', KEYS[1], 'current', ARGV[2])
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+  if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4]) end
   return {'rotated'}
 end
 local prior = redis.call('GET', KEYS[2])
@@ -260,7 +260,8 @@ class RedisStore(Store):
     async def rotate(self, family: str, old_jti: str, new_jti: str, successor: str, ttl: float, grace: float) -> Rotation:
         keys = [self._key(family, "fam"), self._key(family, "spent", old_jti), self._key(family, "revoked")]
         deadline = await self._rotation_deadline(keys[0])
-        args: list[str | int] = [old_jti, new_jti, successor, _ms(grace), _ms(ttl), self.channel, encode_event(family), deadline]
+        grace_ms = int(grace * 1000)  # 0: no grace window at all
+        args: list[str | int] = [old_jti, new_jti, successor, grace_ms, _ms(ttl), self.channel, encode_event(family), deadline]
         result = await self._call(lambda: self._rotate(keys=keys, args=args))
         if result[0] == "late":
             raise StoreUnavailable("The token store answered too late")

@@ -487,6 +487,23 @@ async def test_backchannel_logout_revokes_the_sessions_of_the_sid(oidc_gateway, 
     assert replay.status == 400 and (await replay.json())["error"] == "invalid_request"
 
 
+async def test_sign_in_and_backchannel_logout_are_audited_without_the_code_or_tokens(oidc_gateway, op, tmp_path):
+    path = tmp_path / "audit.jsonl"
+    client = await oidc_gateway(cookies={"enabled": False}, audit={"sink": "file", "path": str(path)})
+    resp = await sign_in(client, deliver="code")
+    code = URL(resp.headers["Location"]).fragment.removeprefix("gateway_code=")
+    answer = await client.post("/auth/oidc/exchange", json={"code": code})
+    tokens = await answer.json()
+    logout_token = op.logout_token()
+    assert (await client.post("/auth/oidc/local/backchannel-logout", data={"logout_token": logout_token})).status == 200
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(e["event"], e["reason"]) for e in events] == [("login.succeeded", None), ("session.revoked", "backchannel_logout")]
+    assert events[0]["subject"] == "local:u-1" and events[0]["method"] == "oidc" and events[0]["provider"] == "local"
+    assert events[1]["session"] == events[0]["session"] and events[1]["provider"] == "local"
+    written = path.read_text()
+    assert not [s for s in (code, tokens["access"], tokens["refresh"], logout_token) if s in written]
+
+
 @pytest.mark.parametrize("claims", [{"events": None}, {"nonce": "n"}, {"sid": None}, {"jti": None},
                                     {"aud": "other"}, {"iss": "https://other.example"}])
 async def test_invalid_logout_tokens_are_400(oidc_gateway, op, claims):

@@ -207,3 +207,10 @@ async def test_redis_pool_queues_bursts_instead_of_failing(redis_url: str):
     results = await asyncio.gather(*[store.is_revoked("f", f"j{i}") for i in range(POOL_SIZE * 3)])
     assert results == [False] * (POOL_SIZE * 3)
     await store.close()
+
+
+async def test_no_grace_means_a_repeat_is_reuse_at_once(store: Store):
+    """refresh_grace: 0s: no window at all (Redis once kept a 1 ms one, which a fast repeat could hit)."""
+    await store.start_family("f1", "j1", ttl=60)
+    await store.rotate("f1", "j1", "j2", "pair-2", ttl=60, grace=0)
+    assert (await store.rotate("f1", "j1", "j3", "pair-3", ttl=60, grace=0)).outcome is RotationOutcome.REUSED

@@ -15,7 +15,9 @@ from __future__ import annotations
 from gateway.config.boundary import ClientBoundary, fold_header
 from gateway.decision.fronts.base import Deployment, FrontKind, spellings
 
-__all__ = ["FRONT"]
+__all__ = ["FRONT", "REASK"]
+
+REASK = "reask"  # the query of the second ask about a refused request: the gateway writes its audit event once
 
 # nginx's own value for the forwarding headers it sets on the way to the app (and to the gateway)
 _OWN = {"x-forwarded-for": "$remote_addr", "x-forwarded-proto": "$scheme", "x-forwarded-host": "$http_host",
@@ -140,7 +142,8 @@ server {{
     }}
 
     location @gateway_refusal {{
-        rewrite ^ {path} break;
+        # "?{REASK}" marks the second ask, so the refusal is one audit event (the trailing "?" drops the client's query)
+        rewrite ^ {path}?{REASK}? break;
         proxy_method GET;
         proxy_pass http://gateway;
         proxy_pass_request_body off;

@@ -239,7 +239,7 @@ def test_cli_generates_a_key_that_the_gateway_accepts(tmp_path, users_file):
     assert check.returncode == 0, check.stderr
     ring = KeyRing.from_config(parse_config(raw, tmp_path).tokens)
     assert jwk_thumbprint(ring.jwks()["keys"][0]) == kid
-    again = _cli("keys", "generate", "--alg", "ES256", "--out", str(tmp_path / "keys"), "--kid", kid)
+    again = _cli("keys", "generate", "--alg", "ES256", "--out", str(tmp_path / "keys"), f"--kid={kid}")  # a kid may start with -
     assert again.returncode == 1 and "refusing to overwrite" in again.stderr
 
 

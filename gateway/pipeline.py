@@ -26,7 +26,7 @@ from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.oidc import login_answer
 from gateway.endpoints.table import Endpoint
 from gateway.errors import ErrorCode, GatewayError
-from gateway.forwarded import client_origin
+from gateway.forwarded import client, client_origin
 from gateway.limits import websocket_slot
 from gateway.net import Host
 from gateway.policy import check_requirements
@@ -62,7 +62,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     endpoint_path = path.decoded.rstrip("/") or "/"
     endpoint = runtime.endpoints.get(endpoint_path)
     if runtime.cors is not None:
-        preflight = runtime.cors.screen(request, lambda method: _accepts(runtime, endpoint, host, path, method))
+        preflight = runtime.cors.screen(request, lambda method: _accepts(request, runtime, endpoint, host, path, method))
         if preflight is not None:
             return preflight
     if endpoint is not None and request.method in endpoint.methods:
@@ -70,7 +70,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await endpoint.handler(request)
     # Methods an endpoint does not take fall through to the routes (djoser: GET users/me answered here,
     # PATCH users/me proxied); only when no route takes them either is it the endpoint's 405.
-    route = runtime.router.match(request.method, host.name, path)
+    route = runtime.router.match(request.method, host.name, path, client(request).address)
     if endpoint is not None and route is None:
         request[ROUTE_NAME] = "@" + endpoint_path
         allow = ", ".join(sorted(endpoint.methods))
@@ -153,7 +153,8 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
         try:
             host = request_host(original.request)
             path = parse_target(original.target, runtime.config.paths)
-            route = runtime.router.match(original.request.method, host.name, path)
+            # the original client: the address the trusted front reports (X-Forwarded-For), as for limits
+            route = runtime.router.match(original.request.method, host.name, path, client(original.request).address)
             unstripped = front.unstripped(original.request)
             if unstripped is not None:  # the app would get what proxy mode never passes: the front cannot remove it
                 raise GatewayError(400, ErrorCode.HEADER_NOT_ALLOWED,
@@ -167,7 +168,8 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
             request.update(original.request)  # route, subject, rate-limit headers: for the answer, the log and metrics
     except GatewayError as exc:
         return answer.deny(_style(runtime, route).access_error(exc))
-    cacheable = admission.handshake is None and cache_key(original.request, runtime.cookies) is not None
+    cacheable = (admission.handshake is None and cache_key(original.request, runtime.cookies) is not None
+                 and not runtime.router.network_dependent(admission.route))  # the front's cache key has no address
     seconds = answer.lifetime(runtime.config, admission.route, admission.claims, cacheable)
     return answer.allow(admission.route, admission.headers, seconds, front.padding)
 
@@ -206,8 +208,10 @@ def _check_framing(request: web.Request) -> None:
         raise GatewayError(400, ErrorCode.BAD_REQUEST, "Only Transfer-Encoding: chunked is accepted")
 
 
-def _accepts(runtime: Runtime, endpoint: Endpoint | None, host: Host, path: RequestPath, method: str) -> bool:
-    """Whether a request with ``method`` could be served here (for CORS preflights)."""
+def _accepts(
+    request: web.Request, runtime: Runtime, endpoint: Endpoint | None, host: Host, path: RequestPath, method: str,
+) -> bool:
+    """Whether a request with ``method`` from this client could be served here (for CORS preflights)."""
     if endpoint is not None and method in endpoint.methods:
         return True
-    return runtime.router.match(method, host.name, path) is not None
+    return runtime.router.match(method, host.name, path, client(request).address) is not None

@@ -91,7 +91,7 @@ class Runtime:
             users=users,
             tokens=tokens,
             auth=auth,
-            router=Router(config.routes, case_sensitive=config.paths.case_sensitive),
+            router=Router(config.routes, case_sensitive=config.paths.case_sensitive, networks=config.networks),
             rewrite=HeaderRewrite(boundary),
             endpoints={
                 **default_endpoints(config.endpoints, auth),

@@ -4,10 +4,11 @@ from __future__ import annotations
 import functools
 from typing import Any, Literal, Mapping
 
-from pydantic import field_validator, model_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from gateway.config.browser import ErrorStyleName
 from gateway.config.limits import RateLimit, WebsocketSession
+from gateway.config.networks import NetworkRef, check_route_networks
 from gateway.config.tokens import OWN_ISSUER
 from gateway.config.types import HEADER_NAME, QUERY_NAME, AbsPath, Duration, Model, base_url, check_header_name
 from gateway.net import parse_host
@@ -103,6 +104,8 @@ class Route(Model):
     """The methods the route takes; absent: any method."""
     host: str | None = None
     """Exact, or `*.domain` (subdomains only); case, a trailing dot and the port ignored; absent: any host."""
+    networks: tuple[NetworkRef, ...] | None = None
+    """Client networks the route takes: CIDR blocks and names from `networks`; requests from elsewhere go on to the next route (absent: every client)."""
     upstream: str
     """Absolute http(s) URL without query or fragment; its path is prepended."""
     strip_prefix: bool = False
@@ -158,6 +161,11 @@ class Route(Model):
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a host name ({exc})") from None
         return f"*.{name}" if wildcard else name
+
+    @field_validator("networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...] | None, info: ValidationInfo) -> tuple[str, ...] | None:
+        return check_route_networks(value, info)
 
     @field_validator("upstream")
     @classmethod

@@ -126,7 +126,8 @@ async def _caller(
     request: web.Request, gateway: Gateway, runtime: Runtime, route: Route, handshake: Handshake | None
 ) -> Claims | None:
     """The verified caller who meets the route's requirements; remembered per (credential, route) by the admission
-    cache where there is one (gateway/auth/admission_cache.py). Websocket handshakes are always checked afresh."""
+    cache where there is one (gateway/auth/admission_cache.py). Websocket handshakes are always checked afresh, and
+    so are Basic routes, whose pair is no part of the cache's key (auth/basic.py keeps verified pairs itself)."""
 
     async def check() -> Claims | None:
         claims = await _credentials(request, gateway, runtime, route, handshake)
@@ -134,7 +135,7 @@ async def _caller(
             check_requirements(route, claims)
         return claims
 
-    if gateway.admissions is None or handshake is not None or route.auth == "none":
+    if gateway.admissions is None or handshake is not None or route.auth in ("none", "basic"):
         return await check()
     return await gateway.admissions.admitted(cache_key(request, runtime.cookies), route, check)
 
@@ -169,7 +170,8 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
     except GatewayError as exc:
         return answer.deny(_style(runtime, route).access_error(exc))
     cacheable = (admission.handshake is None and cache_key(original.request, runtime.cookies) is not None
-                 and not runtime.router.network_dependent(admission.route))  # the front's cache key has no address
+                 and not runtime.router.network_dependent(admission.route)  # the front's cache key has no address
+                 and admission.route.auth != "basic")  # nor a password in the front's cache key (on its disk)
     seconds = answer.lifetime(runtime.config, admission.route, admission.claims, cacheable)
     return answer.allow(admission.route, admission.headers, seconds, front.padding)
 
@@ -185,6 +187,9 @@ async def _credentials(
     """The verified caller (``auth.credentials.authenticate``, for HTTP and websocket alike), None on ``auth: none``."""
     if route.auth == "none":
         return None
+    if route.auth == "basic":
+        assert runtime.basic is not None  # built for every configuration with a basic route
+        return await runtime.basic.caller(request, route)
     store = revocation_store(gateway.store, request, runtime.config.store.failure_mode)
     return await authenticate(
         request, runtime.tokens, store, required=route.auth == "required", trust=runtime.issuers.for_route(route),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.auth.admission_cache import AdmissionCache
+from gateway.auth.basic import BasicAuth
 from gateway.auth.cookies import CookieMode
 from gateway.auth.issuers import Issuers
 from gateway.auth.keys import KeyRing
@@ -61,6 +62,7 @@ class Runtime:
     cors: CorsPolicy | None = None  # cross-origin policy (cors.allow_origins)
     oidc: SignInFlow | None = None  # sign-in through OpenID Providers (oidc.providers)
     decision: Front | None = None  # decision mode (decision)
+    basic: BasicAuth | None = None  # HTTP Basic and its verified pairs (routes with auth: basic)
 
     @classmethod
     def build(
@@ -108,6 +110,8 @@ class Runtime:
             cors=_cors(config),
             oidc=oidc,
             decision=Front(config.decision, boundary) if config.decision is not None else None,
+            basic=(BasicAuth(config.basic_auth, config.tokens, users, throttle)
+                   if any(r.auth == "basic" for r in config.routes) else None),
         )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import field_validator, model_validator
 
+from gateway.config.basic import BasicAuthSettings
 from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from gateway.config.browser import Compat, Cookies, Cors
 from gateway.config.decision import Decision
@@ -61,6 +62,8 @@ class GatewayConfig(Model):
     """Identity providers whose tokens routes may accept, by the name routes use in `issuers` (`gateway` is reserved)."""
     login_throttle: LoginThrottleSettings = LoginThrottleSettings()
     """Failed-login throttling, counted in the store."""
+    basic_auth: BasicAuthSettings = BasicAuthSettings()
+    """The cache of verified credentials of `auth: basic` routes (their failures count in `login_throttle`)."""
     public_url: str | None = None
     """The gateway's external base URL, for the discovery document; absent: the document is served to loopback hosts only."""
     client_headers: ClientHeaders = ClientHeaders()

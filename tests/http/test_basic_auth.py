@@ -14,6 +14,7 @@ from gateway.auth.basic import BasicAuth
 from gateway.config import ConfigError, parse_config
 from gateway.runtime import GATEWAY
 from gateway.sources.users import hash_password
+from gateway.stores.redis import RedisStore
 from tests.conftest import PASSWORDS, base_config, bearer, login
 from tests.support.clock import FakeClock
 
@@ -213,3 +214,15 @@ def test_config_errors(make_config, upstream, route, message):
 def test_cache_lifetime_is_bounded(make_config):
     with pytest.raises(ConfigError, match="at most 10m"):
         make_config(basic_auth={"cache_lifetime": "1h"})
+
+
+async def test_the_throttle_holds_across_instances_sharing_redis(make_gateway, upstream, redis_url):
+    settings = {"per_user": 2}
+    first = await make_gateway(RedisStore(redis_url), routes=routes(upstream), login_throttle=settings)
+    second = await make_gateway(RedisStore(redis_url), routes=routes(upstream), login_throttle=settings)
+    assert (await first.get("/dav/x", headers=basic("bob", "guess"))).status == 401
+    assert (await second.get("/dav/x", headers=basic("bob", "guess"))).status == 401
+    for instance in (first, second):
+        resp = await instance.get("/dav/x", headers=basic("bob", "guess"))
+        assert resp.status == 429 and "Retry-After" in resp.headers
+    assert (await second.get("/dav/x", headers=basic("alice"))).status == 200

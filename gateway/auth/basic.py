@@ -16,7 +16,10 @@ configuration: a reload starts empty), so a wrong password is another key
 and never meets a cached success, and a leaked entry reveals nothing that
 can be checked offline. A password changed or a user disabled in the source
 takes effect when the entry ends. Only password checks count against the
-throttle: a cached pair costs nothing but the HMAC.
+throttle: a cached pair costs nothing but the HMAC. Requests that bring the
+same pair while it is being checked (a WebDAV client opens several
+connections at once) wait for that one check and share its answer, so a cold
+cache costs one password check, not one per connection.
 
 Malformed credentials (not base64, not UTF-8, no colon, control characters,
 too long) are a 400; none at all, another scheme, or a wrong pair a 401
@@ -26,6 +29,7 @@ removes it; a basic route cannot forward it).
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -103,6 +107,7 @@ class BasicAuth:
         self.clock = clock
         self._key = secrets.token_bytes(32)  # this process's: entries mean nothing anywhere else
         self._verified: TTLMap[bytes, Claims] = TTLMap(settings.cache_size)
+        self._checking: dict[bytes, asyncio.Future[Claims]] = {}  # pairs whose check is running, by cache key
         self.hits = 0
         self.misses = 0
 
@@ -121,10 +126,32 @@ class BasicAuth:
         if cached is not None:
             self.hits += 1
             return cached
+        running = self._checking.get(key)
+        if running is not None:
+            try:
+                return await asyncio.shield(running)  # the same pair's check, and its answer (a refusal too)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not running.cancelled() or (task is not None and task.cancelling()):
+                    raise  # this request was cancelled, not (only) the check
+                # the request that ran the check went away: check here instead
         self.misses += 1
-        claims = await self._verify(user, password, client(request).address, route)
+        running = self._checking[key] = asyncio.get_running_loop().create_future()
+        try:
+            claims = await self._verify(user, password, client(request).address, route)
+        except asyncio.CancelledError:
+            running.cancel()
+            raise
+        except Exception as exc:
+            running.set_exception(exc)
+            running.exception()  # retrieved: nobody need be waiting for it
+            raise
+        finally:
+            if self._checking.get(key) is running:
+                del self._checking[key]
+        running.set_result(claims)
         if self.settings.cache_lifetime > 0:
-            self._verified.put(key, claims, now + self.settings.cache_lifetime)
+            self._verified.put(key, claims, self.clock() + self.settings.cache_lifetime)
         return claims
 
     async def _verify(self, login: str, password: str, address: str, route: Route) -> Claims:

@@ -36,7 +36,7 @@ def _network(text: str) -> Network:
     try:
         network = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not {_EXPECTED}: {exc}") from None
+        raise ValueError(f"not {_EXPECTED} ({exc})") from None
     if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
         mapped = network.network_address.ipv4_mapped
         if mapped is not None:

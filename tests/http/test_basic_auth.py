@@ -2,6 +2,7 @@
 malformed headers answered 4xx, no password upstream, and decision mode."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import sqlite3
 from pathlib import Path
@@ -53,6 +54,17 @@ async def test_a_right_pair_passes_with_the_users_claims_and_no_password_upstrea
     for _ in range(3):  # the pair is remembered: no password check
         assert (await client.get("/dav/x", headers=basic("alice"))).status == 200
     assert (_basic(client).hits, _basic(client).misses, len(_basic(client))) == (3, 1, 1)
+
+
+async def test_a_cold_cache_costs_one_password_check_for_concurrent_requests(make_gateway, upstream):
+    """A WebDAV client opens several connections at once: one check, its answer shared, refusals included."""
+    client = await make_gateway(routes=routes(upstream))
+    answers = await asyncio.gather(*(client.get("/dav/x", headers=basic("alice")) for _ in range(6)))
+    assert [r.status for r in answers] == [200] * 6
+    assert _basic(client).misses == 1
+    refused = await asyncio.gather(*(client.get("/dav/x", headers=basic("bob", "guess")) for _ in range(4)))
+    assert [r.status for r in refused] == [401] * 4
+    assert _basic(client).misses == 2 and len(_basic(client)) == 1
 
 
 async def test_without_credentials_or_with_a_token_the_answer_is_a_basic_challenge(make_gateway, upstream):

@@ -14,6 +14,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 import gateway.rate_limit as rate_limit
+from gateway.auth import basic
 from gateway.auth.admission_cache import cache_key
 from gateway.auth.credentials import OriginRule, authenticate
 from gateway.auth.tokens import Claims
@@ -132,7 +133,12 @@ async def _caller(
     async def check() -> Claims | None:
         claims = await _credentials(request, gateway, runtime, route, handshake)
         if claims is not None:
-            check_requirements(route, claims)
+            try:
+                check_requirements(route, claims)
+            except GatewayError as exc:
+                if route.auth == "basic":  # its 403 names Basic, not the Bearer insufficient_scope challenge
+                    exc.headers.setdefault("WWW-Authenticate", basic.challenge(route))
+                raise
         return claims
 
     if gateway.admissions is None or handshake is not None or route.auth in ("none", "basic"):

@@ -134,6 +134,7 @@ async def test_requirements_apply_to_the_basic_user(make_gateway, upstream):
     assert (await client.get("/files/x", headers=basic("alice"))).status == 200
     resp = await client.get("/files/x", headers=basic("bob"))
     assert resp.status == 403 and (await resp.json())["code"] == "permission_denied"
+    assert resp.headers["WWW-Authenticate"] == 'Basic realm="Admin files", charset="UTF-8"'  # never a Bearer one
 
 
 async def test_wrong_pairs_are_throttled_like_logins(make_gateway, upstream):
@@ -238,3 +239,12 @@ async def test_the_throttle_holds_across_instances_sharing_redis(make_gateway, u
         resp = await instance.get("/dav/x", headers=basic("bob", "guess"))
         assert resp.status == 429 and "Retry-After" in resp.headers
     assert (await second.get("/dav/x", headers=basic("alice"))).status == 200
+
+
+async def test_a_rate_limit_by_sub_counts_the_basic_user(make_gateway, upstream):
+    dav = {**routes(upstream)[0], "rate_limit": {"requests": 2, "per": "1m", "key": "sub"}}
+    client = await make_gateway(routes=[dav])
+    for _ in range(2):
+        assert (await client.get("/dav/x", headers=basic("alice"))).status == 200
+    assert (await client.get("/dav/x", headers=basic("alice"))).status == 429
+    assert (await client.get("/dav/x", headers=basic("bob"))).status == 200  # another user, another count

@@ -195,7 +195,7 @@ async def _credentials(
         return None
     if route.auth == "basic":
         assert runtime.basic is not None  # built for every configuration with a basic route
-        return await runtime.basic.caller(request, route)
+        return await runtime.basic.caller(request, route, _origin_rule(request, runtime))
     store = revocation_store(gateway.store, request, runtime.config.store.failure_mode)
     return await authenticate(
         request, runtime.tokens, store, required=route.auth == "required", trust=runtime.issuers.for_route(route),
@@ -204,7 +204,8 @@ async def _credentials(
 
 
 def _origin_rule(request: web.Request, runtime: Runtime) -> OriginRule:
-    """Origins whose pages may use the access cookie on a websocket: the gateway's own, and CORS's allowed ones."""
+    """Origins whose pages may use what a browser sends on its own (the access cookie on a websocket, a Basic
+    pair on a write): the gateway's own, and CORS's allowed ones."""
 
     def origin_ok(origin: str) -> bool:
         return same_origin(request, origin) or (runtime.cors is not None and runtime.cors.allows(origin))

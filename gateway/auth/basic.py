@@ -21,6 +21,13 @@ same pair while it is being checked (a WebDAV client opens several
 connections at once) wait for that one check and share its answer, so a cold
 cache costs one password check, not one per connection.
 
+A browser that was given a pair sends it on its own, to any page's requests,
+as it sends cookies: a state-changing request (not GET, HEAD, OPTIONS or
+TRACE) whose ``Origin`` is neither the gateway's own nor one CORS allows is a
+403 ``origin_not_allowed`` before any password is looked at, so another site
+cannot make a signed-in browser write through a basic route. Scripts and
+WebDAV clients send no ``Origin``.
+
 Malformed credentials (not base64, not UTF-8, no colon, control characters,
 too long) are a 400; none at all, another scheme, or a wrong pair a 401
 carrying ``WWW-Authenticate: Basic realm="...", charset="UTF-8"``. The
@@ -40,6 +47,7 @@ from typing import Callable
 
 from aiohttp import web
 
+from gateway.auth.cookies import SAFE_METHODS
 from gateway.auth.sessions import MAX_LOGIN_LENGTH, MAX_PASSWORD_LENGTH, identity_unavailable
 from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import Claims
@@ -117,8 +125,13 @@ class BasicAuth:
     def _cache_key(self, user: str, password: str) -> bytes:
         return hmac.new(self._key, f"{user}:{password}".encode(), hashlib.sha256).digest()
 
-    async def caller(self, request: web.Request, route: Route) -> Claims:
-        """The claims of the request's Basic user (see the module docstring)."""
+    async def caller(self, request: web.Request, route: Route, origin_ok: Callable[[str], bool]) -> Claims:
+        """The claims of the request's Basic user (see the module docstring); ``origin_ok`` says whether a page of
+        an origin may write with the browser's pair (the gateway's own origin and CORS's allowed ones)."""
+        origin = request.headers.get("Origin")
+        if request.method not in SAFE_METHODS and origin is not None and not origin_ok(origin):
+            raise GatewayError(403, ErrorCode.ORIGIN_NOT_ALLOWED,
+                               "A page of another origin may not send Basic credentials to this route")
         user, password = credentials(request, route)
         key = self._cache_key(user, password)
         now = self.clock()

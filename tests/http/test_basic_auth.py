@@ -248,3 +248,26 @@ async def test_a_rate_limit_by_sub_counts_the_basic_user(make_gateway, upstream)
         assert (await client.get("/dav/x", headers=basic("alice"))).status == 200
     assert (await client.get("/dav/x", headers=basic("alice"))).status == 429
     assert (await client.get("/dav/x", headers=basic("bob"))).status == 200  # another user, another count
+
+
+async def test_another_sites_page_cannot_write_with_the_browsers_pair(make_gateway, upstream):
+    """A browser sends a pair it was given on its own, like a cookie: writes from foreign origins are refused."""
+    client = await make_gateway(routes=routes(upstream))
+    own = f"http://127.0.0.1:{client.port}"
+    for method in ("POST", "PUT", "DELETE", "PROPPATCH"):
+        resp = await client.request(method, "/dav/x", headers={**basic("alice"), "Origin": "https://evil.example"})
+        assert resp.status == 403 and (await resp.json())["code"] == "origin_not_allowed", method
+        resp = await client.request(method, "/dav/x", headers={**basic("alice"), "Origin": "null"})
+        assert resp.status == 403, method
+        assert (await client.request(method, "/dav/x", headers={**basic("alice"), "Origin": own})).status == 200
+        assert (await client.request(method, "/dav/x", headers=basic("alice"))).status == 200  # scripts send none
+    assert (await client.get("/dav/x", headers={**basic("alice"), "Origin": "https://evil.example"})).status == 200
+    assert _basic(client).misses == 1  # refused before any password check
+
+
+async def test_origins_cors_allows_may_write(make_gateway, upstream):
+    client = await make_gateway(routes=routes(upstream), cors={"allow_origins": ["https://app.example"]})
+    resp = await client.post("/dav/x", headers={**basic("alice"), "Origin": "https://app.example"})
+    assert resp.status == 200
+    resp = await client.post("/dav/x", headers={**basic("alice"), "Origin": "https://evil.example"})
+    assert resp.status == 403 and (await resp.json())["code"] == "origin_not_allowed"

@@ -14,6 +14,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 import gateway.rate_limit as rate_limit
+from gateway.auth import basic
 from gateway.auth.admission_cache import cache_key
 from gateway.auth.credentials import OriginRule, authenticate
 from gateway.auth.tokens import Claims
@@ -26,7 +27,7 @@ from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.oidc import login_answer
 from gateway.endpoints.table import Endpoint
 from gateway.errors import ErrorCode, GatewayError
-from gateway.forwarded import client_origin
+from gateway.forwarded import client, client_origin
 from gateway.limits import websocket_slot
 from gateway.net import Host
 from gateway.observe.audit import emit, refusal_reason
@@ -63,7 +64,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     endpoint_path = path.decoded.rstrip("/") or "/"
     endpoint = runtime.endpoints.get(endpoint_path)
     if runtime.cors is not None:
-        preflight = runtime.cors.screen(request, lambda method: _accepts(runtime, endpoint, host, path, method))
+        preflight = runtime.cors.screen(request, lambda method: _accepts(request, runtime, endpoint, host, path, method))
         if preflight is not None:
             return preflight
     if endpoint is not None and request.method in endpoint.methods:
@@ -71,7 +72,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await endpoint.handler(request)
     # Methods an endpoint does not take fall through to the routes (djoser: GET users/me answered here,
     # PATCH users/me proxied); only when no route takes them either is it the endpoint's 405.
-    route = runtime.router.match(request.method, host.name, path)
+    route = runtime.router.match(request.method, host.name, path, client(request).address)
     if endpoint is not None and route is None:
         request[ROUTE_NAME] = "@" + endpoint_path
         allow = ", ".join(sorted(endpoint.methods))
@@ -141,19 +142,22 @@ async def _caller(
     request: web.Request, gateway: Gateway, runtime: Runtime, route: Route, handshake: Handshake | None
 ) -> Claims | None:
     """The verified caller who meets the route's requirements; remembered per (credential, route) by the admission
-    cache where there is one (gateway/auth/admission_cache.py). Websocket handshakes are always checked afresh."""
+    cache where there is one (gateway/auth/admission_cache.py). Websocket handshakes are always checked afresh, and
+    so are Basic routes, whose pair is no part of the cache's key (auth/basic.py keeps verified pairs itself)."""
 
     async def check() -> Claims | None:
         claims = await _credentials(request, gateway, runtime, route, handshake)
         if claims is not None:
             try:
                 check_requirements(route, claims)
-            except GatewayError:
+            except GatewayError as exc:
                 request[SUBJECT] = str(claims.get("sub"))  # whose credential was refused: the log and the audit event
+                if route.auth == "basic":  # its 403 names Basic, not the Bearer insufficient_scope challenge
+                    exc.headers.setdefault("WWW-Authenticate", basic.challenge(route))
                 raise
         return claims
 
-    if gateway.admissions is None or handshake is not None or route.auth == "none":
+    if gateway.admissions is None or handshake is not None or route.auth in ("none", "basic"):
         return await check()
     return await gateway.admissions.admitted(cache_key(request, runtime.cookies), route, check)
 
@@ -172,7 +176,8 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
         try:
             host = request_host(original.request)
             path = parse_target(original.target, runtime.config.paths)
-            route = runtime.router.match(original.request.method, host.name, path)
+            # the original client: the address the trusted front reports (X-Forwarded-For), as for limits
+            route = runtime.router.match(original.request.method, host.name, path, client(original.request).address)
             unstripped = front.unstripped(original.request)
             if unstripped is not None:  # the app would get what proxy mode never passes: the front cannot remove it
                 raise GatewayError(400, ErrorCode.HEADER_NOT_ALLOWED,
@@ -182,7 +187,9 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
                                                     or admission.handshake.query != path.query):
                 raise GatewayError.bad_request(  # the front would hand the app the token where it came
                     "Behind a front proxy, a websocket sends its token in the Authorization header or the access cookie")
-            cacheable = admission.handshake is None and cache_key(original.request, runtime.cookies) is not None
+            cacheable = (admission.handshake is None and cache_key(original.request, runtime.cookies) is not None
+                         and not runtime.router.network_dependent(admission.route)  # the front's key has no address
+                         and admission.route.auth != "basic")  # nor a password in the front's cache key (on its disk)
         finally:
             request.update(original.request)  # route, subject, rate-limit headers: for the answer, the log and metrics
     except GatewayError as exc:
@@ -215,6 +222,9 @@ async def _credentials(
     """The verified caller (``auth.credentials.authenticate``, for HTTP and websocket alike), None on ``auth: none``."""
     if route.auth == "none":
         return None
+    if route.auth == "basic":
+        assert runtime.basic is not None  # built for every configuration with a basic route
+        return await runtime.basic.caller(request, route, _origin_rule(request, runtime))
     store = revocation_store(gateway.store, request, runtime.config.store.failure_mode)
     return await authenticate(
         request, runtime.tokens, store, required=route.auth == "required", trust=runtime.issuers.for_route(route),
@@ -223,7 +233,8 @@ async def _credentials(
 
 
 def _origin_rule(request: web.Request, runtime: Runtime) -> OriginRule:
-    """Origins whose pages may use the access cookie on a websocket: the gateway's own, and CORS's allowed ones."""
+    """Origins whose pages may use what a browser sends on its own (the access cookie on a websocket, a Basic
+    pair on a write): the gateway's own, and CORS's allowed ones."""
 
     def origin_ok(origin: str) -> bool:
         return same_origin(request, origin) or (runtime.cors is not None and runtime.cors.allows(origin))
@@ -238,8 +249,10 @@ def _check_framing(request: web.Request) -> None:
         raise GatewayError(400, ErrorCode.BAD_REQUEST, "Only Transfer-Encoding: chunked is accepted")
 
 
-def _accepts(runtime: Runtime, endpoint: Endpoint | None, host: Host, path: RequestPath, method: str) -> bool:
-    """Whether a request with ``method`` could be served here (for CORS preflights)."""
+def _accepts(
+    request: web.Request, runtime: Runtime, endpoint: Endpoint | None, host: Host, path: RequestPath, method: str,
+) -> bool:
+    """Whether a request with ``method`` from this client could be served here (for CORS preflights)."""
     if endpoint is not None and method in endpoint.methods:
         return True
-    return runtime.router.match(method, host.name, path) is not None
+    return runtime.router.match(method, host.name, path, client(request).address) is not None

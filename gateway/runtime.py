@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.auth.admin_keys import AdminKeys
 from gateway.auth.admission_cache import AdmissionCache
+from gateway.auth.basic import BasicAuth
 from gateway.auth.cookies import CookieMode
 from gateway.auth.issuers import Issuers
 from gateway.auth.keys import KeyRing
@@ -64,6 +65,7 @@ class Runtime:
     oidc: SignInFlow | None = None  # sign-in through OpenID Providers (oidc.providers)
     decision: Front | None = None  # decision mode (decision)
     admin_keys: AdminKeys = AdminKeys()  # who may call the admin API (admin.keys, admin.keys_file); none: it is off
+    basic: BasicAuth | None = None  # HTTP Basic and its verified pairs (routes with auth: basic)
 
     @classmethod
     def build(
@@ -94,7 +96,7 @@ class Runtime:
             users=users,
             tokens=tokens,
             auth=auth,
-            router=Router(config.routes, case_sensitive=config.paths.case_sensitive),
+            router=Router(config.routes, case_sensitive=config.paths.case_sensitive, networks=config.networks),
             rewrite=HeaderRewrite(boundary),
             endpoints={
                 **default_endpoints(config.endpoints, auth),
@@ -112,6 +114,8 @@ class Runtime:
             oidc=oidc,
             decision=Front(config.decision, boundary) if config.decision is not None else None,
             admin_keys=AdminKeys.from_config(config.admin),
+            basic=(BasicAuth(config.basic_auth, config.tokens, users, throttle)
+                   if any(r.auth == "basic" for r in config.routes) else None),
         )
 
 

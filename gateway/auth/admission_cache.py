@@ -22,7 +22,11 @@ settles the token's (fid, jti) as "not revoked" without asking anyone:
 Redis without the revocation cache has nothing to settle with: no admission
 cache then (every request asks Redis). Tokens of external issuers (no fid or
 jti, nothing to revoke) live until their ``exp``, and no entry longer than
-``MAX_AGE``. An entry counts only for
+``MAX_AGE``. Routes with ``networks`` need nothing more: the client's address
+picks the route before the cache is asked, so an admission on a network's
+route never serves a client outside it (tests/http/test_route_networks.py);
+``auth: basic`` routes never use this cache (their pair is no part of its
+key: auth/basic.py keeps verified pairs). An entry counts only for
 the very route object it was checked against, so a request still running on
 an old configuration cannot leave one for a reloaded route of the same name,
 and a reload empties the cache. Bounded by ``limits.admission_cache``, oldest

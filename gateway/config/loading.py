@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from gateway.config.model import GatewayConfig
+from gateway.config.networks import CONTEXT as NETWORKS
 from gateway.config.sources import resolve_source_paths
 from gateway.config.types import ConfigError
 
@@ -230,7 +231,8 @@ def parse_config(raw: Any, base_dir: Path, origin: Path | None = None) -> Gatewa
         raw["admin"]["keys_file"] = str(base_dir / raw["admin"]["keys_file"])  # relative to the config file
     _resolve_audit_file(raw, base_dir)
     try:
-        config = GatewayConfig.model_validate(raw)
+        defined = raw.get("networks")  # routes check the names they use where they are written
+        config = GatewayConfig.model_validate(raw, context={NETWORKS: defined if isinstance(defined, dict) else {}})
     except ValidationError as exc:
         unset = {loc for loc, _ in problems}  # one problem for one unset variable, not a second for its empty value
         problems += [(loc, _message(e)) for e in exc.errors()

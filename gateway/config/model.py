@@ -8,11 +8,13 @@ from pathlib import Path
 from pydantic import field_validator, model_validator
 
 from gateway.config.audit import Audit
+from gateway.config.basic import BasicAuthSettings
 from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from gateway.config.browser import Compat, Cookies, Cors
 from gateway.config.decision import Decision
 from gateway.config.issuers import ExternalIssuer
 from gateway.config.limits import Limits
+from gateway.config.networks import NetworkList, NetworkName, unknown_names
 from gateway.config.oidc import Oidc
 from gateway.config.ops import Admin, Endpoints, Listen, LoginThrottleSettings, MetricsSettings, Shutdown, StoreSettings
 from gateway.config.routes import Route
@@ -42,6 +44,8 @@ class GatewayConfig(Model):
     """Believe every peer's X-Forwarded-* and Forwarded headers (one hop): true only when every peer is a proxy you control; prefer `trusted_proxies`."""
     trusted_proxies: tuple[str, ...] = ()
     """Addresses or CIDR blocks of your load balancers and proxies: only they may report the client's address, scheme and host (X-Forwarded-*, Forwarded), and they are exempt from the per-address connection cap; narrows `trust_forwarded_headers`."""
+    networks: dict[NetworkName, NetworkList] = {}
+    """Named client networks for `routes[].networks`: name -> CIDR blocks, e.g. `office: [192.0.2.0/24, 2001:db8:1::/48]`."""
     routes: tuple[Route, ...] = ()
     """Ordered; the first match wins. Without any, every request but the gateway's own endpoints is 404."""
     shutdown: Shutdown = Shutdown()
@@ -60,6 +64,8 @@ class GatewayConfig(Model):
     """Identity providers whose tokens routes may accept, by the name routes use in `issuers` (`gateway` is reserved)."""
     login_throttle: LoginThrottleSettings = LoginThrottleSettings()
     """Failed-login throttling, counted in the store."""
+    basic_auth: BasicAuthSettings = BasicAuthSettings()
+    """The cache of verified credentials of `auth: basic` routes (their failures count in `login_throttle`)."""
     public_url: str | None = None
     """The gateway's external base URL, for the discovery document; absent: the document is served to loopback hosts only."""
     client_headers: ClientHeaders = ClientHeaders()
@@ -149,6 +155,15 @@ class GatewayConfig(Model):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"routes: duplicate route names {duplicates}")
+        return self
+
+    @model_validator(mode="after")
+    def _network_names(self) -> "GatewayConfig":
+        """Every name a route uses is defined (``loading.parse_config`` reports it at the route's line already)."""
+        problems = [f"routes[{i}].networks: {problem}" for i, route in enumerate(self.routes)
+                    for problem in unknown_names(route.networks or (), self.networks)]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")

@@ -101,7 +101,7 @@ def _either(names: list[str]) -> str:
 
 
 def _plural(name: str) -> str:
-    return name if "`" in name or " or " in name else name + "s"
+    return name if "`" in name or " or " in name or name.startswith(("list of ", "map of ")) else name + "s"
 
 
 def type_name(tp: Any, metadata: tuple[Any, ...] | list[Any] = ()) -> str:

@@ -4,10 +4,12 @@ from __future__ import annotations
 import functools
 from typing import Any, Literal, Mapping
 
-from pydantic import field_validator, model_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
+from gateway.config.basic import check_realm
 from gateway.config.browser import ErrorStyleName
 from gateway.config.limits import RateLimit, WebsocketSession
+from gateway.config.networks import NetworkRef, check_route_networks
 from gateway.config.tokens import OWN_ISSUER
 from gateway.config.types import HEADER_NAME, QUERY_NAME, AbsPath, Duration, Model, base_url, check_header_name
 from gateway.net import parse_host
@@ -103,14 +105,18 @@ class Route(Model):
     """The methods the route takes; absent: any method."""
     host: str | None = None
     """Exact, or `*.domain` (subdomains only); case, a trailing dot and the port ignored; absent: any host."""
+    networks: tuple[NetworkRef, ...] | None = None
+    """Client networks the route takes: CIDR blocks and names from `networks`; requests from elsewhere go on to the next route (absent: every client)."""
     upstream: str
     """Absolute http(s) URL without query or fragment; its path is prepended."""
     strip_prefix: bool = False
     """Remove the prefix: /reports/x reaches an upstream http://h/base as /base/x."""
-    auth: Literal["required", "optional", "none"] = "required"
-    """`required`: a valid token or 401; `optional`: a token sent must be valid, none passes without identity; `none`: not checked."""
+    auth: Literal["required", "optional", "none", "basic"] = "required"
+    """`required`: a valid token or 401; `optional`: a token sent must be valid, none passes without identity; `none`: not checked; `basic`: HTTP Basic user and password, checked against the user sources (legacy clients)."""
+    basic_realm: str | None = None
+    """The realm of `auth: basic`'s challenge (`WWW-Authenticate: Basic realm="..."`); absent: `gateway`."""
     require: Requirements = Requirements()
-    """Claims the token must carry, all of them, else 403 permission_denied; only with `auth: required`."""
+    """Claims the token (or the Basic user) must carry, all of them, else 403 permission_denied; only with `auth: required` or `basic`."""
     headers: dict[str, str] = {}
     """Upstream header -> claim; list claims are joined with commas."""
     timeout: Duration = 30.0
@@ -159,6 +165,16 @@ class Route(Model):
             raise ValueError(f"{value!r} is not a host name ({exc})") from None
         return f"*.{name}" if wildcard else name
 
+    @field_validator("networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...] | None, info: ValidationInfo) -> tuple[str, ...] | None:
+        return check_route_networks(value, info)
+
+    @field_validator("basic_realm")
+    @classmethod
+    def _basic_realm(cls, value: str | None) -> str | None:
+        return None if value is None else check_realm(value)
+
     @field_validator("upstream")
     @classmethod
     def _upstream(cls, value: str) -> str:
@@ -176,8 +192,9 @@ class Route(Model):
     @model_validator(mode="after")
     def _auth_consistency(self) -> "Route":
         wants = self.require.roles_any or self.require.scopes_all or self.require.claims
-        if wants and self.auth != "required":
-            raise ValueError("require: needs auth: required")
+        if wants and self.auth not in ("required", "basic"):
+            raise ValueError("require: needs auth: required or basic")
+        self._basic_consistency()
         if self.headers and self.auth == "none":
             raise ValueError("headers: a route with auth: none has no identity to inject")
         if self.timeout <= 0:
@@ -196,6 +213,18 @@ class Route(Model):
             raise ValueError("websocket_token: a route with auth: none takes no token")
         _ = self.strip_segments  # computed once, at load
         return self
+
+    def _basic_consistency(self) -> None:
+        if self.auth != "basic":
+            if self.basic_realm is not None:
+                raise ValueError("basic_realm: needs auth: basic")
+            return
+        if self.forward_authorization:
+            raise ValueError("forward_authorization: a route with auth: basic would send the password upstream")
+        if self.websocket:
+            raise ValueError("websocket: a route with auth: basic carries no websocket upgrades")
+        if self.login is not None:
+            raise ValueError("login: a route with auth: basic asks the client for a password itself (401 with a Basic challenge)")
 
     @functools.cached_property
     def strip_segments(self) -> int:

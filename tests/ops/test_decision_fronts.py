@@ -8,6 +8,7 @@ revocation honoured within the stated lifetime, and the path and host tricks of 
 """
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import time
@@ -104,6 +105,10 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 {"name": "api", "prefix": "/api", "upstream": app.url, "headers": IDS, "identity_jwt": {}},
                 {"name": "limited", "prefix": "/limited", "upstream": app.url, "headers": IDS,
                  "rate_limit": {"requests": 2, "per": "1h"}},
+                {"name": "dav", "prefix": "/dav", "upstream": app.url, "auth": "basic", "headers": IDS},
+                {"name": "here", "prefix": "/here", "upstream": app.url, "auth": "none", "networks": ["127.0.0.1/32"]},
+                {"name": "lab", "prefix": "/lab", "upstream": app.url, "auth": "none", "networks": ["203.0.113.0/24"]},
+                {"name": "lab-others", "prefix": "/lab", "upstream": app.url, "headers": IDS},
                 {"name": "public", "prefix": "/", "upstream": app.url, "auth": "none"},
             ],
         })
@@ -168,6 +173,29 @@ def test_refusals_pass_through_as_the_gateway_wrote_them(stack: Stack):
     limited = [stack.send("GET", "/limited/x", bearer(bob)) for _ in range(3)]
     assert [r.status for r in limited[:2]] == [200, 200]
     refusal(limited[2], 429, "rate_limited")  # a rate-limited route is never cached: each request decided
+
+
+def test_basic_routes_through_the_front(stack: Stack):
+    """The fronts pass Authorization to the decision: a Basic pair works, and the Basic challenge comes back."""
+    pair = base64.b64encode(f"alice:{PASSWORDS['alice']}".encode()).decode()
+    for _ in range(2):  # the second from the gateway's cache of verified pairs
+        headers = stack.seen("GET", "/dav/notes.txt", [("Authorization", f"Basic {pair}")])["headers"]
+        assert headers["X-User-Id"] == "alice" and headers["X-User-Roles"] == "admin,user"
+        assert "authorization" not in {name.lower() for name in headers}
+    wrong = base64.b64encode(b"alice:wrong-password").decode()
+    for reply, code in ((stack.send("GET", "/dav/x"), "authentication_required"),
+                        (stack.send("GET", "/dav/x", [("Authorization", f"Basic {wrong}")]), "invalid_credentials")):
+        assert reply.status == 401 and reply.json()["code"] == code, (reply.status, reply.body[:200])
+        assert reply.headers["WWW-Authenticate"] == 'Basic realm="gateway", charset="UTF-8"', dict(reply.headers)
+
+
+def test_network_routes_through_the_front_see_the_real_client(stack: Stack):
+    """The client address is the one the front saw (127.0.0.1): an X-Forwarded-For the client sends does not put
+    it into another network."""
+    assert stack.seen("GET", "/here/x")["path"] == "/here/x"
+    for spoof in ([], [("X-Forwarded-For", "203.0.113.5")], [("X-Real-IP", "203.0.113.5")],
+                  [("Forwarded", "for=203.0.113.5")]):
+        refusal(stack.send("GET", "/lab/x", spoof), 401, "authentication_required")  # lab-others took it
 
 
 def test_an_unreachable_gateway_lets_nothing_through(stack: Stack, tmp_path: Path):

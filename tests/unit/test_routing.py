@@ -16,8 +16,8 @@ def route(prefix: str, name: str = "", **kw) -> Route:
     return Route(name=name or prefix, prefix=prefix, upstream="http://u", **kw)
 
 
-def match(router: Router, target: str, method: str = "GET", host: str = "gw.example") -> str | None:
-    found = router.match(method, parse_host(host).name, parse_target(target))
+def match(router: Router, target: str, method: str = "GET", host: str = "gw.example", client: str = "192.0.2.1") -> str | None:
+    found = router.match(method, parse_host(host).name, parse_target(target), client)
     return found.name if found else None
 
 

@@ -10,6 +10,7 @@ from pydantic import field_validator, model_validator
 from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from gateway.config.browser import Compat, Cookies, Cors
 from gateway.config.decision import Decision
+from gateway.config.factors import CredentialStoreSettings, SecondFactor
 from gateway.config.issuers import ExternalIssuer
 from gateway.config.limits import Limits
 from gateway.config.oidc import Oidc
@@ -74,6 +75,16 @@ class GatewayConfig(Model):
     """Sign-in through OpenID Providers (authorization code + PKCE), turned into the gateway's own session."""
     decision: Decision | None = None
     """Decision mode: a front proxy (nginx, Traefik, Caddy, HAProxy, Envoy) asks, per request, what proxy mode would do; off while absent."""
+    credentials: CredentialStoreSettings | None = None
+    """The durable credentials store (second factors): a database shared by every instance, secrets sealed at rest."""
+    second_factor: SecondFactor | None = None
+    """Second factors at the gateway's login (TOTP, recovery codes); off while absent; needs `credentials`."""
+
+    @model_validator(mode="after")
+    def _second_factor_store(self) -> "GatewayConfig":
+        if self.second_factor is not None and self.credentials is None:
+            raise ValueError("second_factor: needs a credentials store (credentials: {url: sqlite:////var/lib/gateway/credentials.db, keys: [...]})")
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -75,6 +75,8 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await gateway.runtime.users.prepare()  # the login decoy, measured before the first login (sources/decoy.py)
         await gateway.store.start()
+        if gateway.runtime.factors is not None:  # the credentials schema is created or migrated on start
+            await gateway.runtime.factors.credentials.start()
         await gateway.upstream.start()
         await gateway.runtime.issuers.start()
         oidc_http.hold()  # the providers' kept-alive client, closed by the last app that stops
@@ -84,6 +86,8 @@ def create_app(
             await gateway.runtime.oidc.close()
         await oidc_http.release()
         await gateway.runtime.users.close()
+        if gateway.runtime.factors is not None:
+            await gateway.runtime.factors.credentials.close()
         await gateway.upstream.close()
         await gateway.store.close()
 

@@ -93,6 +93,20 @@ def _refuse(outcome: RotationOutcome) -> GatewayError:
     return GatewayError.unauthorized(code, detail)
 
 
+AUTH_CLAIMS = ("amr", "auth_time")  # how and when the session's user proved who they are (RFC 8176, OIDC)
+
+
+def _auth_claims(refresh_claims: Mapping[str, Any]) -> dict[str, Any]:
+    """``amr`` and ``auth_time`` of the login, carried by every refresh token of the family, never renewed."""
+    return {k: refresh_claims[k] for k in AUTH_CLAIMS if k in refresh_claims}
+
+
+class FactorGate(Protocol):
+    """The second-factor step of a password login (gateway.factors.flow.FactorGate implements it)."""
+
+    async def gate(self, subject: str, claims: Mapping[str, Any], extra: Mapping[str, Any] | None, bound_to: str) -> None: ...
+
+
 class AuthEvents(Protocol):
     """What the sessions report for metrics (gateway.metrics.Metrics implements it)."""
 
@@ -123,6 +137,7 @@ class AuthService:
         self.store = store
         self.throttle = throttle
         self.events: AuthEvents = events if events is not None else _NoEvents()
+        self.factors: FactorGate | None = None  # set when second_factor is configured
 
     @property
     def family_ttl(self) -> float:
@@ -137,7 +152,7 @@ class AuthService:
 
     async def login(
         self, login: object, password: object, *, login_claim: str = "username", client_ip: str | None = None,
-        shape: ClaimShape | None = None,
+        shape: ClaimShape | None = None, bound_to: str = "",
     ) -> Issued:
         """A new session; unknown user and wrong password are one answer, in one time.
 
@@ -145,6 +160,8 @@ class AuthService:
         normalisation), so ``ａlice`` (fullwidth) is not ``alice``. With a
         throttle, failures count per login and per ``client_ip``. ``shape`` turns
         the user's claims into the access token's (a dialect's ``user_id`` claim).
+        With second factors configured, a user who needs one gets 401 ``second_factor_required``
+        instead (``FactorGate.gate``), for the login endpoint ``bound_to`` only.
         """
         if not isinstance(login, str) or not isinstance(password, str) or not login or not password:
             raise GatewayError.bad_request("Both a login and a password are required, as strings")
@@ -167,18 +184,23 @@ class AuthService:
             await self.throttle.succeeded(login, login_claim, client_ip)
         self.users.remember(source, user)
         extra = None if source.rereads else {SESSION_CLAIMS: dict(user.claims)}
-        return await self.start_session(user.username, user.claims, refresh_extra=extra, shape=shape)
+        if self.factors is not None:
+            await self.factors.gate(user.username, user.claims, extra, bound_to)
+        return await self.start_session(user.username, user.claims, refresh_extra=extra, shape=shape, amr=("pwd",))
 
     async def start_session(
         self, subject: str, claims: Mapping[str, Any], *, refresh_extra: Mapping[str, Any] | None = None,
-        shape: ClaimShape | None = None, grant: str = "login",
+        shape: ClaimShape | None = None, grant: str = "login", amr: tuple[str, ...] = (),
     ) -> Issued:
         """A new family for an authenticated ``subject``: every sign-in (password, OIDC) ends here.
 
         With ``PROVIDER_SESSION`` in ``refresh_extra`` the session belongs to an identity provider's
         user: refresh keeps ``SESSION_CLAIMS`` and never asks the user sources about the subject.
         """
-        pair = self.tokens.mint_pair(subject, _shaped(claims, shape), refresh_extra=refresh_extra)
+        auth: dict[str, Any] = {"auth_time": int(time.time())}  # amr (RFC 8176) when the caller knows how the user proved it
+        if amr:
+            auth["amr"] = list(amr)
+        pair = self.tokens.mint_pair(subject, {**_shaped(claims, shape), **auth}, refresh_extra={**(refresh_extra or {}), **auth})
         family = pair.refresh_claims["fid"]
         await self.store.start_family(family, pair.refresh_claims["jti"], self.family_ttl)
         # At most tokens.max_sessions_per_user live sessions: the oldest go, so logins cannot fill the store.
@@ -210,6 +232,7 @@ class AuthService:
         claims = self.tokens.verify(token, "refresh")
         family, jti = claims["fid"], claims["jti"]
         user, extra = await self._current_user(claims)
+        auth = _auth_claims(claims)  # the login's amr and auth_time: a refresh never renews them
         if user is None:
             await self.store.revoke_family(family, self.family_ttl)
             self.events.revoked("user_removed")
@@ -219,10 +242,11 @@ class AuthService:
             self.events.refreshed("renewed" if outcome is RotationOutcome.ROTATED else outcome.value)
             if outcome is not RotationOutcome.ROTATED:
                 raise _refuse(outcome)
-            access, access_claims = self.tokens.mint_access(user.username, _shaped(user.claims, shape), family)
+            access, access_claims = self.tokens.mint_access(user.username, {**_shaped(user.claims, shape), **auth}, family)
             self.events.issued("refresh")
             return Issued(access, None, int(access_claims["exp"] - access_claims["iat"]), user.username, family)
-        pair = self.tokens.mint_pair(user.username, _shaped(user.claims, shape), family, refresh_extra=extra)
+        pair = self.tokens.mint_pair(user.username, {**_shaped(user.claims, shape), **auth}, family,
+                                     refresh_extra={**(extra or {}), **auth})
         issued = Issued.from_pair(pair)
         rotation = await self.store.rotate(
             family, jti, pair.refresh_claims["jti"], issued.as_json(), self.family_ttl, self.settings.refresh_grace

@@ -191,6 +191,9 @@ def _endpoint_collisions(config: GatewayConfig) -> list[str]:
         places.append(("metrics.path", config.metrics.path))
     if config.decision is not None:
         places.append(("decision.path", config.decision.path))
+    if config.second_factor is not None:
+        base = config.second_factor.path
+        places += [("second_factor.path", path) for path in (base, f"{base}/totp", f"{base}/totp/confirm", f"{base}/recovery-codes")]
     for where, path in places:
         if path in owners:
             problems.append(f"{where}: {path} is already served as {owners[path]}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import pytest
 
@@ -154,3 +154,33 @@ async def test_a_database_that_is_down_is_a_503(tmp_path: Path) -> None:
             await store.start()
     finally:
         await store.close()
+
+
+async def test_gateway_run_creates_the_schema_on_start_with_several_workers(
+    gateway_process: Any, users_file: Path, tmp_path: Path, redis_url: str
+) -> None:
+    """The real `gateway run`, two worker processes on one SQLite file: both migrate on start, one schema results,
+    and a factor enrolled through the running gateway is in the file."""
+    import sqlite3
+
+    import aiohttp
+    import pyotp
+
+    from tests.conftest import PASSWORDS, base_config, bearer
+
+    path = tmp_path / "db" / "credentials.db"
+    raw = base_config("http://127.0.0.1:9", users_file, credentials={"url": f"sqlite:///{path}", "keys": [
+        {"id": "k1", "secret": KEY_A.secret.get_secret_value()}]}, second_factor={}, store={"backend": "redis", "url": redis_url})
+    base = f"http://127.0.0.1:{gateway_process(raw, '--workers', '2')}"
+    async with aiohttp.ClientSession(base) as http:
+        async with http.post("/auth/token", json={"username": "bob", "password": PASSWORDS["bob"]}) as resp:
+            access = (await resp.json())["access"]
+        async with http.post("/auth/mfa/totp", headers=bearer(access)) as resp:
+            assert resp.status == 200, await resp.text()
+            otp = pyotp.TOTP((await resp.json())["secret"])
+        async with http.post("/auth/mfa/totp/confirm", json={"code": otp.now()}, headers=bearer(access)) as resp:
+            assert resp.status == 200, await resp.text()
+    with sqlite3.connect(path) as db:
+        assert [r[0] for r in db.execute("SELECT version FROM gw_schema_version")] == list(range(1, LATEST + 1))
+        kinds = {r[0] for r in db.execute("SELECT kind FROM gw_credentials WHERE subject = 'bob'")}
+    assert kinds == {"totp", "recovery"}

@@ -48,7 +48,7 @@ async def tokens_of(client: TestClient, user: str = "alice") -> dict[str, Any]:
     return dict(await resp.json())
 
 
-async def enrol(client: TestClient, access: str) -> tuple[pyotp.TOTP, list[str]]:
+async def enrol(client: TestClient, access: str, at: float | None = None) -> tuple[pyotp.TOTP, list[str]]:
     """TOTP enrolment with a fresh password-only login; confirmed with the code of the *previous* step, so that
     the current step's code stays unused for the test."""
     resp = await client.post("/auth/mfa/totp", headers=bearer(access))
@@ -59,7 +59,8 @@ async def enrol(client: TestClient, access: str) -> tuple[pyotp.TOTP, list[str]]
     svg = unquote(body["qr_code"].split(",", 1)[1])
     assert svg.startswith("<svg") and "href" not in svg and "http" not in svg.replace("http://www.w3.org/2000/svg", "")
     otp = pyotp.TOTP(body["secret"])
-    confirm = await client.post("/auth/mfa/totp/confirm", json={"code": otp.at(time.time() - 30)}, headers=bearer(access))
+    at = time.time() - 30 if at is None else at
+    confirm = await client.post("/auth/mfa/totp/confirm", json={"code": otp.at(at)}, headers=bearer(access))
     assert confirm.status == 200, await confirm.text()
     confirmed = await confirm.json()
     assert confirmed["methods"] == ["totp", "recovery"]
@@ -109,13 +110,14 @@ async def test_enrolment_then_login_with_totp_answers_the_normal_login(make_mfa:
 
 async def test_a_totp_code_is_accepted_once(make_mfa: Any) -> None:
     client = await make_mfa()
-    otp, _ = await enrol(client, (await tokens_of(client))["access"])
+    enrolled_at = time.time() - 30
+    otp, _ = await enrol(client, (await tokens_of(client))["access"], at=enrolled_at)
     code = otp.now()
     first = await client.post("/auth/token", json={"mfa_token": (await challenged(client))["mfa_token"], "code": code})
     assert first.status == 200
     again = await client.post("/auth/token", json={"mfa_token": (await challenged(client))["mfa_token"], "code": code})
     assert again.status == 401 and (await again.json())["code"] == "second_factor_invalid"
-    confirm_code = otp.at(time.time() - 30)  # the step enrolment used is spent too (if still in the window)
+    confirm_code = otp.at(enrolled_at)  # the step enrolment used is spent too (or out of the window by now)
     third = await client.post("/auth/token", json={"mfa_token": (await challenged(client))["mfa_token"], "code": confirm_code})
     assert third.status == 401
 

@@ -22,7 +22,8 @@ settles the token's (fid, jti) as "not revoked" without asking anyone:
 Redis without the revocation cache has nothing to settle with: no admission
 cache then (every request asks Redis). Tokens of external issuers (no fid or
 jti, nothing to revoke) live until their ``exp``, and no entry longer than
-``MAX_AGE``. Routes with ``networks`` need nothing more: the client's address
+``MAX_AGE``, nor past ``auth_time + max_auth_age`` of a route that asks for a
+recent login (step-up). Routes with ``networks`` need nothing more: the client's address
 picks the route before the cache is asked, so an admission on a network's
 route never serves a client outside it (tests/http/test_route_networks.py);
 ``auth: basic`` routes never use this cache (their pair is no part of its
@@ -97,6 +98,9 @@ class AdmissionCache:
             exp = claims.get("exp")
             if isinstance(exp, (int, float)):
                 seconds = min(exp - time.time(), MAX_AGE)  # within the leeway after exp: nothing to keep
+                step_up = route.require.auth_deadline(claims)  # never past the login's max_auth_age
+                if step_up is not None:
+                    seconds = min(seconds, step_up - time.time())
                 if seconds > 0:
                     self._entries.put(key, (claims, route), time.monotonic() + seconds)
         return claims

@@ -138,6 +138,22 @@ def cmd_sessions_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mfa_list(args: argparse.Namespace) -> int:
+    answer = call_api(args, "GET", "mfa", query={"user": args.user})
+    methods = answer.get("methods", [])
+    print(json.dumps(answer, indent=2) if args.json
+          else f"{answer.get('user')!r}: {', '.join(methods) if methods else 'no second factor'}")
+    return 0
+
+
+def cmd_mfa_reset(args: argparse.Namespace) -> int:
+    answer = call_api(args, "POST", "mfa/reset", body={"user": args.user})
+    removed, revoked = answer.get("removed", []), answer.get("revoked", [])
+    print(json.dumps(answer, indent=2) if args.json else
+          f"{answer.get('user')!r}: removed {', '.join(removed) or 'nothing'}; {len(revoked)} session(s) revoked")
+    return 0
+
+
 def _run(func: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -149,7 +165,7 @@ def _run(func: Any) -> Any:
 
 
 def add_commands(sub: Any, default_config: str) -> None:
-    """The ``admin-key`` and ``sessions`` commands, on the ``gateway`` command's subparsers."""
+    """The ``admin-key``, ``sessions`` and ``mfa`` commands, on the ``gateway`` command's subparsers."""
     admin_key = sub.add_parser("admin-key", help="admin API keys").add_subparsers(dest="admin_key_command", required=True)
     generate = admin_key.add_parser("generate", help="print a new admin key once, and the config line with its SHA-256")
     generate.add_argument("name", help="who holds the key (named in every audit event of its calls)")
@@ -164,7 +180,15 @@ def add_commands(sub: Any, default_config: str) -> None:
     revoking.add_argument("--session", help="only this session (an id from `gateway sessions list`)")
     revoking.add_argument("--provider", help="every session of this OIDC provider's user USER (the provider's sub)")
     revoking.set_defaults(func=_run(cmd_sessions_revoke))
-    for verb in (listing, revoking):
+    mfa = sub.add_parser("mfa", help="a user's second factors, through the admin API of a running gateway")
+    mfa_verbs = mfa.add_subparsers(dest="mfa_command", required=True)
+    mfa_list = mfa_verbs.add_parser("list", help="the second factors a user has enrolled")
+    mfa_list.add_argument("user", help="the user's name (the tokens' sub)")
+    mfa_list.set_defaults(func=_run(cmd_mfa_list))
+    mfa_reset = mfa_verbs.add_parser("reset", help="remove every second factor of a user and end the user's sessions")
+    mfa_reset.add_argument("user", help="the user's name (the tokens' sub)")
+    mfa_reset.set_defaults(func=_run(cmd_mfa_reset))
+    for verb in (listing, revoking, mfa_list, mfa_reset):
         verb.add_argument("--config", default=default_config, help=f"the gateway's YAML configuration: where its admin "
                                                                    f"listener is (default {default_config})")
         verb.add_argument("--url", help="the admin listener's URL instead (e.g. http://10.0.0.5:9090)")

@@ -21,6 +21,14 @@
 //   during refresh does not log the user out: the 401 responses are returned as they are. A refresh
 //   answered 503 is retried up to 3 times with back-off (0.5 s, 1 s, 2 s, or Retry-After up to 2 s).
 // * login/refresh/logout endpoints are never retried.
+// * second factor (docs/second-factor.md): when the password is right but the user must also give a
+//   code, login() throws SecondFactorRequired (an AuthError) with `mfaToken`, `methods` and
+//   `expiresIn`; finish with `await gw.completeSecondFactor(err.mfaToken, { code })` (or
+//   `{ recoveryCode }`), which answers and stores exactly as login() does.
+// * step-up (RFC 9470): a 401 whose WWW-Authenticate says insufficient_user_authentication is
+//   returned as it is, never "refreshed" (a refresh keeps how and when the user logged in); the
+//   optional `onStepUp({ response, acrValues, maxAge })` is told, to send the user to log in again
+//   with the factor the route asks for.
 // * sign-in through an identity provider (docs/frontends.md#sign-in-through-an-identity-provider):
 //     gw.login('corp')                        // or gw.login('corp', { next: '/orders', deliver: 'code' })
 //   navigates to the gateway's /auth/oidc/<provider>/login. In bearer mode it asks for `deliver=code`:
@@ -88,6 +96,24 @@ export class AuthError extends Error {
   }
 }
 
+/** Thrown by login() when the password was right and a second factor is due: see completeSecondFactor(). */
+export class SecondFactorRequired extends AuthError {
+  constructor(body, status = 401) {
+    super(body.detail || 'a second factor is required', status, body);
+    this.name = 'SecondFactorRequired';
+    this.mfaToken = body.mfa_token;
+    this.methods = Array.isArray(body.methods) ? body.methods : [];
+    this.expiresIn = body.expires_in;
+  }
+}
+
+const STEP_UP = /error="insufficient_user_authentication"/;
+
+function challengeParam(header, name) {
+  const m = new RegExp(`${name}="?([^",]*)"?`).exec(header);
+  return m ? m[1] : null;
+}
+
 function readCookie(name) {
   if (typeof document === 'undefined' || !document.cookie) return null;
   for (const part of document.cookie.split(';')) {
@@ -142,6 +168,7 @@ export function createClient(options = {}) {
     csrfCookie = 'gw_csrf',
     csrfHeader = 'X-CSRF-Token',
     onLogout = null,
+    onStepUp = null,
     fetch: baseFetch = globalThis.fetch.bind(globalThis),
   } = options;
   if (mode !== 'bearer' && mode !== 'cookie') throw new TypeError(`mode must be 'bearer' or 'cookie', got ${mode}`);
@@ -313,6 +340,16 @@ export function createClient(options = {}) {
     const sentWith = stamp();
     const res = await baseFetch(prepare(template));
     if (res.status !== 401 || !toGateway || isAuthEndpoint) return res;
+    const challenge = res.headers.get('WWW-Authenticate') || '';
+    if (STEP_UP.test(challenge)) { // a refresh keeps amr and auth_time: only a new login helps
+      if (typeof onStepUp === 'function') {
+        const maxAge = challengeParam(challenge, 'max_age');
+        try {
+          onStepUp({ response: res, acrValues: challengeParam(challenge, 'acr_values'), maxAge: maxAge === null ? null : Number(maxAge) });
+        } catch (e) { setTimeout(() => { throw e; }); }
+      }
+      return res;
+    }
     if (!cookieMode && !sentWith && !getRefresh()) return res; // anonymous request, nothing to refresh
     if (cookieMode && logoutNotified) return res;                // session ended; wait for login()
     if (!(await recover(sentWith))) return res;
@@ -326,13 +363,28 @@ export function createClient(options = {}) {
     tabStorage()?.removeItem(PROVIDER_MARK);
     const res = await authPost(loginPath, { username, password, ...extra });
     const data = await readJSON(res);
+    return loggedIn(res, data);
+  }
+
+  function loggedIn(res, data) {
     if (!res.ok) {
+      if (res.status === 401 && data && data.code === 'second_factor_required' && data.mfa_token) {
+        throw new SecondFactorRequired(data, res.status);
+      }
       throw new AuthError((data && (data.detail || data.message)) || `login failed: HTTP ${res.status}`, res.status, data);
     }
     logoutNotified = false;
     if (!cookieMode) clearState();
     storeTokens(data);
     return data;
+  }
+
+  /** The second step of a login that threw SecondFactorRequired: a TOTP `code` or a `recoveryCode`. */
+  async function completeSecondFactor(mfaToken, { code, recoveryCode } = {}) {
+    const body = recoveryCode !== undefined ? { mfa_token: mfaToken, recovery_code: recoveryCode }
+                                            : { mfa_token: mfaToken, code };
+    const res = await authPost(loginPath, body);
+    return loggedIn(res, await readJSON(res));
   }
 
   // -- sign-in through an identity provider ---------------------------------------------------
@@ -413,6 +465,7 @@ export function createClient(options = {}) {
 
   return {
     login,
+    completeSecondFactor,
     logout,
     loginURL,
     completeLogin: () => completed,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Mapping
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["ErrorCode", "GatewayError", "error_response"]
+__all__ = ["ErrorCode", "GatewayError", "error_response", "insufficient_user_authentication"]
 
 REALM = "gateway"
 
@@ -50,6 +50,12 @@ class ErrorCode(StrEnum):
     ADMIN_KEY_REQUIRED = "admin_key_required"
     ADMIN_KEY_INVALID = "admin_key_invalid"
     SESSION_NOT_FOUND = "session_not_found"
+    # second factor (docs/second-factor.md)
+    SECOND_FACTOR_REQUIRED = "second_factor_required"
+    SECOND_FACTOR_INVALID = "second_factor_invalid"
+    MFA_TOKEN_INVALID = "mfa_token_invalid"
+    FACTOR_REQUIRED = "factor_required"
+    INSUFFICIENT_USER_AUTHENTICATION = "insufficient_user_authentication"
     # routing
     NOT_FOUND = "not_found"
     NOT_CONFIGURED = "not_configured"
@@ -123,6 +129,17 @@ def challenge(error: GatewayError) -> str:
     if error.token_presented:
         return f"Bearer realm={_quote(REALM)}, error=\"invalid_token\", error_description={_quote(error.detail)}"
     return f"Bearer realm={_quote(REALM)}"
+
+
+def insufficient_user_authentication(detail: str, *, max_age: int | None = None, acr_values: str | None = None) -> GatewayError:
+    """401 for a caller whose login is too old or lacks a factor (RFC 9470 §3): log in again, with these."""
+    params = [f"realm={_quote(REALM)}", 'error="insufficient_user_authentication"', f"error_description={_quote(detail)}"]
+    if acr_values:
+        params.append(f"acr_values={_quote(acr_values)}")
+    if max_age is not None:
+        params.append(f'max_age="{int(max_age)}"')
+    return GatewayError(401, ErrorCode.INSUFFICIENT_USER_AUTHENTICATION, detail, headers={"WWW-Authenticate": "Bearer " + ", ".join(params)},
+                        token_presented=True)
 
 
 def error_response(error: GatewayError, body: Mapping[str, object] | None = None) -> web.Response:

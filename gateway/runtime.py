@@ -23,12 +23,15 @@ from gateway.config import GatewayConfig
 from gateway.cors import CorsPolicy
 from gateway.decision.front import Front
 from gateway.dialects import ErrorStyle, error_style
+from gateway.endpoints.factors import factor_endpoints
 from gateway.endpoints.oidc import oidc_endpoints
 from gateway.endpoints.signin import signin_endpoints
 from gateway.endpoints.table import Endpoint, default_endpoints
 from gateway.endpoints.tokens import compat_endpoints, dialects
 from gateway.endpoints.wellknown import wellknown_endpoints
 from gateway.errors import ErrorCode, GatewayError
+from gateway.factors.flow import FactorGate
+from gateway.factors.store import CredentialStore
 from gateway.lifecycle import Lifecycle
 from gateway.net import is_loopback
 from gateway.observe.metrics import Metrics, metrics_handler
@@ -64,6 +67,7 @@ class Runtime:
     oidc: SignInFlow | None = None  # sign-in through OpenID Providers (oidc.providers)
     decision: Front | None = None  # decision mode (decision)
     admin_keys: AdminKeys = AdminKeys()  # who may call the admin API (admin.keys, admin.keys_file); none: it is off
+    factors: FactorGate | None = None  # second factors at login (second_factor)
 
     @classmethod
     def build(
@@ -89,6 +93,8 @@ class Runtime:
             cookies = CookieMode(config.cookies, config.cookies.csrf_key(config.tokens), config.tokens.refresh_lifetime)
         oidc = SignInFlow(config, events) if config.oidc.enabled else None
         auth = AuthService(config.tokens, tokens, users, store, throttle, events=events)
+        factors = _factors(config, store)
+        auth.factors = factors
         return cls(
             config=config,
             users=users,
@@ -103,6 +109,7 @@ class Runtime:
                 **ops_endpoints(config),
                 **signin_endpoints(config, cookies),
                 **(oidc_endpoints(config, oidc, cookies, dialects(config, cookies, auth)[0]) if oidc is not None else {}),
+                **(factor_endpoints(config, factors, auth, cookies) if factors is not None else {}),
             },
             issuers=Issuers(config),
             signer=IdentitySigner(keys, config.tokens.issuer),
@@ -112,7 +119,14 @@ class Runtime:
             oidc=oidc,
             decision=Front(config.decision, boundary) if config.decision is not None else None,
             admin_keys=AdminKeys.from_config(config.admin),
+            factors=factors,
         )
+
+
+def _factors(config: GatewayConfig, store: Store) -> FactorGate | None:
+    if config.second_factor is None or config.credentials is None:
+        return None
+    return FactorGate(config.second_factor, CredentialStore.from_config(config.credentials), store, store)
 
 
 def _cors(config: GatewayConfig) -> CorsPolicy | None:

@@ -30,6 +30,7 @@ from tests.support.processes import (  # noqa: F401 (re-exported: tests import t
     gateway_command,
     wait_for_port,
 )
+from tests.support.sources import Database, start_mariadb, start_postgres
 
 SECRET = "test-secret-that-is-long-enough-0123456789"
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "mallory": "mallory-password"}
@@ -64,6 +65,22 @@ def redis_url(redis_server: RedisServer) -> str:
         redis_server.start()
     redis_server.client().flushall()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Database]:
+    """The session's own PostgreSQL (tests/support/sources.py; the identity-source and credential-store tests), started when a test first needs it."""
+    db = start_postgres()
+    yield db
+    db.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[Database]:
+    """The session's own MariaDB, started when a test first needs it."""
+    db = start_mariadb()
+    yield db
+    db.stop()
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,8 @@ settles the token's (fid, jti) as "not revoked" without asking anyone:
 Redis without the revocation cache has nothing to settle with: no admission
 cache then (every request asks Redis). Tokens of external issuers (no fid or
 jti, nothing to revoke) live until their ``exp``, and no entry longer than
-``MAX_AGE``. An entry counts only for
+``MAX_AGE``, nor past ``auth_time + max_auth_age`` of a route that asks for a
+recent login (step-up). An entry counts only for
 the very route object it was checked against, so a request still running on
 an old configuration cannot leave one for a reloaded route of the same name,
 and a reload empties the cache. Bounded by ``limits.admission_cache``, oldest
@@ -92,7 +93,10 @@ class AdmissionCache:
         if claims is not None:
             exp = claims.get("exp")
             if isinstance(exp, (int, float)):
-                seconds = min(exp - time.time(), MAX_AGE)  # within the leeway after exp: nothing to keep
+                seconds = min(exp - time.time(), MAX_AGE)
+                step_up = route.require.auth_deadline(claims)  # never past the login's max_auth_age
+                if step_up is not None:
+                    seconds = min(seconds, step_up - time.time())
                 if seconds > 0:
                     self._entries.put(key, (claims, route), time.monotonic() + seconds)
         return claims

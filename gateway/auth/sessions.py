@@ -103,6 +103,20 @@ def _refuse(outcome: RotationOutcome) -> GatewayError:
     return GatewayError.unauthorized(code, detail)
 
 
+AUTH_CLAIMS = ("amr", "auth_time")  # how and when the session's user proved who they are (RFC 8176, OIDC)
+
+
+def _auth_claims(refresh_claims: Mapping[str, Any]) -> dict[str, Any]:
+    """``amr`` and ``auth_time`` of the login, carried by every refresh token of the family, never renewed."""
+    return {k: refresh_claims[k] for k in AUTH_CLAIMS if k in refresh_claims}
+
+
+class FactorGate(Protocol):
+    """The second-factor step of a password login (gateway.factors.flow.FactorGate implements it)."""
+
+    async def gate(self, subject: str, claims: Mapping[str, Any], extra: Mapping[str, Any] | None, bound_to: str) -> None: ...
+
+
 class AuthEvents(Protocol):
     """What the sessions report for metrics (gateway.metrics.Metrics implements it)."""
 
@@ -136,6 +150,7 @@ class AuthService:
         # password_change_ends_sessions: keyed by the HS256 secret when there is one (docs/admin.md)
         self._fingerprint_key = (settings.secret.get_secret_value().encode() if settings.secret is not None
                                  else b"gateway password fingerprint")
+        self.factors: FactorGate | None = None  # set when second_factor is configured
 
     @property
     def family_ttl(self) -> float:
@@ -150,7 +165,7 @@ class AuthService:
 
     async def login(
         self, login: object, password: object, *, login_claim: str = "username", client_ip: str | None = None,
-        shape: ClaimShape | None = None, user_agent: str | None = None,
+        shape: ClaimShape | None = None, user_agent: str | None = None, bound_to: str = "",
     ) -> Issued:
         """A new session; unknown user and wrong password are one answer, in one time.
 
@@ -158,6 +173,8 @@ class AuthService:
         normalisation), so ``ａlice`` (fullwidth) is not ``alice``. With a
         throttle, failures count per login and per ``client_ip``. ``shape`` turns
         the user's claims into the access token's (a dialect's ``user_id`` claim).
+        With second factors configured, a user who needs one gets 401 ``second_factor_required``
+        instead (``FactorGate.gate``), for the login endpoint ``bound_to`` only.
         """
         if not isinstance(login, str) or not isinstance(password, str) or not login or not password:
             raise GatewayError.bad_request("Both a login and a password are required, as strings")
@@ -188,11 +205,15 @@ class AuthService:
                 await accept_rehash(self.store, user.username, password_fingerprint(
                     self._fingerprint_key, user.rehashed_from), fingerprint, self.family_ttl)
         origin = SessionOrigin("password", client_ip=client_ip, user_agent=user_agent, password=fingerprint)
-        return await self.start_session(user.username, user.claims, refresh_extra=extra, shape=shape, origin=origin)
+        if self.factors is not None:
+            await self.factors.gate(user.username, user.claims, extra, bound_to)
+        return await self.start_session(user.username, user.claims, refresh_extra=extra, shape=shape, amr=("pwd",),
+                                        origin=origin)
 
     async def start_session(
         self, subject: str, claims: Mapping[str, Any], *, refresh_extra: Mapping[str, Any] | None = None,
-        shape: ClaimShape | None = None, grant: str = "login", origin: SessionOrigin | None = None,
+        shape: ClaimShape | None = None, grant: str = "login", amr: tuple[str, ...] = (),
+        origin: SessionOrigin | None = None,
     ) -> Issued:
         """A new family for an authenticated ``subject``: every sign-in (password, OIDC) ends here.
 
@@ -200,7 +221,10 @@ class AuthService:
         user: refresh keeps ``SESSION_CLAIMS`` and never asks the user sources about the subject. ``origin`` (how and
         from where) is recorded for the admin API (gateway/auth/session_info.py).
         """
-        pair = self.tokens.mint_pair(subject, _shaped(claims, shape), refresh_extra=refresh_extra)
+        auth: dict[str, Any] = {"auth_time": int(time.time())}  # amr (RFC 8176) when the caller knows how the user proved it
+        if amr:
+            auth["amr"] = list(amr)
+        pair = self.tokens.mint_pair(subject, {**_shaped(claims, shape), **auth}, refresh_extra={**(refresh_extra or {}), **auth})
         family = pair.refresh_claims["fid"]
         await self.store.start_family(family, pair.refresh_claims["jti"], self.family_ttl)
         details = (origin or SessionOrigin(grant)).fields(time.time())
@@ -239,6 +263,7 @@ class AuthService:
         claims = self.tokens.verify(token, "refresh")
         family, jti = claims["fid"], claims["jti"]
         user, extra = await self._current_user(claims)
+        auth = _auth_claims(claims)  # the login's amr and auth_time: a refresh never renews them
         if user is None:
             await self.store.revoke_family(family, self.family_ttl)
             self.events.revoked("user_removed")
@@ -251,11 +276,12 @@ class AuthService:
             self.events.refreshed("renewed" if outcome is RotationOutcome.ROTATED else outcome.value)
             if outcome is not RotationOutcome.ROTATED:
                 raise self._refused_refresh(claims, outcome)
-            access, access_claims = self.tokens.mint_access(user.username, _shaped(user.claims, shape), family)
+            access, access_claims = self.tokens.mint_access(user.username, {**_shaped(user.claims, shape), **auth}, family)
             self.events.issued("refresh")
             await describe(self.store, family, refreshed_fields(access_claims["exp"]), self.family_ttl)
             return Issued(access, None, int(access_claims["exp"] - access_claims["iat"]), user.username, family)
-        pair = self.tokens.mint_pair(user.username, _shaped(user.claims, shape), family, refresh_extra=extra)
+        pair = self.tokens.mint_pair(user.username, {**_shaped(user.claims, shape), **auth}, family,
+                                     refresh_extra={**(extra or {}), **auth})
         issued = Issued.from_pair(pair)
         rotation = await self.store.rotate(
             family, jti, pair.refresh_claims["jti"], issued.as_json(), self.family_ttl, self.settings.refresh_grace

@@ -11,6 +11,7 @@ from gateway.config.audit import Audit
 from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from gateway.config.browser import Compat, Cookies, Cors
 from gateway.config.decision import Decision
+from gateway.config.factors import CredentialStoreSettings, SecondFactor
 from gateway.config.issuers import ExternalIssuer
 from gateway.config.limits import Limits
 from gateway.config.oidc import Oidc
@@ -80,6 +81,16 @@ class GatewayConfig(Model):
     """OpenTelemetry traces of every request, exported over OTLP/HTTP; off by default."""
     audit: Audit = Audit()
     """Audit events (docs/audit.md): logins, refusals of presented credentials, logouts, reloads; read at start, restart to change."""
+    credentials: CredentialStoreSettings | None = None
+    """The durable credentials store (second factors): a database shared by every instance, secrets sealed at rest."""
+    second_factor: SecondFactor | None = None
+    """Second factors at the gateway's login (TOTP, recovery codes); off while absent; needs `credentials`."""
+
+    @model_validator(mode="after")
+    def _second_factor_store(self) -> "GatewayConfig":
+        if self.second_factor is not None and self.credentials is None:
+            raise ValueError("second_factor: needs a credentials store (credentials: {url: sqlite:////var/lib/gateway/credentials.db, keys: [...]})")
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -186,6 +197,9 @@ def _endpoint_collisions(config: GatewayConfig) -> list[str]:
         places.append(("metrics.path", config.metrics.path))
     if config.decision is not None:
         places.append(("decision.path", config.decision.path))
+    if config.second_factor is not None:
+        base = config.second_factor.path
+        places += [("second_factor.path", path) for path in (base, f"{base}/totp", f"{base}/totp/confirm", f"{base}/recovery-codes")]
     for where, path in places:
         if path in owners:
             problems.append(f"{where}: {path} is already served as {owners[path]}")

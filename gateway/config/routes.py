@@ -22,6 +22,41 @@ class Requirements(Model):
     """`scope` (space-separated) or `scopes` (a list) contains all of these."""
     claims: dict[str, str | int | bool] = {}
     """Claims that must be equal to these values, type included."""
+    amr_any: tuple[str, ...] = ()
+    """Step-up: the login's `amr` (RFC 8176: `pwd`, `otp`, `mfa`) contains at least one of these, else 401 insufficient_user_authentication."""
+    max_auth_age: Duration | None = None
+    """Step-up: the login (`auth_time`) is at most this old, else 401 insufficient_user_authentication with `max_age`; a refresh never renews it."""
+    acr: str | None = None
+    """The name of the level `amr_any` asks for, announced as `acr_values` in the 401's challenge; absent: the `amr_any` values."""
+
+    @field_validator("max_auth_age")
+    @classmethod
+    def _max_auth_age(cls, value: float | None) -> float | None:
+        if value is not None and value < 1:
+            raise ValueError("at least 1s")
+        return value
+
+    def auth_deadline(self, claims: Mapping[str, Any]) -> float | None:
+        """When ``claims``' login stops meeting ``max_auth_age`` (epoch seconds), or None without one."""
+        auth_time = claims.get("auth_time")
+        if self.max_auth_age is None:
+            return None
+        if not isinstance(auth_time, (int, float)) or isinstance(auth_time, bool):
+            return 0.0
+        return float(auth_time) + self.max_auth_age
+
+    def step_up(self, claims: Mapping[str, Any], now: float) -> str | None:
+        """Why the caller's login is not strong or recent enough (401 insufficient_user_authentication), or None."""
+        if self.amr_any and not _as_set(claims.get("amr")) & set(self.amr_any):
+            return "This route needs a login with a second factor"
+        deadline = self.auth_deadline(claims)
+        if deadline is not None and now >= deadline:
+            return "This route needs a more recent login"
+        return None
+
+    @property
+    def acr_values(self) -> str | None:
+        return self.acr or (" ".join(self.amr_any) if self.amr_any else None)
 
     def refusal(self, claims: Mapping[str, Any]) -> str | None:
         """Why ``claims`` do not meet these requirements (the 403's message), or None when they do."""
@@ -175,7 +210,8 @@ class Route(Model):
 
     @model_validator(mode="after")
     def _auth_consistency(self) -> "Route":
-        wants = self.require.roles_any or self.require.scopes_all or self.require.claims
+        wants = (self.require.roles_any or self.require.scopes_all or self.require.claims or self.require.amr_any
+                 or self.require.max_auth_age is not None)
         if wants and self.auth != "required":
             raise ValueError("require: needs auth: required")
         if self.headers and self.auth == "none":

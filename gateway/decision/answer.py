@@ -44,6 +44,9 @@ def lifetime(config: GatewayConfig, route: Route, claims: Mapping[str, Any] | No
         exp = claims.get("exp")
         if isinstance(exp, (int, float)):
             bound = min(bound, exp - (time.time() if now is None else now))
+        step_up = route.require.auth_deadline(claims)  # a cached decision never outlives auth_time + max_auth_age
+        if step_up is not None:
+            bound = min(bound, step_up - (time.time() if now is None else now))
     if route.identity_jwt is not None:
         bound = min(bound, route.identity_jwt.lifetime / 2)  # the signer reuses a token while half its life remains
     return max(0, math.floor(bound))

@@ -12,6 +12,7 @@ so cookie mode works the same on every dialect that enables it.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -25,6 +26,7 @@ from gateway.context import SUBJECT
 from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields, require_json
 from gateway.errors import ErrorCode, GatewayError
+from gateway.factors.flow import FactorGate, SecondFactorRequired
 from gateway.forwarded import client
 from gateway.observe.audit import about
 
@@ -90,6 +92,8 @@ class Dialect:
             if self.cookies is not None:
                 require_json(request, "the login")
             fields = await read_fields(request)
+            if "mfa_token" in fields and isinstance(self.auth.factors, FactorGate):
+                return await self._second_step(request, self.auth.factors, fields)
             names = self.profile.request
             missing = [n for n in (names.username, names.password) if n not in fields]
             if missing:
@@ -97,11 +101,24 @@ class Dialect:
             issued = await self.auth.login(
                 fields[names.username], fields[names.password], login_claim=self.profile.login_claim,
                 client_ip=client(request).address, shape=self._shape, user_agent=request.headers.get("User-Agent"),
+                bound_to=self.profile.paths.login or "",
             )
             request[SUBJECT] = issued.subject  # for the access log
             return self.issued_response(issued)
+        except SecondFactorRequired as exc:
+            return _with_fields(self.errors.endpoint_error(exc), {"code": exc.code.value, **exc.fields})
         except GatewayError as exc:
             return self.errors.endpoint_error(exc)
+
+    async def _second_step(self, request: web.Request, gate: FactorGate, fields: Mapping[str, Any]) -> web.Response:
+        """The mfa_token of a proven password with a TOTP ``code`` or a ``recovery_code``: the login's own answer."""
+        client_ip = self.auth.throttle.client_of(request) if self.auth.throttle else request.remote
+        pending = await gate.complete(fields["mfa_token"], fields.get("code"), fields.get("recovery_code"), client_ip,
+                                      self.profile.paths.login or "")
+        issued = await self.auth.start_session(pending.subject, pending.claims, refresh_extra=pending.extra, shape=self._shape,
+                                               amr=pending.amr)
+        request[SUBJECT] = issued.subject
+        return self.issued_response(issued)
 
     async def refresh(self, request: web.Request) -> web.Response:
         from_cookie: CookieMode | None = None  # the cookie jar the token came from, if any
@@ -190,6 +207,13 @@ def _audited(handler: Callable[[web.Request], Awaitable[web.Response]]) -> Calla
             return await handler(request)
 
     return call
+def _with_fields(response: web.Response, fields: Mapping[str, Any]) -> web.Response:
+    """The dialect's error body with ``fields`` added (second_factor_required: the mfa_token, the methods)."""
+    assert isinstance(response.body, bytes)
+    body = json.loads(response.body)
+    body.update(fields)
+    response.body = json.dumps(body).encode()
+    return response
 
 
 def _user_id(value: Any, kind: str) -> Any:

@@ -43,6 +43,8 @@ def restart_only_changes(running: GatewayConfig, new: GatewayConfig) -> list[str
         problems.append("store.revocation_cache: changing it needs a restart")
     if running.audit != new.audit:
         problems.append("audit: changing where audit events go needs a restart")
+    if running.credentials != new.credentials:
+        problems.append("credentials: changing the credentials database or its keys needs a restart (the schema is migrated on start)")
     if running.limits != new.limits:
         problems.append("limits: changing them needs a restart (connection and pool bounds are set at start)")
     return problems
@@ -92,7 +94,11 @@ class Reloader:
         problems = restart_only_changes(self.gateway.runtime.config, config)
         if problems:
             raise ConfigError(problems)
-        return Runtime.build(config, self.gateway.store, users, events=self.gateway.metrics)
+        runtime = Runtime.build(config, self.gateway.store, users, events=self.gateway.metrics)
+        running = self.gateway.runtime.factors
+        if runtime.factors is not None and running is not None:
+            runtime.factors.credentials = running.credentials  # one credentials database pool per process
+        return runtime
 
     def _retire(self, sources: list[UserSource]) -> None:
         """Close the pools of sources the new configuration dropped, once logins begun with them are done."""

@@ -33,27 +33,9 @@ from tests.support.sources import (
     free_port,
     process,
     run_django_fixture,
-    start_mariadb,
-    start_postgres,
 )
 
 SERVICE_KEY = "legacy-service-key-0123456789"
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Database]:
-    """The session's own PostgreSQL (tests/support/sources.py), started when a test first needs it."""
-    db = start_postgres()
-    yield db
-    db.stop()
-
-
-@pytest.fixture(scope="session")
-def mariadb() -> Iterator[Database]:
-    """The session's own MariaDB, started when a test first needs it."""
-    db = start_mariadb()
-    yield db
-    db.stop()
 
 
 def django_database(db: Database) -> str:

@@ -1,0 +1,118 @@
+"""The durable credentials store (``credentials``) and the second-factor policy (``second_factor``)."""
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import SecretStr, field_validator, model_validator
+
+from gateway.config.types import Duration, Model
+
+KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+MIN_SEALING_SECRET = 32
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
+
+
+class SealingKey(Model):
+    """One key of the ring that encrypts second-factor secrets at rest (AES-256-GCM)."""
+
+    id: str
+    """The key's name, stored beside each ciphertext (letters, digits, `_`, `-`; at most 32)."""
+    secret: SecretStr
+    """At least 32 bytes (e.g. `${GATEWAY_CREDENTIALS_KEY}`); the AES key is derived from it with HKDF-SHA256."""
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not KEY_ID.match(value):
+            raise ValueError(f"{value!r} is not a key id (1-32 of letters, digits, _ and -)")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().encode()) < MIN_SEALING_SECRET:
+            raise ValueError(f"at least {MIN_SEALING_SECRET} bytes (python3 -c 'import secrets; print(secrets.token_urlsafe(48))')")
+        return value
+
+
+class CredentialStoreSettings(Model):
+    url: str
+    """The database: `sqlite:////var/lib/gateway/credentials.db` (a file, the embedded default), `postgresql://user:pw@host/db` or `mysql://user:pw@host/db` (MariaDB, MySQL); the gateway creates and migrates its tables on start."""
+    keys: tuple[SealingKey, ...]
+    """The sealing key ring, newest first: the first key encrypts, every key decrypts; add a new key at the top to rotate."""
+    pool_size: int = 4
+    """Connections to PostgreSQL or MariaDB per process."""
+    timeout: Duration = 5.0
+    """Per statement; past it the store counts as unavailable (503)."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        scheme = value.partition("://")[0].split("+")[0]
+        if "://" not in value or scheme not in DATABASE_SCHEMES:
+            raise ValueError(f"{value.partition('://')[0]!r} is not a database URL: expected sqlite:///path, postgresql:// or mysql://")
+        if scheme == "sqlite" and not value.startswith("sqlite:///"):
+            raise ValueError("sqlite URLs are sqlite:///relative/path or sqlite:////absolute/path")
+        return value
+
+    @model_validator(mode="after")
+    def _ring(self) -> "CredentialStoreSettings":
+        if not self.keys:
+            raise ValueError("keys: at least one sealing key")
+        ids = [k.id for k in self.keys]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"keys: duplicate key ids {sorted({i for i in ids if ids.count(i) > 1})}")
+        if not 1 <= self.pool_size <= 64:
+            raise ValueError("pool_size: between 1 and 64")
+        if self.timeout <= 0:
+            raise ValueError("timeout: must be positive")
+        return self
+
+
+class FactorThrottle(Model):
+    """Failed second-factor attempts, counted in the store (every instance), per user and per address."""
+
+    per_user: int = 5
+    """Failed codes of one user per `window`; past it every code is refused (429) until the window ends."""
+    per_ip: int = 20
+    """Failed codes from one address (or /64) per `window`."""
+    window: Duration = 900
+    """The fixed window of both counters."""
+
+
+class SecondFactor(Model):
+    required: Literal["everyone", "step_up"] = "step_up"
+    """`everyone`: every password login needs a second factor; `step_up`: only users who enrolled one, those of `roles`/`groups`, and routes that ask (`require.amr_any`)."""
+    roles: tuple[str, ...] = ()
+    """Users with any of these roles (the `roles` claim) need a second factor at login."""
+    groups: tuple[str, ...] = ()
+    """Users in any of these groups (the `groups` claim) need a second factor at login."""
+    path: str = "/auth/mfa"
+    """Prefix of the enrolment endpoints (`<path>`, `<path>/totp`, `<path>/totp/confirm`, `<path>/recovery-codes`)."""
+    issuer_name: str = "Gateway"
+    """The name authenticator apps show beside the account."""
+    mfa_token_lifetime: Duration = 300
+    """How long the `mfa_token` of a proven password may be exchanged for tokens with a code (single use)."""
+    enrol_max_auth_age: Duration = 300
+    """Adding or removing a factor or new recovery codes with an access token needs a login at most this old."""
+    totp_window: int = 1
+    """Time steps (30 s) accepted either side of now, for clocks that drift; each step's code is accepted once."""
+    recovery_codes: int = 10
+    """How many recovery codes one set has."""
+    throttle: FactorThrottle = FactorThrottle()
+    """Failed-code throttling."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "SecondFactor":
+        if not self.path.startswith("/") or self.path.endswith("/") or len(self.path) < 2:
+            raise ValueError("path: an absolute path without a trailing slash, e.g. /auth/mfa")
+        if not 0 <= self.totp_window <= 2:
+            raise ValueError("totp_window: 0, 1 or 2 steps")
+        if not 30 <= self.mfa_token_lifetime <= 900:
+            raise ValueError("mfa_token_lifetime: between 30s and 15m")
+        if not 4 <= self.recovery_codes <= 20:
+            raise ValueError("recovery_codes: between 4 and 20")
+        if self.throttle.per_user < 1 or self.throttle.per_ip < 1 or self.throttle.window <= 0:
+            raise ValueError("throttle: per_user, per_ip and window must be positive")
+        return self

@@ -1,0 +1,144 @@
+"""The second-factor endpoints under ``second_factor.path``: list, enrol and confirm TOTP, remove it, new recovery codes.
+
+Who may change a user's factors: the user with an access token whose login is at
+most ``enrol_max_auth_age`` old and, once the user has a TOTP, was made with it
+(``amr`` has ``otp``): a stolen password or an old session cannot swap in the
+attacker's factor. A user whom policy requires to have a factor but who has none
+yet enrols with the ``mfa_token`` of the password just proven (and then finishes
+the login with that token alone). Every answer is ``no-store``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+from aiohttp import web
+
+from gateway.auth.cookies import CookieMode
+from gateway.auth.credentials import authenticate
+from gateway.auth.sessions import AuthService
+from gateway.config import GatewayConfig
+from gateway.context import SUBJECT
+from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
+from gateway.errors import ErrorCode, GatewayError, insufficient_user_authentication
+from gateway.factors import recovery
+from gateway.factors.flow import FactorGate
+
+__all__ = ["factor_endpoints"]
+
+GET = frozenset({"GET", "HEAD"})
+POST = frozenset({"POST"})
+DELETE = frozenset({"DELETE"})
+
+
+class FactorEndpoints:
+    def __init__(self, config: GatewayConfig, gate: FactorGate, auth: AuthService, cookies: CookieMode | None) -> None:
+        assert config.second_factor is not None
+        self.settings = config.second_factor
+        self.gate = gate
+        self.auth = auth
+        self.cookies = cookies
+
+    async def _claims(self, request: web.Request) -> dict[str, Any]:
+        claims = await authenticate(request, self.auth.tokens, self.auth.store, required=True, cookies=self.cookies)
+        request[SUBJECT] = str(claims["sub"])
+        return claims
+
+    async def _fresh(self, request: web.Request) -> dict[str, Any]:
+        """An access token of a recent login, made with the user's TOTP if the user has one."""
+        claims = await self._claims(request)
+        max_age = int(self.settings.enrol_max_auth_age)
+        auth_time = claims.get("auth_time")
+        if not isinstance(auth_time, int) or time.time() - auth_time > max_age:
+            raise insufficient_user_authentication("Changing second factors needs a recent login; log in again",
+                                                   max_age=max_age)
+        if "totp" in await self.gate.credentials.methods(str(claims["sub"])) and "otp" not in (claims.get("amr") or []):
+            raise insufficient_user_authentication("Changing second factors needs a login with your current factor",
+                                                   max_age=max_age, acr_values="mfa")
+        return claims
+
+    async def _enroller(self, request: web.Request, fields: Mapping[str, Any]) -> tuple[str, str | None]:
+        """The user who enrols, and the mfa_token they came with (a user without any factor yet), if any."""
+        token = fields.get("mfa_token")
+        if token is None:
+            return str((await self._fresh(request))["sub"]), None
+        pending = await self.gate.peek(token)
+        if "totp" in await self.gate.credentials.methods(pending.subject):
+            raise GatewayError(403, ErrorCode.PERMISSION_DENIED, "This user has a second factor: log in with it first")
+        request[SUBJECT] = pending.subject
+        return pending.subject, str(token)
+
+    # -- handlers -----------------------------------------------------------------
+
+    async def show(self, request: web.Request) -> web.Response:
+        claims = await self._claims(request)
+        subject = str(claims["sub"])
+        methods = await self.gate.credentials.methods(subject)
+        left = len(await self.gate.credentials.recovery_hashes(subject))
+        return json_response({"methods": methods, "required": self.gate.required_for(claims), "recovery_codes_left": left},
+                             headers=NO_STORE)
+
+    async def begin_totp(self, request: web.Request) -> web.Response:
+        subject, _ = await self._enroller(request, await read_fields(request))
+        secret = self.gate.totp.new_secret()
+        await self.gate.credentials.put_pending_totp(subject, secret)
+        return json_response(self.gate.totp.provisioning(secret, subject), headers=NO_STORE)
+
+    async def confirm_totp(self, request: web.Request) -> web.Response:
+        fields = await read_fields(request)
+        subject, token = await self._enroller(request, fields)
+        secret = await self.gate.credentials.pending_totp(subject)
+        if secret is None:
+            raise GatewayError(409, ErrorCode.BAD_REQUEST, f"No enrolment in progress: POST {self.settings.path}/totp first")
+        client = self.auth.throttle.client_of(request) if self.auth.throttle else request.remote
+        await self.gate.throttle.attempt(subject, client)
+        if not await self.gate.totp.accept(subject, secret, fields.get("code")):
+            raise GatewayError.unauthorized(ErrorCode.SECOND_FACTOR_INVALID, "The code is not valid", token_presented=False)
+        await self.gate.throttle.give_back(subject, client)
+        await self.gate.credentials.activate_totp(subject, secret)
+        body: dict[str, Any] = {"methods": await self.gate.credentials.methods(subject)}
+        if not await self.gate.credentials.recovery_hashes(subject):
+            body["recovery_codes"] = await self._new_codes(subject)
+            body["methods"] = await self.gate.credentials.methods(subject)
+        if token is not None:
+            await self.gate.mark_verified(token)
+            body["next"] = "post the mfa_token alone to the login endpoint to finish the login"
+        return json_response(body, headers=NO_STORE)
+
+    async def remove_totp(self, request: web.Request) -> web.Response:
+        claims = await self._fresh(request)
+        subject = str(claims["sub"])
+        if self.gate.required_for(claims):
+            raise GatewayError(409, ErrorCode.FACTOR_REQUIRED, "This user must have a second factor: enrol a new one instead")
+        removed = await self.gate.credentials.remove_totp(subject)
+        await self.gate.credentials.replace_recovery(subject, [])  # recovery codes stand in for a factor that is gone
+        return json_response({"removed": removed, "methods": await self.gate.credentials.methods(subject)}, headers=NO_STORE)
+
+    async def regenerate_codes(self, request: web.Request) -> web.Response:
+        subject = str((await self._fresh(request))["sub"])
+        if "totp" not in await self.gate.credentials.methods(subject):
+            raise GatewayError(409, ErrorCode.BAD_REQUEST, "Recovery codes need a second factor: enrol TOTP first")
+        return json_response({"recovery_codes": await self._new_codes(subject)}, headers=NO_STORE)
+
+    async def _new_codes(self, subject: str) -> list[str]:
+        codes = recovery.generate(self.settings.recovery_codes)
+        await self.gate.credentials.replace_recovery(subject, await recovery.hash_codes(codes))
+        return codes
+
+
+def factor_endpoints(config: GatewayConfig, gate: FactorGate, auth: AuthService, cookies: CookieMode | None) -> dict[str, Endpoint]:
+    handlers = FactorEndpoints(config, gate, auth, cookies)
+    path = gate.settings.path
+    return {
+        path: Endpoint(GET, handlers.show),
+        f"{path}/totp": Endpoint(POST | DELETE, _by_method({"POST": handlers.begin_totp, "DELETE": handlers.remove_totp})),
+        f"{path}/totp/confirm": Endpoint(POST, handlers.confirm_totp),
+        f"{path}/recovery-codes": Endpoint(POST, handlers.regenerate_codes),
+    }
+
+
+def _by_method(handlers: Mapping[str, Any]) -> Any:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await handlers[request.method](request)  # type: ignore[no-any-return]
+
+    return handler

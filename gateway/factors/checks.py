@@ -1,0 +1,49 @@
+"""``gateway check`` warnings about second factors: requirements that stop the logins of frontends which cannot answer them.
+
+The frontends of the compatibility profiles were written for backends without a
+second step: they do not know ``second_factor_required`` or
+``insufficient_user_authentication``, and several treat any 401 as "refresh and
+retry" (docs/frontends.md). A requirement that covers their users stops those
+users' logins or loops their refreshes; the check says so, per profile and per route.
+"""
+from __future__ import annotations
+
+from gateway.config import GatewayConfig
+
+__all__ = ["second_factor_warnings"]
+
+
+def _who(config: GatewayConfig) -> str:
+    settings = config.second_factor
+    assert settings is not None
+    if settings.required == "everyone":
+        return "every user needs a second factor at login"
+    listed = []
+    if settings.roles:
+        listed.append(f"roles {list(settings.roles)}")
+    if settings.groups:
+        listed.append(f"groups {list(settings.groups)}")
+    if listed:
+        return f"users with {' or '.join(listed)} need a second factor at login"
+    return "users who enrol a second factor are asked for it at login"
+
+
+def second_factor_warnings(config: GatewayConfig) -> list[str]:
+    if config.second_factor is None:
+        return []
+    warnings = []
+    for i, profile in enumerate(config.compat.profiles):
+        warnings.append(
+            f"compat.profiles[{i}] ({profile.profile}): {_who(config)}, but this dialect's frontends do not know "
+            "second_factor_required (some refresh and retry on any 401): their users' logins stop until the frontend "
+            "handles it (docs/second-factor.md#the-login-flow)"
+        )
+    for i, route in enumerate(config.routes):
+        style = route.errors or config.compat.errors
+        if (route.require.amr_any or route.require.max_auth_age is not None) and style != "gateway":
+            warnings.append(
+                f"routes[{i}] ({route.name}): a step-up requirement answers 401 insufficient_user_authentication to "
+                f"clients of the {style} dialect, which refresh and retry on a 401; a refreshed token never meets it "
+                "(docs/second-factor.md#step-up-per-route)"
+            )
+    return warnings

@@ -1,0 +1,216 @@
+"""The second step of a login: who must show a factor, the ``mfa_token`` of a proven password, and checking the code.
+
+A correct password of a user who needs a second factor is not a success yet:
+``gate`` answers 401 ``second_factor_required`` with a short-lived ``mfa_token``
+(a random value; the store keeps only its hash, with the proven user and the
+login endpoint it belongs to) and the user's methods. ``complete`` takes the token
+back with a TOTP or recovery code: the token is taken from the shared store (one
+caller gets it), a wrong code puts it back with one attempt less (``MAX_ATTEMPTS``
+per token), a right one spends it for good. Failed codes count per user and per
+address in the store, so the limit holds across every instance.
+
+Nothing here runs before the password is proven: an unknown user, a wrong
+password and a user without a factor look the same to a guesser.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from gateway.config.factors import SecondFactor
+from gateway.errors import ErrorCode, GatewayError
+from gateway.factors import recovery
+from gateway.factors.store import CredentialStore
+from gateway.factors.totp import Totp
+from gateway.net import ip_bucket
+from gateway.stores import LimitStore, StateStore
+
+__all__ = ["FactorGate", "Pending", "SecondFactorRequired"]
+
+log = logging.getLogger("gateway.factors")
+
+MAX_ATTEMPTS = 3  # codes per mfa_token; then the password again
+AMR_TOTP = ("pwd", "otp", "mfa")  # RFC 8176: password, one-time password, more than one factor
+AMR_RECOVERY = ("pwd", "otp", "mfa")  # a recovery code is a one-time password too
+
+
+class SecondFactorRequired(GatewayError):
+    """401 ``second_factor_required``; ``fields`` go into the answer's body beside detail and code."""
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        super().__init__(401, ErrorCode.SECOND_FACTOR_REQUIRED,
+                         "A second factor is required: send the mfa_token with a code to the same endpoint")
+        self.fields = dict(fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A proven password waiting for (or done with) its second factor."""
+
+    subject: str
+    claims: dict[str, Any]
+    extra: dict[str, Any] | None
+    amr: tuple[str, ...]
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _invalid_token() -> GatewayError:
+    return GatewayError.unauthorized(ErrorCode.MFA_TOKEN_INVALID, "The mfa_token is unknown, expired or already used; log in again",
+                                     token_presented=False)
+
+
+def _wrong_code() -> GatewayError:
+    return GatewayError.unauthorized(ErrorCode.SECOND_FACTOR_INVALID, "The code is not valid", token_presented=False)
+
+
+class FactorThrottle:
+    """Failed codes per user and per address, counted in the store; a slot is taken before a code is checked."""
+
+    def __init__(self, settings: SecondFactor, limits: LimitStore) -> None:
+        self.settings = settings.throttle
+        self.limits = limits
+
+    def _keys(self, subject: str, client: str | None) -> list[tuple[str, int]]:
+        keys = [(f"mfa:fail:user:{_digest(subject)[:32]}", self.settings.per_user)]
+        if client is not None:
+            keys.append((f"mfa:fail:ip:{ip_bucket(client)}", self.settings.per_ip))
+        return keys
+
+    async def attempt(self, subject: str, client: str | None) -> None:
+        taken: list[str] = []
+        for key, limit in self._keys(subject, client):
+            count = await self.limits.incr_counter(key, self.settings.window)
+            taken.append(key)
+            if count.count > limit:
+                for back in taken:
+                    await self.limits.incr_counter(back, self.settings.window, -1)
+                raise GatewayError(429, ErrorCode.RATE_LIMITED, "Too many wrong codes; try again later",
+                                   headers={"Retry-After": str(max(1, math.ceil(count.resets_in)))})
+
+    async def give_back(self, subject: str, client: str | None) -> None:
+        """A right code (or one that could not be checked) does not count as a failure."""
+        for key, _ in self._keys(subject, client):
+            await self.limits.incr_counter(key, self.settings.window, -1)
+
+
+class FactorGate:
+    def __init__(self, settings: SecondFactor, credentials: CredentialStore, state: StateStore, limits: LimitStore) -> None:
+        self.settings = settings
+        self.credentials = credentials
+        self.state = state
+        self.totp = Totp(state, settings.totp_window, settings.issuer_name)
+        self.throttle = FactorThrottle(settings, limits)
+
+    def required_for(self, claims: Mapping[str, Any]) -> bool:
+        """True when policy says this user must have a second factor (everyone, or a listed role or group)."""
+        if self.settings.required == "everyone":
+            return True
+        return bool(_names(claims.get("roles")) & set(self.settings.roles)
+                    or _names(claims.get("groups")) & set(self.settings.groups))
+
+    # -- the mfa_token ----------------------------------------------------------------
+
+    async def gate(self, subject: str, claims: Mapping[str, Any], extra: Mapping[str, Any] | None, bound_to: str) -> None:
+        """Return if the user logs in with the password alone; raise ``SecondFactorRequired`` otherwise."""
+        methods = [m for m in await self.credentials.methods(subject) if m == "totp"]
+        required = self.required_for(claims)
+        if not methods and not required:
+            return
+        if methods and await self.credentials.recovery_hashes(subject):
+            methods.append("recovery")
+        token = secrets.token_urlsafe(32)
+        record = {"sub": subject, "claims": dict(claims), "extra": dict(extra) if extra else None, "bound": bound_to,
+                  "deadline": time.time() + self.settings.mfa_token_lifetime, "attempts": 0, "verified": False}
+        await self.state.put_once(f"mfa:login:{_digest(token)}", json.dumps(record), self.settings.mfa_token_lifetime)
+        fields: dict[str, Any] = {"mfa_token": token, "methods": methods, "expires_in": int(self.settings.mfa_token_lifetime)}
+        if not methods:
+            fields["enrol"] = f"{self.settings.path}/totp"  # required but none yet: enrol with this mfa_token first
+        raise SecondFactorRequired(fields)
+
+    async def _take(self, token: object) -> tuple[str, dict[str, Any]]:
+        if not isinstance(token, str) or not 16 <= len(token) <= 128:
+            raise _invalid_token()
+        key = f"mfa:login:{_digest(token)}"
+        raw = await self.state.take(key)
+        if raw is None:
+            raise _invalid_token()
+        record: dict[str, Any] = json.loads(raw)
+        if record["deadline"] <= time.time():
+            raise _invalid_token()
+        return key, record
+
+    async def _put_back(self, key: str, record: dict[str, Any]) -> None:
+        remaining = record["deadline"] - time.time()
+        if remaining > 0:
+            await self.state.put_once(key, json.dumps(record), remaining)
+
+    async def peek(self, token: object) -> Pending:
+        """The user of a live mfa_token, which stays usable (enrolment of a user who has no factor yet)."""
+        key, record = await self._take(token)
+        await self._put_back(key, record)
+        return Pending(record["sub"], record["claims"], record["extra"], ())
+
+    async def mark_verified(self, token: object) -> None:
+        """The token's user just confirmed a new TOTP with a valid code: the login may finish without another."""
+        key, record = await self._take(token)
+        record["verified"] = True
+        await self._put_back(key, record)
+
+    # -- the second step ----------------------------------------------------------------
+
+    async def complete(self, token: object, code: object, recovery_code: object, client: str | None, bound_to: str) -> Pending:
+        """The proven user of ``token`` if the code is right; the token is spent then, and only then."""
+        key, record = await self._take(token)
+        if record["bound"] != bound_to:
+            raise _invalid_token()  # an mfa_token of another login endpoint (dialect) is spent, not honoured
+        subject = record["sub"]
+        if record.get("verified"):
+            return Pending(subject, record["claims"], record["extra"], AMR_TOTP)
+        try:
+            await self.throttle.attempt(subject, client)
+        except GatewayError:
+            await self._put_back(key, record)
+            raise
+        try:
+            amr = await self._check(subject, code, recovery_code)
+        except BaseException:
+            await self.throttle.give_back(subject, client)
+            await self._put_back(key, record)
+            raise
+        if amr is None:
+            record["attempts"] += 1
+            if record["attempts"] < MAX_ATTEMPTS:
+                await self._put_back(key, record)
+            raise _wrong_code()
+        await self.throttle.give_back(subject, client)
+        return Pending(subject, record["claims"], record["extra"], amr)
+
+    async def _check(self, subject: str, code: object, recovery_code: object) -> tuple[str, ...] | None:
+        if code is not None:
+            secret = await self.credentials.totp_secret(subject)
+            return AMR_TOTP if secret is not None and await self.totp.accept(subject, secret, code) else None
+        if recovery_code is not None:
+            name = await recovery.verify(recovery_code, await self.credentials.recovery_hashes(subject))
+            if name is not None and await self.credentials.spend_recovery(subject, name):
+                left = len(await self.credentials.recovery_hashes(subject))
+                log.warning("second factor: a recovery code was used (user digest %s, %d left)", _digest(subject)[:12], left)
+                return AMR_RECOVERY
+            return None
+        raise GatewayError.bad_request("Send the mfa_token with a code (TOTP) or a recovery_code")
+
+
+def _names(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, (list, tuple)):
+        return {str(v) for v in value}
+    return set()

@@ -1,0 +1,47 @@
+"""`gateway check` and second factors: configuration errors with their location, and the warning when a requirement
+covers the users of a legacy dialect (whose frontends refresh and retry on a 401)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import ROOT, SECRET
+
+KEY = "credentials-sealing-key-0123456789-abcdef"
+
+
+def check(tmp_path: Path, users_file: Path, **extra: Any) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "gateway.yaml"
+    raw = {"tokens": {"secret": SECRET}, "users_file": str(users_file),
+           "routes": [{"name": "api", "prefix": "/api", "upstream": "http://127.0.0.1:9"}], **extra}
+    path.write_text(yaml.safe_dump(raw))
+    return subprocess.run([sys.executable, "-m", "gateway", "check", str(path)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
+
+
+def test_a_second_factor_needs_a_credentials_store_and_a_long_key(tmp_path: Path, users_file: Path) -> None:
+    result = check(tmp_path, users_file, second_factor={"required": "everyone"})
+    assert result.returncode == 1 and "second_factor: needs a credentials store" in result.stderr
+    result = check(tmp_path, users_file, credentials={"url": "redis://x", "keys": [{"id": "k", "secret": "short"}]})
+    assert result.returncode == 1
+    assert "credentials.url" in result.stderr and "'redis' is not a database URL" in result.stderr
+    assert "credentials.keys[0].secret" in result.stderr and "at least 32 bytes" in result.stderr
+
+
+def test_check_warns_when_a_requirement_covers_a_legacy_dialect(tmp_path: Path, users_file: Path) -> None:
+    store = {"url": f"sqlite:///{tmp_path / 'c.db'}", "keys": [{"id": "k1", "secret": KEY}]}
+    quiet = check(tmp_path, users_file, credentials=store, second_factor={"roles": ["admin"]})
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr
+    routes = [{"name": "pay", "prefix": "/pay", "upstream": "http://127.0.0.1:9", "errors": "simplejwt",
+               "require": {"amr_any": ["otp"]}}]
+    loud = check(tmp_path, users_file, credentials=store, second_factor={"roles": ["admin"]},
+                 compat={"profiles": [{"profile": "simplejwt"}]}, routes=routes)
+    assert loud.returncode == 0, loud.stderr
+    assert ("warning: compat.profiles[0] (simplejwt): users with roles ['admin'] need a second factor at login, but this "
+            "dialect's frontends do not know second_factor_required") in loud.stderr
+    assert "warning: routes[0] (pay): a step-up requirement answers 401 insufficient_user_authentication to clients of " \
+           "the simplejwt dialect" in loud.stderr

@@ -1,0 +1,102 @@
+"""Second-factor pieces without sockets: TOTP windows and normalisation (against pyotp's own codes at fixed times),
+recovery codes, the step-up rule of route requirements, who must have a factor, and reload refusing a changed
+credentials section."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pyotp
+
+from gateway.config import Requirements, parse_config
+from gateway.factors import recovery
+from gateway.factors.totp import Totp, normalise_code
+from gateway.server.reload import restart_only_changes
+from tests.support.clock import memory_store
+
+SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+NOW = 1_800_000_015.0  # 15 s into a step
+
+
+def test_a_code_matches_its_step_within_the_window_only() -> None:
+    totp = Totp(memory_store(), 1, "Gateway")
+    otp = pyotp.TOTP(SECRET)
+    step = int(NOW // 30)
+    assert totp.matching_step(SECRET, otp.at(NOW), NOW) == step
+    assert totp.matching_step(SECRET, otp.at(NOW - 30), NOW) == step - 1
+    assert totp.matching_step(SECRET, otp.at(NOW + 30), NOW) == step + 1
+    assert totp.matching_step(SECRET, otp.at(NOW - 60), NOW) is None
+    assert totp.matching_step(SECRET, otp.at(NOW + 60), NOW) is None
+    assert Totp(memory_store(), 0, "G").matching_step(SECRET, otp.at(NOW - 30), NOW) is None
+
+
+def test_each_step_is_accepted_once_per_user() -> None:
+    async def run() -> list[bool]:
+        totp = Totp(memory_store(), 1, "Gateway")
+        code = pyotp.TOTP(SECRET).at(NOW)
+        return [await totp.accept("alice", SECRET, code, NOW), await totp.accept("alice", SECRET, code, NOW),
+                await totp.accept("bob", SECRET, code, NOW), await totp.accept("alice", SECRET, "12345", NOW)]
+
+    assert asyncio.run(run()) == [True, False, True, False]
+
+
+def test_codes_are_read_as_six_ascii_digits() -> None:
+    assert normalise_code("123 456") == "123456" and normalise_code("123-456") == "123456"
+    for bad in ("12345", "1234567", "١٢٣٤٥٦", "12a456", 123456, None, "1" * 100):
+        assert normalise_code(bad) is None
+
+
+def test_the_provisioning_uri_and_qr_code() -> None:
+    shown = Totp(memory_store(), 1, "Acme Gateway").provisioning(SECRET, "alice")
+    assert shown["otpauth_uri"].startswith("otpauth://totp/Acme%20Gateway:alice?secret=" + SECRET)
+    assert shown["qr_code"].startswith("data:image/svg+xml")
+
+
+def test_recovery_codes_are_unique_hashed_and_matched_by_name() -> None:
+    codes = recovery.generate(10)
+    assert len(set(codes)) == 10 and all(len(c) == 19 and c.count("-") == 3 for c in codes)
+
+    async def run() -> tuple[Any, ...]:
+        hashes = await recovery.hash_codes(codes[:3])
+        assert all(h.startswith("$argon2id$") and codes[i] not in h for i, (_, h) in enumerate(hashes))
+        return (await recovery.verify(codes[1].upper(), hashes), await recovery.verify(codes[5], hashes),
+                await recovery.verify("not a code", hashes), await recovery.verify(codes[0], []))
+
+    assert asyncio.run(run()) == ("02", None, None, None)
+
+
+def test_step_up_requirements() -> None:
+    require = Requirements(amr_any=("otp",), max_auth_age=600)
+    assert require.step_up({"amr": ["pwd", "otp", "mfa"], "auth_time": 1000}, 1599) is None
+    assert require.step_up({"amr": ["pwd", "otp", "mfa"], "auth_time": 1000}, 1600) == "This route needs a more recent login"
+    assert require.step_up({"amr": ["pwd"], "auth_time": 1000}, 1001) == "This route needs a login with a second factor"
+    assert require.step_up({"amr": "otp"}, 1001) == "This route needs a more recent login"  # no auth_time: too old
+    assert require.refusal({"amr": ["pwd"]}) is None  # step-up is no 403
+    assert require.acr_values == "otp" and Requirements(amr_any=("otp", "hwk"), acr="mfa").acr_values == "mfa"
+    assert Requirements().step_up({}, 0) is None and Requirements().auth_deadline({"auth_time": 5}) is None
+
+
+def config(tmp_path: Path, users_file: Path, **extra: Any) -> Any:
+    raw = {"tokens": {"secret": "x" * 40}, "users_file": str(users_file), **extra}
+    return parse_config(raw, tmp_path)
+
+
+def test_a_changed_credentials_section_needs_a_restart(tmp_path: Path, users_file: Path) -> None:
+    key = {"id": "k1", "secret": "y" * 40}
+    one = config(tmp_path, users_file, credentials={"url": "sqlite:///a.db", "keys": [key]})
+    rotated = config(tmp_path, users_file, credentials={"url": "sqlite:///a.db", "keys": [{"id": "k2", "secret": "z" * 40}, key]})
+    assert restart_only_changes(one, one) == []
+    assert any(p.startswith("credentials:") for p in restart_only_changes(one, rotated))
+
+
+def test_who_must_have_a_factor(tmp_path: Path, users_file: Path) -> None:
+    from gateway.factors.flow import FactorGate
+    from gateway.factors.store import CredentialStore
+
+    store = memory_store()
+    parsed = config(tmp_path, users_file, credentials={"url": "sqlite:///a.db", "keys": [{"id": "k", "secret": "y" * 40}]},
+                    second_factor={"roles": ["admin"], "groups": ["finance"]})
+    gate = FactorGate(parsed.second_factor, CredentialStore.from_config(parsed.credentials), store, store)
+    assert gate.required_for({"roles": ["user", "admin"]}) and gate.required_for({"groups": "finance"})
+    assert not gate.required_for({"roles": ["user"], "groups": ["ops"]}) and not gate.required_for({})

@@ -126,8 +126,7 @@ async def admit(
         await rate_limit.enforce(request, route, claims, gateway.store, runtime.config)
     origin = client_origin(request, host)
     headers = runtime.rewrite.headers(request, route, claims, request[REQUEST_ID], host, origin)
-    if runtime.cookies is not None:
-        runtime.cookies.strip(headers)  # the gateway's cookies carry tokens: upstreams get identity headers instead
+    _strip_credentials(headers, runtime, route, claims)
     if handshake is not None:
         headers = websocket.without_handshake_headers(headers)
         if route.forward_authorization and handshake.token is not None:
@@ -153,8 +152,8 @@ async def _caller(
                 raise
         return claims
 
-    if gateway.admissions is None or handshake is not None or route.auth == "none":
-        return await check()
+    if gateway.admissions is None or handshake is not None or route.auth == "none" or _service_key(request, runtime):
+        return await check()  # a service key: its own cache (auth.service_keys) bounds how long a revoked one works
     return await gateway.admissions.admitted(cache_key(request, runtime.cookies), route, check)
 
 
@@ -182,7 +181,8 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
                                                     or admission.handshake.query != path.query):
                 raise GatewayError.bad_request(  # the front would hand the app the token where it came
                     "Behind a front proxy, a websocket sends its token in the Authorization header or the access cookie")
-            cacheable = admission.handshake is None and cache_key(original.request, runtime.cookies) is not None
+            cacheable = (admission.handshake is None and cache_key(original.request, runtime.cookies) is not None
+                         and not _service_key(original.request, runtime))  # a front's cache keys on no service key
         finally:
             request.update(original.request)  # route, subject, rate-limit headers: for the answer, the log and metrics
     except GatewayError as exc:
@@ -197,6 +197,10 @@ def _audit_refusal(request: web.Request, exc: GatewayError, route: Route | None)
     """``credential.refused`` for a presented credential refused (401 with a token, 403): never for a request
     without one, never for a request let through (nothing here runs per successful request)."""
     if exc.status not in (401, 403) or (exc.status == 401 and not exc.token_presented):
+        return
+    if exc.code.value.startswith("service_key_"):
+        emit("service_key.refused", request, reason=exc.code.value.removeprefix("service_key_"), error=str(exc.code),
+             route=None if route is None else route.name)
         return
     reason = refusal_reason(exc.code)
     if reason is not None:
@@ -215,11 +219,32 @@ async def _credentials(
     """The verified caller (``auth.credentials.authenticate``, for HTTP and websocket alike), None on ``auth: none``."""
     if route.auth == "none":
         return None
+    key = runtime.service_keys.presented(request) if runtime.service_keys is not None else None
+    if key is not None and runtime.service_keys is not None:
+        if not route.service_keys:
+            raise GatewayError.unauthorized(ErrorCode.SERVICE_KEY_NOT_ACCEPTED, "This route does not accept service keys")
+        if runtime.service_keys.in_header(request) and "Authorization" in request.headers:
+            raise GatewayError.bad_request("Send a service key or an Authorization header, not both")
+        return await runtime.service_keys.verify(key)
     store = revocation_store(gateway.store, request, runtime.config.store.failure_mode)
     return await authenticate(
         request, runtime.tokens, store, required=route.auth == "required", trust=runtime.issuers.for_route(route),
         cookies=runtime.cookies, handshake=(handshake.token, _origin_rule(request, runtime)) if handshake else None,
     )
+
+
+def _strip_credentials(headers: CIMultiDict[str], runtime: Runtime, route: Route, claims: Claims | None) -> None:
+    """Credentials no upstream gets: the gateway's cookies (they carry tokens: upstreams get identity headers
+    instead), and a service key, whichever way it came (its header is in the client boundary; a bearer one here)."""
+    if runtime.cookies is not None:
+        runtime.cookies.strip(headers)
+    if route.forward_authorization and claims is not None and "service_key" in claims:
+        headers.popall("Authorization", None)
+
+
+def _service_key(request: web.Request, runtime: Runtime) -> bool:
+    """Whether the request presents a service key (``service_keys.header``, or a bearer that looks like one)."""
+    return runtime.service_keys is not None and runtime.service_keys.presented(request) is not None
 
 
 def _origin_rule(request: web.Request, runtime: Runtime) -> OriginRule:

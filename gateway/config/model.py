@@ -17,6 +17,7 @@ from gateway.config.limits import Limits
 from gateway.config.oidc import Oidc
 from gateway.config.ops import Admin, Endpoints, Listen, LoginThrottleSettings, MetricsSettings, Shutdown, StoreSettings
 from gateway.config.routes import Route
+from gateway.config.service_keys import ServiceKeySettings
 from gateway.config.sources import SourceSpec
 from gateway.config.tokens import NAME, OWN_ISSUER, Tokens
 from gateway.config.tracing import Tracing
@@ -85,6 +86,18 @@ class GatewayConfig(Model):
     """The durable credentials store (second factors): a database shared by every instance, secrets sealed at rest."""
     second_factor: SecondFactor | None = None
     """Second factors at the gateway's login (TOTP, recovery codes); off while absent; needs `credentials`."""
+    service_keys: ServiceKeySettings | None = None
+    """Service keys for machines, accepted on routes with `service_keys: true`; off while absent; needs `credentials`."""
+
+    @model_validator(mode="after")
+    def _service_keys(self) -> "GatewayConfig":
+        if self.service_keys is not None and self.credentials is None:
+            raise ValueError("service_keys: needs a credentials store (credentials: {url: sqlite:////var/lib/gateway/credentials.db, keys: [...]})")
+        if self.service_keys is None:
+            opted = [f"routes[{i}]" for i, r in enumerate(self.routes) if r.service_keys]
+            if opted:
+                raise ValueError(f"{', '.join(opted)}.service_keys: true needs the service_keys section (service_keys: {{}})")
+        return self
 
     @model_validator(mode="after")
     def _second_factor_store(self) -> "GatewayConfig":

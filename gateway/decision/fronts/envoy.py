@@ -115,7 +115,7 @@ static_resources:
               status_on_error: {{code: ServiceUnavailable}}
               allowed_headers:                 # sent to the gateway besides Host, Method, Path, Content-Length, Authorization
                 patterns:
-{_patterns(["cookie", "origin", "sec-websocket-key", "sec-websocket-version", "x-forwarded-for", "x-forwarded-proto", "x-request-id"], "                ")}
+{_patterns(["cookie", "origin", "sec-websocket-key", "sec-websocket-version", "x-forwarded-for", "x-forwarded-proto", "x-request-id", *(n.lower() for n in b.credentials)], "                ")}
               http_service:
                 # the check request: the client's method, path_prefix + the client's path, Host kept
                 server_uri: {{uri: "http://{d.gateway}", cluster: gateway, timeout: 2s}}

@@ -126,11 +126,11 @@ async def admit(
         await rate_limit.enforce(request, route, claims, gateway.store, runtime.config)
     origin = client_origin(request, host)
     headers = runtime.rewrite.headers(request, route, claims, request[REQUEST_ID], host, origin)
-    _strip_credentials(headers, runtime, route, claims)
     if handshake is not None:
         headers = websocket.without_handshake_headers(headers)
         if route.forward_authorization and handshake.token is not None:
             headers["Authorization"] = f"Bearer {handshake.token}"
+    _strip_credentials(headers, runtime, route, claims)
     if claims is not None and route.identity_jwt is not None:
         headers[route.identity_jwt.header] = runtime.signer.token_for(route, claims)
     return Admission(route, path, headers, claims, subject, handshake)

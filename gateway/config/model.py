@@ -5,7 +5,7 @@ import functools
 import re
 from pathlib import Path
 
-from pydantic import field_validator, model_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from gateway.config.audit import Audit
 from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
@@ -89,10 +89,15 @@ class GatewayConfig(Model):
     service_keys: ServiceKeySettings | None = None
     """Service keys for machines, accepted on routes with `service_keys: true`; off while absent; needs `credentials`."""
 
+    @field_validator("service_keys")
+    @classmethod
+    def _service_keys_store(cls, value: ServiceKeySettings | None, info: ValidationInfo) -> ServiceKeySettings | None:
+        if value is not None and "credentials" in info.data and info.data["credentials"] is None:  # line of service_keys
+            raise ValueError("needs a credentials store (credentials: {url: sqlite:////var/lib/gateway/credentials.db, keys: [...]})")
+        return value
+
     @model_validator(mode="after")
     def _service_keys(self) -> "GatewayConfig":
-        if self.service_keys is not None and self.credentials is None:
-            raise ValueError("service_keys: needs a credentials store (credentials: {url: sqlite:////var/lib/gateway/credentials.db, keys: [...]})")
         if self.service_keys is None:
             opted = [f"routes[{i}]" for i, r in enumerate(self.routes) if r.service_keys]
             if opted:

@@ -247,3 +247,14 @@ def test_every_front_removes_the_key_header_and_envoy_sends_it_to_the_check(make
     assert "x-machine-key" in envoy.split("allowed_headers:")[1].split("http_service:")[0]
     nginx = "\n".join(render("nginx", config).values())
     assert 'proxy_set_header X-Machine-Key "";' in nginx
+
+
+async def test_a_websocket_with_a_key_never_hands_the_key_to_the_upstream(gateways):
+    gw = await gateways(websocket=True, forward_authorization=True)
+    key = (await gw.create("socket-client"))["key"]
+    for headers in ({"X-Api-Key": key}, {"Authorization": f"Bearer {key}"}):
+        async with gw.main.ws_connect("/machines/feed", headers=headers) as ws:
+            await ws.send_str("/info")  # the example upstream's own socket answers with what it was sent
+            seen = {k.lower(): v for k, v in json.loads(await ws.receive_str(timeout=10))["headers"].items()}
+        assert seen["x-user-id"] == "service:socket-client"
+        assert "authorization" not in seen and "x-api-key" not in seen and key not in json.dumps(seen)

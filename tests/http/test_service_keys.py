@@ -244,9 +244,16 @@ def test_every_front_removes_the_key_header_and_envoy_sends_it_to_the_check(make
     for name, kind in FRONTS.items():
         assert kind.removes(boundary, "X-Machine-Key"), name
     envoy = "\n".join(render("envoy", config).values())
-    assert "x-machine-key" in envoy.split("allowed_headers:")[1].split("http_service:")[0]
+    assert "x-machine-key" in envoy.split("allowed_headers:")[1].split("http_service:")[0]  # sent to the check
+    early = envoy.split("early_header_mutation_extensions:")[1].split("route_config:")[0]
+    assert "machine" not in early  # not removed before ext_authz ...
+    assert "request_headers_to_remove: [x-machine-key]" in envoy  # ... but before the app (a route forwards Authorization)
     nginx = "\n".join(render("nginx", config).values())
     assert 'proxy_set_header X-Machine-Key "";' in nginx
+    caddy = render("caddy", config)["Caddyfile"]
+    assert caddy.index("forward_auth") < caddy.index("request_header -X-Machine-Key")
+    haproxy = render("haproxy", config)["haproxy.cfg"]
+    assert haproxy.index("lua.gateway-decide") < haproxy.index("del-header X-Machine-Key")
 
 
 async def test_a_websocket_with_a_key_never_hands_the_key_to_the_upstream(gateways):

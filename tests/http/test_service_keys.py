@@ -265,3 +265,30 @@ async def test_a_websocket_with_a_key_never_hands_the_key_to_the_upstream(gatewa
             seen = {k.lower(): v for k, v in json.loads(await ws.receive_str(timeout=10))["headers"].items()}
         assert seen["x-user-id"] == "service:socket-client"
         assert "authorization" not in seen and "x-api-key" not in seen and key not in json.dumps(seen)
+
+
+async def test_a_reload_keeps_the_database_and_the_keys(aiohttp_client, upstream, users_file, tmp_path):
+    import yaml
+
+    from gateway.config import load_config
+    from gateway.server.reload import Reloader
+    from tests.conftest import base_config
+
+    path = tmp_path / "gateway.yaml"
+    raw = {**base_config(upstream, users_file), **key_config(tmp_path, upstream)}
+    path.write_text(yaml.safe_dump(raw))
+    app = create_app(load_config(path))
+    gw = Gw(await aiohttp_client(app), await aiohttp_client(create_admin_app(app[GATEWAY])))
+    key = (await gw.create("survivor"))["key"]
+    running = app[GATEWAY].runtime.credentials
+    raw["service_keys"] = {"cache": "2s", "header": "X-Machine-Key"}
+    path.write_text(yaml.safe_dump(raw))
+    assert await Reloader(app[GATEWAY], path).reload()
+    runtime = app[GATEWAY].runtime
+    assert runtime.credentials is running and runtime.service_keys is not None
+    assert runtime.service_keys.table.db is running.db
+    assert (await gw.main.get("/machines/x", headers={"X-Machine-Key": key})).status == 200
+    resp = await gw.main.get("/machines/x", headers={"X-Api-Key": key})  # no longer the key's header: no credential
+    assert resp.status == 401 and (await resp.json())["code"] == "authentication_required"
+    assert "x-machine-key" not in {k.lower() for k in (await (await gw.main.get(
+        "/machines/x", headers={"X-Machine-Key": key})).json())["headers"]}

@@ -292,3 +292,14 @@ async def test_a_reload_keeps_the_database_and_the_keys(aiohttp_client, upstream
     assert resp.status == 401 and (await resp.json())["code"] == "authentication_required"
     assert "x-machine-key" not in {k.lower() for k in (await (await gw.main.get(
         "/machines/x", headers={"X-Machine-Key": key})).json())["headers"]}
+
+
+async def test_with_bearer_off_only_the_header_carries_a_key(make_config, upstream, tmp_path, aiohttp_client):
+    raw = key_config(tmp_path, upstream)
+    raw["service_keys"] = {"bearer": False}
+    app = create_app(make_config(**raw))
+    gw = Gw(await aiohttp_client(app), await aiohttp_client(create_admin_app(app[GATEWAY])))
+    key = (await gw.create("header-only"))["key"]
+    assert (await gw.main.get("/machines/x", headers={"X-Api-Key": key})).status == 200
+    resp = await gw.main.get("/machines/x", headers=bearer(key))  # read as a (bad) token, not as a key
+    assert resp.status == 401 and (await resp.json())["code"] == "token_not_valid"

@@ -109,3 +109,17 @@ async def test_two_verifiers_on_one_database_see_a_revocation_within_the_bound(d
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_database_that_is_down_is_a_503_not_a_500(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    url = f"postgresql://gw:pw@127.0.0.1:{free_port()}/nothing"  # nothing listens there
+    store = CredentialStore.from_config(CredentialStoreSettings(url=url, keys=(KEY,), timeout=1.0))
+    keys = ServiceKeys(ServiceKeySettings(), ServiceKeyTable(store.db))
+    try:
+        with pytest.raises(GatewayError) as down:
+            await keys.verify(generate_key())
+        assert down.value.status == 503 and down.value.code == "store_unavailable"
+    finally:
+        await store.close()

@@ -91,7 +91,8 @@ class ServiceKeys:
     def __init__(self, settings: ServiceKeySettings, table: ServiceKeyTable) -> None:
         self.settings = settings
         self.table = table
-        self._cache: TTLMap[str, ServiceKeyRecord | None] = TTLMap(settings.cache_size)
+        # by digest: (the record,) or (None,) for a key the database does not know, so that both are remembered
+        self._cache: TTLMap[str, tuple[ServiceKeyRecord | None]] = TTLMap(settings.cache_size)
         self._touched: TTLMap[str, bool] = TTLMap(settings.cache_size)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -130,21 +131,22 @@ class ServiceKeys:
         return claims
 
     async def _lookup(self, hashed: str, now: float) -> ServiceKeyRecord | None:
-        if self._cache.holds(hashed, time.monotonic()):
-            return self._cache.get(hashed, time.monotonic())
+        cached = self._cache.get(hashed, time.monotonic())
+        if cached is not None:
+            return cached[0]
         try:
             record = await self.table.by_digest(hashed)
         except StoreUnavailable:
             raise GatewayError(503, ErrorCode.STORE_UNAVAILABLE, "Service keys cannot be checked right now") from None
         if self.settings.cache > 0:
-            self._cache.put(hashed, record, time.monotonic() + self.settings.cache)
+            self._cache.put(hashed, (record,), time.monotonic() + self.settings.cache)
         return record
 
     def forget(self, name: str) -> None:
         """Drop a key from this process's cache at once (its revocation through this process's admin API)."""
         for hashed in list(self._cache):
-            record = self._cache.get(hashed, time.monotonic())
-            if record is not None and record.name == name:
+            cached = self._cache.get(hashed, time.monotonic())
+            if cached is not None and cached[0] is not None and cached[0].name == name:
                 self._cache.pop(hashed)
 
     def _touch(self, name: str, now: float) -> None:

@@ -123,3 +123,25 @@ async def test_a_database_that_is_down_is_a_503_not_a_500(tmp_path: Path) -> Non
         assert down.value.status == 503 and down.value.code == "store_unavailable"
     finally:
         await store.close()
+
+
+async def test_verification_is_cached_for_the_bound_known_and_unknown_keys_alike(store: CredentialStore) -> None:
+    keys = ServiceKeys(ServiceKeySettings(cache=30), ServiceKeyTable(store.db))
+    known, unknown = generate_key(), generate_key()
+    assert await keys.table.create(new_record("cached", "o", {}, known, None, time.time()))
+    assert (await keys.verify(known))["sub"] == "service:cached"
+    with pytest.raises(GatewayError):
+        await keys.verify(unknown)
+    # the database changes behind the cache: within the bound the process answers as it looked up
+    await store.db.execute("DELETE FROM gw_service_keys WHERE name = :name", name="cached")
+    assert await keys.table.create(new_record("late", "o", {}, unknown, None, time.time()))
+    assert (await keys.verify(known))["sub"] == "service:cached"
+    with pytest.raises(GatewayError):
+        await keys.verify(unknown)
+    # a process without the cache sees the database at once
+    fresh = ServiceKeys(ServiceKeySettings(cache=0), ServiceKeyTable(store.db))
+    assert (await fresh.verify(unknown))["sub"] == "service:late"
+    with pytest.raises(GatewayError):
+        await fresh.verify(known)
+    await keys.drain()
+    await fresh.drain()

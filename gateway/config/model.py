@@ -98,6 +98,9 @@ class GatewayConfig(Model):
 
     @model_validator(mode="after")
     def _service_keys(self) -> "GatewayConfig":
+        unchecked = [f"routes[{i}]" for i, r in enumerate(self.routes) if r.service_keys and r.auth == "none"]
+        if unchecked:
+            raise ValueError(f"{', '.join(unchecked)}.service_keys: true on auth: none checks no key; use auth: required")
         if self.service_keys is None:
             opted = [f"routes[{i}]" for i, r in enumerate(self.routes) if r.service_keys]
             if opted:

@@ -51,6 +51,7 @@ CREDENTIALS = {"url": "sqlite:///state/credentials.db", "keys": [{"id": "k1", "s
     ({"service_keys": {"cache": "10m"}, "credentials": CREDENTIALS}, "service_keys.cache"),
     ({"service_keys": {}}, "needs a credentials store"),
     ({"route": {"service_keys": True}}, "routes[0].service_keys"),
+    ({"route": {"service_keys": True, "auth": "none"}, "service_keys": {}, "credentials": CREDENTIALS}, "checks no key"),
 ])
 def test_configuration_checks(tmp_path, section, needle):
     with pytest.raises(ConfigError) as refused:

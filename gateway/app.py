@@ -82,8 +82,8 @@ def create_app(
         await audit.start()
         await gateway.runtime.users.prepare()  # the login decoy, measured before the first login (sources/decoy.py)
         await gateway.store.start()
-        if gateway.runtime.factors is not None:  # the credentials schema is created or migrated on start
-            await gateway.runtime.factors.credentials.start()
+        if gateway.runtime.credentials is not None:  # the credentials schema is created or migrated on start
+            await gateway.runtime.credentials.start()
         await gateway.upstream.start()
         await gateway.runtime.issuers.start()
         oidc_http.hold()  # the providers' kept-alive client, closed by the last app that stops
@@ -93,8 +93,10 @@ def create_app(
             await gateway.runtime.oidc.close()
         await oidc_http.release()
         await gateway.runtime.users.close()
-        if gateway.runtime.factors is not None:
-            await gateway.runtime.factors.credentials.close()
+        if gateway.runtime.service_keys is not None:
+            await gateway.runtime.service_keys.drain()  # last-use writes in flight
+        if gateway.runtime.credentials is not None:
+            await gateway.runtime.credentials.close()
         await gateway.upstream.close()
         await gateway.store.close()
         if gateway.tracer is not None:

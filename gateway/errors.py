@@ -56,6 +56,13 @@ class ErrorCode(StrEnum):
     MFA_TOKEN_INVALID = "mfa_token_invalid"
     FACTOR_REQUIRED = "factor_required"
     INSUFFICIENT_USER_AUTHENTICATION = "insufficient_user_authentication"
+    # service keys (docs/service-keys.md)
+    SERVICE_KEY_INVALID = "service_key_invalid"
+    SERVICE_KEY_EXPIRED = "service_key_expired"
+    SERVICE_KEY_REVOKED = "service_key_revoked"
+    SERVICE_KEY_NOT_ACCEPTED = "service_key_not_accepted"
+    SERVICE_KEY_EXISTS = "service_key_exists"
+    SERVICE_KEY_NOT_FOUND = "service_key_not_found"
     # routing
     NOT_FOUND = "not_found"
     NOT_CONFIGURED = "not_configured"

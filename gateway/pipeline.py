@@ -127,12 +127,11 @@ async def admit(
         await rate_limit.enforce(request, route, claims, gateway.store, runtime.config)
     origin = client_origin(request, host)
     headers = runtime.rewrite.headers(request, route, claims, request[REQUEST_ID], host, origin)
-    if runtime.cookies is not None:
-        runtime.cookies.strip(headers)  # the gateway's cookies carry tokens: upstreams get identity headers instead
     if handshake is not None:
         headers = websocket.without_handshake_headers(headers)
         if route.forward_authorization and handshake.token is not None:
             headers["Authorization"] = f"Bearer {handshake.token}"
+    _strip_credentials(headers, runtime, route, claims)
     if claims is not None and route.identity_jwt is not None:
         headers[route.identity_jwt.header] = runtime.signer.token_for(route, claims)
     return Admission(route, path, headers, claims, subject, handshake)
@@ -157,8 +156,9 @@ async def _caller(
                 raise
         return claims
 
-    if gateway.admissions is None or handshake is not None or route.auth in ("none", "basic"):
-        return await check()
+    if (gateway.admissions is None or handshake is not None or route.auth in ("none", "basic")
+            or _service_key(request, runtime)):
+        return await check()  # a service key: its own cache (auth.service_keys) bounds how long a revoked one works
     return await gateway.admissions.admitted(cache_key(request, runtime.cookies), route, check)
 
 
@@ -189,7 +189,8 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
                     "Behind a front proxy, a websocket sends its token in the Authorization header or the access cookie")
             cacheable = (admission.handshake is None and cache_key(original.request, runtime.cookies) is not None
                          and not runtime.router.network_dependent(admission.route)  # the front's key has no address
-                         and admission.route.auth != "basic")  # nor a password in the front's cache key (on its disk)
+                         and admission.route.auth != "basic"  # nor a password in the front's cache key (on its disk)
+                         and not _service_key(original.request, runtime))  # nor a service key
         finally:
             request.update(original.request)  # route, subject, rate-limit headers: for the answer, the log and metrics
     except GatewayError as exc:
@@ -204,6 +205,10 @@ def _audit_refusal(request: web.Request, exc: GatewayError, route: Route | None)
     """``credential.refused`` for a presented credential refused (401 with a token, 403): never for a request
     without one, never for a request let through (nothing here runs per successful request)."""
     if exc.status not in (401, 403) or (exc.status == 401 and not exc.token_presented):
+        return
+    if exc.code.value.startswith("service_key_"):
+        emit("service_key.refused", request, reason=exc.code.value.removeprefix("service_key_"), error=str(exc.code),
+             route=None if route is None else route.name)
         return
     reason = refusal_reason(exc.code)
     if reason is not None:
@@ -225,11 +230,32 @@ async def _credentials(
     if route.auth == "basic":
         assert runtime.basic is not None  # built for every configuration with a basic route
         return await runtime.basic.caller(request, route, _origin_rule(request, runtime))
+    key = runtime.service_keys.presented(request) if runtime.service_keys is not None else None
+    if key is not None and runtime.service_keys is not None:
+        if not route.service_keys:
+            raise GatewayError.unauthorized(ErrorCode.SERVICE_KEY_NOT_ACCEPTED, "This route does not accept service keys")
+        if runtime.service_keys.in_header(request) and "Authorization" in request.headers:
+            raise GatewayError.bad_request("Send a service key or an Authorization header, not both")
+        return await runtime.service_keys.verify(key)
     store = revocation_store(gateway.store, request, runtime.config.store.failure_mode)
     return await authenticate(
         request, runtime.tokens, store, required=route.auth == "required", trust=runtime.issuers.for_route(route),
         cookies=runtime.cookies, handshake=(handshake.token, _origin_rule(request, runtime)) if handshake else None,
     )
+
+
+def _strip_credentials(headers: CIMultiDict[str], runtime: Runtime, route: Route, claims: Claims | None) -> None:
+    """Credentials no upstream gets: the gateway's cookies (they carry tokens: upstreams get identity headers
+    instead), and a service key, whichever way it came (its header is in the client boundary; a bearer one here)."""
+    if runtime.cookies is not None:
+        runtime.cookies.strip(headers)
+    if route.forward_authorization and claims is not None and "service_key" in claims:
+        headers.popall("Authorization", None)
+
+
+def _service_key(request: web.Request, runtime: Runtime) -> bool:
+    """Whether the request presents a service key (``service_keys.header``, or a bearer that looks like one)."""
+    return runtime.service_keys is not None and runtime.service_keys.presented(request) is not None
 
 
 def _origin_rule(request: web.Request, runtime: Runtime) -> OriginRule:

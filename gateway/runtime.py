@@ -17,6 +17,7 @@ from gateway.auth.cookies import CookieMode
 from gateway.auth.issuers import Issuers
 from gateway.auth.keys import KeyRing
 from gateway.auth.oidc_flow import SignInFlow
+from gateway.auth.service_keys import ServiceKeys
 from gateway.auth.sessions import AuthEvents, AuthService
 from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import TokenService
@@ -32,6 +33,7 @@ from gateway.endpoints.tokens import compat_endpoints, dialects
 from gateway.endpoints.wellknown import wellknown_endpoints
 from gateway.errors import ErrorCode, GatewayError
 from gateway.factors.flow import FactorGate
+from gateway.factors.service_keys import ServiceKeyTable
 from gateway.factors.store import CredentialStore
 from gateway.lifecycle import Lifecycle
 from gateway.net import is_loopback
@@ -70,6 +72,8 @@ class Runtime:
     admin_keys: AdminKeys = AdminKeys()  # who may call the admin API (admin.keys, admin.keys_file); none: it is off
     basic: BasicAuth | None = None  # HTTP Basic and its verified pairs (routes with auth: basic)
     factors: FactorGate | None = None  # second factors at login (second_factor)
+    credentials: CredentialStore | None = None  # the credentials database (credentials): factors and service keys
+    service_keys: ServiceKeys | None = None  # machines' keys (service_keys)
 
     @classmethod
     def build(
@@ -95,7 +99,11 @@ class Runtime:
             cookies = CookieMode(config.cookies, config.cookies.csrf_key(config.tokens), config.tokens.refresh_lifetime)
         oidc = SignInFlow(config, events) if config.oidc.enabled else None
         auth = AuthService(config.tokens, tokens, users, store, throttle, events=events)
-        factors = _factors(config, store)
+        credentials = CredentialStore.from_config(config.credentials) if config.credentials is not None else None
+        factors = _factors(config, store, credentials)
+        service_keys = None
+        if config.service_keys is not None and credentials is not None:
+            service_keys = ServiceKeys(config.service_keys, ServiceKeyTable(credentials.db))
         auth.factors = factors
         return cls(
             config=config,
@@ -124,13 +132,25 @@ class Runtime:
             basic=(BasicAuth(config.basic_auth, config.tokens, users, throttle)
                    if any(r.auth == "basic" for r in config.routes) else None),
             factors=factors,
+            credentials=credentials,
+            service_keys=service_keys,
         )
 
+    def adopt_credentials(self, running: "Runtime") -> None:
+        """A reload: keep the running process's credentials database (one pool per process, migrated on start)."""
+        if self.credentials is None or running.credentials is None:
+            return
+        if self.factors is not None:
+            self.factors.credentials = running.credentials
+        if self.service_keys is not None:
+            self.service_keys.table = ServiceKeyTable(running.credentials.db)
+        object.__setattr__(self, "credentials", running.credentials)
 
-def _factors(config: GatewayConfig, store: Store) -> FactorGate | None:
-    if config.second_factor is None or config.credentials is None:
+
+def _factors(config: GatewayConfig, store: Store, credentials: CredentialStore | None) -> FactorGate | None:
+    if config.second_factor is None or credentials is None:
         return None
-    return FactorGate(config.second_factor, CredentialStore.from_config(config.credentials), store, store)
+    return FactorGate(config.second_factor, credentials, store, store)
 
 
 def _cors(config: GatewayConfig) -> CorsPolicy | None:

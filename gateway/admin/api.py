@@ -10,7 +10,7 @@ import logging
 
 from aiohttp import web
 
-from gateway.admin import API_PREFIX, factors, sessions
+from gateway.admin import API_PREFIX, factors, service_keys, sessions
 from gateway.admin.base import AdminCall, AdminEndpoint
 from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.observe.audit import emit
@@ -19,7 +19,7 @@ from gateway.runtime import Gateway
 __all__ = ["API_PREFIX", "ENDPOINTS", "handle_api"]
 
 
-ENDPOINTS: tuple[AdminEndpoint, ...] = (*sessions.ENDPOINTS, *factors.ENDPOINTS)
+ENDPOINTS: tuple[AdminEndpoint, ...] = (*sessions.ENDPOINTS, *factors.ENDPOINTS, *service_keys.ENDPOINTS)
 _TABLE = {(e.method, e.path): e for e in ENDPOINTS}
 log = logging.getLogger("gateway.admin")
 

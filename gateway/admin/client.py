@@ -1,4 +1,5 @@
-"""The CLI side of the admin API: ``gateway admin-key generate`` and ``gateway sessions list|revoke``.
+"""The CLI side of the admin API: ``gateway admin-key generate``, ``gateway sessions list|revoke`` and
+``gateway service-keys create|list|revoke``.
 
 The session verbs call the admin API of a running gateway (so they work with the memory store too): ``--config``
 tells them the admin listener's address, the key comes from ``--admin-key-file`` or ``GATEWAY_ADMIN_KEY``.
@@ -154,6 +155,56 @@ def cmd_mfa_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _claims(pairs: list[str]) -> dict[str, Any]:
+    """``--claim k=v`` pairs as claims: a name given twice is a list (``--claim roles=a --claim roles=b``)."""
+    claims: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise CommandError(f"--claim {pair!r}: expected NAME=VALUE")
+        if name in claims:
+            claims[name] = [*(claims[name] if isinstance(claims[name], list) else [claims[name]]), value]
+        else:
+            claims[name] = value
+    return claims
+
+
+def cmd_service_keys_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"name": args.name, "owner": args.owner, "claims": _claims(args.claim or [])}
+    if args.expires:
+        body["expires_in"] = args.expires
+    answer = call_api(args, "POST", "service-keys", body=body)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    print(f"# the service key {answer['name']!r} of {answer['owner']!r}, shown this once (the gateway keeps its SHA-256);")
+    print(f"# expires {_when(answer.get('expires')) if answer.get('expires') else 'never'}; send it as X-Api-Key or a bearer:")
+    print(answer["key"])
+    return 0
+
+
+def cmd_service_keys_list(args: argparse.Namespace) -> int:
+    answer = call_api(args, "GET", "service-keys")
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    keys = answer.get("service_keys", [])
+    print(f"{len(keys)} service key(s)")
+    for k in keys:
+        state = f"revoked {_when(k['revoked'])}" if k.get("revoked") else "live"
+        claims = ",".join(f"{n}={v}" for n, v in (k.get("claims") or {}).items()) or "-"
+        print(f"{k['name']}  {k['prefix']}...  owner {k['owner']}  {state}  created {_when(k.get('created'))}  "
+              f"expires {_when(k.get('expires'))}  last used {_when(k.get('last_used'))}  {claims}")
+    return 0
+
+
+def cmd_service_keys_revoke(args: argparse.Namespace) -> int:
+    answer = call_api(args, "POST", "service-keys/revoke", body={"name": args.name})
+    print(json.dumps(answer, indent=2) if args.json else
+          f"revoked {answer['revoked']}: refused by every instance within {answer.get('bound_seconds')} s")
+    return 0
+
+
 def _run(func: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -165,7 +216,7 @@ def _run(func: Any) -> Any:
 
 
 def add_commands(sub: Any, default_config: str) -> None:
-    """The ``admin-key``, ``sessions`` and ``mfa`` commands, on the ``gateway`` command's subparsers."""
+    """The ``admin-key``, ``sessions``, ``mfa`` and ``service-keys`` commands, on the ``gateway`` command's subparsers."""
     admin_key = sub.add_parser("admin-key", help="admin API keys").add_subparsers(dest="admin_key_command", required=True)
     generate = admin_key.add_parser("generate", help="print a new admin key once, and the config line with its SHA-256")
     generate.add_argument("name", help="who holds the key (named in every audit event of its calls)")
@@ -188,7 +239,21 @@ def add_commands(sub: Any, default_config: str) -> None:
     mfa_reset = mfa_verbs.add_parser("reset", help="remove every second factor of a user and end the user's sessions")
     mfa_reset.add_argument("user", help="the user's name (the tokens' sub)")
     mfa_reset.set_defaults(func=_run(cmd_mfa_reset))
-    for verb in (listing, revoking, mfa_list, mfa_reset):
+    keys = sub.add_parser("service-keys", help="create, list or revoke service keys through the admin API of a running gateway")
+    key_verbs = keys.add_subparsers(dest="service_keys_command", required=True)
+    creating = key_verbs.add_parser("create", help="a new service key, printed once")
+    creating.add_argument("name", help="the key's unique name (the identity's sub is service:NAME)")
+    creating.add_argument("--owner", required=True, help="who is responsible for the key (a person or team)")
+    creating.add_argument("--claim", action="append", metavar="NAME=VALUE",
+                          help="a claim of the key's identity; repeat a name for a list (roles=a --claim roles=b)")
+    creating.add_argument("--expires", help="lifetime, e.g. 90d or 12h (default: never expires)")
+    creating.set_defaults(func=_run(cmd_service_keys_create))
+    key_list = key_verbs.add_parser("list", help="every service key: name, prefix, owner, expiry, last use")
+    key_list.set_defaults(func=_run(cmd_service_keys_list))
+    key_revoke = key_verbs.add_parser("revoke", help="revoke a service key by name")
+    key_revoke.add_argument("name")
+    key_revoke.set_defaults(func=_run(cmd_service_keys_revoke))
+    for verb in (listing, revoking, mfa_list, mfa_reset, creating, key_list, key_revoke):
         verb.add_argument("--config", default=default_config, help=f"the gateway's YAML configuration: where its admin "
                                                                    f"listener is (default {default_config})")
         verb.add_argument("--url", help="the admin listener's URL instead (e.g. http://10.0.0.5:9090)")

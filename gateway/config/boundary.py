@@ -118,16 +118,19 @@ class ClientBoundary:
     underscores: bool  # every name with "_" or "." is covered
     folded: frozenset[str]  # names, folded (fold_header)
     folded_prefixes: tuple[str, ...]
+    credentials: tuple[str, ...] = ()  # credential headers (service_keys.header): sent to the check, never to the app
 
     @classmethod
-    def build(cls, identity: Iterable[str], prefixes: Iterable[str], settings: ClientHeaders) -> ClientBoundary:
+    def build(cls, identity: Iterable[str], prefixes: Iterable[str], settings: ClientHeaders,
+              credentials: Iterable[str] = ()) -> ClientBoundary:
         own = tuple(dict.fromkeys(identity))
         keep = {fold_header(n) for n in settings.keep}
         listed = [n for n in (*AUTHORITATIVE_HEADERS, *settings.strip) if fold_header(n) not in keep]
-        names = tuple({fold_header(n): n for n in (*own, *listed, *FORWARDING_HEADERS)}.values())
+        secret = tuple(dict.fromkeys(credentials))
+        names = tuple({fold_header(n): n for n in (*own, *listed, *FORWARDING_HEADERS, *secret)}.values())
         families = tuple(dict.fromkeys(prefixes))
         return cls(names, families, own, not settings.allow_underscores, frozenset(fold_header(n) for n in names),
-                   tuple(fold_header(p) for p in families))
+                   tuple(fold_header(p) for p in families), secret)
 
     def covers(self, name: str, *, trust_forwarded: bool = False) -> bool:
         """Whether a client header of this name is removed before the upstream (compared as CGI-style servers do)."""

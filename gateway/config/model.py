@@ -5,7 +5,7 @@ import functools
 import re
 from pathlib import Path
 
-from pydantic import field_validator, model_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from gateway.config.audit import Audit
 from gateway.config.basic import BasicAuthSettings
@@ -19,6 +19,7 @@ from gateway.config.networks import NetworkList, NetworkName, unknown_names
 from gateway.config.oidc import Oidc
 from gateway.config.ops import Admin, Endpoints, Listen, LoginThrottleSettings, MetricsSettings, Shutdown, StoreSettings
 from gateway.config.routes import Route
+from gateway.config.service_keys import ServiceKeySettings
 from gateway.config.sources import SourceSpec
 from gateway.config.tokens import NAME, OWN_ISSUER, Tokens
 from gateway.config.tracing import Tracing
@@ -91,6 +92,26 @@ class GatewayConfig(Model):
     """The durable credentials store (second factors): a database shared by every instance, secrets sealed at rest."""
     second_factor: SecondFactor | None = None
     """Second factors at the gateway's login (TOTP, recovery codes); off while absent; needs `credentials`."""
+    service_keys: ServiceKeySettings | None = None
+    """Service keys for machines, accepted on routes with `service_keys: true`; off while absent; needs `credentials`."""
+
+    @field_validator("service_keys")
+    @classmethod
+    def _service_keys_store(cls, value: ServiceKeySettings | None, info: ValidationInfo) -> ServiceKeySettings | None:
+        if value is not None and "credentials" in info.data and info.data["credentials"] is None:  # line of service_keys
+            raise ValueError("needs a credentials store (credentials: {url: sqlite:////var/lib/gateway/credentials.db, keys: [...]})")
+        return value
+
+    @model_validator(mode="after")
+    def _service_keys(self) -> "GatewayConfig":
+        unchecked = [f"routes[{i}]" for i, r in enumerate(self.routes) if r.service_keys and r.auth == "none"]
+        if unchecked:
+            raise ValueError(f"{', '.join(unchecked)}.service_keys: true on auth: none checks no key; use auth: required")
+        if self.service_keys is None:
+            opted = [f"routes[{i}]" for i, r in enumerate(self.routes) if r.service_keys]
+            if opted:
+                raise ValueError(f"{', '.join(opted)}.service_keys: true needs the service_keys section (service_keys: {{}})")
+        return self
 
     @model_validator(mode="after")
     def _second_factor_store(self) -> "GatewayConfig":

@@ -158,6 +158,8 @@ class Route(Model):
     """Connect timeout, and the longest silence while reading the upstream."""
     forward_authorization: bool = False
     """Pass the client's Authorization header upstream."""
+    service_keys: bool = False
+    """Accept service keys (docs/service-keys.md) as well as tokens; off by default, so a machine credential reaches only routes chosen for it."""
     preserve_host: bool = False
     """Send the client's Host (validated, normalised) instead of the upstream's."""
     issuers: tuple[str, ...] = (OWN_ISSUER,)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,8 +52,8 @@ class _Sqlite:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")  # several gateway processes on one file
             conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            _wal(conn, self.timeout)  # several gateway processes on one file
             self._conn = conn
         return self._conn
 
@@ -213,6 +214,20 @@ class _MySql:
             pool, self._pool = self._pool, None
             pool.close()
             await pool.wait_closed()
+
+
+def _wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """WAL mode; switching to it may answer "database is locked" at once, busy handler or not, while another
+    connection (a second instance starting) holds the file: retried until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def open_database(url: str, pool_size: int, timeout: float) -> Database:

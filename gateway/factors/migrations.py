@@ -32,6 +32,19 @@ MIGRATIONS: dict[int, list[str]] = {
         " created_at BIGINT NOT NULL,"
         " PRIMARY KEY (subject, kind, name))",
     ],
+    2: [
+        # Service keys (docs/service-keys.md): only the SHA-256 of a key and its first characters are kept.
+        "CREATE TABLE IF NOT EXISTS gw_service_keys ("
+        " name VARCHAR(64) NOT NULL PRIMARY KEY,"
+        " digest CHAR(64) NOT NULL UNIQUE,"
+        " prefix VARCHAR(16) NOT NULL,"
+        " owner VARCHAR(255) NOT NULL,"
+        " claims TEXT NOT NULL,"
+        " created_at BIGINT NOT NULL,"
+        " expires_at BIGINT NULL,"
+        " last_used_at BIGINT NULL,"
+        " revoked_at BIGINT NULL)",
+    ],
 }
 LATEST = max(MIGRATIONS)
 

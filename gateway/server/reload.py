@@ -95,9 +95,7 @@ class Reloader:
         if problems:
             raise ConfigError(problems)
         runtime = Runtime.build(config, self.gateway.store, users, events=self.gateway.metrics)
-        running = self.gateway.runtime.factors
-        if runtime.factors is not None and running is not None:
-            runtime.factors.credentials = running.credentials  # one credentials database pool per process
+        runtime.adopt_credentials(self.gateway.runtime)  # one credentials database pool per process
         return runtime
 
     def _retire(self, sources: list[UserSource]) -> None:

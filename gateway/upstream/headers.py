@@ -84,10 +84,11 @@ def connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
 
 def client_boundary(config: GatewayConfig) -> ClientBoundary:
     """The client headers no upstream gets under ``config``: the identity headers of every route, the signed
-    identity headers (the default one always), the families, the built-in and configured lists."""
+    identity headers (the default one always), the families, the built-in and configured lists, the service-key header."""
     signed = {DEFAULT_HEADER} | {r.identity_jwt.header for r in config.routes if r.identity_jwt}
     identity = [h for r in config.routes for h in r.headers] + sorted(signed)
-    return ClientBoundary.build(identity, config.identity_header_prefixes, config.client_headers)
+    credentials = (config.service_keys.header,) if config.service_keys is not None else ()
+    return ClientBoundary.build(identity, config.identity_header_prefixes, config.client_headers, credentials)
 
 
 @functools.lru_cache(maxsize=4096)  # once per peer address, not per request; bounded

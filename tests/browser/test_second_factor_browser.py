@@ -15,9 +15,9 @@ import aiohttp
 import pyotp
 import pytest
 from aiohttp import web
+from test_browser_e2e import access_log, gateway_command
 
 from harness import free_port, run_page_async, wait_http
-from test_browser_e2e import access_log, gateway_command
 from tests.support.processes import ServerProcess
 
 SECRET = "mfa-browser-secret-" + "x" * 40

@@ -8,6 +8,7 @@ revocation honoured within the stated lifetime, and the path and host tricks of 
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import json
@@ -97,7 +98,10 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                       "revocation_cache": f"{MAX_AGE}s"},
             "trust_forwarded_headers": True,
             "decision": {"front": front.partition("-")[0], "max_age": f"{MAX_AGE}s"},
+            "credentials": {"url": f"sqlite:///{tmp / 'credentials.db'}", "keys": [{"id": "k1", "secret": "s" * 40}]},
+            "service_keys": {},  # X-Api-Key: the front sends it to the check, never to the app
             "routes": [
+                {"name": "machines", "prefix": "/machines", "upstream": app.url, "headers": IDS, "service_keys": True},
                 {"name": "admin-site", "host": "admin.example.com", "prefix": "/", "upstream": app.url,
                  "require": {"roles_any": ["admin"]}, "headers": IDS},
                 {"name": "admin", "prefix": "/admin", "upstream": app.url, "require": {"roles_any": ["admin"]},
@@ -345,3 +349,31 @@ def test_no_hostile_header_reaches_the_app_in_any_spelling(stack: Stack, header:
         assert seen["method"] == "POST" and not _leaks(seen), (header, target, seen["headers"])
         if auth:
             assert seen["headers"]["X-User-Id"] == "bob"
+
+
+def test_a_service_key_is_checked_and_never_reaches_the_app(stack: Stack):
+    """The key in X-Api-Key or as a bearer: the front asks the gateway with it and removes it before the app."""
+    from gateway.auth.service_keys import generate_key, new_record
+    from gateway.factors.service_keys import ServiceKeyTable
+    from gateway.factors.store import CredentialStore
+
+    assert stack.config.credentials is not None
+    key, name = generate_key(), f"front-{stack.front}"
+
+    async def create() -> None:
+        store = CredentialStore.from_config(stack.config.credentials)  # type: ignore[arg-type]
+        try:
+            await store.start()
+            assert await ServiceKeyTable(store.db).create(new_record(name, "ops", {"roles": ["svc"]}, key, None,
+                                                                     time.time()))
+        finally:
+            await store.close()
+
+    asyncio.run(create())
+    for headers in ([("X-Api-Key", key)], [("X-API-KEY", key)], bearer(key)):
+        seen = stack.seen("GET", "/machines/report", headers)
+        sent = {k.lower(): v for k, v in seen["headers"].items()}
+        assert sent["x-user-id"] == f"service:{name}" and sent["x-user-roles"] == "svc"
+        assert key not in json.dumps(seen), headers
+    refusal(stack.send("GET", "/machines/report", [("X-Api-Key", generate_key())]), 401, "service_key_invalid")
+    refusal(stack.send("GET", "/api/x", [("X-Api-Key", key)]), 401, "service_key_not_accepted")

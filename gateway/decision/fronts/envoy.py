@@ -4,12 +4,13 @@ Removes everything the boundary covers through the connection manager's early he
 routing, X-Forwarded-For handling and every filter, so ext_authz asks about the request the app gets):
 names with ``_`` dropped by ``headers_with_underscores_action``, the rest by one case-insensitive RE2
 expression. Envoy then sets X-Forwarded-For, -Proto and X-Request-Id itself (``use_remote_address``).
+A credential header (``service_keys.header``) is sent to ext_authz instead and removed by the router.
 """
 from __future__ import annotations
 
 import json
 
-from gateway.config.boundary import ClientBoundary
+from gateway.config.boundary import ClientBoundary, fold_header
 from gateway.decision.fronts.base import SEPARATOR, Deployment, FrontKind, regex_alternatives
 
 __all__ = ["FRONT"]
@@ -20,7 +21,8 @@ def removes(boundary: ClientBoundary, name: str) -> bool:
 
 
 def _regex(b: ClientBoundary) -> str:
-    alternatives = regex_alternatives(b)  # "_" names never even pass (DROP_HEADER), "." names do
+    # "_" names never even pass (DROP_HEADER), "." names do; a credential header goes after ext_authz (the router)
+    alternatives = regex_alternatives(b, skip=frozenset(fold_header(n) for n in b.credentials))
     return "(?i)^(?:" + "|".join([*alternatives, f"x{SEPARATOR}forwarded{SEPARATOR}.*"]) + ")$"
 
 
@@ -39,10 +41,11 @@ def render(d: Deployment) -> dict[str, str]:
     gw_host, gw_port = _address(d.gateway)
     app_host, app_port = _address(d.app)
     underscores = "DROP_HEADER" if b.underscores else "ALLOW"
-    token = "" if d.forward_authorization else """
+    removed = ([] if d.forward_authorization else ["authorization"]) + [n.lower() for n in b.credentials]
+    token = "" if not removed else f"""
                 # The app gets identity headers, not the token (proxy mode's default); removed by the
-                # router, after ext_authz has sent it to the gateway.
-                request_headers_to_remove: [authorization]"""
+                # router, after ext_authz has sent it to the gateway.{" Service keys too." if b.credentials else ""}
+                request_headers_to_remove: [{", ".join(removed)}]"""
     prefix = d.decide_path
     disabled = """
                 typed_per_filter_config:
@@ -115,7 +118,7 @@ static_resources:
               status_on_error: {{code: ServiceUnavailable}}
               allowed_headers:                 # sent to the gateway besides Host, Method, Path, Content-Length, Authorization
                 patterns:
-{_patterns(["cookie", "origin", "sec-websocket-key", "sec-websocket-version", "x-forwarded-for", "x-forwarded-proto", "x-request-id"], "                ")}
+{_patterns(["cookie", "origin", "sec-websocket-key", "sec-websocket-version", "x-forwarded-for", "x-forwarded-proto", "x-request-id", *(n.lower() for n in b.credentials)], "                ")}
               http_service:
                 # the check request: the client's method, path_prefix + the client's path, Host kept
                 server_uri: {{uri: "http://{d.gateway}", cluster: gateway, timeout: 2s}}

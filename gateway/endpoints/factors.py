@@ -23,6 +23,7 @@ from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fiel
 from gateway.errors import ErrorCode, GatewayError, insufficient_user_authentication
 from gateway.factors import recovery
 from gateway.factors.flow import FactorGate
+from gateway.observe.audit import emit
 
 __all__ = ["factor_endpoints"]
 
@@ -93,6 +94,7 @@ class FactorEndpoints:
         client = self.auth.throttle.client_of(request) if self.auth.throttle else request.remote
         await self.gate.throttle.attempt(subject, client)
         if not await self.gate.totp.accept(subject, secret, fields.get("code")):
+            emit("second_factor.failed", request, subject=subject, reason="wrong_code", method="totp", step="enrolment")
             raise GatewayError.unauthorized(ErrorCode.SECOND_FACTOR_INVALID, "The code is not valid", token_presented=False)
         await self.gate.throttle.give_back(subject, client)
         await self.gate.credentials.activate_totp(subject, secret)
@@ -100,6 +102,7 @@ class FactorEndpoints:
         if not await self.gate.credentials.recovery_hashes(subject):
             body["recovery_codes"] = await self._new_codes(subject)
             body["methods"] = await self.gate.credentials.methods(subject)
+        emit("second_factor.enrolled", request, subject=subject, method="totp", methods=body["methods"])
         if token is not None:
             await self.gate.mark_verified(token)
             body["next"] = "post the mfa_token alone to the login endpoint to finish the login"
@@ -112,13 +115,16 @@ class FactorEndpoints:
             raise GatewayError(409, ErrorCode.FACTOR_REQUIRED, "This user must have a second factor: enrol a new one instead")
         removed = await self.gate.credentials.remove_totp(subject)
         await self.gate.credentials.replace_recovery(subject, [])  # recovery codes stand in for a factor that is gone
+        emit("second_factor.removed", request, subject=subject, method="totp")
         return json_response({"removed": removed, "methods": await self.gate.credentials.methods(subject)}, headers=NO_STORE)
 
     async def regenerate_codes(self, request: web.Request) -> web.Response:
         subject = str((await self._fresh(request))["sub"])
         if "totp" not in await self.gate.credentials.methods(subject):
             raise GatewayError(409, ErrorCode.BAD_REQUEST, "Recovery codes need a second factor: enrol TOTP first")
-        return json_response({"recovery_codes": await self._new_codes(subject)}, headers=NO_STORE)
+        codes = await self._new_codes(subject)
+        emit("second_factor.recovery_codes_replaced", request, subject=subject, count=len(codes))
+        return json_response({"recovery_codes": codes}, headers=NO_STORE)
 
     async def _new_codes(self, subject: str) -> list[str]:
         codes = recovery.generate(self.settings.recovery_codes)

@@ -29,6 +29,7 @@ from gateway.factors import recovery
 from gateway.factors.store import CredentialStore
 from gateway.factors.totp import Totp
 from gateway.net import ip_bucket
+from gateway.observe.audit import emit
 from gateway.stores import LimitStore, StateStore
 
 __all__ = ["FactorGate", "Pending", "SecondFactorRequired"]
@@ -186,12 +187,15 @@ class FactorGate:
             await self.throttle.give_back(subject, client)
             await self._put_back(key, record)
             raise
+        method = "recovery" if code is None else "totp"
         if amr is None:
+            emit("second_factor.failed", subject=subject, reason="wrong_code", method=method)
             record["attempts"] += 1
             if record["attempts"] < MAX_ATTEMPTS:
                 await self._put_back(key, record)
             raise _wrong_code()
         await self.throttle.give_back(subject, client)
+        emit("second_factor.verified", subject=subject, method=method)
         return Pending(subject, record["claims"], record["extra"], amr)
 
     async def _check(self, subject: str, code: object, recovery_code: object) -> tuple[str, ...] | None:
@@ -203,6 +207,7 @@ class FactorGate:
             if name is not None and await self.credentials.spend_recovery(subject, name):
                 left = len(await self.credentials.recovery_hashes(subject))
                 log.warning("second factor: a recovery code was used (user digest %s, %d left)", _digest(subject)[:12], left)
+                emit("second_factor.recovery_used", subject=subject, left=left)
                 return AMR_RECOVERY
             return None
         raise GatewayError.bad_request("Send the mfa_token with a code (TOTP) or a recovery_code")

@@ -19,6 +19,7 @@ from test_browser_e2e import access_log, gateway_command
 
 from harness import free_port, run_page_async, wait_http
 from tests.support.processes import ServerProcess
+from tests.support.totp import clear_of_step_boundary
 
 SECRET = "mfa-browser-secret-" + "x" * 40
 PASSWORDS = {"alice": "alice-long-password-1", "bob": "bob-long-password-2"}
@@ -100,6 +101,7 @@ async def stack(tmp_path, aiohttp_server, browser_env):
             async with s.post(gateway.url + "/auth/mfa/totp", headers=auth) as r:
                 assert r.status == 200, await r.text()
                 otp["alice"] = pyotp.TOTP((await r.json())["secret"])
+            await clear_of_step_boundary()
             async with s.post(gateway.url + "/auth/mfa/totp/confirm", headers=auth,
                               json={"code": otp["alice"].at(time.time() - 30)}) as r:  # the page uses the current step
                 assert r.status == 200, await r.text()

@@ -203,7 +203,7 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
             _audit_refusal(request, exc, route)
         refusal = _style(runtime, route).access_error(exc)
         if exc.code == ErrorCode.INSUFFICIENT_USER_AUTHENTICATION and runtime.config.second_factor is not None:
-            refusal = step_up_answer(asked, target, runtime.config, refusal)  # the original request: is it a navigation?
+            refusal = step_up_answer(asked, target, runtime.config, refusal, absolute=True)  # the original request: is it a navigation?
         return answer.deny(refusal)
     seconds = answer.lifetime(runtime.config, admission.route, admission.claims, cacheable)
     return answer.allow(admission.route, admission.headers, seconds, front.padding)

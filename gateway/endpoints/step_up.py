@@ -34,7 +34,7 @@ from gateway.endpoints.oidc_pages import error_page
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
 from gateway.errors import ErrorCode, GatewayError
 from gateway.factors.flow import FactorGate
-from gateway.forwarded import client
+from gateway.forwarded import client, client_origin
 
 __all__ = ["SCRIPT", "STYLE", "step_up_answer", "step_up_endpoints", "step_up_url"]
 
@@ -103,9 +103,14 @@ def step_up_url(config: GatewayConfig, next_url: str | None = None) -> str | Non
     return base if next_url is None else f"{base}?next={quote(next_url, safe='/')}"
 
 
-def step_up_answer(request: web.Request, target: str, config: GatewayConfig, refusal: web.Response) -> web.Response:
+def step_up_answer(request: web.Request, target: str, config: GatewayConfig, refusal: web.Response,
+                   *, absolute: bool = False) -> web.Response:
     """A route's 401 insufficient_user_authentication for ``request`` (to ``target``, its raw path and query):
-    302 to the page for a cookie-mode navigation, else ``step_up_url`` in the JSON body."""
+    302 to the page for a cookie-mode navigation, else ``step_up_url`` in the JSON body.
+
+    ``absolute`` (decision mode): the 302's Location names the client's origin (``public_url``, else the scheme and
+    host the front reports), since some fronts (Traefik) resolve a relative Location against the gateway's address.
+    """
     try:
         here = safe_next(target, config.public_url)
     except ValueError:
@@ -114,7 +119,14 @@ def step_up_answer(request: web.Request, target: str, config: GatewayConfig, ref
     if page is None:
         return refusal
     if config.cookies.enabled and wants_page(request):
-        return web.Response(status=302, headers={"Location": page, "Cache-Control": "no-store"})
+        location = page
+        if absolute:
+            if config.public_url:
+                location = config.public_url.rstrip("/") + page
+            else:
+                scheme, host = client_origin(request)
+                location = f"{scheme}://{host}{page}"
+        return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
     try:
         body = json.loads(refusal.body) if isinstance(refusal.body, bytes) else None
     except ValueError:

@@ -161,7 +161,7 @@ async def test_decision_mode_answers_step_up_like_proxy_mode(make_gateway: Any, 
     await enrol_with(client, jar["gw_access"])
     described = {"X-Original-Method": "GET", "X-Original-URI": "/pay/x?y=2", "Host": "app.example", **cookie_header(jar)}
     nav = await client.get("/auth/decide", headers={**described, **NAVIGATE}, allow_redirects=False)
-    assert nav.status == 302 and nav.headers["Location"] == "/auth/mfa/step-up?next=/pay/x%3Fy%3D2"
+    assert nav.status == 302 and nav.headers["Location"] == "http://app.example/auth/mfa/step-up?next=/pay/x%3Fy%3D2"
     assert nav.headers["X-Accel-Expires"] == "0"  # a refusal is never cached by the front
     fetch = await client.get("/auth/decide", headers={**described, "Accept": "application/json"})
     assert fetch.status == 401 and (await fetch.json())["step_up_url"] == "/auth/mfa/step-up?next=/pay/x%3Fy%3D2"

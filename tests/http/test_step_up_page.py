@@ -166,3 +166,18 @@ async def test_decision_mode_answers_step_up_like_proxy_mode(make_gateway: Any, 
     fetch = await client.get("/auth/decide", headers={**described, "Accept": "application/json"})
     assert fetch.status == 401 and (await fetch.json())["step_up_url"] == "/auth/mfa/step-up?next=/pay/x%3Fy%3D2"
     assert 'error="insufficient_user_authentication"' in fetch.headers["WWW-Authenticate"]
+
+
+async def test_a_recovery_code_steps_up_once(make_gateway: Any, upstream: str, tmp_path: Path) -> None:
+    client = await make_gateway(**settings(upstream, tmp_path))
+    tokens = await login(client, "bob")
+    start = await client.post("/auth/mfa/totp", headers=bearer(tokens["access"]))
+    otp = pyotp.TOTP((await start.json())["secret"])
+    confirm = await client.post("/auth/mfa/totp/confirm", json={"code": otp.at(time.time() - 30)}, headers=bearer(tokens["access"]))
+    code = (await confirm.json())["recovery_codes"][0]
+    first = await client.post("/auth/mfa/step-up", json={"recovery_code": code}, headers=bearer(tokens["access"]))
+    assert first.status == 200 and "otp" in (await first.json())["amr"]
+    again = await client.post("/auth/mfa/step-up", json={"recovery_code": code}, headers=bearer(tokens["access"]))
+    assert again.status == 401 and (await again.json())["code"] == "second_factor_invalid"
+    left = await client.get("/auth/mfa", headers=bearer((await first.json())["access_token"]))
+    assert (await left.json())["recovery_codes_left"] == 9

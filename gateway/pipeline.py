@@ -25,6 +25,7 @@ from gateway.decision import answer
 from gateway.decision.front import Front
 from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.oidc import login_answer
+from gateway.endpoints.step_up import step_up_answer
 from gateway.endpoints.table import Endpoint
 from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client, client_origin
@@ -91,6 +92,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     except GatewayError as exc:
         _audit_refusal(request, exc, route)
         refusal = _style(runtime, route).access_error(exc)
+        if exc.code == ErrorCode.INSUFFICIENT_USER_AUTHENTICATION and runtime.config.second_factor is not None:
+            return step_up_answer(request, request.raw_path, runtime.config, refusal)  # navigation (cookie mode): 302; fetch: step_up_url
         if exc.status == 401 and route is not None and route.login is not None:
             return login_answer(request, runtime.config, route.login, refusal)  # navigation: 302; fetch: login_url
         return refusal
@@ -171,8 +174,10 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
     if not front.allowed(request):
         raise GatewayError(404, ErrorCode.NOT_FOUND, "No route matches this request")
     route = None
+    asked, target = request, request.raw_path  # the original request once the front described it
     try:
         original = front.original(request)
+        asked, target = original.request, original.target
         try:
             host = request_host(original.request)
             path = parse_target(original.target, runtime.config.paths)
@@ -196,7 +201,10 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
     except GatewayError as exc:
         if not front.repeated(request):  # nginx asks twice about a refusal: one audit event
             _audit_refusal(request, exc, route)
-        return answer.deny(_style(runtime, route).access_error(exc))
+        refusal = _style(runtime, route).access_error(exc)
+        if exc.code == ErrorCode.INSUFFICIENT_USER_AUTHENTICATION and runtime.config.second_factor is not None:
+            refusal = step_up_answer(asked, target, runtime.config, refusal, absolute=True)  # the original request: is it a navigation?
+        return answer.deny(refusal)
     seconds = answer.lifetime(runtime.config, admission.route, admission.claims, cacheable)
     return answer.allow(admission.route, admission.headers, seconds, front.padding)
 

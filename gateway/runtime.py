@@ -28,6 +28,7 @@ from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.factors import factor_endpoints
 from gateway.endpoints.oidc import oidc_endpoints
 from gateway.endpoints.signin import signin_endpoints
+from gateway.endpoints.step_up import step_up_endpoints
 from gateway.endpoints.table import Endpoint, default_endpoints
 from gateway.endpoints.tokens import compat_endpoints, dialects
 from gateway.endpoints.wellknown import wellknown_endpoints
@@ -120,6 +121,7 @@ class Runtime:
                 **signin_endpoints(config, cookies),
                 **(oidc_endpoints(config, oidc, cookies, dialects(config, cookies, auth)[0]) if oidc is not None else {}),
                 **(factor_endpoints(config, factors, auth, cookies) if factors is not None else {}),
+                **(step_up_endpoints(config, factors, auth, cookies) if factors is not None else {}),
             },
             issuers=Issuers(config),
             signer=IdentitySigner(keys, config.tokens.issuer),

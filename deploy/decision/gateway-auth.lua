@@ -7,7 +7,7 @@ local DECIDE = "http://127.0.0.1:8080/auth/decide"
 -- set on the request from an allowed decision (removed first: only the gateway's values pass)
 local IDENTITY = {"X-User-Id", "X-User-Roles", "X-User-Email", "X-User-Tenant", "X-Gateway-Identity"}
 -- returned to the client with a refusal, besides its status and body
-local PASSED = {"content-type", "www-authenticate", "retry-after", "cache-control", "ratelimit-policy", "ratelimit"}
+local PASSED = {"content-type", "www-authenticate", "retry-after", "cache-control", "ratelimit-policy", "ratelimit", "location"}
 local NOT_SENT = {["host"] = true, ["content-length"] = true, ["transfer-encoding"] = true, ["connection"] = true, ["upgrade"] = true, ["keep-alive"] = true, ["te"] = true, ["trailer"] = true, ["expect"] = true, ["proxy-connection"] = true, ["accept-encoding"] = true, ["x-forwarded-for"] = true, ["x-forwarded-proto"] = true, ["x-forwarded-host"] = true, ["x-forwarded-method"] = true, ["x-forwarded-uri"] = true}
 local TIMEOUT = 10000
 

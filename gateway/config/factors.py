@@ -89,7 +89,7 @@ class SecondFactor(Model):
     groups: tuple[str, ...] = ()
     """Users in any of these groups (the `groups` claim) need a second factor at login."""
     path: str = "/auth/mfa"
-    """Prefix of the enrolment endpoints (`<path>`, `<path>/totp`, `<path>/totp/confirm`, `<path>/recovery-codes`)."""
+    """Prefix of the enrolment endpoints (`<path>`, `<path>/totp`, `<path>/totp/confirm`, `<path>/recovery-codes`) and the step-up page (`<path>/step-up`)."""
     issuer_name: str = "Gateway"
     """The name authenticator apps show beside the account."""
     mfa_token_lifetime: Duration = 300

@@ -198,6 +198,22 @@ class FactorGate:
         emit("second_factor.verified", subject=subject, method=method)
         return Pending(subject, record["claims"], record["extra"], amr)
 
+    async def reverify(self, subject: str, code: object, recovery_code: object, client: str | None) -> tuple[str, ...]:
+        """Step-up: the ``amr`` of a factor checked again for a signed-in user; throttled like the login's second step."""
+        await self.throttle.attempt(subject, client)
+        try:
+            amr = await self._check(subject, code, recovery_code)
+        except BaseException:
+            await self.throttle.give_back(subject, client)
+            raise
+        method = "recovery" if code is None else "totp"
+        if amr is None:
+            emit("second_factor.failed", subject=subject, reason="wrong_code", method=method, step="step_up")
+            raise _wrong_code()
+        await self.throttle.give_back(subject, client)
+        emit("second_factor.verified", subject=subject, method=method, step="step_up")
+        return amr
+
     async def _check(self, subject: str, code: object, recovery_code: object) -> tuple[str, ...] | None:
         if code is not None:
             secret = await self.credentials.totp_secret(subject)

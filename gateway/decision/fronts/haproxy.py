@@ -29,7 +29,8 @@ from gateway.decision.fronts.base import SEPARATOR, Deployment, FrontKind, regex
 __all__ = ["FRONT"]
 
 # what goes back to the client with a refusal, besides the status and the body
-_PASSED = ("Content-Type", "WWW-Authenticate", "Retry-After", "Cache-Control", "RateLimit-Policy", "RateLimit")
+_PASSED = ("Content-Type", "WWW-Authenticate", "Retry-After", "Cache-Control", "RateLimit-Policy", "RateLimit",
+           "Location")  # Location: the step-up 302 of a navigation
 # set by HAProxy itself towards the app and the gateway
 _FORWARDING = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
 # never copied into the decision request: framing, hop-by-hop, compression (the httpclient cannot

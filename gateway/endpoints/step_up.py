@@ -1,0 +1,207 @@
+"""Step-up (RFC 9470) at ``<second_factor.path>/step-up``: a signed-in user proves a factor again.
+
+``GET`` is the step-up page (strict CSP, no external asset, like the sign-in page);
+``POST`` takes ``code`` (TOTP) or ``recovery_code`` from a caller with a session
+(bearer or, in cookie mode, the access cookie plus the CSRF header) and answers a
+fresh access token of the same session family whose ``auth_time`` is now and whose
+``amr`` has the factor's values. Only a factor checked here renews ``auth_time``: a
+refresh keeps the login's (its refresh token carries it), so the stepped-up access
+token is worth its own lifetime, which is what ``max_auth_age`` asks for anyway.
+
+A route's 401 ``insufficient_user_authentication`` (``step_up_answer``) becomes a 302
+to the page for a navigation in cookie mode and carries ``step_up_url`` in its JSON
+otherwise. ``next`` follows the one rule of ``auth.redirects.safe_next``.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import time
+from urllib.parse import quote
+
+from aiohttp import web
+
+from gateway.auth.cookies import CookieMode
+from gateway.auth.credentials import authenticate
+from gateway.auth.redirects import safe_next
+from gateway.auth.sessions import AuthService
+from gateway.config import GatewayConfig
+from gateway.context import SUBJECT
+from gateway.endpoints.oidc import wants_page
+from gateway.endpoints.oidc_pages import error_page
+from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
+from gateway.errors import ErrorCode, GatewayError
+from gateway.factors.flow import FactorGate
+from gateway.forwarded import client, client_origin
+
+__all__ = ["SCRIPT", "STYLE", "step_up_answer", "step_up_endpoints", "step_up_url"]
+
+REGISTERED = frozenset({"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "token_type", "fid"})
+
+# The page's only script: posts the code as JSON (with the CSRF header in cookie mode), then goes to `next`.
+SCRIPT = """
+const form = document.getElementById('step-up-form');
+const status = document.getElementById('step-up-status');
+form.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const button = form.querySelector('button');
+  button.disabled = true;
+  status.textContent = 'Checking\\u2026';
+  const headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
+  const csrf = document.cookie.split('; ').find((c) => c.startsWith(form.dataset.csrfCookie + '='));
+  if (csrf) { headers[form.dataset.csrfHeader] = decodeURIComponent(csrf.slice(form.dataset.csrfCookie.length + 1)); }
+  const value = form.elements.code.value.trim();
+  const body = /^[0-9]{6,8}$/.test(value) ? { code: value } : { recovery_code: value };
+  try {
+    const res = await fetch(form.action, { method: 'POST', credentials: 'same-origin', body: JSON.stringify(body), headers });
+    if (res.ok) { location.assign(form.dataset.next); return; }
+    status.textContent = res.status === 429 ? 'Too many attempts. Wait a moment, then try again.'
+      : res.status === 401 ? 'The code is not right, or your session has ended.'
+      : 'The code could not be checked. Try again later.';
+  } catch (err) {
+    status.textContent = 'The gateway could not be reached. Try again.';
+  }
+  button.disabled = false;
+});
+"""
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:0;background:#f6f6f6;color:#1a1a1a}
+main{max-width:24rem;margin:3rem auto;padding:1.5rem;background:#fff;border:1px solid #ccc;border-radius:6px}
+h1{font-size:1.4rem;margin-top:0}
+button{display:block;width:100%;box-sizing:border-box;padding:.6rem;font-size:1rem;margin-top:1rem;
+border:1px solid #1a4fa0;border-radius:4px;background:#1a4fa0;color:#fff;cursor:pointer}
+button:focus,input:focus{outline:3px solid #f0b000;outline-offset:2px}
+label{display:block;margin:.6rem 0 .2rem}input{width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem}
+#step-up-status{min-height:1.2em}
+"""
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+HEADERS = {
+    "Content-Security-Policy": (
+        f"default-src 'none'; script-src {_sha256(SCRIPT)}; style-src {_sha256(STYLE)}; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+}
+
+
+def step_up_url(config: GatewayConfig, next_url: str | None = None) -> str | None:
+    """The step-up page (with ``next``), or None when second factors are not configured."""
+    if config.second_factor is None:
+        return None
+    base = f"{config.second_factor.path}/step-up"
+    return base if next_url is None else f"{base}?next={quote(next_url, safe='/')}"
+
+
+def step_up_answer(request: web.Request, target: str, config: GatewayConfig, refusal: web.Response,
+                   *, absolute: bool = False) -> web.Response:
+    """A route's 401 insufficient_user_authentication for ``request`` (to ``target``, its raw path and query):
+    302 to the page for a cookie-mode navigation, else ``step_up_url`` in the JSON body.
+
+    ``absolute`` (decision mode): the 302's Location names the client's origin (``public_url``, else the scheme and
+    host the front reports), since some fronts (Traefik) resolve a relative Location against the gateway's address.
+    """
+    try:
+        here = safe_next(target, config.public_url)
+    except ValueError:
+        here = "/"
+    page = step_up_url(config, here)
+    if page is None:
+        return refusal
+    if config.cookies.enabled and wants_page(request):
+        location = page
+        if absolute:
+            if config.public_url:
+                location = config.public_url.rstrip("/") + page
+            else:
+                scheme, host = client_origin(request)
+                location = f"{scheme}://{host}{page}"
+        return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
+    try:
+        body = json.loads(refusal.body) if isinstance(refusal.body, bytes) else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        body["step_up_url"] = page
+        refusal.body = json.dumps(body).encode()
+    return refusal
+
+
+class StepUp:
+    def __init__(self, config: GatewayConfig, gate: FactorGate, auth: AuthService, cookies: CookieMode | None) -> None:
+        self.config = config
+        self.gate = gate
+        self.auth = auth
+        self.cookies = cookies
+        self.path = f"{gate.settings.path}/step-up"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            return await self.verify(request)
+        values = request.query.getall("next", [])
+        try:
+            if len(values) > 1:
+                raise ValueError("next: given more than once")
+            target = safe_next(values[0] if values else None, self.config.public_url, self.config.oidc.allowed_redirect_origins)
+        except ValueError as exc:
+            return error_page(GatewayError(400, ErrorCode.INVALID_NEXT, str(exc)))
+        return web.Response(text=self.render(target), content_type="text/html", headers=HEADERS)
+
+    async def verify(self, request: web.Request) -> web.Response:
+        claims = await authenticate(request, self.auth.tokens, self.auth.store, required=True, cookies=self.cookies)
+        subject = str(claims["sub"])
+        request[SUBJECT] = subject
+        if "totp" not in await self.gate.credentials.methods(subject):
+            raise GatewayError(409, ErrorCode.FACTOR_REQUIRED, f"No second factor to check: enrol one at {self.gate.settings.path}/totp")
+        fields = await read_fields(request)
+        address = self.auth.throttle.client_of(request) if self.auth.throttle else client(request).address
+        amr = await self.gate.reverify(subject, fields.get("code"), fields.get("recovery_code"), address)
+        carried = {k: v for k, v in claims.items() if k not in REGISTERED}
+        old = carried.get("amr")
+        merged = list(dict.fromkeys([*(old if isinstance(old, list) else []), *amr]))
+        carried.update(auth_time=int(time.time()), amr=merged)
+        access, minted = self.auth.tokens.mint_access(subject, carried, str(claims["fid"]))
+        lifetime = int(minted["exp"] - minted["iat"])
+        if self.cookies is not None and self.config.cookies.access_cookie and bearer_absent(request):
+            response = json_response({"amr": merged, "auth_time": carried["auth_time"], "expires_in": lifetime}, headers=NO_STORE)
+            csrf = self.cookies.csrf_token(str(claims["fid"]))
+            self.cookies.set_session(response, access, None, csrf, "/")
+            return response
+        return json_response({"access_token": access, "token_type": "Bearer", "expires_in": lifetime, "amr": merged,
+                              "auth_time": carried["auth_time"]}, headers=NO_STORE)
+
+    def render(self, target: str) -> str:
+        esc = html.escape
+        settings = self.config.cookies
+        return (
+            '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>Confirm it is you</title><style>{STYLE}</style></head>\n<body><main>\n<h1>Confirm it is you</h1>\n"
+            "<p>This page needs a recent check of your second factor.</p>\n"
+            f'<form id="step-up-form" method="post" action="{esc(self.path)}" data-next="{esc(target)}" '
+            f'data-csrf-cookie="{esc(settings.csrf_name)}" data-csrf-header="{esc(settings.csrf_header)}">\n'
+            '<label for="code">Code from your authenticator app, or a recovery code</label>'
+            '<input id="code" name="code" autocomplete="one-time-code" required>\n'
+            '<button type="submit">Continue</button>\n'
+            '<p id="step-up-status" role="status" aria-live="polite"></p>\n</form>'
+            f"<script>{SCRIPT}</script>\n</main></body></html>\n"
+        )
+
+
+def bearer_absent(request: web.Request) -> bool:
+    return not request.headers.get("Authorization", "").lower().startswith("bearer ")
+
+
+def step_up_endpoints(config: GatewayConfig, gate: FactorGate, auth: AuthService, cookies: CookieMode | None) -> dict[str, Endpoint]:
+    page = StepUp(config, gate, auth, cookies)
+    return {page.path: Endpoint(frozenset({"GET", "HEAD", "POST"}), page.handle)}

@@ -186,7 +186,15 @@ class CredentialStore:
         return found[0] if found and found[0].credential_id == credential_id else None
 
     async def record_use(self, credential_id: str, old_count: int, new_count: int) -> bool:
-        """Move the sign count forward; False if another use moved it first (the caller refuses the assertion)."""
+        """Move the sign count forward; False if another use moved it first (the caller refuses the assertion).
+
+        An authenticator without a counter (always 0) has nothing to race for: only its last use is written (MariaDB
+        counts a row whose values do not change as not changed, so the row count would say nothing there).
+        """
+        if old_count == new_count == 0:
+            await self.db.execute("UPDATE gw_webauthn_credentials SET last_used_at = :now WHERE id_digest = :digest",
+                                  now=int(time.time()), digest=_digest(credential_id))
+            return True
         changed = await self.db.execute(
             "UPDATE gw_webauthn_credentials SET sign_count = :new, last_used_at = :now WHERE id_digest = :digest AND sign_count = :old",
             new=new_count, now=int(time.time()), digest=_digest(credential_id), old=old_count,

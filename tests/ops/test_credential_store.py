@@ -214,3 +214,8 @@ async def test_a_sign_count_moves_forward_for_exactly_one_of_concurrent_uses(sto
     assert sorted(results) == [False, False, False, True]
     found = await store.authenticator("a2V5")
     assert found is not None and found.sign_count in (6, 7, 8, 9) and found.last_used_at is not None
+
+
+async def test_an_authenticator_without_a_counter_is_used_twice_in_one_second(store: CredentialStore) -> None:
+    await store.add_authenticator(_authenticator("alice", "passkey", "cGFzc2tleQ"))
+    assert await store.record_use("cGFzc2tleQ", 0, 0) and await store.record_use("cGFzc2tleQ", 0, 0)

@@ -152,7 +152,7 @@ class Runtime:
 def _factors(config: GatewayConfig, store: Store, credentials: CredentialStore | None) -> FactorGate | None:
     if config.second_factor is None or credentials is None:
         return None
-    return FactorGate(config.second_factor, credentials, store, store)
+    return FactorGate(config.second_factor, credentials, store, store, public_url=config.public_url)
 
 
 def _cors(config: GatewayConfig) -> CorsPolicy | None:

@@ -1,8 +1,10 @@
 """The durable credentials store (``credentials``) and the second-factor policy (``second_factor``)."""
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr, field_validator, model_validator
 
@@ -81,6 +83,56 @@ class FactorThrottle(Model):
     """The fixed window of both counters."""
 
 
+AAGUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class WebAuthnSettings(Model):
+    """WebAuthn authenticators and passkeys; the RP ID and origin come from `public_url` (required then, not an IP address)."""
+
+    user_verification: Literal["required", "preferred"] = "required"
+    """`required`: an assertion or registration without user verification (PIN, biometrics) is refused."""
+    attestation: Literal["none", "direct"] = "none"
+    """`none`: the authenticator's make is not asked for; `direct` asks for its attestation (needed for `aaguids`)."""
+    aaguids: tuple[str, ...] = ()
+    """If set, only authenticators of these models (AAGUIDs, lowercase with dashes) may be registered."""
+    passkey_login: bool = False
+    """A passkey (discoverable credential, user verified) signs in without a password and stands for both factors."""
+    challenge_lifetime: Duration = 120
+    """How long a registration or sign-in challenge may be answered (single use)."""
+    rp_name: str = "Gateway"
+    """The name browsers show for the site when a credential is created."""
+
+    @field_validator("aaguids")
+    @classmethod
+    def _aaguids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not AAGUID.match(item):
+                raise ValueError(f"{item!r} is not an AAGUID (lowercase 8-4-4-4-12 hex)")
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "WebAuthnSettings":
+        if not 30 <= self.challenge_lifetime <= 600:
+            raise ValueError("challenge_lifetime: between 30s and 10m")
+        if self.passkey_login and self.user_verification != "required":
+            raise ValueError("passkey_login: needs user_verification: required (a passkey stands for both factors)")
+        return self
+
+
+def webauthn_problems(public_url: str | None, settings: "SecondFactor | None") -> list[str]:
+    """WebAuthn's relying party is public_url's host: required, and never an IP address."""
+    if settings is None or settings.webauthn is None:
+        return []
+    if public_url is None:
+        return ["public_url: required with second_factor.webauthn (its host is the WebAuthn RP ID, its origin the only origin)"]
+    host = urlsplit(public_url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return []
+    return [f"public_url: {public_url!r} has an IP address as its host; WebAuthn needs a domain name as RP ID (e.g. localhost)"]
+
+
 class SecondFactor(Model):
     required: Literal["everyone", "step_up"] = "step_up"
     """`everyone`: every password login needs a second factor; `step_up`: only users who enrolled one, those of `roles`/`groups`, and routes that ask (`require.amr_any`)."""
@@ -102,6 +154,8 @@ class SecondFactor(Model):
     """How many recovery codes one set has."""
     throttle: FactorThrottle = FactorThrottle()
     """Failed-code throttling."""
+    webauthn: WebAuthnSettings | None = None
+    """WebAuthn authenticators and passkeys as a factor (absent: off)."""
 
     @model_validator(mode="after")
     def _bounds(self) -> "SecondFactor":

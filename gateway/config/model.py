@@ -12,7 +12,7 @@ from gateway.config.basic import BasicAuthSettings
 from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from gateway.config.browser import Compat, Cookies, Cors
 from gateway.config.decision import Decision
-from gateway.config.factors import CredentialStoreSettings, SecondFactor
+from gateway.config.factors import CredentialStoreSettings, SecondFactor, webauthn_problems
 from gateway.config.issuers import ExternalIssuer
 from gateway.config.limits import Limits
 from gateway.config.networks import NetworkList, NetworkName, unknown_names
@@ -162,6 +162,7 @@ class GatewayConfig(Model):
     @model_validator(mode="after")
     def _browser_settings(self) -> "GatewayConfig":
         problems = _endpoint_collisions(self) + _cookie_problems(self) + _oidc_problems(self)
+        problems += webauthn_problems(self.public_url, self.second_factor)
         if problems:
             raise ValueError("; ".join(problems))
         return self

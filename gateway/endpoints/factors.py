@@ -9,6 +9,7 @@ the login with that token alone). Every answer is ``no-store``.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any, Mapping
 
@@ -22,11 +23,14 @@ from gateway.context import SUBJECT
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
 from gateway.errors import ErrorCode, GatewayError, insufficient_user_authentication
 from gateway.factors import recovery
-from gateway.factors.flow import FactorGate
+from gateway.factors.flow import FactorGate, PasskeyLogin
+from gateway.factors.passkeys import CeremonyError, Passkeys
 from gateway.observe.audit import emit
 
 __all__ = ["factor_endpoints"]
 
+FACTORS = {"totp", "webauthn"}  # a user with one of these changes factors only after a login made with one
+FACTOR_AMR = {"otp", "hwk", "swk"}
 GET = frozenset({"GET", "HEAD"})
 POST = frozenset({"POST"})
 DELETE = frozenset({"DELETE"})
@@ -53,7 +57,8 @@ class FactorEndpoints:
         if not isinstance(auth_time, int) or time.time() - auth_time > max_age:
             raise insufficient_user_authentication("Changing second factors needs a recent login; log in again",
                                                    max_age=max_age)
-        if "totp" in await self.gate.credentials.methods(str(claims["sub"])) and "otp" not in (claims.get("amr") or []):
+        has = set(await self.gate.credentials.methods(str(claims["sub"]))) & FACTORS
+        if has and not set(claims.get("amr") or []) & FACTOR_AMR:
             raise insufficient_user_authentication("Changing second factors needs a login with your current factor",
                                                    max_age=max_age, acr_values="mfa")
         return claims
@@ -64,7 +69,7 @@ class FactorEndpoints:
         if token is None:
             return str((await self._fresh(request))["sub"]), None
         pending = await self.gate.peek(token)
-        if "totp" in await self.gate.credentials.methods(pending.subject):
+        if set(await self.gate.credentials.methods(pending.subject)) & FACTORS:
             raise GatewayError(403, ErrorCode.PERMISSION_DENIED, "This user has a second factor: log in with it first")
         request[SUBJECT] = pending.subject
         return pending.subject, str(token)
@@ -76,8 +81,11 @@ class FactorEndpoints:
         subject = str(claims["sub"])
         methods = await self.gate.credentials.methods(subject)
         left = len(await self.gate.credentials.recovery_hashes(subject))
-        return json_response({"methods": methods, "required": self.gate.required_for(claims), "recovery_codes_left": left},
-                             headers=NO_STORE)
+        body: dict[str, Any] = {"methods": methods, "required": self.gate.required_for(claims), "recovery_codes_left": left}
+        if self.gate.passkeys is not None:
+            body["authenticators"] = [{"name": a.name, "aaguid": a.aaguid, "created_at": a.created_at,
+                                       "last_used_at": a.last_used_at} for a in await self.gate.credentials.authenticators(subject)]
+        return json_response(body, headers=NO_STORE)
 
     async def begin_totp(self, request: web.Request) -> web.Response:
         subject, _ = await self._enroller(request, await read_fields(request))
@@ -126,6 +134,72 @@ class FactorEndpoints:
         emit("second_factor.recovery_codes_replaced", request, subject=subject, count=len(codes))
         return json_response({"recovery_codes": codes}, headers=NO_STORE)
 
+    # -- WebAuthn -------------------------------------------------------------------
+
+    def _passkeys(self) -> Passkeys:
+        passkeys = self.gate.passkeys
+        if passkeys is None:
+            raise GatewayError(404, ErrorCode.NOT_FOUND, "WebAuthn is not enabled (second_factor.webauthn)")
+        return passkeys
+
+    @staticmethod
+    def _binding(subject: str, token: str | None) -> str:
+        """A registration challenge belongs to its user and to the pending login (mfa_token) or fresh session it began in."""
+        return f"enrol:{subject}:{'fresh' if token is None else hashlib.sha256(token.encode()).hexdigest()}"
+
+    async def begin_webauthn(self, request: web.Request) -> web.Response:
+        passkeys = self._passkeys()
+        subject, token = await self._enroller(request, await read_fields(request))
+        return json_response({"publicKey": await passkeys.registration_options(subject, self._binding(subject, token))},
+                             headers=NO_STORE)
+
+    async def confirm_webauthn(self, request: web.Request) -> web.Response:
+        passkeys = self._passkeys()
+        fields = await read_fields(request)
+        subject, token = await self._enroller(request, fields)
+        credential = fields.get("credential")
+        if not isinstance(credential, dict) or not isinstance(fields.get("name"), str):
+            raise GatewayError.bad_request("Send name and credential (navigator.credentials.create's answer, as JSON)")
+        try:
+            added = await passkeys.register(subject, self._binding(subject, token), fields["name"], credential)
+        except CeremonyError as exc:
+            emit("second_factor.failed", request, subject=subject, reason="wrong_code", method="webauthn", step="enrolment")
+            raise GatewayError.unauthorized(ErrorCode.SECOND_FACTOR_INVALID, f"The authenticator was not registered: {exc}",
+                                            token_presented=False) from None
+        body: dict[str, Any] = {"methods": await self.gate.credentials.methods(subject), "name": added.name}
+        if not await self.gate.credentials.recovery_hashes(subject):
+            body["recovery_codes"] = await self._new_codes(subject)
+            body["methods"] = await self.gate.credentials.methods(subject)
+        emit("second_factor.enrolled", request, subject=subject, method="webauthn", name=added.name, methods=body["methods"])
+        if token is not None:
+            await self.gate.mark_verified(token, ("pwd", "swk" if added.multi_device else "hwk", "mfa"))
+            body["next"] = "post the mfa_token alone to the login endpoint to finish the login"
+        return json_response(body, headers=NO_STORE)
+
+    async def remove_webauthn(self, request: web.Request) -> web.Response:
+        self._passkeys()
+        claims = await self._fresh(request)
+        subject = str(claims["sub"])
+        name = (await read_fields(request)).get("name") or request.query.get("name")
+        if not isinstance(name, str):
+            raise GatewayError.bad_request("Send the name of the authenticator to remove")
+        others = [a for a in await self.gate.credentials.authenticators(subject) if a.name != name]
+        if self.gate.required_for(claims) and not others and "totp" not in await self.gate.credentials.methods(subject):
+            raise GatewayError(409, ErrorCode.FACTOR_REQUIRED, "This user must have a second factor: add another one first")
+        removed = await self.gate.credentials.remove_authenticator(subject, name)
+        if removed:
+            emit("second_factor.removed", request, subject=subject, method="webauthn", name=name)
+        return json_response({"removed": removed, "methods": await self.gate.credentials.methods(subject)}, headers=NO_STORE)
+
+    async def login_options(self, request: web.Request) -> web.Response:
+        """A new assertion challenge for a pending login (its mfa_token), e.g. after a cancelled ceremony."""
+        fields = await read_fields(request)
+        return json_response({"publicKey": await self.gate.assertion_options(fields.get("mfa_token"))}, headers=NO_STORE)
+
+    async def passkey_options(self, request: web.Request) -> web.Response:
+        """The challenge of a passkey login (no user named: the browser offers the site's discoverable credentials)."""
+        return json_response({"publicKey": await PasskeyLogin(self.gate).options()}, headers=NO_STORE)
+
     async def _new_codes(self, subject: str) -> list[str]:
         codes = recovery.generate(self.settings.recovery_codes)
         await self.gate.credentials.replace_recovery(subject, await recovery.hash_codes(codes))
@@ -140,6 +214,11 @@ def factor_endpoints(config: GatewayConfig, gate: FactorGate, auth: AuthService,
         f"{path}/totp": Endpoint(POST | DELETE, _by_method({"POST": handlers.begin_totp, "DELETE": handlers.remove_totp})),
         f"{path}/totp/confirm": Endpoint(POST, handlers.confirm_totp),
         f"{path}/recovery-codes": Endpoint(POST, handlers.regenerate_codes),
+        f"{path}/webauthn": Endpoint(POST | DELETE, _by_method({"POST": handlers.begin_webauthn,
+                                                                 "DELETE": handlers.remove_webauthn})),
+        f"{path}/webauthn/confirm": Endpoint(POST, handlers.confirm_webauthn),
+        f"{path}/webauthn/login-options": Endpoint(POST, handlers.login_options),
+        f"{path}/passkey/options": Endpoint(POST, handlers.passkey_options),
     }
 
 

@@ -21,15 +21,17 @@ from aiohttp import web
 from gateway.auth.cookies import CookieMode
 from gateway.auth.credentials import authenticate, bearer_token
 from gateway.auth.session_info import SessionOrigin
-from gateway.auth.sessions import AuthService, Issued
+from gateway.auth.sessions import AuthService, Issued, identity_unavailable
 from gateway.config import CompatProfile, GatewayConfig
 from gateway.context import SUBJECT
 from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields, require_json
 from gateway.errors import ErrorCode, GatewayError
-from gateway.factors.flow import FactorGate, SecondFactorRequired
+from gateway.factors.flow import FactorGate, PasskeyLogin, SecondFactorRequired
 from gateway.forwarded import client
 from gateway.observe.audit import about
+from gateway.sources.base import SourceUnavailable
+from gateway.sources.users import User
 
 __all__ = ["Dialect", "compat_endpoints", "dialects"]
 
@@ -95,6 +97,8 @@ class Dialect:
             fields = await read_fields(request)
             if "mfa_token" in fields and isinstance(self.auth.factors, FactorGate):
                 return await self._second_step(request, self.auth.factors, fields)
+            if "passkey" in fields and isinstance(self.auth.factors, FactorGate):
+                return await self._passkey(request, PasskeyLogin(self.auth.factors), fields["passkey"])
             names = self.profile.request
             missing = [n for n in (names.username, names.password) if n not in fields]
             if missing:
@@ -115,11 +119,28 @@ class Dialect:
         """The mfa_token of a proven password with a TOTP ``code`` or a ``recovery_code``: the login's own answer."""
         client_ip = client(request).address
         pending = await gate.complete(fields["mfa_token"], fields.get("code"), fields.get("recovery_code"), client_ip,
-                                      self.profile.paths.login or "")
+                                      self.profile.paths.login or "", assertion=fields.get("webauthn"))
         origin = SessionOrigin("password", client_ip=client_ip, user_agent=request.headers.get("User-Agent"),
                                factors=tuple(m for m in pending.amr if m not in ("pwd", "mfa")))
         issued = await self.auth.start_session(pending.subject, pending.claims, refresh_extra=pending.extra, shape=self._shape,
                                                amr=pending.amr, origin=origin)
+        request[SUBJECT] = issued.subject
+        return self.issued_response(issued)
+
+    async def _passkey(self, request: web.Request, passkeys: PasskeyLogin, assertion: object) -> web.Response:
+        """A passkey login (docs/second-factor.md#passkey-login): the user the passkey belongs to, as the sources know it now."""
+        subject, amr = await passkeys.verify(assertion)
+        try:
+            found = await self.auth.users.lookup(subject)
+        except SourceUnavailable:
+            raise identity_unavailable() from None
+        if not isinstance(found, User) or found.disabled:  # gone, disabled, or a source that cannot be read without a password
+            raise GatewayError.unauthorized(ErrorCode.INVALID_CREDENTIALS, "No active account found for this passkey",
+                                            token_presented=False)
+        client_ip = client(request).address
+        origin = SessionOrigin("passkey", client_ip=client_ip, user_agent=request.headers.get("User-Agent"),
+                               factors=amr[:1])
+        issued = await self.auth.start_session(subject, found.claims, shape=self._shape, amr=amr, origin=origin)
         request[SUBJECT] = issued.subject
         return self.issued_response(issued)
 

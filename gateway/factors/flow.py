@@ -26,16 +26,18 @@ from typing import Any, Mapping
 from gateway.config.factors import SecondFactor
 from gateway.errors import ErrorCode, GatewayError
 from gateway.factors import recovery
+from gateway.factors.passkeys import CeremonyError, CloneSuspected, Passkeys
 from gateway.factors.store import CredentialStore
 from gateway.factors.totp import Totp
 from gateway.net import ip_bucket
 from gateway.observe.audit import emit
 from gateway.stores import LimitStore, StateStore
 
-__all__ = ["FactorGate", "Pending", "SecondFactorRequired"]
+__all__ = ["FactorGate", "PasskeyLogin", "Pending", "SecondFactorRequired"]
 
 log = logging.getLogger("gateway.factors")
 
+PASSKEY_BINDING = "passkey-login"  # a passkey login has no pending login: its challenges are single use and short lived
 MAX_ATTEMPTS = 3  # codes per mfa_token; then the password again
 AMR_TOTP = ("pwd", "otp", "mfa")  # RFC 8176: password, one-time password, more than one factor
 AMR_RECOVERY = ("pwd", "otp", "mfa")  # a recovery code is a one-time password too
@@ -104,12 +106,21 @@ class FactorThrottle:
 
 
 class FactorGate:
-    def __init__(self, settings: SecondFactor, credentials: CredentialStore, state: StateStore, limits: LimitStore) -> None:
+    def __init__(self, settings: SecondFactor, credentials: CredentialStore, state: StateStore, limits: LimitStore,
+                 public_url: str | None = None) -> None:
         self.settings = settings
         self.credentials = credentials
         self.state = state
+        self.public_url = public_url
         self.totp = Totp(state, settings.totp_window, settings.issuer_name)
         self.throttle = FactorThrottle(settings, limits)
+
+    @property
+    def passkeys(self) -> Passkeys | None:
+        """The WebAuthn ceremonies, if ``second_factor.webauthn`` is on (on the current credentials store: a reload keeps it)."""
+        if self.settings.webauthn is None or self.public_url is None:
+            return None
+        return Passkeys(self.settings.webauthn, self.public_url, self.credentials, self.state)
 
     def required_for(self, claims: Mapping[str, Any]) -> bool:
         """True when policy says this user must have a second factor (everyone, or a listed role or group)."""
@@ -122,7 +133,8 @@ class FactorGate:
 
     async def gate(self, subject: str, claims: Mapping[str, Any], extra: Mapping[str, Any] | None, bound_to: str) -> None:
         """Return if the user logs in with the password alone; raise ``SecondFactorRequired`` otherwise."""
-        methods = [m for m in await self.credentials.methods(subject) if m == "totp"]
+        usable = ("totp", "webauthn") if self.passkeys is not None else ("totp",)
+        methods = [m for m in await self.credentials.methods(subject) if m in usable]
         required = self.required_for(claims)
         if not methods and not required:
             return
@@ -133,6 +145,8 @@ class FactorGate:
                   "deadline": time.time() + self.settings.mfa_token_lifetime, "attempts": 0, "verified": False}
         await self.state.put_once(f"mfa:login:{_digest(token)}", json.dumps(record), self.settings.mfa_token_lifetime)
         fields: dict[str, Any] = {"mfa_token": token, "methods": methods, "expires_in": int(self.settings.mfa_token_lifetime)}
+        if "webauthn" in methods and (passkeys := self.passkeys) is not None:
+            fields["webauthn"] = await passkeys.assertion_options(subject, _digest(token))  # for navigator.credentials.get
         if not methods:
             fields["enrol"] = f"{self.settings.path}/totp"  # required but none yet: enrol with this mfa_token first
         raise SecondFactorRequired(fields)
@@ -160,34 +174,46 @@ class FactorGate:
         await self._put_back(key, record)
         return Pending(record["sub"], record["claims"], record["extra"], ())
 
-    async def mark_verified(self, token: object) -> None:
-        """The token's user just confirmed a new TOTP with a valid code: the login may finish without another."""
+    async def mark_verified(self, token: object, amr: tuple[str, ...] = AMR_TOTP) -> None:
+        """The token's user just confirmed a new factor (a valid code, a verified registration): the login may finish
+        without another, with that factor's ``amr``."""
         key, record = await self._take(token)
-        record["verified"] = True
+        record["verified"] = list(amr)
         await self._put_back(key, record)
 
     # -- the second step ----------------------------------------------------------------
 
-    async def complete(self, token: object, code: object, recovery_code: object, client: str | None, bound_to: str) -> Pending:
-        """The proven user of ``token`` if the code is right; the token is spent then, and only then."""
+    async def assertion_options(self, token: object) -> dict[str, Any]:
+        """A new WebAuthn challenge for the login of a live mfa_token (after a failed or abandoned ceremony)."""
+        key, record = await self._take(token)
+        await self._put_back(key, record)
+        passkeys = self.passkeys
+        if passkeys is None or "webauthn" not in await self.credentials.methods(record["sub"]):
+            raise GatewayError(409, ErrorCode.BAD_REQUEST, "This login has no WebAuthn authenticator to use")
+        return await passkeys.assertion_options(record["sub"], key.rsplit(":", 1)[1])
+
+    async def complete(self, token: object, code: object, recovery_code: object, client: str | None, bound_to: str,
+                       assertion: object = None) -> Pending:
+        """The proven user of ``token`` if the code (or WebAuthn assertion) is right; the token is spent then, and only then."""
         key, record = await self._take(token)
         if record["bound"] != bound_to:
             raise _invalid_token()  # an mfa_token of another login endpoint (dialect) is spent, not honoured
         subject = record["sub"]
         if record.get("verified"):
-            return Pending(subject, record["claims"], record["extra"], AMR_TOTP)
+            verified = record["verified"]
+            return Pending(subject, record["claims"], record["extra"], tuple(verified) if isinstance(verified, list) else AMR_TOTP)
         try:
             await self.throttle.attempt(subject, client)
         except GatewayError:
             await self._put_back(key, record)
             raise
         try:
-            amr = await self._check(subject, code, recovery_code)
+            amr = await self._check(subject, code, recovery_code, assertion, key.rsplit(":", 1)[1])
         except BaseException:
             await self.throttle.give_back(subject, client)
             await self._put_back(key, record)
             raise
-        method = "recovery" if code is None else "totp"
+        method = "webauthn" if assertion is not None else "recovery" if code is None else "totp"
         if amr is None:
             emit("second_factor.failed", subject=subject, reason="wrong_code", method=method)
             record["attempts"] += 1
@@ -202,7 +228,7 @@ class FactorGate:
         """Step-up: the ``amr`` of a factor checked again for a signed-in user; throttled like the login's second step."""
         await self.throttle.attempt(subject, client)
         try:
-            amr = await self._check(subject, code, recovery_code)
+            amr = await self._check(subject, code, recovery_code, None, "")  # no WebAuthn step-up yet
         except BaseException:
             await self.throttle.give_back(subject, client)
             raise
@@ -214,7 +240,10 @@ class FactorGate:
         emit("second_factor.verified", subject=subject, method=method, step="step_up")
         return amr
 
-    async def _check(self, subject: str, code: object, recovery_code: object) -> tuple[str, ...] | None:
+    async def _check(self, subject: str, code: object, recovery_code: object, assertion: object,
+                     binding: str) -> tuple[str, ...] | None:
+        if assertion is not None:
+            return await self._check_assertion(subject, assertion, binding)
         if code is not None:
             secret = await self.credentials.totp_secret(subject)
             return AMR_TOTP if secret is not None and await self.totp.accept(subject, secret, code) else None
@@ -226,7 +255,62 @@ class FactorGate:
                 emit("second_factor.recovery_used", subject=subject, left=left)
                 return AMR_RECOVERY
             return None
-        raise GatewayError.bad_request("Send the mfa_token with a code (TOTP) or a recovery_code")
+        raise GatewayError.bad_request("Send the mfa_token with a code (TOTP), a webauthn assertion or a recovery_code")
+
+    async def _check_assertion(self, subject: str, assertion: object, binding: str) -> tuple[str, ...] | None:
+        passkeys = self.passkeys
+        if passkeys is None or not isinstance(assertion, dict):
+            raise GatewayError.bad_request("webauthn: the PublicKeyCredential of navigator.credentials.get, as JSON")
+        try:
+            verified = await passkeys.authenticate(subject, binding, assertion)
+        except CloneSuspected as exc:
+            clone_suspected(subject, exc)
+            return None
+        except CeremonyError as exc:
+            log.info("second factor: a WebAuthn assertion was refused (user digest %s): %s", _digest(subject)[:12], exc)
+            return None
+        return ("pwd", verified.amr, "mfa")
+
+
+class PasskeyLogin:
+    """A passkey (discoverable credential, user verified) standing for both factors: ``second_factor.webauthn.passkey_login``."""
+
+    def __init__(self, gate: FactorGate) -> None:
+        self.gate = gate
+
+    def _passkeys(self) -> Passkeys:
+        passkeys = self.gate.passkeys
+        webauthn = self.gate.settings.webauthn
+        if passkeys is None or webauthn is None or not webauthn.passkey_login:
+            raise GatewayError(404, ErrorCode.NOT_FOUND, "Passkey login is not enabled (second_factor.webauthn.passkey_login)")
+        return passkeys
+
+    async def options(self) -> dict[str, Any]:
+        return await self._passkeys().assertion_options(None, PASSKEY_BINDING)
+
+    async def verify(self, assertion: object) -> tuple[str, tuple[str, ...]]:
+        """The passkey's user and the ``amr`` of the login (``hwk``/``swk`` and ``mfa``); 401 for anything else."""
+        passkeys = self._passkeys()
+        if not isinstance(assertion, dict):
+            raise GatewayError.bad_request("passkey: the PublicKeyCredential of navigator.credentials.get, as JSON")
+        try:
+            verified = await passkeys.authenticate(None, PASSKEY_BINDING, assertion)
+        except CloneSuspected as exc:
+            clone_suspected(exc.authenticator.subject, exc)
+            raise _wrong_code() from None
+        except CeremonyError as exc:
+            log.info("passkey login refused: %s", exc)
+            emit("second_factor.failed", reason="wrong_code", method="passkey")
+            raise _wrong_code() from None
+        emit("second_factor.verified", subject=verified.subject, method="passkey")
+        return verified.subject, (verified.amr, "mfa")
+
+
+def clone_suspected(subject: str, exc: CloneSuspected) -> None:
+    """A valid signature with a sign count that went back: logged and audited, the assertion refused."""
+    log.warning("second factor: possible cloned WebAuthn authenticator %r of user digest %s (%s)",
+                exc.authenticator.name, _digest(subject)[:12], exc)
+    emit("second_factor.clone_suspected", subject=subject, authenticator=exc.authenticator.name)
 
 
 def _names(value: Any) -> set[str]:

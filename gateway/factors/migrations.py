@@ -45,6 +45,23 @@ MIGRATIONS: dict[int, list[str]] = {
         " last_used_at BIGINT NULL,"
         " revoked_at BIGINT NULL)",
     ],
+    3: [
+        # WebAuthn authenticators (docs/second-factor.md), several per user, each with a name. The credential id can be
+        # longer than a key may be on MariaDB: the row's key is its SHA-256 (hex), the id itself is kept base64url.
+        "CREATE TABLE IF NOT EXISTS gw_webauthn_credentials ("
+        " id_digest CHAR(64) NOT NULL PRIMARY KEY,"
+        " credential_id TEXT NOT NULL,"
+        " subject VARCHAR(255) NOT NULL,"
+        " name VARCHAR(64) NOT NULL,"
+        " public_key TEXT NOT NULL,"
+        " sign_count BIGINT NOT NULL,"
+        " aaguid VARCHAR(36) NOT NULL,"
+        " transports VARCHAR(255) NOT NULL,"
+        " multi_device INTEGER NOT NULL,"
+        " created_at BIGINT NOT NULL,"
+        " last_used_at BIGINT NULL,"
+        " UNIQUE (subject, name))",
+    ],
 }
 LATEST = max(MIGRATIONS)
 

@@ -9,21 +9,43 @@ exactly one caller.
 """
 from __future__ import annotations
 
+import hashlib
 import time
+from dataclasses import dataclass
 
 from gateway.config.factors import CredentialStoreSettings
 from gateway.factors.database import Database, open_database
 from gateway.factors.migrations import upgrade
 from gateway.factors.sealing import Sealer
 
-__all__ = ["CredentialStore"]
+__all__ = ["CredentialStore", "Authenticator"]
 
-TOTP, PENDING, RECOVERY = "totp", "totp_pending", "recovery"
+TOTP, PENDING, RECOVERY, WEBAUTHN = "totp", "totp_pending", "recovery", "webauthn"
 ONE = "default"  # the name of a user's one TOTP row
 
 
 def _context(subject: str, kind: str) -> str:
     return f"{subject}\0{kind}"
+
+
+def _digest(credential_id: str) -> str:
+    return hashlib.sha256(credential_id.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    """One registered WebAuthn credential (binary values base64url, as the browser sends them)."""
+
+    credential_id: str
+    subject: str
+    name: str
+    public_key: str
+    sign_count: int
+    aaguid: str
+    transports: tuple[str, ...]
+    multi_device: bool
+    created_at: int
+    last_used_at: int | None
 
 
 class CredentialStore:
@@ -45,10 +67,12 @@ class CredentialStore:
     # -- what a user has ------------------------------------------------------------
 
     async def methods(self, subject: str) -> list[str]:
-        """The user's confirmed second factors, in a fixed order (``totp``, ``recovery``)."""
+        """The user's confirmed second factors, in a fixed order (``totp``, ``webauthn``, ``recovery``)."""
         rows = await self.db.fetch("SELECT DISTINCT kind FROM gw_credentials WHERE subject = :subject", subject=subject)
         kinds = {r["kind"] for r in rows}
-        return [k for k in (TOTP, RECOVERY) if k in kinds]
+        if await self.authenticators(subject):
+            kinds.add(WEBAUTHN)
+        return [k for k in (TOTP, WEBAUTHN, RECOVERY) if k in kinds]
 
     # -- TOTP -----------------------------------------------------------------------
 
@@ -121,3 +145,62 @@ class CredentialStore:
     async def remove_all(self, subject: str) -> None:
         """Every credential of the user (an operator's reset)."""
         await self.db.execute("DELETE FROM gw_credentials WHERE subject = :subject", subject=subject)
+        await self.db.execute("DELETE FROM gw_webauthn_credentials WHERE subject = :subject", subject=subject)
+
+    # -- WebAuthn authenticators ----------------------------------------------------
+
+    async def add_authenticator(self, a: Authenticator) -> bool:
+        """False if the user already has one of that name or the credential id is registered (to anyone)."""
+        if await self.authenticator(a.credential_id) is not None or any(x.name == a.name for x in await self.authenticators(a.subject)):
+            return False
+        await self.db.execute(
+            "INSERT INTO gw_webauthn_credentials (id_digest, credential_id, subject, name, public_key, sign_count, aaguid,"
+            " transports, multi_device, created_at, last_used_at) VALUES (:digest, :cid, :subject, :name, :key, :count,"
+            " :aaguid, :transports, :multi, :now, NULL)",
+            digest=_digest(a.credential_id), cid=a.credential_id, subject=a.subject, name=a.name, key=a.public_key,
+            count=a.sign_count, aaguid=a.aaguid, transports=",".join(a.transports), multi=int(a.multi_device), now=a.created_at,
+        )
+        return True
+
+    _COLUMNS = ("SELECT credential_id, subject, name, public_key, sign_count, aaguid, transports, multi_device, created_at,"
+                " last_used_at FROM gw_webauthn_credentials")
+
+    @staticmethod
+    def _authenticator(r: dict[str, object]) -> Authenticator:
+        last = r["last_used_at"]
+        return Authenticator(
+            credential_id=str(r["credential_id"]), subject=str(r["subject"]), name=str(r["name"]),
+            public_key=str(r["public_key"]), sign_count=int(str(r["sign_count"])), aaguid=str(r["aaguid"]),
+            transports=tuple(t for t in str(r["transports"]).split(",") if t), multi_device=bool(int(str(r["multi_device"]))),
+            created_at=int(str(r["created_at"])), last_used_at=None if last is None else int(str(last)),
+        )
+
+    async def authenticators(self, subject: str) -> list[Authenticator]:
+        rows = await self.db.fetch(self._COLUMNS + " WHERE subject = :subject", subject=subject)
+        return sorted((self._authenticator(dict(r)) for r in rows), key=lambda a: (a.created_at, a.name))
+
+    async def authenticator(self, credential_id: str) -> Authenticator | None:
+        """The credential of that id (whoever owns it: a passkey login learns the user from it)."""
+        rows = await self.db.fetch(self._COLUMNS + " WHERE id_digest = :digest", digest=_digest(credential_id))
+        found = [self._authenticator(dict(r)) for r in rows]
+        return found[0] if found and found[0].credential_id == credential_id else None
+
+    async def record_use(self, credential_id: str, old_count: int, new_count: int) -> bool:
+        """Move the sign count forward; False if another use moved it first (the caller refuses the assertion).
+
+        An authenticator without a counter (always 0) has nothing to race for: only its last use is written (MariaDB
+        counts a row whose values do not change as not changed, so the row count would say nothing there).
+        """
+        if old_count == new_count == 0:
+            await self.db.execute("UPDATE gw_webauthn_credentials SET last_used_at = :now WHERE id_digest = :digest",
+                                  now=int(time.time()), digest=_digest(credential_id))
+            return True
+        changed = await self.db.execute(
+            "UPDATE gw_webauthn_credentials SET sign_count = :new, last_used_at = :now WHERE id_digest = :digest AND sign_count = :old",
+            new=new_count, now=int(time.time()), digest=_digest(credential_id), old=old_count,
+        )
+        return changed == 1
+
+    async def remove_authenticator(self, subject: str, name: str) -> bool:
+        return await self.db.execute("DELETE FROM gw_webauthn_credentials WHERE subject = :subject AND name = :name",
+                                     subject=subject, name=name) > 0

@@ -24,7 +24,9 @@
 // * second factor (docs/second-factor.md): when the password is right but the user must also give a
 //   code, login() throws SecondFactorRequired (an AuthError) with `mfaToken`, `methods` and
 //   `expiresIn`; finish with `await gw.completeSecondFactor(err.mfaToken, { code })` (or
-//   `{ recoveryCode }`), which answers and stores exactly as login() does.
+//   `{ recoveryCode }`), which answers and stores exactly as login() does. With an authenticator:
+//   `await gw.completeWithWebAuthn(err)` (navigator.credentials.get with the 401's options);
+//   `gw.addAuthenticator(name)` registers one, `gw.loginWithPasskey()` is a passkey login.
 // * step-up (RFC 9470): a 401 whose WWW-Authenticate says insufficient_user_authentication is
 //   returned as it is, never "refreshed" (a refresh keeps how and when the user logged in); the
 //   optional `onStepUp({ response, acrValues, maxAge })` is told, to send the user to log in again
@@ -104,7 +106,56 @@ export class SecondFactorRequired extends AuthError {
     this.mfaToken = body.mfa_token;
     this.methods = Array.isArray(body.methods) ? body.methods : [];
     this.expiresIn = body.expires_in;
+    this.webauthn = body.webauthn || null; // PublicKeyCredentialRequestOptions (JSON) when methods has 'webauthn'
   }
+}
+
+// -- WebAuthn (docs/second-factor.md#webauthn-for-frontend-developers) -------------------------------
+// The gateway sends options as JSON with binary fields base64url-encoded, and reads the browser's
+// PublicKeyCredential back in the same shape (the `webauthn` library's JSON form).
+
+export function base64urlToBytes(text) {
+  const b64 = text.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (text.length % 4)) % 4);
+  const raw = atob(b64);
+  const out = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
+  return out.buffer;
+}
+
+export function bytesToBase64url(buffer) {
+  const bytes = new Uint8Array(buffer);
+  let raw = '';
+  for (let i = 0; i < bytes.length; i++) raw += String.fromCharCode(bytes[i]);
+  return btoa(raw).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+const withIds = (list) => (list || []).map((c) => ({ ...c, id: base64urlToBytes(c.id) }));
+
+/** The server's JSON creation options as navigator.credentials.create() wants them. */
+export function creationOptions(json) {
+  return { ...json, challenge: base64urlToBytes(json.challenge), user: { ...json.user, id: base64urlToBytes(json.user.id) },
+           excludeCredentials: withIds(json.excludeCredentials) };
+}
+
+/** The server's JSON request options as navigator.credentials.get() wants them. */
+export function requestOptions(json) {
+  return { ...json, challenge: base64urlToBytes(json.challenge), allowCredentials: withIds(json.allowCredentials) };
+}
+
+/** A PublicKeyCredential (create or get) as the JSON the gateway verifies. */
+export function credentialToJSON(cred) {
+  const r = cred.response;
+  const response = { clientDataJSON: bytesToBase64url(r.clientDataJSON) };
+  if (r.attestationObject) {
+    response.attestationObject = bytesToBase64url(r.attestationObject);
+    if (typeof r.getTransports === 'function') response.transports = r.getTransports();
+  }
+  if (r.authenticatorData) response.authenticatorData = bytesToBase64url(r.authenticatorData);
+  if (r.signature) response.signature = bytesToBase64url(r.signature);
+  if (r.userHandle) response.userHandle = bytesToBase64url(r.userHandle);
+  return { id: cred.id, rawId: bytesToBase64url(cred.rawId), type: cred.type, response,
+           authenticatorAttachment: cred.authenticatorAttachment ?? undefined,
+           clientExtensionResults: typeof cred.getClientExtensionResults === 'function' ? cred.getClientExtensionResults() : {} };
 }
 
 const STEP_UP = /error="insufficient_user_authentication"/;
@@ -162,6 +213,8 @@ export function createClient(options = {}) {
     refreshPath = '/auth/token/refresh',
     logoutPath = '/auth/logout',
     oidcPath = '/auth/oidc',
+    mfaPath = '/auth/mfa',
+    credentials: webCredentials = (typeof navigator !== 'undefined' ? navigator.credentials : undefined),
     handleRedirect = true,
     navigate = (url) => { location.assign(url); },
     mode = 'bearer',
@@ -387,6 +440,42 @@ export function createClient(options = {}) {
     return loggedIn(res, await readJSON(res));
   }
 
+  // -- WebAuthn ceremonies ----------------------------------------------------------------------
+
+  async function postJSON(path, body) {
+    const headers = {};
+    const access = getAccess();
+    if (access && !(body && body.mfa_token)) headers.Authorization = `Bearer ${access}`;
+    const res = await authPost(path, body, headers);
+    const data = await readJSON(res);
+    if (!res.ok) throw new AuthError((data && data.detail) || `HTTP ${res.status}`, res.status, data);
+    return data;
+  }
+
+  /** The second step with an authenticator: `err` is login()'s SecondFactorRequired. Answers as login() does. */
+  async function completeWithWebAuthn(err) {
+    const options = err.webauthn || (await postJSON(`${mfaPath}/webauthn/login-options`, { mfa_token: err.mfaToken })).publicKey;
+    const cred = await webCredentials.get({ publicKey: requestOptions(options) });
+    const res = await authPost(loginPath, { mfa_token: err.mfaToken, webauthn: credentialToJSON(cred) });
+    return loggedIn(res, await readJSON(res));
+  }
+
+  /** Register an authenticator under `name`: after a fresh login, or with the mfaToken of a user who has no factor yet. */
+  async function addAuthenticator(name, { mfaToken } = {}) {
+    const auth = mfaToken ? { mfa_token: mfaToken } : {};
+    const { publicKey } = await postJSON(`${mfaPath}/webauthn`, auth);
+    const cred = await webCredentials.create({ publicKey: creationOptions(publicKey) });
+    return postJSON(`${mfaPath}/webauthn/confirm`, { ...auth, name, credential: credentialToJSON(cred) });
+  }
+
+  /** A passkey login (second_factor.webauthn.passkey_login): no username or password; answers as login() does. */
+  async function loginWithPasskey() {
+    const { publicKey } = await postJSON(`${mfaPath}/passkey/options`, undefined);
+    const cred = await webCredentials.get({ publicKey: requestOptions(publicKey) });
+    const res = await authPost(loginPath, { passkey: credentialToJSON(cred) });
+    return loggedIn(res, await readJSON(res));
+  }
+
   // -- sign-in through an identity provider ---------------------------------------------------
 
   /** The URL that starts a sign-in at `provider` (for a plain link); options as for login(provider). */
@@ -466,6 +555,9 @@ export function createClient(options = {}) {
   return {
     login,
     completeSecondFactor,
+    completeWithWebAuthn,
+    addAuthenticator,
+    loginWithPasskey,
     logout,
     loginURL,
     completeLogin: () => completed,

@@ -134,8 +134,9 @@ def _last_json_line(stdout: str) -> Any:
     raise HarnessError("runner printed no result")
 
 
-def _runner_cmd(url: str, timeout: float) -> list[str]:
-    return [NODE, str(RUNNER), url, "--timeout", str(int(timeout * 1000)), "--chromium", CHROMIUM]
+def _runner_cmd(url: str, timeout: float, authenticator: dict | None = None) -> list[str]:
+    extra = [] if authenticator is None else ["--virtual-authenticator", json.dumps(authenticator)]
+    return [NODE, str(RUNNER), url, "--timeout", str(int(timeout * 1000)), "--chromium", CHROMIUM, *extra]
 
 
 def run_page(url: str, timeout: float = 30.0) -> Any:
@@ -154,10 +155,14 @@ def run_page(url: str, timeout: float = 30.0) -> Any:
     return _last_json_line(proc.stdout)
 
 
-async def run_page_async(url: str, timeout: float = 30.0) -> Any:
-    """Like run_page, without blocking the event loop (for pages served from the same loop)."""
+async def run_page_async(url: str, timeout: float = 30.0, authenticator: dict | None = None) -> Any:
+    """Like run_page, without blocking the event loop (for pages served from the same loop).
+
+    ``authenticator``: add a DevTools virtual WebAuthn authenticator first (run.mjs --virtual-authenticator:
+    these options over ctap2/internal/resident key/user verification), and give the page ``window.__cdp``.
+    """
     proc = await asyncio.create_subprocess_exec(
-        *_runner_cmd(url, timeout), cwd=BROWSER_DIR,
+        *_runner_cmd(url, timeout, authenticator), cwd=BROWSER_DIR,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:

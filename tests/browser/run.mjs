@@ -2,7 +2,13 @@
 // Opens one page in Debian's headless Chromium (driven by playwright-core), waits until the page
 // sets `window.__result`, and prints that result as one JSON line on stdout.
 //
-//   node run.mjs URL [--timeout MS] [--chromium PATH]
+//   node run.mjs URL [--timeout MS] [--chromium PATH] [--virtual-authenticator JSON]
+//
+// --virtual-authenticator: before the page loads, a DevTools virtual WebAuthn authenticator is added
+// (WebAuthn.enable + WebAuthn.addVirtualAuthenticator; JSON overrides the defaults: ctap2, internal
+// transport, resident keys, user verification, user verified), and the page gets
+// `window.__cdp(method, params)` to send WebAuthn.* commands (e.g. WebAuthn.setUserVerified,
+// WebAuthn.getCredentials/addCredential) with `window.__authenticatorId`.
 //
 // Exit codes: 0 result printed; 2 usage; 3 timeout waiting for window.__result; 4 uncaught page
 // error (the result, if any, is still printed); 5 browser/navigation failure.
@@ -13,11 +19,12 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 function parseArgs(argv) {
-  const out = { url: null, timeout: 30000, chromium: process.env.CHROMIUM_PATH || '/usr/bin/chromium' };
+  const out = { url: null, timeout: 30000, chromium: process.env.CHROMIUM_PATH || '/usr/bin/chromium', authenticator: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--timeout') out.timeout = Number(argv[++i]);
     else if (a === '--chromium') out.chromium = argv[++i];
+    else if (a === '--virtual-authenticator') out.authenticator = JSON.parse(argv[++i]);
     else if (!out.url) out.url = a;
     else throw new Error(`unexpected argument ${a}`);
   }
@@ -36,6 +43,20 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
   '--disable-dev-shm-usage',
 ];
+
+async function addVirtualAuthenticator(context, page, overrides) {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true,
+               isUserVerified: true, automaticPresenceSimulation: true, ...overrides },
+  });
+  await page.exposeFunction('__cdp', async (method, params) => {
+    if (!String(method).startsWith('WebAuthn.')) throw new Error('only WebAuthn.* commands');
+    return cdp.send(method, { authenticatorId, ...(params || {}) });
+  });
+  await page.addInitScript((id) => { window.__authenticatorId = id; }, authenticatorId);
+}
 
 async function main() {
   let opts;
@@ -65,6 +86,7 @@ async function main() {
       pageErrors.push(String(err && err.stack ? err.stack : err));
       console.error(`[pageerror] ${err && err.stack ? err.stack : err}`);
     });
+    if (opts.authenticator) await addVirtualAuthenticator(context, page, opts.authenticator);
     page.on('console', (msg) => console.error(`[console.${msg.type()}] ${msg.text()}`));
     page.on('requestfailed', (req) => console.error(`[requestfailed] ${req.method()} ${req.url()} ${req.failure()?.errorText ?? ''}`));
 

@@ -12,7 +12,7 @@ import pytest
 from gateway.config.factors import CredentialStoreSettings, SealingKey
 from gateway.factors.migrations import LATEST, SchemaTooNew, schema_version
 from gateway.factors.sealing import Sealer, SealError
-from gateway.factors.store import CredentialStore
+from gateway.factors.store import Authenticator, CredentialStore
 from tests.support.sources import Database
 
 pytestmark = pytest.mark.slow
@@ -184,3 +184,38 @@ async def test_gateway_run_creates_the_schema_on_start_with_several_workers(
         assert [r[0] for r in db.execute("SELECT version FROM gw_schema_version")] == list(range(1, LATEST + 1))
         kinds = {r[0] for r in db.execute("SELECT kind FROM gw_credentials WHERE subject = 'bob'")}
     assert kinds == {"totp", "recovery"}
+
+
+def _authenticator(subject: str, name: str, credential_id: str, count: int = 0) -> Authenticator:
+    return Authenticator(credential_id=credential_id, subject=subject, name=name, public_key="pQECAyYgASFYIA", sign_count=count,
+                         aaguid="00000000-0000-0000-0000-000000000000", transports=("internal", "hybrid"), multi_device=False,
+                         created_at=1_700_000_000, last_used_at=None)
+
+
+async def test_several_named_webauthn_authenticators_per_user(store: CredentialStore) -> None:
+    long_id = "A" * 1300  # longer than a MariaDB key may be: the row is keyed by its digest
+    assert await store.add_authenticator(_authenticator("alice", "laptop", long_id))
+    assert await store.add_authenticator(_authenticator("alice", "phone", "cGhvbmU"))
+    assert not await store.add_authenticator(_authenticator("alice", "phone", "b3RoZXI")), "a name is unique per user"
+    assert not await store.add_authenticator(_authenticator("bob", "key", "cGhvbmU")), "an id is registered once"
+    assert [a.name for a in await store.authenticators("alice")] == ["laptop", "phone"]
+    found = await store.authenticator(long_id)
+    assert found is not None and found.subject == "alice" and found.transports == ("internal", "hybrid")
+    assert await store.authenticator("A" * 1299) is None
+    assert await store.methods("alice") == ["webauthn"] and await store.methods("bob") == []
+    assert await store.remove_authenticator("alice", "laptop") and not await store.remove_authenticator("alice", "laptop")
+    await store.remove_all("alice")
+    assert await store.authenticators("alice") == []
+
+
+async def test_a_sign_count_moves_forward_for_exactly_one_of_concurrent_uses(store: CredentialStore) -> None:
+    await store.add_authenticator(_authenticator("alice", "key", "a2V5", count=5))
+    results = await asyncio.gather(*(store.record_use("a2V5", 5, 6 + i) for i in range(4)))
+    assert sorted(results) == [False, False, False, True]
+    found = await store.authenticator("a2V5")
+    assert found is not None and found.sign_count in (6, 7, 8, 9) and found.last_used_at is not None
+
+
+async def test_an_authenticator_without_a_counter_is_used_twice_in_one_second(store: CredentialStore) -> None:
+    await store.add_authenticator(_authenticator("alice", "passkey", "cGFzc2tleQ"))
+    assert await store.record_use("cGFzc2tleQ", 0, 0) and await store.record_use("cGFzc2tleQ", 0, 0)

@@ -45,3 +45,20 @@ def test_check_warns_when_a_requirement_covers_a_legacy_dialect(tmp_path: Path, 
             "dialect's frontends do not know second_factor_required") in loud.stderr
     assert "warning: routes[0] (pay): a step-up requirement answers 401 insufficient_user_authentication to clients of " \
            "the simplejwt dialect" in loud.stderr
+
+
+def test_webauthn_needs_a_public_url_with_a_domain_name(tmp_path: Path, users_file: Path) -> None:
+    store = {"url": f"sqlite:///{tmp_path / 'c.db'}", "keys": [{"id": "k1", "secret": KEY}]}
+    factor = {"webauthn": {"passkey_login": True}}
+    missing = check(tmp_path, users_file, credentials=store, second_factor=factor)
+    assert missing.returncode == 1 and "public_url: required with second_factor.webauthn" in missing.stderr
+    address = check(tmp_path, users_file, credentials=store, second_factor=factor, public_url="https://127.0.0.1:8443")
+    assert address.returncode == 1 and "'https://127.0.0.1:8443' has an IP address as its host" in address.stderr
+    fine = check(tmp_path, users_file, credentials=store, second_factor=factor, public_url="https://localhost:8443")
+    assert fine.returncode == 0, fine.stderr
+    weak = check(tmp_path, users_file, credentials=store, public_url="https://localhost:8443",
+                 second_factor={"webauthn": {"passkey_login": True, "user_verification": "preferred"}})
+    assert weak.returncode == 1 and "passkey_login: needs user_verification: required" in weak.stderr
+    model = check(tmp_path, users_file, credentials=store, public_url="https://localhost:8443",
+                  second_factor={"webauthn": {"aaguids": ["ABC"]}})
+    assert model.returncode == 1 and "second_factor.webauthn.aaguids: 'ABC' is not an AAGUID" in model.stderr

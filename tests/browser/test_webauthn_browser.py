@@ -1,0 +1,124 @@
+"""WebAuthn in headless Chromium with the DevTools virtual authenticator (ctap2, internal transport, resident keys,
+user verification) against the real gateway (started through its CLI), in bearer mode through client.js:
+enrolment after a fresh login, the second step of a password login, a passkey login, and the hostile cases a
+browser can show (an assertion for another login's challenge, a cloned authenticator by its sign count, an
+authenticator that stops verifying the user).
+
+The gateway listens on 127.0.0.1 but is reached as http://localhost (a secure context and a valid RP ID; an IP
+address is none), as `public_url` says.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp import web
+from test_browser_e2e import gateway_command
+
+from harness import free_port, run_page_async, wait_http
+from tests.support.processes import ServerProcess
+
+SECRET = "webauthn-browser-secret-" + "x" * 40
+PASSWORD = "alice-long-password-1"
+
+PAGE = r"""<!doctype html><meta charset=utf-8><title>webauthn</title><link rel=icon href=data:,>
+<script type=module>
+const claims = (jwt) => JSON.parse(atob(jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+const outcome = async (work) => { try { const r = await work(); return { ok: true, amr: claims(r.access).amr }; }
+                                  catch (e) { return { ok: false, name: e.name, status: e.status ?? null, code: e.body?.code ?? null }; } };
+try {
+  const { createClient, SecondFactorRequired, requestOptions, credentialToJSON } = await import('/auth/client.js');
+  const fresh = () => createClient({ baseURL: location.origin });
+  const pending = async () => { try { await fresh().login('alice', '__PASSWORD__'); return null; } catch (e) { return e; } };
+  const r = {};
+  const gw = fresh();
+  await gw.login('alice', '__PASSWORD__');                                   // no factor yet: the password alone
+  const added = await gw.addAuthenticator('laptop');
+  r.enrolled = { methods: added.methods, codes: added.recovery_codes.length };
+  r.credentials = (await window.__cdp('WebAuthn.getCredentials')).credentials.length;
+
+  let err = await pending();
+  r.asked = { isSecondFactor: err instanceof SecondFactorRequired, methods: err.methods, rpId: err.webauthn.rpId };
+  const second = fresh();
+  r.second = await outcome(() => second.completeWithWebAuthn(err));
+
+  r.passkey = await outcome(() => fresh().loginWithPasskey());
+
+  // another login's challenge: the first login's options answered for the second login's mfa_token
+  const one = await pending(), two = await pending();
+  r.crossed = await outcome(() => fresh().completeWithWebAuthn({ mfaToken: two.mfaToken, webauthn: one.webauthn }));
+
+  // a clone: the credential copied now (sign count n), used once (n+1 stored), then the copy answers with n+1 again
+  const [copy] = (await window.__cdp('WebAuthn.getCredentials')).credentials;
+  r.beforeClone = await outcome(async () => fresh().completeWithWebAuthn(await pending()));
+  await window.__cdp('WebAuthn.removeCredential', { credentialId: copy.credentialId });
+  await window.__cdp('WebAuthn.addCredential', { credential: copy });
+  r.clone = await outcome(async () => fresh().completeWithWebAuthn(await pending()));
+
+  // an authenticator that no longer verifies its user (user_verification: required)
+  await window.__cdp('WebAuthn.setUserVerified', { isUserVerified: false });
+  r.unverified = await outcome(async () => fresh().completeWithWebAuthn(await pending()));
+  r.unverifiedPasskey = await outcome(() => fresh().loginWithPasskey());
+  // a downgrade: the page asks the authenticator not to verify (userVerification: discouraged) and sends its answer
+  const downgraded = await pending();
+  const cred = await navigator.credentials.get({ publicKey: requestOptions({ ...downgraded.webauthn, userVerification: 'discouraged' }) });
+  const sent = await fetch('/auth/token', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+                                            body: JSON.stringify({ mfa_token: downgraded.mfaToken, webauthn: credentialToJSON(cred) }) });
+  r.downgrade = { status: sent.status, code: (await sent.json()).code };
+  window.__result = r;
+} catch (e) {
+  window.__result = { error: String(e && e.stack || e) };
+}
+</script>
+"""
+
+
+@pytest.fixture
+async def stack(tmp_path, aiohttp_server, browser_env):
+    from gateway.sources.users import hash_password
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=PAGE.replace("__PASSWORD__", PASSWORD), content_type="text/html",
+                            headers={"Cache-Control": "no-store"})
+
+    app = web.Application()
+    app.router.add_get("/app/index.html", page)
+    page_server = await aiohttp_server(app, host="127.0.0.1")
+    gw_port = free_port()
+    users = {"alice": {"password_hash": hash_password(PASSWORD), "claims": {"roles": ["user"]}}}
+    (tmp_path / "users.yaml").write_text(json.dumps({"users": users}))
+    (tmp_path / "gateway.yaml").write_text(json.dumps({
+        "listen": {"host": "127.0.0.1", "port": gw_port},
+        "public_url": f"http://localhost:{gw_port}",
+        "tokens": {"secret": SECRET, "issuer": "gateway", "audience": "gateway-clients", "leeway": "0s"},
+        "users_file": "users.yaml",
+        "credentials": {"url": f"sqlite:///{tmp_path / 'credentials.db'}", "keys": [{"id": "k1", "secret": "k" * 40}]},
+        "second_factor": {"required": "step_up", "enrol_max_auth_age": "10m", "webauthn": {"passkey_login": True}},
+        "routes": [{"name": "app", "prefix": "/app", "upstream": f"http://127.0.0.1:{page_server.port}", "auth": "none"}],
+    }))
+    gateway = ServerProcess("gateway", lambda *_: gateway_command(tmp_path / "gateway.yaml"), tmp_path, port=gw_port,
+                            env={"PYTHONUNBUFFERED": "1"})
+    try:
+        gateway.start()
+        await wait_http(f"{gateway.url}/healthz", gateway.proc, gateway.log_path)
+        yield f"http://localhost:{gw_port}", gateway.log_path
+    finally:
+        gateway.stop()
+
+
+async def test_webauthn_enrolment_second_step_and_passkey_login_in_chromium(stack):
+    base, log = stack
+    r = await run_page_async(base + "/app/index.html", timeout=90, authenticator={})
+    assert isinstance(r, dict) and "error" not in r, r
+    assert r["enrolled"] == {"methods": ["webauthn", "recovery"], "codes": 10} and r["credentials"] == 1
+    assert r["asked"] == {"isSecondFactor": True, "methods": ["webauthn", "recovery"], "rpId": "localhost"}
+    assert r["second"] == {"ok": True, "amr": ["pwd", "hwk", "mfa"]}
+    assert r["passkey"] == {"ok": True, "amr": ["hwk", "mfa"]}
+    refused = {"ok": False, "name": "AuthError", "status": 401, "code": "second_factor_invalid"}
+    assert r["crossed"] == refused
+    assert r["beforeClone"]["ok"] and r["clone"] == refused
+    assert "possible cloned WebAuthn authenticator" in log.read_text()
+    # Chromium itself refuses a ceremony that requires user verification the authenticator no longer gives ...
+    assert r["unverified"]["name"] == "NotAllowedError" and r["unverifiedPasskey"]["name"] == "NotAllowedError", r
+    # ... and the gateway refuses the answer a page obtained by asking for less
+    assert r["downgrade"] == {"status": 401, "code": "second_factor_invalid"}

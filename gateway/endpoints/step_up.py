@@ -14,8 +14,6 @@ otherwise. ``next`` follows the one rule of ``auth.redirects.safe_next``.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import json
 import time
@@ -31,6 +29,7 @@ from gateway.config import GatewayConfig
 from gateway.context import SUBJECT
 from gateway.endpoints.oidc import wants_page
 from gateway.endpoints.oidc_pages import error_page
+from gateway.endpoints.signin import page_headers
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
 from gateway.errors import ErrorCode, GatewayError
 from gateway.factors.flow import FactorGate
@@ -79,20 +78,7 @@ label{display:block;margin:.6rem 0 .2rem}input{width:100%;box-sizing:border-box;
 """
 
 
-def _sha256(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-
-HEADERS = {
-    "Content-Security-Policy": (
-        f"default-src 'none'; script-src {_sha256(SCRIPT)}; style-src {_sha256(STYLE)}; connect-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-}
+HEADERS = page_headers(SCRIPT, STYLE)
 
 
 def step_up_url(config: GatewayConfig, next_url: str | None = None) -> str | None:

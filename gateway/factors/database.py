@@ -14,9 +14,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
 
-from gateway.sources.sql_drivers import compile_query
+from gateway.sources.sql_drivers import compile_query, mysql_pool, postgres_pool
 from gateway.stores.base import StoreUnavailable
 
 __all__ = ["Database", "open_database"]
@@ -99,19 +98,8 @@ class _Postgres:
     dialect = "postgresql"
 
     def __init__(self, dsn: str, pool_size: int, timeout: float) -> None:
-        self.dsn, self.pool_size, self.timeout = dsn, pool_size, timeout
-        self._pool: Any = None
-        self._lock = asyncio.Lock()
-
-    async def _get(self) -> Any:
-        import asyncpg
-
-        async with self._lock:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    self.dsn, min_size=0, max_size=self.pool_size, timeout=self.timeout, command_timeout=self.timeout
-                )
-        return self._pool
+        self._pool = postgres_pool(dsn, pool_size, timeout)
+        self._get = self._pool.get
 
     async def fetch(self, query: str, **params: Any) -> list[Row]:
         text, names = compile_query(query, self.dialect)
@@ -148,32 +136,16 @@ class _Postgres:
             raise _unavailable(exc) from None
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        await self._pool.close()
 
 
 class _MySql:
     dialect = "mysql"
 
     def __init__(self, url: str, pool_size: int, timeout: float) -> None:
-        parts = urlsplit(url)
-        self.options: dict[str, Any] = {
-            "host": parts.hostname or "127.0.0.1", "port": parts.port or 3306, "user": unquote(parts.username or ""),
-            "password": unquote(parts.password or ""), "db": parts.path.lstrip("/") or None, "connect_timeout": timeout,
-            "autocommit": True, "charset": "utf8mb4",
-        }
-        self.pool_size, self.timeout = pool_size, timeout
-        self._pool: Any = None
-        self._lock = asyncio.Lock()
-
-    async def _get(self) -> Any:
-        import aiomysql
-
-        async with self._lock:
-            if self._pool is None:
-                self._pool = await aiomysql.create_pool(minsize=0, maxsize=self.pool_size, pool_recycle=300, **self.options)
-        return self._pool
+        self.timeout = timeout
+        self._pool = mysql_pool(url, pool_size, timeout)
+        self._get = self._pool.get
 
     async def _cursor_run(self, query: str, params: dict[str, Any], fetch: bool) -> Any:
         import aiomysql
@@ -210,10 +182,7 @@ class _MySql:
             raise _unavailable(exc) from None
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            pool.close()
-            await pool.wait_closed()
+        await self._pool.close()
 
 
 def _wal(conn: sqlite3.Connection, timeout: float) -> None:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 from gateway.sources.base import SourceUnavailable
 
-__all__ = ["Driver", "compile_query", "open_driver"]
+__all__ = ["Driver", "LazyPool", "compile_query", "mysql_pool", "open_driver", "postgres_pool"]
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 Row = dict[str, Any]
@@ -41,6 +41,67 @@ def compile_query(query: str, dialect: str) -> tuple[str, list[str]]:
     return _PARAM.sub(replace, query), names
 
 
+class LazyPool:
+    """A driver's connection pool, made on first use (a database down at start is no crash) and closed once.
+
+    The user sources here and the credentials database (gateway/factors/database.py) both hold theirs in one.
+    """
+
+    def __init__(self, create: Callable[[], Awaitable[Any]], close: Callable[[Any], Awaitable[None]]) -> None:
+        self._create, self._close = create, close
+        self._pool: Any = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Any:
+        async with self._lock:
+            if self._pool is None:
+                self._pool = await self._create()
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await self._close(pool)
+
+
+def postgres_pool(dsn: str, size: int, timeout: float) -> LazyPool:
+    async def create() -> Any:
+        import asyncpg
+
+        return await asyncpg.create_pool(dsn, min_size=0, max_size=size, timeout=timeout, command_timeout=timeout)
+
+    async def close(pool: Any) -> None:
+        await pool.close()
+
+    return LazyPool(create, close)
+
+
+def mysql_pool(url: str, size: int, timeout: float) -> LazyPool:
+    """MySQL or MariaDB (aiomysql): autocommit, utf8mb4, connections recycled after 5 minutes."""
+    parts = urlsplit(url)
+    options: dict[str, Any] = {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "db": parts.path.lstrip("/") or None,
+        "connect_timeout": timeout,
+        "autocommit": True,
+        "charset": "utf8mb4",
+    }
+
+    async def create() -> Any:
+        import aiomysql
+
+        return await aiomysql.create_pool(minsize=0, maxsize=size, pool_recycle=300, **options)
+
+    async def close(pool: Any) -> None:
+        pool.close()
+        await pool.wait_closed()
+
+    return LazyPool(create, close)
+
+
 class Driver(Protocol):
     dialect: str
 
@@ -53,19 +114,8 @@ class _Postgres:
     dialect = "postgresql"
 
     def __init__(self, dsn: str, pool_size: int, timeout: float) -> None:
-        self.dsn, self.pool_size, self.timeout = dsn, pool_size, timeout
-        self._pool: Any = None
-        self._lock = asyncio.Lock()
-
-    async def _get(self) -> Any:
-        import asyncpg
-
-        async with self._lock:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    self.dsn, min_size=0, max_size=self.pool_size, timeout=self.timeout, command_timeout=self.timeout
-                )
-        return self._pool
+        self._pool = postgres_pool(dsn, pool_size, timeout)
+        self._get = self._pool.get
 
     async def fetch(self, query: str, names: list[str], params: dict[str, Any]) -> list[Row]:
         pool = await self._get()
@@ -77,37 +127,15 @@ class _Postgres:
         await pool.execute(query, *(params[n] for n in names))
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        await self._pool.close()
 
 
 class _MySql:
     dialect = "mysql"
 
     def __init__(self, url: str, pool_size: int, timeout: float) -> None:
-        parts = urlsplit(url)
-        self.options: dict[str, Any] = {
-            "host": parts.hostname or "127.0.0.1",
-            "port": parts.port or 3306,
-            "user": unquote(parts.username or ""),
-            "password": unquote(parts.password or ""),
-            "db": parts.path.lstrip("/") or None,
-            "connect_timeout": timeout,
-            "autocommit": True,
-            "charset": "utf8mb4",
-        }
-        self.pool_size = pool_size
-        self._pool: Any = None
-        self._lock = asyncio.Lock()
-
-    async def _get(self) -> Any:
-        import aiomysql
-
-        async with self._lock:
-            if self._pool is None:
-                self._pool = await aiomysql.create_pool(minsize=0, maxsize=self.pool_size, pool_recycle=300, **self.options)
-        return self._pool
+        self._pool = mysql_pool(url, pool_size, timeout)
+        self._get = self._pool.get
 
     async def fetch(self, query: str, names: list[str], params: dict[str, Any]) -> list[Row]:
         import aiomysql
@@ -123,10 +151,7 @@ class _MySql:
             await cursor.execute(query, {n: params[n] for n in names})
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            pool.close()
-            await pool.wait_closed()
+        await self._pool.close()
 
 
 class _Sqlite:

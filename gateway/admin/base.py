@@ -8,6 +8,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.auth.sessions import is_text
 from gateway.errors import GatewayError
 from gateway.observe.audit import emit
 from gateway.runtime import Gateway, Runtime
@@ -57,18 +58,9 @@ class AdminCall:
         value = body.get(name)
         if value is None and not required:
             return None
-        if not isinstance(value, str) or not value or len(value) > 256 or not _is_text(value):
+        if not isinstance(value, str) or not value or len(value) > 256 or not is_text(value):
             raise GatewayError.bad_request(f"{name}: expected a non-empty string (at most 256 characters)")
         return value
-
-
-def _is_text(value: str) -> bool:
-    """False for lone surrogates (JSON allows "\\ud800"), which no store can encode."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 AdminHandler = Callable[[AdminCall], Awaitable[web.StreamResponse]]

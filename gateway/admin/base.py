@@ -38,8 +38,9 @@ class AdminCall:
         """An audit event of this call (``admin.<area>.<verb>``): the admin key's name and the caller's address added."""
         emit(event, self.request, admin_key=self.key, **fields)
 
-    async def json_body(self) -> dict[str, Any]:
-        """The request's JSON object; 400 for anything else (not JSON, not an object, too large)."""
+    async def json_body(self, *fields: str) -> dict[str, Any]:
+        """The request's JSON object with no field but ``fields``; 400 for anything else (not JSON, not an object,
+        too large, an unknown field)."""
         if self.request.content_length is not None and self.request.content_length > MAX_BODY:
             raise GatewayError.bad_request(f"The body is larger than {MAX_BODY} bytes")
         raw = await self.request.content.read(MAX_BODY + 1)
@@ -51,6 +52,9 @@ class AdminCall:
             raise GatewayError.bad_request("The body must be a JSON object") from None
         if not isinstance(body, dict):
             raise GatewayError.bad_request("The body must be a JSON object")
+        unknown = sorted(set(body) - set(fields))
+        if unknown:
+            raise GatewayError.bad_request(f"unknown field(s) {', '.join(unknown)}: expected {', '.join(fields)}")
         return body
 
     def text_field(self, body: dict[str, Any], name: str, *, required: bool = True) -> str | None:

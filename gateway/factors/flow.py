@@ -7,7 +7,10 @@ login endpoint it belongs to) and the user's methods. ``complete`` takes the tok
 back with a TOTP or recovery code: the token is taken from the shared store (one
 caller gets it), a wrong code puts it back with one attempt less (``MAX_ATTEMPTS``
 per token), a right one spends it for good. Failed codes count per user and per
-address in the store, so the limit holds across every instance.
+address in the store, so the limit holds across every instance; so do a step-up's
+(``reverify``: a code, or a WebAuthn assertion answering ``step_up_options``, a
+challenge bound to the user and the session), and a refused passkey login's (per
+address only: nobody is named before the passkey verifies).
 
 Nothing here runs before the password is proven: an unknown user, a wrong
 password and a user without a factor look the same to a guesser.

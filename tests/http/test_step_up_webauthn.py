@@ -168,3 +168,16 @@ async def test_cookie_mode_page_options_and_answer_need_the_csrf_header(make_gat
     again = await client.get("/keys/x", headers={**NAVIGATE, "Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())},
                              allow_redirects=False)
     assert again.status == 200, await again.text()
+
+
+async def test_user_verification_as_configured(make_gateway: Any, upstream: str, tmp_path: Path) -> None:
+    """`preferred`: the step-up asks for it and takes an answer without it (`required` refuses it: above)."""
+    client = await make_gateway(**settings(upstream, tmp_path, second_factor={"webauthn": {"user_verification": "preferred"}}))
+    tokens = await login(client, "bob")
+    laptop = await enrol(client, tokens["access"])
+    auth = bearer(tokens["access"])
+    asked = await options(client, auth)
+    assert asked["userVerification"] == "preferred"
+    laptop.user_verified = False
+    stepped = await client.post("/auth/mfa/step-up", json={"webauthn": laptop.get(asked)}, headers=auth)
+    assert stepped.status == 200 and (await stepped.json())["amr"] == ["pwd", "hwk", "mfa"]

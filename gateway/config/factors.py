@@ -78,7 +78,7 @@ class FactorThrottle(Model):
     per_user: int = 5
     """Failed codes of one user per `window`; past it every code is refused (429) until the window ends."""
     per_ip: int = 20
-    """Failed codes from one address (or /64) per `window`."""
+    """Failed codes from one address (or /64) per `window`; refused passkey-login answers count here too (a passkey login names no user before it verifies)."""
     window: Duration = 900
     """The fixed window of both counters."""
 

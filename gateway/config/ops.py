@@ -156,7 +156,7 @@ class LoginThrottleSettings(Model):
     window: Duration = 15 * 60
     """A fixed window from the first failure, 1s..1d: how long `per_user` and `per_ip` lock out."""
     rate_per_ip: int = Field(60, ge=1)
-    """Login attempts, right or wrong, per client address per `rate_window` (IPv6: per /64); past it: 429 with Retry-After, never a lockout."""
+    """Login attempts, right or wrong, per client address per `rate_window` (IPv6: per /64): password logins, started OIDC sign-ins and passkey-login challenges (`second_factor.path`/passkey/options); past it: 429 with Retry-After, never a lockout."""
     rate_window: Duration = 60.0
     """The fixed window of `rate_per_ip`, 1s..10m, from the address's first attempt in it."""
     concurrent_per_ip: int = Field(4, ge=1)

@@ -197,8 +197,15 @@ class FactorEndpoints:
         return json_response({"publicKey": await self.gate.assertion_options(fields.get("mfa_token"))}, headers=NO_STORE)
 
     async def passkey_options(self, request: web.Request) -> web.Response:
-        """The challenge of a passkey login (no user named: the browser offers the site's discoverable credentials)."""
-        return json_response({"publicKey": await PasskeyLogin(self.gate).options()}, headers=NO_STORE)
+        """The challenge of a passkey login (no user named: the browser offers the site's discoverable credentials).
+
+        Each one is state in the store made for anybody who asks, so it counts as a login attempt of the address
+        (``login_throttle.rate_per_ip``, across instances): past it, 429 with Retry-After."""
+        login = PasskeyLogin(self.gate)
+        login.check_enabled()
+        if self.auth.throttle is not None:
+            await self.auth.throttle.count_attempt(self.auth.throttle.client_of(request))
+        return json_response({"publicKey": await login.options()}, headers=NO_STORE)
 
     async def _new_codes(self, subject: str) -> list[str]:
         codes = recovery.generate(self.settings.recovery_codes)

@@ -1,7 +1,8 @@
 """Step-up (RFC 9470) at ``<second_factor.path>/step-up``: a signed-in user proves a factor again.
 
-``GET`` is the step-up page (strict CSP, no external asset, like the sign-in page);
-``POST`` takes ``code`` (TOTP) or ``recovery_code`` from a caller with a session
+``GET`` is the step-up page (``step_up_page``: strict CSP, no external asset, like the sign-in page);
+``POST`` takes ``code`` (TOTP), ``recovery_code`` or ``webauthn`` (an assertion answering a challenge of
+``POST <path>/step-up/options``, bound to this user and this session) from a caller with a session
 (bearer or, in cookie mode, the access cookie plus the CSRF header) and answers a
 fresh access token of the same session family whose ``auth_time`` is now and whose
 ``amr`` has the factor's values. Only a factor checked here renews ``auth_time``: a
@@ -14,9 +15,9 @@ otherwise. ``next`` follows the one rule of ``auth.redirects.safe_next``.
 """
 from __future__ import annotations
 
-import html
 import json
 import time
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -29,56 +30,17 @@ from gateway.config import GatewayConfig
 from gateway.context import SUBJECT
 from gateway.endpoints.oidc import wants_page
 from gateway.endpoints.oidc_pages import error_page
-from gateway.endpoints.signin import page_headers
+from gateway.endpoints.step_up_page import HEADERS, Offer, render
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
 from gateway.errors import ErrorCode, GatewayError
 from gateway.factors.flow import FactorGate
 from gateway.forwarded import client, client_origin
+from gateway.observe.audit import about
 
-__all__ = ["SCRIPT", "STYLE", "step_up_answer", "step_up_endpoints", "step_up_url"]
+__all__ = ["step_up_answer", "step_up_endpoints", "step_up_url"]
 
 REGISTERED = frozenset({"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "token_type", "fid"})
 
-# The page's only script: posts the code as JSON (with the CSRF header in cookie mode), then goes to `next`.
-SCRIPT = """
-const form = document.getElementById('step-up-form');
-const status = document.getElementById('step-up-status');
-form.addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const button = form.querySelector('button');
-  button.disabled = true;
-  status.textContent = 'Checking\\u2026';
-  const headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
-  const csrf = document.cookie.split('; ').find((c) => c.startsWith(form.dataset.csrfCookie + '='));
-  if (csrf) { headers[form.dataset.csrfHeader] = decodeURIComponent(csrf.slice(form.dataset.csrfCookie.length + 1)); }
-  const value = form.elements.code.value.trim();
-  const body = /^[0-9]{6,8}$/.test(value) ? { code: value } : { recovery_code: value };
-  try {
-    const res = await fetch(form.action, { method: 'POST', credentials: 'same-origin', body: JSON.stringify(body), headers });
-    if (res.ok) { location.assign(form.dataset.next); return; }
-    status.textContent = res.status === 429 ? 'Too many attempts. Wait a moment, then try again.'
-      : res.status === 401 ? 'The code is not right, or your session has ended.'
-      : 'The code could not be checked. Try again later.';
-  } catch (err) {
-    status.textContent = 'The gateway could not be reached. Try again.';
-  }
-  button.disabled = false;
-});
-"""
-
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:0;background:#f6f6f6;color:#1a1a1a}
-main{max-width:24rem;margin:3rem auto;padding:1.5rem;background:#fff;border:1px solid #ccc;border-radius:6px}
-h1{font-size:1.4rem;margin-top:0}
-button{display:block;width:100%;box-sizing:border-box;padding:.6rem;font-size:1rem;margin-top:1rem;
-border:1px solid #1a4fa0;border-radius:4px;background:#1a4fa0;color:#fff;cursor:pointer}
-button:focus,input:focus{outline:3px solid #f0b000;outline-offset:2px}
-label{display:block;margin:.6rem 0 .2rem}input{width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem}
-#step-up-status{min-height:1.2em}
-"""
-
-
-HEADERS = page_headers(SCRIPT, STYLE)
 
 
 def step_up_url(config: GatewayConfig, next_url: str | None = None) -> str | None:
@@ -141,17 +103,46 @@ class StepUp:
             target = safe_next(values[0] if values else None, self.config.public_url, self.config.oidc.allowed_redirect_origins)
         except ValueError as exc:
             return error_page(GatewayError(400, ErrorCode.INVALID_NEXT, str(exc)))
-        return web.Response(text=self.render(target), content_type="text/html", headers=HEADERS)
+        settings = self.config.cookies
+        text = render(self.path, target, settings.csrf_name, settings.csrf_header, await self.offer(request))
+        return web.Response(text=text, content_type="text/html", headers=HEADERS)
+
+    async def offer(self, request: web.Request) -> Offer:
+        """What the page offers: the session's factors if the page was opened with one, else every kind."""
+        webauthn = self.gate.passkeys is not None
+        try:
+            claims = await authenticate(request, self.auth.tokens, self.auth.store, required=False, cookies=self.cookies)
+        except GatewayError:
+            claims = None
+        if claims is None:
+            return Offer(() if webauthn else None, True)
+        subject = str(claims["sub"])
+        methods = await self.gate.credentials.methods(subject)
+        names = tuple(a.name for a in await self.gate.credentials.authenticators(subject)) if webauthn else ()
+        return Offer(names if names else None, "totp" in methods or not names)
+
+    async def _session(self, request: web.Request) -> dict[str, Any]:
+        claims = await authenticate(request, self.auth.tokens, self.auth.store, required=True, cookies=self.cookies)
+        request[SUBJECT] = str(claims["sub"])
+        return claims
+
+    async def options(self, request: web.Request) -> web.Response:
+        """A WebAuthn challenge for this user's step-up in this session (single use, ``challenge_lifetime``)."""
+        claims = await self._session(request)
+        options = await self.gate.step_up_options(str(claims["sub"]), str(claims["fid"]))
+        return json_response({"publicKey": options}, headers=NO_STORE)
 
     async def verify(self, request: web.Request) -> web.Response:
-        claims = await authenticate(request, self.auth.tokens, self.auth.store, required=True, cookies=self.cookies)
+        claims = await self._session(request)
         subject = str(claims["sub"])
-        request[SUBJECT] = subject
-        if "totp" not in await self.gate.credentials.methods(subject):
-            raise GatewayError(409, ErrorCode.FACTOR_REQUIRED, f"No second factor to check: enrol one at {self.gate.settings.path}/totp")
+        usable = {"totp", "webauthn"} if self.gate.passkeys is not None else {"totp"}
+        if not usable & set(await self.gate.credentials.methods(subject)):
+            raise GatewayError(409, ErrorCode.FACTOR_REQUIRED, f"No second factor to check: enrol one at {self.gate.settings.path}")
         fields = await read_fields(request)
         address = self.auth.throttle.client_of(request) if self.auth.throttle else client(request).address
-        amr = await self.gate.reverify(subject, fields.get("code"), fields.get("recovery_code"), address)
+        with about(request):  # the audit events name the request's client and id
+            amr = await self.gate.reverify(subject, fields.get("code"), fields.get("recovery_code"), address,
+                                           assertion=fields.get("webauthn"), family=str(claims["fid"]))
         carried = {k: v for k, v in claims.items() if k not in REGISTERED}
         old = carried.get("amr")
         merged = list(dict.fromkeys([*(old if isinstance(old, list) else []), *amr]))
@@ -166,23 +157,6 @@ class StepUp:
         return json_response({"access_token": access, "token_type": "Bearer", "expires_in": lifetime, "amr": merged,
                               "auth_time": carried["auth_time"]}, headers=NO_STORE)
 
-    def render(self, target: str) -> str:
-        esc = html.escape
-        settings = self.config.cookies
-        return (
-            '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>Confirm it is you</title><style>{STYLE}</style></head>\n<body><main>\n<h1>Confirm it is you</h1>\n"
-            "<p>This page needs a recent check of your second factor.</p>\n"
-            f'<form id="step-up-form" method="post" action="{esc(self.path)}" data-next="{esc(target)}" '
-            f'data-csrf-cookie="{esc(settings.csrf_name)}" data-csrf-header="{esc(settings.csrf_header)}">\n'
-            '<label for="code">Code from your authenticator app, or a recovery code</label>'
-            '<input id="code" name="code" autocomplete="one-time-code" required>\n'
-            '<button type="submit">Continue</button>\n'
-            '<p id="step-up-status" role="status" aria-live="polite"></p>\n</form>'
-            f"<script>{SCRIPT}</script>\n</main></body></html>\n"
-        )
-
 
 def bearer_absent(request: web.Request) -> bool:
     return not request.headers.get("Authorization", "").lower().startswith("bearer ")
@@ -190,4 +164,5 @@ def bearer_absent(request: web.Request) -> bool:
 
 def step_up_endpoints(config: GatewayConfig, gate: FactorGate, auth: AuthService, cookies: CookieMode | None) -> dict[str, Endpoint]:
     page = StepUp(config, gate, auth, cookies)
-    return {page.path: Endpoint(frozenset({"GET", "HEAD", "POST"}), page.handle)}
+    return {page.path: Endpoint(frozenset({"GET", "HEAD", "POST"}), page.handle),
+            f"{page.path}/options": Endpoint(frozenset({"POST"}), page.options)}

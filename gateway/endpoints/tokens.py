@@ -129,7 +129,8 @@ class Dialect:
 
     async def _passkey(self, request: web.Request, passkeys: PasskeyLogin, assertion: object) -> web.Response:
         """A passkey login (docs/second-factor.md#passkey-login): the user the passkey belongs to, as the sources know it now."""
-        subject, amr = await passkeys.verify(assertion)
+        client_ip = client(request).address
+        subject, amr = await passkeys.verify(assertion, client_ip)
         try:
             found = await self.auth.users.lookup(subject)
         except SourceUnavailable:
@@ -137,7 +138,6 @@ class Dialect:
         if not isinstance(found, User) or found.disabled:  # gone, disabled, or a source that cannot be read without a password
             raise GatewayError.unauthorized(ErrorCode.INVALID_CREDENTIALS, "No active account found for this passkey",
                                             token_presented=False)
-        client_ip = client(request).address
         origin = SessionOrigin("passkey", client_ip=client_ip, user_agent=request.headers.get("User-Agent"),
                                factors=amr[:1])
         issued = await self.auth.start_session(subject, found.claims, shape=self._shape, amr=amr, origin=origin)

@@ -7,7 +7,10 @@ login endpoint it belongs to) and the user's methods. ``complete`` takes the tok
 back with a TOTP or recovery code: the token is taken from the shared store (one
 caller gets it), a wrong code puts it back with one attempt less (``MAX_ATTEMPTS``
 per token), a right one spends it for good. Failed codes count per user and per
-address in the store, so the limit holds across every instance.
+address in the store, so the limit holds across every instance; so do a step-up's
+(``reverify``: a code, or a WebAuthn assertion answering ``step_up_options``, a
+challenge bound to the user and the session), and a refused passkey login's (per
+address only: nobody is named before the passkey verifies).
 
 Nothing here runs before the password is proven: an unknown user, a wrong
 password and a user without a factor look the same to a guesser.
@@ -76,19 +79,21 @@ def _wrong_code() -> GatewayError:
 
 
 class FactorThrottle:
-    """Failed codes per user and per address, counted in the store; a slot is taken before a code is checked."""
+    """Failed codes per user and per address, counted in the store; a slot is taken before a code is checked.
+
+    A passkey login names no user before its assertion verifies: it counts per address only (``subject`` None)."""
 
     def __init__(self, settings: SecondFactor, limits: LimitStore) -> None:
         self.settings = settings.throttle
         self.limits = limits
 
-    def _keys(self, subject: str, client: str | None) -> list[tuple[str, int]]:
-        keys = [(f"mfa:fail:user:{_digest(subject)[:32]}", self.settings.per_user)]
+    def _keys(self, subject: str | None, client: str | None) -> list[tuple[str, int]]:
+        keys = [] if subject is None else [(f"mfa:fail:user:{_digest(subject)[:32]}", self.settings.per_user)]
         if client is not None:
             keys.append((f"mfa:fail:ip:{ip_bucket(client)}", self.settings.per_ip))
         return keys
 
-    async def attempt(self, subject: str, client: str | None) -> None:
+    async def attempt(self, subject: str | None, client: str | None) -> None:
         taken: list[str] = []
         for key, limit in self._keys(subject, client):
             count = await self.limits.incr_counter(key, self.settings.window)
@@ -99,7 +104,7 @@ class FactorThrottle:
                 raise GatewayError(429, ErrorCode.RATE_LIMITED, "Too many wrong codes; try again later",
                                    headers={"Retry-After": str(max(1, math.ceil(count.resets_in)))})
 
-    async def give_back(self, subject: str, client: str | None) -> None:
+    async def give_back(self, subject: str | None, client: str | None) -> None:
         """A right code (or one that could not be checked) does not count as a failure."""
         for key, _ in self._keys(subject, client):
             await self.limits.incr_counter(key, self.settings.window, -1)
@@ -224,21 +229,31 @@ class FactorGate:
         emit("second_factor.verified", subject=subject, method=method)
         return Pending(subject, record["claims"], record["extra"], amr)
 
-    async def reverify(self, subject: str, code: object, recovery_code: object, client: str | None) -> tuple[str, ...]:
-        """Step-up: the ``amr`` of a factor checked again for a signed-in user; throttled like the login's second step."""
+    async def step_up_options(self, subject: str, family: str) -> dict[str, Any]:
+        """A WebAuthn challenge for a step-up of ``subject`` in session ``family`` (409 without an authenticator)."""
+        passkeys = self.passkeys
+        if passkeys is None or "webauthn" not in await self.credentials.methods(subject):
+            raise GatewayError(409, ErrorCode.FACTOR_REQUIRED, "No WebAuthn authenticator to check: use a code instead")
+        return await passkeys.assertion_options(subject, _step_up_binding(family))
+
+    async def reverify(self, subject: str, code: object, recovery_code: object, client: str | None,
+                       assertion: object = None, family: str = "") -> tuple[str, ...]:
+        """Step-up: the ``amr`` of a factor checked again for a signed-in user (a TOTP or recovery code, or a WebAuthn
+        assertion answering a challenge of ``step_up_options`` for this user and session); throttled like the login's
+        second step. A step-up proves no password: ``pwd`` is never added."""
         await self.throttle.attempt(subject, client)
         try:
-            amr = await self._check(subject, code, recovery_code, None, "")  # no WebAuthn step-up yet
+            amr = await self._check(subject, code, recovery_code, assertion, _step_up_binding(family))
         except BaseException:
             await self.throttle.give_back(subject, client)
             raise
-        method = "recovery" if code is None else "totp"
+        method = "webauthn" if assertion is not None else "recovery" if code is None else "totp"
         if amr is None:
             emit("second_factor.failed", subject=subject, reason="wrong_code", method=method, step="step_up")
             raise _wrong_code()
         await self.throttle.give_back(subject, client)
         emit("second_factor.verified", subject=subject, method=method, step="step_up")
-        return amr
+        return tuple(m for m in amr if m != "pwd")
 
     async def _check(self, subject: str, code: object, recovery_code: object, assertion: object,
                      binding: str) -> tuple[str, ...] | None:
@@ -285,14 +300,23 @@ class PasskeyLogin:
             raise GatewayError(404, ErrorCode.NOT_FOUND, "Passkey login is not enabled (second_factor.webauthn.passkey_login)")
         return passkeys
 
+    def check_enabled(self) -> None:
+        """404 ``not_found`` unless passkey logins are on."""
+        self._passkeys()
+
     async def options(self) -> dict[str, Any]:
         return await self._passkeys().assertion_options(None, PASSKEY_BINDING)
 
-    async def verify(self, assertion: object) -> tuple[str, tuple[str, ...]]:
-        """The passkey's user and the ``amr`` of the login (``hwk``/``swk`` and ``mfa``); 401 for anything else."""
+    async def verify(self, assertion: object, client: str | None) -> tuple[str, tuple[str, ...]]:
+        """The passkey's user and the ``amr`` of the login (``hwk``/``swk`` and ``mfa``); 401 for anything else.
+
+        A refused assertion counts against ``client``'s address in the factor throttle (across instances: the
+        store), so passkey guesses are limited like wrong codes (429 ``rate_limited`` with Retry-After)."""
         passkeys = self._passkeys()
         if not isinstance(assertion, dict):
             raise GatewayError.bad_request("passkey: the PublicKeyCredential of navigator.credentials.get, as JSON")
+        throttle = self.gate.throttle
+        await throttle.attempt(None, client)
         try:
             verified = await passkeys.authenticate(None, PASSKEY_BINDING, assertion)
         except CloneSuspected as exc:
@@ -302,6 +326,10 @@ class PasskeyLogin:
             log.info("passkey login refused: %s", exc)
             emit("second_factor.failed", reason="wrong_code", method="passkey")
             raise _wrong_code() from None
+        except BaseException:
+            await throttle.give_back(None, client)  # not decided (a store or database fault): not a failure
+            raise
+        await throttle.give_back(None, client)
         emit("second_factor.verified", subject=verified.subject, method="passkey")
         return verified.subject, (verified.amr, "mfa")
 
@@ -311,6 +339,11 @@ def clone_suspected(subject: str, exc: CloneSuspected) -> None:
     log.warning("second factor: possible cloned WebAuthn authenticator %r of user digest %s (%s)",
                 exc.authenticator.name, _digest(subject)[:12], exc)
     emit("second_factor.clone_suspected", subject=subject, authenticator=exc.authenticator.name)
+
+
+def _step_up_binding(family: str) -> str:
+    """What a step-up challenge is bound to besides its user: the session (family) it was issued for."""
+    return f"step-up:{family}"
 
 
 def _names(value: Any) -> set[str]:

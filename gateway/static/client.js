@@ -30,7 +30,10 @@
 // * step-up (RFC 9470): a 401 whose WWW-Authenticate says insufficient_user_authentication is
 //   returned as it is, never "refreshed" (a refresh keeps how and when the user logged in); the
 //   optional `onStepUp({ response, acrValues, maxAge })` is told, to send the user to log in again
-//   with the factor the route asks for.
+//   with the factor the route asks for, or to re-verify a factor in this session:
+//   `await gw.stepUp({ code })` (or `{ recoveryCode }`, or `{ webauthn: true }`: navigator.credentials.get
+//   with a challenge of the gateway's step-up) stores the fresh access token (cookie mode: the gateway
+//   sets the cookie); then retry the request.
 // * sign-in through an identity provider (docs/frontends.md#sign-in-through-an-identity-provider):
 //     gw.login('corp')                        // or gw.login('corp', { next: '/orders', deliver: 'code' })
 //   navigates to the gateway's /auth/oidc/<provider>/login. In bearer mode it asks for `deliver=code`:
@@ -476,6 +479,27 @@ export function createClient(options = {}) {
     return loggedIn(res, await readJSON(res));
   }
 
+  /**
+   * Step-up (docs/second-factor.md#step-up-page-and-step_up_url): re-verify a factor for the signed-in session,
+   * `{ code }`, `{ recoveryCode }` or `{ webauthn: true }` (an assertion of one of the user's authenticators). The
+   * fresh access token (auth_time now, amr with the factor) replaces the stored one; in cookie mode the gateway
+   * sets the cookie. Returns the gateway's answer; throws AuthError when it refuses.
+   */
+  async function stepUp({ code, recoveryCode, webauthn = false } = {}) {
+    let body;
+    if (webauthn) {
+      const { publicKey } = await postJSON(`${mfaPath}/step-up/options`, {});
+      const cred = await webCredentials.get({ publicKey: requestOptions(publicKey) });
+      body = { webauthn: credentialToJSON(cred) };
+    } else {
+      body = recoveryCode !== undefined ? { recovery_code: recoveryCode } : { code };
+    }
+    const data = await postJSON(`${mfaPath}/step-up`, body);
+    if (!cookieMode && data && data.access_token) storage.set(ACCESS_KEY, data.access_token);
+    generation += 1;
+    return data;
+  }
+
   // -- sign-in through an identity provider ---------------------------------------------------
 
   /** The URL that starts a sign-in at `provider` (for a plain link); options as for login(provider). */
@@ -558,6 +582,7 @@ export function createClient(options = {}) {
     completeWithWebAuthn,
     addAuthenticator,
     loginWithPasskey,
+    stepUp,
     logout,
     loginURL,
     completeLogin: () => completed,

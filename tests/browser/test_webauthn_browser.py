@@ -1,6 +1,7 @@
 """WebAuthn in headless Chromium with the DevTools virtual authenticator (ctap2, internal transport, resident keys,
 user verification) against the real gateway (started through its CLI), in bearer mode through client.js:
-enrolment after a fresh login, the second step of a password login, a passkey login, and the hostile cases a
+enrolment after a fresh login, a step-up of that session with the new key (stepUp({ webauthn: true })), the
+second step of a password login, a passkey login, and the hostile cases a
 browser can show (an assertion for another login's challenge, a cloned authenticator by its sign count, an
 authenticator that stops verifying the user).
 
@@ -36,6 +37,13 @@ try {
   const added = await gw.addAuthenticator('laptop');
   r.enrolled = { methods: added.methods, codes: added.recovery_codes.length };
   r.credentials = (await window.__cdp('WebAuthn.getCredentials')).credentials.length;
+
+  // step-up in this password-only session: the route wants hwk; stepUp({ webauthn: true }) re-verifies with the key
+  const asked = await gw.fetch('/keys/x');
+  r.stepUpAsked = { status: asked.status, url: (await asked.json()).step_up_url };
+  const stepped = await gw.stepUp({ webauthn: true });
+  const after = await gw.fetch('/keys/x');
+  r.steppedUp = { amr: stepped.amr, stored: claims(gw.accessToken).amr, status: after.status, upstream: (await after.json()).amr };
 
   let err = await pending();
   r.asked = { isSecondFactor: err instanceof SecondFactorRequired, methods: err.methods, rpId: err.webauthn.rpId };
@@ -81,8 +89,12 @@ async def stack(tmp_path, aiohttp_server, browser_env):
         return web.Response(text=PAGE.replace("__PASSWORD__", PASSWORD), content_type="text/html",
                             headers={"Cache-Control": "no-store"})
 
+    async def keys(request: web.Request) -> web.Response:
+        return web.json_response({"amr": request.headers.get("X-User-Amr")})
+
     app = web.Application()
     app.router.add_get("/app/index.html", page)
+    app.router.add_get("/keys/{tail:.*}", keys)
     page_server = await aiohttp_server(app, host="127.0.0.1")
     gw_port = free_port()
     users = {"alice": {"password_hash": hash_password(PASSWORD), "claims": {"roles": ["user"]}}}
@@ -94,7 +106,9 @@ async def stack(tmp_path, aiohttp_server, browser_env):
         "users_file": "users.yaml",
         "credentials": {"url": f"sqlite:///{tmp_path / 'credentials.db'}", "keys": [{"id": "k1", "secret": "k" * 40}]},
         "second_factor": {"required": "step_up", "enrol_max_auth_age": "10m", "webauthn": {"passkey_login": True}},
-        "routes": [{"name": "app", "prefix": "/app", "upstream": f"http://127.0.0.1:{page_server.port}", "auth": "none"}],
+        "routes": [{"name": "app", "prefix": "/app", "upstream": f"http://127.0.0.1:{page_server.port}", "auth": "none"},
+                   {"name": "keys", "prefix": "/keys", "upstream": f"http://127.0.0.1:{page_server.port}",
+                    "require": {"amr_any": ["hwk"]}, "headers": {"X-User-Amr": "amr"}}],
     }))
     gateway = ServerProcess("gateway", lambda *_: gateway_command(tmp_path / "gateway.yaml"), tmp_path, port=gw_port,
                             env={"PYTHONUNBUFFERED": "1"})
@@ -111,6 +125,9 @@ async def test_webauthn_enrolment_second_step_and_passkey_login_in_chromium(stac
     r = await run_page_async(base + "/app/index.html", timeout=90, authenticator={})
     assert isinstance(r, dict) and "error" not in r, r
     assert r["enrolled"] == {"methods": ["webauthn", "recovery"], "codes": 10} and r["credentials"] == 1
+    assert r["stepUpAsked"] == {"status": 401, "url": "/auth/mfa/step-up?next=/keys/x"}
+    assert r["steppedUp"] == {"amr": ["pwd", "hwk", "mfa"], "stored": ["pwd", "hwk", "mfa"], "status": 200,
+                              "upstream": "pwd,hwk,mfa"}
     assert r["asked"] == {"isSecondFactor": True, "methods": ["webauthn", "recovery"], "rpId": "localhost"}
     assert r["second"] == {"ok": True, "amr": ["pwd", "hwk", "mfa"]}
     assert r["passkey"] == {"ok": True, "amr": ["hwk", "mfa"]}

@@ -121,6 +121,9 @@ def test_envoy_config_does_what_decision_mode_needs(envoy):
     assert filters["envoy.filters.http.ext_authz"]["failure_mode_allow"] is False
     copied = [p["exact"] for p in service["authorization_response"]["allowed_upstream_headers"]["patterns"]]
     assert copied == [h.lower() for h in IDENTITY]
+    # a refusal reaches the client with its body and these: the RFC 9470 challenge, a step-up's 302 Location
+    to_client = {p.get("exact") for p in service["authorization_response"]["allowed_client_headers"]["patterns"]}
+    assert {"www-authenticate", "location", "cache-control", "content-type", "retry-after"} <= to_client
     # client spoofs removed before routing and the decision, in any case and spelling (Envoy lower-cases keys)
     (mutation,) = hcm["early_header_mutation_extensions"][0]["typed_config"]["mutations"]
     regex = re.compile(mutation["remove_on_match"]["key_matcher"]["safe_regex"]["regex"].replace("(?i)", ""), re.I)

@@ -130,6 +130,8 @@ static_resources:
                   allowed_client_headers:      # passed to the client with a refusal (the body always is)
                     patterns:
                     - {{exact: www-authenticate, ignore_case: true}}
+                    - {{exact: location, ignore_case: true}}     # a step-up's 302 to the step-up page (cookie mode)
+                    - {{exact: cache-control, ignore_case: true}}
                     - {{exact: content-type, ignore_case: true}}
                     - {{exact: retry-after, ignore_case: true}}
                     - {{prefix: ratelimit, ignore_case: true}}

@@ -141,7 +141,7 @@ class SecondFactor(Model):
     groups: tuple[str, ...] = ()
     """Users in any of these groups (the `groups` claim) need a second factor at login."""
     path: str = "/auth/mfa"
-    """Prefix of the enrolment endpoints (`<path>`, `<path>/totp`, `<path>/totp/confirm`, `<path>/recovery-codes`) and the step-up page (`<path>/step-up`)."""
+    """Prefix of the enrolment endpoints (`<path>`, `<path>/totp`, `<path>/totp/confirm`, `<path>/recovery-codes`), the step-up page (`<path>/step-up`) and, in cookie mode, the page to manage factors (`<path>/manage`)."""
     issuer_name: str = "Gateway"
     """The name authenticator apps show beside the account."""
     mfa_token_lifetime: Duration = 300
@@ -158,6 +158,11 @@ class SecondFactor(Model):
     """Failed-code throttling."""
     webauthn: WebAuthnSettings | None = None
     """WebAuthn authenticators and passkeys as a factor (absent: off)."""
+
+    @property
+    def manage_page(self) -> str:
+        """The page where a browser user (cookie mode) lists, adds and removes factors: `<path>/manage`."""
+        return f"{self.path}/manage"
 
     @model_validator(mode="after")
     def _bounds(self) -> "SecondFactor":

@@ -40,7 +40,7 @@ from gateway.endpoints.table import Endpoint
 from gateway.endpoints.tokens import own_profile
 from gateway.errors import ErrorCode, GatewayError
 
-__all__ = ["SCRIPT", "STYLE", "SignInPage", "signin_endpoints"]
+__all__ = ["SCRIPT", "STYLE", "SignInPage", "page_headers", "signin_endpoints", "signin_served"]
 
 GET = frozenset({"GET", "HEAD"})
 
@@ -62,7 +62,14 @@ form.addEventListener('submit', async (event) => {
       method: 'POST', credentials: 'same-origin', body: JSON.stringify(body),
       headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
     });
-    if (res.ok) { location.assign(form.dataset.next); return; }
+    if (res.ok) {
+      const answer = await res.json().catch(() => ({}));
+      const manage = form.dataset.manage;
+      // in the second-factor enrolment grace period: enrol first, then on to `next`
+      location.assign(manage && answer.second_factor_enrolment_due
+        ? `${manage}?next=${encodeURIComponent(form.dataset.next)}` : form.dataset.next);
+      return;
+    }
     status.textContent = res.status === 429 ? 'Too many attempts. Wait a moment, then try again.'
       : res.status >= 500 ? 'Sign-in is unavailable right now. Try again later.'
       : 'The user name or password is not right.';
@@ -90,12 +97,16 @@ def _sha256(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-def page_headers(script: str, style: str) -> dict[str, str]:
-    """The headers of the gateway's own pages (sign-in, step-up): a strict CSP allowing their one inline script
-    and style by hash, nothing external, no framing, never cached."""
+def page_headers(script: str | None, style: str, *, nonce: str | None = None, images: bool = False) -> dict[str, str]:
+    """The headers of the gateway's own pages (sign-in, step-up, manage): a strict CSP allowing their one inline
+    script and style by hash (or, for a page that loads its script from the gateway, that script by a nonce of
+    this answer alone), nothing external (``images``: ``data:`` images, the QR code), no framing, never cached."""
+    scripts = _sha256(script) if script is not None else f"'nonce-{nonce}'"
+    assert script is not None or nonce
     return {
         "Content-Security-Policy": (
-            f"default-src 'none'; script-src {_sha256(script)}; style-src {_sha256(style)}; connect-src 'self'; "
+            f"default-src 'none'; script-src {scripts}; style-src {_sha256(style)}; "
+            f"{'img-src data:; ' if images else ''}connect-src 'self'; "
             "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
         ),
         "X-Content-Type-Options": "nosniff",
@@ -118,6 +129,7 @@ class SignInPage:
         self.password = config.cookies.enabled and cookies is not None  # cookie mode: the session is in the cookies
         self.token_path = config.endpoints.token
         self.fields = (own.request.username, own.request.password)
+        self.manage = config.second_factor.manage_page if config.second_factor is not None and self.password else ""
 
     async def handle(self, request: web.Request) -> web.Response:
         values = request.query.getall("next", [])
@@ -145,7 +157,8 @@ class SignInPage:
             parts.append(
                 '<section aria-labelledby="password-title"><h2 id="password-title">With a user name and password</h2>\n'
                 f'<form id="password-form" method="post" action="{esc(self.token_path)}" data-next="{esc(target)}" '
-                f'data-user-field="{esc(user_field)}" data-password-field="{esc(password_field)}">\n'
+                f'data-user-field="{esc(user_field)}" data-password-field="{esc(password_field)}" '
+                f'data-manage="{esc(self.manage)}">\n'
                 '<label for="username">User name</label>'
                 '<input id="username" name="username" autocomplete="username" required>\n'
                 '<label for="password">Password</label>'
@@ -165,8 +178,13 @@ class SignInPage:
         )
 
 
+def signin_served(config: GatewayConfig) -> bool:
+    """The page is served when a provider or a route can use it."""
+    return bool(config.oidc.providers) or any(route.login == "signin" for route in config.routes)
+
+
 def signin_endpoints(config: GatewayConfig, cookies: CookieMode | None) -> dict[str, Endpoint]:
     """The page's entry in the endpoint table at ``endpoints.signin``, when a provider or a route can use it."""
-    if not config.oidc.providers and not any(route.login == "signin" for route in config.routes):
+    if not signin_served(config):
         return {}
     return {config.endpoints.signin: Endpoint(GET, SignInPage(config, cookies).handle)}

@@ -65,9 +65,10 @@ form.addEventListener('submit', async (event) => {
     if (res.ok) {
       const answer = await res.json().catch(() => ({}));
       const manage = form.dataset.manage;
-      // in the second-factor enrolment grace period: enrol first, then on to `next`
-      location.assign(manage && answer.second_factor_enrolment_due
-        ? `${manage}?next=${encodeURIComponent(form.dataset.next)}` : form.dataset.next);
+      const next = form.dataset.next;
+      // in the second-factor enrolment grace period: to the manage page first, then on to `next`
+      location.assign(manage && answer.second_factor_enrolment_due && !next.startsWith(manage)
+        ? `${manage}?next=${encodeURIComponent(next)}` : next);
       return;
     }
     status.textContent = res.status === 429 ? 'Too many attempts. Wait a moment, then try again.'

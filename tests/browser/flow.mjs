@@ -3,7 +3,10 @@
 // steps across sites, for flows a page cannot script by itself: signing in at an identity provider's
 // own pages and coming back. Prints one JSON line: {"results": [...], "url": <final URL>, "console": [...]}.
 //
-//   node flow.mjs STEPS.json [--timeout MS]
+//   node flow.mjs STEPS.json [--timeout MS] [--virtual-authenticator JSON]
+//
+// --virtual-authenticator: as run.mjs, a DevTools virtual WebAuthn authenticator on the tab before the
+// first step (it stays across the tab's navigations).
 //
 // Steps (each an object with one action; results of `result`, `evaluate` and `url` are collected in order):
 //   {"goto": URL}                     navigate (waits for load)
@@ -19,6 +22,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { addVirtualAuthenticator } from './virtual_authenticator.mjs';
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
@@ -42,12 +46,14 @@ async function run(page, steps, timeout, out) {
 }
 
 async function main() {
-  const [stepsPath, flag, value] = process.argv.slice(2);
-  if (!stepsPath || (flag && flag !== '--timeout')) {
-    console.error('usage: node flow.mjs STEPS.json [--timeout MS]');
+  const [stepsPath, ...flags] = process.argv.slice(2);
+  const options = {};
+  for (let i = 0; i < flags.length; i += 2) options[flags[i]] = flags[i + 1];
+  if (!stepsPath || Object.keys(options).some((f) => !['--timeout', '--virtual-authenticator'].includes(f))) {
+    console.error('usage: node flow.mjs STEPS.json [--timeout MS] [--virtual-authenticator JSON]');
     return 2;
   }
-  const timeout = Number(value || 30000);
+  const timeout = Number(options['--timeout'] || 30000);
   const steps = JSON.parse(readFileSync(stepsPath, 'utf8'));
   const out = { results: [], url: null, console: [] };
   const userDataDir = mkdtempSync(join(tmpdir(), 'gw-chromium-'));
@@ -65,6 +71,9 @@ async function main() {
     const page = context.pages()[0] || (await context.newPage());
     page.on('console', (msg) => out.console.push(`${msg.type()}: ${msg.text()}`));
     page.on('pageerror', (err) => out.console.push(`pageerror: ${err && err.stack ? err.stack : err}`));
+    if (options['--virtual-authenticator']) {
+      await addVirtualAuthenticator(context, page, JSON.parse(options['--virtual-authenticator']));
+    }
     try {
       await run(page, steps, timeout, out);
     } catch (err) {

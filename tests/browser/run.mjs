@@ -17,6 +17,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { addVirtualAuthenticator } from './virtual_authenticator.mjs';
 
 function parseArgs(argv) {
   const out = { url: null, timeout: 30000, chromium: process.env.CHROMIUM_PATH || '/usr/bin/chromium', authenticator: null };
@@ -43,20 +44,6 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
   '--disable-dev-shm-usage',
 ];
-
-async function addVirtualAuthenticator(context, page, overrides) {
-  const cdp = await context.newCDPSession(page);
-  await cdp.send('WebAuthn.enable');
-  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true,
-               isUserVerified: true, automaticPresenceSimulation: true, ...overrides },
-  });
-  await page.exposeFunction('__cdp', async (method, params) => {
-    if (!String(method).startsWith('WebAuthn.')) throw new Error('only WebAuthn.* commands');
-    return cdp.send(method, { authenticatorId, ...(params || {}) });
-  });
-  await page.addInitScript((id) => { window.__authenticatorId = id; }, authenticatorId);
-}
 
 async function main() {
   let opts;

@@ -88,6 +88,12 @@ class ManagePage:
                                                        self.config.oidc.allowed_redirect_origins)
         except ValueError as exc:
             return error_page(GatewayError(400, ErrorCode.INVALID_NEXT, str(exc)))
+        try:
+            return await self._page(request, target)
+        except GatewayError as exc:  # a navigation ends on a page a person can read (a store down: 503)
+            return error_page(exc)
+
+    async def _page(self, request: web.Request, target: str | None) -> web.StreamResponse:
         here = self._here(target)
         try:
             claims = await authenticate(request, self.auth.tokens, self.auth.store, required=True, cookies=self.cookies)

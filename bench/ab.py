@@ -1,11 +1,15 @@
 """A/B of gateway source trees: CPU per request of each, interleaved, behind one upstream.
 
 ``.venv/bin/python -m bench.ab base=/tmp/a,new=/tmp/b [--rounds 5] [--duration 4] [--connections 64]
-[--store memory|redis|cached]`` where each tree is a checkout of the project (``git archive <commit> |
-tar -x -C /tmp/a``). Every tree's gateway runs from its own sources (``PYTHONPATH``) on the bench's
-gateway config; every round runs each once (order rotated); the figure is the median over rounds of
-each tree's CPU per request divided by the first tree's in the same round. This is how the levers in
-docs/performance.md were measured.
+[--store memory|redis|cached] [--mode proxy|decision]`` where each tree is a checkout of the project
+(``git archive <commit> | tar -x -C /tmp/a``). Every tree's gateway runs from its own sources
+(``PYTHONPATH``) on the bench's gateway config; every round runs each once (order rotated); the figure
+is the median over rounds of each tree's CPU per request divided by the first tree's in the same round.
+This is how the levers in docs/performance.md were measured.
+
+``--mode decision``: each tree's gateway in decision mode behind nginx running that tree's own
+nginx config (``bench.decision.start_decision_nginx``) with nginx's decision cache off (every request decided by the gateway, its
+own caches at their defaults); the figure is the gateway's CPU per request alone, nginx's not counted.
 """
 from __future__ import annotations
 
@@ -20,13 +24,15 @@ if __package__ in (None, ""):
     __package__ = "bench"
 
 from . import client, configs  # noqa: E402
+from .decision import start_decision_nginx  # noqa: E402
 from .procs import cpu_seconds, free_port  # noqa: E402
 from .scenarios import wait_subscribed  # noqa: E402
 from .stack import Stack, Target, _gateway_argv  # noqa: E402
 from .wrk import run_wrk  # noqa: E402
 
 
-def _start(stack: Stack, name: str, tree: str, upstream: Target, redis_url: str | None, cached: bool) -> Target:
+def _start(stack: Stack, name: str, tree: str, upstream: Target, redis_url: str | None, cached: bool,
+           decision: bool) -> Target:
     port = free_port()
     gdir = stack.tmp / name
     gdir.mkdir()
@@ -35,8 +41,10 @@ def _start(stack: Stack, name: str, tree: str, upstream: Target, redis_url: str 
         configs.write_users(users)
     shutil.copy(users, gdir / "users.yaml")
     extra = {"revocation_cache": "5s"} if cached else None
-    cfg = configs.write_gateway_config(gdir / "gateway.yaml",
-                                       configs.gateway_config(port, upstream.base, redis_url, 20, store_extra=extra))
+    config = configs.gateway_config(port, upstream.base, redis_url, 20, store_extra=extra)
+    if decision:  # nginx asks from 127.0.0.1, and tells the original request in forwarded headers
+        config |= {"trust_forwarded_headers": True, "decision": {"front": "nginx", "max_age": "5s"}}
+    cfg = configs.write_gateway_config(gdir / "gateway.yaml", config)
     proc = stack._start(name, _gateway_argv() + ["run", "--config", str(cfg), "--workers", "1"],
                         env={"GATEWAY_SECRET": stack.secret, "PYTHONPATH": tree})
     base = f"http://127.0.0.1:{port}"
@@ -54,15 +62,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=4.0)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--store", choices=("memory", "redis", "cached"), default="memory")
+    p.add_argument("--mode", choices=("proxy", "decision"), default="proxy")
     a = p.parse_args(argv)
     trees = dict(item.split("=", 1) for item in a.trees.split(","))
     stack = Stack()
     try:
         upstream = stack.upstream()
         redis_url = f"redis://127.0.0.1:{stack.redis()}/0" if a.store != "memory" else None
-        targets = {n: _start(stack, n, t, upstream, redis_url, a.store == "cached") for n, t in trees.items()}
+        gateways = {n: _start(stack, n, t, upstream, redis_url, a.store == "cached", a.mode == "decision")
+                    for n, t in trees.items()}
         # each gateway's own login: a memory store knows only the sessions it started (an unknown one is refused)
-        tokens = {n: str(client.login(t.base)["access"]) for n, t in targets.items()}
+        tokens = {n: str(client.login(t.base)["access"]) for n, t in gateways.items()}
+        targets = gateways if a.mode == "proxy" else {  # the requests go to nginx, which asks the gateway
+            n: start_decision_nginx(stack, f"{n}-nginx", g, upstream, cached=False, tree=Path(trees[n]))
+            for n, g in gateways.items()}
         for n, t in targets.items():
             client.check_identity(t.api_url, tokens[n], True)
             run_wrk(t.api_url, 16, 2, "bearer.lua", env={"BENCH_TOKEN": tokens[n]})  # warm-up
@@ -71,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         for rnd in range(a.rounds):
             k = rnd % len(names)
             for name in names[k:] + names[:k]:
-                t = targets[name]
-                assert t.proc is not None
-                before = cpu_seconds([t.proc.pid])
+                t, g = targets[name], gateways[name]
+                assert g.proc is not None
+                before = cpu_seconds([g.proc.pid])  # the gateway's process tree, nginx's never
                 res = run_wrk(t.api_url, a.connections, a.duration, "bearer.lua", env={"BENCH_TOKEN": tokens[name]})
-                cpu[name].append((cpu_seconds([t.proc.pid]) - before) / max(res.requests, 1) * 1e6)
+                cpu[name].append((cpu_seconds([g.proc.pid]) - before) / max(res.requests, 1) * 1e6)
                 print(f"r{rnd + 1} {name:<12} {res.rps:8.0f} rps {cpu[name][-1]:7.1f} µs/req"
                       + ("" if res.ok else "  NON-2xx"), flush=True)
         ref = names[0]

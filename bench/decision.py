@@ -24,6 +24,7 @@ import argparse
 import getpass
 import os
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,11 +36,10 @@ if __package__ in (None, ""):
 from bench import configs  # noqa: E402
 from bench.client import login  # noqa: E402
 from bench.procs import Proc, free_port, tree_pids  # noqa: E402
-from bench.stack import ROOT, Stack, Target  # noqa: E402
+from bench.stack import PY, ROOT, Stack, Target  # noqa: E402
 from bench.wrk import run_wrk  # noqa: E402
 
 CONNECTIONS = 64
-DEPLOY = ROOT / "deploy" / "decision"
 TICK = os.sysconf("SC_CLK_TCK")
 RESULT = ROOT / "bench" / "results" / "decision.md"
 
@@ -68,28 +68,42 @@ def start_gateway(stack: Stack, name: str, upstream: Target, redis_url: str, cac
                                 "limits": {"max_requests_per_client": 4096, "admission_cache": cache_size}})
 
 
-def start_decision_nginx(stack: Stack, name: str, gateway: Target, upstream: Target, cached: bool) -> Target:
-    """nginx running the shipped deploy/decision/nginx.conf, only its marked lines changed."""
+def start_decision_nginx(stack: Stack, name: str, gateway: Target, upstream: Target, cached: bool,
+                         tree: Path = ROOT) -> Target:
+    """nginx in front of ``gateway`` (started by ``stack`` under its name), with the site config of ``tree``
+    (another checkout, for A/B runs): what ``gateway decision-config nginx`` generates from the gateway's own
+    config (``--front-cache`` when ``cached``), or for trees older than that generator their
+    deploy/decision/nginx.conf with its marked lines filled in."""
     port = free_port()
     directory = stack.tmp / name
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "decisions"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
-    site = []
-    for line in (DEPLOY / "nginx.conf").read_text().splitlines():
-        if "@CACHE@" in line:
-            line = f"proxy_cache_path {directory}/decisions levels=1:2 keys_zone=gateway_decisions:10m inactive=60s;"
-        elif "@GATEWAY@" in line:
-            line = f"upstream gateway {{ server {gateway.base.removeprefix('http://')}; keepalive 128; }}"
-        elif "@APP@" in line:
-            line = f"upstream app {{ server {upstream.base.removeprefix('http://')}; keepalive 128; }}"
-        elif "@LISTEN@" in line:
-            line = f"listen 127.0.0.1:{port} reuseport;"
-        elif not cached and line.strip() == "proxy_cache gateway_decisions;":
-            line = "proxy_cache off;"
-        site.append(line)
-    (directory / "site.conf").write_text("\n".join(site) + "\n")
-    (directory / "gateway-proxy-headers.conf").write_bytes((DEPLOY / "gateway-proxy-headers.conf").read_bytes())
-    main = directory / "nginx.conf"
+    gateway_at, app_at = gateway.base.removeprefix("http://"), upstream.base.removeprefix("http://")
+    if (tree / "gateway" / "decision" / "configs.py").exists():
+        argv = [PY, "-m", "gateway", "decision-config", "nginx", "--config", str(stack.tmp / gateway.name / "gateway.yaml"),
+                "--listen", f"127.0.0.1:{port}", "--gateway", gateway_at, "--app", app_at,
+                "--state-dir", str(directory / "decisions"), "--out", str(directory)]
+        subprocess.run(argv + (["--front-cache"] if cached else []), check=True, capture_output=True,
+                       env={**os.environ, "PYTHONPATH": str(tree), "GATEWAY_SECRET": stack.secret})
+        (directory / "site.conf").write_text((directory / "nginx.conf").read_text())
+    else:
+        deploy = tree / "deploy" / "decision"
+        site = []
+        for line in (deploy / "nginx.conf").read_text().splitlines():
+            if "@CACHE@" in line:
+                line = f"proxy_cache_path {directory}/decisions levels=1:2 keys_zone=gateway_decisions:10m inactive=60s;"
+            elif "@GATEWAY@" in line:
+                line = f"upstream gateway {{ server {gateway_at}; keepalive 128; }}"
+            elif "@APP@" in line:
+                line = f"upstream app {{ server {app_at}; keepalive 128; }}"
+            elif "@LISTEN@" in line:
+                line = f"listen 127.0.0.1:{port} reuseport;"
+            elif not cached and line.strip() == "proxy_cache gateway_decisions;":
+                line = "proxy_cache off;"
+            site.append(line)
+        (directory / "site.conf").write_text("\n".join(site) + "\n")
+        (directory / "gateway-proxy-headers.conf").write_bytes((deploy / "gateway-proxy-headers.conf").read_bytes())
+    main = directory / "main.conf"
     user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""  # workers may write the cache under tmp
     main.write_text(f"""
 {user}

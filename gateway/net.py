@@ -71,6 +71,7 @@ def is_loopback(name: str | None) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)  # once per client address, not per request; bounded against address floods
+@functools.lru_cache(maxsize=4096)  # per client address, not per request; bounded against address floods
 def ip_bucket(address: str) -> str:
     """IPv4 per address; IPv6 per /64, the block one subscriber usually gets."""
     try:
@@ -92,6 +93,7 @@ def parse_network(value: str) -> Network:
     return ipaddress.ip_network(value.strip(), strict=True)
 
 
+@functools.lru_cache(maxsize=4096)  # per hop text, not per request; bounded against floods of made-up hops
 def parse_address(value: str) -> str | None:
     """One hop of X-Forwarded-For or a ``for=`` of Forwarded as a plain address; None when it is not one.
 

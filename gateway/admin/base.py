@@ -8,6 +8,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.auth.sessions import is_text
 from gateway.errors import GatewayError
 from gateway.observe.audit import emit
 from gateway.runtime import Gateway, Runtime
@@ -37,8 +38,9 @@ class AdminCall:
         """An audit event of this call (``admin.<area>.<verb>``): the admin key's name and the caller's address added."""
         emit(event, self.request, admin_key=self.key, **fields)
 
-    async def json_body(self) -> dict[str, Any]:
-        """The request's JSON object; 400 for anything else (not JSON, not an object, too large)."""
+    async def json_body(self, *fields: str) -> dict[str, Any]:
+        """The request's JSON object with no field but ``fields``; 400 for anything else (not JSON, not an object,
+        too large, an unknown field)."""
         if self.request.content_length is not None and self.request.content_length > MAX_BODY:
             raise GatewayError.bad_request(f"The body is larger than {MAX_BODY} bytes")
         raw = await self.request.content.read(MAX_BODY + 1)
@@ -50,6 +52,9 @@ class AdminCall:
             raise GatewayError.bad_request("The body must be a JSON object") from None
         if not isinstance(body, dict):
             raise GatewayError.bad_request("The body must be a JSON object")
+        unknown = sorted(set(body) - set(fields))
+        if unknown:
+            raise GatewayError.bad_request(f"unknown field(s) {', '.join(unknown)}: expected {', '.join(fields)}")
         return body
 
     def text_field(self, body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
@@ -57,18 +62,9 @@ class AdminCall:
         value = body.get(name)
         if value is None and not required:
             return None
-        if not isinstance(value, str) or not value or len(value) > 256 or not _is_text(value):
+        if not isinstance(value, str) or not value or len(value) > 256 or not is_text(value):
             raise GatewayError.bad_request(f"{name}: expected a non-empty string (at most 256 characters)")
         return value
-
-
-def _is_text(value: str) -> bool:
-    """False for lone surrogates (JSON allows "\\ud800"), which no store can encode."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 AdminHandler = Callable[[AdminCall], Awaitable[web.StreamResponse]]

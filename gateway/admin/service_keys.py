@@ -49,10 +49,7 @@ def _expires_in(value: object) -> float | None:
 async def create(call: AdminCall) -> web.StreamResponse:
     """``POST service-keys`` with ``{name, owner, claims?, expires_in?}``: 201 with the key, shown this once."""
     keys = _keys(call)
-    body = await call.json_body()
-    unknown = sorted(set(body) - {"name", "owner", "claims", "expires_in"})
-    if unknown:
-        raise GatewayError.bad_request(f"unknown field(s) {', '.join(unknown)}: expected name, owner, claims, expires_in")
+    body = await call.json_body("name", "owner", "claims", "expires_in")
     name = _name(call, body)
     owner = call.text_field(body, "owner")
     assert owner is not None
@@ -81,10 +78,7 @@ async def listing(call: AdminCall) -> web.StreamResponse:
 async def revoke(call: AdminCall) -> web.StreamResponse:
     """``POST service-keys/revoke`` with ``{name}``: the key stops working (every instance within the cache bound)."""
     keys = _keys(call)
-    body = await call.json_body()
-    unknown = sorted(set(body) - {"name"})
-    if unknown:
-        raise GatewayError.bad_request(f"unknown field(s) {', '.join(unknown)}: expected name")
+    body = await call.json_body("name")
     name = _name(call, body)
     if not await keys.table.revoke(name):
         raise GatewayError(404, ErrorCode.SERVICE_KEY_NOT_FOUND, f"No live service key named {name!r}")

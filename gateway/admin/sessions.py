@@ -28,10 +28,7 @@ async def list_sessions(call: AdminCall) -> web.StreamResponse:
 async def revoke(call: AdminCall) -> web.StreamResponse:
     """``POST sessions/revoke`` with ``{user, session?}`` (the gateway's user) or ``{provider, user}`` (the provider's
     subject): the sessions ended, as ``{"revoked": [ids]}``."""
-    body = await call.json_body()
-    unknown = sorted(set(body) - {"user", "session", "provider"})
-    if unknown:
-        raise GatewayError.bad_request(f"unknown field(s) {', '.join(unknown)}: expected user, session or provider")
+    body = await call.json_body("user", "session", "provider")
     user = call.text_field(body, "user")
     assert user is not None
     session = call.text_field(body, "session", required=False)

@@ -33,7 +33,7 @@ from gateway.sources.chain import NOT_REREAD, UserChain
 from gateway.sources.users import User
 from gateway.stores import RotationOutcome, Store
 
-__all__ = ["PROVIDER_SESSION", "SESSION_CLAIMS", "AuthEvents", "AuthService", "ClaimShape", "Issued"]
+__all__ = ["PROVIDER_SESSION", "SESSION_CLAIMS", "AuthEvents", "AuthService", "ClaimShape", "Issued", "is_text"]
 
 MAX_LOGIN_LENGTH = 256
 MAX_PASSWORD_LENGTH = 1024
@@ -77,7 +77,7 @@ _REFUSALS = {
 }
 
 
-def _is_text(value: str) -> bool:
+def is_text(value: str) -> bool:
     """False for strings with lone surrogates (JSON allows "\\ud800"), which no hash or store can encode."""
     try:
         value.encode("utf-8")
@@ -183,7 +183,7 @@ class AuthService:
             raise GatewayError.bad_request("Both a login and a password are required, as strings")
         if len(login) > MAX_LOGIN_LENGTH or len(password) > MAX_PASSWORD_LENGTH:
             raise GatewayError.bad_request("Login or password is too long")
-        if not (_is_text(login) and _is_text(password)):
+        if not (is_text(login) and is_text(password)):
             raise GatewayError.bad_request("Login and password must be valid Unicode text")
         if self.throttle:
             async with self.throttle.checking(login, login_claim, client_ip):  # a turn first: waiting costs no slot

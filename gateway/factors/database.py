@@ -9,13 +9,14 @@ instances deleting the same one-time row, exactly one sees 1. Any driver failure
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
-from gateway.sources.sql_drivers import compile_query, mysql_pool, postgres_pool
+from gateway.sources.sql_drivers import compile_query, database_url, mysql_pool, postgres_pool
 from gateway.stores.base import StoreUnavailable
 
 __all__ = ["Database", "open_database"]
@@ -94,6 +95,19 @@ class _Sqlite:
         self._thread.shutdown(wait=False)
 
 
+@contextlib.contextmanager
+def _postgres_errors() -> Iterator[None]:
+    """asyncpg's failures (its own exception classes, or the socket's) as ``StoreUnavailable``."""
+    try:
+        yield
+    except (OSError, TimeoutError) as exc:
+        raise _unavailable(exc) from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("asyncpg"):
+            raise _unavailable(exc) from None
+        raise
+
+
 class _Postgres:
     dialect = "postgresql"
 
@@ -103,37 +117,23 @@ class _Postgres:
 
     async def fetch(self, query: str, **params: Any) -> list[Row]:
         text, names = compile_query(query, self.dialect)
-        try:
+        with _postgres_errors():
             rows = await (await self._get()).fetch(text, *(params[n] for n in names))
-        except (OSError, TimeoutError) as exc:
-            raise _unavailable(exc) from None
-        except Exception as exc:
-            if type(exc).__module__.startswith("asyncpg"):
-                raise _unavailable(exc) from None
-            raise
         return [dict(r) for r in rows]
 
     async def execute(self, query: str, **params: Any) -> int:
         text, names = compile_query(query, self.dialect)
-        try:
+        with _postgres_errors():
             status = await (await self._get()).execute(text, *(params[n] for n in names))
-        except (OSError, TimeoutError) as exc:
-            raise _unavailable(exc) from None
-        except Exception as exc:
-            if type(exc).__module__.startswith("asyncpg"):
-                raise _unavailable(exc) from None
-            raise
         last = str(status).rsplit(" ", 1)[-1]
         return int(last) if last.isdigit() else 0
 
     async def script(self, statements: list[str]) -> None:
-        try:
+        with _postgres_errors():
             async with (await self._get()).acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(722201)")  # one migrating instance at a time
                 for statement in statements:
                     await conn.execute(statement)
-        except (OSError, TimeoutError) as exc:
-            raise _unavailable(exc) from None
 
     async def close(self) -> None:
         await self._pool.close()
@@ -201,11 +201,9 @@ def _wal(conn: sqlite3.Connection, timeout: float) -> None:
 
 def open_database(url: str, pool_size: int, timeout: float) -> Database:
     """A database for ``url``; nothing connects until the first statement."""
-    scheme = url.partition("://")[0].split("+")[0]
-    if scheme in {"postgresql", "postgres"}:
-        return _Postgres("postgresql://" + url.partition("://")[2], pool_size, timeout)
-    if scheme in {"mysql", "mariadb"}:
-        return _MySql(url, pool_size, timeout)
-    if scheme == "sqlite":
-        return _Sqlite(url[len("sqlite:///"):], timeout)
-    raise ValueError(f"unsupported database scheme {scheme}")
+    dialect, target = database_url(url)
+    if dialect == "postgresql":
+        return _Postgres(target, pool_size, timeout)
+    if dialect == "mysql":
+        return _MySql(target, pool_size, timeout)
+    return _Sqlite(target, timeout)

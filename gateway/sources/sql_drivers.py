@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from gateway.sources.base import SourceUnavailable
 
-__all__ = ["Driver", "LazyPool", "compile_query", "mysql_pool", "open_driver", "postgres_pool"]
+__all__ = ["Driver", "LazyPool", "compile_query", "database_url", "mysql_pool", "open_driver", "postgres_pool"]
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 Row = dict[str, Any]
@@ -181,11 +181,25 @@ class _Sqlite:
 
 def open_driver(url: str, pool_size: int, timeout: float) -> Driver:
     """A driver for ``url``; nothing connects until the first query (a database down at start is no crash)."""
+    try:
+        dialect, target = database_url(url)
+    except ValueError as exc:
+        raise SourceUnavailable(str(exc)) from None
+    if dialect == "postgresql":
+        return _Postgres(target, pool_size, timeout)
+    if dialect == "mysql":
+        return _MySql(target, pool_size, timeout)
+    return _Sqlite(target, timeout)
+
+
+def database_url(url: str) -> tuple[str, str]:
+    """``(dialect, what its driver opens)`` for a database URL: ``postgresql`` and its DSN (any ``+driver``
+    suffix dropped), ``mysql`` (also ``mariadb``) and the URL, ``sqlite`` and the file's path; else ValueError."""
     scheme = url.partition("://")[0].split("+")[0]
     if scheme in {"postgresql", "postgres"}:
-        return _Postgres("postgresql://" + url.partition("://")[2], pool_size, timeout)
+        return "postgresql", "postgresql://" + url.partition("://")[2]
     if scheme in {"mysql", "mariadb"}:
-        return _MySql(url, pool_size, timeout)
+        return "mysql", url
     if scheme == "sqlite":
-        return _Sqlite(url[len("sqlite:///"):], timeout)
-    raise SourceUnavailable(f"unsupported database scheme {scheme}")
+        return "sqlite", url[len("sqlite:///"):]
+    raise ValueError(f"unsupported database scheme {scheme}")

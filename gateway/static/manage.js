@@ -93,7 +93,9 @@ async function load() {
   const info = await call('GET', '');
   const hasTotp = info.methods.includes('totp');
   byId('totp-state').textContent = hasTotp ? 'An authenticator app is set up.' : 'No authenticator app is set up.';
-  byId('totp-begin').hidden = hasTotp;
+  // a new app replaces the current one once its first code confirms it (a required user cannot remove it, only replace it)
+  byId('totp-begin').hidden = false;
+  byId('totp-begin').textContent = hasTotp ? 'Replace the authenticator app' : 'Set up an authenticator app';
   byId('totp-remove').hidden = !hasTotp;
   const keys = info.authenticators || [];
   const list = byId('authenticators');

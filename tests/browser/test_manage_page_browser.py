@@ -42,6 +42,7 @@ STEP_UP_CODE = """(async () => {
 STATE = """({
   status: document.getElementById('manage-status').textContent,
   totp: document.getElementById('totp-state').textContent,
+  begin: document.getElementById('totp-begin').textContent,
   keys: [...document.querySelectorAll('#authenticators li')].map((li) => [...li.querySelectorAll('span')].slice(0, 2).map((s) => s.textContent)),
   codesLeft: document.getElementById('codes-left').textContent,
   shownCodes: document.getElementById('codes-shown').hidden ? 0 : document.querySelectorAll('#codes li').length,
@@ -129,7 +130,9 @@ async def test_manage_factors_in_chromium(stack):
     assert arrived["status"] == "Your account must have a second factor: set one up now."
     assert arrived["continueTo"] == "/app/home"
     assert qr is True and typed == 6
+    assert arrived["begin"] == "Set up an authenticator app"
     assert enrolled["totp"] == "An authenticator app is set up." and enrolled["shownCodes"] == 10
+    assert enrolled["begin"] == "Replace the authenticator app"  # a required user replaces, never removes
     assert enrolled["codesLeft"] == "Recovery codes left: 10."
     assert "/auth/mfa/step-up?next=/auth/mfa/manage" in step_up and typed_again == 6
     assert added["keys"] == [["laptop", "security key or device-bound passkey"]] and added["status"] == "laptop was added."

@@ -147,8 +147,8 @@ class StepUp:
         claims = await authenticate(request, self.auth.tokens, self.auth.store, required=True, cookies=self.cookies)
         subject = str(claims["sub"])
         request[SUBJECT] = subject
-        if not {"totp", "recovery"} & set(await self.gate.credentials.methods(subject)):  # a recovery code stands in for an authenticator
-            raise GatewayError(409, ErrorCode.FACTOR_REQUIRED, f"No second factor to check: enrol one first ({self.gate.settings.path}/totp)")
+        if "totp" not in await self.gate.credentials.methods(subject):
+            raise GatewayError(409, ErrorCode.FACTOR_REQUIRED, f"No second factor to check: enrol one at {self.gate.settings.path}/totp")
         fields = await read_fields(request)
         address = self.auth.throttle.client_of(request) if self.auth.throttle else client(request).address
         amr = await self.gate.reverify(subject, fields.get("code"), fields.get("recovery_code"), address)

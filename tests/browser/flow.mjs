@@ -5,8 +5,7 @@
 //
 //   node flow.mjs STEPS.json [--timeout MS] [--virtual-authenticator JSON]
 //
-// --virtual-authenticator: as run.mjs, a DevTools virtual WebAuthn authenticator on the tab before the
-// first step (it stays across the tab's navigations).
+// --virtual-authenticator: a DevTools virtual WebAuthn authenticator in the tab first (webauthn.mjs).
 //
 // Steps (each an object with one action; results of `result`, `evaluate` and `url` are collected in order):
 //   {"goto": URL}                     navigate (waits for load)
@@ -22,7 +21,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { addVirtualAuthenticator } from './virtual_authenticator.mjs';
+import { addVirtualAuthenticator } from './webauthn.mjs';
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
@@ -46,14 +45,18 @@ async function run(page, steps, timeout, out) {
 }
 
 async function main() {
-  const [stepsPath, ...flags] = process.argv.slice(2);
-  const options = {};
-  for (let i = 0; i < flags.length; i += 2) options[flags[i]] = flags[i + 1];
-  if (!stepsPath || Object.keys(options).some((f) => !['--timeout', '--virtual-authenticator'].includes(f))) {
+  const [stepsPath, ...rest] = process.argv.slice(2);
+  let timeout = 30000;
+  let authenticator = null;
+  for (let i = 0; i < rest.length; i += 2) {
+    if (rest[i] === '--timeout') timeout = Number(rest[i + 1]);
+    else if (rest[i] === '--virtual-authenticator') authenticator = JSON.parse(rest[i + 1]);
+    else { console.error(`unexpected argument ${rest[i]}`); return 2; }
+  }
+  if (!stepsPath || !Number.isFinite(timeout)) {
     console.error('usage: node flow.mjs STEPS.json [--timeout MS] [--virtual-authenticator JSON]');
     return 2;
   }
-  const timeout = Number(options['--timeout'] || 30000);
   const steps = JSON.parse(readFileSync(stepsPath, 'utf8'));
   const out = { results: [], url: null, console: [] };
   const userDataDir = mkdtempSync(join(tmpdir(), 'gw-chromium-'));
@@ -69,11 +72,9 @@ async function main() {
       executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS, timeout: 60000,
     });
     const page = context.pages()[0] || (await context.newPage());
+    if (authenticator) await addVirtualAuthenticator(context, page, authenticator);
     page.on('console', (msg) => out.console.push(`${msg.type()}: ${msg.text()}`));
     page.on('pageerror', (err) => out.console.push(`pageerror: ${err && err.stack ? err.stack : err}`));
-    if (options['--virtual-authenticator']) {
-      await addVirtualAuthenticator(context, page, JSON.parse(options['--virtual-authenticator']));
-    }
     try {
       await run(page, steps, timeout, out);
     } catch (err) {

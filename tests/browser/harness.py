@@ -179,16 +179,15 @@ async def run_page_async(url: str, timeout: float = 30.0, authenticator: dict | 
 
 async def run_flow_async(steps: list[dict[str, Any]], workdir: Path, step_timeout: float = 30.0,
                          authenticator: dict | None = None) -> dict[str, Any]:
-    """Drive one tab through ``steps`` with flow.mjs (see its header); its output, ``{"results", "url", "console"}``.
-
-    ``authenticator``: a DevTools virtual WebAuthn authenticator on the tab first (as ``run_page_async``)."""
+    """Drive one tab through ``steps`` (flow.mjs: goto, click, waitForURL, result, evaluate, ...) and return
+    ``{"results", "url", "console"}``; ``authenticator`` as for run_page_async. Raises BrowserRunError on failure."""
     path = workdir / f"steps-{free_port()}.json"
     path.write_text(json.dumps(steps))
-    args = [NODE, str(BROWSER_DIR / "flow.mjs"), str(path), "--timeout", str(int(step_timeout * 1000))]
-    if authenticator is not None:
-        args += ["--virtual-authenticator", json.dumps(authenticator)]
-    proc = await asyncio.create_subprocess_exec(*args, cwd=BROWSER_DIR, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+    extra = [] if authenticator is None else ["--virtual-authenticator", json.dumps(authenticator)]
+    proc = await asyncio.create_subprocess_exec(
+        NODE, str(BROWSER_DIR / "flow.mjs"), str(path), "--timeout", str(int(step_timeout * 1000)), *extra,
+        cwd=BROWSER_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), step_timeout * (len(steps) + 3))
     except asyncio.TimeoutError:
@@ -197,7 +196,8 @@ async def run_flow_async(steps: list[dict[str, Any]], workdir: Path, step_timeou
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     if proc.returncode != 0:
         raise BrowserRunError(proc.returncode or -1, stdout, stderr, str(path))
-    return _last_json_line(stdout)  # type: ignore[no-any-return]
+    result: dict[str, Any] = _last_json_line(stdout)
+    return result
 
 
 def run_node(script: str | Path, *args: str, timeout: float = 60.0, env: dict | None = None) -> Any:

@@ -17,7 +17,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { addVirtualAuthenticator } from './virtual_authenticator.mjs';
+import { addVirtualAuthenticator } from './webauthn.mjs';
 
 function parseArgs(argv) {
   const out = { url: null, timeout: 30000, chromium: process.env.CHROMIUM_PATH || '/usr/bin/chromium', authenticator: null };

@@ -1,8 +1,8 @@
-// A DevTools virtual WebAuthn authenticator for a playwright-core page (run.mjs and flow.mjs
-// --virtual-authenticator): WebAuthn.enable + WebAuthn.addVirtualAuthenticator with `overrides` over
-// ctap2, internal transport, resident keys, user verification, user verified; the page gets
-// `window.__cdp(method, params)` for WebAuthn.* commands and `window.__authenticatorId`.
-
+// The DevTools virtual WebAuthn authenticator for run.mjs and flow.mjs: WebAuthn.enable +
+// WebAuthn.addVirtualAuthenticator (ctap2, internal transport, resident keys, user verification, user
+// verified; `overrides` on top), and `window.__cdp(method, params)` in every page of the tab (WebAuthn.*
+// commands only) with `window.__authenticatorId`. The authenticator belongs to the tab: it keeps its
+// credentials across navigations.
 export async function addVirtualAuthenticator(context, page, overrides) {
   const cdp = await context.newCDPSession(page);
   await cdp.send('WebAuthn.enable');

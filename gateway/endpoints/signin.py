@@ -17,7 +17,12 @@ Decisions where the issue is silent:
   own storage, so it shows its own form (client.js ``login(user, password)``).
   The form posts JSON to the gateway's token endpoint from a small script
   (cookie mode refuses form-encoded logins: login CSRF), so it needs
-  JavaScript; the provider links do not.
+  JavaScript; the provider links do not. A ``second_factor_required`` answer
+  with a code to give (TOTP or recovery code) shows a code field, and the
+  ``mfa_token`` goes back with the code to the same endpoint; a login in an
+  enrolment grace period goes to the manage page first
+  (docs/second-factor.md). WebAuthn and enrolment at the login are not done
+  here.
 - No external asset, and a strict Content-Security-Policy: the one inline
   script and the one inline style are allowed by their SHA-256 hashes, the
   script may only talk to the gateway's own origin, and nothing may frame the
@@ -44,11 +49,22 @@ __all__ = ["SCRIPT", "STYLE", "SignInPage", "page_headers", "signin_endpoints", 
 
 GET = frozenset({"GET", "HEAD"})
 
-# The page's only script: posts the password form as JSON to the token endpoint, then goes to `next`.
+# The page's only script: posts the password form as JSON to the token endpoint, then goes to `next`; when the
+# answer is second_factor_required with a code to give, it shows the code field and posts the mfa_token with the
+# code (TOTP) or recovery code to the same endpoint (docs/second-factor.md#the-login-flow).
 # It reads everything from the form's data attributes, so it never changes and its hash is fixed.
 SCRIPT = """
 const form = document.getElementById('password-form');
 const status = document.getElementById('password-status');
+const factor = document.getElementById('factor-step');
+let mfaToken = null;
+function askForCode(token) {
+  mfaToken = token;
+  factor.hidden = token === null;
+  form.elements.code.required = token !== null;
+  form.elements.code.value = '';
+  if (token !== null) form.elements.code.focus();
+}
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
   const button = form.querySelector('button');
@@ -56,14 +72,20 @@ form.addEventListener('submit', async (event) => {
   status.textContent = 'Signing in\\u2026';
   try {
     const body = {};
-    body[form.dataset.userField] = form.elements.username.value;
-    body[form.dataset.passwordField] = form.elements.password.value;
+    if (mfaToken !== null) {
+      const code = form.elements.code.value.trim();
+      body.mfa_token = mfaToken;
+      body[/^[0-9]{6,8}$/.test(code) ? 'code' : 'recovery_code'] = code;
+    } else {
+      body[form.dataset.userField] = form.elements.username.value;
+      body[form.dataset.passwordField] = form.elements.password.value;
+    }
     const res = await fetch(form.action, {
       method: 'POST', credentials: 'same-origin', body: JSON.stringify(body),
       headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
     });
+    const answer = await res.json().catch(() => ({}));
     if (res.ok) {
-      const answer = await res.json().catch(() => ({}));
       const manage = form.dataset.manage;
       const next = form.dataset.next;
       // in the second-factor enrolment grace period: to the manage page first, then on to `next`
@@ -71,9 +93,23 @@ form.addEventListener('submit', async (event) => {
         ? `${manage}?next=${encodeURIComponent(next)}` : next);
       return;
     }
-    status.textContent = res.status === 429 ? 'Too many attempts. Wait a moment, then try again.'
-      : res.status >= 500 ? 'Sign-in is unavailable right now. Try again later.'
-      : 'The user name or password is not right.';
+    if (answer.code === 'second_factor_required') {
+      const methods = Array.isArray(answer.methods) ? answer.methods : [];
+      if (methods.includes('totp') || methods.includes('recovery')) {
+        askForCode(answer.mfa_token);
+        status.textContent = 'Enter the code from your authenticator app, or a recovery code.';
+      } else {
+        status.textContent = methods.length ? 'This account signs in with a security key, which this page cannot use.'
+          : 'This account must set up a second factor first, which this page cannot do.';
+      }
+    } else if (answer.code === 'mfa_token_invalid') {
+      askForCode(null);
+      status.textContent = 'That took too long, or too many codes were wrong. Sign in again.';
+    } else {
+      status.textContent = res.status === 429 ? 'Too many attempts. Wait a moment, then try again.'
+        : res.status >= 500 ? 'Sign-in is unavailable right now. Try again later.'
+        : mfaToken !== null ? 'The code is not right.' : 'The user name or password is not right.';
+    }
   } catch (err) {
     status.textContent = 'The gateway could not be reached. Try again.';
   }
@@ -131,6 +167,10 @@ class SignInPage:
         self.token_path = config.endpoints.token
         self.fields = (own.request.username, own.request.password)
         self.manage = config.second_factor.manage_page if config.second_factor is not None and self.password else ""
+        self.factor_step = (  # shown by the script when the password asks for a second factor
+            '<div id="factor-step" hidden><label for="code">Code from your authenticator app, or a recovery code</label>'
+            '<input id="code" name="code" autocomplete="one-time-code"></div>\n'
+        ) if config.second_factor is not None else ""
 
     async def handle(self, request: web.Request) -> web.Response:
         values = request.query.getall("next", [])
@@ -164,6 +204,7 @@ class SignInPage:
                 '<input id="username" name="username" autocomplete="username" required>\n'
                 '<label for="password">Password</label>'
                 '<input id="password" name="password" type="password" autocomplete="current-password" required>\n'
+                f"{self.factor_step}"
                 '<button type="submit">Sign in</button>\n'
                 '<p id="password-status" role="status" aria-live="polite"></p>\n</form></section>'
                 f"<script>{SCRIPT}</script>"

@@ -6,7 +6,8 @@ within the enrolment grace period, so the sign-in page sends the browser to the 
 (the QR code drawn, the code computed with pyotp by this test's page server from the key the page shows); adding a
 passkey then needs a login with that factor, so the page goes to the step-up page and comes back; the passkey is
 added with a name, recovery codes are regenerated (shown once), removing the required user's TOTP stays refused,
-the passkey is removed. No CSP violation is reported on the way.
+the passkey is removed; signed out, the browser signs in again on the sign-in page with the password and a
+recovery code and comes back to the page. No CSP violation is reported on the way.
 
 The gateway listens on 127.0.0.1 but is reached as http://localhost (a valid WebAuthn RP ID), as `public_url` says.
 """
@@ -38,6 +39,11 @@ STEP_UP_CODE = """(async () => {
   const code = await (await fetch('/app/totp')).text();
   document.getElementById('code').value = code;
   return code.length;
+})()"""
+KEEP_A_CODE_AND_LOG_OUT = """(async () => {
+  sessionStorage.setItem('kept', document.querySelector('#codes li').textContent);
+  const csrf = document.cookie.split('; ').find((c) => c.startsWith('gw_csrf=')).slice('gw_csrf='.length);
+  return (await fetch('/auth/logout', { method: 'POST', headers: { 'X-CSRF-Token': decodeURIComponent(csrf) } })).status;
 })()"""
 STATE = """({
   status: document.getElementById('manage-status').textContent,
@@ -121,10 +127,19 @@ async def test_manage_factors_in_chromium(stack):
         {"click": "#codes-new"}, {"waitFor": "#codes-shown:not([hidden])"}, {"evaluate": STATE},
         {"click": "#totp-remove"}, {"waitFor": "#totp-remove:not([disabled])"}, {"evaluate": STATE},
         {"click": "#authenticators li button.remove"}, {"waitFor": "#authenticators:empty"}, {"evaluate": STATE},
+        # signed out, back to the page: the sign-in page asks for the second factor (a recovery code shown above)
+        {"evaluate": KEEP_A_CODE_AND_LOG_OUT},
+        {"goto": f"{base}/auth/mfa/manage?next=/app/home"}, {"waitForURL": r"/auth/signin\?next="},
+        {"fill": ["#username", "alice"]}, {"fill": ["#password", PASSWORD]}, {"click": "#password-form button"},
+        {"waitFor": "#factor-step:not([hidden])"},
+        {"evaluate": "document.getElementById('code').value = sessionStorage.getItem('kept')"},
+        {"click": "#password-form button"},
+        {"waitForURL": r"/auth/mfa/manage\?next=/app/home$"}, loaded, {"evaluate": STATE},
     ]
     out = await run_flow_async(steps, tmp_path, step_timeout=30.0, authenticator={})
     assert "error" not in out, out
-    signin, arrived, qr, typed, enrolled, step_up, typed_again, added, renewed, refused, removed = out["results"]
+    (signin, arrived, qr, typed, enrolled, step_up, typed_again, added, renewed, refused, removed, logged_out, _,
+     again) = out["results"]
     assert signin.endswith("/auth/signin?next=/auth/mfa/manage%3Fnext%3D/app/home")
     assert arrived["totp"] == "No authenticator app is set up." and arrived["keys"] == []
     assert arrived["status"] == "Your account must have a second factor: set one up now."
@@ -139,6 +154,8 @@ async def test_manage_factors_in_chromium(stack):
     assert renewed["shownCodes"] == 10 and renewed["status"].startswith("New recovery codes")
     assert refused["totp"] == "An authenticator app is set up." and "must have a second factor" in refused["status"]
     assert removed["keys"] == [] and removed["status"] == "laptop was removed."
+    assert logged_out == 200
+    assert again["codesLeft"] == "Recovery codes left: 9." and again["totp"] == "An authenticator app is set up."
     violations = [line for line in out["console"] if "Content Security Policy" in line or "pageerror" in line]
     assert violations == [], out["console"]
     with sqlite3.connect(tmp_path / "credentials.db") as db:  # what the page did is in the database

@@ -102,5 +102,6 @@ async def test_the_sign_in_page_knows_the_manage_page_in_cookie_mode(make_gatewa
     client = await make_gateway(**settings(upstream, tmp_path, required="everyone", grace_period="1d"))
     html = await (await client.get("/auth/signin?next=/app/x", headers=NAVIGATE)).text()
     assert 'data-manage="/auth/mfa/manage"' in html
+    assert '<div id="factor-step" hidden><label for="code">' in html  # the second step's field, shown when asked for
     body = await cookie_login(client)
     assert body["second_factor_enrolment_due"] > time.time()

@@ -26,6 +26,7 @@ from gateway.cors import CorsPolicy
 from gateway.decision.front import Front
 from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.factors import factor_endpoints
+from gateway.endpoints.manage import manage_endpoints
 from gateway.endpoints.oidc import oidc_endpoints
 from gateway.endpoints.signin import signin_endpoints
 from gateway.endpoints.step_up import step_up_endpoints
@@ -122,6 +123,7 @@ class Runtime:
                 **(oidc_endpoints(config, oidc, cookies, dialects(config, cookies, auth)[0]) if oidc is not None else {}),
                 **(factor_endpoints(config, factors, auth, cookies) if factors is not None else {}),
                 **(step_up_endpoints(config, factors, auth, cookies) if factors is not None else {}),
+                **(manage_endpoints(config, factors, auth, cookies) if factors is not None else {}),
             },
             issuers=Issuers(config),
             signer=IdentitySigner(keys, config.tokens.issuer),

@@ -142,16 +142,23 @@ def cmd_sessions_revoke(args: argparse.Namespace) -> int:
 def cmd_mfa_list(args: argparse.Namespace) -> int:
     answer = call_api(args, "GET", "mfa", query={"user": args.user})
     methods = answer.get("methods", [])
-    print(json.dumps(answer, indent=2) if args.json
-          else f"{answer.get('user')!r}: {', '.join(methods) if methods else 'no second factor'}")
+    line = f"{answer.get('user')!r}: {', '.join(methods) if methods else 'no second factor'}"
+    grace = answer.get("grace")
+    if isinstance(grace, dict):
+        line += f"; enrolment grace {'until' if grace.get('open') else 'over (was until)'} {_when(grace.get('deadline'))}"
+        if grace.get("ended_at") is not None:
+            line += f", ended {_when(grace.get('ended_at'))}"
+    print(json.dumps(answer, indent=2) if args.json else line)
     return 0
 
 
+
 def cmd_mfa_reset(args: argparse.Namespace) -> int:
-    answer = call_api(args, "POST", "mfa/reset", body={"user": args.user})
+    answer = call_api(args, "POST", "mfa/reset", body={"user": args.user, "grace": args.grace})
     removed, revoked = answer.get("removed", []), answer.get("revoked", [])
+    grace = "a new enrolment grace period at the next login" if args.grace else "no enrolment grace period"
     print(json.dumps(answer, indent=2) if args.json else
-          f"{answer.get('user')!r}: removed {', '.join(removed) or 'nothing'}; {len(revoked)} session(s) revoked")
+          f"{answer.get('user')!r}: removed {', '.join(removed) or 'nothing'}; {len(revoked)} session(s) revoked; {grace}")
     return 0
 
 
@@ -238,6 +245,9 @@ def add_commands(sub: Any, default_config: str) -> None:
     mfa_list.set_defaults(func=_run(cmd_mfa_list))
     mfa_reset = mfa_verbs.add_parser("reset", help="remove every second factor of a user and end the user's sessions")
     mfa_reset.add_argument("user", help="the user's name (the tokens' sub)")
+    mfa_reset.add_argument("--grace", action="store_true",
+                           help="grant a new enrolment grace period (second_factor.grace_period); by default the reset "
+                                "ends any grace and the user must enrol at the next login")
     mfa_reset.set_defaults(func=_run(cmd_mfa_reset))
     keys = sub.add_parser("service-keys", help="create, list or revoke service keys through the admin API of a running gateway")
     key_verbs = keys.add_subparsers(dest="service_keys_command", required=True)

@@ -6,6 +6,7 @@ the security-relevant steps.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -50,6 +51,7 @@ class Issued:
     expires_in: int
     subject: str
     family: str  # the session's fid (cookie mode binds its CSRF token to it)
+    enrolment_due: int | None = None  # a login in a second-factor enrolment grace period: its deadline (Unix seconds)
 
     def as_json(self) -> str:
         return json.dumps({"access": self.access, "refresh": self.refresh, "expires_in": self.expires_in,
@@ -114,7 +116,8 @@ def _auth_claims(refresh_claims: Mapping[str, Any]) -> dict[str, Any]:
 class FactorGate(Protocol):
     """The second-factor step of a password login (gateway.factors.flow.FactorGate implements it)."""
 
-    async def gate(self, subject: str, claims: Mapping[str, Any], extra: Mapping[str, Any] | None, bound_to: str) -> None: ...
+    async def gate(self, subject: str, claims: Mapping[str, Any], extra: Mapping[str, Any] | None,
+                   bound_to: str) -> int | None: ...
 
 
 class AuthEvents(Protocol):
@@ -204,11 +207,13 @@ class AuthService:
             if user.rehashed_from:  # the gateway's own rehash_on_login: not a password change
                 await accept_rehash(self.store, user.username, password_fingerprint(
                     self._fingerprint_key, user.rehashed_from), fingerprint, self.family_ttl)
-        if self.factors is not None:
-            await self.factors.gate(user.username, user.claims, extra, bound_to)
+        enrolment_due = None
+        if self.factors is not None:  # a second factor due raises; a grace period answers its deadline
+            enrolment_due = await self.factors.gate(user.username, user.claims, extra, bound_to)
         origin = SessionOrigin("password", client_ip=client_ip, user_agent=user_agent, password=fingerprint)
-        return await self.start_session(user.username, user.claims, refresh_extra=extra, shape=shape, origin=origin,
-                                        amr=("pwd",))
+        issued = await self.start_session(user.username, user.claims, refresh_extra=extra, shape=shape, origin=origin,
+                                          amr=("pwd",))
+        return issued if enrolment_due is None else dataclasses.replace(issued, enrolment_due=enrolment_due)
 
     async def start_session(
         self, subject: str, claims: Mapping[str, Any], *, refresh_extra: Mapping[str, Any] | None = None,

@@ -141,11 +141,13 @@ class SecondFactor(Model):
     groups: tuple[str, ...] = ()
     """Users in any of these groups (the `groups` claim) need a second factor at login."""
     path: str = "/auth/mfa"
-    """Prefix of the enrolment endpoints (`<path>`, `<path>/totp`, `<path>/totp/confirm`, `<path>/recovery-codes`) and the step-up page (`<path>/step-up`)."""
+    """Prefix of the enrolment endpoints (`<path>`, `<path>/totp`, `<path>/totp/confirm`, `<path>/recovery-codes`), the step-up page (`<path>/step-up`) and, in cookie mode, the page to manage factors (`<path>/manage`)."""
     issuer_name: str = "Gateway"
     """The name authenticator apps show beside the account."""
     mfa_token_lifetime: Duration = 300
     """How long the `mfa_token` of a proven password may be exchanged for tokens with a code (single use)."""
+    grace_period: Duration = 0
+    """A user whom `required`, `roles` or `groups` requires to have a factor but who has none may log in with the password alone (`amr: [pwd]`) until this long after the first such login, remembered in the credentials database; then the login asks to enrol. `0`: no grace."""
     enrol_max_auth_age: Duration = 300
     """Adding or removing a factor or new recovery codes with an access token needs a login at most this old."""
     totp_window: int = 1
@@ -157,6 +159,11 @@ class SecondFactor(Model):
     webauthn: WebAuthnSettings | None = None
     """WebAuthn authenticators and passkeys as a factor (absent: off)."""
 
+    @property
+    def manage_page(self) -> str:
+        """The page where a browser user (cookie mode) lists, adds and removes factors: `<path>/manage`."""
+        return f"{self.path}/manage"
+
     @model_validator(mode="after")
     def _bounds(self) -> "SecondFactor":
         if not self.path.startswith("/") or self.path.endswith("/") or len(self.path) < 2:
@@ -165,6 +172,8 @@ class SecondFactor(Model):
             raise ValueError("totp_window: 0, 1 or 2 steps")
         if not 30 <= self.mfa_token_lifetime <= 900:
             raise ValueError("mfa_token_lifetime: between 30s and 15m")
+        if not 0 <= self.grace_period <= 90 * 86400:
+            raise ValueError("grace_period: between 0 (no grace) and 90 days")
         if not 4 <= self.recovery_codes <= 20:
             raise ValueError("recovery_codes: between 4 and 20")
         if self.throttle.per_user < 1 or self.throttle.per_ip < 1 or self.throttle.window <= 0:

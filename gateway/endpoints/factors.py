@@ -27,13 +27,31 @@ from gateway.factors.flow import FactorGate, PasskeyLogin
 from gateway.factors.passkeys import CeremonyError, Passkeys
 from gateway.observe.audit import emit
 
-__all__ = ["factor_endpoints"]
+__all__ = ["check_fresh", "factor_endpoints", "has_factor"]
 
 FACTORS = {"totp", "webauthn"}  # a user with one of these changes factors only after a login made with one
 FACTOR_AMR = {"otp", "hwk", "swk"}
 GET = frozenset({"GET", "HEAD"})
 POST = frozenset({"POST"})
 DELETE = frozenset({"DELETE"})
+
+
+async def check_fresh(gate: FactorGate, claims: Mapping[str, Any]) -> None:
+    """401 ``insufficient_user_authentication`` unless the session's login is at most ``enrol_max_auth_age`` old
+    and, once the user has a factor, was made with one: the rule for every change of factors."""
+    max_age = int(gate.settings.enrol_max_auth_age)
+    auth_time = claims.get("auth_time")
+    if not isinstance(auth_time, int) or time.time() - auth_time > max_age:
+        raise insufficient_user_authentication("Changing second factors needs a recent login; log in again",
+                                               max_age=max_age)
+    if await has_factor(gate, str(claims["sub"])) and not set(claims.get("amr") or []) & FACTOR_AMR:
+        raise insufficient_user_authentication("Changing second factors needs a login with your current factor",
+                                               max_age=max_age, acr_values="mfa")
+
+
+async def has_factor(gate: FactorGate, subject: str) -> bool:
+    """The user has a TOTP or an authenticator (recovery codes alone stand for nothing)."""
+    return bool(set(await gate.credentials.methods(subject)) & FACTORS)
 
 
 class FactorEndpoints:
@@ -50,17 +68,9 @@ class FactorEndpoints:
         return claims
 
     async def _fresh(self, request: web.Request) -> dict[str, Any]:
-        """An access token of a recent login, made with the user's TOTP if the user has one."""
+        """An access token of a recent login, made with the user's factor if the user has one."""
         claims = await self._claims(request)
-        max_age = int(self.settings.enrol_max_auth_age)
-        auth_time = claims.get("auth_time")
-        if not isinstance(auth_time, int) or time.time() - auth_time > max_age:
-            raise insufficient_user_authentication("Changing second factors needs a recent login; log in again",
-                                                   max_age=max_age)
-        has = set(await self.gate.credentials.methods(str(claims["sub"]))) & FACTORS
-        if has and not set(claims.get("amr") or []) & FACTOR_AMR:
-            raise insufficient_user_authentication("Changing second factors needs a login with your current factor",
-                                                   max_age=max_age, acr_values="mfa")
+        await check_fresh(self.gate, claims)
         return claims
 
     async def _enroller(self, request: web.Request, fields: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -69,7 +79,7 @@ class FactorEndpoints:
         if token is None:
             return str((await self._fresh(request))["sub"]), None
         pending = await self.gate.peek(token)
-        if set(await self.gate.credentials.methods(pending.subject)) & FACTORS:
+        if await has_factor(self.gate, pending.subject):
             raise GatewayError(403, ErrorCode.PERMISSION_DENIED, "This user has a second factor: log in with it first")
         request[SUBJECT] = pending.subject
         return pending.subject, str(token)
@@ -83,8 +93,9 @@ class FactorEndpoints:
         left = len(await self.gate.credentials.recovery_hashes(subject))
         body: dict[str, Any] = {"methods": methods, "required": self.gate.required_for(claims), "recovery_codes_left": left}
         if self.gate.passkeys is not None:
-            body["authenticators"] = [{"name": a.name, "aaguid": a.aaguid, "created_at": a.created_at,
-                                       "last_used_at": a.last_used_at} for a in await self.gate.credentials.authenticators(subject)]
+            body["authenticators"] = [{"name": a.name, "kind": "synced" if a.multi_device else "device_bound",
+                                       "aaguid": a.aaguid, "created_at": a.created_at, "last_used_at": a.last_used_at}
+                                      for a in await self.gate.credentials.authenticators(subject)]
         return json_response(body, headers=NO_STORE)
 
     async def begin_totp(self, request: web.Request) -> web.Response:
@@ -128,8 +139,8 @@ class FactorEndpoints:
 
     async def regenerate_codes(self, request: web.Request) -> web.Response:
         subject = str((await self._fresh(request))["sub"])
-        if "totp" not in await self.gate.credentials.methods(subject):
-            raise GatewayError(409, ErrorCode.BAD_REQUEST, "Recovery codes need a second factor: enrol TOTP first")
+        if not await has_factor(self.gate, subject):
+            raise GatewayError(409, ErrorCode.BAD_REQUEST, "Recovery codes need a second factor: enrol one first")
         codes = await self._new_codes(subject)
         emit("second_factor.recovery_codes_replaced", request, subject=subject, count=len(codes))
         return json_response({"recovery_codes": codes}, headers=NO_STORE)

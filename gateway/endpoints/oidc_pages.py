@@ -32,6 +32,7 @@ _TITLES = {
 }
 _CODE_TITLES = {  # where the status alone would mislead: the provider answers, but gateway and provider disagree
     "provider_misconfigured": "This identity provider is misconfigured",
+    "authentication_required": "You are not signed in",
 }
 
 

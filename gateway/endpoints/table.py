@@ -24,7 +24,8 @@ from gateway.errors import ErrorCode, GatewayError
 from gateway.lifecycle import LIFECYCLE
 from gateway.limits import CONNECTION_GUARD
 
-__all__ = ["NO_STORE", "Endpoint", "default_endpoints", "is_json", "json_response", "read_fields", "require_json"]
+__all__ = ["NO_STORE", "Endpoint", "default_endpoints", "is_json", "json_response", "read_fields", "require_json",
+           "static_script"]
 
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -141,16 +142,21 @@ def not_modified(request: web.Request, tag: str) -> bool:
     return "*" in candidates or tag in candidates
 
 
-_CLIENT_JS = resources.files("gateway").joinpath("static/client.js").read_bytes()
-_CLIENT_JS_ETAG = etag(_CLIENT_JS)
+def static_script(name: str) -> Handler:
+    """A script of gateway/static/ (an ES module); revalidated on every load so fixes reach browsers at once."""
+    body = resources.files("gateway").joinpath(f"static/{name}").read_bytes()
+    tag = etag(body)
+
+    async def serve(request: web.Request) -> web.Response:
+        headers = {"ETag": tag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        if not_modified(request, tag):
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, headers={**headers, "Content-Type": "text/javascript; charset=utf-8"})
+
+    return serve
 
 
-async def client_js(request: web.Request) -> web.Response:
-    """The browser client (an ES module); revalidated on every load so fixes reach browsers at once."""
-    headers = {"ETag": _CLIENT_JS_ETAG, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
-    if not_modified(request, _CLIENT_JS_ETAG):
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=_CLIENT_JS, headers={**headers, "Content-Type": "text/javascript; charset=utf-8"})
+client_js = static_script("client.js")  # the browser client
 
 
 def default_endpoints(paths: Endpoints, auth: AuthService) -> dict[str, Endpoint]:

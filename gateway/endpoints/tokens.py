@@ -37,6 +37,7 @@ __all__ = ["Dialect", "compat_endpoints", "dialects"]
 
 POST = frozenset({"POST"})
 GET = frozenset({"GET", "HEAD"})
+ENROLMENT_DUE = "second_factor_enrolment_due"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,8 @@ class Dialect:
             body[names.refresh] = issued.refresh
         if names.extras:
             body.update(token_type="Bearer", expires_in=issued.expires_in)
+        if issued.enrolment_due is not None:  # a login in the enrolment grace period (docs/second-factor.md)
+            body[ENROLMENT_DUE] = issued.enrolment_due
         if self.cookies is None:
             return json_response(body, headers=NO_STORE)
         csrf = self.cookies.csrf_token(issued.family)

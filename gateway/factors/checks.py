@@ -17,21 +17,31 @@ def _who(config: GatewayConfig) -> str:
     settings = config.second_factor
     assert settings is not None
     if settings.required == "everyone":
-        return "every user needs a second factor at login"
+        return f"every user needs a second factor at login{_grace(config)}"
     listed = []
     if settings.roles:
         listed.append(f"roles {list(settings.roles)}")
     if settings.groups:
         listed.append(f"groups {list(settings.groups)}")
     if listed:
-        return f"users with {' or '.join(listed)} need a second factor at login"
+        return f"users with {' or '.join(listed)} need a second factor at login{_grace(config)}"
     return "users who enrol a second factor are asked for it at login"
+
+
+def _grace(config: GatewayConfig) -> str:
+    settings = config.second_factor
+    assert settings is not None
+    return " (once their enrolment grace period is over)" if settings.grace_period > 0 else ""
 
 
 def second_factor_warnings(config: GatewayConfig) -> list[str]:
     if config.second_factor is None:
         return []
     warnings = []
+    settings = config.second_factor
+    if settings.grace_period > 0 and settings.required != "everyone" and not settings.roles and not settings.groups:
+        warnings.append("second_factor.grace_period: no user must have a second factor (required: step_up without roles "
+                        "or groups), so no login ever uses the enrolment grace period (docs/second-factor.md#enrolment-grace-period)")
     for i, profile in enumerate(config.compat.profiles):
         warnings.append(
             f"compat.profiles[{i}] ({profile.profile}): {_who(config)}, but this dialect's frontends do not know "

@@ -136,13 +136,18 @@ class FactorGate:
 
     # -- the mfa_token ----------------------------------------------------------------
 
-    async def gate(self, subject: str, claims: Mapping[str, Any], extra: Mapping[str, Any] | None, bound_to: str) -> None:
-        """Return if the user logs in with the password alone; raise ``SecondFactorRequired`` otherwise."""
+    async def gate(self, subject: str, claims: Mapping[str, Any], extra: Mapping[str, Any] | None,
+                   bound_to: str) -> int | None:
+        """None if the user logs in with the password alone; the deadline (Unix seconds) of the enrolment grace
+        period if the user must have a factor, has none and is within it (the password alone too); raise
+        ``SecondFactorRequired`` otherwise."""
         usable = ("totp", "webauthn") if self.passkeys is not None else ("totp",)
         methods = [m for m in await self.credentials.methods(subject) if m in usable]
         required = self.required_for(claims)
         if not methods and not required:
-            return
+            return None
+        if not methods and (deadline := await self._grace(subject)) is not None:
+            return deadline
         if methods and await self.credentials.recovery_hashes(subject):
             methods.append("recovery")
         token = secrets.token_urlsafe(32)
@@ -155,6 +160,22 @@ class FactorGate:
         if not methods:
             fields["enrol"] = f"{self.settings.path}/totp"  # required but none yet: enrol with this mfa_token first
         raise SecondFactorRequired(fields)
+
+    async def _grace(self, subject: str) -> int | None:
+        """The deadline while the user's enrolment grace runs (its first moment written now if this is the first
+        such login); None without grace or once it is over (its end reported once, by one instance)."""
+        period = self.settings.grace_period
+        if period <= 0:
+            return None
+        records = self.credentials.grace
+        grace, started = await records.begin(subject)
+        deadline = grace.deadline(period)
+        if grace.open_at(records.clock(), period):
+            emit("second_factor.grace_login", subject=subject, deadline=deadline, first=started)
+            return deadline
+        if grace.ended_at is None and await records.end(subject):
+            emit("second_factor.grace_ended", subject=subject, reason="expired", deadline=deadline)
+        return None
 
     async def _take(self, token: object) -> tuple[str, dict[str, Any]]:
         if not isinstance(token, str) or not 16 <= len(token) <= 128:

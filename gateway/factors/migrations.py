@@ -62,6 +62,15 @@ MIGRATIONS: dict[int, list[str]] = {
         " last_used_at BIGINT NULL,"
         " UNIQUE (subject, name))",
     ],
+    4: [
+        # The enrolment grace period (second_factor.grace_period): when a user whom policy requires to have a factor
+        # first logged in without one, and when that grace ended (NULL while it runs). Kept after the user enrols, so
+        # the first moment stays the first: a later reset or a removed factor never opens a new window by itself.
+        "CREATE TABLE IF NOT EXISTS gw_enrolment_grace ("
+        " subject VARCHAR(255) NOT NULL PRIMARY KEY,"
+        " started_at BIGINT NOT NULL,"
+        " ended_at BIGINT NULL)",
+    ],
 }
 LATEST = max(MIGRATIONS)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from gateway.config.factors import CredentialStoreSettings
 from gateway.factors.database import Database, open_database
+from gateway.factors.grace import GraceRecords
 from gateway.factors.migrations import upgrade
 from gateway.factors.sealing import Sealer
 
@@ -52,6 +53,7 @@ class CredentialStore:
     def __init__(self, db: Database, sealer: Sealer) -> None:
         self.db = db
         self.sealer = sealer
+        self.grace = GraceRecords(db)  # second_factor.grace_period: when a required user first logged in without a factor
 
     @classmethod
     def from_config(cls, settings: CredentialStoreSettings) -> "CredentialStore":

@@ -153,3 +153,20 @@ async def test_passkey_login_is_off_unless_configured(make_wa: Any) -> None:
     assert (await client.post("/auth/mfa/passkey/options")).status == 404
     resp = await client.post("/auth/token", json={"passkey": {"id": "x"}})
     assert resp.status == 404
+
+
+async def test_a_user_with_only_authenticators_lists_their_kinds_and_renews_recovery_codes(make_wa: Any) -> None:
+    """What the manage page needs for a user without TOTP: each authenticator's kind, and new recovery codes."""
+    client = await make_wa()
+    access = (await (await password_login(client)).json())["access"]
+    laptop, first = await register(client, "laptop", bearer(access))
+    body = await challenged(client)
+    resp = await client.post("/auth/token", json={"mfa_token": body["mfa_token"], "webauthn": laptop.get(body["webauthn"])})
+    fresh = (await resp.json())["access"]
+    await register(client, "phone", bearer(fresh), backup_eligible=True)
+    listed = await (await client.get("/auth/mfa", headers=bearer(fresh))).json()
+    assert [(a["name"], a["kind"]) for a in listed["authenticators"]] == [("laptop", "device_bound"), ("phone", "synced")]
+    renewed = await client.post("/auth/mfa/recovery-codes", headers=bearer(fresh))
+    assert renewed.status == 200, await renewed.text()
+    codes = (await renewed.json())["recovery_codes"]
+    assert len(codes) == 10 and not set(codes) & set(first["recovery_codes"])

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +140,32 @@ def test_a_revocation_through_one_instance_ends_the_session_on_another(gateway_p
     assert status == 401
     log = gateway_process.log(port_b)
     assert key not in log and session["access"] not in log
+
+
+def mfa_cli(*args: str, key: str, config: Path) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if k != "GATEWAY_ADMIN_KEY"}, "GATEWAY_ADMIN_KEY": key}
+    return subprocess.run([*gateway_command(), "mfa", *args, "--config", str(config)], capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+def test_mfa_list_shows_the_enrolment_grace_and_reset_grants_a_new_one_only_when_asked(
+    gateway_process, upstream_process, users_file, tmp_path
+):
+    key, entry = generate("ops-mfa")
+    raw = {**base_config(upstream_process, users_file),
+           "credentials": {"url": f"sqlite:///{tmp_path / 'credentials.db'}", "keys": [{"id": "k1", "secret": "k" * 40}]},
+           "second_factor": {"required": "everyone", "grace_period": "1d"}}
+    port, config = start(gateway_process, raw, entry)
+    due = login(port, "bob")["second_factor_enrolment_due"]
+    listed = mfa_cli("list", "bob", key=key, config=config)
+    shown = datetime.fromtimestamp(due, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    assert listed.returncode == 0 and listed.stdout.strip() == f"'bob': no second factor; enrolment grace until {shown}"
+    reset = mfa_cli("reset", "bob", key=key, config=config)
+    assert reset.returncode == 0 and reset.stdout.strip().endswith("; no enrolment grace period")
+    status, body = http("POST", f"http://127.0.0.1:{port}/auth/token", {"username": "bob", "password": PASSWORDS["bob"]})
+    assert status == 401 and body["code"] == "second_factor_required" and body["enrol"]
+    after = mfa_cli("list", "bob", key=key, config=config)
+    assert "enrolment grace over (was until" in after.stdout and ", ended " in after.stdout
+    renewed = mfa_cli("reset", "bob", "--grace", key=key, config=config)
+    assert renewed.returncode == 0 and "a new enrolment grace period at the next login" in renewed.stdout
+    assert login(port, "bob")["second_factor_enrolment_due"] >= due  # a password login again: a new window

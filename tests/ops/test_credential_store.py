@@ -219,3 +219,32 @@ async def test_a_sign_count_moves_forward_for_exactly_one_of_concurrent_uses(sto
 async def test_an_authenticator_without_a_counter_is_used_twice_in_one_second(store: CredentialStore) -> None:
     await store.add_authenticator(_authenticator("alice", "passkey", "cGFzc2tleQ"))
     assert await store.record_use("cGFzc2tleQ", 0, 0) and await store.record_use("cGFzc2tleQ", 0, 0)
+
+
+async def test_the_enrolment_grace_record_is_written_once_and_ended_once(database_url: str) -> None:
+    """Migration 4 (gw_enrolment_grace): two instances starting a user's grace together agree on its first moment,
+    and of two ending it exactly one reports the end; a reset closes it, or forgets it when asked for a new one."""
+    one, two = _store(database_url), _store(database_url)
+    await one.start()
+    await two.start()
+    try:
+        assert await one.grace.get("alice") is None
+        one.grace.clock = lambda: 1_000_000.0
+        two.grace.clock = lambda: 1_000_005.0
+        (first, a), (second, b) = await asyncio.gather(one.grace.begin("alice"), two.grace.begin("alice"))
+        assert first == second and first.ended_at is None and first.started_at in (1_000_000, 1_000_005)
+        assert sorted([a, b]) == [False, True]
+        assert (await one.grace.begin("alice")) == (first, False)  # a later login keeps the first moment
+        assert first.open_at(first.started_at + 59, 60) and not first.open_at(first.started_at + 60, 60)
+        ended = await asyncio.gather(one.grace.end("alice"), two.grace.end("alice"))
+        assert sorted(ended) == [False, True]
+        assert (await two.grace.get("alice")).ended_at is not None  # type: ignore[union-attr]
+        assert await one.grace.close("bob") is False  # never had one: an ended record, no new window later
+        bob = await one.grace.get("bob")
+        assert bob is not None and bob.ended_at == bob.started_at == 1_000_000
+        assert await one.grace.forget("bob") is True and await one.grace.get("bob") is None
+        await one.grace.begin("carol")
+        assert await one.grace.close("carol") is True  # a running grace ended by a reset
+    finally:
+        await one.close()
+        await two.close()

@@ -62,3 +62,15 @@ def test_webauthn_needs_a_public_url_with_a_domain_name(tmp_path: Path, users_fi
     model = check(tmp_path, users_file, credentials=store, public_url="https://localhost:8443",
                   second_factor={"webauthn": {"aaguids": ["ABC"]}})
     assert model.returncode == 1 and "second_factor.webauthn.aaguids: 'ABC' is not an AAGUID" in model.stderr
+
+
+def test_check_warns_about_a_grace_period_nobody_uses_and_names_it_for_legacy_dialects(tmp_path: Path, users_file: Path) -> None:
+    store = {"url": f"sqlite:///{tmp_path / 'c.db'}", "keys": [{"id": "k1", "secret": KEY}]}
+    unused = check(tmp_path, users_file, credentials=store, second_factor={"grace_period": "7d"})
+    assert unused.returncode == 0, unused.stderr
+    assert "warning: second_factor.grace_period: no user must have a second factor" in unused.stderr
+    used = check(tmp_path, users_file, credentials=store, second_factor={"grace_period": "7d", "required": "everyone"},
+                 compat={"profiles": [{"profile": "simplejwt"}]})
+    assert used.returncode == 0 and "grace_period: no user" not in used.stderr
+    assert ("every user needs a second factor at login (once their enrolment grace period is over), but this dialect's "
+            "frontends do not know second_factor_required") in used.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 from pydantic import ValidationInfo, field_validator, model_validator
 
@@ -12,7 +13,7 @@ from gateway.config.basic import BasicAuthSettings
 from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from gateway.config.browser import Compat, Cookies, Cors
 from gateway.config.decision import Decision
-from gateway.config.factors import CredentialStoreSettings, SecondFactor, webauthn_problems
+from gateway.config.factors import DEFAULT_LEVELS, CredentialStoreSettings, SecondFactor, webauthn_problems
 from gateway.config.issuers import ExternalIssuer
 from gateway.config.limits import Limits
 from gateway.config.networks import NetworkList, NetworkName, unknown_names
@@ -117,6 +118,21 @@ class GatewayConfig(Model):
     def _second_factor_store(self) -> "GatewayConfig":
         if self.second_factor is not None and self.credentials is None:
             raise ValueError("second_factor: needs a credentials store (credentials: {url: sqlite:////var/lib/gateway/credentials.db, keys: [...]})")
+        return self
+
+    @property
+    def levels(self) -> dict[str, tuple[str, ...]]:
+        """The acr levels routes may ask for: ``second_factor.levels``, or their default without that section."""
+        return self.second_factor.levels if self.second_factor is not None else DEFAULT_LEVELS
+
+    @model_validator(mode="after")
+    def _known_levels(self) -> "GatewayConfig":
+        known = ", ".join(self.levels)
+        problems = [f"routes[{i}].require.acr: {route.require.acr!r} is not a level of second_factor.levels ({known})"
+                    for i, route in enumerate(self.routes)
+                    if route.require.acr is not None and route.require.acr not in self.levels]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @field_validator("trusted_proxies")
@@ -256,13 +272,19 @@ def _cookie_problems(config: GatewayConfig) -> list[str]:
     return problems
 
 
-OIDC_SHARED = ("exchange", "logout", "providers")  # <endpoints.oidc>/<what>, one of each
+OIDC_SHARED = ("exchange", "logout", "providers", "step-up")  # <endpoints.oidc>/<what>, one of each
 OIDC_PER_PROVIDER = ("login", "callback", "backchannel-logout")  # <endpoints.oidc>/<provider>/<what>
 
 
 def oidc_paths(prefix: str, provider: str) -> list[str]:
     """The endpoint paths of one provider; the one place they are spelled."""
     return [f"{prefix}/{provider}/{what}" for what in OIDC_PER_PROVIDER]
+
+
+def oidc_step_up_url(config: GatewayConfig, next_url: str, max_age: int | None, level: str | None) -> str:
+    """Where a provider's session steps up (``<endpoints.oidc>/step-up``), with what the route asks."""
+    params = {"next": next_url, **({"max_age": str(max_age)} if max_age is not None else {}), **({"acr": level} if level else {})}
+    return f"{config.endpoints.oidc}/step-up?" + urlencode(params, quote_via=quote, safe="/")
 
 
 def oidc_state_key(config: GatewayConfig) -> bytes | None:

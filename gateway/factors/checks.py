@@ -40,7 +40,7 @@ def second_factor_warnings(config: GatewayConfig) -> list[str]:
         )
     for i, route in enumerate(config.routes):
         style = route.errors or config.compat.errors
-        if (route.require.amr_any or route.require.max_auth_age is not None) and style != "gateway":
+        if route.require.steps_up and style != "gateway":
             warnings.append(
                 f"routes[{i}] ({route.name}): a step-up requirement answers 401 insufficient_user_authentication to "
                 f"clients of the {style} dialect, which refresh and retry on a 401; a refreshed token never meets it "

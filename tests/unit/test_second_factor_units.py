@@ -132,3 +132,14 @@ def test_who_must_have_a_factor(tmp_path: Path, users_file: Path) -> None:
     gate = FactorGate(parsed.second_factor, CredentialStore.from_config(parsed.credentials), store, store)
     assert gate.required_for({"roles": ["user", "admin"]}) and gate.required_for({"groups": "finance"})
     assert not gate.required_for({"roles": ["user"], "groups": ["ops"]}) and not gate.required_for({})
+
+
+def test_only_the_gateway_says_how_a_user_logged_in(tmp_path: Path) -> None:
+    """amr, auth_time, acr and idp are login claims: a users file that sets one is refused at load, since a
+    provider session without amr (untrusted) would otherwise carry the file's."""
+    from gateway.sources.users import hash_password, load_users
+
+    path = tmp_path / "users.yaml"
+    path.write_text(f"users:\n  eve:\n    password_hash: '{hash_password('pw')}'\n    claims: {{amr: [otp], acr: mfa}}\n")
+    with pytest.raises(ConfigError, match=r"\['acr', 'amr'\] are set by the gateway"):
+        load_users(path)

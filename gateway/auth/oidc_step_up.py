@@ -23,11 +23,12 @@ from typing import Any, Mapping
 
 from gateway.config.factors import AMR_VALUES
 from gateway.config.oidc import OidcProvider
+from gateway.config.tokens import TOKEN_CLAIMS
 from gateway.errors import ErrorCode, GatewayError
 
 __all__ = ["LoginFacts", "StepUpRequest", "check_step_up", "login_facts"]
 
-CARRIED_OUT = frozenset({"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "token_type", "fid"})
+CARRIED_OUT = TOKEN_CLAIMS | {"sub"}  # minted afresh for the new access token
 
 
 @dataclass(frozen=True, slots=True)

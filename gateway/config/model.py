@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 from pydantic import ValidationInfo, field_validator, model_validator
 
@@ -279,12 +278,6 @@ OIDC_PER_PROVIDER = ("login", "callback", "backchannel-logout")  # <endpoints.oi
 def oidc_paths(prefix: str, provider: str) -> list[str]:
     """The endpoint paths of one provider; the one place they are spelled."""
     return [f"{prefix}/{provider}/{what}" for what in OIDC_PER_PROVIDER]
-
-
-def oidc_step_up_url(config: GatewayConfig, next_url: str, max_age: int | None, level: str | None) -> str:
-    """Where a provider's session steps up (``<endpoints.oidc>/step-up``), with what the route asks."""
-    params = {"next": next_url, **({"max_age": str(max_age)} if max_age is not None else {}), **({"acr": level} if level else {})}
-    return f"{config.endpoints.oidc}/step-up?" + urlencode(params, quote_via=quote, safe="/")
 
 
 def oidc_state_key(config: GatewayConfig) -> bytes | None:

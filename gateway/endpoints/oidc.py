@@ -1,5 +1,6 @@
 """The OIDC sign-in endpoints (``endpoints.oidc``): login, callback, exchange, logout,
-back-channel logout, the providers list; and the 302-or-401 answer of routes with ``login:``.
+back-channel logout, the providers list, the step-up of a provider's session at its provider
+(``step-up``, checked by ``auth.oidc_step_up``); and the 302-or-401 answer of routes with ``login:``.
 
 What the endpoints answer is the contract in docs/sign-in.md. Navigations
 (login, callback, GET logout) fail with an HTML page, everything else with the
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from yarl import URL
@@ -29,7 +30,8 @@ from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.forwarded import client
 from gateway.observe.audit import about
 
-__all__ = ["BINDING_COOKIE", "OidcEndpoints", "login_answer", "login_url", "oidc_endpoints", "provider_links", "wants_page"]
+__all__ = ["BINDING_COOKIE", "OidcEndpoints", "login_answer", "login_url", "oidc_endpoints", "provider_links",
+           "provider_step_up_url", "wants_page"]
 
 BINDING_COOKIE = "gw_oidc"
 GET = frozenset({"GET", "HEAD"})
@@ -45,6 +47,12 @@ def login_url(config: GatewayConfig, login: str, next_url: str | None = None) ->
     """The relative URL that starts a sign-in: a provider's login, or the sign-in page (``signin``)."""
     base = config.endpoints.signin if login == "signin" else f"{config.endpoints.oidc}/{login}/login"
     return base if next_url is None else f"{base}?next={quote(next_url, safe='/')}"
+
+
+def provider_step_up_url(config: GatewayConfig, next_url: str, max_age: int | None, level: str | None) -> str:
+    """Where a provider's session steps up (``<endpoints.oidc>/step-up``), with what the route asks."""
+    params = {"next": next_url, **({"max_age": str(max_age)} if max_age is not None else {}), **({"acr": level} if level else {})}
+    return f"{config.endpoints.oidc}/step-up?" + urlencode(params, quote_via=quote, safe="/")
 
 
 def provider_links(config: GatewayConfig) -> list[dict[str, str]]:

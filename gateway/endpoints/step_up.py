@@ -10,7 +10,10 @@ token is worth its own lifetime, which is what ``max_auth_age`` asks for anyway.
 
 A route's 401 ``insufficient_user_authentication`` (``step_up_answer``) becomes a 302
 to the page for a navigation in cookie mode and carries ``step_up_url`` in its JSON
-otherwise. ``next`` follows the one rule of ``auth.redirects.safe_next``.
+otherwise. For a session of an OIDC provider the place is ``<endpoints.oidc>/step-up``
+instead (back to the provider: ``endpoints.oidc``), unless the provider is not trusted
+and the level is missing: its ``amr`` is never believed, so only a factor here helps.
+``next`` follows the one rule of ``auth.redirects.safe_next``.
 """
 from __future__ import annotations
 
@@ -26,9 +29,8 @@ from gateway.auth.credentials import authenticate
 from gateway.auth.redirects import safe_next
 from gateway.auth.sessions import AuthService
 from gateway.config import GatewayConfig
-from gateway.config.model import oidc_step_up_url
 from gateway.context import SUBJECT
-from gateway.endpoints.oidc import wants_page
+from gateway.endpoints.oidc import provider_step_up_url, wants_page
 from gateway.endpoints.oidc_pages import error_page
 from gateway.endpoints.signin import page_headers
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
@@ -96,7 +98,7 @@ def _where(config: GatewayConfig, refusal: GatewayError, here: str) -> str | Non
     untrusted provider's amr is never believed, so a level needs a factor here), else the gateway's own page."""
     if isinstance(refusal, StepUpRequired) and refusal.provider in config.oidc.providers:
         if config.oidc.providers[refusal.provider].trust_authentication or not refusal.level_unmet:
-            return oidc_step_up_url(config, here, refusal.max_age, refusal.level)
+            return provider_step_up_url(config, here, refusal.max_age, refusal.level)
     return step_up_url(config, here)
 
 

@@ -30,14 +30,14 @@ FETCH = {"Accept": "application/json", "X-Requested-With": "fetch"}
 
 class Setup:
     def __init__(self, tmp: Path, processes: GatewayProcesses, upstream: str, users_file: Path) -> None:
-        self.processes, self.upstream, self.users_file = processes, upstream, users_file
+        self.tmp, self.processes, self.upstream, self.users_file = tmp, processes, upstream, users_file
         self.port = free_port()
         self.gw = f"http://127.0.0.1:{self.port}"
         (tmp / "op").mkdir(exist_ok=True)
         client = OidcClient("gateway", [f"{self.gw}/auth/oidc/corp/callback"], client_secret=CLIENT_SECRET)
         self.op = OidcProvider(tmp / "op", [client], [ALICE, BOB], acr_values=["mfa", "phishing_resistant"])
 
-    def start_gateway(self, trusted: bool, cookies: bool = True) -> None:
+    def start_gateway(self, trusted: bool, cookies: bool = True, factors: bool = False) -> None:
         spec = {"issuer": self.op.issuer, "client_id": "gateway", "client_secret": CLIENT_SECRET,
                 "claims": {"email": "email", "name": "name"}, "trust_authentication": trusted}
         seen = {"X-User-Id": "sub", "X-User-Amr": "amr", "X-User-Acr": "acr", "X-User-Auth-Time": "auth_time"}
@@ -55,6 +55,10 @@ class Setup:
                 {"name": "app", "prefix": "/app", "upstream": self.upstream, "login": "corp", "headers": seen},
             ],
         }
+        if factors:  # second factors at the gateway too: its own step-up page
+            raw["credentials"] = {"url": f"sqlite:///{self.tmp / 'credentials.db'}",
+                                  "keys": [{"id": "k1", "secret": "credentials-sealing-key-0123456789-abcdef"}]}
+            raw["second_factor"] = {}
         self.processes(raw, port=self.port)
 
     async def sign_in(self, browser: aiohttp.ClientSession, **said: str) -> None:
@@ -202,6 +206,19 @@ async def test_an_untrusted_provider_gives_no_amr_and_steps_up_only_a_recent_log
         renewed = access_claims(browser)
         assert "amr" not in renewed and renewed["auth_time"] >= before + 3
         assert (await browser.get(f"{setup.gw}/fresh/x", headers=FETCH)).status == 200
+
+
+async def test_an_untrusted_providers_session_meets_a_level_at_the_gateways_own_step_up_page(setup: Setup):
+    setup.start_gateway(trusted=False, factors=True)
+    async with client_session() as browser:
+        await setup.sign_in(browser, amr="pwd,otp")
+        pay = await browser.get(f"{setup.gw}/pay/x", headers=FETCH)
+        assert pay.status == 401 and (await pay.json())["step_up_url"] == "/auth/mfa/step-up?next=/pay/x"
+        navigation = await browser.get(f"{setup.gw}/pay/x", headers=NAVIGATE, allow_redirects=False)
+        assert navigation.status == 302 and navigation.headers["Location"] == "/auth/mfa/step-up?next=/pay/x"
+        await asyncio.sleep(3.5)  # a recent login still goes to the provider
+        fresh = await browser.get(f"{setup.gw}/fresh/x", headers=FETCH)
+        assert (await fresh.json())["step_up_url"] == "/auth/oidc/step-up?next=/fresh/x&max_age=3"
 
 
 async def test_a_bearer_client_steps_up_through_the_one_time_code(setup: Setup):

@@ -117,9 +117,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             "trust_forwarded_headers: every peer may set the client address, scheme and host it reports; "
             "list your load balancers in trusted_proxies instead (docs/operations.md#behind-a-load-balancer)"
         )
-    from gateway.factors.checks import second_factor_warnings
+    from gateway.factors.checks import provider_level_warnings, second_factor_warnings
 
-    trust += second_factor_warnings(config)
+    trust += second_factor_warnings(config) + provider_level_warnings(config)
     for warning in shadowed_routes(config.routes) + host_fallthrough(config.routes) + confusable_users(users) + trust:
         print(f"warning: {warning}", file=sys.stderr)
     sources = "" if config.users is None else f", {_count(len(users.sources), 'user source')}"

@@ -56,6 +56,8 @@ class ErrorCode(StrEnum):
     MFA_TOKEN_INVALID = "mfa_token_invalid"
     FACTOR_REQUIRED = "factor_required"
     INSUFFICIENT_USER_AUTHENTICATION = "insufficient_user_authentication"
+    STEP_UP_WRONG_USER = "step_up_wrong_user"
+    STEP_UP_INSUFFICIENT = "step_up_insufficient"
     # service keys (docs/service-keys.md)
     SERVICE_KEY_INVALID = "service_key_invalid"
     SERVICE_KEY_EXPIRED = "service_key_expired"

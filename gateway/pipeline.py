@@ -92,8 +92,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     except GatewayError as exc:
         _audit_refusal(request, exc, route)
         refusal = _style(runtime, route).access_error(exc)
-        if exc.code == ErrorCode.INSUFFICIENT_USER_AUTHENTICATION and runtime.config.second_factor is not None:
-            return step_up_answer(request, request.raw_path, runtime.config, refusal)  # navigation (cookie mode): 302; fetch: step_up_url
+        if exc.code == ErrorCode.INSUFFICIENT_USER_AUTHENTICATION:  # navigation (cookie mode): 302; fetch: step_up_url
+            return step_up_answer(request, request.raw_path, runtime.config, refusal, exc)
         if exc.status == 401 and route is not None and route.login is not None:
             return login_answer(request, runtime.config, route.login, refusal)  # navigation: 302; fetch: login_url
         return refusal
@@ -151,7 +151,7 @@ async def _caller(
         claims = await _credentials(request, gateway, runtime, route, handshake)
         if claims is not None:
             try:
-                check_requirements(route, claims)
+                check_requirements(route, claims, runtime.config.levels)
             except GatewayError as exc:
                 request[SUBJECT] = str(claims.get("sub"))  # whose credential was refused: the log and the audit event
                 if route.auth == "basic":  # its 403 names Basic, not the Bearer insufficient_scope challenge
@@ -202,8 +202,8 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
         if not front.repeated(request):  # nginx asks twice about a refusal: one audit event
             _audit_refusal(request, exc, route)
         refusal = _style(runtime, route).access_error(exc)
-        if exc.code == ErrorCode.INSUFFICIENT_USER_AUTHENTICATION and runtime.config.second_factor is not None:
-            refusal = step_up_answer(asked, target, runtime.config, refusal, absolute=True)  # the original request: is it a navigation?
+        if exc.code == ErrorCode.INSUFFICIENT_USER_AUTHENTICATION:  # the original request: is it a navigation?
+            refusal = step_up_answer(asked, target, runtime.config, refusal, exc, absolute=True)
         return answer.deny(refusal)
     seconds = answer.lifetime(runtime.config, admission.route, admission.claims, cacheable)
     return answer.allow(admission.route, admission.headers, seconds, front.padding)

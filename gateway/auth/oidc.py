@@ -282,10 +282,13 @@ class ProviderClient:
 
     # -- the flow --------------------------------------------------------------------
 
-    async def authorization_url(self, redirect_uri: str, state: str, nonce: str, challenge: str) -> str:
+    async def authorization_url(self, redirect_uri: str, state: str, nonce: str, challenge: str,
+                                extra: Mapping[str, str] | None = None) -> str:
+        """The authorization request; ``extra`` (a step-up's ``max_age``, ``acr_values``, ``prompt``) wins over
+        ``extra_params``, the protocol's own parameters over both."""
         metadata = await self.metadata()
         params = {
-            **self.settings.extra_params,
+            **self.settings.extra_params, **(extra or {}),
             "response_type": "code", "client_id": self.settings.client_id, "redirect_uri": redirect_uri,
             "scope": " ".join(self.settings.scopes), "state": state, "nonce": nonce,
             "code_challenge": challenge, "code_challenge_method": "S256",

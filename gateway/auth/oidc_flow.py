@@ -16,11 +16,13 @@ import hmac
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Protocol, runtime_checkable
 
 from gateway.auth.oidc import ProviderClient, pkce_pair
 from gateway.auth.oidc_identity import missing_claims, resolve_identity
+from gateway.auth.oidc_step_up import StepUpRequest, check_step_up, login_facts
 from gateway.auth.oidc_tokens import LOGOUT_TOKEN_MAX_AGE, validate_id_token, validate_logout_token
 from gateway.auth.session_info import SessionOrigin
 from gateway.auth.sessions import AuthService, Issued
@@ -142,15 +144,33 @@ class SignInFlow:
 
     # -- begin and complete ---------------------------------------------------------------
 
-    async def begin(self, provider: str, next_url: str, deliver: str, binding: str, auth: AuthService) -> str:
-        """The provider's authorization URL; the state record waits in the store."""
+    async def begin(self, provider: str, next_url: str, deliver: str, binding: str, auth: AuthService,
+                    step_up: StepUpRequest | None = None, extra: Mapping[str, str] | None = None) -> str:
+        """The provider's authorization URL; the state record waits in the store. With ``step_up``, the callback
+        renews that session's access token instead of starting a session (``extra``: its request parameters)."""
         client = self.clients[provider]
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         verifier, challenge = pkce_pair()
-        url = await client.authorization_url(self.redirect_uri(provider), state, nonce, challenge)
-        record = {"p": provider, "n": nonce, "v": verifier, "next": next_url, "d": deliver, "b": _digest(binding)}
+        url = await client.authorization_url(self.redirect_uri(provider), state, nonce, challenge, extra)
+        record: dict[str, Any] = {"p": provider, "n": nonce, "v": verifier, "next": next_url, "d": deliver,
+                                  "b": _digest(binding)}
+        if step_up is not None:
+            record["su"] = step_up.as_record()
         await auth.store.put_once(f"oidc:state:{_digest(state)}", json.dumps(record), self.settings.state_lifetime)
         return url
+
+    async def begin_step_up(self, claims: Mapping[str, Any], next_url: str, deliver: str, binding: str, auth: AuthService,
+                            max_age: int | None, level: str | None) -> str:
+        """The authorization URL of a step-up for the session of ``claims`` (a verified access token), at the
+        provider that signed it in; 400 for a session that no provider signed in."""
+        link = await self.link_of(str(claims["fid"]), auth)
+        if link is None or link.provider not in self.clients:
+            raise GatewayError(400, ErrorCode.BAD_REQUEST, "This session was not signed in by an identity provider")
+        request = StepUpRequest(str(claims["fid"]), str(claims["sub"]), link.sub, claims, int(time.time()), max_age, level)
+        trusted = self.settings.providers[link.provider].trust_authentication
+        level_met = level is None or claims.get("acr") == level or bool(
+            set(self.config.levels.get(level, ())) & set(claims.get("amr") or ()))
+        return await self.begin(link.provider, next_url, deliver, binding, auth, request, request.params(trusted, level_met))
 
     async def _take_state(self, provider: str, query: Mapping[str, str], binding: str | None, auth: AuthService) -> dict[str, Any]:
         state = query.get("state")
@@ -203,14 +223,32 @@ class SignInFlow:
             userinfo = await client.userinfo(tokens["access_token"])
             if userinfo.get("sub") != claims["sub"]:  # OIDC Core §5.3.2: else it is someone else's answer
                 raise GatewayError(401, ErrorCode.ID_TOKEN_INVALID, "The userinfo answer is about another user")
+        if "su" in record:
+            return await self._stepped_up(provider, StepUpRequest.from_record(record["su"]), claims, record, auth)
         self._report_missing(provider, missing_claims(client.settings, claims, userinfo))
         identity = await resolve_identity(provider, client.settings, claims, userinfo, auth.users)
+        facts = login_facts(client.settings, claims, self.config.levels)
         issued = await auth.start_session(identity.subject, identity.claims, refresh_extra=identity.refresh_extra,
-                                          grant="oidc", origin=replace(origin, method="oidc", provider=provider))
+                                          grant="oidc", origin=replace(origin, method="oidc", provider=provider),
+                                          amr=facts.amr, auth_time=facts.auth_time, acr=facts.acr, provider=provider)
         sid = claims.get("sid") if isinstance(claims.get("sid"), str) else None
         link = SessionLink(provider, sid, claims["sub"], id_token)
         indexes = [_sub_index(provider, claims["sub"])] + ([_sid_index(provider, sid)] if sid else [])
         await auth.store.link_session(issued.family, link.as_json(), indexes, auth.family_ttl)
+        return Completed(issued, record["next"], record["d"])
+
+    async def _stepped_up(self, provider: str, request: StepUpRequest, id_claims: Mapping[str, Any],
+                          record: Mapping[str, Any], auth: AuthService) -> Completed:
+        """A step-up's callback: the checks of ``oidc_step_up.check_step_up``, then a new access token of the family."""
+        carried = check_step_up(request, self.clients[provider].settings, id_claims, self.config.levels)
+        if await auth.store.is_revoked(request.family, ""):
+            raise GatewayError.unauthorized(ErrorCode.TOKEN_REVOKED, "This session has ended; sign in again", token_presented=False)
+        access, minted = auth.tokens.mint_access(request.subject, carried, request.family)
+        auth.events.issued("step_up")
+        emit("second_factor.verified", subject=request.subject, method="oidc", step="step_up", provider=provider,
+             session=request.family)
+        log.info("oidc step-up via %s: a new access token for the session", provider)
+        issued = Issued(access, None, int(minted["exp"] - minted["iat"]), request.subject, request.family)
         return Completed(issued, record["next"], record["d"])
 
     def _report_missing(self, provider: str, missing: list[str]) -> None:

@@ -26,6 +26,7 @@ from gateway.auth.session_info import (
 from gateway.auth.throttle import LoginThrottle
 from gateway.auth.tokens import Claims, TokenPair, TokenService
 from gateway.config import Tokens
+from gateway.config.tokens import LOGIN_CLAIMS
 from gateway.errors import ErrorCode, GatewayError
 from gateway.observe.audit import emit
 from gateway.sources.base import SourceUnavailable, UserSource
@@ -105,12 +106,15 @@ def _refuse(outcome: RotationOutcome) -> GatewayError:
     return GatewayError.unauthorized(code, detail)
 
 
-AUTH_CLAIMS = ("amr", "auth_time")  # how and when the session's user proved who they are (RFC 8176, OIDC)
-
-
 def _auth_claims(refresh_claims: Mapping[str, Any]) -> dict[str, Any]:
-    """``amr`` and ``auth_time`` of the login, carried by every refresh token of the family, never renewed."""
-    return {k: refresh_claims[k] for k in AUTH_CLAIMS if k in refresh_claims}
+    """``amr``, ``auth_time``, ``acr`` and ``idp`` of the login (``LOGIN_CLAIMS``), carried by every refresh token of
+    the family, never renewed."""
+    return {k: refresh_claims[k] for k in sorted(LOGIN_CLAIMS) if k in refresh_claims}
+
+
+def _user_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's claims without ``LOGIN_CLAIMS``: only the gateway says how the user logged in."""
+    return {k: v for k, v in claims.items() if k not in LOGIN_CLAIMS}
 
 
 class FactorGate(Protocol):
@@ -218,18 +222,24 @@ class AuthService:
     async def start_session(
         self, subject: str, claims: Mapping[str, Any], *, refresh_extra: Mapping[str, Any] | None = None,
         shape: ClaimShape | None = None, grant: str = "login", origin: SessionOrigin | None = None,
-        amr: tuple[str, ...] = (),
+        amr: tuple[str, ...] = (), auth_time: int | None = None, acr: str | None = None, provider: str | None = None,
     ) -> Issued:
         """A new family for an authenticated ``subject``: every sign-in (password, OIDC) ends here.
 
         With ``PROVIDER_SESSION`` in ``refresh_extra`` the session belongs to an identity provider's
         user: refresh keeps ``SESSION_CLAIMS`` and never asks the user sources about the subject. ``origin`` (how and
-        from where) is recorded for the admin API (gateway/auth/session_info.py).
+        from where) is recorded for the admin API (gateway/auth/session_info.py). ``amr``, ``auth_time`` (default:
+        now), ``acr`` and ``provider`` (the ``idp`` claim) are the login's, in every token of the family.
         """
-        auth: dict[str, Any] = {"auth_time": int(time.time())}  # amr (RFC 8176) when the caller knows how the user proved it
-        if amr:
+        auth: dict[str, Any] = {"auth_time": int(time.time()) if auth_time is None else auth_time}
+        if amr:  # RFC 8176, when the caller knows how the user proved it
             auth["amr"] = list(amr)
-        pair = self.tokens.mint_pair(subject, {**_shaped(claims, shape), **auth}, refresh_extra={**(refresh_extra or {}), **auth})
+        if acr is not None:
+            auth["acr"] = acr
+        if provider is not None:
+            auth["idp"] = provider
+        pair = self.tokens.mint_pair(subject, {**_user_claims(_shaped(claims, shape)), **auth},
+                                     refresh_extra={**(refresh_extra or {}), **auth})
         family = pair.refresh_claims["fid"]
         await self.store.start_family(family, pair.refresh_claims["jti"], self.family_ttl)
         details = (origin or SessionOrigin(grant)).fields(time.time())
@@ -242,7 +252,7 @@ class AuthService:
             self.events.revoked("session_limit")
             emit("session.revoked", subject=subject, reason="session_limit", session=oldest)
         self.events.issued(grant)
-        provider = (refresh_extra or {}).get(PROVIDER_SESSION)
+        provider = provider or (refresh_extra or {}).get(PROVIDER_SESSION)
         emit("login.succeeded", subject=subject, session=family, method="password" if grant == "login" else grant,
              provider=provider if isinstance(provider, str) else None)
         return Issued.from_pair(pair)
@@ -268,7 +278,7 @@ class AuthService:
         claims = self.tokens.verify(token, "refresh")
         family, jti = claims["fid"], claims["jti"]
         user, extra = await self._current_user(claims)
-        auth = _auth_claims(claims)  # the login's amr and auth_time: a refresh never renews them
+        auth = _auth_claims(claims)  # the login's amr, auth_time, acr and idp: a refresh never renews them
         if user is None:
             await self.store.revoke_family(family, self.family_ttl)
             self.events.revoked("user_removed")
@@ -281,11 +291,11 @@ class AuthService:
             self.events.refreshed("renewed" if outcome is RotationOutcome.ROTATED else outcome.value)
             if outcome is not RotationOutcome.ROTATED:
                 raise self._refused_refresh(claims, outcome)
-            access, access_claims = self.tokens.mint_access(user.username, {**_shaped(user.claims, shape), **auth}, family)
+            access, access_claims = self.tokens.mint_access(user.username, {**_user_claims(_shaped(user.claims, shape)), **auth}, family)
             self.events.issued("refresh")
             await describe(self.store, family, refreshed_fields(access_claims["exp"]), self.family_ttl)
             return Issued(access, None, int(access_claims["exp"] - access_claims["iat"]), user.username, family)
-        pair = self.tokens.mint_pair(user.username, {**_shaped(user.claims, shape), **auth}, family,
+        pair = self.tokens.mint_pair(user.username, {**_user_claims(_shaped(user.claims, shape)), **auth}, family,
                                      refresh_extra={**(extra or {}), **auth})
         issued = Issued.from_pair(pair)
         rotation = await self.store.rotate(

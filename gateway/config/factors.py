@@ -83,6 +83,27 @@ class FactorThrottle(Model):
     """The fixed window of both counters."""
 
 
+# RFC 8176 §2: the registered authentication method reference values; a level names some of them, and a trusted
+# provider's `amr` is filtered to them.
+AMR_VALUES = frozenset({"face", "fpt", "geo", "hwk", "iris", "kba", "mca", "mfa", "otp", "pin", "pwd", "rba", "retina",
+                        "sc", "sms", "swk", "tel", "user", "vbm", "wia"})
+LEVEL_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")  # an acr value: no space (acr_values is space-separated), no quote
+DEFAULT_LEVELS: dict[str, tuple[str, ...]] = {"mfa": ("mfa", "otp", "hwk", "swk"), "phishing_resistant": ("hwk", "swk")}
+
+
+def check_levels(value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """Level names usable as acr values, each level a non-empty set of RFC 8176 `amr` values."""
+    for name, methods in value.items():
+        if not LEVEL_NAME.match(name):
+            raise ValueError(f"{name!r} is not a level name (1-64 of letters, digits, and _ . : / -)")
+        if not methods:
+            raise ValueError(f"{name}: list the amr values that meet it, e.g. [otp, hwk, swk]")
+        unknown = sorted(set(methods) - AMR_VALUES)
+        if unknown:
+            raise ValueError(f"{name}: {unknown} are not RFC 8176 amr values ({', '.join(sorted(AMR_VALUES))})")
+    return value
+
+
 AAGUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -158,6 +179,13 @@ class SecondFactor(Model):
     """Failed-code throttling."""
     webauthn: WebAuthnSettings | None = None
     """WebAuthn authenticators and passkeys as a factor (absent: off)."""
+    levels: dict[str, tuple[str, ...]] = DEFAULT_LEVELS
+    """Named levels for `routes[].require.acr`: name -> the `amr` values (RFC 8176) of which a login needs one, e.g. `{mfa: [mfa, otp, hwk, swk], phishing_resistant: [hwk, swk]}` (the default; a list given replaces it whole; also used without this section); the name is the 401's `acr_values` and what a provider is asked for."""
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        return check_levels(value)
 
     @property
     def manage_page(self) -> str:

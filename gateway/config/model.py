@@ -12,7 +12,7 @@ from gateway.config.basic import BasicAuthSettings
 from gateway.config.boundary import EXAMPLE_SECRETS, ClientHeaders, Paths
 from gateway.config.browser import Compat, Cookies, Cors
 from gateway.config.decision import Decision
-from gateway.config.factors import CredentialStoreSettings, SecondFactor, webauthn_problems
+from gateway.config.factors import DEFAULT_LEVELS, CredentialStoreSettings, SecondFactor, webauthn_problems
 from gateway.config.issuers import ExternalIssuer
 from gateway.config.limits import Limits
 from gateway.config.networks import NetworkList, NetworkName, unknown_names
@@ -117,6 +117,21 @@ class GatewayConfig(Model):
     def _second_factor_store(self) -> "GatewayConfig":
         if self.second_factor is not None and self.credentials is None:
             raise ValueError("second_factor: needs a credentials store (credentials: {url: sqlite:////var/lib/gateway/credentials.db, keys: [...]})")
+        return self
+
+    @property
+    def levels(self) -> dict[str, tuple[str, ...]]:
+        """The acr levels routes may ask for: ``second_factor.levels``, or their default without that section."""
+        return self.second_factor.levels if self.second_factor is not None else DEFAULT_LEVELS
+
+    @model_validator(mode="after")
+    def _known_levels(self) -> "GatewayConfig":
+        known = ", ".join(self.levels)
+        problems = [f"routes[{i}].require.acr: {route.require.acr!r} is not a level of second_factor.levels ({known})"
+                    for i, route in enumerate(self.routes)
+                    if route.require.acr is not None and route.require.acr not in self.levels]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @field_validator("trusted_proxies")
@@ -256,7 +271,7 @@ def _cookie_problems(config: GatewayConfig) -> list[str]:
     return problems
 
 
-OIDC_SHARED = ("exchange", "logout", "providers")  # <endpoints.oidc>/<what>, one of each
+OIDC_SHARED = ("exchange", "logout", "providers", "step-up")  # <endpoints.oidc>/<what>, one of each
 OIDC_PER_PROVIDER = ("login", "callback", "backchannel-logout")  # <endpoints.oidc>/<provider>/<what>
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import SecretStr, field_validator, model_validator
 from yarl import URL
 
-from gateway.config.tokens import EXTERNAL_ALGORITHMS, TOKEN_CLAIMS, check_hs256_secret
+from gateway.config.tokens import EXTERNAL_ALGORITHMS, LOGIN_CLAIMS, TOKEN_CLAIMS, check_hs256_secret
 from gateway.config.types import Duration, Model, base_url, one_of
 
 PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -84,6 +84,8 @@ class OidcProvider(Model):
     """Allow an http:// issuer beyond loopback (a trusted network only)."""
     fetch_timeout: Duration | None = None
     """Timeout of each call to this provider; absent: `oidc.timeout`."""
+    trust_authentication: bool = False
+    """Take how and when the provider signed the user in from its ID token: `amr` (RFC 8176 values only), `auth_time`, and `acr` when it names a level of `second_factor.levels`; false: the session's `amr` is empty and its `auth_time` is the gateway's sign-in, so a route's level is met only by a factor at the gateway."""
 
     @field_validator("issuer")
     @classmethod
@@ -103,7 +105,7 @@ class OidcProvider(Model):
     @classmethod
     def _claims(cls, value: dict[str, str]) -> dict[str, str]:
         for target, source in value.items():
-            if target in TOKEN_CLAIMS or target == "sub":
+            if target in TOKEN_CLAIMS or target in LOGIN_CLAIMS or target == "sub":
                 raise ValueError(f"{target!r} is set by the gateway and cannot be mapped")
             if not isinstance(source, str) or not source:
                 raise ValueError(f"{target}: the value must be a claim name or dotted path")

@@ -25,11 +25,17 @@ class Requirements(Model):
     claims: dict[str, str | int | bool] = {}
     """Claims that must be equal to these values, type included."""
     amr_any: tuple[str, ...] = ()
-    """Step-up: the login's `amr` (RFC 8176: `pwd`, `otp`, `mfa`) contains at least one of these, else 401 insufficient_user_authentication."""
+    """Step-up: the login's `amr` (RFC 8176: `pwd`, `otp`, `hwk`, `swk`, `mfa`) contains at least one of these, else 401 insufficient_user_authentication; not with `acr`."""
     max_auth_age: Duration | None = None
     """Step-up: the login (`auth_time`) is at most this old, else 401 insufficient_user_authentication with `max_age`; a refresh never renews it."""
     acr: str | None = None
-    """The name of the level `amr_any` asks for, announced as `acr_values` in the 401's challenge; absent: the `amr_any` values."""
+    """Step-up: a level of `second_factor.levels` (e.g. `mfa`, `phishing_resistant`): the login's `amr` has one of its values (or a trusted provider asserted it as `acr`), else 401 insufficient_user_authentication with `acr_values` naming it; not with `amr_any`."""
+
+    @model_validator(mode="after")
+    def _one_method_list(self) -> "Requirements":
+        if self.acr is not None and self.amr_any:
+            raise ValueError("give acr (a level of second_factor.levels, whose amr values it stands for) or amr_any, not both")
+        return self
 
     @field_validator("max_auth_age")
     @classmethod
@@ -47,9 +53,21 @@ class Requirements(Model):
             return 0.0
         return float(auth_time) + self.max_auth_age
 
-    def step_up(self, claims: Mapping[str, Any], now: float) -> str | None:
+    @property
+    def steps_up(self) -> bool:
+        """Whether the route asks anything of the login (a level, amr values or its age)."""
+        return bool(self.amr_any) or self.acr is not None or self.max_auth_age is not None
+
+    def meets_level(self, claims: Mapping[str, Any], levels: Mapping[str, tuple[str, ...]]) -> bool:
+        """The login has one of the route's amr values (``amr_any``, or its level's), or the level as ``acr``
+        (set only from a trusted provider's assertion); True when the route asks for neither."""
+        if self.acr is not None:
+            return bool(_as_set(claims.get("amr")) & set(levels.get(self.acr, ()))) or claims.get("acr") == self.acr
+        return not self.amr_any or bool(_as_set(claims.get("amr")) & set(self.amr_any))
+
+    def step_up(self, claims: Mapping[str, Any], now: float, levels: Mapping[str, tuple[str, ...]]) -> str | None:
         """Why the caller's login is not strong or recent enough (401 insufficient_user_authentication), or None."""
-        if self.amr_any and not _as_set(claims.get("amr")) & set(self.amr_any):
+        if not self.meets_level(claims, levels):
             return "This route needs a login with a second factor"
         deadline = self.auth_deadline(claims)
         if deadline is not None and now >= deadline:
@@ -58,6 +76,7 @@ class Requirements(Model):
 
     @property
     def acr_values(self) -> str | None:
+        """The 401's ``acr_values``: the level's name, else the ``amr_any`` values."""
         return self.acr or (" ".join(self.amr_any) if self.amr_any else None)
 
     def refusal(self, claims: Mapping[str, Any]) -> str | None:
@@ -228,8 +247,7 @@ class Route(Model):
 
     @model_validator(mode="after")
     def _auth_consistency(self) -> "Route":
-        wants = (self.require.roles_any or self.require.scopes_all or self.require.claims or self.require.amr_any
-                 or self.require.max_auth_age is not None)
+        wants = self.require.roles_any or self.require.scopes_all or self.require.claims or self.require.steps_up
         if wants and self.auth not in ("required", "basic"):
             raise ValueError("require: needs auth: required or basic")
         self._basic_consistency()

@@ -17,6 +17,8 @@ NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MIN_HS256_SECRET = 32
 # Claims the gateway sets on every token it mints; nothing else (users, sources, IdP mappings) may set them.
 TOKEN_CLAIMS = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "token_type", "fid"})
+# How, when and through which provider the user signed in: set by the gateway at sign-in, kept by every refresh.
+LOGIN_CLAIMS = frozenset({"amr", "auth_time", "acr", "idp"})
 
 
 def check_hs256_secret(secret: bytes) -> None:

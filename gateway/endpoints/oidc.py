@@ -1,5 +1,6 @@
 """The OIDC sign-in endpoints (``endpoints.oidc``): login, callback, exchange, logout,
-back-channel logout, the providers list; and the 302-or-401 answer of routes with ``login:``.
+back-channel logout, the providers list, the step-up of a provider's session at its provider
+(``step-up``, checked by ``auth.oidc_step_up``); and the 302-or-401 answer of routes with ``login:``.
 
 What the endpoints answer is the contract in docs/sign-in.md. Navigations
 (login, callback, GET logout) fail with an HTML page, everything else with the
@@ -9,13 +10,13 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from yarl import URL
 
 from gateway.auth.cookies import CookieMode
-from gateway.auth.credentials import bearer_token
+from gateway.auth.credentials import authenticate, bearer_token
 from gateway.auth.oidc_flow import SignInFlow
 from gateway.auth.redirects import safe_next
 from gateway.auth.session_info import SessionOrigin
@@ -29,7 +30,8 @@ from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.forwarded import client
 from gateway.observe.audit import about
 
-__all__ = ["BINDING_COOKIE", "OidcEndpoints", "login_answer", "login_url", "oidc_endpoints", "provider_links", "wants_page"]
+__all__ = ["BINDING_COOKIE", "OidcEndpoints", "login_answer", "login_url", "oidc_endpoints", "provider_links",
+           "provider_step_up_url", "wants_page"]
 
 BINDING_COOKIE = "gw_oidc"
 GET = frozenset({"GET", "HEAD"})
@@ -45,6 +47,12 @@ def login_url(config: GatewayConfig, login: str, next_url: str | None = None) ->
     """The relative URL that starts a sign-in: a provider's login, or the sign-in page (``signin``)."""
     base = config.endpoints.signin if login == "signin" else f"{config.endpoints.oidc}/{login}/login"
     return base if next_url is None else f"{base}?next={quote(next_url, safe='/')}"
+
+
+def provider_step_up_url(config: GatewayConfig, next_url: str, max_age: int | None, level: str | None) -> str:
+    """Where a provider's session steps up (``<endpoints.oidc>/step-up``), with what the route asks."""
+    params = {"next": next_url, **({"max_age": str(max_age)} if max_age is not None else {}), **({"acr": level} if level else {})}
+    return f"{config.endpoints.oidc}/step-up?" + urlencode(params, quote_via=quote, safe="/")
 
 
 def provider_links(config: GatewayConfig) -> list[dict[str, str]]:
@@ -136,6 +144,49 @@ class OidcEndpoints:
         response = continue_page(done.next) if strict else redirect(done.next)
         self.cookies.set_session(response, done.issued.access, done.issued.refresh,
                                  self.cookies.csrf_token(done.issued.family), self.config.endpoints.refresh)
+        return response
+
+    # -- step-up at the session's provider (gateway/auth/oidc_step_up.py) ---------------------
+
+    def _step_up_params(self, request: web.Request) -> tuple[str, int | None, str | None]:
+        """``next``, ``max_age`` and ``acr`` of a step-up URL (``step_up_url``), each given at most once."""
+        values = {name: request.query.getall(name, []) for name in ("next", "max_age", "acr")}
+        if any(len(v) > 1 for v in values.values()):
+            raise GatewayError.bad_request("next, max_age and acr: each at most once")
+        next_url = self._next(values["next"][0] if values["next"] else None)
+        max_age = None
+        if values["max_age"]:
+            raw = values["max_age"][0]
+            if not raw.isdigit() or len(raw) > 9:
+                raise GatewayError.bad_request("max_age: a number of seconds")
+            max_age = int(raw)
+        level = values["acr"][0] if values["acr"] else None
+        if level is not None and level not in self.config.levels:
+            raise GatewayError.bad_request(f"acr: not a level here ({', '.join(self.config.levels)})")
+        return next_url, max_age, level
+
+    async def step_up(self, request: web.Request) -> web.StreamResponse:
+        """GET (a navigation, the access cookie): 302 to the provider. POST (bearer, or the cookie with CSRF):
+        ``{"authorization_url"}``; a bearer client gets the new access token through the one-time code."""
+        page = request.method != "POST"
+        try:
+            next_url, max_age, level = self._step_up_params(request)
+            if page and bearer_token(request) is None and (self.cookies is None or self.cookies.access_token(request) is None):
+                raise GatewayError.unauthorized(ErrorCode.AUTHENTICATION_REQUIRED, "Sign in first: this page steps up a session",
+                                                token_presented=False)
+            claims = await authenticate(request, self.auth.tokens, self.auth.store, required=True, cookies=self.cookies)
+            request[SUBJECT] = str(claims["sub"])
+            if self.auth.throttle is not None:  # each start holds a state record: bounded per address like logins
+                await self.auth.throttle.count_attempt(self.auth.throttle.client_of(request))
+            deliver = "code" if bearer_token(request) is not None or self.cookies is None else "cookie"
+            binding, cookie = self.flow.binding_cookie(request.cookies.get(BINDING_COOKIE))
+            url = await self.flow.begin_step_up(claims, next_url, deliver, binding, self.auth, max_age, level)
+        except GatewayError as exc:
+            return error_page(exc) if page else error_response(exc)
+        response = redirect(url, **{"Referrer-Policy": "no-referrer"}) if page else json_response(
+            {"authorization_url": url}, headers=NO_STORE)
+        response.set_cookie(BINDING_COOKIE, cookie, path=self.prefix, max_age=int(self.config.oidc.state_lifetime),
+                            secure=self._secure(), httponly=True, samesite="Lax")
         return response
 
     # -- exchange ------------------------------------------------------------------------
@@ -257,8 +308,12 @@ def oidc_endpoints(config: GatewayConfig, flow: SignInFlow, cookies: CookieMode 
         with about(request):
             return await e.exchange(request)
 
+    async def step_up(request: web.Request) -> web.StreamResponse:
+        with about(request):
+            return await e.step_up(request)
+
     shared = {"exchange": Endpoint(POST, exchange), "logout": Endpoint(GET | POST, logout),
-              "providers": Endpoint(GET, e.providers)}
+              "providers": Endpoint(GET, e.providers), "step-up": Endpoint(GET | POST, step_up)}
     assert set(shared) == set(OIDC_SHARED)
     table.update({f"{e.prefix}/{what}": endpoint for what, endpoint in shared.items()})
     return table

@@ -11,7 +11,10 @@ token is worth its own lifetime, which is what ``max_auth_age`` asks for anyway.
 
 A route's 401 ``insufficient_user_authentication`` (``step_up_answer``) becomes a 302
 to the page for a navigation in cookie mode and carries ``step_up_url`` in its JSON
-otherwise. ``next`` follows the one rule of ``auth.redirects.safe_next``.
+otherwise. For a session of an OIDC provider the place is ``<endpoints.oidc>/step-up``
+instead (back to the provider: ``endpoints.oidc``), unless the provider is not trusted
+and the level is missing: its ``amr`` is never believed, so only a factor here helps.
+``next`` follows the one rule of ``auth.redirects.safe_next``.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from gateway.auth.redirects import safe_next
 from gateway.auth.sessions import AuthService
 from gateway.config import GatewayConfig
 from gateway.context import SUBJECT
-from gateway.endpoints.oidc import wants_page
+from gateway.endpoints.oidc import provider_step_up_url, wants_page
 from gateway.endpoints.oidc_pages import error_page
 from gateway.endpoints.step_up_page import HEADERS, Offer, render
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
@@ -36,6 +39,7 @@ from gateway.errors import ErrorCode, GatewayError
 from gateway.factors.flow import FactorGate
 from gateway.forwarded import client, client_origin
 from gateway.observe.audit import about
+from gateway.policy import StepUpRequired
 
 __all__ = ["step_up_answer", "step_up_endpoints", "step_up_url"]
 
@@ -51,10 +55,20 @@ def step_up_url(config: GatewayConfig, next_url: str | None = None) -> str | Non
     return base if next_url is None else f"{base}?next={quote(next_url, safe='/')}"
 
 
+def _where(config: GatewayConfig, refusal: GatewayError, here: str) -> str | None:
+    """Where the caller steps up: its provider for a provider's session (trusted, or missing only a recent login: an
+    untrusted provider's amr is never believed, so a level needs a factor here), else the gateway's own page."""
+    if isinstance(refusal, StepUpRequired) and refusal.provider in config.oidc.providers:
+        if config.oidc.providers[refusal.provider].trust_authentication or not refusal.level_unmet:
+            return provider_step_up_url(config, here, refusal.max_age, refusal.level)
+    return step_up_url(config, here)
+
+
 def step_up_answer(request: web.Request, target: str, config: GatewayConfig, refusal: web.Response,
-                   *, absolute: bool = False) -> web.Response:
-    """A route's 401 insufficient_user_authentication for ``request`` (to ``target``, its raw path and query):
-    302 to the page for a cookie-mode navigation, else ``step_up_url`` in the JSON body.
+                   error: GatewayError, *, absolute: bool = False) -> web.Response:
+    """A route's 401 insufficient_user_authentication (``error``) for ``request`` (to ``target``, its raw path and
+    query): 302 to where it steps up for a navigation (cookie mode), else ``step_up_url`` in the JSON body; the
+    refusal as it is when there is nowhere to step up.
 
     ``absolute`` (decision mode): the 302's Location names the client's origin (``public_url``, else the scheme and
     host the front reports), since some fronts (Traefik) resolve a relative Location against the gateway's address.
@@ -63,7 +77,7 @@ def step_up_answer(request: web.Request, target: str, config: GatewayConfig, ref
         here = safe_next(target, config.public_url)
     except ValueError:
         here = "/"
-    page = step_up_url(config, here)
+    page = _where(config, error, here)
     if page is None:
         return refusal
     if config.cookies.enabled and wants_page(request):

@@ -5,12 +5,15 @@ second step: they do not know ``second_factor_required`` or
 ``insufficient_user_authentication``, and several treat any 401 as "refresh and
 retry" (docs/frontends.md). A requirement that covers their users stops those
 users' logins or loops their refreshes; the check says so, per profile and per route.
+It also names routes whose level the users of their ``login:`` provider can never
+meet: a provider that is not trusted gives no ``amr``, and without ``second_factor``
+there is no factor at the gateway either.
 """
 from __future__ import annotations
 
 from gateway.config import GatewayConfig
 
-__all__ = ["second_factor_warnings"]
+__all__ = ["provider_level_warnings", "second_factor_warnings"]
 
 
 def _who(config: GatewayConfig) -> str:
@@ -50,10 +53,26 @@ def second_factor_warnings(config: GatewayConfig) -> list[str]:
         )
     for i, route in enumerate(config.routes):
         style = route.errors or config.compat.errors
-        if (route.require.amr_any or route.require.max_auth_age is not None) and style != "gateway":
+        if route.require.steps_up and style != "gateway":
             warnings.append(
                 f"routes[{i}] ({route.name}): a step-up requirement answers 401 insufficient_user_authentication to "
                 f"clients of the {style} dialect, which refresh and retry on a 401; a refreshed token never meets it "
                 "(docs/second-factor.md#step-up-per-route)"
+            )
+    return warnings
+
+
+def provider_level_warnings(config: GatewayConfig) -> list[str]:
+    """Routes signing users in at an untrusted provider whose level nothing here can meet (no second_factor)."""
+    if config.second_factor is not None:
+        return []
+    warnings = []
+    for i, route in enumerate(config.routes):
+        provider = config.oidc.providers.get(route.login or "")
+        if provider is not None and not provider.trust_authentication and (route.require.acr or route.require.amr_any):
+            warnings.append(
+                f"routes[{i}] ({route.name}): its users sign in at {route.login}, whose amr is not trusted "
+                f"(oidc.providers.{route.login}.trust_authentication), and without second_factor nothing else gives one: "
+                "they can never meet its level (docs/second-factor.md#step-up-through-an-identity-provider)"
             )
     return warnings

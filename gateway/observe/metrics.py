@@ -103,7 +103,7 @@ class Metrics:
             "gateway_upstream_errors", "Upstream failures by route and kind (unavailable, timeout, aborted)",
             ["route", "kind"], registry=r)
         self.tokens_issued = Counter(
-            "gateway_tokens_issued", "Token pairs handed out, by grant (login, refresh)", ["grant"], registry=r)
+            "gateway_tokens_issued", "Tokens handed out, by grant (login, refresh, oidc, step_up)", ["grant"], registry=r)
         self.refreshes = Counter(
             "gateway_token_refreshes", "Refresh attempts that reached the store, by outcome", ["outcome"], registry=r)
         self.reuse_detected = Counter(

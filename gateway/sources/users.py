@@ -17,12 +17,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.config import ConfigError, read_yaml
-from gateway.config.tokens import TOKEN_CLAIMS
+from gateway.config.tokens import LOGIN_CLAIMS, TOKEN_CLAIMS
 
 __all__ = ["RESERVED_CLAIMS", "User", "UserDirectory", "dummy_hash", "hash_password", "load_users"]
 
 # Claims the gateway sets itself; a users file cannot override them.
-RESERVED_CLAIMS = TOKEN_CLAIMS | {"sub"}  # a user's claims cannot override who they are
+RESERVED_CLAIMS = TOKEN_CLAIMS | LOGIN_CLAIMS | {"sub"}  # a user's claims cannot override who they are, nor how they logged in
 
 _hasher = PasswordHasher()
 # Each argon2id verification holds 64 MiB (argon2-cffi's default memory cost) and

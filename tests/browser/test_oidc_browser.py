@@ -11,6 +11,8 @@ gateway as real processes, the browser typing into the provider's own login and 
 - logout at the provider alone: its back-channel logout token ends the gateway session.
 - the sign-in page's password form (its hash-allowed script running under the page's CSP).
 - a `#gateway_code` arriving in a link this tab did not ask for is not exchanged (login CSRF).
+- step-up at a trusted provider: a navigation to a route asking for the level `mfa` after a password-only
+  sign-in goes back to the provider's login (`prompt=login`), and the login with a second factor reaches the page.
 """
 from __future__ import annotations
 
@@ -126,10 +128,14 @@ class Stack:
     def gw(self) -> str:
         return self.gateway.url
 
-    def sign_in_steps(self) -> list[dict[str, Any]]:
-        """At the provider: its login form, then its consent form."""
-        return [{"waitFor": "#login-name"}, {"fill": ["#login-name", ALICE.sub]}, {"fill": ["#login-password", ALICE.password]},
-                {"click": "#login-submit"}, {"waitFor": "#consent-submit"}, {"click": "#consent-submit"}]
+    def sign_in_steps(self, amr: str = "", consent: bool = True) -> list[dict[str, Any]]:
+        """At the provider: its login form (``amr``: how the provider says the user signed in), then its consent form."""
+        steps: list[dict[str, Any]] = [{"waitFor": "#login-name"}, {"fill": ["#login-name", ALICE.sub]},
+                                       {"fill": ["#login-password", ALICE.password]}]
+        if amr:
+            steps.append({"fill": ["#login-amr", amr]})
+        steps.append({"click": "#login-submit"})
+        return steps + ([{"waitFor": "#consent-submit"}, {"click": "#consent-submit"}] if consent else [])
 
     async def flow(self, steps: list[dict[str, Any]]) -> dict[str, Any]:
         path = self.tmp / f"steps-{free_port()}.json"
@@ -156,9 +162,9 @@ async def stack(tmp_path: Path, aiohttp_server: Any, browser_env: Any) -> AsyncI
     from gateway.sources.users import hash_password
 
     async with contextlib.AsyncExitStack() as exits:
-        async def start(cookie_mode: bool) -> Stack:
+        async def start(cookie_mode: bool, trusted: bool = False) -> Stack:
             site = IdentitySite({"home": COOKIE_HOME, "spa": SPA, "bye": BYE, "check": CHECK,
-                                  "foreign": FOREIGN_CODE})
+                                  "foreign": FOREIGN_CODE, "strong": CHECK})
             server = await aiohttp_server(site.app(), host="127.0.0.1")
             port = free_port()
             gw = f"http://127.0.0.1:{port}"
@@ -176,10 +182,13 @@ async def stack(tmp_path: Path, aiohttp_server: Any, browser_env: Any) -> AsyncI
                 "public_url": gw,
                 "oidc": {"providers": {"test": {
                     "issuer": op.issuer, "client_id": "gateway", "client_secret": CLIENT_SECRET, "display_name": "Test IdP",
-                    "claims": {"email": "email", "name": "name", "groups": "groups"}, "end_session": True}},
+                    "claims": {"email": "email", "name": "name", "groups": "groups"}, "end_session": True,
+                    "trust_authentication": trusted}},
                     "post_logout_redirect_uris": [f"{gw}/app/page/bye"]},
                 "routes": [
                     {"name": "app", "prefix": "/app", "upstream": upstream, "auth": "none"},
+                    {"name": "strong", "prefix": "/private/page/strong", "upstream": upstream, "login": "test",
+                     "require": {"acr": "mfa"}},
                     {"name": "private", "prefix": "/private", "upstream": upstream, "login": "test"},
                     {"name": "api", "prefix": "/api", "upstream": upstream, "headers": identity},
                 ],
@@ -321,3 +330,21 @@ async def test_password_form_of_the_sign_in_page(stack: Any) -> None:
     refused, page = out["results"]
     assert refused == "The user name or password is not right."
     assert page == {"api": 200, "user": "bob"}
+
+
+async def test_step_up_at_a_trusted_provider_in_cookie_mode(stack: Any) -> None:
+    s: Stack = await stack(cookie_mode=True, trusted=True)
+    out = await s.flow([
+        {"goto": f"{s.gw}/private/page/strong"},  # no session: off to the provider
+        *s.sign_in_steps(amr="pwd"),
+        {"waitFor": "#login-name"},  # signed in with a password only: the route's step-up, back at the provider
+        {"url": True},
+        *s.sign_in_steps(amr="pwd,otp", consent=False),
+        {"waitForURL": "/private/page/strong$"},
+        {"result": True},
+    ])
+    no_csp_violation(out["console"])
+    asked, page = out["results"]
+    assert asked.startswith(f"{s.op.issuer}/interaction/")
+    assert page == {"api": 200, "user": "test:alice"}
+    assert s.gateway.hits("/auth/oidc/step-up") == [302]

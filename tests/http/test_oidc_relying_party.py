@@ -567,3 +567,25 @@ async def test_admin_api_lists_an_oidc_session_and_revokes_the_providers_user(oi
     assert (await resp.json())["revoked"] == [session["session"]]
     refused = await client.get("/app/x", headers=bearer(tokens["access"]))
     assert refused.status == 401 and (await refused.json())["code"] == "token_revoked"
+
+
+# -- how the provider signed the user in (trust_authentication) ---------------------------------
+
+async def test_a_trusted_providers_login_claims_are_filtered_and_an_untrusted_ones_ignored(oidc_gateway, op):
+    signed_in_at = int(time.time()) - 50
+    op.claims_override = {"amr": ["pwd", "hwk", "<script>", 7], "acr": "gold", "auth_time": signed_in_at}
+    trusted = await oidc_gateway({"trust_authentication": True}, cookies={"enabled": False})
+    claims = jwt.decode((await code_session(trusted))["access"], options={"verify_signature": False})
+    assert claims["amr"] == ["pwd", "hwk"] and claims["auth_time"] == signed_in_at and claims["idp"] == "local"
+    assert "acr" not in claims  # gold is no level here
+    untrusted = await oidc_gateway(cookies={"enabled": False})
+    claims = jwt.decode((await code_session(untrusted))["access"], options={"verify_signature": False})
+    assert "amr" not in claims and "acr" not in claims and claims["auth_time"] >= signed_in_at + 40
+
+
+async def test_a_trusted_providers_auth_time_in_the_future_is_refused(oidc_gateway, op):
+    op.claims_override = {"amr": ["pwd", "otp"], "auth_time": int(time.time()) + 3600}
+    client = await oidc_gateway({"trust_authentication": True})
+    resp = await sign_in(client)
+    assert resp.status == 401 and "auth_time is in the future" in await resp.text()
+

@@ -21,7 +21,7 @@ KEY = "credentials-sealing-key-0123456789-abcdef"
 
 def routes(upstream: str) -> list[dict[str, Any]]:
     return [
-        {"name": "pay", "prefix": "/pay", "upstream": upstream, "require": {"amr_any": ["otp"], "acr": "mfa"},
+        {"name": "pay", "prefix": "/pay", "upstream": upstream, "require": {"acr": "mfa"},
          "headers": {"X-User-Id": "sub", "X-User-Amr": "amr", "X-User-Auth-Time": "auth_time"}},
         {"name": "adminpay", "prefix": "/adminpay", "upstream": upstream, "require": {"roles_any": ["admin"], "amr_any": ["otp"]}},
         {"name": "fresh", "prefix": "/fresh", "upstream": upstream, "require": {"max_auth_age": "2s"}},

@@ -47,6 +47,18 @@ def test_check_warns_when_a_requirement_covers_a_legacy_dialect(tmp_path: Path, 
            "the simplejwt dialect" in loud.stderr
 
 
+def test_check_warns_when_a_providers_users_can_never_meet_a_level(tmp_path: Path, users_file: Path) -> None:
+    provider = {"issuer": "https://sso.example.com", "client_id": "gw", "client_secret": "s3cret"}
+    routes = [{"name": "pay", "prefix": "/pay", "upstream": "http://127.0.0.1:9", "login": "corp", "require": {"acr": "mfa"}}]
+    loud = check(tmp_path, users_file, public_url="https://gw.example.com", oidc={"providers": {"corp": provider}}, routes=routes)
+    assert loud.returncode == 0, loud.stderr
+    assert ("warning: routes[0] (pay): its users sign in at corp, whose amr is not trusted "
+            "(oidc.providers.corp.trust_authentication)") in loud.stderr
+    trusted = {**provider, "trust_authentication": True}
+    quiet = check(tmp_path, users_file, public_url="https://gw.example.com", oidc={"providers": {"corp": trusted}}, routes=routes)
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr, quiet.stderr
+
+
 def test_webauthn_needs_a_public_url_with_a_domain_name(tmp_path: Path, users_file: Path) -> None:
     store = {"url": f"sqlite:///{tmp_path / 'c.db'}", "keys": [{"id": "k1", "secret": KEY}]}
     factor = {"webauthn": {"passkey_login": True}}

@@ -20,6 +20,8 @@ tests/support/oidc_provider/package-lock.json) on a free loopback port, plus hel
 - Key rotation: ``rotate_keys()`` restarts the provider on the same port with a new RS256 signing key
   (``keep_old=True`` still publishes the old one). A restart loses the provider's own sessions, grants and
   codes (its store is in memory); the gateway's sessions are unaffected.
+- How a sign-in went: ``sign_in(..., amr="pwd,otp", acr="mfa", ts=...)`` types them into the provider's login form,
+  and its ID token then carries them (``acr_values=[...]`` lists the acr values the provider supports).
 - A provider that is down: ``stop()`` (and ``start()`` again on the same port); slow: ``set_delay()``.
 - Back-channel logout: ``end_session()`` walks the provider's logout confirmation for the session's user,
   which makes the provider POST a logout token to every client of that session that registered a
@@ -138,12 +140,14 @@ class OidcProvider:
     be changed before ``start()`` or before a ``restart()``."""
 
     def __init__(self, tmp: Path, clients: Sequence[OidcClient] = (), users: Sequence[OidcUser] = (), *,
-                 conform_id_token_claims: bool = False, id_token_signing_algs: Sequence[str] = (), port: int = 0) -> None:
+                 conform_id_token_claims: bool = False, id_token_signing_algs: Sequence[str] = (), port: int = 0,
+                 acr_values: Sequence[str] = ()) -> None:
         self.tmp = tmp
         self.clients = list(clients)
         self.users = list(users)
         self.conform_id_token_claims = conform_id_token_claims
         self.id_token_signing_algs = list(id_token_signing_algs)  # empty: oidc-provider's default list
+        self.acr_values = list(acr_values)  # the acr values the provider supports (a login form's `acr` is one)
         self.keys = [rsa_key("op-key-1")]  # the first signs; every one is published in the JWKS
         self._generation = 1
         node = shutil.which("node")
@@ -167,7 +171,7 @@ class OidcProvider:
         config = {"port": port, "issuer": self.issuer, "jwks": {"keys": [k.private_jwk for k in self.keys]},
                   "clients": [c.registration() for c in self.clients], "users": [u.spec() for u in self.users],
                   "conform_id_token_claims": self.conform_id_token_claims,
-                  "id_token_signing_algs": self.id_token_signing_algs or None}
+                  "id_token_signing_algs": self.id_token_signing_algs or None, "acr_values": self.acr_values}
         path = tmp / f"oidc-provider-{port}.json"
         path.write_text(json.dumps(config))
         path.chmod(0o600)
@@ -264,7 +268,7 @@ def _is_authorization_response(url: URL) -> bool:
     return "state" in url.query and ("code" in url.query or "error" in url.query)
 
 
-async def sign_in(session: aiohttp.ClientSession, login_url: str, user: str, password: str) -> URL:
+async def sign_in(session: aiohttp.ClientSession, login_url: str, user: str, password: str, **said: str) -> URL:
     """Start at ``login_url`` (the gateway's ``/auth/oidc/<provider>/login?...`` or a provider authorization
     URL), follow redirects, fill the provider's login and consent forms, and return the authorization
     response: the redirect to the client's callback carrying ``code`` (or ``error``) and ``state``. It is
@@ -273,7 +277,8 @@ async def sign_in(session: aiohttp.ClientSession, login_url: str, user: str, pas
     127.0.0.1's cookies (:func:`client_session`); over plain http it sends no ``Secure`` cookie, so a gateway
     under test on http needs ``cookies.secure: false`` (its sign-in binding cookie follows that setting;
     Chromium, unlike aiohttp, treats 127.0.0.1 as secure). Raises :class:`SignInFailed` on a refused password or an
-    error page, with the page's text."""
+    error page, with the page's text. ``said`` goes with the login form: ``amr="pwd,otp"``, ``acr="mfa"``, ``ts=<epoch
+    seconds>`` make the provider's ID token say so (``amr``, ``acr``, ``auth_time``)."""
     url, method, data = URL(login_url), "GET", None
     for _ in range(MAX_STEPS):
         async with session.request(method, url, data=data, allow_redirects=False) as resp:
@@ -287,9 +292,12 @@ async def sign_in(session: aiohttp.ClientSession, login_url: str, user: str, pas
         if "login" in forms and resp.status == 200:
             if not session.cookie_jar.filter_cookies(url):
                 raise SignInFailed("the provider's cookies were dropped: use a session from client_session()")
-            url, method, data = url.join(URL(forms["login"].action)), "POST", {"login": user, "password": password}
+            url, method, data = url.join(URL(forms["login"].action)), "POST", {"login": user, "password": password, **said}
         elif "consent" in forms and resp.status == 200:
             url, method, data = url.join(URL(forms["consent"].action)), "POST", {}
+        elif "" in forms and resp.status == 200 and "Submitting Callback" in body:
+            # another user signed in over the provider's session: its page ends that session and submits itself
+            url, method, data = url.join(URL(forms[""].action)), "POST", forms[""].fields
         else:
             raise SignInFailed(f"{resp.status} at {url.with_query(None)}: {body[:2000]}")
     raise SignInFailed(f"no authorization response after {MAX_STEPS} steps (last: {url.with_query(None)})")

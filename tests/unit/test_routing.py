@@ -188,7 +188,7 @@ def claims_route(**req) -> Route:
 
 def denied(route_: Route, claims: dict) -> bool:
     try:
-        check_requirements(route_, claims)
+        check_requirements(route_, claims, {})
     except GatewayError as exc:
         assert exc.status == 403 and exc.code == "permission_denied"
         return True

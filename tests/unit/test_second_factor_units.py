@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pyotp
+import pytest
 
-from gateway.config import Requirements, parse_config
+from gateway.config import ConfigError, Requirements, parse_config
 from gateway.factors import recovery
 from gateway.factors.totp import Totp, normalise_code
 from gateway.server.reload import restart_only_changes
@@ -68,13 +69,44 @@ def test_recovery_codes_are_unique_hashed_and_matched_by_name() -> None:
 
 def test_step_up_requirements() -> None:
     require = Requirements(amr_any=("otp",), max_auth_age=600)
-    assert require.step_up({"amr": ["pwd", "otp", "mfa"], "auth_time": 1000}, 1599) is None
-    assert require.step_up({"amr": ["pwd", "otp", "mfa"], "auth_time": 1000}, 1600) == "This route needs a more recent login"
-    assert require.step_up({"amr": ["pwd"], "auth_time": 1000}, 1001) == "This route needs a login with a second factor"
-    assert require.step_up({"amr": "otp"}, 1001) == "This route needs a more recent login"  # no auth_time: too old
+    assert require.step_up({"amr": ["pwd", "otp", "mfa"], "auth_time": 1000}, 1599, {}) is None
+    assert require.step_up({"amr": ["pwd", "otp", "mfa"], "auth_time": 1000}, 1600, {}) == "This route needs a more recent login"
+    assert require.step_up({"amr": ["pwd"], "auth_time": 1000}, 1001, {}) == "This route needs a login with a second factor"
+    assert require.step_up({"amr": "otp"}, 1001, {}) == "This route needs a more recent login"  # no auth_time: too old
     assert require.refusal({"amr": ["pwd"]}) is None  # step-up is no 403
-    assert require.acr_values == "otp" and Requirements(amr_any=("otp", "hwk"), acr="mfa").acr_values == "mfa"
-    assert Requirements().step_up({}, 0) is None and Requirements().auth_deadline({"auth_time": 5}) is None
+    assert require.acr_values == "otp" and Requirements(acr="mfa").acr_values == "mfa"
+    assert Requirements().step_up({}, 0, {}) is None and Requirements().auth_deadline({"auth_time": 5}) is None
+
+
+def test_a_level_is_its_amr_values_or_a_trusted_acr() -> None:
+    levels = {"mfa": ("otp", "hwk", "swk"), "phishing_resistant": ("hwk",)}
+    strong = Requirements(acr="phishing_resistant")
+    assert strong.meets_level({"amr": ["hwk", "mfa"]}, levels)
+    assert not strong.meets_level({"amr": ["pwd", "otp", "mfa"]}, levels)
+    assert not strong.meets_level({"amr": ["pwd"], "acr": "mfa"}, levels)  # another level's acr is not this one
+    assert strong.meets_level({"acr": "phishing_resistant"}, levels)  # set only from a trusted provider's assertion
+    assert Requirements(acr="mfa").step_up({"amr": ["pwd", "otp"]}, 0, levels) is None
+    assert not Requirements(acr="mfa").meets_level({"amr": ["pwd"]}, {})  # a level that is not configured: never met
+
+
+def test_levels_are_checked_at_load(tmp_path: Path, users_file: Path) -> None:
+    route = {"name": "pay", "prefix": "/pay", "upstream": "http://127.0.0.1:9"}
+    with pytest.raises(ConfigError, match=r"'gold' is not a level of second_factor.levels \(mfa, phishing_resistant\)"):
+        config(tmp_path, users_file, routes=[{**route, "require": {"acr": "gold"}}])
+    with pytest.raises(ConfigError, match="give acr .* or amr_any, not both"):
+        config(tmp_path, users_file, routes=[{**route, "require": {"acr": "mfa", "amr_any": ["otp"]}}])
+    with pytest.raises(ConfigError, match=r"\['otpp'\] are not RFC 8176 amr values"):
+        config(tmp_path, users_file, credentials={"url": "sqlite:///a.db", "keys": [{"id": "k", "secret": "y" * 40}]},
+               second_factor={"levels": {"mfa": ["otpp"]}})
+    with pytest.raises(ConfigError, match="require: needs auth: required or basic"):
+        config(tmp_path, users_file, routes=[{**route, "auth": "none", "require": {"acr": "mfa"}}])
+    parsed = config(tmp_path, users_file, credentials={"url": "sqlite:///a.db", "keys": [{"id": "k", "secret": "y" * 40}]},
+                    second_factor={"levels": {"gold": ["hwk"]}}, routes=[{**route, "require": {"acr": "gold"}}])
+    assert parsed.levels == {"gold": ("hwk",)} and parsed.routes[0].require.acr == "gold"
+    assert config(tmp_path, users_file).levels["mfa"] == ("mfa", "otp", "hwk", "swk")  # the default without the section
+    with pytest.raises(ConfigError, match="'amr' is set by the gateway"):
+        config(tmp_path, users_file, public_url="https://gw.example", oidc={"providers": {"corp": {
+            "issuer": "https://op.example", "client_id": "gw", "client_secret": "s", "claims": {"amr": "amr"}}}})
 
 
 def config(tmp_path: Path, users_file: Path, **extra: Any) -> Any:
@@ -100,3 +132,14 @@ def test_who_must_have_a_factor(tmp_path: Path, users_file: Path) -> None:
     gate = FactorGate(parsed.second_factor, CredentialStore.from_config(parsed.credentials), store, store)
     assert gate.required_for({"roles": ["user", "admin"]}) and gate.required_for({"groups": "finance"})
     assert not gate.required_for({"roles": ["user"], "groups": ["ops"]}) and not gate.required_for({})
+
+
+def test_only_the_gateway_says_how_a_user_logged_in(tmp_path: Path) -> None:
+    """amr, auth_time, acr and idp are login claims: a users file that sets one is refused at load, since a
+    provider session without amr (untrusted) would otherwise carry the file's."""
+    from gateway.sources.users import hash_password, load_users
+
+    path = tmp_path / "users.yaml"
+    path.write_text(f"users:\n  eve:\n    password_hash: '{hash_password('pw')}'\n    claims: {{amr: [otp], acr: mfa}}\n")
+    with pytest.raises(ConfigError, match=r"\['acr', 'amr'\] are set by the gateway"):
+        load_users(path)

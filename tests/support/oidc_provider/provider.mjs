@@ -21,7 +21,9 @@
 //   backchannel_logout_session_required, which the launcher sets by default).
 // - our own minimal interactions (no devInteractions): a login form that checks the password
 //   and a consent form, both plain HTML that tests/support/oidc.py walks with aiohttp and the
-//   browser tests with Chromium.
+//   browser tests with Chromium. The login form also takes what the test says the sign-in was:
+//   `amr` (comma-separated), `acr` (one of `acr_values` from the JSON file) and `ts` (when, for a
+//   login long ago); they end up in the ID token as `amr`, `acr` and `auth_time`.
 // - claims of the `profile` scope go into the ID token too (conformIdTokenClaims: false), as
 //   Keycloak, Okta and Entra do with their default client settings; the launcher can turn this off.
 // - ID-token signature algorithms: oidc-provider's default list (RS256, PS256, ES256, EdDSA) unless the
@@ -53,6 +55,8 @@ ${error ? `<p role="alert" id="error">${escape(error)}</p>` : ''}
 <form id="login" method="post" action="/interaction/${escape(uid)}/login">
   <label>User <input name="login" id="login-name" autocomplete="username" required></label>
   <label>Password <input name="password" id="login-password" type="password" autocomplete="current-password" required></label>
+  <label>How you signed in (amr, comma-separated) <input name="amr" id="login-amr"></label>
+  <label>Level (acr) <input name="acr" id="login-acr"></label>
   <button type="submit" id="login-submit">Sign in</button>
 </form>`);
 
@@ -81,8 +85,13 @@ const provider = new Provider(config.issuer, {
     if (!user) return undefined;
     return { accountId: id, claims: async () => claimsOf(user) };
   },
+  acrValues: config.acr_values || [],
   claims: {
-    openid: ['sub'],
+    acr: null,
+    amr: null,
+    auth_time: null,
+    sid: null,
+    openid: ['sub', 'acr', 'amr', 'auth_time'], // in every ID token, as Keycloak and Entra send them
     email: ['email', 'email_verified'],
     profile: ['name', 'groups', ...extraClaims],
   },
@@ -198,8 +207,13 @@ provider.use(async (ctx, next) => {
       ctx.body = loginPage(uid, params.client_id, 'Invalid user or password.');
       return;
     }
-    await provider.interactionFinished(ctx.req, ctx.res, { login: { accountId: user.sub } },
-      { mergeWithLastSubmission: false });
+    // What the test says the sign-in was: amr values, an acr, and when (ts: a login long ago).
+    const login = { accountId: user.sub };
+    const amr = (form.get('amr') || '').split(',').map((m) => m.trim()).filter(Boolean);
+    if (amr.length) login.amr = amr;
+    if (form.get('acr')) login.acr = form.get('acr');
+    if (form.get('ts')) login.ts = Number(form.get('ts'));
+    await provider.interactionFinished(ctx.req, ctx.res, { login }, { mergeWithLastSubmission: false });
     ctx.respond = false;
     return;
   }

@@ -58,11 +58,12 @@ bench: $(VENV)/.installed-bench
 
 # mutmut copies gateway/, tests/ and what [tool.mutmut] also_copy names into mutants/ and mutates there; for each
 # mutant it runs only the selected tests (pyproject.toml's [tool.mutmut]) that reach the mutated function.
+# GATEWAY_PURE=1: the mutated sources, never a compiled extension of `make compiled` copied along with them.
 # A fresh mutants/ each time: results of an older tree never count. MUTMUT_ARGS='--max-children 3' for more workers.
 mutation: $(VENV)/.installed-mutation
 	bash scripts/install-test-deps.sh
 	rm -rf mutants
-	$(VENV)/bin/mutmut run $(MUTMUT_ARGS) > mutation.log 2>&1 || (tail -c 3000 mutation.log; exit 1)
+	GATEWAY_PURE=1 $(VENV)/bin/mutmut run $(MUTMUT_ARGS) > mutation.log 2>&1 || (tail -c 3000 mutation.log; exit 1)
 	$(PY) scripts/mutation_score.py --min 90
 
 # Every install: the locked pip and setuptools first, then the lock's exact files (--require-hashes),

@@ -1,9 +1,10 @@
 # Two commands for a fresh machine:
 #   make run   - install and run the gateway on the embedded default (memory store,
 #                config/example.yaml, config/users.yaml, example upstream on :9001)
-#   make test  - install what the tests need (Debian packages, node packages, the test extra)
-#                and run the whole test suite: in parallel (pytest-xdist, TEST_WORKERS per core),
-#                then the tests marked serial alone (scripts/run-tests.sh)
+#   make test  - install what the tests need (Debian packages, node packages, the test extra),
+#                build the compiled hot path (make compiled) and run the whole test suite on it: in
+#                parallel (pytest-xdist, TEST_WORKERS per core), then the tests marked serial alone,
+#                then tests/unit and tests/http again on the pure-Python modules (scripts/run-tests.sh)
 # Python packages come from the committed locks in locks/ (exact versions with hashes, pip and
 # setuptools included), so a fresh machine installs what the last green run tested; pyproject.toml
 # keeps the ranges for people who install the package.
@@ -11,6 +12,9 @@
 #      make bench (BENCH_ARGS=--quick for a 2-minute run) - the benchmark suite
 #      make mutation - mutation testing of the security-critical modules with the quick test layers
 #                      (docs/mutation.md); fails below 90% of the mutants killed
+#      make compiled - compile the hot modules of the proxied request with mypyc, in place (scripts/compile.py;
+#                      docs/performance.md#compiled-hot-path); make clean-compiled removes them (GATEWAY_PURE=1
+#                      ignores them without removing)
 #      make test-container - build the image (podman + runc, local debootstrap base) and check it
 #                            running; not part of `make test` (slow, needs root for podman)
 PYTHON ?= python3
@@ -18,7 +22,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TEST_WORKERS ?= auto
 
-.PHONY: run test test-container check bench mutation upgrade locks clean
+.PHONY: run test test-container check bench mutation upgrade locks clean compiled clean-compiled
 
 run: $(VENV)/.installed
 	$(VENV)/bin/gateway run --config config/example.yaml --example-upstream
@@ -27,7 +31,20 @@ test: $(VENV)/.installed-test
 	bash scripts/install-test-deps.sh
 	$(VENV)/bin/ruff check gateway tests bench
 	$(VENV)/bin/mypy
-	PY=$(PY) TEST_WORKERS=$(TEST_WORKERS) bash scripts/run-tests.sh $(PYTEST_ARGS)
+	$(MAKE) compiled
+	PY=$(PY) TEST_WORKERS=$(TEST_WORKERS) GATEWAY_TEST_BUILD=compiled PURE_LAYERS="tests/unit tests/http" \
+	  bash scripts/run-tests.sh $(PYTEST_ARGS)
+
+# The compiled build: mypyc (shipped with mypy, in the test lock) compiles pyproject.toml's [tool.gateway.compiled]
+# modules into extensions beside their sources; it needs gcc and Python's headers (scripts/install-test-deps.sh).
+# Rebuilt when any module of the package changes: compiled code relies on the types of what it imports.
+compiled: build/compiled.json
+
+build/compiled.json: $(VENV)/.installed-test pyproject.toml $(shell find gateway -name '*.py')
+	$(PY) scripts/compile.py build
+
+clean-compiled:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) scripts/compile.py clean
 
 test-container: $(VENV)/.installed
 	bash scripts/container-test.sh
@@ -41,11 +58,12 @@ bench: $(VENV)/.installed-bench
 
 # mutmut copies gateway/, tests/ and what [tool.mutmut] also_copy names into mutants/ and mutates there; for each
 # mutant it runs only the selected tests (pyproject.toml's [tool.mutmut]) that reach the mutated function.
+# GATEWAY_PURE=1: the mutated sources, never a compiled extension of `make compiled` copied along with them.
 # A fresh mutants/ each time: results of an older tree never count. MUTMUT_ARGS='--max-children 3' for more workers.
 mutation: $(VENV)/.installed-mutation
 	bash scripts/install-test-deps.sh
 	rm -rf mutants
-	$(VENV)/bin/mutmut run $(MUTMUT_ARGS) > mutation.log 2>&1 || (tail -c 3000 mutation.log; exit 1)
+	GATEWAY_PURE=1 $(VENV)/bin/mutmut run $(MUTMUT_ARGS) > mutation.log 2>&1 || (tail -c 3000 mutation.log; exit 1)
 	$(PY) scripts/mutation_score.py --min 90
 
 # Every install: the locked pip and setuptools first, then the lock's exact files (--require-hashes),
@@ -95,5 +113,5 @@ upgrade:
 	$(MAKE) locks COMPILE_ARGS=--upgrade
 	$(MAKE) test
 
-clean:
+clean: clean-compiled
 	rm -rf $(VENV) $(VENV)-tools tests/browser/node_modules mutants mutation.log

@@ -1,21 +1,27 @@
 """A/B of gateway source trees: CPU per request of each, interleaved, behind one upstream.
 
 ``.venv/bin/python -m bench.ab base=/tmp/a,new=/tmp/b [--rounds 5] [--duration 4] [--connections 64]
-[--store memory|redis|cached] [--mode proxy|decision]`` where each tree is a checkout of the project
-(``git archive <commit> | tar -x -C /tmp/a``). Every tree's gateway runs from its own sources
+[--store memory|redis|cached] [--mode proxy|decision] [--compiled new]`` where each tree is a checkout of
+the project (``git archive <commit> | tar -x -C /tmp/a``). Every tree's gateway runs from its own sources
 (``PYTHONPATH``) on the bench's gateway config; every round runs each once (order rotated); the figure
 is the median over rounds of each tree's CPU per request divided by the first tree's in the same round.
 This is how the levers in docs/performance.md were measured.
 
 ``--mode decision``: each tree's gateway in decision mode behind nginx running that tree's own
-nginx config (``bench.decision.start_decision_nginx``) with nginx's decision cache off (every request decided by the gateway, its
-own caches at their defaults); the figure is the gateway's CPU per request alone, nginx's not counted.
+nginx config (``bench.decision.start_decision_nginx``) with nginx's decision cache off (every request decided by
+the gateway, its own caches at their defaults); the figure is the gateway's CPU per request alone, nginx's not counted.
+
+``--compiled NAME,...``: those trees are first compiled in place by this checkout's scripts/compile.py (its
+module list; docs/performance.md#compiled-hot-path), and their gateways must map the compiled library; every
+other tree runs with ``GATEWAY_PURE=1`` and must map none, so one checkout can be measured both ways
+(``pure=/tmp/a,compiled=/tmp/a --compiled compiled``).
 """
 from __future__ import annotations
 
 import argparse
 import shutil
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,8 +37,24 @@ from .stack import Stack, Target, _gateway_argv  # noqa: E402
 from .wrk import run_wrk  # noqa: E402
 
 
+def _compile(tree: str) -> None:
+    script = Path(__file__).resolve().parent.parent / "scripts" / "compile.py"
+    subprocess.run([sys.executable, str(script), "build", "--tree", tree], check=True)
+
+
+def _check_build(target: Target, tree: str, compiled: bool) -> None:
+    """The gateway of ``tree`` runs the build it is measured as: its compiled library mapped, or none of the tree's."""
+    assert target.proc is not None
+    root = str(Path(tree).resolve()) + "/"
+    mapped = {line.split()[-1] for line in Path(f"/proc/{target.proc.pid}/maps").read_text().splitlines()
+              if line.rstrip().endswith(".so") and line.split()[-1].startswith(root)}
+    if (compiled and not any("__mypyc." in m for m in mapped)) or (not compiled and mapped):
+        raise SystemExit(f"{target.name}: expected the {'compiled' if compiled else 'pure'} build of {tree}, "
+                         f"the gateway maps {sorted(mapped) or 'no extension of it'}")
+
+
 def _start(stack: Stack, name: str, tree: str, upstream: Target, redis_url: str | None, cached: bool,
-           decision: bool) -> Target:
+           decision: bool, compiled: bool) -> Target:
     port = free_port()
     gdir = stack.tmp / name
     gdir.mkdir()
@@ -46,7 +68,7 @@ def _start(stack: Stack, name: str, tree: str, upstream: Target, redis_url: str 
         config |= {"trust_forwarded_headers": True, "decision": {"front": "nginx", "max_age": "5s"}}
     cfg = configs.write_gateway_config(gdir / "gateway.yaml", config)
     proc = stack._start(name, _gateway_argv() + ["run", "--config", str(cfg), "--workers", "1"],
-                        env={"GATEWAY_SECRET": stack.secret, "PYTHONPATH": tree})
+                        env={"GATEWAY_SECRET": stack.secret, "PYTHONPATH": tree, **({} if compiled else {"GATEWAY_PURE": "1"})})
     base = f"http://127.0.0.1:{port}"
     stack._ready(proc, base + "/healthz", 120)
     target = Target(name, base, proc, injects_identity=True)
@@ -63,13 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--store", choices=("memory", "redis", "cached"), default="memory")
     p.add_argument("--mode", choices=("proxy", "decision"), default="proxy")
+    p.add_argument("--compiled", default="", help="NAME,...: trees to compile with mypyc first and run compiled")
     a = p.parse_args(argv)
     trees = dict(item.split("=", 1) for item in a.trees.split(","))
+    compiled = {n for n in a.compiled.split(",") if n}
+    if compiled - set(trees):
+        p.error(f"--compiled names no tree: {', '.join(sorted(compiled - set(trees)))}")
+    for tree in sorted({trees[n] for n in compiled}):
+        _compile(tree)
     stack = Stack()
     try:
         upstream = stack.upstream()
         redis_url = f"redis://127.0.0.1:{stack.redis()}/0" if a.store != "memory" else None
-        gateways = {n: _start(stack, n, t, upstream, redis_url, a.store == "cached", a.mode == "decision")
+        gateways = {n: _start(stack, n, t, upstream, redis_url, a.store == "cached", a.mode == "decision", n in compiled)
                     for n, t in trees.items()}
         # each gateway's own login: a memory store knows only the sessions it started (an unknown one is refused)
         tokens = {n: str(client.login(t.base)["access"]) for n, t in gateways.items()}
@@ -79,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         for n, t in targets.items():
             client.check_identity(t.api_url, tokens[n], True)
             run_wrk(t.api_url, 16, 2, "bearer.lua", env={"BENCH_TOKEN": tokens[n]})  # warm-up
+            _check_build(gateways[n], trees[n], n in compiled)
         names = list(targets)
         cpu: dict[str, list[float]] = {n: [] for n in names}
         for rnd in range(a.rounds):

@@ -188,4 +188,6 @@ def _gateway_argv() -> list[str]:
     script = ROOT / ".venv" / "bin" / "gateway"
     if script.exists() and os.access(script, os.X_OK):
         return [str(script)]
-    return [PY, "-c", "import sys; from gateway.cli import main; sys.exit(main())"]
+    # -P: not the current directory first on sys.path (the checkout this runs from), so PYTHONPATH picks the
+    # sources (bench/ab.py gives each gateway its own tree that way)
+    return [PY, "-P", "-c", "import sys; from gateway.cli import main; sys.exit(main())"]

@@ -5,14 +5,40 @@ check`` do not load the server.
 """
 from __future__ import annotations
 
+import os
+import sys
+from importlib.abc import PathEntryFinder
+from importlib.machinery import SOURCE_SUFFIXES, FileFinder, SourceFileLoader
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gateway.app import create_app
     from gateway.config import ConfigError, GatewayConfig, load_config
 
-__all__ = ["ConfigError", "GatewayConfig", "create_app", "load_config"]
+__all__ = ["ConfigError", "GatewayConfig", "PURE_ENV", "create_app", "load_config"]
 __version__ = "0.1.0"
+
+# The compiled build (`make compiled`, docs/performance.md#compiled-hot-path) puts C extensions beside some modules'
+# sources, and Python prefers an extension; GATEWAY_PURE=1 imports every module of the package from its source.
+PURE_ENV = "GATEWAY_PURE"
+
+
+def _sources_only() -> None:
+    root = os.path.dirname(os.path.abspath(__file__))
+    finder = FileFinder.path_hook((SourceFileLoader, SOURCE_SUFFIXES))
+
+    def hook(path: str) -> PathEntryFinder:
+        if path != root and not path.startswith(root + os.sep):
+            raise ImportError("not in the gateway package")
+        return finder(path)
+
+    sys.path_hooks.insert(0, hook)
+    for path in [p for p in sys.path_importer_cache if p == root or p.startswith(root + os.sep)]:
+        del sys.path_importer_cache[path]
+
+
+if os.environ.get(PURE_ENV) == "1":
+    _sources_only()
 
 
 def __getattr__(name: str) -> Any:

@@ -29,6 +29,11 @@ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v wrk >/dev/null || missing+=(wrk)
 # PHP-FPM behind nginx: the CGI-style recipe of docs/recipes.md (tests/ops/test_recipes.py)
 command -v php-fpm >/dev/null || compgen -G "/usr/sbin/php-fpm*" >/dev/null || missing+=(php-fpm)
+# gcc and Python's headers: make compiled (mypyc's C extensions; scripts/compile.py). The venv's interpreter says
+# where its headers are; Debian's python3-dev provides them for Debian's own Python.
+command -v gcc >/dev/null || missing+=(gcc)
+"${PY:-.venv/bin/python}" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  2>/dev/null || missing+=(python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   bash "$(dirname "$0")/apt-install.sh" "${missing[@]}"
 fi

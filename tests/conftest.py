@@ -201,6 +201,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           "of make test) or run only them (only: its serial pass)")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """No run on stale extensions: a module edited after `make compiled` would be tested as it was (scripts/compile.py)."""
+    from tests.support.compiled import compile_script
+
+    if not (ROOT / "scripts" / "compile.py").exists():
+        return  # mutmut's copy of the tree (make mutation runs it with GATEWAY_PURE=1)
+    problems = compile_script().stale(ROOT)
+    if problems:
+        pytest.exit("stale compiled build: " + "; ".join(problems) + ": run `make compiled` or `make clean-compiled`", 3)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The layers: tests/unit and tests/http are quick; tests/ops and tests/browser are marked slow. --serial."""
     for item in items:

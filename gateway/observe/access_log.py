@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from json.encoder import encode_basestring_ascii
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from aiohttp import web
 
@@ -40,7 +40,7 @@ FIELDS = ("time", "request_id", "method", "path", "route", "status", "duration_m
 
 
 class _Process:
-    pid = os.getpid()
+    pid: ClassVar[int] = os.getpid()
 
 
 def _new_pid() -> None:
@@ -83,8 +83,8 @@ def access_line(state: Mapping[Any, Any], request: web.Request, response: web.St
 
 
 class _Clock:
-    second = -1
-    prefix = ""
+    second: ClassVar[int] = -1
+    prefix: ClassVar[str] = ""
 
 
 def _timestamp() -> str:

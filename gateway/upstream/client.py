@@ -166,11 +166,13 @@ async def _send_body(conn: UpstreamConnection, body: AsyncIterator[bytes], chunk
         while True:
             conn.suspend()
             try:
-                chunk = await chunks.__anext__()
+                chunk: bytes | None = await chunks.__anext__()
             except StopAsyncIteration:
-                break
+                chunk = None  # not `break` here: mypyc cannot compile a break inside try/finally
             finally:
                 conn.resume()
+            if chunk is None:
+                break
             if conn.closed:
                 return
             if chunked:

@@ -47,8 +47,8 @@ HOP_BY_HOP = frozenset(
     "connection keep-alive proxy-connection proxy-authenticate proxy-authorization te trailer "
     "transfer-encoding upgrade".split()
 )
+_SURROGATE = re.compile(f"[{chr(0xD800)}-{chr(0xDFFF)}]")  # lone surrogates; chr(): mypyc refuses them in literals
 # Printable ASCII except "%" and ",": what a claim may keep verbatim in a header.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%,")
 
 

@@ -150,7 +150,8 @@ def test_dockerignore_sends_what_the_build_copies_and_nothing_secret():
     for path in matched:
         assert dockerignore_allows(str(path.relative_to(ROOT))), path
     for private in [".venv/bin/python", ".git/config", "tests/conftest.py", "config/users.yaml", "deploy/k8s/secret.yaml",
-                    "gateway/__pycache__/app.cpython-311.pyc"]:
+                    "gateway/__pycache__/app.cpython-311.pyc",
+                    "gateway/target.cpython-311-x86_64-linux-gnu.so"]:  # a checkout's compiled build (make compiled)
         assert not dockerignore_allows(private), private
 
 

@@ -168,3 +168,32 @@ async def run_gateway(path: Path, port: int, log: Path, env: dict[str, str] | No
         yield RunningGateway(gateway.url, gateway.log_path)
     finally:
         gateway.stop()
+
+
+@contextlib.asynccontextmanager
+async def factor_gateway(tmp_path: Path, secret: str, password: str, **config: Any) -> AsyncIterator[tuple[str, Path]]:
+    """The gateway (its CLI) of the second-factor browser tests, its address and its log: alice with ``password`` in a users
+    file, the credentials store in an SQLite file of ``tmp_path``, ``public_url`` on ``http://localhost`` (a valid
+    WebAuthn RP ID, while it listens on 127.0.0.1); ``config`` sets the other top-level keys (``cookies``,
+    ``second_factor``, ``routes``)."""
+    from gateway.sources.users import hash_password
+
+    port = free_port()
+    users = {"alice": {"password_hash": hash_password(password), "claims": {"roles": ["user"]}}}
+    (tmp_path / "users.yaml").write_text(json.dumps({"users": users}))
+    (tmp_path / "gateway.yaml").write_text(json.dumps({
+        "listen": {"host": "127.0.0.1", "port": port},
+        "public_url": f"http://localhost:{port}",
+        "tokens": {"secret": secret, "issuer": "gateway", "audience": "gateway-clients", "leeway": "0s"},
+        "users_file": "users.yaml",
+        "credentials": {"url": f"sqlite:///{tmp_path / 'credentials.db'}", "keys": [{"id": "k1", "secret": "k" * 40}]},
+        **config,
+    }))
+    command = [*gateway_command(), "run", "--config", str(tmp_path / "gateway.yaml")]
+    gateway = ServerProcess("gateway", lambda *_: command, tmp_path, port=port, env={"PYTHONUNBUFFERED": "1"})
+    try:
+        gateway.start()
+        await wait_http(f"{gateway.url}/healthz", gateway.proc, gateway.log_path)
+        yield f"http://localhost:{port}", gateway.log_path
+    finally:
+        gateway.stop()

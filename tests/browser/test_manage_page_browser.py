@@ -13,17 +13,15 @@ The gateway listens on 127.0.0.1 but is reached as http://localhost (a valid Web
 """
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 
 import pyotp
 import pytest
 from aiohttp import web
-from test_browser_e2e import gateway_command
 
-from harness import free_port, run_flow_async, wait_http
-from tests.support.processes import ServerProcess
+from harness import run_flow_async
+from stack import factor_gateway
 
 SECRET = "manage-browser-secret-" + "x" * 40
 PASSWORD = "alice-long-password-1"
@@ -58,8 +56,6 @@ STATE = """({
 
 @pytest.fixture
 async def stack(tmp_path, aiohttp_server, browser_env):
-    from gateway.sources.users import hash_password
-
     secrets: list[str] = []
 
     async def totp(request: web.Request) -> web.Response:
@@ -78,29 +74,14 @@ async def stack(tmp_path, aiohttp_server, browser_env):
     app.router.add_get("/app/home", home)
     app.router.add_get("/private/home", home)
     page_server = await aiohttp_server(app, host="127.0.0.1")
-    gw_port = free_port()
-    users = {"alice": {"password_hash": hash_password(PASSWORD), "claims": {"roles": ["user"]}}}
-    (tmp_path / "users.yaml").write_text(json.dumps({"users": users}))
     upstream = f"http://127.0.0.1:{page_server.port}"
-    (tmp_path / "gateway.yaml").write_text(json.dumps({
-        "listen": {"host": "127.0.0.1", "port": gw_port},
-        "public_url": f"http://localhost:{gw_port}",
-        "tokens": {"secret": SECRET, "issuer": "gateway", "audience": "gateway-clients", "leeway": "0s"},
-        "users_file": "users.yaml",
-        "cookies": {"enabled": True, "secure": False},
-        "credentials": {"url": f"sqlite:///{tmp_path / 'credentials.db'}", "keys": [{"id": "k1", "secret": "k" * 40}]},
-        "second_factor": {"required": "everyone", "grace_period": "1d", "enrol_max_auth_age": "10m", "webauthn": {}},
-        "routes": [{"name": "app", "prefix": "/app", "upstream": upstream, "auth": "none"},
-                   {"name": "private", "prefix": "/private", "upstream": upstream, "login": "signin"}],
-    }))
-    gateway = ServerProcess("gateway", lambda *_: gateway_command(tmp_path / "gateway.yaml"), tmp_path, port=gw_port,
-                            env={"PYTHONUNBUFFERED": "1"})
-    try:
-        gateway.start()
-        await wait_http(f"{gateway.url}/healthz", gateway.proc, gateway.log_path)
-        yield f"http://localhost:{gw_port}", tmp_path
-    finally:
-        gateway.stop()
+    async with factor_gateway(
+        tmp_path, SECRET, PASSWORD, cookies={"enabled": True, "secure": False},
+        second_factor={"required": "everyone", "grace_period": "1d", "enrol_max_auth_age": "10m", "webauthn": {}},
+        routes=[{"name": "app", "prefix": "/app", "upstream": upstream, "auth": "none"},
+                {"name": "private", "prefix": "/private", "upstream": upstream, "login": "signin"}],
+    ) as (base, _log):
+        yield base, tmp_path
 
 
 async def test_manage_factors_in_chromium(stack):

@@ -10,14 +10,11 @@ address is none), as `public_url` says.
 """
 from __future__ import annotations
 
-import json
-
 import pytest
 from aiohttp import web
-from test_browser_e2e import gateway_command
 
-from harness import free_port, run_page_async, wait_http
-from tests.support.processes import ServerProcess
+from harness import run_page_async
+from stack import factor_gateway
 
 SECRET = "webauthn-browser-secret-" + "x" * 40
 PASSWORD = "alice-long-password-1"
@@ -83,8 +80,6 @@ try {
 
 @pytest.fixture
 async def stack(tmp_path, aiohttp_server, browser_env):
-    from gateway.sources.users import hash_password
-
     async def page(request: web.Request) -> web.Response:
         return web.Response(text=PAGE.replace("__PASSWORD__", PASSWORD), content_type="text/html",
                             headers={"Cache-Control": "no-store"})
@@ -96,28 +91,15 @@ async def stack(tmp_path, aiohttp_server, browser_env):
     app.router.add_get("/app/index.html", page)
     app.router.add_get("/keys/{tail:.*}", keys)
     page_server = await aiohttp_server(app, host="127.0.0.1")
-    gw_port = free_port()
-    users = {"alice": {"password_hash": hash_password(PASSWORD), "claims": {"roles": ["user"]}}}
-    (tmp_path / "users.yaml").write_text(json.dumps({"users": users}))
-    (tmp_path / "gateway.yaml").write_text(json.dumps({
-        "listen": {"host": "127.0.0.1", "port": gw_port},
-        "public_url": f"http://localhost:{gw_port}",
-        "tokens": {"secret": SECRET, "issuer": "gateway", "audience": "gateway-clients", "leeway": "0s"},
-        "users_file": "users.yaml",
-        "credentials": {"url": f"sqlite:///{tmp_path / 'credentials.db'}", "keys": [{"id": "k1", "secret": "k" * 40}]},
-        "second_factor": {"required": "step_up", "enrol_max_auth_age": "10m", "webauthn": {"passkey_login": True}},
-        "routes": [{"name": "app", "prefix": "/app", "upstream": f"http://127.0.0.1:{page_server.port}", "auth": "none"},
-                   {"name": "keys", "prefix": "/keys", "upstream": f"http://127.0.0.1:{page_server.port}",
-                    "require": {"amr_any": ["hwk"]}, "headers": {"X-User-Amr": "amr"}}],
-    }))
-    gateway = ServerProcess("gateway", lambda *_: gateway_command(tmp_path / "gateway.yaml"), tmp_path, port=gw_port,
-                            env={"PYTHONUNBUFFERED": "1"})
-    try:
-        gateway.start()
-        await wait_http(f"{gateway.url}/healthz", gateway.proc, gateway.log_path)
-        yield f"http://localhost:{gw_port}", gateway.log_path
-    finally:
-        gateway.stop()
+    upstream = f"http://127.0.0.1:{page_server.port}"
+    async with factor_gateway(
+        tmp_path, SECRET, PASSWORD,
+        second_factor={"required": "step_up", "enrol_max_auth_age": "10m", "webauthn": {"passkey_login": True}},
+        routes=[{"name": "app", "prefix": "/app", "upstream": upstream, "auth": "none"},
+                {"name": "keys", "prefix": "/keys", "upstream": upstream, "require": {"amr_any": ["hwk"]},
+                 "headers": {"X-User-Amr": "amr"}}],
+    ) as (base, log):
+        yield base, log
 
 
 async def test_webauthn_enrolment_second_step_and_passkey_login_in_chromium(stack):

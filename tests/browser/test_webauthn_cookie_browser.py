@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from test_browser_e2e import gateway_command
 
-from harness import free_port, run_flow_async, wait_http
-from tests.support.processes import ServerProcess
+from harness import run_flow_async
+from stack import factor_gateway
 
 SECRET = "webauthn-cookie-secret-" + "x" * 40
 PASSWORD = "alice-long-password-1"
@@ -68,8 +67,6 @@ try {
 
 @pytest.fixture
 async def stack(tmp_path, aiohttp_server, browser_env):
-    from gateway.sources.users import hash_password
-
     async def page(request: web.Request) -> web.Response:
         html = {"enrol": ENROL, "logins": LOGINS}[request.match_info["name"]]
         return web.Response(text=html.replace("__PASSWORD__", PASSWORD), content_type="text/html",
@@ -84,30 +81,15 @@ async def stack(tmp_path, aiohttp_server, browser_env):
     app.router.add_get("/app/{name}.html", page)
     app.router.add_get("/keys/{tail:.*}", keys)
     page_server = await aiohttp_server(app, host="127.0.0.1")
-    gw_port = free_port()
     upstream = f"http://127.0.0.1:{page_server.port}"
-    users = {"alice": {"password_hash": hash_password(PASSWORD), "claims": {"roles": ["user"]}}}
-    (tmp_path / "users.yaml").write_text(json.dumps({"users": users}))
-    (tmp_path / "gateway.yaml").write_text(json.dumps({
-        "listen": {"host": "127.0.0.1", "port": gw_port},
-        "public_url": f"http://localhost:{gw_port}",
-        "tokens": {"secret": SECRET, "issuer": "gateway", "audience": "gateway-clients", "leeway": "0s"},
-        "users_file": "users.yaml",
-        "cookies": {"enabled": True},
-        "credentials": {"url": f"sqlite:///{tmp_path / 'credentials.db'}", "keys": [{"id": "k1", "secret": "k" * 40}]},
-        "second_factor": {"required": "step_up", "enrol_max_auth_age": "10m", "webauthn": {"passkey_login": True}},
-        "routes": [{"name": "app", "prefix": "/app", "upstream": upstream, "auth": "none"},
-                   {"name": "keys", "prefix": "/keys", "upstream": upstream, "require": {"amr_any": ["hwk"]},
-                    "headers": {"X-User-Amr": "amr"}}],
-    }))
-    gateway = ServerProcess("gateway", lambda *_: gateway_command(tmp_path / "gateway.yaml"), tmp_path, port=gw_port,
-                            env={"PYTHONUNBUFFERED": "1"})
-    try:
-        gateway.start()
-        await wait_http(f"{gateway.url}/healthz", gateway.proc, gateway.log_path)
-        yield f"http://localhost:{gw_port}", tmp_path
-    finally:
-        gateway.stop()
+    async with factor_gateway(
+        tmp_path, SECRET, PASSWORD, cookies={"enabled": True},
+        second_factor={"required": "step_up", "enrol_max_auth_age": "10m", "webauthn": {"passkey_login": True}},
+        routes=[{"name": "app", "prefix": "/app", "upstream": upstream, "auth": "none"},
+                {"name": "keys", "prefix": "/keys", "upstream": upstream, "require": {"amr_any": ["hwk"]},
+                 "headers": {"X-User-Amr": "amr"}}],
+    ) as (base, _log):
+        yield base, tmp_path
 
 
 async def test_cookie_mode_enrolment_step_up_page_second_step_and_passkey_login(stack: Any) -> None:

@@ -67,6 +67,7 @@ def create_app(
     upstream = Upstream(config.limits)
     guard = limits.ConnectionGuard(config.limits, lambda: gateway.runtime.config.proxies, metrics.connections)
     phases = Lifecycle(saturation=lambda: limits.saturation(guard, upstream.slots))
+    metrics.follow_in_flight(lambda: phases.in_flight)
     gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, upstream, metrics, phases, admissions,
                       Tracer(config.tracing) if config.tracing.enabled else None)
     app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log, limits.admission])

@@ -27,6 +27,7 @@ from gateway.context import (
 from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.forwarded import client, forwarded_by_proxy
 from gateway.observe.access_log import access_line
+from gateway.observe.logs import write_access
 from gateway.observe.tracing import Tracer
 from gateway.rate_limit import add_headers as rate_limit_headers
 from gateway.runtime import GATEWAY, RUNTIME, Gateway
@@ -74,8 +75,9 @@ async def errors_and_access_log(request: web.Request, handler: Handler) -> web.S
     started = time.perf_counter()
     request[REQUEST_ID] = rid = request_id(request.headers)
     gateway = request.app[GATEWAY]
-    gateway.lifecycle.in_flight += 1
-    gateway.metrics.in_flight.inc()
+    gateway.lifecycle.in_flight += 1  # the in-flight gauge reads it (Metrics.follow_in_flight) ...
+    if gateway.metrics.in_flight_shared is not None:  # ... except where workers share their samples' files
+        gateway.metrics.in_flight_shared.inc()
     if gateway.tracer is not None:
         return await _traced(request, handler, gateway, gateway.tracer, rid, started)
     return await _answered(request, handler, gateway, rid, started)
@@ -112,7 +114,8 @@ async def _answered(request: web.Request, handler: Handler, gateway: Gateway, ri
         response = error_response(GatewayError(500, ErrorCode.INTERNAL_ERROR, "Internal error; see the gateway log"))
     finally:
         gateway.lifecycle.in_flight -= 1
-        gateway.metrics.in_flight.dec()
+        if gateway.metrics.in_flight_shared is not None:
+            gateway.metrics.in_flight_shared.dec()
     if not response.prepared:  # the proxy relay and websockets prepared theirs, having called answer_headers
         answer_headers(request, response)
         if gateway.lifecycle.draining:
@@ -122,9 +125,9 @@ async def _answered(request: web.Request, handler: Handler, gateway: Gateway, ri
 
 
 def _observe(request: web.Request, response: web.StreamResponse, duration: float, gateway: Gateway) -> None:
-    # One copy of the request's context: a missing key then costs a dict miss, not a KeyError raised and
-    # caught inside Mapping.get.
-    state = dict(request.items())
+    # The request's context as the dict it is (aiohttp's Request keeps it in ``_state``): a missing key then
+    # costs a dict miss, not a KeyError raised and caught inside Mapping.get, and nothing is copied.
+    state = request._state
     route = state.get(ROUTE_NAME) or "unmatched"
     bound = gateway.metrics.route(route)
     bound.request(request.method, response.status, duration)
@@ -136,4 +139,4 @@ def _observe(request: web.Request, response: web.StreamResponse, duration: float
     if state.get(REVOCATION_SKIPPED):
         gateway.metrics.fail_open.inc()
     if access_log.isEnabledFor(logging.INFO):
-        access_log.info(access_line(state, request, response, duration))
+        write_access(access_line(state, request, response, duration))

@@ -18,6 +18,7 @@ validates and joins the label values and takes a lock every time).
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
@@ -96,6 +97,9 @@ class Metrics:
             ["route"], buckets=BUCKETS, registry=r)
         self.in_flight = Gauge(
             "gateway_requests_in_flight", "Requests being handled now", registry=r, multiprocess_mode="livesum")
+        # Moved per request only in multiprocess mode (the other workers read the samples' files); else None and
+        # the gauge reads the process's own count when scraped (follow_in_flight).
+        self.in_flight_shared: Gauge | None = self.in_flight if multiprocess_dir() is not None else None
         self.upstream_seconds = Histogram(
             "gateway_upstream_duration_seconds", "Time until the upstream answered with its headers, by route",
             ["route"], buckets=BUCKETS, registry=r)
@@ -160,6 +164,11 @@ class Metrics:
         if multiprocess_dir() is None:
             ProcessCollector(registry=r)  # CPU, memory, fds; not aggregatable across workers
         self.last_reload.set_to_current_time()
+
+    def follow_in_flight(self, count: Callable[[], int]) -> None:
+        """The in-flight gauge is ``count()`` (the lifecycle's plain counter) when scraped, in a single process."""
+        if self.in_flight_shared is None:
+            self.in_flight.set_function(count)
 
     def connections(self, open_connections: int, open_websockets: int) -> None:
         """connections.ConnectionGuard reports here on every change."""

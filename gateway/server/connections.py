@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, LineTooLong
@@ -196,7 +196,9 @@ class _GuardedServer(web.Server):
 class GuardedRunner(web.AppRunner):
     """An AppRunner whose connections go through a ``ConnectionGuard``."""
 
-    def __init__(self, app: web.Application, guard: ConnectionGuard, *, server_header: str = "gateway", **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, guard: ConnectionGuard, *, server_header: str = "gateway",
+                 handler: Callable[[web.Application], Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]]
+                 | None = None, **kwargs: Any) -> None:
         limits = guard.limits
         kwargs.setdefault("keepalive_timeout", limits.keepalive_timeout)
         kwargs.setdefault("max_line_size", limits.max_header_line)
@@ -205,11 +207,13 @@ class GuardedRunner(web.AppRunner):
         super().__init__(app, **kwargs)
         self.guard = guard
         self.server_header = server_header
+        self.handler = handler  # the app's own handler instead of Application._handle (server/front.py)
 
     async def _make_server(self) -> web.Server:
-        plain = await super()._make_server()
+        plain = await super()._make_server()  # starts the app (cleanup_ctx) and freezes it
+        request_handler = plain.request_handler if self.handler is None else self.handler(self._app)
         return _GuardedServer(
-            plain.request_handler, request_factory=plain.request_factory, loop=plain._loop,
+            request_handler, request_factory=plain.request_factory, loop=plain._loop,
             handler_cancellation=plain.handler_cancellation, guard=self.guard, server_header=self.server_header,
             **plain._kwargs,
         )

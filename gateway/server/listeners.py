@@ -28,6 +28,7 @@ from gateway.runtime import GATEWAY, Gateway
 from gateway.server.admin import create_admin_app
 from gateway.server.connections import GuardedRunner
 from gateway.server.fdlimit import raise_nofile
+from gateway.server.front import front_handler
 from gateway.server.reload import Reloader
 from gateway.sources.chain import UserChain
 
@@ -74,7 +75,8 @@ async def serve(config: GatewayConfig, users: UserChain, options: ServeOptions) 
     guard = app[CONNECTION_GUARD]
     guard.set_fd_limit(raise_nofile())
     runner = GuardedRunner(
-        app, guard, server_header=config.server_header, access_log=None, shutdown_timeout=CANCEL_GRACE, handle_signals=False
+        app, guard, server_header=config.server_header, handler=front_handler, access_log=None,
+        shutdown_timeout=CANCEL_GRACE, handle_signals=False,
     )
     await runner.setup()
     extra: list[web.AppRunner] = []

@@ -89,6 +89,16 @@ class UpstreamResponse:
         """The next piece of the body (b"" at its end); the time spent here counts as the upstream's."""
         return await self._conn.read()
 
+    @property
+    def ready(self) -> bool:
+        """The next ``read`` would not wait for the upstream (UpstreamConnection.ready)."""
+        return self._conn.ready
+
+    @property
+    def drained(self) -> bool:
+        """The piece just read was the body's last (UpstreamConnection.drained)."""
+        return self._conn.drained
+
     def waiting_on_client(self) -> "_Suspended":
         """While writing to the client the upstream's silence is not its fault (read-idle timer held)."""
         return _Suspended(self._conn)

@@ -317,6 +317,17 @@ class UpstreamConnection(asyncio.Protocol):
         if self._error is not None:  # broken in the same read as the head: nothing went to the client, a 502
             raise self._error
 
+    @property
+    def ready(self) -> bool:
+        """``read`` would return at once: body bytes are here, or the body ended well (a failure is not "ready": the
+        relay then sends the head before the cut, as it always did)."""
+        return bool(self._buffer) or (self.complete and self._error is None)
+
+    @property
+    def drained(self) -> bool:
+        """The whole body has arrived and been read: the last ``read`` returned its last piece."""
+        return self.complete and not self._buffer and self._error is None
+
     async def read(self) -> bytes:
         """The next piece of the body, b"" at its end; raises UpstreamError after a failure."""
         while not self._buffer:

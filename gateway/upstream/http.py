@@ -115,9 +115,17 @@ def _failure(request: web.Request, exc: BaseException) -> GatewayError:
     return GatewayError(502, ErrorCode.UPSTREAM_UNAVAILABLE, "The upstream service is unavailable")
 
 
-async def _relay(request: web.Request, upstream: UpstreamResponse) -> web.StreamResponse:
-    """Copy status, headers and body; once headers are sent, a failure can only abort."""
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=_response_headers(upstream.headers))
+class _Relayed(web.StreamResponse):
+    """Its head is held at ``prepare`` until body bytes go with it (as aiohttp's own ``Response`` does), so a small
+    answer leaves in one write to the client, not two; ``_relay`` sends the head alone when the upstream has no body
+    bytes ready, so a client never waits on the upstream for the head of a streamed answer."""
+
+    _send_headers_immediately = False
+
+
+async def _prepared(request: web.Request, upstream: UpstreamResponse) -> _Relayed:
+    """The client's answer with the upstream's status and headers and the gateway's own, prepared (head held)."""
+    response = _Relayed(status=upstream.status, reason=upstream.reason, headers=_response_headers(upstream.headers))
     lifecycle = request.app.get(LIFECYCLE)
     if lifecycle is not None and lifecycle.draining:
         response.force_close()  # shutting down: the client's next request goes to a live instance
@@ -125,16 +133,32 @@ async def _relay(request: web.Request, upstream: UpstreamResponse) -> web.Stream
     if answer is not None:  # X-Request-Id, Server, CORS, RateLimit: set once, here, not by a prepare hook
         answer(request, response)
     await response.prepare(request)
+    return response
+
+
+async def _relay(request: web.Request, upstream: UpstreamResponse) -> web.StreamResponse:
+    """Copy status, headers and body; once headers are sent, a failure can only abort."""
+    response = await _prepared(request, upstream)
     request[RESPONSE_BYTES] = 0
     reading = True  # False while writing: a failure then is the client's, not the upstream's
+    head_sent = False
     try:
+        if not upstream.ready:  # the body is still to come (a stream, a slow upstream): the head goes now
+            reading = False
+            await response.write(b"")
+            reading = head_sent = True
         while chunk := await upstream.read():
             reading = False
             with upstream.waiting_on_client():
-                await response.write(chunk)
+                if upstream.drained:  # the last piece: with the end of the body (and the head, if held) in one write
+                    await response.write_eof(chunk)
+                else:
+                    await response.write(chunk)
             request[RESPONSE_BYTES] += len(chunk)
-            reading = True
-    except (asyncio.TimeoutError, UpstreamError, BodyFailed, OSError):
+            reading = head_sent = True
+    except (asyncio.TimeoutError, UpstreamError, BodyFailed, OSError) as exc:
+        if not (reading or head_sent) and isinstance(exc, ConnectionResetError):
+            raise  # the client left before its answer began: 499 client_closed, as for any answer
         # Headers are gone already: the only honest signal left is a cut connection.
         if reading:
             request[UPSTREAM_ERROR] = "aborted"

@@ -274,6 +274,27 @@ async def test_response_body_streams_before_the_upstream_finishes(make_gateway, 
     assert total == 65 * 65536
 
 
+async def test_the_head_of_a_streamed_answer_does_not_wait_for_its_body(make_gateway, aiohttp_server):
+    """The relay holds the head back only while body bytes are already there to go with it (one write for a small
+    answer): an upstream that sends its head and then waits (a stream, server-sent events) has it reach the client."""
+    client_got_head = asyncio.Event()
+
+    async def source(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"X-Stream": "1"})
+        await resp.prepare(request)  # aiohttp's StreamResponse sends its head at once
+        await asyncio.wait_for(client_got_head.wait(), 10)  # times out if the gateway holds the head
+        await resp.write(b"event")
+        await resp.write_eof()
+        return resp
+
+    url = await start_upstream(aiohttp_server, source)
+    gateway = await make_gateway(routes=[{"prefix": "/events", "upstream": url, "auth": "none"}])
+    resp = await asyncio.wait_for(gateway.get("/events"), 5)
+    assert resp.status == 200 and resp.headers["X-Stream"] == "1"
+    client_got_head.set()
+    assert await asyncio.wait_for(resp.read(), 5) == b"event"
+
+
 async def test_content_length_is_kept_for_legacy_upstreams(make_gateway, aiohttp_server):
     async def handler(request: web.Request) -> web.Response:
         return web.json_response({"cl": request.headers.get("Content-Length"), "te": request.headers.get("Transfer-Encoding")})

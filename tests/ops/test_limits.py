@@ -360,3 +360,28 @@ def test_a_reload_cannot_change_the_limits(upstream, users_file, tmp_path):
     assert restart_only_changes(running, changed) == [
         "limits: changing them needs a restart (connection and pool bounds are set at start)"]
     assert restart_only_changes(running, parse_config(base_config(upstream, users_file), tmp_path)) == []
+
+
+# -- the public listener's own handler (server/front.py) ---------------------------------
+
+
+@pytest.mark.parametrize(("expect", "first"), [("100-continue", 100), ("something-else", 417)])
+async def test_expect_is_answered_before_the_body_as_the_application_did(gateway_process, upstream, users_file,
+                                                                         expect, first):
+    """``gateway run`` serves from aiohttp's low-level server: ``Expect`` still gets its interim 100 Continue before the
+    body is sent (then the proxied answer), or aiohttp's 417 for an expectation it does not know."""
+    port = gateway_process(base_config(upstream, users_file))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"POST /public/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: {expect}\r\n\r\n".encode())
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), BOUND)  # before any body byte is sent
+        assert line.split()[1] == str(first).encode(), line
+        if first == 100:
+            assert await asyncio.wait_for(reader.readline(), BOUND) == b"\r\n"
+            writer.write(b"hello")
+            await writer.drain()
+            status, _, _ = await read_answer(reader)
+            assert status == 200
+    finally:
+        writer.close()

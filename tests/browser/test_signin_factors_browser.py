@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 
 from harness import run_flow_async
-from stack import factor_gateway
+from stack import RunningGateway, factor_gateway
 
 SECRET = "signin-factors-secret-" + "x" * 40
 PASSWORD = "alice-long-password-1"
@@ -38,6 +38,17 @@ OFFERED = {"evaluate": """({
   code: !document.getElementById('factor-step').hidden, key: !(document.getElementById('webauthn-step')?.hidden ?? true),
   enrol: !document.getElementById('enrol-step').hidden, status: document.getElementById('password-status').textContent,
 })"""}
+STATUS = {"evaluate": "document.getElementById('password-status').textContent"}
+TAKE_KEY_AWAY = """(async () => {
+  const { credentials } = await window.__cdp('WebAuthn.getCredentials');
+  window.kept = credentials;
+  for (const c of credentials) await window.__cdp('WebAuthn.removeCredential', { credentialId: c.credentialId });
+  return credentials.length;
+})()"""
+BRING_KEY_BACK = """(async () => {
+  for (const credential of window.kept) await window.__cdp('WebAuthn.addCredential', { credential });
+  return (await window.__cdp('WebAuthn.getCredentials')).credentials.length;
+})()"""
 SHOWN_CODES = {"evaluate": "document.querySelectorAll('#recovery-codes li').length"}
 NO_TOKEN_IN_PAGE = {"evaluate": "!document.cookie.includes('gw_access') && !document.cookie.includes('gw_refresh') "
                                 "&& localStorage.length === 0 && sessionStorage.length === 0"}
@@ -88,7 +99,7 @@ def no_csp_violation(out: dict[str, Any]) -> None:
 
 
 async def test_enrol_a_passkey_at_sign_in_then_sign_in_with_it(site: str, tmp_path: Any) -> None:
-    async with factor_gateway(tmp_path, SECRET, PASSWORD, **config(site, {"passkey_login": True})) as (base, _log):
+    async with factor_gateway(tmp_path, SECRET, PASSWORD, **config(site, {"passkey_login": True})) as (base, log):
         start = {"goto": f"{base}/private/home"}  # no session: the route sends the navigation to the sign-in page
         steps: list[dict[str, Any]] = [
             start, {"waitForURL": r"/auth/signin\?next=/private/home$"}, {"waitFor": "#password-form[data-ready]"},
@@ -99,6 +110,9 @@ async def test_enrol_a_passkey_at_sign_in_then_sign_in_with_it(site: str, tmp_pa
             # the key is the user's only factor now (beside the recovery codes)
             start, {"waitForURL": r"/auth/signin\?"}, {"waitFor": "#password-form[data-ready]"},
             *SIGN_IN, {"waitFor": "#webauthn-step:not([hidden])"}, OFFERED,
+            # a ceremony that fails (the key is away), then again: a new challenge for the same mfa_token
+            {"evaluate": TAKE_KEY_AWAY}, {"click": "#use-key"}, {"waitFor": "#use-key:not([disabled])"}, STATUS,
+            {"evaluate": BRING_KEY_BACK},
             {"click": "#use-key"}, {"waitForURL": r"/private/home$"}, {"waitFor": "#amr"}, LANDED, NO_TOKEN_IN_PAGE,
             LOG_OUT,
             # a passkey login: no user name, no password
@@ -106,8 +120,13 @@ async def test_enrol_a_passkey_at_sign_in_then_sign_in_with_it(site: str, tmp_pa
             {"click": "#passkey-login"}, {"waitForURL": r"/private/home$"}, {"waitFor": "#amr"}, LANDED,
         ]
         out = await run_flow_async(steps, tmp_path, step_timeout=30.0, authenticator={})
+        calls = RunningGateway(base, log).access_log()
     assert "error" not in out, out
-    enrol, codes, clean, enrolled_amr, out1, offered, key_amr, clean2, out2, passkey_amr = out["results"]
+    # the retry after the failed ceremony asked the gateway for a new challenge for the same mfa_token
+    assert [e["status"] for e in calls if e["path"] == "/auth/mfa/webauthn/login-options"] == [200]
+    (enrol, codes, clean, enrolled_amr, out1, offered, taken, failed, back, key_amr, clean2, out2,
+     passkey_amr) = out["results"]
+    assert taken == back == 1 and failed == "The key was not used (cancelled or not allowed). Try again."
     assert enrol == {"code": False, "key": False, "enrol": True,
                      "status": "Your account needs a second factor. Set one up now to finish signing in."}
     assert codes == 10 and clean is True and clean2 is True and out1 == out2 == 200

@@ -24,6 +24,10 @@ const gw = createClient({
 });
 
 let pending = null; // the SecondFactorRequired of the password just proven
+const canWebAuthn = typeof window.PublicKeyCredential === 'function';
+if (!canWebAuthn) { // a browser without WebAuthn is offered the rest
+  for (const id of ['webauthn-step', 'enrol-key-form', 'passkey-login']) byId(id)?.remove();
+}
 
 const say = (text) => { status.textContent = text; };
 const on = (id, type, handler) => { const el = byId(id); if (el) el.addEventListener(type, handler); }; // parts the config has

@@ -15,24 +15,31 @@ Decisions where the issue is silent:
   session then lives in the gateway's HttpOnly cookies and any page at
   ``next`` is signed in. A bearer-mode single-page app keeps its tokens in its
   own storage, so it shows its own form (client.js ``login(user, password)``).
-  The form posts JSON to the gateway's token endpoint from a small script
-  (cookie mode refuses form-encoded logins: login CSRF), so it needs
-  JavaScript; the provider links do not. A ``second_factor_required`` answer
-  with a code to give (TOTP or recovery code) shows a code field, and the
-  ``mfa_token`` goes back with the code to the same endpoint; a login in an
-  enrolment grace period goes to the manage page first
-  (docs/second-factor.md). WebAuthn and enrolment at the login are not done
-  here.
-- No external asset, and a strict Content-Security-Policy: the one inline
-  script and the one inline style are allowed by their SHA-256 hashes, the
-  script may only talk to the gateway's own origin, and nothing may frame the
-  page. Every configured value is HTML-escaped.
+  The form posts JSON to the gateway's token endpoint from one static script,
+  ``gateway/static/signin.js`` served at ``<endpoints.signin>.js`` (cookie
+  mode refuses form-encoded logins: login CSRF), so it needs JavaScript; the
+  provider links do not. The script finishes every second-factor case of the
+  login on the page, through client.js in cookie mode (as the manage page
+  does): a TOTP or recovery code, the user's security key or passkey (the
+  WebAuthn ceremony for the ``mfa_token``), the enrolment of a required user
+  who has no factor yet (TOTP, or a key where WebAuthn is on; recovery codes
+  shown once; then the ``mfa_token`` alone finishes the login), and with
+  ``passkey_login`` a passkey login without a password. A login in an
+  enrolment grace period goes to the manage page first (docs/second-factor.md).
+  The markup is ``signin_page.py``.
+- No external asset, and a strict Content-Security-Policy: the script is
+  allowed by a nonce of this answer alone (client.js, which it imports,
+  inherits it), the one inline style by its SHA-256 hash, images only as
+  ``data:`` (the QR code of a TOTP enrolment), the script may only talk to
+  the gateway's own origin, and nothing may frame the page. Every configured
+  value is HTML-escaped.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import html
+import secrets
 
 from aiohttp import web
 
@@ -41,94 +48,14 @@ from gateway.auth.redirects import safe_next
 from gateway.config import GatewayConfig
 from gateway.endpoints.oidc import login_url
 from gateway.endpoints.oidc_pages import error_page
-from gateway.endpoints.table import Endpoint
+from gateway.endpoints.signin_page import STYLE, Steps, password_section
+from gateway.endpoints.table import Endpoint, static_script
 from gateway.endpoints.tokens import own_profile
 from gateway.errors import ErrorCode, GatewayError
 
-__all__ = ["SCRIPT", "STYLE", "SignInPage", "page_headers", "signin_endpoints", "signin_served"]
+__all__ = ["STYLE", "SignInPage", "page_headers", "signin_endpoints", "signin_served"]
 
 GET = frozenset({"GET", "HEAD"})
-
-# The page's only script: posts the password form as JSON to the token endpoint, then goes to `next`; when the
-# answer is second_factor_required with a code to give, it shows the code field and posts the mfa_token with the
-# code (TOTP) or recovery code to the same endpoint (docs/second-factor.md#the-login-flow).
-# It reads everything from the form's data attributes, so it never changes and its hash is fixed.
-SCRIPT = """
-const form = document.getElementById('password-form');
-const status = document.getElementById('password-status');
-const factor = document.getElementById('factor-step');
-let mfaToken = null;
-function askForCode(token) {
-  mfaToken = token;
-  factor.hidden = token === null;
-  form.elements.code.required = token !== null;
-  form.elements.code.value = '';
-  if (token !== null) form.elements.code.focus();
-}
-form.addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const button = form.querySelector('button');
-  button.disabled = true;
-  status.textContent = 'Signing in\\u2026';
-  try {
-    const body = {};
-    if (mfaToken !== null) {
-      const code = form.elements.code.value.trim();
-      body.mfa_token = mfaToken;
-      body[/^[0-9]{6,8}$/.test(code) ? 'code' : 'recovery_code'] = code;
-    } else {
-      body[form.dataset.userField] = form.elements.username.value;
-      body[form.dataset.passwordField] = form.elements.password.value;
-    }
-    const res = await fetch(form.action, {
-      method: 'POST', credentials: 'same-origin', body: JSON.stringify(body),
-      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-    });
-    const answer = await res.json().catch(() => ({}));
-    if (res.ok) {
-      const manage = form.dataset.manage;
-      const next = form.dataset.next;
-      // in the second-factor enrolment grace period: to the manage page first, then on to `next`
-      location.assign(manage && answer.second_factor_enrolment_due && !next.startsWith(manage)
-        ? `${manage}?next=${encodeURIComponent(next)}` : next);
-      return;
-    }
-    if (answer.code === 'second_factor_required') {
-      const methods = Array.isArray(answer.methods) ? answer.methods : [];
-      if (methods.includes('totp') || methods.includes('recovery')) {
-        askForCode(answer.mfa_token);
-        status.textContent = 'Enter the code from your authenticator app, or a recovery code.';
-      } else {
-        status.textContent = methods.length ? 'This account signs in with a security key, which this page cannot use.'
-          : 'This account must set up a second factor first, which this page cannot do.';
-      }
-    } else if (answer.code === 'mfa_token_invalid') {
-      askForCode(null);
-      status.textContent = 'That took too long, or too many codes were wrong. Sign in again.';
-    } else {
-      status.textContent = res.status === 429 ? 'Too many attempts. Wait a moment, then try again.'
-        : res.status >= 500 ? 'Sign-in is unavailable right now. Try again later.'
-        : mfaToken !== null ? 'The code is not right.' : 'The user name or password is not right.';
-    }
-  } catch (err) {
-    status.textContent = 'The gateway could not be reached. Try again.';
-  }
-  button.disabled = false;
-});
-"""
-
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:0;background:#f6f6f6;color:#1a1a1a}
-main{max-width:24rem;margin:3rem auto;padding:1.5rem;background:#fff;border:1px solid #ccc;border-radius:6px}
-h1{font-size:1.4rem;margin-top:0}h2{font-size:1rem}
-ul{list-style:none;padding:0}li{margin:.5rem 0}
-a.provider,button{display:block;width:100%;box-sizing:border-box;padding:.6rem;font-size:1rem;text-align:center;
-border:1px solid #1a4fa0;border-radius:4px;background:#1a4fa0;color:#fff;text-decoration:none;cursor:pointer}
-a.provider:focus,button:focus,input:focus{outline:3px solid #f0b000;outline-offset:2px}
-label{display:block;margin:.6rem 0 .2rem}input{width:100%;box-sizing:border-box;padding:.5rem;font-size:1rem}
-button{margin-top:1rem}#password-status{min-height:1.2em}
-"""
-
 
 def _sha256(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
@@ -153,7 +80,7 @@ def page_headers(script: str | None, style: str, *, nonce: str | None = None, im
     }
 
 
-HEADERS = page_headers(SCRIPT, STYLE)
+_SCRIPT = static_script("signin.js")
 
 
 class SignInPage:
@@ -164,13 +91,18 @@ class SignInPage:
         self.providers = [(name, spec.display_name or name) for name, spec in config.oidc.providers.items()]
         own = own_profile(config)
         self.password = config.cookies.enabled and cookies is not None  # cookie mode: the session is in the cookies
-        self.token_path = config.endpoints.token
-        self.fields = (own.request.username, own.request.password)
-        self.manage = config.second_factor.manage_page if config.second_factor is not None and self.password else ""
-        self.factor_step = (  # shown by the script when the password asks for a second factor
-            '<div id="factor-step" hidden><label for="code">Code from your authenticator app, or a recovery code</label>'
-            '<input id="code" name="code" autocomplete="one-time-code"></div>\n'
-        ) if config.second_factor is not None else ""
+        self.script = f"{config.endpoints.signin}.js"
+        factor = config.second_factor if self.password else None
+        webauthn = factor is not None and factor.webauthn is not None and config.public_url is not None
+        self.steps = Steps(factor=factor is not None, webauthn=webauthn,
+                           passkey=webauthn and factor is not None and factor.webauthn is not None and factor.webauthn.passkey_login)
+        endpoints, settings = config.endpoints, config.cookies
+        self.data = {  # the script's settings (data attributes of the form)
+            "user-field": own.request.username, "password-field": own.request.password,
+            "manage": factor.manage_page if factor is not None else "", "api": factor.path if factor is not None else "",
+            "client": endpoints.client_js, "refresh": endpoints.refresh, "logout": endpoints.logout,
+            "csrf-cookie": settings.csrf_name, "csrf-header": settings.csrf_header,
+        }
 
     async def handle(self, request: web.Request) -> web.Response:
         values = request.query.getall("next", [])
@@ -180,9 +112,11 @@ class SignInPage:
             target = safe_next(values[0] if values else None, self.config.public_url, self.config.oidc.allowed_redirect_origins)
         except ValueError as exc:
             return error_page(GatewayError(400, ErrorCode.INVALID_NEXT, str(exc)))
-        return web.Response(text=self.render(target), content_type="text/html", headers=HEADERS)
+        nonce = secrets.token_urlsafe(18)
+        return web.Response(text=self.render(target, nonce), content_type="text/html",
+                            headers=page_headers(None, STYLE, nonce=nonce, images=self.steps.factor))
 
-    def render(self, target: str) -> str:
+    def render(self, target: str, nonce: str) -> str:
         esc = html.escape
         parts = []
         if self.providers:
@@ -194,21 +128,8 @@ class SignInPage:
             parts.append(f'<section aria-labelledby="providers-title"><h2 id="providers-title">With your organisation\'s '
                          f"account</h2>\n<ul>\n{links}\n</ul></section>")
         if self.password:
-            user_field, password_field = self.fields
-            parts.append(
-                '<section aria-labelledby="password-title"><h2 id="password-title">With a user name and password</h2>\n'
-                f'<form id="password-form" method="post" action="{esc(self.token_path)}" data-next="{esc(target)}" '
-                f'data-user-field="{esc(user_field)}" data-password-field="{esc(password_field)}" '
-                f'data-manage="{esc(self.manage)}">\n'
-                '<label for="username">User name</label>'
-                '<input id="username" name="username" autocomplete="username" required>\n'
-                '<label for="password">Password</label>'
-                '<input id="password" name="password" type="password" autocomplete="current-password" required>\n'
-                f"{self.factor_step}"
-                '<button type="submit">Sign in</button>\n'
-                '<p id="password-status" role="status" aria-live="polite"></p>\n</form></section>'
-                f"<script>{SCRIPT}</script>"
-            )
+            parts.append(password_section(self.config.endpoints.token, {"next": target, **self.data}, self.steps))
+            parts.append(f'<script type="module" nonce="{esc(nonce)}" src="{esc(self.script)}"></script>')
         if not parts:
             parts.append("<p>No way to sign in is configured here.</p>")
         body = "\n".join(parts)
@@ -229,4 +150,8 @@ def signin_endpoints(config: GatewayConfig, cookies: CookieMode | None) -> dict[
     """The page's entry in the endpoint table at ``endpoints.signin``, when a provider or a route can use it."""
     if not signin_served(config):
         return {}
-    return {config.endpoints.signin: Endpoint(GET, SignInPage(config, cookies).handle)}
+    page = SignInPage(config, cookies)
+    table = {config.endpoints.signin: Endpoint(GET, page.handle)}
+    if page.password:
+        table[page.script] = Endpoint(GET, _SCRIPT)
+    return table

@@ -74,18 +74,31 @@ async def test_lists_providers_with_next_carried_and_values_escaped(make_gateway
     assert resp.headers["Cache-Control"] == "no-store"
 
 
-async def test_csp_allows_exactly_the_inline_script_and_style(make_gateway: Any) -> None:
+async def test_csp_allows_exactly_the_page_script_by_nonce_and_the_inline_style(make_gateway: Any) -> None:
     gw = await make_gateway(public_url=PUBLIC, oidc=OIDC, cookies={"enabled": True})
     resp, page = await page_of(gw)
     csp = dict(part.strip().split(" ", 1) for part in resp.headers["Content-Security-Policy"].split(";"))
     assert csp["default-src"] == "'none'" and csp["frame-ancestors"] == "'none'" and csp["base-uri"] == "'none'"
-    assert csp["script-src"] == sha256("".join(page.inline["script"]))
+    [script] = page.all("script")
+    assert page.inline["script"] == [] and script["type"] == "module" and script["src"] == "/auth/signin.js"
+    assert csp["script-src"] == f"'nonce-{script['nonce']}'" and len(script["nonce"]) >= 16
     assert csp["style-src"] == sha256("".join(page.inline["style"]))
-    assert csp["connect-src"] == "'self'" and csp["form-action"] == "'self'"
+    assert csp["connect-src"] == "'self'" and csp["form-action"] == "'self'" and "img-src" not in csp
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
-    # nothing external: no src, and every link stays on the gateway
-    assert not [attrs for _, attrs in page.tags if "src" in attrs]
+    again, _ = await page_of(gw)  # a nonce is this answer's alone
+    assert again.headers["Content-Security-Policy"] != resp.headers["Content-Security-Policy"]
+    # nothing external: the one src is the gateway's own script, and every link stays on the gateway
+    assert [attrs["src"] for _, attrs in page.tags if "src" in attrs] == ["/auth/signin.js"]
     assert all(a["href"].startswith("/") and not a["href"].startswith("//") for a in page.all("a"))
+    served = await gw.get("/auth/signin.js")
+    assert served.status == 200 and served.headers["Content-Type"].startswith("text/javascript")
+    assert "completeWithWebAuthn" in await served.text()
+
+
+async def test_no_script_without_the_password_form(make_gateway: Any) -> None:
+    gw = await make_gateway(public_url=PUBLIC, oidc=OIDC)  # bearer mode: provider links only
+    _, page = await page_of(gw)
+    assert not page.all("script") and (await gw.get("/auth/signin.js")).status == 404
 
 
 async def test_password_form_in_cookie_mode(make_gateway: Any) -> None:
@@ -125,3 +138,26 @@ async def test_the_page_exists_only_when_something_uses_it(make_gateway: Any, up
     assert resp.status == 200 and len(page.all("form")) == 1 and not page.all("a")
     moved = await make_gateway(public_url=PUBLIC, oidc=OIDC, endpoints={"signin": "/login"})
     assert (await moved.get("/login")).status == 200 and (await moved.get("/auth/signin")).status == 404
+
+
+@pytest.mark.parametrize("webauthn", [None, {}, {"passkey_login": True}])
+async def test_second_factor_steps_follow_the_config(make_gateway: Any, upstream: str, tmp_path: Any,
+                                                     webauthn: dict[str, Any] | None) -> None:
+    second_factor: dict[str, Any] = {"required": "everyone", **({"webauthn": webauthn} if webauthn is not None else {})}
+    gw = await make_gateway(
+        public_url="http://localhost", cookies={"enabled": True, "secure": False}, second_factor=second_factor,
+        credentials={"url": f"sqlite:///{tmp_path / 'c.db'}", "keys": [{"id": "k1", "secret": "k" * 40}]},
+        routes=[{"name": "app", "prefix": "/app", "upstream": upstream, "login": "signin"}],
+    )
+    resp, page = await page_of(gw, "?next=/app/x")
+    ids = {attrs["id"] for _, attrs in page.tags if "id" in attrs}
+    assert {"factor-step", "code", "enrol-step", "enrol-totp-begin", "enrol-qr", "enrol-code", "enrol-done"} <= ids
+    assert ("use-key" in ids) == ("enrol-key-form" in ids) == (webauthn is not None)
+    assert ("passkey-login" in ids) == bool(webauthn and webauthn.get("passkey_login"))
+    [form] = [f for f in page.all("form") if f.get("id") == "password-form"]
+    assert form["data-api"] == "/auth/mfa" and form["data-manage"] == "/auth/mfa/manage" and form["data-next"] == "/app/x"
+    assert form["data-client"] == "/auth/client.js"
+    labelled = {label["for"] for label in page.all("label")}
+    assert {i["id"] for i in page.all("input")} == labelled  # every field labelled
+    csp = resp.headers["Content-Security-Policy"]
+    assert "img-src data:;" in csp and "'unsafe-inline'" not in csp  # the enrolment's QR code, nothing else

@@ -4,8 +4,9 @@ The gateway (memory store, bench/configs.py's 20-route configuration) and the na
 (bench/naive_proxy.py) take turns under the same load (wrk, 64 connections) in one run, and the CPU time of
 each process tree per request is compared round by round (as bench/scenarios.py's headline does). The
 figures of a full benchmark are in docs/performance.md; this test only keeps them from eroding unseen:
-it fails when the gateway costs more than ``LIMIT`` times the naive proxy's CPU per request (today about
-0.8x-1.0x, issue 21's target 1/3). Machine noise moves both figures alike; the limit leaves room for it.
+it fails when the gateway costs more than ``LIMIT`` times the naive proxy's CPU per request (about 0.7x on
+the pure build and less compiled, 2026-12-07; issue 21's target 1/3). Machine noise moves both figures alike;
+the limit leaves room for it.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from bench.wrk import run_wrk
 pytestmark = [pytest.mark.skipif(not shutil.which("wrk"), reason="wrk comes from scripts/install-test-deps.sh"),
               pytest.mark.serial]  # weighs CPU seconds per request: alone on the machine
 
-LIMIT = 2.0  # the gateway's CPU per request over the naive proxy's, median of the rounds
+LIMIT = 1.25  # the gateway's CPU per request over the naive proxy's, median of the rounds
 ROUNDS = 3
 SECONDS = 3.0
 CONNECTIONS = 64

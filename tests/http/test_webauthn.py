@@ -2,9 +2,10 @@
 authenticator playing the browser (tests/support/authenticator.py; the real one is Chromium's, tests/browser):
 several named authenticators enrolled after a fresh login, the second step at the login endpoint with amr hwk/swk
 and mfa, enrolment with the mfa_token of a user who must have a factor, a cloned authenticator refused and audited,
-an answer for another login's challenge, and the last required factor kept."""
+an answer for another login's challenge or made for another origin or RP ID, and the last required factor kept."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -128,6 +129,24 @@ async def test_an_assertion_for_another_logins_challenge_is_refused(make_wa: Any
     assert fresh.status == 200, await fresh.text()
     options = (await fresh.json())["publicKey"]
     resp = await client.post("/auth/token", json={"mfa_token": second["mfa_token"], "webauthn": device.get(options)})
+    assert resp.status == 200, await resp.text()
+
+
+@pytest.mark.parametrize("elsewhere", [{"origin": "https://localhost.evil.example"}, {"rp_id": "evil.example"},
+                                       {"origin": "http://localhost:8443"}])
+async def test_an_assertion_made_for_another_origin_or_rp_id_is_refused(make_wa: Any, elsewhere: dict[str, str]) -> None:
+    """The user's own key, signing a phishing page's request (another origin, or another RP ID): refused, while
+    the same key answering for the gateway's origin logs in."""
+    client = await make_wa()
+    access = (await (await password_login(client)).json())["access"]
+    device, _ = await register(client, "laptop", bearer(access))
+    body = await challenged(client)
+    phished = dataclasses.replace(device, **elsewhere)
+    refused = await client.post("/auth/token", json={"mfa_token": body["mfa_token"], "webauthn": phished.get(body["webauthn"])})
+    assert refused.status == 401 and (await refused.json())["code"] == "second_factor_invalid"
+    body = await challenged(client)
+    device.sign_count = phished.sign_count
+    resp = await client.post("/auth/token", json={"mfa_token": body["mfa_token"], "webauthn": device.get(body["webauthn"])})
     assert resp.status == 200, await resp.text()
 
 

@@ -33,7 +33,9 @@
 //   with the factor the route asks for, or to re-verify a factor in this session:
 //   `await gw.stepUp({ code })` (or `{ recoveryCode }`, or `{ webauthn: true }`: navigator.credentials.get
 //   with a challenge of the gateway's step-up) stores the fresh access token (cookie mode: the gateway
-//   sets the cookie); then retry the request.
+//   sets the cookie); then retry the request. For a session of an identity provider, `step_up_url`
+//   in the refusal's JSON names the gateway's /auth/oidc/step-up: `await gw.stepUpAtProvider(url)`
+//   goes back to the provider (bearer mode: tokens in a storage that outlives the navigation).
 // * sign-in through an identity provider (docs/frontends.md#sign-in-through-an-identity-provider):
 //     gw.login('corp')                        // or gw.login('corp', { next: '/orders', deliver: 'code' })
 //   navigates to the gateway's /auth/oidc/<provider>/login. In bearer mode it asks for `deliver=code`:
@@ -500,15 +502,43 @@ export function createClient(options = {}) {
     return data;
   }
 
+  /**
+   * Step-up at the identity provider the session came from: `stepUpURL` is the `step_up_url` of a step-up
+   * refusal when it names the gateway's `<oidcPath>/step-up` (docs/second-factor.md#step-up-through-an-identity-provider).
+   * Cookie mode: navigates there (the gateway sends the browser on to the provider and back to `next`). Bearer
+   * mode: asks the gateway for the provider's authorization URL, back to this page (or `next`), and navigates to
+   * it; back here, createClient() exchanges the returned code for the fresh access token of the same session and
+   * keeps the refresh token it has (tokens must outlive the navigation: a storage other than memoryStorage);
+   * `completeLogin()` says how it went.
+   */
+  async function stepUpAtProvider(stepUpURL, { next } = {}) {
+    const url = new URL(endpoint(stepUpURL));
+    if (url.origin !== gatewayOrigin) throw new TypeError('stepUpAtProvider(url): a step_up_url of the gateway');
+    if (cookieMode) {
+      navigate(url.href);
+      return;
+    }
+    url.searchParams.set('next', next ?? pageHere());
+    const res = await clientFetch(url.href, { method: 'POST', headers: { Accept: 'application/json' } }); // refreshed if expired
+    const data = await readJSON(res);
+    if (!res.ok || !data || typeof data.authorization_url !== 'string') {
+      throw new AuthError((data && data.detail) || `step-up failed: HTTP ${res.status}`, res.status, data);
+    }
+    tabStorage()?.setItem(PENDING_MARK, String(Date.now()));
+    navigate(data.authorization_url);
+  }
+
+  // This page, as a `next`: a path on the gateway's own origin, else the full URL (an allowed origin).
+  function pageHere() {
+    if (typeof location === 'undefined') return undefined;
+    return location.origin === gatewayOrigin ? location.pathname + location.search : location.href.split('#')[0];
+  }
+
   // -- sign-in through an identity provider ---------------------------------------------------
 
   /** The URL that starts a sign-in at `provider` (for a plain link); options as for login(provider). */
   function loginURL(provider, { next, deliver } = {}) {
-    let target = next;
-    if (target === undefined && typeof location !== 'undefined') {
-      // back to this page: a path on the gateway's own origin, else the full URL (an allowed origin)
-      target = location.origin === gatewayOrigin ? location.pathname + location.search : location.href.split('#')[0];
-    }
+    const target = next ?? pageHere(); // back to this page by default
     const query = new URLSearchParams();
     if (target) query.set('next', target);
     const how = deliver ?? (cookieMode ? undefined : 'code');
@@ -531,7 +561,8 @@ export function createClient(options = {}) {
       throw new AuthError((data && (data.detail || data.message)) || `sign-in failed: HTTP ${res.status}`, res.status, data);
     }
     logoutNotified = false;
-    if (!cookieMode) clearState();
+    // a sign-in's answer starts a session; a step-up's (an access token alone) renews the one there is
+    if (!cookieMode && data && (data.refresh ?? data.refresh_token)) clearState();
     storeTokens(data);
     return data;
   }
@@ -583,6 +614,7 @@ export function createClient(options = {}) {
     addAuthenticator,
     loginWithPasskey,
     stepUp,
+    stepUpAtProvider,
     logout,
     loginURL,
     completeLogin: () => completed,

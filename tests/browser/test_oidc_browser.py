@@ -12,7 +12,8 @@ gateway as real processes, the browser typing into the provider's own login and 
 - the sign-in page's password form (its hash-allowed script running under the page's CSP).
 - a `#gateway_code` arriving in a link this tab did not ask for is not exchanged (login CSRF).
 - step-up at a trusted provider: a navigation to a route asking for the level `mfa` after a password-only
-  sign-in goes back to the provider's login (`prompt=login`), and the login with a second factor reaches the page.
+  sign-in goes back to the provider's login (`prompt=login`), and the login with a second factor reaches the page;
+  in bearer mode client.js's stepUpAtProvider() does the round trip and keeps the session's refresh token.
 """
 from __future__ import annotations
 
@@ -109,6 +110,34 @@ const outcome = await gw.completeLogin().then(() => 'exchanged', (e) => e.messag
 run(async () => ({ outcome, url: location.href, access: gw.accessToken, api: (await gw.fetch('/api/whoami')).status }));
 </script>"""
 
+# Bearer mode, tokens in sessionStorage (they must outlive the trips to the provider): sign in, a route asking for
+# the level `mfa` refuses the password-only session, stepUpAtProvider() goes back to the provider, and on return the
+# exchanged code gives a fresh access token of the same session, the refresh token kept.
+SPA_STEP_UP = r"""<script type=module>
+import { createClient, localStorageAdapter } from '/auth/client.js';
+const gw = createClient({ storage: localStorageAdapter('gw_', sessionStorage) });
+const back = await gw.completeLogin().catch((e) => ({ failed: String(e) }));
+const stage = sessionStorage.getItem('stage');
+if (!stage) {
+  sessionStorage.setItem('stage', 'signed-in');
+  gw.login('test', { next: '/app/page/spa-step' });
+} else if (stage === 'signed-in') {
+  const refused = await gw.fetch('/api/strong/whoami');
+  const body = await refused.json();
+  sessionStorage.setItem('stage', 'stepped-up');
+  sessionStorage.setItem('refused', JSON.stringify({ status: refused.status, code: body.code, url: body.step_up_url }));
+  await gw.stepUpAtProvider(body.step_up_url);
+} else run(async () => {
+  const refused = JSON.parse(sessionStorage.getItem('refused'));
+  const strong = await gw.fetch('/api/strong/whoami');
+  const kept = Boolean(gw.refreshToken);
+  await sleep(2300); // past the access token's 2 s: a silent refresh with the refresh token the step-up kept
+  const later = await gw.fetch('/api/whoami');
+  return { back: back && Object.keys(back).sort(), refused, keptRefresh: kept, later: later.status,
+           strong: [strong.status, await strong.json()], urlAfter: location.href };
+});
+</script>"""
+
 CHECK = r"""<script type=module>
 run(async () => {
   const res = await fetch('/api/whoami');
@@ -164,7 +193,7 @@ async def stack(tmp_path: Path, aiohttp_server: Any, browser_env: Any) -> AsyncI
     async with contextlib.AsyncExitStack() as exits:
         async def start(cookie_mode: bool, trusted: bool = False) -> Stack:
             site = IdentitySite({"home": COOKIE_HOME, "spa": SPA, "bye": BYE, "check": CHECK,
-                                  "foreign": FOREIGN_CODE, "strong": CHECK})
+                                  "foreign": FOREIGN_CODE, "strong": CHECK, "spa-step": SPA_STEP_UP})
             server = await aiohttp_server(site.app(), host="127.0.0.1")
             port = free_port()
             gw = f"http://127.0.0.1:{port}"
@@ -190,6 +219,8 @@ async def stack(tmp_path: Path, aiohttp_server: Any, browser_env: Any) -> AsyncI
                     {"name": "strong", "prefix": "/private/page/strong", "upstream": upstream, "login": "test",
                      "require": {"acr": "mfa"}},
                     {"name": "private", "prefix": "/private", "upstream": upstream, "login": "test"},
+                    {"name": "strong-api", "prefix": "/api/strong", "upstream": upstream, "headers": identity,
+                     "require": {"acr": "mfa"}},
                     {"name": "api", "prefix": "/api", "upstream": upstream, "headers": identity},
                 ],
                 "listen": {"host": "127.0.0.1", "port": port},
@@ -348,3 +379,25 @@ async def test_step_up_at_a_trusted_provider_in_cookie_mode(stack: Any) -> None:
     assert asked.startswith(f"{s.op.issuer}/interaction/")
     assert page == {"api": 200, "user": "test:alice"}
     assert s.gateway.hits("/auth/oidc/step-up") == [302]
+
+
+async def test_step_up_at_a_trusted_provider_in_bearer_mode_with_client_js(stack: Any) -> None:
+    s: Stack = await stack(cookie_mode=False, trusted=True)
+    out = await s.flow([
+        {"goto": f"{s.gw}/app/page/spa-step"},
+        *s.sign_in_steps(amr="pwd"),
+        {"waitFor": "#login-name"},  # the API's step-up refusal: stepUpAtProvider() went back to the provider
+        *s.sign_in_steps(amr="pwd,otp", consent=False),
+        {"waitForURL": "/app/page/spa-step$"},
+        {"result": True},
+    ])
+    no_csp_violation(out["console"])
+    [page] = out["results"]
+    refused = page["refused"]
+    assert refused["status"] == 401 and refused["code"] == "insufficient_user_authentication"
+    assert refused["url"].startswith("/auth/oidc/step-up?")
+    assert page["back"] == ["access", "expires_in", "token_type"]  # the step-up's answer: an access token alone
+    assert page["keptRefresh"] and page["urlAfter"] == f"{s.gw}/app/page/spa-step", page  # the code left the address bar
+    assert page["strong"][0] == 200 and page["strong"][1]["user"] == "test:alice"
+    assert page["later"] == 200 and s.gateway.hits("/auth/token/refresh")[-1:] == [200]
+    assert s.gateway.hits("/auth/oidc/step-up") == [200]

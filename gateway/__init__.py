@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import sys
 from importlib.abc import PathEntryFinder
-from importlib.machinery import SOURCE_SUFFIXES, FileFinder, SourceFileLoader
+from importlib.machinery import EXTENSION_SUFFIXES, SOURCE_SUFFIXES, ExtensionFileLoader, FileFinder, SourceFileLoader
+from importlib.util import module_from_spec, spec_from_loader
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -37,8 +38,24 @@ def _sources_only() -> None:
         del sys.path_importer_cache[path]
 
 
+def _group_library() -> None:
+    """Load the compiled group's shared library, kept in this package, under the top-level name its extensions import."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    for suffix in EXTENSION_SUFFIXES:
+        for entry in os.listdir(root):
+            name = entry.removesuffix(suffix)
+            if name != entry and name.endswith("__mypyc") and name not in sys.modules:
+                spec = spec_from_loader(name, ExtensionFileLoader(name, os.path.join(root, entry)))
+                assert spec is not None and spec.loader is not None
+                module = module_from_spec(spec)
+                sys.modules[name] = module
+                spec.loader.exec_module(module)
+
+
 if os.environ.get(PURE_ENV) == "1":
     _sources_only()
+else:
+    _group_library()
 
 
 def __getattr__(name: str) -> Any:

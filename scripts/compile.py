@@ -4,8 +4,9 @@
 ``[tool.gateway.compiled]`` (this checkout's list, applied to DIR, by default this checkout) with the
 mypyc of the venv (it ships with mypy; it needs a C compiler and Python's headers). The extensions go
 beside their sources (``gateway/target.cpython-311-x86_64-linux-gnu.so`` next to ``gateway/target.py``),
-plus one shared library of the group at the tree's root, and Python imports them instead of the
-sources; ``GATEWAY_PURE=1`` imports the sources anyway (gateway/__init__.py). The build records the
+plus the group's shared library (mypyc writes it at the tree's root; the build moves it into the package,
+where gateway/__init__.py loads it under its top-level name, so a process started from any directory finds
+it), and Python imports them instead of the sources; ``GATEWAY_PURE=1`` imports the sources anyway. The build records the
 SHA-256 of every compiled source in ``build/compiled.json``.
 
 ``clean`` removes the extensions and mypyc's build directory; ``check`` exits 1 when an extension is
@@ -31,6 +32,7 @@ HERE = Path(__file__).resolve().parent.parent
 MODULES: list[str] = tomllib.loads((HERE / "pyproject.toml").read_text())["tool"]["gateway"]["compiled"]["modules"]
 STAMP = Path("build") / "compiled.json"
 GROUP_GLOB = "*__mypyc.cpython-*.so"
+PACKAGE = "gateway"
 
 
 def _digest(path: Path) -> str:
@@ -65,7 +67,7 @@ def clean(tree: Path = HERE) -> None:
     for module in MODULES:
         for ext in _extensions(tree, module):
             ext.unlink()
-    for group in tree.glob(GROUP_GLOB):
+    for group in [*tree.glob(GROUP_GLOB), *(tree / PACKAGE).glob(GROUP_GLOB)]:
         group.unlink()
     shutil.rmtree(tree / "build", ignore_errors=True)
 
@@ -82,6 +84,8 @@ def build(tree: Path = HERE) -> float:
         tail = log.read_text()[-4000:]
         clean(tree)
         raise SystemExit(f"mypyc failed (whole log: {log}, removed by the clean; tail below)\n{tail}")
+    for group in tree.glob(GROUP_GLOB):  # the editable install puts the package on sys.path, not the tree's root
+        group.rename(tree / PACKAGE / group.name)
     (tree / STAMP).write_text(json.dumps({m: _digest(tree / m) for m in MODULES}, indent=1) + "\n")
     missing = [m for m in MODULES if not _extensions(tree, m)]
     if missing:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,9 +24,9 @@ NAMES = [m.removesuffix(".py").replace("/", ".") for m in SCRIPT.MODULES]
 PROBE = "import importlib, json, sys; print(json.dumps([importlib.import_module(n).__file__ for n in sys.argv[1:]]))"
 
 
-def _files_in_subprocess(env: dict[str, str]) -> list[str]:
+def _files_in_subprocess(env: dict[str, str], cwd: Path = ROOT) -> list[str]:
     """The files a fresh interpreter imports the listed modules from, with the cwd and environment of a test's gateway."""
-    done = subprocess.run([sys.executable, "-c", PROBE, *NAMES], cwd=ROOT, env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", PROBE, *NAMES], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=60, check=True)
     files: list[str] = json.loads(done.stdout)
     return files
@@ -45,6 +46,12 @@ def test_the_modules_of_the_expected_build_are_imported() -> None:
 def test_a_gateway_process_imports_the_same_build() -> None:
     expected = expected_build()
     assert [_kind(f) for f in _files_in_subprocess(dict(os.environ))] == [expected] * len(NAMES)
+
+
+def test_a_gateway_started_outside_the_checkout_imports_the_same_build(tmp_path: Path) -> None:
+    """The editable install puts the package on sys.path, not the checkout: the group's library must come along."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    assert [_kind(f) for f in _files_in_subprocess(env, cwd=tmp_path)] == [expected_build()] * len(NAMES)
 
 
 def test_gateway_pure_imports_every_module_from_its_source() -> None:

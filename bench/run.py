@@ -128,12 +128,17 @@ def start_targets(stack: Stack, names: list[str], redis_port: int | None,
     return up, {n: targets[n] for n in names}
 
 
-def get_token(stack: Stack, targets: dict[str, Target]) -> str:
-    """A real access token from a gateway's login, or a look-alike when benching without one."""
-    for name in ("gateway", *GATEWAYS):
-        if name in targets:
-            return str(client.login(targets[name].base)["access"])
-    return client.local_token(stack.secret)
+def get_tokens(stack: Stack, targets: dict[str, Target]) -> tuple[str, dict[str, str]]:
+    """A real access token from a gateway's login (a look-alike when benching without one), and each gateway's own.
+
+    A gateway accepts only sessions its store knows, so every gateway target logs in at itself and nginx-authreq
+    uses the token of the gateway it asks; the other targets do not check sessions and take the first token."""
+    own = {name: str(client.login(t.base)["access"]) for name, t in targets.items() if name in ("gateway", *GATEWAYS)}
+    behind = next((g for g in GATEWAYS if g in own), None)
+    if "nginx-authreq" in targets and behind is not None:
+        own["nginx-authreq"] = own[behind]
+    first = next((own[n] for n in ("gateway", *GATEWAYS) if n in own), None)
+    return (first if first is not None else client.local_token(stack.secret)), own
 
 
 def dead_processes(stack: Stack) -> str:
@@ -162,12 +167,13 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     try:
         redis_port = stack.redis() if {"gateway", "gateway-cached"} & set(names) else None
         up, targets = start_targets(stack, names, redis_port, opts.revocation_cache)
-        token = get_token(stack, targets)
+        token, tokens = get_tokens(stack, targets)
         for t in targets.values():
-            client.check_identity(t.api_url, token, t.injects_identity)
+            client.check_identity(t.api_url, tokens.get(t.name, token), t.injects_identity)
         results["startup_s"] = {n: t.startup_s for n, t in targets.items()}
         a.out.mkdir(parents=True, exist_ok=True)
-        bench = Bench(opts, stack, a.out, up, targets, token, redis_port, log=lambda s: print(s, flush=True))
+        bench = Bench(opts, stack, a.out, up, targets, token, redis_port, log=lambda s: print(s, flush=True),
+                      tokens=tokens)
         for name in chosen:
             print(f"== {name} ({time.monotonic() - t0:.0f}s elapsed)", flush=True)
             try:

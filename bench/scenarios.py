@@ -55,7 +55,10 @@ class Options:
 
 @dataclass
 class Bench:
-    """What the scenarios share: options, the running stack and a valid access token."""
+    """What the scenarios share: options, the running stack and a valid access token.
+
+    ``tokens``: a target's own token where ``token`` is not valid there (each gateway checks the session of a token
+    against its own store: a login at the Redis gateway is unknown to the memory store's)."""
 
     opts: Options
     stack: Stack
@@ -65,6 +68,10 @@ class Bench:
     token: str
     redis_port: int | None
     log: Callable[[str], None] = print
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def token_for(self, target: Target) -> str:
+        return self.tokens.get(target.name, self.token)
 
     @property
     def gateway(self) -> Target | None:
@@ -119,7 +126,7 @@ def _api(b: Bench, t: Target, c: int, token: str | None = None, script: str | No
     pids = t.cpu_pids
     before = cpu_seconds(pids)
     res = run_wrk(t.base + path, c, b.opts.duration, script,
-                  env={"BENCH_TOKEN": token or b.token, **(env or {})}, threads=b.opts.threads)
+                  env={"BENCH_TOKEN": token or b.token_for(t), **(env or {})}, threads=b.opts.threads)
     if pids and res.requests:
         res.cpu_us = (cpu_seconds(pids) - before) / res.requests * 1e6
     return res
@@ -129,7 +136,7 @@ def _warm_up(b: Bench, names: list[str]) -> None:
     """Fills connection pools, caches and the allocator before measuring."""
     for name in names:
         run_wrk(b.targets[name].api_url, 16, min(b.opts.warm_up, b.opts.duration), "bearer.lua",
-                env={"BENCH_TOKEN": b.token}, threads=b.opts.threads)
+                env={"BENCH_TOKEN": b.token_for(b.targets[name])}, threads=b.opts.threads)
 
 
 # -- headline: the issue's figures ------------------------------------------------------
@@ -204,7 +211,7 @@ def _diagnose(b: Bench, runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dic
         for c, rs in byc.items():
             if not all(r["valid"] for r in rs):
                 res = run_wrk(b.targets[name].api_url, c, min(3.0, b.opts.duration), "status.lua",
-                              env={"BENCH_TOKEN": b.token})
+                              env={"BENCH_TOKEN": b.token_for(b.targets[name])})
                 out.setdefault(name, {})[c] = res.codes
                 b.log(f"[steady c={c}] {name} non-2xx by code: {res.codes}")
     return out
@@ -586,7 +593,7 @@ def _profile_one(b: Bench, gw: Target, connections: int) -> dict[str, Any]:
     seconds = max(5.0, b.opts.duration * 2)
     sampler = pyspy.record(gw.proc.pid, seconds, raw)
     try:
-        res = run_wrk(gw.api_url, connections, seconds - 1, "bearer.lua", env={"BENCH_TOKEN": b.token},
+        res = run_wrk(gw.api_url, connections, seconds - 1, "bearer.lua", env={"BENCH_TOKEN": b.token_for(gw)},
                       threads=b.opts.threads)
     finally:
         _, err = sampler.communicate(timeout=seconds + 60)

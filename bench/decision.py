@@ -63,7 +63,8 @@ def _proc(target: Target) -> Proc:
 
 def start_gateway(stack: Stack, name: str, upstream: Target, redis_url: str, cache_size: int) -> Target:
     decision = {"front": "nginx", "max_age": "5s"}
-    return stack.gateway(name, upstream, redis_url, store_extra={"revocation_cache": "5s"}, prefix=f"{name}:",
+    # one prefix: the gateways act as one (a login at either is a session at both), as instances of a deployment do
+    return stack.gateway(name, upstream, redis_url, store_extra={"revocation_cache": "5s"}, prefix="decision:",
                          extra={"trust_forwarded_headers": True, "decision": decision,
                                 "limits": {"max_requests_per_client": 4096, "admission_cache": cache_size}})
 

@@ -172,9 +172,10 @@ async def test_every_action_is_an_audit_event_naming_the_key(gateways, caplog):
     caplog.set_level(logging.INFO, "gateway.audit")
     pair = await gateways()
     session = await login(pair.main)
-    await pair.admin.get("/admin/api/sessions?user=alice", headers=bearer(KEY))
-    await pair.admin.post("/admin/api/sessions/revoke", json={"user": "alice"}, headers=bearer(OTHER_KEY))
-    await pair.admin.get("/admin/api/sessions?user=alice", headers=bearer("not-a-key"))
+    listed = await pair.admin.get("/admin/api/sessions?user=alice", headers=bearer(KEY))
+    await pair.admin.post("/admin/api/sessions/revoke", json={"user": "alice"},
+                          headers={**bearer(OTHER_KEY), "X-Request-Id": "ops-ticket-42"})
+    refused = await pair.admin.get("/admin/api/sessions?user=alice", headers=bearer("not-a-key"))
     events = [(r.getMessage(), r.audit) for r in caplog.records if r.name == "gateway.audit"]
     events = [(name, fields) for name, fields in events if name != "login.succeeded"]  # the login's own event
     names = [name for name, _ in events]
@@ -186,6 +187,11 @@ async def test_every_action_is_an_audit_event_naming_the_key(gateways, caplog):
     assert (revoked["session"], revoked["subject"], revoked["provider"], revoked["reason"], revoked["admin_key"]) == (
         session["fid"], "alice", None, "admin", "ops-bob")
     assert revoked["client"] == "127.0.0.1"  # the admin call's peer
+    # each event names its call's request id: the caller's, or the one the answer carries
+    assert revoked["request_id"] == fields["admin.sessions.revoked"]["request_id"] == "ops-ticket-42"
+    assert fields["admin.sessions.listed"]["request_id"] == listed.headers["X-Request-Id"]
+    assert fields["admin.refused"]["request_id"] == refused.headers["X-Request-Id"]
+    assert len({listed.headers["X-Request-Id"], refused.headers["X-Request-Id"], "ops-ticket-42"}) == 3
     text = repr(events)
     for secret in (KEY, OTHER_KEY, "not-a-key", session["access"], session["refresh"], PASSWORDS["alice"]):
         assert secret not in text

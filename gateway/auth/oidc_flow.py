@@ -167,10 +167,10 @@ class SignInFlow:
         if link is None or link.provider not in self.clients:
             raise GatewayError(400, ErrorCode.BAD_REQUEST, "This session was not signed in by an identity provider")
         request = StepUpRequest(str(claims["fid"]), str(claims["sub"]), link.sub, claims, int(time.time()), max_age, level)
-        trusted = self.settings.providers[link.provider].trust_authentication
         level_met = level is None or claims.get("acr") == level or bool(
             set(self.config.levels.get(level, ())) & set(claims.get("amr") or ()))
-        return await self.begin(link.provider, next_url, deliver, binding, auth, request, request.params(trusted, level_met))
+        params = request.params(self.settings.providers[link.provider], level_met)
+        return await self.begin(link.provider, next_url, deliver, binding, auth, request, params)
 
     async def _take_state(self, provider: str, query: Mapping[str, str], binding: str | None, auth: AuthService) -> dict[str, Any]:
         state = query.get("state")

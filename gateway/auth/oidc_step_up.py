@@ -3,12 +3,12 @@
 A provider is believed about how and when it signed the user in only where its
 configuration says so (``trust_authentication``): then the session carries its
 ``amr`` filtered to RFC 8176 values, its ``auth_time``, and its ``acr`` when that
-names one of ``second_factor.levels``. Otherwise the session's ``amr`` is empty
+names one of ``second_factor.levels`` (as the provider calls it: ``acr_values``). Otherwise the session's ``amr`` is empty
 and its ``auth_time`` is when the gateway finished the sign-in.
 
 A step-up for a provider's session is an authorization request to that
 provider with ``max_age`` (the route's ``max_auth_age``), ``acr_values`` (the
-level) and ``prompt=login`` where the provider's single sign-on would otherwise
+level, by the provider's name for it) and ``prompt=login`` where the provider's single sign-on would otherwise
 answer with the same login (an untrusted provider, whose ``auth_time`` means
 nothing here, or a missing level). Its callback takes the same state record as
 a sign-in (single use, bound to the browser), and then checks what this module
@@ -54,10 +54,11 @@ def login_facts(settings: OidcProvider, id_claims: Mapping[str, Any], levels: Ma
     amr = id_claims.get("amr")
     methods = tuple(dict.fromkeys(m for m in amr if isinstance(m, str) and m in AMR_VALUES)) if isinstance(amr, list) else ()
     acr = id_claims.get("acr")
+    level = settings.level_of(acr) if isinstance(acr, str) else None
     auth_time = _auth_time(id_claims)
     if auth_time is not None and auth_time > time.time() + settings.leeway:
         raise GatewayError.unauthorized(ErrorCode.ID_TOKEN_INVALID, "The token's auth_time is in the future", token_presented=False)
-    return LoginFacts(methods, auth_time, acr if isinstance(acr, str) and acr in levels else None)
+    return LoginFacts(methods, auth_time, level if level in levels else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +73,14 @@ class StepUpRequest:
     max_age: int | None
     level: str | None
 
-    def params(self, trusted: bool, level_met: bool) -> dict[str, str]:
-        """The authorization request's ``max_age``, ``acr_values`` and ``prompt``."""
+    def params(self, settings: OidcProvider, level_met: bool) -> dict[str, str]:
+        """The authorization request's ``max_age``, ``acr_values`` (the level as the provider calls it) and ``prompt``."""
         out: dict[str, str] = {}
         if self.max_age is not None:
             out["max_age"] = str(self.max_age)
         if self.level is not None:
-            out["acr_values"] = self.level
-        if not trusted or not level_met:  # else the provider's single sign-on would answer with the same login
+            out["acr_values"] = settings.level_acr(self.level)
+        if not settings.trust_authentication or not level_met:  # else the provider's single sign-on would answer with the same login
             out["prompt"] = "login"
         return out
 

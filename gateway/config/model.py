@@ -130,6 +130,9 @@ class GatewayConfig(Model):
         problems = [f"routes[{i}].require.acr: {route.require.acr!r} is not a level of second_factor.levels ({known})"
                     for i, route in enumerate(self.routes)
                     if route.require.acr is not None and route.require.acr not in self.levels]
+        problems += [f"oidc.providers.{name}.acr_values: {level!r} is not a level of second_factor.levels ({known})"
+                     for name, provider in self.oidc.providers.items() for level in provider.acr_values
+                     if level not in self.levels]
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -86,11 +86,33 @@ class OidcProvider(Model):
     """Timeout of each call to this provider; absent: `oidc.timeout`."""
     trust_authentication: bool = False
     """Take how and when the provider signed the user in from its ID token: `amr` (RFC 8176 values only), `auth_time`, and `acr` when it names a level of `second_factor.levels`; false: the session's `amr` is empty and its `auth_time` is the gateway's sign-in, so a route's level is met only by a factor at the gateway."""
+    acr_values: dict[str, str] = {}
+    """The provider's own `acr` value for a level of `second_factor.levels` where its names differ, e.g. Keycloak's `{mfa: gold}` or a URI: a step-up asks the provider for that value (`acr_values`), and an ID token's `acr` counts as the level only when it is that value. A level not listed goes by its own name. Values are distinct (one provider value, one level)."""
 
     @field_validator("issuer")
     @classmethod
     def _issuer(cls, value: str) -> str:
         return base_url(value)
+
+    @field_validator("acr_values")
+    @classmethod
+    def _acr_values(cls, value: dict[str, str]) -> dict[str, str]:
+        if any(not v.strip() or v != v.strip() or " " in v for v in value.values()):
+            raise ValueError("each provider acr value is one non-empty token (acr_values is space-separated)")
+        if len(set(value.values())) != len(value):
+            raise ValueError("two levels share a provider acr value: an ID token's acr could not say which level it met")
+        return value
+
+    def level_acr(self, level: str) -> str:
+        """What this provider calls ``level``."""
+        return self.acr_values.get(level, level)
+
+    def level_of(self, acr: str) -> str | None:
+        """The level an ID token's ``acr`` names at this provider (None: none, or a level it calls otherwise)."""
+        for level, value in self.acr_values.items():
+            if value == acr:
+                return level
+        return None if acr in self.acr_values else acr
 
     @field_validator("scopes")
     @classmethod

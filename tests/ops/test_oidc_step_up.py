@@ -35,11 +35,13 @@ class Setup:
         self.gw = f"http://127.0.0.1:{self.port}"
         (tmp / "op").mkdir(exist_ok=True)
         client = OidcClient("gateway", [f"{self.gw}/auth/oidc/corp/callback"], client_secret=CLIENT_SECRET)
-        self.op = OidcProvider(tmp / "op", [client], [ALICE, BOB], acr_values=["mfa", "phishing_resistant"])
+        self.op = OidcProvider(tmp / "op", [client], [ALICE, BOB], acr_values=["mfa", "phishing_resistant", "gold"])
 
-    def start_gateway(self, trusted: bool, cookies: bool = True, factors: bool = False) -> None:
+    def start_gateway(self, trusted: bool, cookies: bool = True, factors: bool = False,
+                      acr_values: dict[str, str] | None = None) -> None:
         spec = {"issuer": self.op.issuer, "client_id": "gateway", "client_secret": CLIENT_SECRET,
-                "claims": {"email": "email", "name": "name"}, "trust_authentication": trusted}
+                "claims": {"email": "email", "name": "name"}, "trust_authentication": trusted,
+                "acr_values": acr_values or {}}
         seen = {"X-User-Id": "sub", "X-User-Amr": "amr", "X-User-Acr": "acr", "X-User-Auth-Time": "auth_time"}
         raw = {
             "tokens": {"secret": SECRET, "issuer": "test-gw", "audience": "test-clients"},
@@ -154,6 +156,20 @@ async def test_a_provider_acr_alone_meets_the_level_and_a_login_without_it_is_re
         assert strong.status == 302
         claims = access_claims(browser)
         assert claims["acr"] == "mfa" and "amr" not in claims
+        assert (await browser.get(f"{setup.gw}/pay/x", headers=FETCH)).status == 200
+
+
+async def test_a_provider_that_names_the_level_otherwise_is_asked_and_believed_by_its_own_name(setup: Setup):
+    setup.start_gateway(trusted=True, acr_values={"mfa": "gold"})  # e.g. Keycloak's level names
+    async with client_session() as browser:
+        await setup.sign_in(browser, amr="pwd", acr="mfa")  # not what this provider calls the level
+        assert "acr" not in access_claims(browser)
+        fetched = await browser.get(f"{setup.gw}/pay/x", headers=FETCH)
+        assert fetched.status == 401 and 'acr_values="mfa"' in fetched.headers["WWW-Authenticate"]  # the gateway's name
+        authorize, back = await setup.step_up(browser, "/pay/x", amr="pwd", acr="gold")
+        assert authorize.query["acr_values"] == "gold"  # the provider is asked by its own name
+        assert back.status == 302, await back.text()
+        assert access_claims(browser)["acr"] == "mfa"  # and the session holds the gateway's
         assert (await browser.get(f"{setup.gw}/pay/x", headers=FETCH)).status == 200
 
 

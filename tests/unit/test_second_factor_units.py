@@ -109,6 +109,25 @@ def test_levels_are_checked_at_load(tmp_path: Path, users_file: Path) -> None:
             "issuer": "https://op.example", "client_id": "gw", "client_secret": "s", "claims": {"amr": "amr"}}}})
 
 
+def test_a_providers_own_acr_names_are_checked_at_load_and_map_both_ways(tmp_path: Path, users_file: Path) -> None:
+    def provider(acr_values: dict[str, str]) -> Any:
+        spec = {"issuer": "https://op.example", "client_id": "gw", "client_secret": "s", "trust_authentication": True,
+                "acr_values": acr_values}
+        return config(tmp_path, users_file, public_url="https://gw.example",
+                      oidc={"providers": {"corp": spec}}).oidc.providers["corp"]
+
+    with pytest.raises(ConfigError, match=r"oidc.providers.corp.acr_values: 'platinum' is not a level"):
+        provider({"platinum": "gold"})
+    with pytest.raises(ConfigError, match="two levels share a provider acr value"):
+        provider({"mfa": "gold", "phishing_resistant": "gold"})
+    with pytest.raises(ConfigError, match="one non-empty token"):
+        provider({"mfa": "gold silver"})
+    corp = provider({"mfa": "gold"})
+    assert (corp.level_acr("mfa"), corp.level_acr("phishing_resistant")) == ("gold", "phishing_resistant")
+    assert corp.level_of("gold") == "mfa" and corp.level_of("phishing_resistant") == "phishing_resistant"
+    assert corp.level_of("mfa") is None  # the gateway's name for a level this provider calls otherwise
+
+
 def config(tmp_path: Path, users_file: Path, **extra: Any) -> Any:
     raw = {"tokens": {"secret": "x" * 40}, "users_file": str(users_file), **extra}
     return parse_config(raw, tmp_path)

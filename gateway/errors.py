@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Mapping
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["ErrorCode", "GatewayError", "error_response", "insufficient_user_authentication"]
+__all__ = ["ErrorCode", "GatewayError", "error_response", "insufficient_user_authentication", "with_fields"]
 
 REALM = "gateway"
 
@@ -168,4 +168,16 @@ def error_response(error: GatewayError, body: Mapping[str, object] | None = None
         headers=headers,
     )
     response[ERROR_CODE] = error.code
+    return response
+
+
+def with_fields(response: web.Response, fields: Mapping[str, object]) -> web.Response:
+    """A JSON answer (the gateway's or a dialect's error body) with ``fields`` added; any other body left as it is."""
+    try:
+        body = json.loads(response.body) if isinstance(response.body, bytes) else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        body.update(fields)
+        response.body = json.dumps(body).encode()
     return response

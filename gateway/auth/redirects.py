@@ -24,7 +24,7 @@ from urllib.parse import unquote
 
 from yarl import URL
 
-__all__ = ["MAX_NEXT_LENGTH", "safe_next"]
+__all__ = ["MAX_NEXT_LENGTH", "page_next", "safe_next"]
 
 MAX_NEXT_LENGTH = 2048
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]|[\u0080-\u009f\u00a0\u1680\u2000-\u200f\u2028-\u202f\u205f\u3000\ufeff]")
@@ -52,6 +52,14 @@ def _check_path(path: str) -> None:
         bare = re.split(r"[?#]", form, maxsplit=1)[0]
         if any(segment in {".", ".."} for segment in bare.split("/")):
             raise ValueError("next: dot segments are not accepted")
+
+
+def page_next(values: list[str], public_url: str | None, allowed_origins: tuple[str, ...] = ()) -> str | None:
+    """The one ``next`` of a page's query (``request.query.getall("next", [])``), checked as ``safe_next`` does; None
+    when absent; ValueError when given twice or unsafe."""
+    if len(values) > 1:
+        raise ValueError("next: given more than once")
+    return safe_next(values[0], public_url, allowed_origins) if values else None
 
 
 def safe_next(value: object, public_url: str | None, allowed_origins: tuple[str, ...] = ()) -> str:

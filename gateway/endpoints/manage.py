@@ -31,7 +31,7 @@ from aiohttp import web
 
 from gateway.auth.cookies import CookieMode
 from gateway.auth.credentials import authenticate
-from gateway.auth.redirects import safe_next
+from gateway.auth.redirects import page_next
 from gateway.auth.sessions import AuthService
 from gateway.config import GatewayConfig
 from gateway.context import SUBJECT
@@ -80,12 +80,9 @@ class ManagePage:
         return self.path if target is None else f"{self.path}?next={quote(target, safe='/')}"
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        values = request.query.getall("next", [])
         try:
-            if len(values) > 1:
-                raise ValueError("next: given more than once")
-            target = None if not values else safe_next(values[0], self.config.public_url,
-                                                       self.config.oidc.allowed_redirect_origins)
+            target = page_next(request.query.getall("next", []), self.config.public_url,
+                               self.config.oidc.allowed_redirect_origins)
         except ValueError as exc:
             return error_page(GatewayError(400, ErrorCode.INVALID_NEXT, str(exc)))
         try:

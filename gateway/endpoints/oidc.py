@@ -8,7 +8,6 @@ gateway's JSON errors. The flow itself (every check) is ``auth.oidc_flow``.
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -26,7 +25,7 @@ from gateway.context import SUBJECT
 from gateway.endpoints.oidc_pages import continue_page, error_page
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields, require_json
 from gateway.endpoints.tokens import Dialect
-from gateway.errors import ErrorCode, GatewayError, error_response
+from gateway.errors import ErrorCode, GatewayError, error_response, with_fields
 from gateway.forwarded import client
 from gateway.observe.audit import about
 
@@ -80,14 +79,7 @@ def login_answer(request: web.Request, config: GatewayConfig, login: str, refusa
     target = login_url(config, login, here)
     if wants_page(request):
         return redirect(target)
-    try:
-        body = json.loads(refusal.body) if isinstance(refusal.body, bytes) else None
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        body["login_url"] = target
-        refusal.body = json.dumps(body).encode()
-    return refusal
+    return with_fields(refusal, {"login_url": target})
 
 
 class OidcEndpoints:

@@ -44,7 +44,7 @@ import secrets
 from aiohttp import web
 
 from gateway.auth.cookies import CookieMode
-from gateway.auth.redirects import safe_next
+from gateway.auth.redirects import page_next
 from gateway.config import GatewayConfig
 from gateway.endpoints.oidc import login_url
 from gateway.endpoints.oidc_pages import error_page
@@ -105,11 +105,9 @@ class SignInPage:
         }
 
     async def handle(self, request: web.Request) -> web.Response:
-        values = request.query.getall("next", [])
         try:
-            if len(values) > 1:
-                raise ValueError("next: given more than once")
-            target = safe_next(values[0] if values else None, self.config.public_url, self.config.oidc.allowed_redirect_origins)
+            target = page_next(request.query.getall("next", []), self.config.public_url,
+                               self.config.oidc.allowed_redirect_origins) or "/"
         except ValueError as exc:
             return error_page(GatewayError(400, ErrorCode.INVALID_NEXT, str(exc)))
         nonce = secrets.token_urlsafe(18)

@@ -18,7 +18,6 @@ and the level is missing: its ``amr`` is never believed, so only a factor here h
 """
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +26,7 @@ from aiohttp import web
 
 from gateway.auth.cookies import CookieMode
 from gateway.auth.credentials import authenticate
-from gateway.auth.redirects import safe_next
+from gateway.auth.redirects import page_next, safe_next
 from gateway.auth.sessions import AuthService
 from gateway.config import GatewayConfig
 from gateway.context import SUBJECT
@@ -35,7 +34,7 @@ from gateway.endpoints.oidc import provider_step_up_url, wants_page
 from gateway.endpoints.oidc_pages import error_page
 from gateway.endpoints.step_up_page import HEADERS, Offer, render
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields
-from gateway.errors import ErrorCode, GatewayError
+from gateway.errors import ErrorCode, GatewayError, with_fields
 from gateway.factors.flow import FactorGate
 from gateway.forwarded import client, client_origin
 from gateway.observe.audit import about
@@ -89,14 +88,7 @@ def step_up_answer(request: web.Request, target: str, config: GatewayConfig, ref
                 scheme, host = client_origin(request)
                 location = f"{scheme}://{host}{page}"
         return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
-    try:
-        body = json.loads(refusal.body) if isinstance(refusal.body, bytes) else None
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        body["step_up_url"] = page
-        refusal.body = json.dumps(body).encode()
-    return refusal
+    return with_fields(refusal, {"step_up_url": page})
 
 
 class StepUp:
@@ -110,11 +102,9 @@ class StepUp:
     async def handle(self, request: web.Request) -> web.Response:
         if request.method == "POST":
             return await self.verify(request)
-        values = request.query.getall("next", [])
         try:
-            if len(values) > 1:
-                raise ValueError("next: given more than once")
-            target = safe_next(values[0] if values else None, self.config.public_url, self.config.oidc.allowed_redirect_origins)
+            target = page_next(request.query.getall("next", []), self.config.public_url,
+                               self.config.oidc.allowed_redirect_origins) or "/"
         except ValueError as exc:
             return error_page(GatewayError(400, ErrorCode.INVALID_NEXT, str(exc)))
         settings = self.config.cookies

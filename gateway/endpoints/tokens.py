@@ -12,7 +12,6 @@ so cookie mode works the same on every dialect that enables it.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -26,7 +25,7 @@ from gateway.config import CompatProfile, GatewayConfig
 from gateway.context import SUBJECT
 from gateway.dialects import ErrorStyle, error_style
 from gateway.endpoints.table import NO_STORE, Endpoint, json_response, read_fields, require_json
-from gateway.errors import ErrorCode, GatewayError
+from gateway.errors import ErrorCode, GatewayError, with_fields
 from gateway.factors.flow import FactorGate, PasskeyLogin, SecondFactorRequired
 from gateway.forwarded import client
 from gateway.observe.audit import about
@@ -114,7 +113,7 @@ class Dialect:
             request[SUBJECT] = issued.subject  # for the access log
             return self.issued_response(issued)
         except SecondFactorRequired as exc:
-            return _with_fields(self.errors.endpoint_error(exc), {"code": exc.code.value, **exc.fields})
+            return with_fields(self.errors.endpoint_error(exc), {"code": exc.code.value, **exc.fields})
         except GatewayError as exc:
             return self.errors.endpoint_error(exc)
 
@@ -235,14 +234,6 @@ def _audited(handler: Callable[[web.Request], Awaitable[web.Response]]) -> Calla
 
     return call
 
-
-def _with_fields(response: web.Response, fields: Mapping[str, Any]) -> web.Response:
-    """The dialect's error body with ``fields`` added (second_factor_required: the mfa_token, the methods)."""
-    assert isinstance(response.body, bytes)
-    body = json.loads(response.body)
-    body.update(fields)
-    response.body = json.dumps(body).encode()
-    return response
 
 
 def _user_id(value: Any, kind: str) -> Any:

@@ -17,7 +17,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from gateway.auth.redirects import safe_next
+from gateway.auth.redirects import page_next, safe_next
 from gateway.config import ConfigError, parse_config
 
 PUBLIC = "https://gw.example.com"
@@ -128,6 +128,15 @@ def refused_because(value: object, public: str | None = PUBLIC, allowed: tuple[s
 ])
 def test_each_refusal_names_its_rule(bad: str, reason: str) -> None:
     assert refused_because(bad) == reason
+
+
+def test_a_pages_query_gives_one_next_or_none() -> None:
+    assert page_next([], None) is None
+    assert page_next(["/app/x?y=1"], None) == "/app/x?y=1"
+    with pytest.raises(ValueError, match="given more than once"):  # two parsers, two answers: refused
+        page_next(["/app", "https://evil.example/"], None)
+    with pytest.raises(ValueError, match="not in oidc.allowed_redirect_origins"):
+        page_next(["https://evil.example/"], None)
 
 
 def test_non_text_is_refused() -> None:

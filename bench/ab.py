@@ -11,8 +11,9 @@ This is how the levers in docs/performance.md were measured.
 nginx config (``bench.decision.start_decision_nginx``) with nginx's decision cache off (every request decided by
 the gateway, its own caches at their defaults); the figure is the gateway's CPU per request alone, nginx's not counted.
 
-``--compiled NAME,...``: those trees are first compiled in place by this checkout's scripts/compile.py (its
-module list; docs/performance.md#compiled-hot-path), and their gateways must map the compiled library; every
+``--compiled NAME,...``: those trees are first compiled in place by their own scripts/compile.py (each tree's
+module list, so a change of the list is measured; this checkout's script for a tree without one;
+docs/performance.md#compiled-hot-path), and their gateways must map the compiled library; every
 other tree runs with ``GATEWAY_PURE=1`` and must map none, so one checkout can be measured both ways
 (``pure=/tmp/a,compiled=/tmp/a --compiled compiled``).
 """
@@ -38,7 +39,9 @@ from .wrk import run_wrk  # noqa: E402
 
 
 def _compile(tree: str) -> None:
-    script = Path(__file__).resolve().parent.parent / "scripts" / "compile.py"
+    """Compile ``tree`` by its own scripts/compile.py (its own module list), or this checkout's for an older tree."""
+    own = Path(tree) / "scripts" / "compile.py"
+    script = own if own.exists() else Path(__file__).resolve().parent.parent / "scripts" / "compile.py"
     subprocess.run([sys.executable, str(script), "build", "--tree", tree], check=True)
 
 

@@ -38,9 +38,13 @@ test: $(VENV)/.installed-test
 # The compiled build: mypyc (shipped with mypy, in the test lock) compiles pyproject.toml's [tool.gateway.compiled]
 # modules into extensions beside their sources; it needs gcc and Python's headers (scripts/install-test-deps.sh).
 # Rebuilt when any module of the package changes: compiled code relies on the types of what it imports.
-compiled: build/compiled.json
+# A build that `compile.py check` finds stale in ways make cannot see (an extension of a module no longer listed) is
+# rebuilt too.
+compiled: $(VENV)/.installed-test
+	@$(PY) scripts/compile.py check 2>/dev/null || rm -f build/compiled.json
+	@$(MAKE) --no-print-directory build/compiled.json
 
-build/compiled.json: $(VENV)/.installed-test pyproject.toml $(shell find gateway -name '*.py')
+build/compiled.json: $(VENV)/.installed-test pyproject.toml scripts/compile.py $(shell find gateway -name '*.py')
 	$(PY) scripts/compile.py build
 
 clean-compiled:

@@ -52,21 +52,31 @@ def compiled(tree: Path = HERE) -> list[str]:
 def stale(tree: Path = HERE) -> list[str]:
     """Why the extensions in ``tree`` cannot be trusted; empty when there are none or they match their sources."""
     present = compiled(tree)
+    strays = [f"{ext.relative_to(tree)} is no listed module's (an older build's)" for ext in _strays(tree)]
     if not present:
-        return []
+        return strays
     stamp = tree / STAMP
     if not stamp.exists():
         return [f"{tree / STAMP} is missing: extensions of unknown origin ({', '.join(present)})"]
     built: dict[str, str] = json.loads(stamp.read_text())
-    problems = [f"{m} has no extension while other modules do" for m in MODULES if m not in present]
+    problems = strays + [f"{m} has no extension while other modules do" for m in MODULES if m not in present]
     problems += [f"{m} changed since it was compiled" for m in present if built.get(m) != _digest(tree / m)]
     return problems
+
+
+def _strays(tree: Path) -> list[Path]:
+    """Extensions in the package of modules the list no longer names (a build with another list left them)."""
+    listed = {ext for module in MODULES for ext in _extensions(tree, module)}
+    return [ext for ext in (tree / PACKAGE).rglob("*.cpython-*.so")
+            if ext not in listed and not ext.name.split(".")[0].endswith("__mypyc")]
 
 
 def clean(tree: Path = HERE) -> None:
     for module in MODULES:
         for ext in _extensions(tree, module):
             ext.unlink()
+    for ext in _strays(tree):  # every extension in the package is a build's: they import the group removed below
+        ext.unlink()
     for group in [*tree.glob(GROUP_GLOB), *(tree / PACKAGE).glob(GROUP_GLOB)]:
         group.unlink()
     shutil.rmtree(tree / "build", ignore_errors=True)

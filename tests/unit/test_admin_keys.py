@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from gateway.auth.admin_keys import KEY_PREFIX, AdminKeys, generate_admin_key, key_digest
-from gateway.cli import load_all
+from gateway.check import load_all
 from gateway.config import ConfigError, load_config, parse_config
 from gateway.server.reload import restart_only_changes
 

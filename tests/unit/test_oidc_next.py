@@ -233,7 +233,7 @@ def test_a_valid_provider(tmp_path: Path) -> None:
 def test_gateway_check_reads_the_providers_secret_and_key_files(tmp_path: Path) -> None:
     import yaml
 
-    from gateway.cli import load_all
+    from gateway.check import load_all
 
     (tmp_path / "u.yaml").write_text("users: {}\n")
     raw = {"tokens": {"secret": "s" * 40}, "users_file": "u.yaml", "public_url": PUBLIC,

@@ -86,14 +86,14 @@ def confusable_users(users: UserChain) -> list[str]:
     return warnings
 
 
-def load_or_report(path: str) -> tuple[GatewayConfig, UserChain] | None:
-    """Config and users, or None after printing every problem to stderr."""
+def load_or_report(path: str, outcome: str = "the gateway will not start") -> tuple[GatewayConfig, UserChain] | None:
+    """Config and users, or None after printing every problem to stderr (and what they stop: ``outcome``)."""
     from gateway.config import ConfigError
 
     try:
         return load_all(path)
     except ConfigError as exc:
-        print(f"{path}: {len(exc.problems)} problem(s), the gateway will not start:", file=sys.stderr)
+        print(f"{path}: {len(exc.problems)} problem(s), {outcome}:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return None

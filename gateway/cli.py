@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.check import cmd_check, load_all, load_or_report
+from gateway.check import cmd_check, load_or_report
 
 if TYPE_CHECKING:  # the commands import what they use: `gateway --help` loads no server, no pydantic
     from gateway.config import GatewayConfig
@@ -107,16 +107,8 @@ def _supervise(args: argparse.Namespace, config: GatewayConfig, workers: int) ->
 
 def cmd_reload(args: argparse.Namespace) -> int:
     """Signal a running gateway (or its supervisor) to reload; with --config, only if the file is valid."""
-    from gateway.config import ConfigError
-
-    if args.config:
-        try:
-            load_all(args.config)
-        except ConfigError as exc:
-            print(f"{args.config}: {len(exc.problems)} problem(s), not reloading:", file=sys.stderr)
-            for problem in exc.problems:
-                print(f"  {problem}", file=sys.stderr)
-            return 1
+    if args.config and load_or_report(args.config, "not reloading") is None:
+        return 1
     try:
         pid = int(Path(args.pid_file).read_text().strip())
         if not is_gateway_process(pid):

@@ -106,6 +106,7 @@ async def test_decision_mode_writes_one_event_when_nginx_asks_twice(make_gateway
     client = await make_gateway(decision={"front": "nginx"}, audit=_audit(path))
     ask = {"X-Original-Method": "GET", "X-Original-URI": "/api/x?reask", "Authorization": "Bearer not.a.token"}
     assert (await client.get("/auth/decide", headers=ask)).status == 401  # the auth_request subrequest
+    assert [e["reason"] for e in file_events(path)] == ["invalid"]  # written at the first ask, not the second
     assert (await client.get("/auth/decide?reask", headers=ask)).status == 401  # @gateway_refusal
     assert [e["reason"] for e in file_events(path)] == ["invalid"]
     assert (await client.get("/auth/decide", headers=ask)).status == 401  # the next request: its own event

@@ -131,12 +131,14 @@ def test_each_refusal_names_its_rule(bad: str, reason: str) -> None:
 
 
 def test_a_pages_query_gives_one_next_or_none() -> None:
-    assert page_next([], None) is None
-    assert page_next(["/app/x?y=1"], None) == "/app/x?y=1"
-    with pytest.raises(ValueError, match="given more than once"):  # two parsers, two answers: refused
-        page_next(["/app", "https://evil.example/"], None)
+    assert page_next([], PUBLIC) is None
+    assert page_next(["/app/x?y=1"], PUBLIC) == "/app/x?y=1"
+    assert page_next([PUBLIC + "/app"], PUBLIC) == PUBLIC + "/app"  # the gateway's own origin
+    assert page_next([ALLOWED[0] + "/app"], PUBLIC, ALLOWED) == ALLOWED[0] + "/app"  # an allowed one
+    with pytest.raises(ValueError, match="^next: given more than once$"):  # two parsers, two answers: refused
+        page_next(["/app", "https://evil.example/"], PUBLIC, ALLOWED)
     with pytest.raises(ValueError, match="not in oidc.allowed_redirect_origins"):
-        page_next(["https://evil.example/"], None)
+        page_next(["https://evil.example/"], PUBLIC, ALLOWED)
 
 
 def test_non_text_is_refused() -> None:

@@ -5,6 +5,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
+from gateway.config import Route
 from gateway.config.boundary import Paths
 from gateway.errors import GatewayError
 from gateway.net import Host
@@ -81,6 +82,13 @@ def test_segments_and_what_is_forwarded():
     plain = parse_target("/a/b")
     assert plain.trailing_slash is False and plain.decoded == "/a/b" and plain.forward_path(1) == "/b"
     assert refused("/a#x/../y") == "A request target cannot carry a fragment (#)"
+
+
+def test_the_upstream_url_has_a_question_mark_only_with_a_query():
+    route = Route.model_validate({"name": "api", "prefix": "/api", "upstream": "http://up.internal:81", "strip_prefix": True})
+    path = parse_target("/api/x?")
+    assert path.upstream_url(route, path.query) == "http://up.internal:81/x"  # an empty query is no query
+    assert path.upstream_url(route, "a=1") == "http://up.internal:81/x?a=1"
 
 
 def test_semicolons_stripped_when_configured():

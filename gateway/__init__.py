@@ -41,15 +41,15 @@ def _sources_only() -> None:
 def _group_library() -> None:
     """Load the compiled group's shared library, kept in this package, under the top-level name its extensions import."""
     root = os.path.dirname(os.path.abspath(__file__))
-    for suffix in EXTENSION_SUFFIXES:
-        for entry in os.listdir(root):
-            name = entry.removesuffix(suffix)
-            if name != entry and name.endswith("__mypyc") and name not in sys.modules:
-                spec = spec_from_loader(name, ExtensionFileLoader(name, os.path.join(root, entry)))
-                assert spec is not None and spec.loader is not None
-                module = module_from_spec(spec)
-                sys.modules[name] = module
-                spec.loader.exec_module(module)
+    for entry in os.listdir(root):
+        suffix = next((s for s in EXTENSION_SUFFIXES if entry.endswith(s)), None)
+        name = entry.removesuffix(suffix) if suffix is not None else ""
+        if name.endswith("__mypyc") and name not in sys.modules:
+            spec = spec_from_loader(name, ExtensionFileLoader(name, os.path.join(root, entry)))
+            assert spec is not None and spec.loader is not None
+            module = module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
 
 
 if os.environ.get(PURE_ENV) == "1":

@@ -3,13 +3,14 @@
 A provider is believed about how and when it signed the user in only where its
 configuration says so (``trust_authentication``): then the session carries its
 ``amr`` filtered to RFC 8176 values, its ``auth_time``, and its ``acr`` when that
-names one of ``second_factor.levels`` (as the provider calls it: ``acr_values``). Otherwise the session's ``amr`` is empty
-and its ``auth_time`` is when the gateway finished the sign-in.
+names one of ``second_factor.levels`` (as the provider calls it: ``acr_values``).
+Otherwise the session's ``amr`` is empty and its ``auth_time`` is when the
+gateway finished the sign-in.
 
 A step-up for a provider's session is an authorization request to that
 provider with ``max_age`` (the route's ``max_auth_age``), ``acr_values`` (the
-level, by the provider's name for it) and ``prompt=login`` where the provider's single sign-on would otherwise
-answer with the same login (an untrusted provider, whose ``auth_time`` means
+level, by the provider's name for it) and ``prompt=login`` where the provider's
+single sign-on would otherwise answer with the same login (an untrusted provider, whose ``auth_time`` means
 nothing here, or a missing level). Its callback takes the same state record as
 a sign-in (single use, bound to the browser), and then checks what this module
 checks: the same provider subject as the session, a fresh enough ``auth_time``,
@@ -80,7 +81,8 @@ class StepUpRequest:
             out["max_age"] = str(self.max_age)
         if self.level is not None:
             out["acr_values"] = settings.level_acr(self.level)
-        if not settings.trust_authentication or not level_met:  # else the provider's single sign-on would answer with the same login
+        # else the provider's single sign-on would answer with the same login
+        if not settings.trust_authentication or not level_met:
             out["prompt"] = "login"
         return out
 

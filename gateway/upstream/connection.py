@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import cast
+from typing import Callable, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
@@ -58,7 +58,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.max_head = max_head
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.idle_handle: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()  # made by the pool's create_connection; read once, not per request
+        self._timer: asyncio.TimerHandle | None = None  # the one timer: read-idle while active, the pool's idle time after
+        self._timer_at = 0.0
+        self._idle_until = 0.0  # in the pool: closed by ``_expire`` once the loop's clock passes this
+        self._expire: Callable[[UpstreamConnection], None] | None = None
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._reset(head=False, timeout=0.0)
@@ -93,24 +97,17 @@ class UpstreamConnection(asyncio.Protocol):
         self._suspended = 0
         self._last = 0.0
         self._head_deadline = 0.0  # once the head has begun, all of it within the timeout (no slow drip)
-        self._timer: asyncio.TimerHandle | None = None
 
     def begin(self, head: bool, timeout: float) -> None:
         """A request is about to be written: fresh parser, read-idle timer armed."""
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
-            self.idle_handle = None
+        self._idle_until = 0.0
         self._reset(head, timeout)
-        loop = asyncio.get_running_loop()
-        self._last = loop.time()
-        self._timer = loop.call_at(self._last + timeout, self._check_idle)
+        self._last = self._loop.time()
+        self._arm(self._last + timeout)
 
     def finish(self) -> bool:
         """The exchange is over (read or abandoned); whether the connection may carry another request."""
-        self.active = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.active = False  # the timer stays armed: when it fires, an idle connection is not timed out
         ok = (self.complete and self.keep_alive and self.sent and self._error is None and not self.closed
               and not self._head_request and not self._until_close and not self._buffer)
         if not ok:
@@ -129,10 +126,42 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    # --- the read-idle timer ----------------------------------------------------------------------
+    def idle(self, seconds: float, expire: Callable[["UpstreamConnection"], None]) -> None:
+        """Back in the pool: ``expire(self)`` once it has been idle ``seconds`` (unless ``begin`` comes first)."""
+        self._idle_until = self._loop.time() + seconds
+        self._expire = expire
+        self._arm(self._idle_until)
+
+    # --- the timer ----------------------------------------------------------------------------------
+    # One timer per connection, armed lazily: a deadline that moves later never re-arms it (it fires, finds the
+    # deadline not passed and re-arms once), so a keep-alive request costs no timer at all in the steady state;
+    # only a deadline earlier than the armed one replaces it. Both the read-idle timeout of an exchange and the
+    # pool's idle time run on it.
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._fired)
+
+    def _fired(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        if self.active:
+            self._check_idle()
+        elif self._idle_until:
+            if self._loop.time() >= self._idle_until:
+                self._idle_until = 0.0
+                if self._expire is not None:
+                    self._expire(self)
+            else:
+                self._arm(self._idle_until)
 
     def touch(self) -> None:
-        self._last = asyncio.get_running_loop().time()
+        self._last = self._loop.time()
 
     def suspend(self) -> None:
         """Waiting on the client (its body, or its transport): the upstream's silence is not counted."""
@@ -143,21 +172,19 @@ class UpstreamConnection(asyncio.Protocol):
         self.touch()
 
     def _check_idle(self) -> None:
-        loop = asyncio.get_running_loop()
+        """The read-idle timeout of an exchange: silent for its timeout (or the head not whole by its deadline)."""
         if self.complete:
-            self._timer = None
             return
+        now = self._loop.time()
         if self._suspended or self._reading_paused:
-            self._last = loop.time()
-        now = loop.time()
+            self._last = now
         deadline = self._last + self._timeout
         if self._head_deadline and not self.final:
             deadline = min(deadline, self._head_deadline)
         if now >= deadline:
-            self._timer = None
             self.fail(UpstreamTimeout("the upstream was too slow", early=not self.got_bytes))
         else:
-            self._timer = loop.call_at(deadline, self._check_idle)
+            self._arm(deadline)
 
     # --- asyncio.Protocol -------------------------------------------------------------------------
 
@@ -170,7 +197,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if not self.got_bytes:
             self.got_bytes = True
-            self._head_deadline = asyncio.get_running_loop().time() + self._timeout
+            self._head_deadline = self._loop.time() + self._timeout
         self.touch()
         try:
             if not self.final:
@@ -214,9 +241,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
-            self.idle_handle = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.active and not self.complete:
             self._broken("the upstream closed the connection")
         waiter = self._drain_waiter
@@ -236,7 +263,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.closed:
             raise ConnectionResetError("the upstream closed the connection")
         if self._write_paused:
-            self._drain_waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiter = self._loop.create_future()
             try:
                 await self._drain_waiter
             finally:
@@ -302,7 +329,7 @@ class UpstreamConnection(asyncio.Protocol):
             waiter.set_result(None)
 
     async def _wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self._loop.create_future()
         try:
             await self._waiter
         finally:

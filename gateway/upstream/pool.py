@@ -75,10 +75,7 @@ class Pool:
         """The most recently used idle connection still open, or None."""
         idle = self._idle.get(origin.key)
         while idle:
-            conn = idle.pop()
-            if conn.idle_handle is not None:
-                conn.idle_handle.cancel()
-                conn.idle_handle = None
+            conn = idle.pop()  # its idle time ends with ``begin``, which the caller calls at once
             if not conn.closed:
                 return conn
             self._open.discard(conn)
@@ -109,11 +106,10 @@ class Pool:
             conn.abort()
             self._open.discard(conn)
             return
-        conn.idle_handle = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._expire, conn)
+        conn.idle(IDLE_TIMEOUT, self._expire)
         self._idle.setdefault(conn.key, []).append(conn)
 
     def _expire(self, conn: UpstreamConnection) -> None:
-        conn.idle_handle = None
         idle = self._idle.get(conn.key)
         if idle is not None and conn in idle:
             idle.remove(conn)
@@ -125,10 +121,6 @@ class Pool:
     def close(self) -> None:
         """Close every connection, idle or in use (shutdown)."""
         self.closed = True
-        for idle in self._idle.values():
-            for conn in idle:
-                if conn.idle_handle is not None:
-                    conn.idle_handle.cancel()
         self._idle.clear()
         for conn in list(self._open):
             conn.abort()

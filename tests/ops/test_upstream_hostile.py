@@ -112,7 +112,7 @@ class RawUpstream:
                     await self._hostile(name, writer)
                     if name in CLOSES_AFTER:
                         return
-                elif path.startswith(b"/r/slow/"):
+                elif b"/slow/" in path:
                     await self._slow(name, writer)
                 else:
                     body = json.dumps({"path": path.decode(), "method": method.decode()}).encode()
@@ -236,6 +236,27 @@ async def test_silent_upstream_is_504_and_asked_once(gw, raw):
     assert await _outcome(gw, "GET", "/r/slow/never") == 504
     assert sum(paths.count("/r/slow/never") for paths in upstream.connections) == 1
     await _then_served(gw, upstream, "/r/slow/never")
+
+
+async def test_a_reused_connection_keeps_each_routes_own_timeout(make_gateway, raw):
+    """One connection timer serves the pool's idle time and each exchange's read-idle timeout: a connection last
+    armed for a longer deadline still times a short route out at its own timeout, and a long route on a
+    connection last used by a short one is not cut at the short one's."""
+    upstream, url = raw
+    gw = await make_gateway(routes=[
+        {"name": "r", "prefix": "/r", "upstream": url, "auth": "none", "timeout": f"{TIMEOUT}s"},
+        {"name": "long", "prefix": "/long", "upstream": url, "auth": "none", "timeout": f"{3 * TIMEOUT}s"},
+    ])
+    loop = asyncio.get_running_loop()
+    assert await _outcome(gw, "GET", "/long/ok/warm") == 200  # its timer was armed 3 s out, then for the idle time
+    started = loop.time()
+    assert await _outcome(gw, "GET", "/r/slow/never") == 504
+    assert loop.time() - started < 3 * TIMEOUT  # the short route's own timeout, not the armed one
+    assert await _outcome(gw, "GET", "/r/ok/warm") == 200  # now armed TIMEOUT out
+    started = loop.time()
+    assert await _outcome(gw, "GET", "/long/slow/never") == 504
+    assert loop.time() - started >= 2.5 * TIMEOUT  # not cut at the short route's deadline
+    assert len(upstream.connections) <= 3
 
 
 async def test_slow_drip_of_the_head_is_504(gw, raw):

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 from yarl import URL
 
@@ -81,33 +79,29 @@ class UpstreamSlots:
             origin = self._origins[upstream] = str(URL(upstream).origin())
         return origin
 
-    @asynccontextmanager
-    async def hold(self, upstream: str, client: str = "", anonymous: bool = False) -> AsyncIterator[None]:
-        """A slot of ``upstream``'s origin for ``client`` (an address bucket); ``anonymous``: no verified token."""
+    def hold(self, upstream: str, client: str = "", anonymous: bool = False) -> "_Held":
+        """A slot of ``upstream``'s origin for ``client`` (an address bucket) while in ``async with``;
+        ``anonymous``: no verified token."""
         origin = self.origin(upstream)
         slots = self._slots.get(origin)
         if slots is None:
             slots = self._slots[origin] = _OriginSlots(self.per_upstream, self.per_client, self.anonymous)
-        if not slots.admits(client, anonymous):
-            self.waiting[origin] += 1
-            try:
-                async with asyncio.timeout(self.queue_timeout):
-                    while not slots.admits(client, anonymous):
-                        await slots.changed()
-            except TimeoutError:
-                raise GatewayError(
-                    503, ErrorCode.UPSTREAM_BUSY, "The upstream service has no free connection; retry shortly",
-                    headers={"Retry-After": "1"},
-                ) from None
-            finally:
-                self.waiting[origin] -= 1
-        slots.take(client)
-        self.in_use[origin] += 1
+        return _Held(self, origin, slots, client, anonymous)
+
+    async def _wait(self, origin: str, slots: _OriginSlots, client: str, anonymous: bool) -> None:
+        """Until ``slots`` admits ``client``, at most ``queue_timeout`` (then 503 ``upstream_busy``)."""
+        self.waiting[origin] += 1
         try:
-            yield
+            async with asyncio.timeout(self.queue_timeout):
+                while not slots.admits(client, anonymous):
+                    await slots.changed()
+        except TimeoutError:
+            raise GatewayError(
+                503, ErrorCode.UPSTREAM_BUSY, "The upstream service has no free connection; retry shortly",
+                headers={"Retry-After": "1"},
+            ) from None
         finally:
-            self.in_use[origin] -= 1
-            slots.give_back(client)
+            self.waiting[origin] -= 1
 
     @property
     def saturated(self) -> bool:
@@ -117,3 +111,24 @@ class UpstreamSlots:
         must not take the instance out of its load balancer.
         """
         return any(n > 0 and self._slots[origin].in_use >= self.per_upstream for origin, n in self.waiting.items())
+
+
+class _Held:
+    """One slot while ``async with`` lasts (a class, not ``@asynccontextmanager``: no generator per request)."""
+
+    def __init__(self, owner: UpstreamSlots, origin: str, slots: _OriginSlots, client: str, anonymous: bool) -> None:
+        self._owner = owner
+        self._origin = origin
+        self._slots = slots
+        self._client = client
+        self._anonymous = anonymous
+
+    async def __aenter__(self) -> None:
+        if not self._slots.admits(self._client, self._anonymous):
+            await self._owner._wait(self._origin, self._slots, self._client, self._anonymous)
+        self._slots.take(self._client)
+        self._owner.in_use[self._origin] += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._owner.in_use[self._origin] -= 1
+        self._slots.give_back(self._client)

@@ -28,11 +28,11 @@ import functools
 import ipaddress
 import json
 import re
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 from urllib.parse import quote
 
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 
 from gateway.config import GatewayConfig, Route
 from gateway.config.boundary import ClientBoundary
@@ -76,9 +76,9 @@ def encode_claim(value: Any) -> str:
     return quote(data, safe=_SAFE)
 
 
-def connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
-    """Header names listed in Connection: hop-by-hop too (RFC 9110 §7.6.1)."""
-    listed = ",".join(headers.getall("Connection", []))
+def connection_tokens(values: Iterable[str]) -> set[str]:
+    """Header names listed in the ``Connection`` header ``values``: hop-by-hop too (RFC 9110 §7.6.1)."""
+    listed = ",".join(values)
     return {t.strip().lower() for t in listed.split(",") if t.strip()}
 
 
@@ -131,7 +131,7 @@ class HeaderRewrite:
         ``host`` is the request's validated Host, ``origin`` the scheme and host
         the client used (``target.client_origin``).
         """
-        drop = HOP_BY_HOP | connection_tokens(request.headers)
+        drop = HOP_BY_HOP | connection_tokens(request.headers.getall("Connection", ()))
         out: CIMultiDict[str] = CIMultiDict()
         from_proxy = client(request).from_proxy
         for name, value in request.headers.items():

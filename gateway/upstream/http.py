@@ -13,7 +13,7 @@ import time
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 
 from gateway.config import Route
 from gateway.config.limits import Limits
@@ -33,9 +33,9 @@ __all__ = ["Upstream"]
 
 
 def _response_headers(upstream: list[tuple[str, str]]) -> CIMultiDict[str]:
-    received = CIMultiDict(upstream)
-    drop = HOP_BY_HOP | connection_tokens(CIMultiDictProxy(received))
-    return CIMultiDict((k, v) for k, v in upstream if k.lower() not in drop)
+    listed = [v for k, v in upstream if k.lower() == "connection"]
+    drop = HOP_BY_HOP | connection_tokens(listed) if listed else HOP_BY_HOP
+    return CIMultiDict([(k, v) for k, v in upstream if k.lower() not in drop])
 
 
 class Upstream:

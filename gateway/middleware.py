@@ -5,7 +5,6 @@ see ``context.ANSWER_HEADERS`` for who calls it.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import re
@@ -45,32 +44,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class _NewIds:
-    """32 hex digits: 80 random bits drawn once per process (again in a forked worker), then a 48-bit count.
-
-    Unique across instances and workers like a random id, without a ``getrandom`` system call per request. Ids
-    need not be unguessable: a client may send its own (``request_id``), and nothing is granted by one.
-    """
-
-    def __init__(self) -> None:
-        self._draw()
-        os.register_at_fork(after_in_child=self._draw)
-
-    def _draw(self) -> None:
-        self._prefix = os.urandom(10).hex()
-        self._count = itertools.count(1)
-
-    def __call__(self) -> str:
-        return f"{self._prefix}{next(self._count) & 0xFFFF_FFFF_FFFF:012x}"
-
-
-_new_id = _NewIds()
-
-
 def request_id(headers: Mapping[str, str]) -> str:
     """The client's X-Request-Id if it is sane, else a new one."""
     given = headers.get("X-Request-Id", "")
-    return given if _REQUEST_ID.match(given) else _new_id()
+    return given if _REQUEST_ID.match(given) else os.urandom(16).hex()
 
 
 def answer_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -98,13 +98,14 @@ class CorsPolicy:
 
     def decorate(self, request: web.Request, response: web.StreamResponse) -> None:
         """Just before headers go out: this policy's headers replace any an upstream sent."""
-        if request.get(_PREFLIGHT):
+        state = request._state  # the dict itself: Mapping.get raises and catches a KeyError per miss
+        if state.get(_PREFLIGHT):
             return
         for name in [k for k in response.headers if k.lower().startswith("access-control-")]:
             response.headers.popall(name)
         _add_vary(response, "Origin")
         origin = request.headers.get("Origin")
-        if origin is None or request.get(_REFUSED) or not self.allows(origin):
+        if origin is None or state.get(_REFUSED) or not self.allows(origin):
             return
         response.headers["Access-Control-Allow-Origin"] = origin
         if self.settings.allow_credentials:

@@ -58,10 +58,11 @@ def answer_headers(request: web.Request, response: web.StreamResponse) -> None:
     rate-limited route's ``RateLimit`` headers; the CORS policy's headers.
     """
     headers = response.headers
-    rid = request.get(REQUEST_ID)
+    state = request._state  # the dict itself: Mapping.get raises and catches a KeyError per miss
+    rid = state.get(REQUEST_ID)
     if rid:
         headers["X-Request-Id"] = rid
-    runtime = request.get(RUNTIME) or request.app[GATEWAY].runtime  # the request's own snapshot (a reload may land)
+    runtime = state.get(RUNTIME) or request.app[GATEWAY].runtime  # the request's own snapshot (a reload may land)
     if headers.get("Server", SERVER_SOFTWARE) == SERVER_SOFTWARE:
         headers["Server"] = runtime.config.server_header
     rate_limit_headers(request, response)

@@ -69,7 +69,7 @@ async def enforce(request: web.Request, route: Route, claims: Mapping[str, Any] 
 
 def add_headers(request: web.Request, response: web.StreamResponse) -> None:
     """The limited route's ``RateLimit``/``RateLimit-Policy`` on any answer (``middleware.answer_headers``)."""
-    headers = request.get(_HEADERS)
+    headers = request._state.get(_HEADERS)  # the dict itself: Mapping.get raises and catches a KeyError per miss
     if headers:
         for key, value in headers.items():
             response.headers.setdefault(key, value)

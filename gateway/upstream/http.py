@@ -32,10 +32,11 @@ from gateway.upstream.slots import UpstreamSlots
 __all__ = ["Upstream"]
 
 
-def _response_headers(upstream: list[tuple[str, str]]) -> CIMultiDict[str]:
+def _response_headers(upstream: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The upstream's answer headers without the hop-by-hop ones (a list: the response makes its one CIMultiDict)."""
     listed = [v for k, v in upstream if k.lower() == "connection"]
     drop = HOP_BY_HOP | connection_tokens(listed) if listed else HOP_BY_HOP
-    return CIMultiDict([(k, v) for k, v in upstream if k.lower() not in drop])
+    return [(k, v) for k, v in upstream if k.lower() not in drop]
 
 
 class Upstream:

@@ -99,6 +99,16 @@ class UpstreamResponse:
         """The piece just read was the body's last (UpstreamConnection.drained)."""
         return self._conn.drained
 
+    @property
+    def whole(self) -> bool:
+        """The whole body is here and unread (UpstreamConnection.whole)."""
+        return self._conn.whole
+
+    @property
+    def length(self) -> int:
+        """Body bytes here and unread: with ``whole``, the body's length."""
+        return self._conn.buffered
+
     def waiting_on_client(self) -> "_Suspended":
         """While writing to the client the upstream's silence is not its fault (read-idle timer held)."""
         return _Suspended(self._conn)

@@ -351,6 +351,16 @@ class UpstreamConnection(asyncio.Protocol):
         return bool(self._buffer) or (self.complete and self._error is None)
 
     @property
+    def buffered(self) -> int:
+        """Body bytes arrived and not read yet."""
+        return self._buffered
+
+    @property
+    def whole(self) -> bool:
+        """The whole body has arrived, well framed, and none of it has been read: one ``read`` returns all of it."""
+        return self.complete and self._error is None
+
+    @property
     def drained(self) -> bool:
         """The whole body has arrived and been read: the last ``read`` returned its last piece."""
         return self.complete and not self._buffer and self._error is None

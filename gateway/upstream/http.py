@@ -5,6 +5,10 @@ as a stream and the response is copied chunk by chunk, so a 1 GB transfer
 passes in constant memory. Plain HTTP goes through the gateway's own client
 (``client``, ``pool``, ``connection``: HTTP/1.1 on asyncio Protocols, responses
 parsed by httptools); websockets through one aiohttp session (``session``).
+
+An answer whose whole body is already here when its head arrives (most API
+answers) leaves in one write of head and body, framed as aiohttp frames it
+(``whole_head``); every other answer is framed by aiohttp's ``StreamResponse``.
 """
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ import time
 
 import aiohttp
 from aiohttp import web
+from aiohttp.helpers import rfc822_formatted_time
+from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
+from aiohttp.http_writer import _serialize_headers
 from multidict import CIMultiDict
 
 from gateway.config import Route
@@ -137,8 +144,78 @@ async def _prepared(request: web.Request, upstream: UpstreamResponse) -> _Relaye
     return response
 
 
+class _Whole(web.StreamResponse):
+    """An answer whose head and whole body left in one write (``_whole``): aiohttp's framing has nothing left to do
+    (its ``prepare`` and ``write_eof`` are not run again), and the connection is kept alive."""
+
+    @property
+    def prepared(self) -> bool:
+        return True
+
+    @property
+    def keep_alive(self) -> bool:
+        return True
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        return None
+
+    async def write_eof(self, data: bytes | bytearray | memoryview = b"") -> None:
+        return None
+
+
+def whole_head(request: web.BaseRequest, response: web.StreamResponse, length: int) -> bytes | None:
+    """The head aiohttp's own framing writes for ``response`` with a body of ``length`` bytes, when that framing has
+    nothing else to decide: a keep-alive HTTP/1.1 request other than ``HEAD``, an answer framed by its own
+    ``Content-Length`` with a status that has a body. None otherwise (chunked, closing, HTTP/1.0, 204/304, a
+    header aiohttp would refuse): the caller then lets aiohttp frame it. The defaults are aiohttp's
+    (``StreamResponse._prepare_headers``) and so is the serializer, which refuses control characters;
+    tests/unit/test_relay_head.py compares the bytes with aiohttp's own on a real server."""
+    if (request.version != HttpVersion11 or request.method == "HEAD" or not request.keep_alive
+            or response.status in (204, 304) or response.status < 200):
+        return None
+    headers = response.headers
+    if "Content-Length" not in headers or "Transfer-Encoding" in headers or "Connection" in headers:
+        return None
+    if length and "Content-Type" not in headers:
+        headers["Content-Type"] = "application/octet-stream"
+    if "Date" not in headers:
+        headers["Date"] = rfc822_formatted_time()
+    headers.setdefault("Server", SERVER_SOFTWARE)
+    try:
+        return _serialize_headers(f"HTTP/1.1 {response.status} {response.reason}", headers)
+    except ValueError:
+        return None  # aiohttp's framing raises it again, as it always did
+
+
+async def _whole(request: web.Request, upstream: UpstreamResponse) -> web.StreamResponse | None:
+    """A whole answer already here, sent with its head in one write, without aiohttp's per-answer framing
+    (``whole_head`` says when that is the same bytes); None when aiohttp must frame it."""
+    lifecycle = request.app.get(LIFECYCLE)
+    if lifecycle is not None and lifecycle.draining:
+        return None  # the answer says Connection: close (force_close): aiohttp's framing
+    response = _Whole(status=upstream.status, reason=upstream.reason, headers=_response_headers(upstream.headers))
+    answer = request.app.get(ANSWER_HEADERS)
+    if answer is not None:
+        answer(request, response)
+    head = whole_head(request, response, upstream.length)
+    if head is None:
+        return None
+    body = await upstream.read()  # at once: all of it is here
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        raise ConnectionResetError("the client closed the connection")  # as aiohttp's writer does: 499
+    transport.write(head + body)
+    request[RESPONSE_BYTES] = len(body)
+    await request.writer.drain()
+    return response
+
+
 async def _relay(request: web.Request, upstream: UpstreamResponse) -> web.StreamResponse:
     """Copy status, headers and body; once headers are sent, a failure can only abort."""
+    if upstream.whole:
+        whole = await _whole(request, upstream)
+        if whole is not None:
+            return whole
     response = await _prepared(request, upstream)
     request[RESPONSE_BYTES] = 0
     reading = True  # False while writing: a failure then is the client's, not the upstream's

@@ -357,7 +357,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     @property
     def whole(self) -> bool:
-        """The whole body has arrived, well framed, and none of it has been read: one ``read`` returns all of it."""
+        """The whole body has arrived, well framed: the next ``read`` returns all that is left of it."""
         return self.complete and self._error is None
 
     @property

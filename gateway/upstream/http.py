@@ -201,12 +201,10 @@ async def _whole(request: web.Request, upstream: UpstreamResponse) -> web.Stream
     if head is None:
         return None
     body = await upstream.read()  # at once: all of it is here
-    transport = request.transport
-    if transport is None or transport.is_closing():
-        raise ConnectionResetError("the client closed the connection")  # as aiohttp's writer does: 499
-    transport.write(head + body)
+    # the request's writer, unprepared, writes the bytes as given; it counts them (aiohttp then never answers
+    # twice), raises ConnectionResetError on a closed client (499) and waits for a full transport to drain
+    await request.writer.write(head + body)
     request[RESPONSE_BYTES] = len(body)
-    await request.writer.drain()
     return response
 
 

@@ -59,8 +59,7 @@ async def _whole(request: web.Request) -> web.StreamResponse:
     head = whole_head(request, response, len(body))
     if head is None:
         return web.Response(status=599, text="declined")
-    assert request.transport is not None
-    request.transport.write(head + body)
+    await request.writer.write(head + body)  # as the relay sends it
     return response
 
 

@@ -71,16 +71,27 @@ async def server(aiohttp_server):  # type: ignore[no-untyped-def]
     return await aiohttp_server(app)
 
 
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bytes:
-    """Send one request and read one answer (head, and the body its Content-Length or chunks frame)."""
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    match = re.search(rb"\r\nContent-Length: (\d+)\r\n", head)
-    if match is not None:
-        return head + await reader.readexactly(int(match[1]))
-    if b"\r\nTransfer-Encoding: chunked\r\n" in head:
-        return head + await reader.readuntil(b"0\r\n\r\n")
-    return head
+async def _answers(server, *requests: bytes) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """The answer to each request, sent in turn on one connection: its head, and the body its Content-Length
+    or chunks frame (none after a ``HEAD``)."""
+    async with asyncio.timeout(10):
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        try:
+            answers = []
+            for request in requests:
+                writer.write(request)
+                answer = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"\r\nContent-Length: (\d+)\r\n", answer)
+                if request.startswith(b"HEAD "):
+                    pass
+                elif length is not None:
+                    answer += await reader.readexactly(int(length[1]))
+                elif b"\r\nTransfer-Encoding: chunked\r\n" in answer:
+                    answer += await reader.readuntil(b"0\r\n\r\n")
+                answers.append(answer)
+            return answers
+        finally:
+            writer.close()
 
 
 def _get(path: str, version: str = "1.1", extra: str = "", method: str = "GET") -> bytes:
@@ -93,14 +104,8 @@ def _undated(answer: bytes) -> bytes:
 
 @pytest.mark.parametrize("name", sorted(SAME))
 async def test_a_whole_answer_is_framed_as_aiohttp_frames_it(server, name):  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(10):
-        reader, writer = await asyncio.open_connection(server.host, server.port)
-        try:
-            framed = await _exchange(reader, writer, _get(f"/aiohttp?case={name}"))
-            whole = await _exchange(reader, writer, _get(f"/whole?case={name}"))
-            again = await _exchange(reader, writer, _get(f"/whole?case={name}"))  # the connection was kept alive
-        finally:
-            writer.close()
+    # the third on the same connection: it was kept alive
+    framed, whole, again = await _answers(server, _get(f"/aiohttp?case={name}"), *[_get(f"/whole?case={name}")] * 2)
     assert whole.startswith(b"HTTP/1.1 ")
     assert _undated(whole) == _undated(framed)
     assert _undated(again) == _undated(framed)
@@ -110,12 +115,7 @@ async def test_a_whole_answer_is_framed_as_aiohttp_frames_it(server, name):  # t
 
 @pytest.mark.parametrize("name", sorted(DECLINED))
 async def test_answers_aiohttp_must_frame_are_declined(server, name):  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(10):
-        reader, writer = await asyncio.open_connection(server.host, server.port)
-        try:
-            answer = await _exchange(reader, writer, _get(f"/whole?case={name}"))
-        finally:
-            writer.close()
+    (answer,) = await _answers(server, _get(f"/whole?case={name}"))
     assert answer.startswith(b"HTTP/1.1 599 "), answer
 
 
@@ -125,11 +125,5 @@ async def test_answers_aiohttp_must_frame_are_declined(server, name):  # type: i
     ("1.1", "", "HEAD"),  # no body after the head
 ])
 async def test_requests_aiohttp_must_answer_are_declined(server, version, extra, method):  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(10):
-        reader, writer = await asyncio.open_connection(server.host, server.port)
-        try:
-            writer.write(_get("/whole?case=plain", version, extra, method))
-            head = await reader.readuntil(b"\r\n\r\n")
-        finally:
-            writer.close()
-    assert b" 599 " in head.split(b"\r\n", 1)[0], head
+    (answer,) = await _answers(server, _get("/whole?case=plain", version, extra, method))
+    assert b" 599 " in answer.split(b"\r\n", 1)[0], answer

@@ -14,6 +14,7 @@ from typing import Callable
 from aiohttp import web
 
 from gateway.config import Cors
+from gateway.context import state
 from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client_origin
 
@@ -98,14 +99,14 @@ class CorsPolicy:
 
     def decorate(self, request: web.Request, response: web.StreamResponse) -> None:
         """Just before headers go out: this policy's headers replace any an upstream sent."""
-        state = request._state  # the dict itself: Mapping.get raises and catches a KeyError per miss
-        if state.get(_PREFLIGHT):
+        context = state(request)
+        if context.get(_PREFLIGHT):
             return
         for name in [k for k in response.headers if k.lower().startswith("access-control-")]:
             response.headers.popall(name)
         _add_vary(response, "Origin")
         origin = request.headers.get("Origin")
-        if origin is None or state.get(_REFUSED) or not self.allows(origin):
+        if origin is None or context.get(_REFUSED) or not self.allows(origin):
             return
         response.headers["Access-Control-Allow-Origin"] = origin
         if self.settings.allow_credentials:

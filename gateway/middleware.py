@@ -23,6 +23,7 @@ from gateway.context import (
     TRACE_ID,
     UPSTREAM_ERROR,
     UPSTREAM_SECONDS,
+    state,
 )
 from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.forwarded import client, forwarded_by_proxy
@@ -58,11 +59,11 @@ def answer_headers(request: web.Request, response: web.StreamResponse) -> None:
     rate-limited route's ``RateLimit`` headers; the CORS policy's headers.
     """
     headers = response.headers
-    state = request._state  # the dict itself: Mapping.get raises and catches a KeyError per miss
-    rid = state.get(REQUEST_ID)
+    context = state(request)
+    rid = context.get(REQUEST_ID)
     if rid:
         headers["X-Request-Id"] = rid
-    runtime = state.get(RUNTIME) or request.app[GATEWAY].runtime  # the request's own snapshot (a reload may land)
+    runtime = context.get(RUNTIME) or request.app[GATEWAY].runtime  # the request's own snapshot (a reload may land)
     if headers.get("Server", SERVER_SOFTWARE) == SERVER_SOFTWARE:
         headers["Server"] = runtime.config.server_header
     rate_limit_headers(request, response)
@@ -126,18 +127,16 @@ async def _answered(request: web.Request, handler: Handler, gateway: Gateway, ri
 
 
 def _observe(request: web.Request, response: web.StreamResponse, duration: float, gateway: Gateway) -> None:
-    # The request's context as the dict it is (aiohttp's Request keeps it in ``_state``): a missing key then
-    # costs a dict miss, not a KeyError raised and caught inside Mapping.get, and nothing is copied.
-    state = request._state
-    route = state.get(ROUTE_NAME) or "unmatched"
+    context = state(request)
+    route = context.get(ROUTE_NAME) or "unmatched"
     bound = gateway.metrics.route(route)
     bound.request(request.method, response.status, duration)
-    bound.upstream(state.get(UPSTREAM_SECONDS), state.get(UPSTREAM_ERROR))
+    bound.upstream(context.get(UPSTREAM_SECONDS), context.get(UPSTREAM_ERROR))
     if len(response):
         code = response.get(ERROR_CODE)
         if code is not None:
             gateway.metrics.refused(response.status, code)
-    if state.get(REVOCATION_SKIPPED):
+    if context.get(REVOCATION_SKIPPED):
         gateway.metrics.fail_open.inc()
     if access_log.isEnabledFor(logging.INFO):
-        write_access(access_line(state, request, response, duration))
+        write_access(access_line(context, request, response, duration))

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from gateway.config import GatewayConfig, Route
+from gateway.context import state
 from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client
 from gateway.stores import LimitStore, StoreUnavailable
@@ -69,7 +70,7 @@ async def enforce(request: web.Request, route: Route, claims: Mapping[str, Any] 
 
 def add_headers(request: web.Request, response: web.StreamResponse) -> None:
     """The limited route's ``RateLimit``/``RateLimit-Policy`` on any answer (``middleware.answer_headers``)."""
-    headers = request._state.get(_HEADERS)  # the dict itself: Mapping.get raises and catches a KeyError per miss
+    headers = state(request).get(_HEADERS)
     if headers:
         for key, value in headers.items():
             response.headers.setdefault(key, value)

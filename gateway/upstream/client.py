@@ -101,7 +101,7 @@ class UpstreamResponse:
 
     @property
     def whole(self) -> bool:
-        """The whole body is here and unread (UpstreamConnection.whole)."""
+        """The whole body, framed by its Content-Length, is here and unread (UpstreamConnection.whole)."""
         return self._conn.whole
 
     @property

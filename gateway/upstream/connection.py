@@ -357,8 +357,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     @property
     def whole(self) -> bool:
-        """The whole body has arrived, well framed: the next ``read`` returns all that is left of it."""
-        return self.complete and self._error is None
+        """The whole body has arrived, framed by its Content-Length: the next ``read`` returns all that is left."""
+        return self.complete and self._error is None and self._has_length
 
     @property
     def drained(self) -> bool:

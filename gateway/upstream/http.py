@@ -163,15 +163,20 @@ class _Whole(web.StreamResponse):
         return None
 
 
+def _plain(request: web.BaseRequest, status: int) -> bool:
+    """A keep-alive HTTP/1.1 request other than ``HEAD``, answered with a status that has a body: nothing of the
+    answer's framing for aiohttp to decide but its length."""
+    return (request.version == HttpVersion11 and request.method != "HEAD" and request.keep_alive
+            and status >= 200 and status not in (204, 304))
+
+
 def whole_head(request: web.BaseRequest, response: web.StreamResponse, length: int) -> bytes | None:
     """The head aiohttp's own framing writes for ``response`` with a body of ``length`` bytes, when that framing has
-    nothing else to decide: a keep-alive HTTP/1.1 request other than ``HEAD``, an answer framed by its own
-    ``Content-Length`` with a status that has a body. None otherwise (chunked, closing, HTTP/1.0, 204/304, a
-    header aiohttp would refuse): the caller then lets aiohttp frame it. The defaults are aiohttp's
+    nothing else to decide (``_plain``, and the answer framed by its own ``Content-Length``). None otherwise
+    (chunked, closing, HTTP/1.0, 204/304, a header aiohttp would refuse): the caller then lets aiohttp frame it. The defaults are aiohttp's
     (``StreamResponse._prepare_headers``) and so is the serializer, which refuses control characters;
     tests/unit/test_relay_head.py compares the bytes with aiohttp's own on a real server."""
-    if (request.version != HttpVersion11 or request.method == "HEAD" or not request.keep_alive
-            or response.status in (204, 304) or response.status < 200):
+    if not _plain(request, response.status):
         return None
     headers = response.headers
     if "Content-Length" not in headers or "Transfer-Encoding" in headers or "Connection" in headers:
@@ -191,8 +196,8 @@ async def _whole(request: web.Request, upstream: UpstreamResponse) -> web.Stream
     """A whole answer already here, sent with its head in one write, without aiohttp's per-answer framing
     (``whole_head`` says when that is the same bytes); None when aiohttp must frame it."""
     lifecycle = request.app.get(LIFECYCLE)
-    if lifecycle is not None and lifecycle.draining:
-        return None  # the answer says Connection: close (force_close): aiohttp's framing
+    if not _plain(request, upstream.status) or (lifecycle is not None and lifecycle.draining):
+        return None  # before any work: aiohttp frames it (a draining answer says Connection: close)
     response = _Whole(status=upstream.status, reason=upstream.reason, headers=_response_headers(upstream.headers))
     answer = request.app.get(ANSWER_HEADERS)
     if answer is not None:

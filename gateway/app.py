@@ -6,9 +6,10 @@ The request path itself is ``pipeline.dispatch``; what it runs on is
 from __future__ import annotations
 
 import functools
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 import gateway.limits as limits
 from gateway.auth.admission_cache import AdmissionCache, Revocations
@@ -35,6 +36,21 @@ from gateway.upstream.websocket_sessions import SocketSessions, watched_revocati
 __all__ = ["create_app"]
 
 AUTH_BODY_LIMIT = 64 * 1024
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Step = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+def _middleware(step: Step) -> Middleware:
+    """``step`` as the app's middleware. aiohttp knows a middleware by an attribute on its function, which a compiled
+    function cannot take (middleware.py and limits.py are compiled: docs/performance.md), so a plain one carries it.
+    The serving process calls both steps directly (server/front.py); this is the app's own path (tests, the checker)."""
+
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await step(request, handler)
+
+    return web.middleware(middleware)
 
 
 def _uncapped(gateway: Gateway, request: web.Request) -> bool:
@@ -70,7 +86,7 @@ def create_app(
     metrics.follow_in_flight(lambda: phases.in_flight)
     gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, upstream, metrics, phases, admissions,
                       Tracer(config.tracing) if config.tracing.enabled else None)
-    app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[errors_and_access_log, limits.admission])
+    app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[_middleware(errors_and_access_log), _middleware(limits.admission)])
     app[GATEWAY] = gateway
     limits.install(app, guard, functools.partial(_uncapped, gateway))
     app[METRICS] = metrics

@@ -150,7 +150,6 @@ _CONNECTION_REFUSALS = {
 }
 
 
-@web.middleware
 async def admission(request: web.Request, handler: Handler) -> web.StreamResponse:
     guard = request.app[CONNECTION_GUARD]
     limits: Limits = guard.limits

@@ -71,7 +71,6 @@ def answer_headers(request: web.Request, response: web.StreamResponse) -> None:
         runtime.cors.decorate(request, response)
 
 
-@web.middleware
 async def errors_and_access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into a JSON answer; count, measure and log every request once."""
     started = time.perf_counter()

@@ -71,7 +71,7 @@ def test_the_build_records_the_sources_it_compiled() -> None:
 def test_an_extension_no_longer_listed_is_stale_and_cleaned(tmp_path: Path) -> None:
     """A build with a longer list leaves extensions importing a group library the next build removes."""
     (tmp_path / "gateway").mkdir()
-    stray = tmp_path / "gateway" / "limits.cpython-311-x86_64-linux-gnu.so"
+    stray = tmp_path / "gateway" / "cli.cpython-311-x86_64-linux-gnu.so"
     stray.write_bytes(b"")
     group = tmp_path / "gateway" / "ccb4719dcbcad819b89a__mypyc.cpython-311-x86_64-linux-gnu.so"
     group.write_bytes(b"")

@@ -27,6 +27,7 @@ from gateway.context import (
 )
 from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.forwarded import client, forwarded_by_proxy
+from gateway.framing import own_answer
 from gateway.observe.access_log import access_line
 from gateway.observe.logs import write_access
 from gateway.observe.tracing import Tracer
@@ -121,6 +122,8 @@ async def _answered(request: web.Request, handler: Handler, gateway: Gateway, ri
         answer_headers(request, response)
         if gateway.lifecycle.draining:
             response.force_close()  # the client's next request opens a connection to a live instance
+        else:
+            response = await own_answer(request, response)  # in one write when aiohttp has nothing to decide
     _observe(request, response, time.perf_counter() - started, gateway)
     return response
 

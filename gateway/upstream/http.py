@@ -8,7 +8,7 @@ parsed by httptools); websockets through one aiohttp session (``session``).
 
 An answer whose whole body is already here when its head arrives (most API
 answers) leaves in one write of head and body, framed as aiohttp frames it
-(``whole_head``); every other answer is framed by aiohttp's ``StreamResponse``.
+(``framing``); every other answer is framed by aiohttp's ``StreamResponse``.
 """
 from __future__ import annotations
 
@@ -17,9 +17,6 @@ import time
 
 import aiohttp
 from aiohttp import web
-from aiohttp.helpers import rfc822_formatted_time
-from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
-from aiohttp.http_writer import _serialize_headers
 from multidict import CIMultiDict
 
 from gateway.config import Route
@@ -27,6 +24,7 @@ from gateway.config.limits import Limits
 from gateway.context import ANSWER_HEADERS, RESPONSE_BYTES, SUBJECT, UPSTREAM_ERROR, UPSTREAM_SECONDS
 from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client as identified
+from gateway.framing import Whole, plain, whole_head
 from gateway.lifecycle import LIFECYCLE
 from gateway.target import RequestPath
 from gateway.upstream.bodies import BodyFailed, BodyPace, body_failure, upstream_body
@@ -144,61 +142,13 @@ async def _prepared(request: web.Request, upstream: UpstreamResponse) -> _Relaye
     return response
 
 
-class _Whole(web.StreamResponse):
-    """An answer whose head and whole body left in one write (``_whole``): aiohttp's framing has nothing left to do
-    (its ``prepare`` and ``write_eof`` are not run again), and the connection is kept alive."""
-
-    @property
-    def prepared(self) -> bool:
-        return True
-
-    @property
-    def keep_alive(self) -> bool:
-        return True
-
-    async def prepare(self, request: web.BaseRequest) -> None:
-        return None
-
-    async def write_eof(self, data: bytes | bytearray | memoryview = b"") -> None:
-        return None
-
-
-def _plain(request: web.BaseRequest, status: int) -> bool:
-    """A keep-alive HTTP/1.1 request other than ``HEAD``, answered with a status that has a body: nothing of the
-    answer's framing for aiohttp to decide but its length."""
-    return (request.version == HttpVersion11 and request.method != "HEAD" and request.keep_alive
-            and status >= 200 and status not in (204, 304))
-
-
-def whole_head(request: web.BaseRequest, response: web.StreamResponse, length: int) -> bytes | None:
-    """The head aiohttp's own framing writes for ``response`` with a body of ``length`` bytes, when that framing has
-    nothing else to decide (``_plain``, and the answer framed by its own ``Content-Length``). None otherwise
-    (chunked, closing, HTTP/1.0, 204/304, a header aiohttp would refuse): the caller then lets aiohttp frame it. The defaults are aiohttp's
-    (``StreamResponse._prepare_headers``) and so is the serializer, which refuses control characters;
-    tests/unit/test_relay_head.py compares the bytes with aiohttp's own on a real server."""
-    if not _plain(request, response.status):
-        return None
-    headers = response.headers
-    if "Content-Length" not in headers or "Transfer-Encoding" in headers or "Connection" in headers:
-        return None
-    if length and "Content-Type" not in headers:
-        headers["Content-Type"] = "application/octet-stream"
-    if "Date" not in headers:
-        headers["Date"] = rfc822_formatted_time()
-    headers.setdefault("Server", SERVER_SOFTWARE)
-    try:
-        return _serialize_headers(f"HTTP/1.1 {response.status} {response.reason}", headers)
-    except ValueError:
-        return None  # aiohttp's framing raises it again, as it always did
-
-
 async def _whole(request: web.Request, upstream: UpstreamResponse) -> web.StreamResponse | None:
     """A whole answer already here, sent with its head in one write, without aiohttp's per-answer framing
     (``whole_head`` says when that is the same bytes); None when aiohttp must frame it."""
     lifecycle = request.app.get(LIFECYCLE)
-    if not _plain(request, upstream.status) or (lifecycle is not None and lifecycle.draining):
+    if not plain(request, upstream.status) or (lifecycle is not None and lifecycle.draining):
         return None  # before any work: aiohttp frames it (a draining answer says Connection: close)
-    response = _Whole(status=upstream.status, reason=upstream.reason, headers=_response_headers(upstream.headers))
+    response = Whole(status=upstream.status, reason=upstream.reason, headers=_response_headers(upstream.headers))
     answer = request.app.get(ANSWER_HEADERS)
     if answer is not None:
         answer(request, response)

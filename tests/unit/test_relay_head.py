@@ -1,10 +1,11 @@
-"""``upstream.http.whole_head`` against aiohttp's own framing: the same bytes on the wire, or no fast path at all.
+"""``gateway.framing`` against aiohttp's own framing: the same bytes on the wire, or no fast path at all.
 
 A real aiohttp server answers each case twice on one keep-alive connection: once framed by aiohttp
 (``StreamResponse.prepare`` and ``write_eof``, what the relay did for every answer) and once as the relay
-now sends a whole answer (``whole_head``, then head and body in one write, ``_Whole`` returned). The raw
+now sends a whole answer (``whole_head``, then head and body in one write, ``Whole`` returned). The raw
 bytes read from the socket must be equal, and the connection must carry the next request. Where
-``whole_head`` declines, aiohttp frames the answer as before.
+``whole_head`` declines, aiohttp frames the answer as before. The gateway's own answers (``web.Response``
+objects) are compared the same way: returned to aiohttp, or sent by ``own_answer``.
 """
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import re
 
 import pytest
 from aiohttp import web
+from aiohttp.payload import StringPayload
+from aiohttp.test_utils import make_mocked_request
 
-from gateway.upstream.http import _Whole, whole_head
+from gateway.errors import ErrorCode, GatewayError, error_response
+from gateway.framing import Whole, own_answer, plain, whole_head
 
 DATE = ("Date", "Mon, 07 Dec 2026 16:00:00 GMT")
 
@@ -55,7 +59,7 @@ async def _framed_by_aiohttp(request: web.Request) -> web.StreamResponse:
 
 async def _whole(request: web.Request) -> web.StreamResponse:
     status, reason, headers, body = _case(request)
-    response = _Whole(status=status, reason=reason, headers=headers)
+    response = Whole(status=status, reason=reason, headers=headers)
     head = whole_head(request, response, len(body))
     if head is None:
         return web.Response(status=599, text="declined")
@@ -63,11 +67,62 @@ async def _whole(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _own_response(name: str) -> web.Response:
+    """One of the gateway's own kinds of answer, made afresh for each request."""
+    if name == "error":
+        return error_response(GatewayError.unauthorized(ErrorCode.TOKEN_EXPIRED, "Token has expired"))
+    if name == "decision":
+        return web.Response(status=200, headers={"X-User-Id": "42", "Cache-Control": "no-store", "X-Accel-Expires": "0"})
+    if name == "text":
+        return web.Response(text="caf\u00e9", headers=[DATE])
+    if name == "bytes":
+        return web.Response(body=b"\x00\x01", headers=[DATE, ("X-Request-Id", "r1")])
+    if name == "json":
+        return web.json_response({"ok": True}, status=201, headers=[DATE])
+    if name == "cookie":
+        response = web.Response(text="in", headers=[DATE])
+        response.set_cookie("session", "x", httponly=True)
+        return response
+    if name == "no_content":
+        return web.Response(status=204, headers=[DATE])
+    if name == "closing":
+        response = web.Response(text="bye", headers=[DATE])
+        response.force_close()
+        return response
+    if name == "compressed":
+        response = web.Response(text="zip" * 100, headers=[DATE])
+        response.enable_compression()
+        return response
+    if name == "payload":
+        return web.Response(body=StringPayload("a payload"), headers=[DATE])
+    raise AssertionError(name)
+
+
+OWN_SAME = ["error", "decision", "text", "bytes", "json"]
+OWN_DECLINED = ["cookie", "no_content", "closing", "compressed", "payload"]
+
+
+async def _own_by_aiohttp(request: web.Request) -> web.StreamResponse:
+    return _own_response(request.query["case"])
+
+
+async def _own_whole(request: web.Request) -> web.StreamResponse:
+    response = _own_response(request.query["case"])
+    sent = await own_answer(request, response)
+    if request.query.get("expect") == "declined":
+        assert sent is response  # aiohttp frames it, and this answer shows it
+    else:
+        assert isinstance(sent, Whole) and dict(sent) == dict(response)
+    return sent
+
+
 @pytest.fixture
 async def server(aiohttp_server):  # type: ignore[no-untyped-def]
     app = web.Application()
     app.router.add_get("/aiohttp", _framed_by_aiohttp)
     app.router.add_get("/whole", _whole)
+    app.router.add_route("*", "/own-aiohttp", _own_by_aiohttp)
+    app.router.add_route("*", "/own-whole", _own_whole)
     return await aiohttp_server(app)
 
 
@@ -127,3 +182,38 @@ async def test_answers_aiohttp_must_frame_are_declined(server, name):  # type: i
 async def test_requests_aiohttp_must_answer_are_declined(server, version, extra, method):  # type: ignore[no-untyped-def]
     (answer,) = await _answers(server, _get("/whole?case=plain", version, extra, method))
     assert b" 599 " in answer.split(b"\r\n", 1)[0], answer
+
+
+@pytest.mark.parametrize("name", OWN_SAME)
+async def test_an_own_answer_is_framed_as_aiohttp_frames_it(server, name):  # type: ignore[no-untyped-def]
+    framed, whole, again = await _answers(server, _get(f"/own-aiohttp?case={name}"),
+                                          *[_get(f"/own-whole?case={name}")] * 2)
+    assert whole.startswith(b"HTTP/1.1 ")
+    assert _undated(whole) == _undated(framed)
+    assert _undated(again) == _undated(framed)
+
+
+@pytest.mark.parametrize("name", OWN_DECLINED)
+async def test_own_answers_aiohttp_must_frame_are_left_to_it(server, name):  # type: ignore[no-untyped-def]
+    extra = "Accept-Encoding: gzip\r\n"
+    (framed,) = await _answers(server, _get(f"/own-aiohttp?case={name}", extra=extra))
+    (left,) = await _answers(server, _get(f"/own-whole?case={name}&expect=declined", extra=extra))
+    assert _undated(left) == _undated(framed)
+
+
+@pytest.mark.parametrize(("version", "extra", "method"), [
+    ("1.0", "Connection: keep-alive\r\n", "GET"),
+    ("1.1", "Connection: close\r\n", "GET"),
+    ("1.1", "", "HEAD"),
+])
+async def test_requests_aiohttp_must_answer_leave_own_answers_to_it(server, version, extra, method):  # type: ignore[no-untyped-def]
+    (framed,) = await _answers(server, _get("/own-aiohttp?case=error", version, extra, method))
+    (left,) = await _answers(server, _get("/own-whole?case=error&expect=declined", version, extra, method))
+    assert _undated(left) == _undated(framed)
+
+
+def test_a_connect_is_never_plain() -> None:
+    """aiohttp sends no body after a 2xx to CONNECT (its ``must_be_empty_body``), as after a HEAD."""
+    assert plain(make_mocked_request("GET", "/"), 200)
+    assert not plain(make_mocked_request("CONNECT", "example.org:443"), 200)
+    assert not plain(make_mocked_request("HEAD", "/"), 200)

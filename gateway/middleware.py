@@ -122,8 +122,9 @@ async def _answered(request: web.Request, handler: Handler, gateway: Gateway, ri
         answer_headers(request, response)
         if gateway.lifecycle.draining:
             response.force_close()  # the client's next request opens a connection to a live instance
-        else:
-            response = await own_answer(request, response)  # in one write when aiohttp has nothing to decide
+        else:  # logged before it is sent, as when aiohttp sends it: a client that has its answer finds it logged
+            _observe(request, response, time.perf_counter() - started, gateway)
+            return await own_answer(request, response)  # in one write when aiohttp has nothing to decide
     _observe(request, response, time.perf_counter() - started, gateway)
     return response
 

@@ -10,20 +10,27 @@ Label values are bounded by the configuration: route names and endpoint paths
 come from the config file, methods outside the standard set count as ``other``,
 statuses as classes (``2xx``), and codes are the gateway's own error codes.
 
-The per-request metrics are pre-bound: ``Metrics.route(name)`` resolves a
-route's (or endpoint's) children once and keeps them, so a request costs a
-dict lookup and the increments, not a ``labels(...)`` call per metric (which
-validates and joins the label values and takes a lock every time).
+The per-request metrics are plain counters: ``Metrics.route(name)`` keeps a
+route's (or endpoint's) tallies (requests by method and status class, each
+duration's bucket and their sum), and a request adds to them, without a
+``labels(...)`` call or a lock. They are folded into prometheus-client's
+children whenever the registry is read (a scrape, ``get_sample_value``: the
+registry's first collector folds them), so what a scrape shows is exact. With
+``--workers N`` another worker reads this one's samples from their files at
+any time, so there every request folds its tallies at once.
 """
 from __future__ import annotations
 
 import os
-from typing import Callable
+from bisect import bisect_left
+from typing import Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from gateway.errors import ErrorCode
 
@@ -43,42 +50,100 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
-class RouteMetrics:
-    """One route's (or own endpoint's) children of the per-request metrics, bound on first use."""
+class _Tally:
+    """Durations of one histogram child not folded into it yet: how many fell in each bucket, and their sum."""
 
-    __slots__ = ("_metrics", "_name", "_requests", "_duration", "_upstream_duration", "_upstream_errors")
+    __slots__ = ("child", "counts", "total")
+
+    def __init__(self, child: Histogram) -> None:
+        self.child = child
+        self.counts = [0] * (len(BUCKETS) + 1)  # the last one: +Inf
+        self.total = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.counts[bisect_left(BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds, as observe()
+        self.total += seconds
+
+    def fold(self) -> None:
+        """Into the child, as ``observe`` would have added each: the sum, and each bucket's count (the child's
+        ``_sum`` and ``_buckets``: prometheus-client has no public way to add many observations at once)."""
+        child, counts = self.child, self.counts
+        if self.total:
+            child._sum.inc(self.total)
+            self.total = 0.0
+        for i, count in enumerate(counts):
+            if count:
+                child._buckets[i].inc(count)
+                counts[i] = 0
+
+
+class RouteMetrics:
+    """One route's (or own endpoint's) per-request tallies, and the children they are folded into."""
+
+    __slots__ = ("_metrics", "_name", "_counts", "_requests", "_duration", "_upstream_duration", "_upstream_errors",
+                 "_folded")
 
     def __init__(self, metrics: Metrics, name: str) -> None:
         self._metrics = metrics
         self._name = name
-        self._requests: dict[tuple[str, int], Counter] = {}  # (method, status // 100): standard methods only
-        self._duration = metrics.request_seconds.labels(name)
-        self._upstream_duration: Histogram | None = None  # only routes that reach an upstream get the series
+        self._counts: dict[tuple[str, int], int] = {}  # (method or "other", status // 100): requests not folded yet
+        self._requests: dict[tuple[str, int], Counter] = {}  # their children
+        self._duration = _Tally(metrics.request_seconds.labels(name))
+        self._upstream_duration: _Tally | None = None  # only routes that reach an upstream get the series
         self._upstream_errors: dict[str, Counter] = {}
+        self._folded = True  # nothing in the tallies: not on the metrics' list of routes to fold
 
     def request(self, method: str, status: int, seconds: float) -> None:
         """A request answered: counted by method and status class, its duration observed."""
-        key = (method, status // 100)
-        child = self._requests.get(key)
-        if child is None:
-            child = self._metrics.requests.labels(self._name, method if method in METHODS else "other",
-                                                  f"{status // 100}xx")
-            if method in METHODS:  # other methods share the "other" child but are not cached by their name
-                self._requests[key] = child
-        child.inc()
-        self._duration.observe(seconds)
+        key = (method if method in METHODS else "other", status // 100)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        self._duration.add(seconds)
+        self._added()
 
     def upstream(self, seconds: float | None, error: str | None) -> None:
         """Time until the upstream's headers, and the kind of failure if there was one."""
         if seconds is not None:
             if self._upstream_duration is None:
-                self._upstream_duration = self._metrics.upstream_seconds.labels(self._name)
-            self._upstream_duration.observe(seconds)
-        if error is not None:
+                self._upstream_duration = _Tally(self._metrics.upstream_seconds.labels(self._name))
+            self._upstream_duration.add(seconds)
+            self._added()
+        if error is not None:  # a failure: not worth a tally
             child = self._upstream_errors.get(error)
             if child is None:
                 child = self._upstream_errors[error] = self._metrics.upstream_errors.labels(self._name, error)
             child.inc()
+
+    def _added(self) -> None:
+        if self._metrics.at_once:
+            self.fold()
+        elif self._folded:
+            self._folded = False
+            self._metrics.unfolded.append(self)
+
+    def fold(self) -> None:
+        """The tallies into their children."""
+        self._folded = True
+        for key, count in self._counts.items():
+            child = self._requests.get(key)
+            if child is None:
+                method, status_class = key
+                child = self._requests[key] = self._metrics.requests.labels(self._name, method, f"{status_class}xx")
+            child.inc(count)
+        self._counts.clear()
+        self._duration.fold()
+        if self._upstream_duration is not None:
+            self._upstream_duration.fold()
+
+
+class _Fold(Collector):
+    """The registry's first collector: it folds every route's tallies before the others are read, and reads none."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        self.metrics.fold()
+        return ()
 
 
 class Metrics:
@@ -87,8 +152,11 @@ class Metrics:
     def __init__(self) -> None:
         self._routes: dict[str, RouteMetrics] = {}
         self._store_timers: dict[str, Histogram] = {}  # pre-bound children of store_seconds, by operation
+        self.unfolded: list[RouteMetrics] = []  # routes whose tallies hold requests not folded yet
+        self.at_once = multiprocess_dir() is not None  # the other workers read this one's files at any time
         self.registry = CollectorRegistry()
         r = self.registry
+        r.register(_Fold(self))  # first: the registry reads its collectors in the order they came
         self.requests = Counter(
             "gateway_requests", "Requests answered, by route, method and status class",
             ["route", "method", "status_class"], registry=r)
@@ -187,6 +255,12 @@ class Metrics:
         if bound is None:
             bound = self._routes[name] = RouteMetrics(self, name)
         return bound
+
+    def fold(self) -> None:
+        """Every route's tallies into their children (the registry's first collector calls it)."""
+        unfolded, self.unfolded = self.unfolded, []
+        for bound in unfolded:
+            bound.fold()
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.route(route).request(method, status, seconds)

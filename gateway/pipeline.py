@@ -8,7 +8,7 @@ back up the chain.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Final
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -42,16 +42,20 @@ from gateway.upstream.websocket import Handshake
 __all__ = ["Admission", "admit", "dispatch"]
 
 
-@dataclass(frozen=True, slots=True)
 class Admission:
-    """A request the gateway lets through, and everything the upstream is told about it."""
+    """A request the gateway lets through, and everything the upstream is told about it (immutable: ``Final``, as
+    ``context.Client``)."""
 
-    route: Route
-    path: RequestPath  # forwarded exactly as matched
-    headers: CIMultiDict[str]  # the upstream's headers: the client's cleaned, the gateway's added
-    claims: Claims | None  # the verified caller, None on auth: none or when optional and absent
-    subject: str | None  # the caller's ``sub``, as the log, metrics and rate limits name it
-    handshake: Handshake | None = None  # a websocket handshake, its token taken out of where it came
+    __slots__ = ("route", "path", "headers", "claims", "subject", "handshake")
+
+    def __init__(self, route: Route, path: RequestPath, headers: CIMultiDict[str], claims: Claims | None,
+                 subject: str | None, handshake: Handshake | None = None) -> None:
+        self.route: Final = route
+        self.path: Final = path  # forwarded exactly as matched
+        self.headers: Final = headers  # the upstream's headers: the client's cleaned, the gateway's added
+        self.claims: Final = claims  # the verified caller, None on auth: none or when optional and absent
+        self.subject: Final = subject  # the caller's ``sub``, as the log, metrics and rate limits name it
+        self.handshake: Final = handshake  # a websocket handshake, its token taken out of where it came
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:

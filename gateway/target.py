@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote_to_bytes
 
 from gateway.config.boundary import Paths
@@ -58,12 +57,17 @@ _OVERRIDE_PARAMS = frozenset({"_method"})
 DEFAULT_PATH_RULES = Paths()
 
 
-@dataclass(frozen=True, slots=True)
 class RequestPath:
-    raw_segments: tuple[str, ...]  # as forwarded, still percent-encoded (``;params`` removed in strip mode)
-    segments: tuple[str, ...]  # decoded; routes match them folded (``fold_segment``)
-    query: str  # raw query string, without "?"
-    trailing_slash: bool
+    """A request's path, checked: immutable (``Final``, as ``context.Client``)."""
+
+    __slots__ = ("raw_segments", "segments", "query", "trailing_slash")
+
+    def __init__(self, raw_segments: tuple[str, ...], segments: tuple[str, ...], query: str,
+                 trailing_slash: bool) -> None:
+        self.raw_segments: Final = raw_segments  # as forwarded, still percent-encoded (``;params`` removed in strip mode)
+        self.segments: Final = segments  # decoded; routes match them folded (``fold_segment``)
+        self.query: Final = query  # raw query string, without "?"
+        self.trailing_slash: Final = trailing_slash
 
     @property
     def decoded(self) -> str:

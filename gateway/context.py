@@ -45,7 +45,9 @@ ERROR_CODE = web.ResponseKey("error_code", str)  # errors: the gateway's code on
 
 def state(request: web.BaseRequest) -> dict[Any, Any]:
     """The request's context as the dict it is (aiohttp's Request keeps it in ``_state``), for the steps that run on
-    every answer: a missing key then costs a dict miss, not a KeyError raised and caught inside ``Mapping.get``."""
+    every request: a read, a write or a test is a dict operation, not a call of the Request's Python-level
+    ``__getitem__``/``__setitem__``, and a missing key a dict miss, not a KeyError raised and caught inside
+    ``Mapping.get`` or ``in``."""
     return request._state
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.context import CLIENT, Client
+from gateway.context import CLIENT, Client, state
 from gateway.errors import GatewayError
 from gateway.net import DEFAULT_PORTS, Host, TrustedProxies, ip_bucket, parse_address, parse_host
 from gateway.target import request_host
@@ -36,8 +36,9 @@ def identify(request: web.Request, proxies: TrustedProxies) -> Client:
 def client(request: web.Request) -> Client:
     """The request's client, as the admission middleware identified it (the peer alone, for a request that did not
     pass it: nothing forwarded is believed then)."""
-    if CLIENT in request:
-        return request[CLIENT]
+    found: Client | None = state(request).get(CLIENT)
+    if found is not None:
+        return found
     peer = request.remote or "unknown"
     return Client(peer, ip_bucket(peer), False)
 

@@ -21,7 +21,7 @@ from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 from aiohttp.http_writer import _serialize_headers
 
-from gateway.context import RESPONSE_BYTES
+from gateway.context import RESPONSE_BYTES, state
 
 __all__ = ["Whole", "own_answer", "plain", "whole_head"]
 
@@ -99,5 +99,5 @@ async def own_answer(request: web.Request, response: web.StreamResponse) -> web.
     whole = Whole(status=response.status, reason=response.reason)
     if len(response):
         whole.update(response)  # the error code, for the log, the metrics and the trace
-    request[RESPONSE_BYTES] = len(body)
+    state(request)[RESPONSE_BYTES] = len(body)
     return whole

@@ -14,7 +14,7 @@ from typing import Awaitable, Callable, Iterator
 from aiohttp import web
 
 from gateway.config.limits import Limits
-from gateway.context import CLIENT
+from gateway.context import CLIENT, state
 from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.forwarded import identify
 from gateway.net import TrustedProxies
@@ -153,7 +153,7 @@ _CONNECTION_REFUSALS = {
 async def admission(request: web.Request, handler: Handler) -> web.StreamResponse:
     guard = request.app[CONNECTION_GUARD]
     limits: Limits = guard.limits
-    request[CLIENT] = client = identify(request, guard.proxies())  # who sent it: the one place the rule is applied
+    state(request)[CLIENT] = client = identify(request, guard.proxies())  # who sent it: the one place the rule is applied
     refusal = getattr(request.protocol, "refusal", None)
     if refusal is not None:
         status, detail = _CONNECTION_REFUSALS[refusal]

@@ -75,7 +75,7 @@ def answer_headers(request: web.Request, response: web.StreamResponse) -> None:
 async def errors_and_access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into a JSON answer; count, measure and log every request once."""
     started = time.perf_counter()
-    request[REQUEST_ID] = rid = request_id(request.headers)
+    state(request)[REQUEST_ID] = rid = request_id(request.headers)
     gateway = request.app[GATEWAY]
     gateway.lifecycle.in_flight += 1  # the in-flight gauge reads it (Metrics.follow_in_flight) ...
     if gateway.metrics.in_flight_shared is not None:  # ... except where workers share their samples' files

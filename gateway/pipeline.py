@@ -19,7 +19,7 @@ from gateway.auth.admission_cache import cache_key
 from gateway.auth.credentials import OriginRule, authenticate
 from gateway.auth.tokens import Claims
 from gateway.config import Route
-from gateway.context import REQUEST_ID, ROUTE_NAME, SUBJECT
+from gateway.context import REQUEST_ID, ROUTE_NAME, SUBJECT, state
 from gateway.cors import same_origin
 from gateway.decision import answer
 from gateway.decision.front import Front
@@ -60,7 +60,7 @@ class Admission:
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
-    request[RUNTIME] = runtime = gateway.runtime  # one snapshot for the whole request, even across a reload
+    state(request)[RUNTIME] = runtime = gateway.runtime  # one snapshot for the whole request, even across a reload
     _check_framing(request)
     if runtime.decision is not None and runtime.decision.serves(request.raw_path):
         return await _decide(request, gateway, runtime, runtime.decision)
@@ -119,7 +119,8 @@ async def admit(
     """Credentials, policy and header rewrite of the matched ``route``: the one decision for HTTP and websocket alike."""
     if route is None:
         raise GatewayError(404, ErrorCode.NOT_FOUND, "No route matches this request")
-    request[ROUTE_NAME] = route.name
+    context = state(request)
+    context[ROUTE_NAME] = route.name
     handshake = None
     if websocket.is_websocket(request):  # the token may also come in the query or a subprotocol
         if not route.websocket:
@@ -129,11 +130,11 @@ async def admit(
     claims = await _caller(request, gateway, runtime, route, handshake)
     subject = None if claims is None else str(claims.get("sub"))
     if subject is not None:
-        request[SUBJECT] = subject
+        context[SUBJECT] = subject
     if route.rate_limit is not None:
         await rate_limit.enforce(request, route, claims, gateway.store, runtime.config)
     origin = client_origin(request, host)
-    headers = runtime.rewrite.headers(request, route, claims, request[REQUEST_ID], host, origin)
+    headers = runtime.rewrite.headers(request, route, claims, context[REQUEST_ID], host, origin)
     if handshake is not None:
         headers = websocket.without_handshake_headers(headers)
         if route.forward_authorization and handshake.token is not None:

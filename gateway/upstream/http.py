@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 
 from gateway.config import Route
 from gateway.config.limits import Limits
-from gateway.context import ANSWER_HEADERS, RESPONSE_BYTES, SUBJECT, UPSTREAM_ERROR, UPSTREAM_SECONDS
+from gateway.context import ANSWER_HEADERS, RESPONSE_BYTES, SUBJECT, UPSTREAM_ERROR, UPSTREAM_SECONDS, state
 from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client as identified
 from gateway.framing import Whole, plain, whole_head
@@ -95,14 +95,14 @@ class Upstream:
         chunked = body is not None and not isinstance(body, bytes) and "Content-Length" not in headers
         # one address holds at most its share; requests without a verified token leave the reserve
         client = identified(request).bucket
-        async with self.slots.hold(route.upstream, client, anonymous=SUBJECT not in request):
+        async with self.slots.hold(route.upstream, client, anonymous=SUBJECT not in state(request)):
             started = time.perf_counter()
             try:
                 upstream = await send(self.pool, origin, request.method, head, body, route.timeout, chunked=chunked)
             except (asyncio.TimeoutError, UpstreamError, OSError, BodyFailed) as exc:
                 raise _failure(request, exc) from None
             finally:
-                request[UPSTREAM_SECONDS] = time.perf_counter() - started
+                state(request)[UPSTREAM_SECONDS] = time.perf_counter() - started
             try:
                 return await _relay(request, upstream)
             finally:
@@ -159,7 +159,7 @@ async def _whole(request: web.Request, upstream: UpstreamResponse) -> web.Stream
     # the request's writer, unprepared, writes the bytes as given; it counts them (aiohttp then never answers
     # twice), raises ConnectionResetError on a closed client (499) and waits for a full transport to drain
     await request.writer.write(head + body)
-    request[RESPONSE_BYTES] = len(body)
+    state(request)[RESPONSE_BYTES] = len(body)
     return response
 
 

@@ -28,8 +28,9 @@ class Host:
         return self.name if self.port is None else f"{self.name}:{self.port}"
 
 
+@functools.lru_cache(maxsize=1024)  # per request (Host, X-Forwarded-Host): a few values each; a Host is immutable
 def parse_host(value: str, scheme: str = "http") -> Host:
-    """``value`` (a Host header, or X-Forwarded-Host) normalised; ValueError if it is not one host."""
+    """``value`` (a Host header, or X-Forwarded-Host) normalised; ValueError if it is not one host (never cached)."""
     text = value.strip().lower()
     port: int | None = None
     if text.startswith("["):
@@ -71,7 +72,6 @@ def is_loopback(name: str | None) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)  # once per client address, not per request; bounded against address floods
-@functools.lru_cache(maxsize=4096)  # per client address, not per request; bounded against address floods
 def ip_bucket(address: str) -> str:
     """IPv4 per address; IPv6 per /64, the block one subscriber usually gets."""
     try:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from hypothesis import given, settings
@@ -26,7 +28,8 @@ from gateway.context import (
     UPSTREAM_ERROR,
     UPSTREAM_SECONDS,
 )
-from gateway.observe.access_log import FIELDS, MAX_LOGGED_PATH, access_line
+from gateway.observe import access_log
+from gateway.observe.access_log import FIELDS, MAX_LOGGED_PATH, _ms, access_line
 
 TIME = re.compile(r'^\{"time": "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", ')
 texts = st.text(max_size=40)
@@ -75,6 +78,26 @@ def test_the_line_is_exactly_json_dumps_of_the_record(sub, route, segment, code,
     assert line == _expected(record, line)
     assert tuple(json.loads(line))[:len(FIELDS)] == FIELDS
     assert "access_token" not in line  # never the query string (the segment itself may be "secret")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(seconds=st.floats(min_value=0, max_value=1e9, allow_nan=False)
+       | st.integers(min_value=0, max_value=10**9).map(lambda n: n / 200_000))  # halves of the last digit
+def test_milliseconds_are_written_as_round_to_two_places_writes_them(seconds: float) -> None:
+    assert _ms(seconds) == repr(round(seconds * 1000, 2))
+
+
+@pytest.mark.parametrize("now", [1765000000.0, 1765000000.0999, 1765000000.5, 1765000059.999999, 1765000060.001])
+def test_the_timestamp_is_utc_to_the_millisecond(monkeypatch: pytest.MonkeyPatch, now: float) -> None:
+    monkeypatch.setattr(access_log.time, "time", lambda: now)
+    expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(now))) + f".{int(now % 1 * 1000):03d}Z"
+    assert access_log._timestamp() == expected
+
+
+def test_milliseconds_at_the_edges() -> None:
+    for seconds in (0.0, 0.000001, 0.000005, 0.0000049999, 0.000125, 0.001, 0.0015, 1.0, 2.5, 123.456789):
+        assert _ms(seconds) == repr(round(seconds * 1000, 2))
+    assert _ms(None) == "null"
 
 
 def test_long_paths_are_cut():

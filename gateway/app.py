@@ -15,7 +15,7 @@ import gateway.limits as limits
 from gateway.auth.admission_cache import AdmissionCache, Revocations
 from gateway.auth.oidc import HTTP as oidc_http
 from gateway.config import GatewayConfig
-from gateway.context import ANSWER_HEADERS
+from gateway.context import ANSWER_HEADERS, Handler
 from gateway.lifecycle import LIFECYCLE, Lifecycle
 from gateway.middleware import answer_headers, errors_and_access_log
 from gateway.observe.audit_sinks import AuditSinks
@@ -38,7 +38,6 @@ __all__ = ["create_app"]
 AUTH_BODY_LIMIT = 64 * 1024
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Step = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
@@ -86,7 +85,8 @@ def create_app(
     metrics.follow_in_flight(lambda: phases.in_flight)
     gateway = Gateway(Runtime.build(config, store, users, events=metrics), store, upstream, metrics, phases, admissions,
                       Tracer(config.tracing) if config.tracing.enabled else None)
-    app = web.Application(client_max_size=AUTH_BODY_LIMIT, middlewares=[_middleware(errors_and_access_log), _middleware(limits.admission)])
+    app = web.Application(client_max_size=AUTH_BODY_LIMIT,
+                          middlewares=[_middleware(errors_and_access_log), _middleware(limits.admission)])
     app[GATEWAY] = gateway
     limits.install(app, guard, functools.partial(_uncapped, gateway))
     app[METRICS] = metrics

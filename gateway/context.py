@@ -5,13 +5,13 @@ the metrics, mostly), so data flows down the pipeline only.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Final
+from typing import Any, Awaitable, Callable, Final
 
 from aiohttp import web
 
 __all__ = [
     "ANSWER_HEADERS", "BODY_ERROR", "ERROR_CODE", "REQUEST_ID", "RESPONSE_BYTES", "REVOCATION_SKIPPED", "ROUTE_NAME", "SUBJECT",
-    "CLIENT", "UPSTREAM_ERROR", "UPSTREAM_SECONDS", "Client", "state",
+    "CLIENT", "UPSTREAM_ERROR", "UPSTREAM_SECONDS", "Client", "Handler", "state",
 ]
 
 
@@ -42,6 +42,10 @@ RESPONSE_BYTES = web.RequestKey("response_bytes", int)  # upstream.http, framing
 BODY_ERROR = web.RequestKey("body_error", str)  # upstream.bodies: "timeout", "too_slow" or "client_closed"
 TRACE_ID = web.RequestKey("trace_id", str)  # the middleware, with tracing on: the request's trace, for the access line
 ERROR_CODE = web.ResponseKey("error_code", str)  # errors: the gateway's code on every error answer, any dialect
+
+# A step of the request's way: an endpoint's handler, or what a middleware hands the request on to.
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 
 def state(request: web.BaseRequest) -> dict[Any, Any]:
     """The request's context as the dict it is (aiohttp's Request keeps it in ``_state``), for the steps that run on

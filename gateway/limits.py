@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from typing import Awaitable, Callable, Iterator
+from typing import Callable, Iterator
 
 from aiohttp import web
 
 from gateway.config.limits import Limits
-from gateway.context import CLIENT, state
+from gateway.context import CLIENT, Handler, state
 from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.forwarded import identify
 from gateway.net import TrustedProxies
@@ -109,7 +109,6 @@ class ConnectionGuard:
 
 CONNECTION_GUARD = web.AppKey("connection_guard", ConnectionGuard)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ClientRequests:

@@ -9,7 +9,7 @@ import logging
 import os
 import re
 import time
-from typing import Awaitable, Callable, Mapping
+from typing import Mapping
 
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
@@ -23,6 +23,7 @@ from gateway.context import (
     TRACE_ID,
     UPSTREAM_ERROR,
     UPSTREAM_SECONDS,
+    Handler,
     state,
 )
 from gateway.errors import ErrorCode, GatewayError, error_response
@@ -42,7 +43,6 @@ access_log = logging.getLogger("gateway.access")
 CLIENT_CLOSED = 499  # nginx's status for "client closed the connection", in logs and metrics only
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -118,15 +118,14 @@ async def _answered(request: web.Request, handler: Handler, gateway: Gateway, ri
         gateway.lifecycle.in_flight -= 1
         if gateway.metrics.in_flight_shared is not None:
             gateway.metrics.in_flight_shared.dec()
-    if not response.prepared:  # the proxy relay and websockets prepared theirs, having called answer_headers
+    own = not response.prepared  # the proxy relay and websockets prepared theirs, having called answer_headers
+    if own:
         answer_headers(request, response)
         if gateway.lifecycle.draining:
             response.force_close()  # the client's next request opens a connection to a live instance
-        else:  # logged before it is sent, as when aiohttp sends it: a client that has its answer finds it logged
-            _observe(request, response, time.perf_counter() - started, gateway)
-            return await own_answer(request, response)  # in one write when aiohttp has nothing to decide
     _observe(request, response, time.perf_counter() - started, gateway)
-    return response
+    # logged before it is sent, as when aiohttp sends it: a client that has its answer finds its line
+    return await own_answer(request, response) if own else response  # one write when aiohttp has nothing to decide
 
 
 def _observe(request: web.Request, response: web.StreamResponse, duration: float, gateway: Gateway) -> None:

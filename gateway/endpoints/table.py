@@ -13,13 +13,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Mapping
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.auth.sessions import AuthService
 from gateway.config import Endpoints
+from gateway.context import Handler
 from gateway.errors import ErrorCode, GatewayError
 from gateway.lifecycle import LIFECYCLE
 from gateway.limits import CONNECTION_GUARD
@@ -31,7 +32,6 @@ FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 READY_TIMEOUT = 2.0
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,18 +104,30 @@ def _forwarded_node(peer: str | None) -> str:
     return peer
 
 
+_REMEMBERED_NAMES = 4096  # distinct (header name, from a trusted proxy) answers a HeaderRewrite keeps
+
+
 class HeaderRewrite:
     """Which client headers are dropped, and the headers the gateway adds; one per configuration."""
 
     def __init__(self, boundary: ClientBoundary) -> None:
         self.boundary = boundary
+        self._dropped: dict[tuple[str, bool], bool] = {}  # the answers for the names clients send, bounded
 
     def dropped(self, name: str, from_proxy: bool = False) -> bool:
         """Whether a client header of this name never reaches an upstream (route-independent part).
 
-        ``from_proxy``: the peer is a trusted proxy, whose other ``X-Forwarded-*`` pass.
+        ``from_proxy``: the peer is a trusted proxy, whose other ``X-Forwarded-*`` pass. Remembered per name: a
+        client population sends a few dozen names, each folded and looked up once instead of per request.
         """
-        return name.lower() == "host" or self.boundary.covers(name, trust_forwarded=from_proxy)
+        key = (name, from_proxy)
+        known = self._dropped.get(key)
+        if known is None:
+            known = name.lower() == "host" or self.boundary.covers(name, trust_forwarded=from_proxy)
+            if len(self._dropped) >= _REMEMBERED_NAMES:  # a flood of made-up names: start again
+                self._dropped.clear()
+            self._dropped[key] = known
+        return known
 
     def headers(
         self,
@@ -131,13 +143,14 @@ class HeaderRewrite:
         ``host`` is the request's validated Host, ``origin`` the scheme and host
         the client used (``target.client_origin``).
         """
-        drop = HOP_BY_HOP | connection_tokens(request.headers.getall("Connection", ()))
+        listed = request.headers.getall("Connection", ())
+        drop = HOP_BY_HOP | connection_tokens(listed) if listed else HOP_BY_HOP
         out: CIMultiDict[str] = CIMultiDict()
         from_proxy = client(request).from_proxy
         for name, value in request.headers.items():
-            if name.lower() in drop or self.dropped(name, from_proxy):
-                continue
-            if name.lower() == "authorization" and not route.forward_authorization:
+            lowered = name.lower()
+            if (lowered in drop or self.dropped(name, from_proxy)
+                    or (lowered == "authorization" and not route.forward_authorization)):
                 continue
             out.add(name, value)
         scheme, origin_host = origin

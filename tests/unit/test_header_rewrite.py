@@ -166,3 +166,19 @@ def test_dropped_assumes_an_untrusted_peer_unless_told():
     assert rewrite().dropped("X-Forwarded-Port") and rewrite().dropped("X-Forwarded-Port", from_proxy=False)
     assert not rewrite().dropped("X-Forwarded-Port", from_proxy=True)
     assert rewrite().dropped("X-Forwarded-For", from_proxy=True) and not rewrite().dropped("Accept")
+
+
+def test_answers_per_name_are_remembered_within_a_bound() -> None:
+    """A name's answer is folded and looked up once; made-up names cannot grow the memory past its bound."""
+    from gateway.upstream.headers import _REMEMBERED_NAMES
+
+    rw = rewrite()
+    names = ["X-User-Id", "x_user_id", "Host", "Accept", "X-Forwarded-Port", "X-Forwarded-For", "X-Real-IP", "X.Auth.Level"]
+    fresh = {(n, p): n.lower() == "host" or rw.boundary.covers(n, trust_forwarded=p) for n in names for p in (False, True)}
+    assert fresh[("X-Forwarded-Port", False)] and not fresh[("X-Forwarded-Port", True)]  # each (name, peer) its own
+    for _ in range(2):  # asked twice: the same answers, from memory the second time
+        assert {(n, p): rw.dropped(n, p) for n, p in fresh} == fresh
+    for n in range(_REMEMBERED_NAMES + 10):
+        rw.dropped(f"X-Made-Up-{n}")
+    assert len(rw._dropped) <= _REMEMBERED_NAMES
+    assert {(n, p): rw.dropped(n, p) for n, p in fresh} == fresh

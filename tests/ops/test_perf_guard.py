@@ -4,12 +4,15 @@ The gateway (memory store, bench/configs.py's 20-route configuration) and the na
 (bench/naive_proxy.py) take turns under the same load (wrk, 64 connections) in one run, and the CPU time of
 each process tree per request is compared round by round (as bench/scenarios.py's headline does). The
 figures of a full benchmark are in docs/performance.md; this test only keeps them from eroding unseen:
-it fails when the gateway costs more than ``LIMIT`` times the naive proxy's CPU per request (about 0.43x
-compiled, which ``make test`` runs it on, after issue 21's last round of levers, and about 0.6x on the pure
-build; issue 21's target 1/3). Machine noise moves both figures alike; the limit leaves room for it.
+it fails when the gateway costs more than ``LIMIT`` times the naive proxy's CPU per request, that is when it
+keeps less than twice the naive proxy's capacity (the issue's example of a large regression). It measured about
+0.36x compiled, which ``make test`` runs it on, after issue 21's night round of levers (0.43x after the round
+before); the pure build, about 0.6x before those levers, is held to ``PURE_LIMIT``. Issue 21's target is 1/3.
+Machine noise moves both figures alike; the limits leave room for it.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 from collections.abc import Iterator
@@ -24,7 +27,8 @@ from bench.wrk import run_wrk
 pytestmark = [pytest.mark.skipif(not shutil.which("wrk"), reason="wrk comes from scripts/install-test-deps.sh"),
               pytest.mark.serial]  # weighs CPU seconds per request: alone on the machine
 
-LIMIT = 0.8  # the gateway's CPU per request over the naive proxy's, median of the rounds
+LIMIT = 0.5  # the gateway's CPU per request over the naive proxy's, median of the rounds (compiled)
+PURE_LIMIT = 0.8  # the same, when the gateway runs its sources (GATEWAY_PURE=1)
 ROUNDS = 3
 SECONDS = 3.0
 CONNECTIONS = 64
@@ -46,7 +50,7 @@ def _cpu_per_request(target: Target, token: str, seconds: float = SECONDS) -> fl
     return (cpu_seconds(target.cpu_pids) - before) / result.requests
 
 
-def test_the_gateway_costs_at_most_four_fifths_of_the_naive_proxy(stack: Stack) -> None:
+def test_the_gateway_keeps_twice_the_naive_proxys_capacity(stack: Stack) -> None:
     upstream = stack.upstream()
     targets = [stack.gateway("gateway-memory", upstream, None), stack.naive(upstream)]
     token = str(client.login(targets[0].base)["access"])  # the naive proxy checks the same HS256 token
@@ -60,4 +64,5 @@ def test_the_gateway_costs_at_most_four_fifths_of_the_naive_proxy(stack: Stack) 
         ratios.append(cost["gateway-memory"] / cost["naive"])
     ratio = statistics.median(ratios)
     print(f"gateway/naive CPU per request, per round: {[f'{r:.2f}' for r in ratios]}; median {ratio:.2f}")
-    assert ratio <= LIMIT, f"the gateway costs {ratio:.2f}x the naive proxy's CPU per request (guard: {LIMIT}x)"
+    limit = PURE_LIMIT if os.environ.get("GATEWAY_PURE") else LIMIT
+    assert ratio <= limit, f"the gateway costs {ratio:.2f}x the naive proxy's CPU per request (guard: {limit}x)"

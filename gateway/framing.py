@@ -21,8 +21,6 @@ from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 from aiohttp.http_writer import _serialize_headers
 
-from gateway.context import RESPONSE_BYTES, state
-
 __all__ = ["Whole", "own_answer", "plain", "whole_head"]
 
 
@@ -96,8 +94,7 @@ async def own_answer(request: web.Request, response: web.StreamResponse) -> web.
         await request.writer.write(head + body)  # unprepared, it writes the bytes as given and counts them
     except ConnectionResetError:
         return response  # nothing was written: aiohttp's own write meets the closed client, as before
-    whole = Whole(status=response.status, reason=response.reason)
+    whole = Whole(status=response.status, reason=response.reason)  # logged already (the middleware)
     if len(response):
-        whole.update(response)  # the error code, for the log, the metrics and the trace
-    state(request)[RESPONSE_BYTES] = len(body)
+        whole.update(response)  # the error code, for the trace
     return whole

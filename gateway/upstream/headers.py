@@ -105,6 +105,7 @@ def _forwarded_node(peer: str | None) -> str:
 
 
 _REMEMBERED_NAMES = 4096  # distinct (header name, from a trusted proxy) answers a HeaderRewrite keeps
+_REMEMBERED_LENGTH = 64  # longer names are answered afresh: made-up 8 KB names cannot hold 32 MB of memory
 
 
 class HeaderRewrite:
@@ -124,9 +125,10 @@ class HeaderRewrite:
         known = self._dropped.get(key)
         if known is None:
             known = name.lower() == "host" or self.boundary.covers(name, trust_forwarded=from_proxy)
-            if len(self._dropped) >= _REMEMBERED_NAMES:  # a flood of made-up names: start again
-                self._dropped.clear()
-            self._dropped[key] = known
+            if len(name) <= _REMEMBERED_LENGTH:
+                if len(self._dropped) >= _REMEMBERED_NAMES:  # a flood of made-up names: start again
+                    self._dropped.clear()
+                self._dropped[key] = known
         return known
 
     def headers(

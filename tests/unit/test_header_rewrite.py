@@ -170,7 +170,7 @@ def test_dropped_assumes_an_untrusted_peer_unless_told():
 
 def test_answers_per_name_are_remembered_within_a_bound() -> None:
     """A name's answer is folded and looked up once; made-up names cannot grow the memory past its bound."""
-    from gateway.upstream.headers import _REMEMBERED_NAMES
+    from gateway.upstream.headers import _REMEMBERED_LENGTH, _REMEMBERED_NAMES
 
     rw = rewrite()
     names = ["X-User-Id", "x_user_id", "Host", "Accept", "X-Forwarded-Port", "X-Forwarded-For", "X-Real-IP", "X.Auth.Level"]
@@ -182,3 +182,7 @@ def test_answers_per_name_are_remembered_within_a_bound() -> None:
         rw.dropped(f"X-Made-Up-{n}")
     assert len(rw._dropped) <= _REMEMBERED_NAMES
     assert {(n, p): rw.dropped(n, p) for n, p in fresh} == fresh
+    rw._dropped.clear()
+    long_names = ["X-" + "a" * (_REMEMBERED_LENGTH - 1), "X-User_" + "b" * _REMEMBERED_LENGTH]
+    assert [rw.dropped(n) for n in long_names] == [False, True]  # answered, never remembered
+    assert rw._dropped == {}

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.context import (
@@ -50,6 +50,7 @@ def _expected(record: dict[str, Any], line: str) -> str:
 def test_the_line_is_exactly_json_dumps_of_the_record(sub, route, segment, code, upstream, duration, error,
                                                        skipped, relayed, status):
     from urllib.parse import quote
+    assume("access_token" not in segment)  # the path may say it; the line must not take it from the query
     request = make_mocked_request("PATCH", "/p/" + quote(segment, safe="") + "?access_token=secret")
     state: dict[Any, Any] = {REQUEST_ID: "rid-1"}
     for key, value in ((SUBJECT, sub), (ROUTE_NAME, route), (UPSTREAM_SECONDS, upstream), (UPSTREAM_ERROR, error),

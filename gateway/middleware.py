@@ -44,12 +44,37 @@ CLIENT_CLOSED = 499  # nginx's status for "client closed the connection", in log
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ID_BYTES = 16  # a new request id: 16 random bytes, 32 hex digits
+_ID_POOL = 4096  # read from os.urandom at once: one system call per 256 new ids instead of one each
+
+
+class _NewIds:
+    """New request ids, from ``os.urandom`` read ``_ID_POOL`` bytes at a time; a forked child starts afresh (it never
+    hands out its parent's)."""
+
+    def __init__(self) -> None:
+        self.pool = b""
+        self.at = 0
+
+    def next(self) -> str:
+        at = self.at
+        if at + _ID_BYTES > len(self.pool):
+            self.pool, at = os.urandom(_ID_POOL), 0
+        self.at = at + _ID_BYTES
+        return self.pool[at:at + _ID_BYTES].hex()
+
+    def forget(self) -> None:
+        self.pool, self.at = b"", 0
+
+
+_NEW_IDS = _NewIds()
+os.register_at_fork(after_in_child=_NEW_IDS.forget)
 
 
 def request_id(headers: Mapping[str, str]) -> str:
     """The client's X-Request-Id if it is sane, else a new one."""
     given = headers.get("X-Request-Id", "")
-    return given if _REQUEST_ID.match(given) else os.urandom(16).hex()
+    return given if _REQUEST_ID.match(given) else _NEW_IDS.next()
 
 
 def answer_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -37,6 +37,7 @@ from gateway.runtime import GATEWAY, RUNTIME, Gateway, Runtime
 from gateway.stores.failopen import revocation_store
 from gateway.target import RequestPath, parse_target, request_host
 from gateway.upstream import websocket
+from gateway.upstream.headers import add_claim_headers
 from gateway.upstream.websocket import Handshake
 
 __all__ = ["Admission", "admit", "dispatch"]
@@ -115,8 +116,13 @@ async def _send(request: web.Request, gateway: Gateway, runtime: Runtime, admiss
 
 async def admit(
     request: web.Request, gateway: Gateway, runtime: Runtime, host: Host, path: RequestPath, route: Route | None,
+    forwarded: bool = True,
 ) -> Admission:
-    """Credentials, policy and header rewrite of the matched ``route``: the one decision for HTTP and websocket alike."""
+    """Credentials, policy and header rewrite of the matched ``route``: the one decision for HTTP and websocket alike.
+
+    ``forwarded=False`` (decision mode): the front proxy forwards the request itself, so the admission's headers are
+    only what the gateway injects (the route's claim headers, its signed identity header); every check runs the same.
+    """
     if route is None:
         raise GatewayError(404, ErrorCode.NOT_FOUND, "No route matches this request")
     context = state(request)
@@ -134,12 +140,16 @@ async def admit(
     if route.rate_limit is not None:
         await rate_limit.enforce(request, route, claims, gateway.store, runtime.config)
     origin = client_origin(request, host)
-    headers = runtime.rewrite.headers(request, route, claims, context[REQUEST_ID], host, origin)
-    if handshake is not None:
-        headers = websocket.without_handshake_headers(headers)
-        if route.forward_authorization and handshake.token is not None:
-            headers["Authorization"] = f"Bearer {handshake.token}"
-    _strip_credentials(headers, runtime, route, claims)
+    if forwarded:
+        headers = runtime.rewrite.headers(request, route, claims, context[REQUEST_ID], host, origin)
+        if handshake is not None:
+            headers = websocket.without_handshake_headers(headers)
+            if route.forward_authorization and handshake.token is not None:
+                headers["Authorization"] = f"Bearer {handshake.token}"
+        _strip_credentials(headers, runtime, route, claims)
+    else:
+        headers = CIMultiDict()
+        add_claim_headers(headers, route, claims)
     if claims is not None and route.identity_jwt is not None:
         headers[route.identity_jwt.header] = runtime.signer.token_for(route, claims)
     return Admission(route, path, headers, claims, subject, handshake)
@@ -192,7 +202,7 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
             if unstripped is not None:  # the app would get what proxy mode never passes: the front cannot remove it
                 raise GatewayError(400, ErrorCode.HEADER_NOT_ALLOWED,
                                    f"The {unstripped} header is not accepted (the front proxy would pass it on)")
-            admission = await admit(original.request, gateway, runtime, host, path, route)
+            admission = await admit(original.request, gateway, runtime, host, path, route, forwarded=False)
             if admission.handshake is not None and (admission.handshake.token_protocol is not None
                                                     or admission.handshake.query != path.query):
                 raise GatewayError.bad_request(  # the front would hand the app the token where it came
@@ -202,7 +212,7 @@ async def _decide(request: web.Request, gateway: Gateway, runtime: Runtime, fron
                          and admission.route.auth != "basic"  # nor a password in the front's cache key (on its disk)
                          and not _service_key(original.request, runtime))  # nor a service key
         finally:
-            request.update(original.request)  # route, subject, rate-limit headers: for the answer, the log and metrics
+            state(request).update(state(original.request))  # route, subject, rate-limit headers: the answer, log, metrics
     except GatewayError as exc:
         if not front.repeated(request):  # nginx asks twice about a refusal: one audit event
             _audit_refusal(request, exc, route)

@@ -69,6 +69,8 @@ class Front:
         self.method_header, self.target_header, self.host_header = (
             self.kind.method_header, self.kind.target_header, self.kind.host_header)
         self._peers: dict[str, bool] = {}
+        # what the clone does not copy: hop-by-hop framing, and the headers that describe the original request
+        self._skipped = _NOT_COPIED | {h.lower() for h in (self.method_header, self.target_header, self.host_header) if h}
 
     def serves(self, raw_path: str) -> bool:
         """Whether a request for ``raw_path`` is a decision request (envoy: the path prefix and anything below)."""
@@ -108,7 +110,7 @@ class Front:
             raise GatewayError.bad_request("The original method is not a method")
         if not _TARGET.match(target):
             raise GatewayError.bad_request("The original request target is not an absolute path")
-        skipped = _NOT_COPIED | {h.lower() for h in (self.method_header, self.target_header, self.host_header) if h}
+        skipped = self._skipped
         headers: CIMultiDict[str] = CIMultiDict()
         for name, value in request.headers.items():
             if name.lower() not in skipped:

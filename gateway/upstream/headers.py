@@ -40,7 +40,7 @@ from gateway.forwarded import client
 from gateway.net import Host
 from gateway.upstream.signed_identity import DEFAULT_HEADER
 
-__all__ = ["HOP_BY_HOP", "HeaderRewrite", "client_boundary", "connection_tokens", "encode_claim"]
+__all__ = ["HOP_BY_HOP", "HeaderRewrite", "add_claim_headers", "client_boundary", "connection_tokens", "encode_claim"]
 
 # RFC 9110 §7.6.1: connection-specific headers are not forwarded.
 HOP_BY_HOP = frozenset(
@@ -167,8 +167,13 @@ class HeaderRewrite:
         out["X-Request-Id"] = req_id
         if route.preserve_host:
             out["Host"] = str(host)
-        if claims is not None:
-            for header, claim in route.headers.items():
-                if claim in claims:
-                    out[header] = encode_claim(claims[claim])
+        add_claim_headers(out, route, claims)
         return out
+
+
+def add_claim_headers(out: CIMultiDict[str], route: Route, claims: Mapping[str, Any] | None) -> None:
+    """The route's claim headers, for those claims the caller has (``routes[].headers``)."""
+    if claims is not None:
+        for header, claim in route.headers.items():
+            if claim in claims:
+                out[header] = encode_claim(claims[claim])

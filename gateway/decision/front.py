@@ -36,6 +36,7 @@ from gateway.config.decision import Decision
 from gateway.decision.fronts import FRONTS
 from gateway.decision.fronts.nginx import REASK
 from gateway.errors import GatewayError
+from gateway.upstream.headers import remember
 
 __all__ = ["Front", "Original"]
 
@@ -69,6 +70,7 @@ class Front:
         self.method_header, self.target_header, self.host_header = (
             self.kind.method_header, self.kind.target_header, self.kind.host_header)
         self._peers: dict[str, bool] = {}
+        self._passing: dict[str, bool] = {}  # per header name: unstripped's answer (upstream.headers.remember)
         # what the clone does not copy: hop-by-hop framing, and the headers that describe the original request
         self._skipped = _NOT_COPIED | {h.lower() for h in (self.method_header, self.target_header, self.host_header) if h}
 
@@ -132,7 +134,11 @@ class Front:
         """The first header of the original request that proxy mode would not pass and this front does not
         remove before the app (its generated config); None when the app can only get what proxy mode passes."""
         for name in original.headers:
-            if self.boundary.covers(name) and not self.kind.removes(self.boundary, name):
+            passing = self._passing.get(name)
+            if passing is None:
+                passing = remember(self._passing, name, name,
+                                   self.boundary.covers(name) and not self.kind.removes(self.boundary, name))
+            if passing:
                 return name
         return None
 

@@ -28,7 +28,7 @@ import functools
 import ipaddress
 import json
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, TypeVar
 from urllib.parse import quote
 
 from aiohttp import web
@@ -40,7 +40,8 @@ from gateway.forwarded import client
 from gateway.net import Host
 from gateway.upstream.signed_identity import DEFAULT_HEADER
 
-__all__ = ["HOP_BY_HOP", "HeaderRewrite", "add_claim_headers", "client_boundary", "connection_tokens", "encode_claim"]
+__all__ = ["HOP_BY_HOP", "HeaderRewrite", "add_claim_headers", "client_boundary", "connection_tokens", "encode_claim",
+           "remember"]
 
 # RFC 9110 §7.6.1: connection-specific headers are not forwarded.
 HOP_BY_HOP = frozenset(
@@ -104,8 +105,21 @@ def _forwarded_node(peer: str | None) -> str:
     return peer
 
 
-_REMEMBERED_NAMES = 4096  # distinct (header name, from a trusted proxy) answers a HeaderRewrite keeps
+_REMEMBERED_NAMES = 4096  # distinct answers per header name a memo keeps (HeaderRewrite's, decision.Front's)
 _REMEMBERED_LENGTH = 64  # longer names are answered afresh: made-up 8 KB names cannot hold 32 MB of memory
+
+K = TypeVar("K")
+
+
+def remember(answers: dict[K, bool], key: K, name: str, answer: bool) -> bool:
+    """``answer``, kept in ``answers`` for ``key`` (about the header ``name``): a client population sends a few dozen
+    names, each answered once instead of per request. Bounded: long names are not kept, and a flood of made-up
+    names starts the memo again."""
+    if len(name) <= _REMEMBERED_LENGTH:
+        if len(answers) >= _REMEMBERED_NAMES:
+            answers.clear()
+        answers[key] = answer
+    return answer
 
 
 class HeaderRewrite:
@@ -124,11 +138,8 @@ class HeaderRewrite:
         key = (name, from_proxy)
         known = self._dropped.get(key)
         if known is None:
-            known = name.lower() == "host" or self.boundary.covers(name, trust_forwarded=from_proxy)
-            if len(name) <= _REMEMBERED_LENGTH:
-                if len(self._dropped) >= _REMEMBERED_NAMES:  # a flood of made-up names: start again
-                    self._dropped.clear()
-                self._dropped[key] = known
+            known = remember(self._dropped, key, name,
+                             name.lower() == "host" or self.boundary.covers(name, trust_forwarded=from_proxy))
         return known
 
     def headers(

@@ -130,3 +130,16 @@ def test_what_the_front_would_let_through():
     caddy = front("caddy")
     assert caddy.unstripped(caddy.original(request([*TRAEFIK, ("X-Forwarded-Odd", "1")])).request) is None
     assert caddy.padding == ("X-User-Id",) and front("nginx").padding == ()
+
+
+@pytest.mark.parametrize("kind", ["nginx", "traefik", "caddy", "haproxy", "envoy"])
+def test_what_passes_is_remembered_per_name_and_answered_the_same(kind: str):
+    """unstripped's answer per header name, kept within upstream.headers.remember's bound: asked again, the same."""
+    local = front(kind)
+    names = ["Accept", "X-User-Id", "x_user_id", "X.User.Id", "X-Auth-Level", "X-Real-IP", "X-Forwarded-Odd", "Cookie"]
+    fresh = {n: BOUNDARY.covers(n) and not local.kind.removes(BOUNDARY, n) for n in names}
+    for _ in range(2):
+        for name in names:
+            headers = CIMultiDict([("Host", "app.example"), (name, "1")])
+            assert local.unstripped(make_mocked_request("GET", "/", headers=headers)) == (name if fresh[name] else None)
+    assert {n: local._passing[n] for n in names} == fresh

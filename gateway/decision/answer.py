@@ -61,13 +61,14 @@ def _cache_headers(seconds: int) -> dict[str, str]:
 def allow(route: Route, headers: Mapping[str, str], seconds: int, padding: Iterable[str] = ()) -> web.Response:
     """The 200 of an allowed decision: the gateway-injected identity headers taken from ``headers`` (the admission's);
     each name in ``padding`` it lacks is sent empty (``front.Front.padding``)."""
-    names = list(route.headers)
-    if route.identity_jwt is not None:
-        names.append(route.identity_jwt.header)
-    answer = {name: headers[name] for name in names if name in headers}
-    injected = {name.lower() for name in answer}
-    answer.update({name: "" for name in padding if name.lower() not in injected})
-    return web.Response(status=200, headers={**answer, **_cache_headers(seconds)})
+    answer = {name: headers[name] for name in route.headers if name in headers}
+    if route.identity_jwt is not None and route.identity_jwt.header in headers:
+        answer[route.identity_jwt.header] = headers[route.identity_jwt.header]
+    if padding:
+        injected = {name.lower() for name in answer}
+        answer.update({name: "" for name in padding if name.lower() not in injected})
+    answer.update(_cache_headers(seconds))
+    return web.Response(status=200, headers=answer)
 
 
 def deny(response: web.StreamResponse) -> web.StreamResponse:

@@ -108,10 +108,10 @@ def _forwarded_node(peer: str | None) -> str:
 _REMEMBERED_NAMES = 4096  # distinct answers per header name a memo keeps (HeaderRewrite's, decision.Front's)
 _REMEMBERED_LENGTH = 64  # longer names are answered afresh: made-up 8 KB names cannot hold 32 MB of memory
 
-K = TypeVar("K")
+_K = TypeVar("_K")
 
 
-def remember(answers: dict[K, bool], key: K, name: str, answer: bool) -> bool:
+def remember(answers: dict[_K, bool], key: _K, name: str, answer: bool) -> bool:
     """``answer``, kept in ``answers`` for ``key`` (about the header ``name``): a client population sends a few dozen
     names, each answered once instead of per request. Bounded: long names are not kept, and a flood of made-up
     names starts the memo again."""

@@ -53,7 +53,7 @@ class Admission:
                  subject: str | None, handshake: Handshake | None = None) -> None:
         self.route: Final = route
         self.path: Final = path  # forwarded exactly as matched
-        self.headers: Final = headers  # the upstream's headers: the client's cleaned, the gateway's added
+        self.headers: Final = headers  # the upstream's: the client's cleaned, the gateway's added (a decision: its own only)
         self.claims: Final = claims  # the verified caller, None on auth: none or when optional and absent
         self.subject: Final = subject  # the caller's ``sub``, as the log, metrics and rate limits name it
         self.handshake: Final = handshake  # a websocket handshake, its token taken out of where it came

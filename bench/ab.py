@@ -11,6 +11,11 @@ This is how the levers in docs/performance.md were measured.
 nginx config (``bench.decision.start_decision_nginx``) with nginx's decision cache off (every request decided by
 the gateway, its own caches at their defaults); the figure is the gateway's CPU per request alone, nginx's not counted.
 
+``--together``: in each round every tree's gateway is loaded at the same time (one wrk each), so a
+neighbour that slows the machine for a moment slows every tree alike; on a noisy machine this resolves
+levers of a few per cent that rounds one after the other cannot (they share the cores, so each tree's CPU
+per request is higher than alone: only the ratio is the figure).
+
 ``--compiled NAME,...``: those trees are first compiled in place by their own scripts/compile.py (each tree's
 module list, so a change of the list is measured; this checkout's script for a tree without one;
 docs/performance.md#compiled-hot-path), and their gateways must map the compiled library; every
@@ -24,6 +29,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -35,7 +41,7 @@ from .decision import start_decision_nginx  # noqa: E402
 from .procs import cpu_seconds, free_port  # noqa: E402
 from .scenarios import wait_subscribed  # noqa: E402
 from .stack import Stack, Target, _gateway_argv  # noqa: E402
-from .wrk import run_wrk  # noqa: E402
+from .wrk import WrkResult, run_wrk  # noqa: E402
 
 
 def _compile(tree: str) -> None:
@@ -89,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", choices=("memory", "redis", "cached"), default="memory")
     p.add_argument("--mode", choices=("proxy", "decision"), default="proxy")
     p.add_argument("--compiled", default="", help="NAME,...: trees to compile with mypyc first and run compiled")
+    p.add_argument("--together", action="store_true",
+                   help="load every tree at the same time in each round instead of one after the other")
     a = p.parse_args(argv)
     trees = dict(item.split("=", 1) for item in a.trees.split(","))
     compiled = {n for n in a.compiled.split(",") if n}
@@ -113,15 +121,26 @@ def main(argv: list[str] | None = None) -> int:
             _check_build(gateways[n], trees[n], n in compiled)
         names = list(targets)
         cpu: dict[str, list[float]] = {n: [] for n in names}
+        def load(name: str) -> tuple[float, WrkResult]:
+            """One wrk run on ``name``: the gateway's CPU per request over it (its process tree, nginx's never)."""
+            pid = gateways[name].proc.pid  # type: ignore[union-attr]
+            before = cpu_seconds([pid])
+            res = run_wrk(targets[name].api_url, a.connections, a.duration, "bearer.lua",
+                          env={"BENCH_TOKEN": tokens[name]})
+            return (cpu_seconds([pid]) - before) / max(res.requests, 1) * 1e6, res
+
         for rnd in range(a.rounds):
             k = rnd % len(names)
-            for name in names[k:] + names[:k]:
-                t, g = targets[name], gateways[name]
-                assert g.proc is not None
-                before = cpu_seconds([g.proc.pid])  # the gateway's process tree, nginx's never
-                res = run_wrk(t.api_url, a.connections, a.duration, "bearer.lua", env={"BENCH_TOKEN": tokens[name]})
-                cpu[name].append((cpu_seconds([g.proc.pid]) - before) / max(res.requests, 1) * 1e6)
-                print(f"r{rnd + 1} {name:<12} {res.rps:8.0f} rps {cpu[name][-1]:7.1f} µs/req"
+            order = names[k:] + names[:k]
+            if a.together:  # every tree under load at once: a busy neighbour slows all of them alike
+                with ThreadPoolExecutor(len(order)) as pool:
+                    runs = dict(zip(order, pool.map(load, order), strict=True))
+            else:
+                runs = {name: load(name) for name in order}
+            for name in order:
+                per_request, res = runs[name]
+                cpu[name].append(per_request)
+                print(f"r{rnd + 1} {name:<12} {res.rps:8.0f} rps {per_request:7.1f} µs/req"
                       + ("" if res.ok else "  NON-2xx"), flush=True)
         ref = names[0]
         for name in names:

@@ -7,8 +7,11 @@ figures of a full benchmark are in docs/performance.md; this test only keeps the
 it fails when the gateway costs more than ``LIMIT`` times the naive proxy's CPU per request, that is when it
 keeps less than twice the naive proxy's capacity (the issue's example of a large regression). It measured about
 0.36x compiled, which ``make test`` runs it on, after issue 21's night round of levers (0.43x after the round
-before); the pure build, about 0.6x before those levers, is held to ``PURE_LIMIT``. Issue 21's target is 1/3.
-Machine noise moves both figures alike; the limits leave room for it.
+before), and 0.44x-0.47x on another machine of the same class (run M in docs/performance.md), whose single
+rounds reached 0.53x; the pure build, about 0.6x before those levers, is held to ``PURE_LIMIT``. Issue 21's
+target is 1/3. Machine noise moves both figures alike, but not always within a round: when the median of the
+first rounds is over the limit, as many rounds again are run and the median of all of them is judged, so that a
+regression, which lasts, fails, and a busy moment of the machine does not.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ pytestmark = [pytest.mark.skipif(not shutil.which("wrk"), reason="wrk comes from
 
 LIMIT = 0.5  # the gateway's CPU per request over the naive proxy's, median of the rounds (compiled)
 PURE_LIMIT = 0.8  # the same, when the gateway runs its sources (GATEWAY_PURE=1)
-ROUNDS = 3
+ROUNDS = 5  # and 5 more when their median is over the limit
 SECONDS = 3.0
 CONNECTIONS = 64
 
@@ -57,12 +60,14 @@ def test_the_gateway_keeps_twice_the_naive_proxys_capacity(stack: Stack) -> None
     for target in targets:
         client.check_identity(target.api_url, token, expect_identity=True)  # 200 with X-User-Id: no fast refusals
         _cpu_per_request(target, token, seconds=1.0)  # warm-up: pools, caches, the allocator
-    ratios = []
-    for rnd in range(ROUNDS):
+    limit = PURE_LIMIT if os.environ.get("GATEWAY_PURE") else LIMIT
+    ratios: list[float] = []
+    for rnd in range(2 * ROUNDS):
         order = targets if rnd % 2 == 0 else targets[::-1]
         cost = {t.name: _cpu_per_request(t, token) for t in order}
         ratios.append(cost["gateway-memory"] / cost["naive"])
+        if len(ratios) == ROUNDS and statistics.median(ratios) <= limit:
+            break  # else as many rounds again: a regression lasts, a busy moment of the machine does not
     ratio = statistics.median(ratios)
     print(f"gateway/naive CPU per request, per round: {[f'{r:.2f}' for r in ratios]}; median {ratio:.2f}")
-    limit = PURE_LIMIT if os.environ.get("GATEWAY_PURE") else LIMIT
     assert ratio <= limit, f"the gateway costs {ratio:.2f}x the naive proxy's CPU per request (guard: {limit}x)"

@@ -26,6 +26,7 @@ from tests.support.processes import (  # noqa: F401 (re-exported: tests import t
     GatedUpstream,
     GatewayProcesses,
     RedisServer,
+    example_upstream,
     free_port,
     gateway_command,
     wait_for_port,
@@ -182,6 +183,14 @@ def gateway_process(tmp_path: Path) -> Iterator[GatewayProcesses]:
     processes = GatewayProcesses(tmp_path)
     yield processes
     processes.stop_all()
+
+
+@pytest.fixture
+def upstream_process(tmp_path: Path) -> Iterator[str]:
+    """The example upstream as a process of its own (``example_upstream``): its URL. Stopped after the test."""
+    upstream = example_upstream(tmp_path).start()
+    yield upstream.url
+    upstream.stop()
 
 
 @pytest.fixture

@@ -189,11 +189,5 @@ async def factor_gateway(tmp_path: Path, secret: str, password: str, **config: A
         "credentials": {"url": f"sqlite:///{tmp_path / 'credentials.db'}", "keys": [{"id": "k1", "secret": "k" * 40}]},
         **config,
     }))
-    command = [*gateway_command(), "run", "--config", str(tmp_path / "gateway.yaml")]
-    gateway = ServerProcess("gateway", lambda *_: command, tmp_path, port=port, env={"PYTHONUNBUFFERED": "1"})
-    try:
-        gateway.start()
-        await wait_http(f"{gateway.url}/healthz", gateway.proc, gateway.log_path)
-        yield f"http://localhost:{port}", gateway.log_path
-    finally:
-        gateway.stop()
+    async with run_gateway(tmp_path / "gateway.yaml", port, tmp_path / "gateway.log") as gateway:
+        yield f"http://localhost:{port}", gateway.log

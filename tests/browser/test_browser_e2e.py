@@ -13,47 +13,18 @@ method, path and status).
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import sys
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from harness import REPO_ROOT, free_port, run_page_async, wait_http
-from tests.support.processes import ServerProcess
+from harness import REPO_ROOT, free_port, run_page_async
+from stack import run_gateway
+from tests.support.processes import example_upstream
 
 CLIENT_PATH = "/auth/client.js"
 SECRET = "e2e-secret-" + "x" * 40
 PASSWORD = "correct horse battery staple"
-
-
-def gateway_command(config: Path) -> list[str]:
-    """The CLI as installed in the venv; GATEWAY_CMD overrides (e.g. a container or a shim)."""
-    if os.environ.get("GATEWAY_CMD"):
-        return [*shlex.split(os.environ["GATEWAY_CMD"]), "run", "--config", str(config)]
-    script = Path(sys.executable).parent / "gateway"
-    if script.exists():
-        return [str(script), "run", "--config", str(config)]
-    return [sys.executable, "-m", "gateway", "run", "--config", str(config)]
-
-
-def access_log(log: Path) -> list[dict]:
-    """The gateway's JSON access-log lines (whatever prefix the log format puts before them)."""
-    entries = []
-    for line in log.read_text(errors="replace").splitlines():
-        start = line.find("{")
-        if start < 0:
-            continue
-        try:
-            entry = json.loads(line[start:])
-        except json.JSONDecodeError:
-            continue
-        if isinstance(entry, dict) and {"method", "path", "status"} <= entry.keys():
-            entries.append(entry)
-    return entries
 
 
 PAGE = r"""<!doctype html><meta charset=utf-8><title>e2e</title><link rel=icon href=data:,>
@@ -160,22 +131,16 @@ routes:
     auth: required
     headers: {{X-User-Id: sub, X-User-Roles: roles}}
 """)
-    env = {"PYTHONUNBUFFERED": "1"}
-    upstream = ServerProcess("upstream", lambda port, _: [sys.executable, "-m", "gateway.example_upstream", "--host",
-                                                          "127.0.0.1", "--port", str(port)], tmp_path, port=up_port, env=env)
-    gateway = ServerProcess("gateway", lambda *_: gateway_command(tmp_path / "gateway.yaml"), tmp_path, port=gw_port, env=env)
+    upstream = example_upstream(tmp_path, port=up_port, env={"PYTHONUNBUFFERED": "1"}).start()
     try:
-        upstream.start()
-        gateway.start()
-        await wait_http(f"{gateway.url}/healthz", gateway.proc, gateway.log_path)
-        yield gateway.url, gateway.log_path
+        async with run_gateway(tmp_path / "gateway.yaml", gw_port, tmp_path / "gateway.log") as gateway:
+            yield gateway
     finally:
-        gateway.stop()
         upstream.stop()
 
 
 async def test_gateway_serves_client_js(stack):
-    base, _ = stack
+    base = stack.url
     async with aiohttp.ClientSession() as s, s.get(base + CLIENT_PATH) as r:
         body = await r.read()
         assert r.status == 200, f"{CLIENT_PATH} answered {r.status}"
@@ -184,7 +149,7 @@ async def test_gateway_serves_client_js(stack):
 
 
 async def test_bearer_mode_login_expiry_single_refresh_logout(stack):
-    base, log = stack
+    base = stack.url
     r = await run_page_async(base + "/app/index.html", timeout=60)
     assert isinstance(r, dict) and "error" not in r, r
 
@@ -202,8 +167,8 @@ async def test_bearer_mode_login_expiry_single_refresh_logout(stack):
     assert [b["method"] for b in r["burstBodies"]] == ["POST", "GET"] * 5
     assert r["tokenChanged"]
 
-    entries = access_log(log)
-    assert entries, f"no JSON access-log lines in the gateway output:\n{log.read_text()[-3000:]}"
+    entries = stack.access_log()
+    assert entries, f"no JSON access-log lines in the gateway output:\n{stack.log.read_text()[-3000:]}"
     paths = [e["path"] for e in entries]
     start, end = paths.index("/app/mark/burst-start"), paths.index("/app/mark/burst-end")
     burst = entries[start + 1:end]

@@ -8,17 +8,16 @@ through the gateway's own endpoints), so no authenticator logic lives in the pag
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 import aiohttp
 import pyotp
 import pytest
 from aiohttp import web
-from test_browser_e2e import access_log, gateway_command
 
-from harness import free_port, run_page_async, wait_http
-from tests.support.processes import ServerProcess
+from harness import free_port, run_page_async
+from stack import run_gateway
+from tests.support.processes import example_upstream
 from tests.support.totp import clear_of_step_boundary
 
 SECRET = "mfa-browser-secret-" + "x" * 40
@@ -86,33 +85,27 @@ async def stack(tmp_path, aiohttp_server, browser_env):
             {"name": "plain", "prefix": "/api/plain", "upstream": f"http://127.0.0.1:{up_port}"},
         ],
     }))
-    env = {"PYTHONUNBUFFERED": "1"}
-    upstream = ServerProcess("upstream", lambda port, _: [sys.executable, "-m", "gateway.example_upstream", "--host",
-                                                          "127.0.0.1", "--port", str(port)], tmp_path, port=up_port, env=env)
-    gateway = ServerProcess("gateway", lambda *_: gateway_command(tmp_path / "gateway.yaml"), tmp_path, port=gw_port, env=env)
+    upstream = example_upstream(tmp_path, port=up_port, env={"PYTHONUNBUFFERED": "1"}).start()
     try:
-        upstream.start()
-        gateway.start()
-        await wait_http(f"{gateway.url}/healthz", gateway.proc, gateway.log_path)
-        async with aiohttp.ClientSession() as s:  # alice enrols TOTP through the gateway's own endpoints
-            async with s.post(gateway.url + "/auth/token", json={"username": "alice", "password": PASSWORDS["alice"]}) as r:
-                access = (await r.json())["access"]
-            auth = {"Authorization": f"Bearer {access}"}
-            async with s.post(gateway.url + "/auth/mfa/totp", headers=auth) as r:
-                assert r.status == 200, await r.text()
-                otp["alice"] = pyotp.TOTP((await r.json())["secret"])
-            await clear_of_step_boundary()
-            async with s.post(gateway.url + "/auth/mfa/totp/confirm", headers=auth,
-                              json={"code": otp["alice"].at(time.time() - 30)}) as r:  # the page uses the current step
-                assert r.status == 200, await r.text()
-        yield gateway.url, gateway.log_path
+        async with run_gateway(tmp_path / "gateway.yaml", gw_port, tmp_path / "gateway.log") as gateway:
+            async with aiohttp.ClientSession() as s:  # alice enrols TOTP through the gateway's own endpoints
+                async with s.post(gateway.url + "/auth/token", json={"username": "alice", "password": PASSWORDS["alice"]}) as r:
+                    access = (await r.json())["access"]
+                auth = {"Authorization": f"Bearer {access}"}
+                async with s.post(gateway.url + "/auth/mfa/totp", headers=auth) as r:
+                    assert r.status == 200, await r.text()
+                    otp["alice"] = pyotp.TOTP((await r.json())["secret"])
+                await clear_of_step_boundary()
+                async with s.post(gateway.url + "/auth/mfa/totp/confirm", headers=auth,
+                                  json={"code": otp["alice"].at(time.time() - 30)}) as r:  # the page uses the current step
+                    assert r.status == 200, await r.text()
+            yield gateway
     finally:
-        gateway.stop()
         upstream.stop()
 
 
 async def test_second_factor_login_and_step_up_in_client_js(stack):
-    base, log = stack
+    base = stack.url
     r = await run_page_async(base + "/app/index.html", timeout=60)
     assert isinstance(r, dict) and "error" not in r, r
     assert r["asked"] == {"name": "SecondFactorRequired", "isAuthError": True, "isSecondFactor": True,
@@ -120,5 +113,5 @@ async def test_second_factor_login_and_step_up_in_client_js(stack):
     assert r["hasAccess"] and r["steppedStatus"] == 200  # the code's login meets amr_any: [otp]
     assert r["plainStatus"] == 200 and r["refusedStatus"] == 401 and r["refusedCode"] == "insufficient_user_authentication"
     assert r["bobStillLoggedIn"] and r["stepUps"] == [{"acr": "otp", "maxAge": None, "status": 401}]
-    refreshes = [e for e in access_log(log) if e["path"].startswith("/auth/token/refresh")]
+    refreshes = [e for e in stack.access_log() if e["path"].startswith("/auth/token/refresh")]
     assert refreshes == []  # the step-up refusal was never "refreshed"

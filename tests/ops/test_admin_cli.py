@@ -6,27 +6,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from gateway.auth.admin_keys import key_digest
 from tests.conftest import PASSWORDS, base_config, bearer, free_port, gateway_command, wait_for_port
-from tests.support.processes import ServerProcess
-
-
-@pytest.fixture
-def upstream_process(tmp_path):
-    upstream = ServerProcess("upstream", lambda port, _: [sys.executable, "-m", "gateway.example_upstream", "--port",
-                                                          str(port)], tmp_path).start()
-    yield upstream.url
-    upstream.stop()
 
 
 def generate(name: str) -> tuple[str, str]:

@@ -17,8 +17,8 @@ import pytest
 from gateway.config import load_config
 from tests.conftest import PASSWORDS
 from tests.support.audit import file_events
-from tests.support.fronts import echo_upstream, nginx_front
-from tests.support.processes import BOUND, GatewayProcesses, raw_request
+from tests.support.fronts import nginx_front
+from tests.support.processes import BOUND, GatewayProcesses, example_upstream, raw_request
 
 
 def _post(port: int, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -43,7 +43,7 @@ def test_gateway_run_writes_its_file_sink_apart_from_its_logs(gateway_process: G
                                                               tmp_path: Path):
     path = tmp_path / "audit" / "events.jsonl"
     path.parent.mkdir()
-    app = echo_upstream(tmp_path)
+    app = example_upstream(tmp_path, "echo").start()
     try:
         raw = {"tokens": {"secret": "s" * 48, "issuer": "test-gw", "audience": "test-clients"},
                "users_file": str(users_file), "audit": {"sink": "file", "path": str(path)},
@@ -71,7 +71,7 @@ def test_gateway_run_writes_its_file_sink_apart_from_its_logs(gateway_process: G
 
 def test_nginx_asking_twice_about_a_refusal_leaves_one_event(users_file: Path, tmp_path: Path):
     path = tmp_path / "audit.jsonl"
-    app = echo_upstream(tmp_path)
+    app = example_upstream(tmp_path, "echo").start()
     processes = GatewayProcesses(tmp_path)
     front = None
     try:

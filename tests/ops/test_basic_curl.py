@@ -5,22 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import PASSWORDS, base_config
-from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-
-
-@pytest.fixture
-def upstream_process(tmp_path):
-    upstream = ServerProcess("upstream", lambda port, _: [sys.executable, "-m", "gateway.example_upstream", "--port",
-                                                          str(port)], tmp_path).start()
-    yield upstream.url
-    upstream.stop()
 
 
 def curl(*args: str) -> tuple[int, dict[str, str], str]:

@@ -21,8 +21,8 @@ import pytest
 from gateway.config import GatewayConfig, load_config
 from gateway.decision.configs import render
 from tests.conftest import PASSWORDS, SECRET
-from tests.support.fronts import caddy_front, echo_upstream, nginx_front
-from tests.support.processes import BOUND, ROOT, GatewayProcesses, ServerProcess
+from tests.support.fronts import caddy_front, nginx_front
+from tests.support.processes import BOUND, ROOT, GatewayProcesses, ServerProcess, example_upstream
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def deployed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
              users_file: Path) -> Iterator[Deployed]:
     front = request.param
     tmp = tmp_path_factory.mktemp(f"check-{front}")
-    app = echo_upstream(tmp)
+    app = example_upstream(tmp, "echo").start()
     processes = GatewayProcesses(tmp)
     try:
         port = processes({

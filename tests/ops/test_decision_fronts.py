@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 
 from gateway.config import GatewayConfig, load_config
 from tests.conftest import PASSWORDS
-from tests.support.fronts import caddy_front, echo_upstream, haproxy_front, nginx_front, traefik_front
+from tests.support.fronts import caddy_front, haproxy_front, nginx_front, traefik_front
 from tests.support.jwt_tools import make_key
-from tests.support.processes import GatewayProcesses, RawReply, ServerProcess, free_port, raw_request
+from tests.support.processes import GatewayProcesses, RawReply, ServerProcess, example_upstream, free_port, raw_request
 
 MAX_AGE = 2  # decision.max_age and store.revocation_cache: the stated lifetime of an allowed decision
 IDS = {"X-User-Id": "sub", "X-User-Roles": "roles", "X-User-Email": "email"}
@@ -86,7 +86,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
           redis_server) -> Iterator[Stack]:
     front = request.param
     tmp = tmp_path_factory.mktemp(f"decision-{front}")
-    app = echo_upstream(tmp)
+    app = example_upstream(tmp, "echo").start()
     key = make_key(tmp, "ES256", "gw-es")
     processes = GatewayProcesses(tmp)
     proxy = None

@@ -2,21 +2,10 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import aiohttp
-import pytest
 
 from tests.conftest import PASSWORDS, ROOT, base_config, bearer, free_port
-from tests.support.processes import ServerProcess
-
-
-@pytest.fixture
-def upstream_process(tmp_path):
-    upstream = ServerProcess("upstream", lambda port, _: [sys.executable, "-m", "gateway.example_upstream", "--port",
-                                                          str(port)], tmp_path).start()
-    yield upstream.url
-    upstream.stop()
 
 
 async def test_full_session_through_real_processes(gateway_process, upstream_process, users_file, redis_url):

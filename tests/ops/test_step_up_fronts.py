@@ -18,9 +18,8 @@ import pytest
 from gateway.config import load_config
 from tests.conftest import PASSWORDS
 from tests.ops.test_decision_fronts import LAUNCHERS
-from tests.support.fronts import echo_upstream
 from tests.support.jwt_tools import make_key
-from tests.support.processes import GatewayProcesses, ServerProcess, raw_request
+from tests.support.processes import GatewayProcesses, ServerProcess, example_upstream, raw_request
 
 NAVIGATE = [("Sec-Fetch-Mode", "navigate"), ("Accept", "text/html")]
 
@@ -55,7 +54,7 @@ def front(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
           redis_server) -> Iterator[Front]:
     name = request.param
     tmp = tmp_path_factory.mktemp(f"step-up-{name}")
-    app = echo_upstream(tmp)
+    app = example_upstream(tmp, "echo").start()
     processes = GatewayProcesses(tmp)
     proxy: ServerProcess | None = None
     try:

@@ -17,13 +17,7 @@ from gateway.config import GatewayConfig
 from gateway.decision.configs import render
 from tests.support.processes import START_BOUND, ServerProcess, _require
 
-__all__ = ["caddy_front", "echo_upstream", "haproxy_front", "nginx_front", "traefik_front"]
-
-
-def echo_upstream(tmp: Path) -> ServerProcess:
-    """The example upstream: echoes method, path, query and every header that reached it."""
-    return ServerProcess("echo", lambda port, _: [sys.executable, "-m", "gateway.example_upstream", "--port", str(port)],
-                         tmp).start()
+__all__ = ["caddy_front", "haproxy_front", "nginx_front", "traefik_front"]
 
 
 def nginx_front(tmp: Path, config: GatewayConfig, gateway_port: int, app_port: int, front_cache: bool = False) -> ServerProcess:

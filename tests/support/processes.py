@@ -125,6 +125,13 @@ def _require(binary: str | None, what: str) -> str:
     return binary
 
 
+def example_upstream(tmp: Path, name: str = "upstream", port: int = 0, env: dict[str, str] | None = None) -> ServerProcess:
+    """The example upstream (``python -m gateway.example_upstream``), not started yet: it echoes the method, path,
+    query and every header that reached it."""
+    return ServerProcess(name, lambda port, _: [sys.executable, "-m", "gateway.example_upstream", "--port", str(port)],
+                         tmp, port=port, env=env or {})
+
+
 def gunicorn_flask(tmp: Path) -> ServerProcess:
     """tests/upstreams/flask_app.py on gunicorn (pinned 21.2.0 by the `test` extra: CGI-style header names)."""
     for module in ("gunicorn", "flask"):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import base_config, bearer, gateway_command
-from tests.ops.test_admin_cli import generate, http, start, upstream_process  # noqa: F401 - the fixture
+from tests.ops.test_admin_cli import generate, http, start
 
 SEALING = "credentials-sealing-key-0123456789-abcdef"
 

@@ -12,9 +12,9 @@ nginx config (``bench.decision.start_decision_nginx``) with nginx's decision cac
 the gateway, its own caches at their defaults); the figure is the gateway's CPU per request alone, nginx's not counted.
 
 ``--together``: in each round every tree's gateway is loaded at the same time (one wrk each), so a
-neighbour that slows the machine for a moment slows every tree alike; on a noisy machine this resolves
-levers of a few per cent that rounds one after the other cannot (they share the cores, so each tree's CPU
-per request is higher than alone: only the ratio is the figure).
+neighbour that slows the machine for a moment slows every tree alike: a narrower spread than rounds one
+after the other, though not below a bias of a few per cent between the trees' places (bench/README.md).
+They share the cores, so each tree's CPU per request is higher than alone: only the ratio is the figure.
 
 ``--compiled NAME,...``: those trees are first compiled in place by their own scripts/compile.py (each tree's
 module list, so a change of the list is measured; this checkout's script for a tree without one;

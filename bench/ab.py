@@ -16,6 +16,10 @@ neighbour that slows the machine for a moment slows every tree alike: a narrower
 after the other, though not below a bias of a few per cent between the trees' places (bench/README.md).
 They share the cores, so each tree's CPU per request is higher than alone: only the ratio is the figure.
 
+``--instructions N``: instead of CPU time, the instructions each gateway executes per request, counted by
+callgrind over N requests on one keep-alive connection per round (``bench.callgrind``): a figure a busy
+machine does not move, for levers of a few per cent; the kernel's work is not in it.
+
 ``--compiled NAME,...``: those trees are first compiled in place by their own scripts/compile.py (each tree's
 module list, so a change of the list is measured; this checkout's script for a tree without one;
 docs/performance.md#compiled-hot-path), and their gateways must map the compiled library; every
@@ -36,7 +40,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "bench"
 
-from . import client, configs  # noqa: E402
+from . import callgrind, client, configs  # noqa: E402
 from .decision import start_decision_nginx  # noqa: E402
 from .procs import cpu_seconds, free_port  # noqa: E402
 from .scenarios import wait_subscribed  # noqa: E402
@@ -63,7 +67,7 @@ def _check_build(target: Target, tree: str, compiled: bool) -> None:
 
 
 def _start(stack: Stack, name: str, tree: str, upstream: Target, redis_url: str | None, cached: bool,
-           decision: bool, compiled: bool) -> Target:
+           decision: bool, compiled: bool, prefix: list[str]) -> Target:
     port = free_port()
     gdir = stack.tmp / name
     gdir.mkdir()
@@ -76,8 +80,9 @@ def _start(stack: Stack, name: str, tree: str, upstream: Target, redis_url: str 
     if decision:  # nginx asks from 127.0.0.1, and tells the original request in forwarded headers
         config |= {"trust_forwarded_headers": True, "decision": {"front": "nginx", "max_age": "5s"}}
     cfg = configs.write_gateway_config(gdir / "gateway.yaml", config)
-    proc = stack._start(name, _gateway_argv() + ["run", "--config", str(cfg), "--workers", "1"],
-                        env={"GATEWAY_SECRET": stack.secret, "PYTHONPATH": tree, **({} if compiled else {"GATEWAY_PURE": "1"})})
+    proc = stack._start(name, prefix + _gateway_argv() + ["run", "--config", str(cfg), "--workers", "1"],
+                        env={"GATEWAY_SECRET": stack.secret, "PYTHONPATH": tree, "PYTHONHASHSEED": "0",
+                               **({} if compiled else {"GATEWAY_PURE": "1"})})
     base = f"http://127.0.0.1:{port}"
     stack._ready(proc, base + "/healthz", 120)
     target = Target(name, base, proc, injects_identity=True)
@@ -97,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compiled", default="", help="NAME,...: trees to compile with mypyc first and run compiled")
     p.add_argument("--together", action="store_true",
                    help="load every tree at the same time in each round instead of one after the other")
+    p.add_argument("--instructions", type=int, default=0, metavar="N",
+                   help="count each gateway's instructions per request over N requests (callgrind) instead of CPU time")
     a = p.parse_args(argv)
+    if a.instructions and a.together:
+        p.error("--instructions counts one gateway at a time: it takes no --together")
     trees = dict(item.split("=", 1) for item in a.trees.split(","))
     compiled = {n for n in a.compiled.split(",") if n}
     if compiled - set(trees):
@@ -108,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         upstream = stack.upstream()
         redis_url = f"redis://127.0.0.1:{stack.redis()}/0" if a.store != "memory" else None
-        gateways = {n: _start(stack, n, t, upstream, redis_url, a.store == "cached", a.mode == "decision", n in compiled)
+        gateways = {n: _start(stack, n, t, upstream, redis_url, a.store == "cached", a.mode == "decision", n in compiled,
+                              callgrind.argv(stack.tmp / f"{n}.callgrind") if a.instructions else [])
                     for n, t in trees.items()}
         # each gateway's own login: a memory store knows only the sessions it started (an unknown one is refused)
         tokens = {n: str(client.login(t.base)["access"]) for n, t in gateways.items()}
@@ -119,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
             client.check_identity(t.api_url, tokens[n], True)
             run_wrk(t.api_url, 16, 2, "bearer.lua", env={"BENCH_TOKEN": tokens[n]})  # warm-up
             _check_build(gateways[n], trees[n], n in compiled)
+        counters = {n: callgrind.Counter(g.proc.pid, stack.tmp / f"{n}.callgrind")  # type: ignore[union-attr]
+                    for n, g in gateways.items()} if a.instructions else {}
+        for n, counter in counters.items():
+            counter.on()
+            callgrind.requests(targets[n].api_url, tokens[n], 100)  # warm-up, instrumented
         names = list(targets)
         cpu: dict[str, list[float]] = {n: [] for n in names}
         def load(name: str) -> tuple[float, WrkResult]:
@@ -129,9 +144,16 @@ def main(argv: list[str] | None = None) -> int:
                           env={"BENCH_TOKEN": tokens[name]})
             return (cpu_seconds([pid]) - before) / max(res.requests, 1) * 1e6, res
 
+        unit = "Ir/req" if a.instructions else "µs/req"
         for rnd in range(a.rounds):
             k = rnd % len(names)
             order = names[k:] + names[:k]
+            if a.instructions:
+                for name in order:
+                    per = counters[name].count(a.instructions, targets[name].api_url, tokens[name])
+                    cpu[name].append(per)
+                    print(f"r{rnd + 1} {name:<12} {per:9.0f} {unit}", flush=True)
+                continue
             if a.together:  # every tree under load at once: a busy neighbour slows all of them alike
                 with ThreadPoolExecutor(len(order)) as pool:
                     runs = dict(zip(order, pool.map(load, order), strict=True))
@@ -145,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         ref = names[0]
         for name in names:
             ratios = [x / y for x, y in zip(cpu[name], cpu[ref], strict=False)]
-            print(f"{name:<12} CPU µs/req median {statistics.median(cpu[name]):7.1f}   vs {ref}: "
+            print(f"{name:<12} {'instructions' if a.instructions else 'CPU'} {unit} median "
+                  f"{statistics.median(cpu[name]):7.1f}   vs {ref}: "
                   f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
     finally:
         stack.close()

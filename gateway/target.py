@@ -52,6 +52,7 @@ _STRUCTURAL = frozenset("./\\;%?# ")
 # A segment of only these (RFC 3986 unreserved and sub-delims but ``;``) decodes to itself, and
 # none of them is one _FORBIDDEN_DECODED refuses: the percent-decoding steps can be skipped.
 _PLAIN = re.compile(r"[A-Za-z0-9._~!$&'()*+,=:@-]*\Z")
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,=:@/-]*\Z")  # a path of _PLAIN segments: checked in one match
 _OVERRIDE_PARAMS = frozenset({"_method"})
 
 DEFAULT_PATH_RULES = Paths()
@@ -161,7 +162,15 @@ def parse_target(target: str, rules: Paths = DEFAULT_PATH_RULES) -> RequestPath:
         raise _bad("Empty segments or backslashes are not allowed in the path")
     _check_query(query)
     trailing = path.endswith("/") and path != "/"
-    raw = tuple(_without_params(s, rules) for s in path.strip("/").split("/")) if path != "/" else ()
+    if path == "/":
+        return RequestPath((), (), query, trailing)
+    if _PLAIN_PATH.match(path):  # every segment _PLAIN (no ";" either): each decodes to itself, only dots to check
+        plain = tuple(path.strip("/").split("/"))
+        for segment in plain:
+            if segment.endswith("."):
+                _check_text(segment)  # raises: a dot segment, or one ending in a dot
+        return RequestPath(plain, plain, query, trailing)
+    raw = tuple(_without_params(s, rules) for s in path.strip("/").split("/"))
     return RequestPath(raw, tuple(_decode_segment(s) for s in raw), query, trailing)
 
 

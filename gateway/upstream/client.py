@@ -49,29 +49,47 @@ Body = bytes | AsyncIterator[bytes] | None
 
 def request_head(method: str, target: str, origin: Origin, headers: CIMultiDict[str], body: Body) -> bytes:
     """The request line and header block, or GatewayError 400 when a header cannot be written safely."""
-    names = list(headers.keys())
-    # one search over all values (joined by TAB, itself allowed) and one over all names: cheap on the hot path
-    if _FORBIDDEN.search("\t".join(headers.values())) or _NOT_TOKEN.search("".join(names)) or not all(names):
-        raise GatewayError.bad_request("A header cannot be forwarded")
     lines = [f"{method} {target} HTTP/1.1"]
     if "Host" not in headers:
         lines.append("Host: " + origin.host_header)
-    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    names = []
+    for name, value in headers.items():
+        names.append(name)
+        lines.append(f"{name}: {value}")
+    printable = _printable(" ".join(lines))  # one check over every line so far, one over all names: cheap
+    if " " in target or not (printable or _printable(lines[0])):
+        raise GatewayError.bad_request("The request target cannot be forwarded")
+    if not (printable and all(names) and _tokens("".join(names))):
+        raise GatewayError.bad_request("A header cannot be forwarded")
     if "Accept" not in headers:
         lines.append("Accept: */*")
     if "Content-Length" not in headers:
-        if body is None:
-            if method not in _NO_BODY_METHODS:
-                lines.append("Content-Length: 0")
-        elif isinstance(body, bytes):
-            lines.append(f"Content-Length: {len(body)}")
-        else:
-            lines.append("Transfer-Encoding: chunked")
+        framing = _framing(method, body)
+        if framing is not None:
+            lines.append(framing)
     if origin.authorization is not None:
         lines.append("Authorization: " + origin.authorization)
-    if _FORBIDDEN.search(lines[0]) is not None or " " in target:
-        raise GatewayError.bad_request("The request target cannot be forwarded")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+
+
+def _framing(method: str, body: Body) -> str | None:
+    """The framing header of a request without the client's ``Content-Length``, as aiohttp's client wrote it."""
+    if body is None:
+        return None if method in _NO_BODY_METHODS else "Content-Length: 0"
+    if isinstance(body, bytes):
+        return f"Content-Length: {len(body)}"
+    return "Transfer-Encoding: chunked"
+
+
+def _printable(text: str) -> bool:
+    """No control character but TAB in ``text`` (aiohttp's check of header text, RFC 9110 §5.5)."""
+    return text.isprintable() or _FORBIDDEN.search(text) is None  # isprintable: no control character at all
+
+
+def _tokens(text: str) -> bool:
+    """``text`` only of token characters (RFC 9110 §5.6.2)."""
+    return (text.isascii() and text.replace("-", "").isalnum()) or _NOT_TOKEN.search(text) is None
 
 
 class UpstreamResponse:

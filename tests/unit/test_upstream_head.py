@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import httptools
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from gateway.errors import GatewayError
-from gateway.upstream import connection
+from gateway.upstream import client, connection
 from gateway.upstream.client import request_head
 from gateway.upstream.pool import Origin
 
@@ -57,3 +59,18 @@ def test_target_with_a_space_or_control_character_is_refused():
     for target in ("/a b", "/a\r\nHost: x", "/\x00"):
         with pytest.raises(GatewayError):
             request_head("GET", target, Origin.parse("http://up"), CIMultiDict(), None)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from("aZ09-_ :;\t\r\n\x00\x1f\x7f\x80é\u2028\udc80!~|`^'\"(),/"), max_size=12))
+def test_the_quick_checks_answer_as_the_expressions_do(text):
+    """``_printable`` and ``_tokens`` try str methods first; their answer is the regular expressions'."""
+    assert client._printable(text) == (client._FORBIDDEN.search(text) is None)
+    assert client._tokens(text) == (client._NOT_TOKEN.search(text) is None)
+
+
+def test_a_control_character_names_the_target_or_the_header():
+    with pytest.raises(GatewayError, match="request target"):
+        request_head("GET", "/a\x01", Origin.parse("http://up"), CIMultiDict({"X-A": "b"}), None)
+    with pytest.raises(GatewayError, match="header"):
+        request_head("GET", "/a", Origin.parse("http://up"), CIMultiDict({"X-A": "b\x01"}), None)

@@ -15,7 +15,7 @@ from multidict import CIMultiDict
 
 import gateway.rate_limit as rate_limit
 from gateway.auth import basic
-from gateway.auth.admission_cache import cache_key
+from gateway.auth.admission_cache import Caller, cache_key
 from gateway.auth.credentials import OriginRule, authenticate
 from gateway.auth.tokens import Claims
 from gateway.config import Route
@@ -37,7 +37,7 @@ from gateway.runtime import GATEWAY, RUNTIME, Gateway, Runtime
 from gateway.stores.failopen import revocation_store
 from gateway.target import RequestPath, parse_target, request_host
 from gateway.upstream import websocket
-from gateway.upstream.headers import add_claim_headers
+from gateway.upstream.headers import claim_headers
 from gateway.upstream.websocket import Handshake
 
 __all__ = ["Admission", "admit", "dispatch"]
@@ -133,7 +133,7 @@ async def admit(
             raise GatewayError.bad_request("This route does not carry websocket upgrades")
         websocket.check_handshake(request)
         handshake = websocket.read_handshake(request, route, path.query)
-    claims = await _caller(request, gateway, runtime, route, handshake)
+    claims, injected = await _caller(request, gateway, runtime, route, handshake)
     subject = None if claims is None else str(claims.get("sub"))
     if subject is not None:
         context[SUBJECT] = subject
@@ -141,15 +141,14 @@ async def admit(
         await rate_limit.enforce(request, route, claims, gateway.store, runtime.config)
     origin = client_origin(request, host)
     if forwarded:
-        headers = runtime.rewrite.headers(request, route, claims, context[REQUEST_ID], host, origin)
+        headers = runtime.rewrite.headers(request, route, injected, context[REQUEST_ID], host, origin)
         if handshake is not None:
             headers = websocket.without_handshake_headers(headers)
             if route.forward_authorization and handshake.token is not None:
                 headers["Authorization"] = f"Bearer {handshake.token}"
         _strip_credentials(headers, runtime, route, claims)
     else:
-        headers = CIMultiDict()
-        add_claim_headers(headers, route, claims)
+        headers = CIMultiDict(injected)
     if claims is not None and route.identity_jwt is not None:
         headers[route.identity_jwt.header] = runtime.signer.token_for(route, claims)
     return Admission(route, path, headers, claims, subject, handshake)
@@ -157,12 +156,13 @@ async def admit(
 
 async def _caller(
     request: web.Request, gateway: Gateway, runtime: Runtime, route: Route, handshake: Handshake | None
-) -> Claims | None:
-    """The verified caller who meets the route's requirements; remembered per (credential, route) by the admission
-    cache where there is one (gateway/auth/admission_cache.py). Websocket handshakes are always checked afresh, and
-    so are Basic routes, whose pair is no part of the cache's key (auth/basic.py keeps verified pairs itself)."""
+) -> Caller:
+    """The verified caller who meets the route's requirements, and the route's claim headers for them; remembered
+    per (credential, route) by the admission cache where there is one (gateway/auth/admission_cache.py). Websocket
+    handshakes are always checked afresh, and so are Basic routes, whose pair is no part of the cache's key
+    (auth/basic.py keeps verified pairs itself)."""
 
-    async def check() -> Claims | None:
+    async def check() -> Caller:
         claims = await _credentials(request, gateway, runtime, route, handshake)
         if claims is not None:
             try:
@@ -172,7 +172,7 @@ async def _caller(
                 if route.auth == "basic":  # its 403 names Basic, not the Bearer insufficient_scope challenge
                     exc.headers.setdefault("WWW-Authenticate", basic.challenge(route))
                 raise
-        return claims
+        return claims, claim_headers(route, claims)
 
     if (gateway.admissions is None or handshake is not None or route.auth in ("none", "basic")
             or _service_key(request, runtime)):

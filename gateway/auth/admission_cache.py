@@ -3,7 +3,8 @@
 One cache per process, used by proxy mode and decision mode alike
 (``pipeline.admit`` asks it through ``admitted``). A hit skips what depends
 on the credential and the route alone: the token's verification, its
-revocation check and the route's claim requirements. Everything that depends
+revocation check, the route's claim requirements and the claim headers
+built from the caller (kept with it, ``Caller``). Everything that depends
 on the request still runs on a hit: the CSRF rule (a cookie on an unsafe
 method is never a key: ``cache_key``), websocket handshakes (never cached),
 the rate limit, the request id, the header rewrite and the signed identity
@@ -46,9 +47,10 @@ from gateway.auth.tokens import Claims
 from gateway.config import Route
 from gateway.ttl import TTLMap
 
-__all__ = ["AdmissionCache", "Revocations", "cache_key"]
+__all__ = ["AdmissionCache", "Caller", "Revocations", "cache_key"]
 
 Key = tuple[str, str]  # credential, route name
+Caller = tuple[Claims | None, tuple[tuple[str, str], ...]]  # the verified caller, and the claim headers made for them
 MAX_AGE = 60.0  # seconds an entry counts at most: an external issuer's key withdrawn from its JWKS is seen by then
 
 
@@ -76,24 +78,24 @@ def cache_key(request: web.Request, cookies: CookieMode | None) -> str | None:
 class AdmissionCache:
     def __init__(self, revocations: Revocations, size: int) -> None:
         self.revocations = revocations
-        self._entries: TTLMap[Key, tuple[Claims, Route]] = TTLMap(size)
+        self._entries: TTLMap[Key, tuple[Caller, Route]] = TTLMap(size)
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def admitted(self, credential: str | None, route: Route,
-                       check: Callable[[], Awaitable[Claims | None]]) -> Claims | None:
+    async def admitted(self, credential: str | None, route: Route, check: Callable[[], Awaitable[Caller]]) -> Caller:
         """The caller ``check`` admits (verified, unrevoked, meeting ``route``'s requirements), remembered for
         ``credential``; ``check`` runs on a miss, and always when ``credential`` is None or "" (nothing to key)."""
         if not credential:
             return await check()
         key = (credential, route.name)
-        claims = self.get(key, route)
-        if claims is not None:
-            return claims
-        claims = await check()
+        caller = self.get(key, route)
+        if caller is not None:
+            return caller
+        caller = await check()
+        claims = caller[0]
         if claims is not None:
             exp = claims.get("exp")
             if isinstance(exp, (int, float)):
@@ -102,18 +104,20 @@ class AdmissionCache:
                 if step_up is not None:
                     seconds = min(seconds, step_up - time.time())
                 if seconds > 0:
-                    self._entries.put(key, (claims, route), time.monotonic() + seconds)
-        return claims
+                    self._entries.put(key, (caller, route), time.monotonic() + seconds)
+        return caller
 
-    def get(self, key: Key, route: Route) -> Claims | None:
+    def get(self, key: Key, route: Route) -> Caller | None:
         entry = self._entries.get(key, time.monotonic())
         if entry is not None:
-            claims, checked = entry
+            caller, checked = entry
+            claims = caller[0]
+            assert claims is not None  # only admitted callers are kept
             fid, jti = claims.get("fid"), claims.get("jti")
             unrevoked = self.revocations.settled(fid, jti) if isinstance(fid, str) and isinstance(jti, str) else True
             if checked is route and unrevoked:
                 self.hits += 1
-                return claims
+                return caller
             self._entries.pop(key)
         self.misses += 1
         return None

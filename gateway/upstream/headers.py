@@ -40,8 +40,8 @@ from gateway.forwarded import client
 from gateway.net import Host
 from gateway.upstream.signed_identity import DEFAULT_HEADER
 
-__all__ = ["HOP_BY_HOP", "HeaderRewrite", "add_claim_headers", "client_boundary", "connection_tokens", "encode_claim",
-           "remember"]
+__all__ = ["HOP_BY_HOP", "ClaimHeaders", "HeaderRewrite", "claim_headers", "client_boundary", "connection_tokens",
+           "encode_claim", "remember"]
 
 # RFC 9110 §7.6.1: connection-specific headers are not forwarded.
 HOP_BY_HOP = frozenset(
@@ -146,12 +146,12 @@ class HeaderRewrite:
         self,
         request: web.Request,
         route: Route,
-        claims: Mapping[str, Any] | None,
+        injected: ClaimHeaders,
         req_id: str,
         host: Host,
         origin: tuple[str, Host],
     ) -> CIMultiDict[str]:
-        """The upstream's headers: the client's, cleaned, plus the gateway's own and the claims.
+        """The upstream's headers: the client's, cleaned, plus the gateway's own and the claim headers ``injected``.
 
         ``host`` is the request's validated Host, ``origin`` the scheme and host
         the client used (``target.client_origin``).
@@ -178,13 +178,17 @@ class HeaderRewrite:
         out["X-Request-Id"] = req_id
         if route.preserve_host:
             out["Host"] = str(host)
-        add_claim_headers(out, route, claims)
+        for name, value in injected:
+            out[name] = value
         return out
 
 
-def add_claim_headers(out: CIMultiDict[str], route: Route, claims: Mapping[str, Any] | None) -> None:
-    """The route's claim headers, for those claims the caller has (``routes[].headers``)."""
-    if claims is not None:
-        for header, claim in route.headers.items():
-            if claim in claims:
-                out[header] = encode_claim(claims[claim])
+ClaimHeaders = tuple[tuple[str, str], ...]  # (header, encoded claim) pairs, in the route's order
+
+
+def claim_headers(route: Route, claims: Mapping[str, Any] | None) -> ClaimHeaders:
+    """The route's claim headers, for those claims the caller has (``routes[].headers``): the same for every request
+    of one admission, so the admission cache keeps them with the caller."""
+    if claims is None:
+        return ()
+    return tuple((header, encode_claim(claims[claim])) for header, claim in route.headers.items() if claim in claims)

@@ -35,6 +35,23 @@ async def test_a_second_request_is_a_hit_and_a_logout_ends_it_at_once(make_gatew
     assert refused.status == 401 and (await refused.json())["code"] == "token_revoked"
 
 
+async def test_a_hit_injects_the_claim_headers_kept_with_the_caller(make_gateway):
+    """The claim headers are made once per admission (``pipeline.admit`` on a miss) and kept with the caller: a hit
+    hands out the very pair the miss made, and the upstream gets the same headers from both."""
+    client = await make_gateway()
+    cache = _cache(client)
+    token = (await login(client, "alice"))["access"]
+    seen = []
+    for _ in range(2):
+        resp = await client.get("/api/x", headers=bearer(token))
+        headers = (await resp.json())["headers"]
+        seen.append({k: v for k, v in headers.items() if k.startswith(("X-User-", "X-Auth-"))})
+    assert seen[0] == seen[1] and seen[0]["X-User-Id"] == "alice"
+    key, = cache._entries
+    (claims, injected), _route = cache._entries.get(key, time.monotonic())
+    assert claims["sub"] == "alice" and dict(injected) == seen[0]
+
+
 async def test_an_entry_is_per_route_and_requirements_still_refuse(make_gateway):
     client = await make_gateway()
     token = (await login(client, "bob"))["access"]  # bob is no admin

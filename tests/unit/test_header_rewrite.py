@@ -19,7 +19,7 @@ from gateway.config.boundary import ClientBoundary, ClientHeaders
 from gateway.context import CLIENT
 from gateway.forwarded import identify
 from gateway.net import Host, TrustedProxies, parse_network
-from gateway.upstream.headers import HeaderRewrite, client_boundary, connection_tokens
+from gateway.upstream.headers import HeaderRewrite, claim_headers, client_boundary, connection_tokens
 from tests.conftest import base_config
 
 ORIGIN = ("https", Host("gw.example", None))
@@ -46,7 +46,8 @@ def upstream_headers(headers: list[tuple[str, str]], rw: HeaderRewrite | None = 
                      remote: str | None = "203.0.113.7", trust: TrustedProxies | None = None,
                      **route_kw: Any) -> CIMultiDict[str]:
     r = route(headers={"X-User-Id": "sub", "X-User-Roles": "roles"}, **route_kw)
-    return (rw or rewrite()).headers(request(headers, remote, trust), r, claims, "req-1", Host("gw.example", 8443), ORIGIN)
+    return (rw or rewrite()).headers(request(headers, remote, trust), r, claim_headers(r, claims), "req-1",
+                                     Host("gw.example", 8443), ORIGIN)
 
 
 def test_exactly_these_headers_reach_the_upstream():

@@ -73,8 +73,8 @@ os.register_at_fork(after_in_child=_NEW_IDS.forget)
 
 def request_id(headers: Mapping[str, str]) -> str:
     """The client's X-Request-Id if it is sane, else a new one."""
-    given = headers.get("X-Request-Id", "")
-    return given if _REQUEST_ID.match(given) else _NEW_IDS.next()
+    given = headers.get("X-Request-Id")
+    return given if given is not None and _REQUEST_ID.match(given) else _NEW_IDS.next()
 
 
 def answer_headers(request: web.Request, response: web.StreamResponse) -> None:

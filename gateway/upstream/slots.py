@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Awaitable, ClassVar
 
 from yarl import URL
 
@@ -34,27 +35,30 @@ class _OriginSlots:
         self.per_client_cap = per_client
         self.anonymous_cap = anonymous
         self.in_use = 0
-        self.per_client: Counter[str] = Counter()
+        self.per_client: dict[str, int] = {}  # a plain dict: a Counter's missing key is a Python call, per request
         self._waiters: list[asyncio.Future[None]] = []
 
     def admits(self, client: str, anonymous: bool) -> bool:
         if self.in_use >= (self.anonymous_cap if anonymous else self.size):
             return False
-        return self.per_client[client] < self.per_client_cap
+        return self.per_client.get(client, 0) < self.per_client_cap
 
     def take(self, client: str) -> None:
         self.in_use += 1
-        self.per_client[client] += 1
+        self.per_client[client] = self.per_client.get(client, 0) + 1
 
     def give_back(self, client: str) -> None:
         self.in_use -= 1
-        self.per_client[client] -= 1
-        if self.per_client[client] <= 0:
+        left = self.per_client[client] - 1
+        if left <= 0:
             del self.per_client[client]
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:  # each re-checks its own admission
-            if not waiter.done():
-                waiter.set_result(None)
+        else:
+            self.per_client[client] = left
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:  # each re-checks its own admission
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def changed(self) -> None:
         waiter = asyncio.get_running_loop().create_future()
@@ -70,7 +74,6 @@ class UpstreamSlots:
         self.anonymous = max(1, per_upstream - int(per_upstream * reserved))
         self._slots: dict[str, _OriginSlots] = {}
         self._origins: dict[str, str] = {}
-        self.in_use: Counter[str] = Counter()
         self.waiting: Counter[str] = Counter()
 
     def origin(self, upstream: str) -> str:
@@ -114,7 +117,9 @@ class UpstreamSlots:
 
 
 class _Held:
-    """One slot while ``async with`` lasts (a class, not ``@asynccontextmanager``: no generator per request)."""
+    """One slot while ``async with`` lasts. Not coroutines: a slot free at once is taken and given back without a
+    coroutine object per request (``__aenter__`` and ``__aexit__`` hand ``async with`` a future already done); only a
+    request that has to wait gets one."""
 
     def __init__(self, owner: UpstreamSlots, origin: str, slots: _OriginSlots, client: str, anonymous: bool) -> None:
         self._owner = owner
@@ -123,12 +128,29 @@ class _Held:
         self._client = client
         self._anonymous = anonymous
 
-    async def __aenter__(self) -> None:
-        if not self._slots.admits(self._client, self._anonymous):
-            await self._owner._wait(self._origin, self._slots, self._client, self._anonymous)
-        self._slots.take(self._client)
-        self._owner.in_use[self._origin] += 1
+    def __aenter__(self) -> Awaitable[None]:
+        if self._slots.admits(self._client, self._anonymous):
+            self._slots.take(self._client)
+            return _done()
+        return self._wait_and_take()
 
-    async def __aexit__(self, *exc: object) -> None:
-        self._owner.in_use[self._origin] -= 1
+    async def _wait_and_take(self) -> None:
+        await self._owner._wait(self._origin, self._slots, self._client, self._anonymous)
+        self._slots.take(self._client)
+
+    def __aexit__(self, *exc: object) -> Awaitable[None]:
         self._slots.give_back(self._client)
+        return _done()
+
+
+class _Done:
+    future: ClassVar[asyncio.Future[None] | None] = None
+
+
+def _done() -> asyncio.Future[None]:
+    """A future already done: awaiting it returns at once, from any task (made once, on the serving loop)."""
+    future = _Done.future
+    if future is None:
+        future = _Done.future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+    return future

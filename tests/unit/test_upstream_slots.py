@@ -1,6 +1,7 @@
 """UpstreamSlots: no address and no anonymous crowd takes all of an origin's slots (no sockets)."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import pytest
@@ -33,3 +34,26 @@ def test_defaults_protect_a_production_origin():
 
     limits = Limits()
     assert limits.upstream_client_share < 1 and limits.upstream_reserved > 0 and limits.body_min_rate > 0
+
+
+async def test_a_waiting_request_gets_the_slot_given_back_and_nothing_is_left_held():
+    """A free slot is taken without waiting; a request in front of a full pool waits for the one given back; once
+    all are given back, no client is counted any more (the per-client counts are a plain dict, emptied)."""
+    slots = UpstreamSlots(1, 5.0)
+    order = []
+    first = slots.hold(ORIGIN, "10.0.0.1")
+    await first.__aenter__()
+
+    async def second() -> None:
+        async with slots.hold(ORIGIN, "10.0.0.2"):
+            order.append("second")
+
+    waiting = asyncio.create_task(second())
+    await asyncio.sleep(0.05)
+    assert order == [] and slots.waiting[slots.origin(ORIGIN)] == 1
+    order.append("first done")
+    await first.__aexit__(None, None, None)
+    await asyncio.wait_for(waiting, 5)
+    assert order == ["first done", "second"]
+    (origin_slots,) = slots._slots.values()
+    assert origin_slots.in_use == 0 and origin_slots.per_client == {}

@@ -59,7 +59,7 @@ def _tokens(request: web.Request, header: str) -> set[str]:
 
 def is_websocket(request: web.Request) -> bool:
     """Whether the request asks for ``Upgrade: websocket``; every other request is plain HTTP."""
-    return "websocket" in _tokens(request, "Upgrade")
+    return "Upgrade" in request.headers and "websocket" in _tokens(request, "Upgrade")  # most send none
 
 
 def check_handshake(request: web.Request) -> None:

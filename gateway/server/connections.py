@@ -103,7 +103,8 @@ class GuardedHandler(web.RequestHandler):
         if len(self._messages) > count:  # a head completed
             self._body = self._messages[-1][1]
             self._head_bytes = 0
-            self._stop_head_timer()
+            if self._head_timer is not None:  # a keep-alive request's head in one read: none was started
+                self._stop_head_timer()
             return
         self._head_bytes += len(data)
         if self._head_bytes > self.guard.limits.max_head_size:

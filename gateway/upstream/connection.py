@@ -282,10 +282,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lower = name.lower()
-        if lower == b"content-length":
+        size = len(name)  # only names of these lengths are folded and compared
+        if size == 14 and name.lower() == b"content-length":
             self._has_length = True
-        elif lower == b"transfer-encoding":
+        elif size == 17 and name.lower() == b"transfer-encoding":
             self._chunked = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
         self._fields.append((name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")))
 

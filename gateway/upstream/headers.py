@@ -167,12 +167,13 @@ class HeaderRewrite:
                 continue
             out.add(name, value)
         scheme, origin_host = origin
+        host_text = str(origin_host)
         peer = request.remote or ""
         prior = ",".join(request.headers.getall("X-Forwarded-For", [])) if from_proxy else ""
         out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
         out["X-Forwarded-Proto"] = scheme
-        out["X-Forwarded-Host"] = str(origin_host)
-        node = f'for={_forwarded_node(peer)};host="{origin_host}";proto={scheme}'
+        out["X-Forwarded-Host"] = host_text
+        node = f'for={_forwarded_node(peer)};host="{host_text}";proto={scheme}'
         prior_forwarded = ",".join(request.headers.getall("Forwarded", [])) if from_proxy else ""
         out["Forwarded"] = f"{prior_forwarded}, {node}" if prior_forwarded else node
         out["X-Request-Id"] = req_id

@@ -217,6 +217,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _feed_head(self, data: bytes) -> None:
         """Feed at most the head budget until the final head is complete, then the rest."""
+        if len(data) <= self._head_budget:  # the read is within the budget (an answer's head and body, usually)
+            self._head_budget -= len(data)
+            self._parser.feed_data(data)  # fed whole, as the loop below would feed it
+            return
         view = memoryview(data)
         while view and not self.final:
             if self._head_budget <= 0:

@@ -47,10 +47,11 @@ from gateway.auth.tokens import Claims
 from gateway.config import Route
 from gateway.ttl import TTLMap
 
-__all__ = ["AdmissionCache", "Caller", "Revocations", "cache_key"]
+__all__ = ["AdmissionCache", "Caller", "ClaimHeaders", "Revocations", "cache_key"]
 
 Key = tuple[str, str]  # credential, route name
-Caller = tuple[Claims | None, tuple[tuple[str, str], ...]]  # the verified caller, and the claim headers made for them
+ClaimHeaders = tuple[tuple[str, str], ...]  # (header, encoded claim) in the route's order (upstream.headers.claim_headers)
+Caller = tuple[Claims | None, ClaimHeaders]  # the verified caller, and the route's claim headers made for them
 MAX_AGE = 60.0  # seconds an entry counts at most: an external issuer's key withdrawn from its JWKS is seen by then
 
 

@@ -34,13 +34,14 @@ from urllib.parse import quote
 from aiohttp import web
 from multidict import CIMultiDict
 
+from gateway.auth.admission_cache import ClaimHeaders
 from gateway.config import GatewayConfig, Route
 from gateway.config.boundary import ClientBoundary
 from gateway.forwarded import client
 from gateway.net import Host
 from gateway.upstream.signed_identity import DEFAULT_HEADER
 
-__all__ = ["HOP_BY_HOP", "ClaimHeaders", "HeaderRewrite", "claim_headers", "client_boundary", "connection_tokens",
+__all__ = ["HOP_BY_HOP", "HeaderRewrite", "claim_headers", "client_boundary", "connection_tokens",
            "encode_claim", "remember"]
 
 # RFC 9110 §7.6.1: connection-specific headers are not forwarded.
@@ -182,9 +183,6 @@ class HeaderRewrite:
         for name, value in injected:
             out[name] = value
         return out
-
-
-ClaimHeaders = tuple[tuple[str, str], ...]  # (header, encoded claim) pairs, in the route's order
 
 
 def claim_headers(route: Route, claims: Mapping[str, Any] | None) -> ClaimHeaders:

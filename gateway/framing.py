@@ -50,14 +50,12 @@ def plain(request: web.BaseRequest, status: int) -> bool:
             and status >= 200 and status not in (204, 304))
 
 
-def whole_head(request: web.BaseRequest, response: web.StreamResponse, length: int) -> bytes | None:
+def whole_head(response: web.StreamResponse, length: int) -> bytes | None:
     """The head aiohttp's own framing writes for ``response`` with a body of ``length`` bytes, when that framing has
-    nothing else to decide (``plain``, and the answer framed by its own ``Content-Length``). None otherwise
-    (chunked, closing, HTTP/1.0, 204/304, a header aiohttp would refuse): the caller then lets aiohttp frame it. The
-    defaults are aiohttp's (``StreamResponse._prepare_headers``) and so is the serializer, which refuses control
-    characters."""
-    if not plain(request, response.status):
-        return None
+    nothing else to decide: the caller has found the request and the status ``plain``, and the answer is framed by
+    its own ``Content-Length``. None otherwise (chunked, closing, a header aiohttp would refuse): the caller then lets
+    aiohttp frame it. The defaults are aiohttp's (``StreamResponse._prepare_headers``) and so is the serializer,
+    which refuses control characters."""
     headers = response.headers
     if "Content-Length" not in headers or "Transfer-Encoding" in headers or "Connection" in headers:
         return None
@@ -87,7 +85,7 @@ async def own_answer(request: web.Request, response: web.StreamResponse) -> web.
     headers = response.headers
     if "Content-Length" not in headers:
         headers["Content-Length"] = str(len(body))
-    head = whole_head(request, response, len(body))
+    head = whole_head(response, len(body))
     if head is None:
         return response
     try:

@@ -24,7 +24,7 @@ from gateway.config.limits import Limits
 from gateway.context import ANSWER_HEADERS, RESPONSE_BYTES, SUBJECT, UPSTREAM_ERROR, UPSTREAM_SECONDS, state
 from gateway.errors import ErrorCode, GatewayError
 from gateway.forwarded import client as identified
-from gateway.framing import Whole, whole_head
+from gateway.framing import Whole, plain, whole_head
 from gateway.lifecycle import LIFECYCLE
 from gateway.target import RequestPath
 from gateway.upstream.bodies import BodyFailed, BodyPace, body_failure, upstream_body
@@ -146,14 +146,14 @@ async def _whole(request: web.Request, upstream: UpstreamResponse) -> web.Stream
     """A whole answer already here, sent with its head in one write, without aiohttp's per-answer framing
     (``whole_head`` says when that is the same bytes); None when aiohttp must frame it."""
     lifecycle = request.app.get(LIFECYCLE)
-    if lifecycle is not None and lifecycle.draining:
+    if not plain(request, upstream.status) or (lifecycle is not None and lifecycle.draining):
         return None  # before any work: aiohttp frames it (a draining answer says Connection: close)
     response = Whole(status=upstream.status, reason=upstream.reason, headers=_response_headers(upstream.headers))
     answer = request.app.get(ANSWER_HEADERS)
     if answer is not None:
         answer(request, response)
-    head = whole_head(request, response, upstream.length)
-    if head is None:  # not ``plain`` (HEAD, HTTP/1.0, 204, ...), or a header aiohttp refuses
+    head = whole_head(response, upstream.length)
+    if head is None:
         return None
     body = await upstream.read()  # at once: all of it is here
     # the request's writer, unprepared, writes the bytes as given; it counts them (aiohttp then never answers

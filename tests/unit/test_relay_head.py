@@ -60,7 +60,7 @@ async def _framed_by_aiohttp(request: web.Request) -> web.StreamResponse:
 async def _whole(request: web.Request) -> web.StreamResponse:
     status, reason, headers, body = _case(request)
     response = Whole(status=status, reason=reason, headers=headers)
-    head = whole_head(request, response, len(body))
+    head = whole_head(response, len(body)) if plain(request, status) else None  # as the relay asks
     if head is None:
         return web.Response(status=599, text="declined")
     await request.writer.write(head + body)  # as the relay sends it
